@@ -1,0 +1,155 @@
+"""Result tables (markdown, mean ± std over seeds) and atomic JSON / CSV writers.
+
+Formatting conventions (see ``docs/metrics.md``):
+
+* one row per strategy, in the order of the ``results`` dict; an ``n`` column with the number of seeds;
+* each cell is ``mean ± std`` with the sample standard deviation (``ddof=1``);
+  a single seed shows the mean only;
+* accuracies and F1 (metric names starting with ``acc`` or ``f1``) are shown x100 with 2 decimals,
+  every other metric (MAE, Corr, ...) as is with 3 decimals;
+* a metric absent from every seed of a strategy shows ``n/a``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["METRIC_LABELS", "format_cell", "mean_std_table", "write_csv_atomic", "write_json"]
+
+#: Column headers for known metric keys; unknown keys are shown as they are.
+METRIC_LABELS: dict[str, str] = {
+    "acc2_has0": "Acc2 (has0)",
+    "f1_has0": "F1 (has0)",
+    "acc2_non0": "Acc2 (non0)",
+    "f1_non0": "F1 (non0)",
+    "acc2": "Acc2",
+    "acc3": "Acc3",
+    "acc5": "Acc5",
+    "acc7": "Acc7",
+    "f1": "F1",
+    "mae": "MAE",
+    "corr": "Corr",
+}
+
+FOOTNOTE = (
+    "mean ± sample std (ddof=1) over n seeds; a single seed shows the mean only. "
+    "Acc/F1 x100 with 2 decimals; MAE, Corr and other metrics as is with 3 decimals."
+)
+
+
+def _is_percent(metric: str) -> bool:
+    return metric.startswith(("acc", "f1"))
+
+
+def format_cell(metric: str, values: Sequence[float]) -> str:
+    """``mean ± std`` (sample std, ddof=1) of ``values`` formatted for ``metric``; mean only if one value."""
+    if len(values) == 0:
+        return "n/a"
+    arr = np.asarray(values, dtype=np.float64)
+    scale, decimals = (100.0, 2) if _is_percent(metric) else (1.0, 3)
+    mean = float(arr.mean()) * scale
+    if arr.size == 1:
+        return f"{mean:.{decimals}f}"
+    std = float(arr.std(ddof=1)) * scale
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
+def mean_std_table(
+    results: Mapping[str, Sequence[Mapping[str, float]]],
+    metrics: Sequence[str],
+    *,
+    title: str | None = None,
+) -> str:
+    """Markdown table: one row per strategy (``results``: strategy -> per-seed metric dicts).
+
+    Columns: strategy, n (seeds), then ``metrics`` in the given order as ``mean ± std``. The table is
+    followed by a footnote line stating the std and scaling conventions; ``title`` adds a ``###`` heading.
+    Raises ValueError for empty ``results``/``metrics``, a strategy without seeds, or a metric present in
+    only some of a strategy's seeds.
+    """
+    if not results:
+        raise ValueError("results is empty: nothing to tabulate")
+    if not metrics:
+        raise ValueError("metrics is empty: name at least one metric column")
+    header = ["strategy", "n", *(METRIC_LABELS.get(m, m) for m in metrics)]
+    lines = []
+    if title:
+        lines += [f"### {title}", ""]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|---|---:|" + "---:|" * len(metrics))
+    for strategy, runs in results.items():
+        if len(runs) == 0:
+            raise ValueError(f"strategy {strategy!r} has no seed results")
+        cells = [str(strategy).replace("|", "\\|"), str(len(runs))]
+        for metric in metrics:
+            present = [float(r[metric]) for r in runs if metric in r]
+            if 0 < len(present) < len(runs):
+                raise ValueError(
+                    f"metric {metric!r} is present in {len(present)} of {len(runs)} seeds of {strategy!r}"
+                )
+            cells.append(format_cell(metric, present))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", FOOTNOTE]
+    return "\n".join(lines) + "\n"
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
+
+
+def _atomic_write(path: str | os.PathLike[str], write: Callable[[IO[str]], None]) -> None:
+    """Write through a temp file in the target's directory, fsync, then ``os.replace`` onto ``path``."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented JSON (numpy scalars/arrays and Paths converted) atomically.
+
+    Non-finite floats are written as ``NaN``/``Infinity`` (Python's json default).
+    """
+
+    def _write(fh: IO[str]) -> None:
+        json.dump(obj, fh, indent=2, default=_json_default, ensure_ascii=False)
+        fh.write("\n")
+
+    _atomic_write(path, _write)
+
+
+def write_csv_atomic(path: str | os.PathLike[str], dataframe: pd.DataFrame, *, index: bool = False) -> None:
+    """Write ``dataframe`` as CSV atomically (without the index unless ``index=True``)."""
+    if not isinstance(dataframe, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame, got {type(dataframe).__name__}")
+    _atomic_write(path, lambda fh: dataframe.to_csv(fh, index=index, lineterminator="\n"))
