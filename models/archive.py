@@ -1,0 +1,164 @@
+"""Safe extraction of dataset archives (.zip, .tar.gz, .tgz, .tar).
+
+Every member is checked before anything is written: absolute paths, '..' components, links, devices
+and other special files are refused, and the total size is capped. Extraction writes plain files only
+(no permissions, owners or timestamps are taken from the archive).
+"""
+
+from __future__ import annotations
+
+import re
+import stat
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
+DEFAULT_MAX_BYTES = 2 * 1024**3
+DEFAULT_MAX_MEMBERS = 10_000
+_CHUNK = 1 << 20
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+class ArchiveError(ValueError):
+    """An archive that cannot be extracted safely; `problems` holds (member, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(f"{m or '<archive>'}: {msg}" for m, msg in problems))
+
+
+@dataclass(frozen=True)
+class _Member:
+    name: str
+    parts: tuple[str, ...]
+    is_dir: bool
+    size: int
+    handle: object  # ZipInfo or TarInfo
+
+
+def is_archive(path: str | Path) -> bool:
+    """True when the file name ends in a supported archive suffix."""
+    return str(path).lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _split_name(name: str) -> tuple[tuple[str, ...], str | None]:
+    """Path components of a member name, or an error message when the name is unsafe."""
+    if not name or "\x00" in name:
+        return (), "empty or invalid member name"
+    if name.startswith(("/", "\\")) or _DRIVE.match(name):
+        return (), "absolute path"
+    parts = tuple(p for p in re.split(r"[\\/]+", name) if p not in ("", "."))
+    if ".." in parts:
+        return (), "path contains '..'"
+    return parts, None
+
+
+def _zip_members(zf: zipfile.ZipFile, problems: list[tuple[str, str]]) -> list[_Member]:
+    out = []
+    for info in zf.infolist():
+        parts, err = _split_name(info.filename)
+        kind = stat.S_IFMT((info.external_attr >> 16) & 0xFFFF)  # 0 when the creator stored no Unix type
+        if err is None and kind == stat.S_IFLNK:
+            err = "symbolic link"
+        elif err is None and kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+            err = "not a regular file or directory"
+        elif err is None and info.flag_bits & 0x1:
+            err = "encrypted member"
+        if err:
+            problems.append((info.filename, err))
+        elif parts:
+            out.append(_Member(info.filename, parts, info.is_dir(), info.file_size, info))
+    return out
+
+
+def _tar_members(tf: tarfile.TarFile, problems: list[tuple[str, str]]) -> list[_Member]:
+    out = []
+    for info in tf.getmembers():
+        parts, err = _split_name(info.name)
+        if err is None and (info.issym() or info.islnk()):
+            err = "link (symbolic or hard)"
+        elif err is None and not (info.isreg() or info.isdir()):
+            err = "not a regular file or directory (device, fifo, ...)"
+        if err:
+            problems.append((info.name, err))
+        elif parts:
+            out.append(_Member(info.name, parts, info.isdir(), info.size, info))
+    return out
+
+
+@contextmanager
+def _open(path: Path, problems: list[tuple[str, str]]) -> Iterator[tuple[list[_Member], object]]:
+    name = path.name.lower()
+    if name.endswith(".zip"):
+        with zipfile.ZipFile(path) as zf:
+            yield _zip_members(zf, problems), zf
+    else:
+        with tarfile.open(path, "r:" if name.endswith(".tar") else "r:gz") as tf:
+            yield _tar_members(tf, problems), tf
+
+
+def _reader(archive: object, member: _Member) -> IO[bytes]:
+    if isinstance(archive, zipfile.ZipFile):
+        return archive.open(member.handle)  # type: ignore[arg-type]
+    f = archive.extractfile(member.handle)  # type: ignore[attr-defined]
+    if f is None:
+        raise ArchiveError([(member.name, "cannot be read")])
+    return f
+
+
+def extract_archive(
+    path: str | Path,
+    dest: str | Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+) -> None:
+    """Extract `path` into the existing directory `dest` after checking every member.
+
+    Raises ArchiveError listing every unsafe member (nothing is written then), or when the archive
+    is unreadable or its content exceeds `max_bytes` / `max_members`.
+    """
+    path, dest = Path(path), Path(dest).resolve()
+    problems: list[tuple[str, str]] = []
+    try:
+        with _open(path, problems) as (members, archive):
+            if len(members) > max_members:
+                problems.append(("", f"{len(members)} members, more than the limit of {max_members}"))
+            declared = sum(m.size for m in members if not m.is_dir)
+            if declared > max_bytes:
+                problems.append(("", f"content is {declared} bytes, more than the limit of {max_bytes}"))
+            if problems:
+                raise ArchiveError(problems)
+            written = 0
+            for m in members:
+                target = dest.joinpath(*m.parts)
+                if dest not in target.resolve().parents and target.resolve() != dest:
+                    raise ArchiveError([(m.name, "path escapes the extraction directory")])
+                if m.is_dir:
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with _reader(archive, m) as src, open(target, "wb") as dst:
+                    while chunk := src.read(_CHUNK):
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise ArchiveError([("", f"content exceeds the limit of {max_bytes} bytes")])
+                        dst.write(chunk)
+    except ArchiveError:
+        raise
+    except (
+        zipfile.BadZipFile,
+        tarfile.TarError,
+        zlib.error,
+        EOFError,
+        OSError,
+        RuntimeError,
+        ValueError,
+    ) as e:
+        raise ArchiveError([("", f"cannot be read as an archive: {e}")]) from None
