@@ -44,7 +44,8 @@ class Problem:
     def __str__(self) -> str:
         kind = {CSV_FILE: "column", NPZ_FILE: "key"}.get(self.file, "member")
         message = " ".join(self.message.split())  # one line per problem
-        text = f"{self.file}: {kind} '{self.field}': {message}" if self.field else (f"{self.file}: {message}")
+        where = f" {kind} '{self.field}'" if self.field else ""
+        text = f"{self.file}:{where}: {message}" if where else f"{self.file}: {message}"
         if self.rows:
             shown = ", ".join(str(r) for r in self.rows[:_ROWS_SHOWN])
             more = ", ..." if len(self.rows) > _ROWS_SHOWN else ""
@@ -178,7 +179,9 @@ def _parse_floats(values: Sequence[str], column: str, problems: list[Problem]) -
             nonfinite.append(i)
     if bad:
         problems.append(
-            Problem(CSV_FILE, column, f"{len(bad)} non-numeric value(s), e.g. {values[bad[0]]!r}", _rows(bad))
+            Problem(
+                CSV_FILE, column, f"{len(bad)} non-numeric value(s), e.g. {values[bad[0]][:40]!r}", _rows(bad)
+            )
         )
     if nonfinite:
         problems.append(
