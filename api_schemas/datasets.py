@@ -1,0 +1,48 @@
+"""Dataset resources: what an upload returns and what the list shows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class ModalitySummary(BaseModel):
+    dim: int = Field(description="Feature dimension d.")
+    sequence: bool = Field(
+        description="True when each utterance is a [T, d] sequence, False for a [d] vector."
+    )
+    shape: list[int] = Field(description="Shape of the stored feature array.")
+
+
+class LabelRange(BaseModel):
+    min: float | None
+    max: float | None
+    labeled: int = Field(description="Utterances with a label (NaN/blank counts as unlabeled).")
+
+
+class UploadedFile(BaseModel):
+    name: str
+    sha256: str
+    bytes: int
+
+
+class DatasetSummary(BaseModel):
+    id: str = Field(
+        description="Content address: sha256 of utterances.csv then features.npz (the library's)."
+    )
+    created_at: datetime
+    size_bytes: int
+    source: str = Field(description="How it was uploaded: files, zip or tar.gz.")
+    files: dict[str, UploadedFile] = Field(default_factory=dict, description="The uploaded parts as stored.")
+    n: int
+    splits: dict[str, int] = Field(description="Utterances per split.")
+    modalities: dict[str, ModalitySummary]
+    label_range: LabelRange
+    library: dict[str, Any] = Field(default_factory=dict, description="The library's Dataset.summary().")
+
+
+class DatasetList(BaseModel):
+    items: list[DatasetSummary]
+    total: int

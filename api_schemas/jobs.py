@@ -1,0 +1,82 @@
+"""Training jobs: the request that starts one and the record that reports on it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobState(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+FINAL_STATES = frozenset({JobState.succeeded, JobState.failed, JobState.cancelled})
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: str = Field(min_length=1, max_length=128, description="An id returned by POST /v1/datasets.")
+    strategy: str = Field("mug", min_length=1, max_length=64, description="Unimodal label strategy.")
+    seed: int = Field(1111, ge=0, le=2**31 - 1)
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of the strategy's defaults; unknown names are rejected."
+    )
+
+
+class JobLinks(BaseModel):
+    self: str
+    labels: str | None = None
+    model: str | None = None
+    cancel: str | None = None
+
+
+class Job(BaseModel):
+    id: str
+    state: JobState
+    dataset_id: str
+    strategy: str
+    seed: int
+    hyperparameters: dict[str, Any] = Field(description="The full resolved set, defaults included.")
+    code_version: str
+    stage: str | None = Field(None, description="pretrain, meta or multitask while running.")
+    epoch: int | None = None
+    epochs: int | None = None
+    progress: float = Field(0.0, ge=0.0, le=1.0, description="Overall fraction done.")
+    losses: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    error: str | None = None
+    attempts: int = 0
+    cancel_requested: bool = False
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime
+    model_id: str | None = None
+    links: JobLinks
+
+
+class JobList(BaseModel):
+    items: list[Job]
+    total: int
+
+
+class LabelRow(BaseModel):
+    id: str
+    label: float | None
+    label_T: float | None
+    label_A: float | None
+    label_V: float | None
+
+
+class LabelsResponse(BaseModel):
+    job_id: str
+    model_id: str
+    labels: list[LabelRow]

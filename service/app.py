@@ -1,0 +1,71 @@
+"""The FastAPI application: ``uvicorn service.app:app`` or ``create_app(settings)``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service import errors
+from service.cache import PredictionCache
+from service.deps import Services
+from service.metrics import Metrics, MetricsMiddleware
+from service.predictor import ModelPool
+from service.records import JobStore
+from service.routes import datasets, health, jobs, models
+from service.settings import Settings, get_settings
+from service.storage import ArtifactStore
+from worker.app import make_celery
+
+DESCRIPTION = """Learn unimodal labels with MUG (and its yardsticks) as a service.
+
+Upload a dataset, start a training job, follow it, download the learned labels, predict with the model.
+Every error is `{"error": {"code", "message", "field", "details": [{"field", "problem"}]}}`."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    store = ArtifactStore(settings.artifact_dir)
+    metrics = Metrics()
+    svc = Services(
+        settings=settings,
+        jobs=JobStore.from_url(settings.redis_url),
+        store=store,
+        celery=make_celery(settings),
+        cache=PredictionCache(settings.cache_redis_url or settings.redis_url, settings.predict_cache_ttl),
+        models=ModelPool(store, settings.model_cache_size),
+        metrics=metrics,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        import torch
+
+        torch.set_num_threads(settings.api_torch_threads)
+        yield
+        await svc.cache.close()
+        svc.jobs.r.close()
+
+    app = FastAPI(title="unilabel label service", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.services = svc
+    errors.install(app)
+    for module in (datasets, jobs, models, health):
+        app.include_router(module.router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def _default_app() -> FastAPI:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return create_app()
+
+
+def __getattr__(name: str) -> FastAPI:
+    """``uvicorn service.app:app`` builds the app on first access, so importing this module is cheap."""
+    if name == "app":
+        app = _default_app()
+        globals()["app"] = app
+        return app
+    raise AttributeError(name)

@@ -1,0 +1,337 @@
+"""A small client of the label service, and its CLI (``unilabel remote ...`` / ``python -m service.client``).
+
+    upload PATH...            a dataset folder, an archive, or utterances.csv + features.npz
+    submit DATASET_ID         start a job (--strategy, --seed, --hp name=value, --idempotency-key)
+    wait JOB_ID               follow a job with a progress bar until it finishes
+    status JOB_ID | cancel JOB_ID | jobs | datasets | models | model MODEL_ID
+    labels JOB_ID             download the learned unimodal labels (--format csv|json, -o FILE)
+    predict MODEL_ID          predict for --input FILE.json, or --dataset PATH [--split test] [--n 5]
+    run PATH                  all of it: upload, submit, wait, labels, predict
+
+Needs only httpx, numpy/pandas (to read a dataset for predict) and tqdm; never torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = os.environ.get("UNILABEL_URL", "http://127.0.0.1:8000")
+FINAL = ("succeeded", "failed", "cancelled")
+
+
+class ClientError(Exception):
+    """An error answer of the service: status, and the body's ``error`` object."""
+
+    def __init__(self, status: int, error: dict[str, Any]) -> None:
+        self.status = status
+        self.error = error
+        field = f" [{error['field']}]" if error.get("field") else ""
+        super().__init__(f"HTTP {status} {error.get('code', 'error')}{field}: {error.get('message', '')}")
+
+
+class LabelClient:
+    def __init__(self, url: str = DEFAULT_URL, timeout: float = 60.0) -> None:
+        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> LabelClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self.http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+            except (ValueError, KeyError, TypeError):
+                error = {"code": "http_error", "message": response.text[:500]}
+            raise ClientError(response.status_code, error)
+        return response
+
+    # datasets ------------------------------------------------------------------------------------
+    def upload(self, *paths: str | Path) -> dict[str, Any]:
+        """A dataset folder, one archive, or the two files. Returns the dataset summary."""
+        items = [Path(p) for p in paths]
+        if len(items) == 1 and items[0].is_dir():
+            items = [items[0] / "utterances.csv", items[0] / "features.npz"]
+        roles = {"utterances.csv": "utterances", "features.npz": "features"}
+        handles = [open(p, "rb") for p in items]  # noqa: SIM115 - closed below
+        try:
+            files = [
+                (roles.get(p.name, "archive"), (p.name, fh)) for p, fh in zip(items, handles, strict=True)
+            ]
+            files.sort(key=lambda f: ("utterances", "features", "archive").index(f[0]))
+            return self._call("POST", "/v1/datasets", files=files, timeout=None).json()
+        finally:
+            for fh in handles:
+                fh.close()
+
+    def datasets(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/datasets").json()
+
+    # jobs ----------------------------------------------------------------------------------------
+    def submit(
+        self,
+        dataset_id: str,
+        strategy: str = "mug",
+        seed: int = 1111,
+        hyperparameters: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        body = {
+            "dataset_id": dataset_id,
+            "strategy": strategy,
+            "seed": seed,
+            "hyperparameters": hyperparameters or {},
+        }
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._call("POST", "/v1/jobs", json=body, headers=headers).json()
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/jobs/{job_id}").json()
+
+    def jobs(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/jobs").json()
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/jobs/{job_id}/cancel").json()
+
+    def wait(
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        poll: float = 0.5,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the job is succeeded, failed or cancelled; returns the final record."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if on_update:
+                on_update(job)
+            if job["state"] in FINAL:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['state']} after {timeout} s")
+            time.sleep(poll)
+
+    def labels(self, job_id: str, fmt: str = "csv") -> str | dict[str, Any]:
+        response = self._call("GET", f"/v1/jobs/{job_id}/labels", params={"format": fmt})
+        return response.text if fmt == "csv" else response.json()
+
+    # models --------------------------------------------------------------------------------------
+    def models(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/models").json()
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/models/{model_id}").json()
+
+    def predict(self, model_id: str, utterances: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._call("POST", f"/v1/models/{model_id}/predict", json={"utterances": utterances}).json()
+
+
+def utterances_from_dataset(path: str | Path, split: str | None = "test", n: int = 5) -> list[dict[str, Any]]:
+    """The first ``n`` utterances of ``split`` as prediction inputs (features, and the transcript if any)."""
+    from models.data import load_dataset  # numpy/pandas only
+
+    ds = load_dataset(path, for_training=False)
+    rows = [i for i in range(len(ds.ids)) if split is None or ds.split[i] == split][:n]
+    out = []
+    for i in rows:
+        features = {}
+        for m, f in ds.features.items():
+            value = f.values[i]
+            if f.lengths is not None:
+                value = value[: int(f.lengths[i])]
+            features[m] = value.tolist()
+        utt: dict[str, Any] = {"id": str(ds.ids[i]), "features": features}
+        if ds.transcripts is not None:
+            utt["transcript"] = ds.transcripts[i]
+        out.append(utt)
+    return out
+
+
+class ProgressBar:
+    """A tqdm bar over a job's overall fraction, described by stage and epoch."""
+
+    def __init__(self, stream: Any = None) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=1000,
+            unit="‰",
+            file=stream or sys.stderr,
+            dynamic_ncols=True,
+            bar_format="{desc} |{bar}| {percentage:3.0f}% {elapsed}",
+        )
+        self.last = 0
+
+    def __call__(self, job: dict[str, Any]) -> None:
+        done = int(round(1000 * (job.get("progress") or 0.0)))
+        if job["state"] == "succeeded":
+            done = 1000
+        self.bar.update(max(done - self.last, 0))
+        self.last = max(done, self.last)
+        stage = f" {job['stage']} {job.get('epoch')}/{job.get('epochs')}" if job.get("stage") else ""
+        loss = next(iter((job.get("losses") or {}).items()), None)
+        loss_text = f" {loss[0]}={loss[1]:.4g}" if loss and loss[1] is not None else ""
+        self.bar.set_description_str(f"{job['state']}{stage}{loss_text}", refresh=True)
+        if job["state"] in FINAL:
+            self.bar.close()
+
+
+def _parse_hp(items: Iterable[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--hp expects name=value, got {item!r}")
+        try:
+            out[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[name.strip()] = raw
+    return out
+
+
+def _print(obj: Any) -> None:
+    print(obj if isinstance(obj, str) else json.dumps(obj, indent=2))
+
+
+def run_all(
+    client: LabelClient,
+    data: Path,
+    out_dir: Path,
+    strategy: str = "mug",
+    seed: int = 1111,
+    hyperparameters: dict[str, Any] | None = None,
+    n_predict: int = 5,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Upload, train, wait (with a progress bar), save labels, predict a few test utterances."""
+    summary = client.upload(data)
+    shapes = ", ".join(f"{m} {v['shape']}" for m, v in summary["modalities"].items())
+    say(f"dataset {summary['id']}: {summary['n']} utterances {summary['splits']}; {shapes}")
+    job = client.submit(summary["id"], strategy, seed, hyperparameters)
+    say(f"job {job['id']} ({strategy}, seed {seed}): {job['state']}")
+    job = client.wait(job["id"], on_update=ProgressBar())
+    if job["state"] != "succeeded":
+        raise RuntimeError(f"job {job['id']} {job['state']}: {job.get('error')}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels_path = out_dir / f"labels-{job['id']}.csv"
+    labels_path.write_text(client.labels(job["id"], "csv"))
+    say(f"labels: {labels_path}")
+    utterances = utterances_from_dataset(data, "test", n_predict) or utterances_from_dataset(
+        data, None, n_predict
+    )
+    prediction = client.predict(job["model_id"], utterances)
+    say(f"predictions of model {prediction['model_id']}:")
+    for p in prediction["predictions"]:
+        parts = " ".join(f"{k}={p[k]:+.3f}" for k in ("text", "audio", "vision") if p[k] is not None)
+        say(f"  {p['id']}: sentiment {p['sentiment']:+.3f}  {parts}")
+    return {"dataset": summary, "job": job, "labels": labels_path, "prediction": prediction}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unilabel remote", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default=DEFAULT_URL, help="service base URL (env UNILABEL_URL)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("upload", help="upload a dataset")
+    p.add_argument("paths", nargs="+")
+    for name in ("submit", "run"):
+        p = sub.add_parser(name, help="start a job" if name == "submit" else "upload, train, label, predict")
+        p.add_argument("dataset_id" if name == "submit" else "path")
+        p.add_argument("--strategy", default="mug")
+        p.add_argument("--seed", type=int, default=1111)
+        p.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help="hyperparameter")
+        if name == "submit":
+            p.add_argument("--idempotency-key")
+        else:
+            p.add_argument("--out", default=".", help="where to save the labels")
+    p = sub.add_parser("wait", help="follow a job until it finishes")
+    p.add_argument("job_id")
+    p.add_argument("--timeout", type=float)
+    for name in ("status", "cancel"):
+        sub.add_parser(name).add_argument("job_id")
+    for name in ("jobs", "datasets", "models"):
+        sub.add_parser(name)
+    sub.add_parser("model").add_argument("model_id")
+    p = sub.add_parser("labels", help="download learned unimodal labels")
+    p.add_argument("job_id")
+    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    p.add_argument("-o", "--output")
+    p = sub.add_parser("predict", help="predict with a trained model")
+    p.add_argument("model_id")
+    p.add_argument("--input", help='JSON file: {"utterances": [...]} or a list of utterances')
+    p.add_argument("--dataset", help="take utterances from this dataset instead")
+    p.add_argument("--split", default="test")
+    p.add_argument("--n", type=int, default=5)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with LabelClient(args.url) as c:
+            cmd = args.command
+            if cmd == "upload":
+                _print(c.upload(*args.paths))
+            elif cmd == "submit":
+                _print(
+                    c.submit(
+                        args.dataset_id, args.strategy, args.seed, _parse_hp(args.hp), args.idempotency_key
+                    )
+                )
+            elif cmd == "run":
+                run_all(c, Path(args.path), Path(args.out), args.strategy, args.seed, _parse_hp(args.hp))
+            elif cmd == "wait":
+                job = c.wait(args.job_id, args.timeout, on_update=ProgressBar())
+                _print(job)
+                return 0 if job["state"] == "succeeded" else 1
+            elif cmd in ("status", "cancel"):
+                _print(c.job(args.job_id) if cmd == "status" else c.cancel(args.job_id))
+            elif cmd in ("jobs", "datasets", "models"):
+                _print(getattr(c, cmd)())
+            elif cmd == "model":
+                _print(c.model(args.model_id))
+            elif cmd == "labels":
+                data = c.labels(args.job_id, args.format)
+                text = data if isinstance(data, str) else json.dumps(data, indent=2)
+                if args.output:
+                    Path(args.output).write_text(text)
+                else:
+                    sys.stdout.write(text)
+            elif cmd == "predict":
+                if args.dataset:
+                    utterances = utterances_from_dataset(args.dataset, args.split, args.n)
+                elif args.input:
+                    loaded = json.loads(Path(args.input).read_text())
+                    utterances = loaded["utterances"] if isinstance(loaded, dict) else loaded
+                else:
+                    raise SystemExit("predict needs --input FILE.json or --dataset PATH")
+                _print(c.predict(args.model_id, utterances))
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        for d in exc.error.get("details", [])[1:]:
+            print(f"  {d.get('field')}: {d.get('problem')}", file=sys.stderr)
+        return 2
+    except (httpx.HTTPError, OSError, TimeoutError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""Dataset ingestion: validate a staged upload with the library and publish it under its content id."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from api_schemas.errors import ErrorDetail
+from models.data import Dataset, DatasetError, dataset_sha256, load_dataset
+from service.errors import ApiError
+from service.storage import ARCHIVE_NAMES, ArtifactStore, atomic_write_json, json_safe
+from service.uploads import Upload
+
+log = logging.getLogger(__name__)
+
+
+def summarize(dataset: Dataset, dataset_id: str, upload: Upload) -> dict[str, Any]:
+    labels = np.asarray(dataset.label, dtype=float)
+    labeled = labels[~np.isnan(labels)]
+    return json_safe(
+        {
+            "id": dataset_id,
+            "created_at": time.time(),
+            "size_bytes": upload.size_bytes,
+            "source": upload.source,
+            "files": {
+                role: {"name": path.name, "sha256": upload.sha256[role], "bytes": upload.sizes[role]}
+                for role, path in upload.files.items()
+            },
+            "n": len(dataset.ids),
+            "splits": dict(Counter(str(s) for s in dataset.split)),
+            "modalities": {
+                m: {"dim": int(f.dim), "sequence": bool(f.is_sequence), "shape": list(np.shape(f.values))}
+                for m, f in dataset.features.items()
+            },
+            "label_range": {
+                "min": float(labeled.min()) if labeled.size else None,
+                "max": float(labeled.max()) if labeled.size else None,
+                "labeled": int(labeled.size),
+            },
+            "library": dataset.summary(),
+        }
+    )
+
+
+def _problem_field(file: str, field: str) -> str | None:
+    """``utterances.csv.split``, ``features.npz.audio``; problems of the staged archive name ``archive``."""
+    file = "archive" if file in ARCHIVE_NAMES else file
+    return ".".join(x for x in (file, field) if x) or None
+
+
+def dataset_error(exc: DatasetError) -> ApiError:
+    details = [
+        ErrorDetail(field=_problem_field(str(p.file), str(p.field)), problem=str(p))
+        for p in getattr(exc, "problems", [])
+    ] or [ErrorDetail(field=None, problem=str(exc))]
+    return ApiError(
+        422,
+        f"dataset is not valid: {exc}"[:2000],
+        code="invalid_dataset",
+        field=details[0].field,
+        details=details,
+    )
+
+
+def _load(store: ArtifactStore, staging: Path, dataset_id: str | None) -> Dataset:
+    try:
+        return load_dataset(store.dataset_input(staging), for_training=True)
+    except DatasetError as exc:
+        raise dataset_error(exc) from None
+    except Exception as exc:  # a reader error on hostile bytes is still the upload's problem, not a 500
+        log.warning("upload %s could not be read", dataset_id, exc_info=exc)
+        raise ApiError(
+            422,
+            f"dataset could not be read: {type(exc).__name__}: {exc}"[:2000],
+            code="invalid_dataset",
+            field="body",
+        ) from None
+
+
+def ingest(store: ArtifactStore, staging: Path, upload: Upload) -> tuple[dict[str, Any], bool]:
+    """Publish the upload staged in ``staging`` (its ``data/`` folder). Returns (summary, created).
+
+    The id is the library's dataset sha256 (utterances.csv bytes then features.npz bytes), so the same
+    content gets the same id whether it came as two files or inside an archive."""
+    dataset_id = upload.content_sha256
+    if dataset_id is None and upload.archive_kind is None:
+        dataset_id = dataset_sha256(store.dataset_input(staging))
+    if dataset_id is not None and (existing := store.dataset_summary(dataset_id)) is not None:
+        return existing, False
+    dataset = _load(store, staging, dataset_id)
+    dataset_id = dataset.sha256
+    if (existing := store.dataset_summary(dataset_id)) is not None:
+        return existing, False
+    summary = summarize(dataset, dataset_id, upload)
+    atomic_write_json(staging / "summary.json", summary)
+    if store.publish(staging, store.datasets / dataset_id):
+        return summary, True
+    return store.dataset_summary(dataset_id) or summary, False

@@ -1,0 +1,103 @@
+"""Every error leaves as ``{"error": {"code", "message", "field", "details"}}``; no traceback leaves."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+
+from api_schemas.errors import ErrorDetail, ErrorInfo, ErrorResponse
+
+log = logging.getLogger(__name__)
+
+CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "too_many_requests",
+    500: "internal",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """Raise anywhere in a request to answer with the error shape."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        details: list[ErrorDetail] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+        self.code = code or CODES.get(status, HTTPStatus(status).phrase.lower().replace(" ", "_"))
+        self.details = details if details is not None else ([ErrorDetail(field=field, problem=message)])
+        self.headers = headers
+
+
+def not_found(kind: str, ident: str, field: str = "id") -> ApiError:
+    return ApiError(404, f"no {kind} with id {ident!r}", field=field)
+
+
+def error_response(exc: ApiError) -> JSONResponse:
+    body = ErrorResponse(
+        error=ErrorInfo(code=exc.code, message=exc.message, field=exc.field, details=exc.details)
+    )
+    return JSONResponse(body.model_dump(), status_code=exc.status, headers=exc.headers)
+
+
+def validation_details(errors: list[dict], prefix: tuple[str, ...] = ()) -> list[ErrorDetail]:
+    """pydantic errors -> details with dotted fields such as ``body.utterances.0.features.audio``."""
+    out = []
+    for err in errors:
+        loc = [*prefix, *(str(p) for p in err.get("loc", ()))]
+        out.append(ErrorDetail(field=".".join(loc) or None, problem=str(err.get("msg", "invalid"))))
+    return out
+
+
+def validation_error(
+    errors: list[dict], message: str = "request is not valid", prefix: tuple[str, ...] = ()
+) -> ApiError:
+    details = validation_details(errors, prefix)
+    return ApiError(422, message, field=details[0].field if details else None, details=details)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(validation_error(list(exc.errors())))
+
+    @app.exception_handler(ValidationError)
+    async def _pydantic_validation(_: Request, exc: ValidationError) -> JSONResponse:
+        return error_response(validation_error(list(exc.errors()), prefix=("body",)))
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        return error_response(ApiError(exc.status_code, message, headers=getattr(exc, "headers", None)))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(ApiError(500, "internal error; see the server log"))

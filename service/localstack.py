@@ -1,0 +1,218 @@
+"""Run the whole stack as local processes: redis-server, one Celery worker, the API under uvicorn.
+
+Used by scripts/stack.py (the README's main command), the integration tests and bench/bench_service.py.
+Every process gets its own session, logs to ``<dir>/logs/`` and is stopped by its own process group.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+REDIS_CONF = REPO / "docker" / "redis.conf"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+    """Signal the process group we started; escalate to SIGKILL after ``timeout``."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    except ProcessLookupError:
+        pass
+
+
+def _wait(check, what: str, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text()[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"{what} exited with {proc.returncode}\n{tail}")
+        try:
+            if check():
+                return
+        except Exception:  # not up yet
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
+
+
+@dataclass
+class LocalStack:
+    """Processes of one local deployment; ``start()`` brings them up, ``stop()`` takes them down."""
+
+    root: Path
+    redis_port: int = 0
+    api_port: int = 0
+    device: str = "cpu"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+        self.redis_port = self.redis_port or free_port()
+        self.api_port = self.api_port or free_port()
+        for d in ("logs", "redis", "artifacts"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.root / "artifacts"
+
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, "REDIS_URL": self.redis_url, "ARTIFACT_DIR": str(self.artifact_dir)}
+        env |= {"DEVICE": self.device, "PYTHONUNBUFFERED": "1", **self.extra_env}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+        return env
+
+    def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
+        log = open(self.root / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    # the three processes -------------------------------------------------------------------------
+    def start_redis(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise RuntimeError("redis-server not found: apt-get install -y redis-server")
+        proc = self._spawn(
+            "redis",
+            [
+                exe,
+                str(REDIS_CONF),
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--protected-mode",
+                "yes",
+                "--dir",
+                str(self.root / "redis"),
+            ],
+        )
+        import redis
+
+        client = redis.Redis(port=self.redis_port)
+        _wait(client.ping, "redis-server", 15, proc, self.root / "logs" / "redis.log")
+
+    def start_worker(self, wait: bool = True) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app:celery_app",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            "1",
+            "--hostname",
+            f"unilabel-{self.api_port}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+        proc = self._spawn("worker", cmd)
+        if wait:
+            from service.settings import Settings
+            from worker.app import make_celery
+
+            app = make_celery(Settings(redis_url=self.redis_url, artifact_dir=self.artifact_dir))
+            try:
+                _wait(
+                    lambda: app.control.ping(timeout=0.5),
+                    "celery worker",
+                    90,
+                    proc,
+                    self.root / "logs" / "worker.log",
+                )
+            finally:
+                app.close()
+
+    def start_api(self) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "service.app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.api_port),
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "10",
+        ]
+        proc = self._spawn("api", cmd)
+        _wait(
+            lambda: httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200,
+            "API",
+            90,
+            proc,
+            self.root / "logs" / "api.log",
+        )
+
+    def start(self) -> LocalStack:
+        self.start_redis()
+        self.start_worker()
+        self.start_api()
+        return self
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM) -> None:
+        _stop(self.procs.pop(name, None), sig)
+
+    def stop(self) -> None:
+        """API first (no new work), then the worker (warm shutdown), then Redis (flushes its AOF)."""
+        for name in ("api", "worker", "redis"):
+            self.stop_process(name)
+
+
+@contextmanager
+def running_stack(root: Path, **kwargs) -> Iterator[LocalStack]:
+    stack = LocalStack(root, **kwargs)
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()

@@ -1,0 +1,54 @@
+"""/healthz (alive), /readyz (Redis and a worker answer), /metrics (Prometheus)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+
+from api_schemas.errors import ErrorDetail, ErrorResponse
+from service.deps import Svc
+from service.errors import ApiError, error_response
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"model": ErrorResponse}})
+def readyz(svc: Svc) -> Response:
+    problems = []
+    workers: list = []
+    try:
+        svc.jobs.r.ping()
+    except RedisError as exc:
+        problems.append(ErrorDetail(field="redis", problem=f"unreachable: {exc}"))
+    if not problems:
+        try:
+            workers = svc.celery.control.ping(timeout=1.0, limit=1) or []
+        except Exception as exc:  # a broker hiccup is a readiness answer, not a 500
+            problems.append(ErrorDetail(field="workers", problem=f"ping failed: {exc}"))
+        else:
+            if not workers:
+                problems.append(ErrorDetail(field="workers", problem="no Celery worker answered within 1 s"))
+    if problems:
+        return error_response(
+            ApiError(503, "not ready", code="not_ready", field=problems[0].field, details=problems)
+        )
+    return JSONResponse({"status": "ready", "redis": "ok", "workers": [next(iter(w)) for w in workers]})
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain; version=0.0.4": {}}}, 503: {"model": ErrorResponse}},
+)
+def metrics(svc: Svc) -> Response:
+    try:
+        text = svc.metrics.render(svc.jobs, [svc.settings.train_queue])
+    except RedisError:
+        raise ApiError(503, "Redis unreachable", field="redis") from None
+    return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")

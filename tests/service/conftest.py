@@ -1,0 +1,80 @@
+"""Fixtures of the service tests: a real redis-server on a free loopback port, small synthetic data,
+in-process apps over that Redis, and a model trained once (in-process, tiny schedule)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from service.localstack import LocalStack
+from service.settings import Settings
+
+TINY = {"pretrain_epochs": 1, "meta_epochs": 1, "multitask_max_epochs": 2, "early_stop": 2}
+
+
+def _need_redis() -> None:
+    if shutil.which("redis-server") is None:
+        message = "redis-server is not installed (apt-get install -y redis-server)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """One redis-server for the whole session (db 1 for unit tests; integration stacks use their own)."""
+    _need_redis()
+    stack = LocalStack(tmp_path_factory.mktemp("redis"))
+    stack.start_redis()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def settings(redis_stack: LocalStack, tmp_path: Path) -> Iterator[Settings]:
+    """Fresh artifacts and an empty Redis database per test."""
+    import redis
+
+    url = f"redis://127.0.0.1:{redis_stack.redis_port}/1"
+    redis.Redis.from_url(url).flushdb()
+    yield Settings(redis_url=url, artifact_dir=tmp_path / "artifacts", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from models.synth import make_synthetic
+
+    return make_synthetic(tmp_path_factory.mktemp("synth") / "ds", n_train=80, n_valid=30, n_test=20, seed=0)
+
+
+@pytest.fixture
+def client(settings: Settings):
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+        yield c
+
+
+def upload_dir(client, path: Path):
+    with open(path / "utterances.csv", "rb") as u, open(path / "features.npz", "rb") as f:
+        return client.post(
+            "/v1/datasets", files={"utterances": ("utterances.csv", u), "features": ("features.npz", f)}
+        )
+
+
+@pytest.fixture
+def trained(client, synth_dir: Path) -> dict:
+    """A dataset uploaded and a job trained in this process (no Celery): {"dataset_id", "job_id"}."""
+    from worker.jobs import run_job
+
+    dataset_id = upload_dir(client, synth_dir).json()["id"]
+    job = client.post("/v1/jobs", json={"dataset_id": dataset_id, "hyperparameters": TINY}).json()
+    svc = client.app.state.services
+    assert run_job(job["id"], svc.jobs, svc.store, svc.settings) == "succeeded"
+    return {"dataset_id": dataset_id, "job_id": job["id"]}

@@ -1,0 +1,353 @@
+"""The API in-process over a real Redis (no worker): uploads, content addressing, jobs, errors, predict."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.settings import Settings
+from tests.service.conftest import TINY, upload_dir
+
+
+def error_of(response) -> dict:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert {"code", "message", "field", "details"} <= set(body["error"]), body
+    assert "Traceback" not in response.text
+    return body["error"]
+
+
+# uploads ------------------------------------------------------------------------------------------
+def test_upload_is_content_addressed(client, synth_dir: Path) -> None:
+    first = upload_dir(client, synth_dir)
+    assert first.status_code == 201, first.text
+    summary = first.json()
+    assert first.headers["location"] == f"/v1/datasets/{summary['id']}"
+    assert summary["n"] == 130 and summary["splits"] == {"train": 80, "valid": 30, "test": 20}
+    assert summary["modalities"]["audio"]["dim"] == 16 and summary["modalities"]["audio"]["sequence"] is False
+    assert summary["label_range"]["labeled"] == 130 and summary["label_range"]["min"] >= -3
+    assert summary["id"] == summary["library"]["sha256"]
+    again = upload_dir(client, synth_dir)
+    assert again.status_code == 200 and again.json()["id"] == summary["id"]
+    # the same content inside an archive, or the two files in the other order: the same dataset
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name in ("utterances.csv", "features.npz"):
+            zf.write(synth_dir / name, f"ds/{name}")
+    zipped = client.post("/v1/datasets", files={"archive": ("ds.zip", buf.getvalue())})
+    assert zipped.status_code == 200 and zipped.json()["id"] == summary["id"]
+    with open(synth_dir / "features.npz", "rb") as f, open(synth_dir / "utterances.csv", "rb") as u:
+        swapped = client.post(
+            "/v1/datasets", files=[("features", ("features.npz", f)), ("utterances", ("utterances.csv", u))]
+        )
+    assert swapped.status_code == 200 and swapped.json()["id"] == summary["id"]
+    listing = client.get("/v1/datasets").json()
+    assert listing["total"] == 1 and listing["items"][0]["id"] == summary["id"]
+    assert client.get(f"/v1/datasets/{summary['id']}").json() == summary
+
+
+def test_upload_tar_gz_by_file_name(client, synth_dir: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name in ("utterances.csv", "features.npz"):
+            tf.add(synth_dir / name, name)
+    r = client.post("/v1/datasets", files={"files": ("mine.tar.gz", buf.getvalue())})
+    assert r.status_code == 201, r.text
+    assert r.json()["source"] == "tar.gz"
+
+
+def test_invalid_dataset_names_file_and_field(client, synth_dir: Path) -> None:
+    csv = (synth_dir / "utterances.csv").read_text().replace(",train,", ",bogus,", 1)
+    r = client.post(
+        "/v1/datasets",
+        files={
+            "utterances": ("utterances.csv", csv.encode()),
+            "features": ("features.npz", (synth_dir / "features.npz").read_bytes()),
+        },
+    )
+    assert r.status_code == 422
+    err = error_of(r)
+    assert err["code"] == "invalid_dataset"
+    assert any(d["field"] == "utterances.csv.split" for d in err["details"]), err
+    assert client.get("/v1/datasets").json()["total"] == 0  # nothing kept
+    staging = Path(client.app.state.services.store.tmp)
+    assert list(staging.iterdir()) == []
+
+
+def test_pickled_npz_is_refused(client, synth_dir: Path) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, id=np.array([{"x": 1}], dtype=object), audio=np.zeros((1, 2)))
+    r = client.post(
+        "/v1/datasets",
+        files={
+            "utterances": ("utterances.csv", (synth_dir / "utterances.csv").read_bytes()),
+            "features": ("features.npz", buf.getvalue()),
+        },
+    )
+    assert r.status_code == 422 and error_of(r)["code"] == "invalid_dataset"
+
+
+@pytest.mark.parametrize(
+    ("files", "status", "field"),
+    [
+        ({"utterances": ("utterances.csv", b"id\n")}, 422, "features"),
+        ({"other": ("notes.txt", b"hi")}, 422, "other"),
+        ({"archive": ("x.zip", b"not an archive")}, 422, "archive"),
+        ({"archive": ("x.zip", b"PK\x03\x04garbage")}, 422, "archive"),
+    ],
+)
+def test_upload_problems(client, files: dict, status: int, field: str) -> None:
+    r = client.post("/v1/datasets", files=files)
+    assert r.status_code == status, r.text
+    assert error_of(r)["field"] == field
+
+
+def test_upload_needs_multipart(client) -> None:
+    r = client.post("/v1/datasets", content=b"{}", headers={"content-type": "application/json"})
+    assert r.status_code == 415 and error_of(r)["field"] == "header.content-type"
+    r = client.post(
+        "/v1/datasets", content=b"--x\r\nbroken", headers={"content-type": "multipart/form-data; boundary=x"}
+    )
+    assert r.status_code in (400, 422)
+    error_of(r)
+
+
+def test_upload_size_limit(settings: Settings, synth_dir: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    small = settings.model_copy(update={"max_upload_bytes": 10_000, "max_upload_parts": 2})
+    with TestClient(create_app(small)) as c:
+        r = upload_dir(c, synth_dir)
+        assert r.status_code == 413 and "MAX_UPLOAD_BYTES" in error_of(r)["message"]
+        parts = [("a", ("utterances.csv", b"x")), ("b", ("features.npz", b"y")), ("c", ("x.zip", b"z"))]
+        r = c.post("/v1/datasets", files=parts)
+        assert r.status_code == 413 and "parts" in error_of(r)["message"]
+        assert list(c.app.state.services.store.tmp.iterdir()) == []
+
+
+def test_delete_dataset(client, synth_dir: Path) -> None:
+    ds = upload_dir(client, synth_dir).json()["id"]
+    job = client.post("/v1/jobs", json={"dataset_id": ds}).json()
+    r = client.delete(f"/v1/datasets/{ds}")
+    assert r.status_code == 409 and job["id"] in error_of(r)["message"]
+    client.post(f"/v1/jobs/{job['id']}/cancel")
+    assert client.delete(f"/v1/datasets/{ds}").status_code == 204
+    assert client.get(f"/v1/datasets/{ds}").status_code == 404
+    assert client.delete(f"/v1/datasets/{ds}").status_code == 404
+
+
+# jobs ---------------------------------------------------------------------------------------------
+def test_submit_validates_with_the_library(client, synth_dir: Path) -> None:
+    ds = upload_dir(client, synth_dir).json()["id"]
+    cases = [
+        ({"dataset_id": "f" * 64}, "body.dataset_id"),
+        ({"dataset_id": ds, "strategy": "nope"}, "body.strategy"),
+        ({"dataset_id": ds, "hyperparameters": {"lr": -1}}, "body.hyperparameters.lr"),
+        ({"dataset_id": ds, "hyperparameters": {"bogus": 1}}, "body.hyperparameters.bogus"),
+        ({"dataset_id": ds, "seed": -1}, "body.seed"),
+        ({"dataset_id": ds, "extra": 1}, "body.extra"),
+        ({}, "body.dataset_id"),
+    ]
+    for body, field in cases:
+        r = client.post("/v1/jobs", json=body)
+        assert r.status_code == 422, (body, r.text)
+        assert error_of(r)["field"] == field, (body, r.json())
+    r = client.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    error_of(r)
+
+
+def test_submit_dedup_and_idempotency(client, synth_dir: Path) -> None:
+    ds = upload_dir(client, synth_dir).json()["id"]
+    r = client.post("/v1/jobs", json={"dataset_id": ds, "seed": 7})
+    assert r.status_code == 202 and r.headers["location"] == f"/v1/jobs/{r.json()['id']}"
+    job = r.json()
+    assert job["state"] == "queued" and job["hyperparameters"]["meta_epochs"] == 65  # defaults resolved
+    # explicit defaults are the same run
+    same = client.post(
+        "/v1/jobs",
+        json={"dataset_id": ds, "seed": 7, "strategy": "mug", "hyperparameters": {"meta_epochs": 65}},
+    )
+    assert same.status_code == 202 and same.json()["id"] == job["id"]
+    other = client.post("/v1/jobs", json={"dataset_id": ds, "seed": 8}, headers={"Idempotency-Key": "k1"})
+    assert other.json()["id"] != job["id"]
+    retry = client.post("/v1/jobs", json={"dataset_id": ds, "seed": 8}, headers={"Idempotency-Key": "k1"})
+    assert retry.json()["id"] == other.json()["id"]
+    reused = client.post("/v1/jobs", json={"dataset_id": ds, "seed": 9}, headers={"Idempotency-Key": "k1"})
+    assert reused.status_code == 422 and error_of(reused)["code"] == "idempotency_key_reused"
+    listing = client.get("/v1/jobs").json()
+    assert listing["total"] == 2 and {j["id"] for j in listing["items"]} == {job["id"], other.json()["id"]}
+    # a cancelled run may be submitted again and gets a new job
+    assert client.post(f"/v1/jobs/{job['id']}/cancel").json()["state"] == "cancelled"
+    again = client.post("/v1/jobs", json={"dataset_id": ds, "seed": 7})
+    assert again.status_code == 202 and again.json()["id"] != job["id"]
+
+
+def test_cancel_and_labels_of_unfinished_jobs(client, synth_dir: Path) -> None:
+    ds = upload_dir(client, synth_dir).json()["id"]
+    job = client.post("/v1/jobs", json={"dataset_id": ds}).json()
+    r = client.get(f"/v1/jobs/{job['id']}/labels")
+    assert r.status_code == 409 and error_of(r)["field"] == "job_id"
+    r = client.post(f"/v1/jobs/{job['id']}/cancel")
+    assert r.status_code == 202 and r.json()["state"] == "cancelled" and r.json()["links"]["cancel"] is None
+    r = client.post(f"/v1/jobs/{job['id']}/cancel")
+    assert r.status_code == 409 and "cancelled" in error_of(r)["message"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/jobs/0123456789abcdef0123456789abcdef",
+        "/v1/jobs/..%2f..",
+        "/v1/jobs/x/labels",
+        "/v1/datasets/" + "0" * 64,
+        "/v1/models/x",
+        "/v1/models/" + "0" * 32 + "/files/model.json",
+        "/nothing",
+    ],
+)
+def test_unknown_ids_are_404_with_the_error_shape(client, path: str) -> None:
+    r = client.get(path)
+    assert r.status_code == 404
+    error_of(r)
+
+
+def test_method_not_allowed_has_the_error_shape(client) -> None:
+    r = client.put("/v1/jobs")
+    assert r.status_code == 405 and error_of(r)["code"] == "method_not_allowed"
+
+
+def test_unexpected_errors_leave_no_traceback(client, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*_: object, **__: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(client.app.state.services.store, "iter_dataset_summaries", boom)
+    r = client.get("/v1/datasets")
+    assert r.status_code == 500
+    err = error_of(r)
+    assert err["code"] == "internal" and "secret" not in r.text
+
+
+def test_health_readiness_and_metrics(client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    r = client.get("/readyz")  # Redis is up, no worker runs in this test
+    assert r.status_code == 503 and error_of(r)["details"][0]["field"] == "workers"
+    text = client.get("/metrics").text
+    for name in (
+        "unilabel_http_requests_total",
+        "unilabel_http_request_duration_seconds_bucket",
+        'unilabel_jobs{state="queued"}',
+        'unilabel_queue_depth{queue="train"}',
+    ):
+        assert name in text
+    assert 'route="/healthz"' in text
+
+
+# models and prediction ----------------------------------------------------------------------------
+def test_model_card_labels_and_files(client, trained: dict) -> None:
+    job_id = trained["job_id"]
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert job["state"] == "succeeded" and job["progress"] == 1.0 and job["model_id"] == job_id
+    assert job["links"]["labels"] and job["started_at"] and job["finished_at"]
+    card = client.get(f"/v1/models/{job_id}").json()
+    assert card["dataset_sha256"] == trained["dataset_id"] and card["strategy"] == "mug"
+    assert card["hyperparameters"]["pretrain_epochs"] == TINY["pretrain_epochs"]
+    assert "valid" in card["metrics"] and card["code_version"]
+    assert card["input_spec"]["audio"] == {"dim": 16, "sequence": False, "transcript": False}
+    assert client.get("/v1/models").json()["total"] == 1
+    csv = client.get(f"/v1/jobs/{job_id}/labels", params={"format": "csv"})
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.splitlines()[0] == "id,label,label_T,label_A,label_V" and len(csv.text.splitlines()) == 81
+    rows = client.get(f"/v1/jobs/{job_id}/labels").json()["labels"]
+    assert len(rows) == 80 and set(rows[0]) == {"id", "label", "label_T", "label_A", "label_V"}
+    weights = client.get(f"/v1/models/{job_id}/files/model.safetensors")
+    assert weights.status_code == 200 and len(weights.content) > 100
+    assert client.get(f"/v1/models/{job_id}/files/..%2Fcard.json").status_code == 404
+    # the same run again: the finished job, not a new training
+    again = client.post("/v1/jobs", json={"dataset_id": trained["dataset_id"], "hyperparameters": TINY})
+    assert again.status_code == 200 and again.json()["id"] == job_id
+
+
+def _utterance(rng: np.random.Generator, uid: str = "u") -> dict:
+    return {
+        "id": uid,
+        "features": {
+            "text": rng.normal(size=32).tolist(),
+            "audio": rng.normal(size=16).tolist(),
+            "vision": rng.normal(size=24).tolist(),
+        },
+    }
+
+
+def test_predict_and_cache(client, trained: dict) -> None:
+    model_id = trained["job_id"]
+    rng = np.random.default_rng(0)
+    batch = [_utterance(rng, f"u{i}") for i in range(5)]
+    r = client.post(f"/v1/models/{model_id}/predict", json={"utterances": batch})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["model_id"] == model_id and [p["id"] for p in out["predictions"]] == [
+        f"u{i}" for i in range(5)
+    ]
+    assert all(isinstance(p["sentiment"], float) and p["text"] is not None for p in out["predictions"])
+    assert not any(p["cached"] for p in out["predictions"])
+    # the same numbers spelled differently (ints, float64 noise below float32) hit the cache
+    again = [dict(u) for u in batch[:2]] + [_utterance(rng, "new")]
+    r2 = client.post(f"/v1/models/{model_id}/predict", json={"utterances": again}).json()
+    assert [p["cached"] for p in r2["predictions"]] == [True, True, False]
+    assert r2["predictions"][0]["sentiment"] == out["predictions"][0]["sentiment"]
+    # the bare model agrees
+    from models.pipeline import TrainedModel
+
+    model = TrainedModel.load(client.app.state.services.store.run_dir(model_id))
+    feats = {
+        m: [np.asarray(u["features"][m], dtype=np.float32) for u in batch]
+        for m in ("text", "audio", "vision")
+    }
+    bare = model.predict_batch(feats)
+    assert np.allclose(bare["pred"], [p["sentiment"] for p in out["predictions"]], atol=1e-5)
+    text = client.get("/metrics").text
+    assert 'unilabel_predicted_utterances_total{cache="hit"} 2.0' in text
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda u: u["features"].pop("audio"), "body.utterances.0.features.audio"),
+        (lambda u: u["features"].update(audio=[1.0, 2.0]), "body.utterances.0.features.audio"),
+        (lambda u: u["features"].update(smell=[1.0]), "body.utterances.0.features.smell"),
+        (lambda u: u["features"].update(audio=[[1.0] * 16, [1.0] * 3]), "body.utterances.0.features.audio"),
+        (lambda u: u["features"].update(audio="loud"), "body.utterances.0.features.audio"),
+        (lambda u: u.update(extra=1), "body.utterances.0.extra"),
+    ],
+)
+def test_predict_input_errors_name_the_field(client, trained: dict, mutate, field: str) -> None:
+    utt = _utterance(np.random.default_rng(1))
+    mutate(utt)
+    r = client.post(f"/v1/models/{trained['job_id']}/predict", json={"utterances": [utt]})
+    assert r.status_code == 422, r.text
+    err = error_of(r)
+    assert err["field"] == field or any(d["field"].startswith(field) for d in err["details"]), err
+
+
+def test_predict_limits_and_unknown_model(client, trained: dict, settings: Settings) -> None:
+    r = client.post(
+        f"/v1/models/{'0' * 32}/predict", json={"utterances": [_utterance(np.random.default_rng(0))]}
+    )
+    assert r.status_code == 404 and error_of(r)["field"] == "model_id"
+    r = client.post(f"/v1/models/{trained['job_id']}/predict", json={"utterances": []})
+    assert r.status_code == 422 and error_of(r)["field"] == "body.utterances"
+
+
+def test_api_schemas_and_client_import_without_torch() -> None:
+    code = "import sys, api_schemas, service.client; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)

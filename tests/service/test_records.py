@@ -1,0 +1,83 @@
+"""Job records in Redis: dedup by fingerprint, guarded transitions, cancellation, idempotency keys."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from service.records import JobStore, fingerprint
+from service.settings import Settings
+
+SPEC = {
+    "dataset_id": "d" * 64,
+    "strategy": "mug",
+    "seed": 1,
+    "hyperparameters": {"lr": 0.1},
+    "code_version": "v",
+}
+
+
+@pytest.fixture
+def jobs(settings: Settings) -> JobStore:
+    return JobStore.from_url(settings.redis_url)
+
+
+def new(jobs: JobStore, fp: str = "fp") -> tuple[str, str]:
+    job_id = uuid.uuid4().hex
+    return job_id, jobs.create_or_get(job_id, SPEC, fp)
+
+
+def test_fingerprint_is_order_free_and_complete() -> None:
+    a = fingerprint("d", "mug", 1, {"a": 1, "b": 2}, "v")
+    assert a == fingerprint("d", "mug", 1, {"b": 2, "a": 1}, "v")
+    assert a != fingerprint("d", "mug", 2, {"a": 1, "b": 2}, "v")
+    assert a != fingerprint("d", "mug", 1, {"a": 1, "b": 2}, "w")
+
+
+def test_same_fingerprint_gives_the_same_job_until_it_fails(jobs: JobStore) -> None:
+    first, owner = new(jobs)
+    assert owner == first
+    second, owner = new(jobs)
+    assert owner == first and jobs.get(second) is None  # nothing half-created
+    jobs.transition(first, ("queued",), state="failed", error="x")
+    third, owner = new(jobs)
+    assert owner == third  # a failed run may be tried again
+    jobs.transition(third, ("queued",), state="succeeded")
+    assert new(jobs)[1] == third
+
+
+def test_record_round_trip(jobs: JobStore) -> None:
+    job_id, _ = new(jobs)
+    rec = jobs.get(job_id)
+    assert rec["state"] == "queued" and rec["seed"] == 1 and rec["hyperparameters"] == {"lr": 0.1}
+    assert rec["attempts"] == 0 and rec["cancel_requested"] is False and rec.get("stage") is None
+    jobs.update(job_id, stage="meta", epoch=3, progress=0.5, losses={"l": 1.0})
+    rec = jobs.get(job_id)
+    assert (rec["stage"], rec["epoch"], rec["progress"], rec["losses"]) == ("meta", 3, 0.5, {"l": 1.0})
+    assert jobs.total() == 1 and [r["id"] for r in jobs.list()] == [job_id]
+    assert jobs.counts_by_state()["queued"] == 1
+
+
+def test_transitions_are_guarded(jobs: JobStore) -> None:
+    job_id, _ = new(jobs)
+    assert jobs.transition(job_id, ("running",), state="succeeded") is None
+    assert jobs.transition(job_id, ("queued",), state="running") == "queued"
+    assert jobs.get(job_id)["state"] == "running"
+    assert jobs.transition("nope", ("queued",), state="running") is None
+
+
+def test_cancel_queued_at_once_running_by_flag_finished_never(jobs: JobStore) -> None:
+    queued, _ = new(jobs, "a")
+    assert jobs.request_cancel(queued) == "cancelled"
+    running, _ = new(jobs, "b")
+    jobs.transition(running, ("queued",), state="running")
+    assert jobs.request_cancel(running) == "running" and jobs.cancel_requested(running)
+    assert jobs.request_cancel(queued) is None
+
+
+def test_idempotency_key_binds_once(jobs: JobStore) -> None:
+    assert jobs.remember_idempotency_key("k", "job1", "body", 60) == "job1"
+    assert jobs.remember_idempotency_key("k", "job2", "body", 60) == "job1"
+    assert jobs.idempotency("k") == {"job_id": "job1", "body": "body"}
+    assert jobs.idempotency("other") is None

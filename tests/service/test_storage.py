@@ -1,0 +1,69 @@
+"""Artifacts are written atomically and addressed by validated ids."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from service import storage
+from service.storage import ArtifactStore, atomic_write_bytes, atomic_write_json, read_json
+
+
+def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "x.json"
+    atomic_write_json(target, {"v": 1, "nan": float("nan")})
+    atomic_write_json(target, {"v": 2})
+    assert read_json(target) == {"v": 2}
+    assert [p.name for p in target.parent.iterdir()] == ["x.json"]  # no temp files left
+
+
+def test_failed_write_keeps_old_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "x.bin"
+    atomic_write_bytes(target, b"old")
+
+    def boom(*_: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(storage.os, "replace", boom)
+    with pytest.raises(OSError):
+        atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]
+
+
+def test_json_safe_values(tmp_path: Path) -> None:
+    import numpy as np
+
+    atomic_write_json(tmp_path / "m.json", {"a": np.float32(1.5), "b": [np.inf], "c": np.arange(2)})
+    assert read_json(tmp_path / "m.json") == {"a": 1.5, "b": [None], "c": [0, 1]}
+
+
+def test_publish_is_one_rename_and_never_overwrites(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    first = store.staging_dir("x-")
+    (first / "f").write_text("1")
+    assert store.publish(first, store.runs / ("a" * 32))
+    second = store.staging_dir("x-")
+    (second / "f").write_text("2")
+    assert not store.publish(second, store.runs / ("a" * 32))
+    assert (store.runs / ("a" * 32) / "f").read_text() == "1"
+    store.discard(second)
+    assert not second.exists()
+
+
+@pytest.mark.parametrize("bad", ["../etc", "a" * 63, "A" * 64, "../" + "a" * 61, ""])
+def test_ids_are_validated_before_touching_paths(tmp_path: Path, bad: str) -> None:
+    store = ArtifactStore(tmp_path)
+    assert store.dataset_dir(bad) is None
+    assert store.run_dir(bad) is None
+    assert store.model_card(bad) is None
+
+
+def test_sweep_removes_only_old_staging(tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    old, new = store.staging_dir("old-"), store.staging_dir("new-")
+    os.utime(old, (0, 0))
+    assert store.sweep_staging(older_than_s=3600) == 1
+    assert not old.exists() and new.exists()

@@ -1,0 +1,99 @@
+"""One delivery of a training job (worker.jobs.run_job) without Celery: cancel, lost workers, failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.service.conftest import TINY, upload_dir
+from worker.jobs import run_job
+
+
+@pytest.fixture
+def svc(client):
+    return client.app.state.services
+
+
+@pytest.fixture
+def queued(client, synth_dir) -> str:
+    ds = upload_dir(client, synth_dir).json()["id"]
+    return client.post("/v1/jobs", json={"dataset_id": ds, "hyperparameters": TINY}).json()["id"]
+
+
+def test_progress_is_recorded(svc, queued: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    original = svc.jobs.update
+
+    def spy(job_id: str, **fields) -> None:
+        seen.append(fields)
+        original(job_id, **fields)
+
+    monkeypatch.setattr(svc.jobs, "update", spy)
+    assert run_job(queued, svc.jobs, svc.store, svc.settings) == "succeeded"
+    stages = [f["stage"] for f in seen if "stage" in f]
+    assert stages[0] == "pretrain" and "meta" in stages and stages[-1] == "multitask"
+    fractions = [f["progress"] for f in seen if "progress" in f]
+    assert fractions == sorted(fractions) and "first_progress_at" in seen[0]
+    rec = svc.jobs.get(queued)
+    assert rec["attempts"] == 1 and rec["first_progress_at"] >= rec["started_at"]
+    assert list(svc.store.tmp.iterdir()) == []  # staging cleaned
+
+
+def test_cancel_between_epochs(svc, queued: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = svc.jobs.update
+
+    def cancel_after_first_epoch(job_id: str, **fields) -> None:
+        original(job_id, **fields)
+        svc.jobs.request_cancel(job_id)
+
+    monkeypatch.setattr(svc.jobs, "update", cancel_after_first_epoch)
+    assert run_job(queued, svc.jobs, svc.store, svc.settings) == "cancelled"
+    assert svc.store.run_dir(queued) is None and list(svc.store.tmp.iterdir()) == []
+
+
+def test_cancelled_while_queued_never_runs(svc, queued: str) -> None:
+    svc.jobs.request_cancel(queued)
+    assert run_job(queued, svc.jobs, svc.store, svc.settings) == "cancelled"
+    assert svc.jobs.get(queued).get("started_at") is None
+
+
+def test_redelivery_after_a_lost_worker(svc, queued: str) -> None:
+    # the first delivery's worker died mid-run: the record says running, attempt 1
+    svc.jobs.transition(queued, ("queued",), state="running", attempts=1)
+    assert run_job(queued, svc.jobs, svc.store, svc.settings) == "succeeded"
+    assert svc.jobs.get(queued)["attempts"] == 2
+
+
+def test_too_many_lost_workers_fail_the_job(svc, queued: str) -> None:
+    svc.jobs.transition(queued, ("queued",), state="running", attempts=svc.settings.job_max_attempts)
+    assert run_job(queued, svc.jobs, svc.store, svc.settings) == "failed"
+    assert "worker lost" in svc.jobs.get(queued)["error"]
+
+
+def test_published_run_is_not_trained_again(svc, queued: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run_job(queued, svc.jobs, svc.store, svc.settings) == "succeeded"
+    # the worker died after publishing, before writing the record: the redelivery only records success
+    svc.jobs.update(queued, state="running")
+    monkeypatch.setattr("worker.jobs.train", lambda *a, **k: pytest.fail("trained twice"))
+    assert run_job(queued, svc.jobs, svc.store, svc.settings) == "succeeded"
+
+
+def test_failures_are_recorded_without_traceback(svc, queued: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr("worker.jobs.train", broken)
+    assert run_job(queued, svc.jobs, svc.store, svc.settings) == "failed"
+    rec = svc.jobs.get(queued)
+    assert rec["error"] == "training failed: RuntimeError: CUDA out of memory" and rec["finished_at"]
+    assert list(svc.store.tmp.iterdir()) == []
+
+
+def test_deleted_dataset_fails_the_job(svc, queued: str) -> None:
+    rec = svc.jobs.get(queued)
+    svc.store.discard(svc.store.dataset_dir(rec["dataset_id"]))
+    assert run_job(queued, svc.jobs, svc.store, svc.settings) == "failed"
+    assert "was deleted" in svc.jobs.get(queued)["error"]
+
+
+def test_unknown_job_message_is_dropped(svc) -> None:
+    assert run_job("f" * 32, svc.jobs, svc.store, svc.settings) == "missing"

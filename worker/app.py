@@ -1,0 +1,51 @@
+"""The Celery application: Redis broker and result backend, JSON only, one training job per process.
+
+Importing this module does not import torch (the API imports it to enqueue by task name); the worker
+imports the task module (worker.tasks) through ``include``.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from service.settings import Settings, get_settings
+
+TRAIN_TASK = "unilabel.train"
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("unilabel", include=["worker.tasks"])
+    transport = {"visibility_timeout": settings.visibility_timeout}
+    app.conf.update(
+        broker_url=settings.redis_url,
+        result_backend=settings.redis_url,
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        # JSON only: nothing from the network is ever unpickled.
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        # One long job at a time per process, acknowledged only when done; a lost worker re-queues it
+        # (the job record counts attempts and fails the job after JOB_MAX_ATTEMPTS deliveries).
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_max_tasks_per_child=1,  # a fresh child per job frees GPU memory
+        task_track_started=True,
+        task_soft_time_limit=settings.job_soft_time_limit,
+        task_time_limit=settings.job_time_limit,
+        result_expires=7 * 24 * 3600,
+        task_queues=[Queue(settings.train_queue)],
+        task_default_queue=settings.train_queue,
+        task_create_missing_queues=False,
+        task_routes={TRAIN_TASK: {"queue": settings.train_queue}},
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    return app
+
+
+celery_app = make_celery(get_settings())
