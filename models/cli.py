@@ -1,0 +1,245 @@
+"""`unilabel` command line: train, evaluate, compare, predict, synth, import-mmsa (and the service client)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from models.config import HyperparameterError, parse_override
+
+DEFAULT_SEEDS = "1111,1112,1113,1114,1115"
+
+
+def _overrides(pairs: list[str] | None, json_file: str | None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if json_file:
+        try:
+            loaded = json.loads(Path(json_file).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise HyperparameterError("*", f"cannot read {json_file}: {err}") from None
+        if not isinstance(loaded, dict):
+            raise HyperparameterError("*", f"{json_file} must hold a JSON object")
+        values.update(loaded)
+    for pair in pairs or []:
+        name, value = parse_override(pair)
+        values[name] = value
+    return values
+
+
+class ProgressBars:
+    """One tqdm bar per stage, advanced per epoch, with the latest losses."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, event: Any) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(event.stage)
+        if bar is None:
+            for other in self.bars.values():
+                other.close()
+            bar = self.bars[event.stage] = tqdm(total=event.epochs, desc=event.stage, unit="ep", leave=True)
+        bar.update(1)
+        shown = {
+            k: v for k, v in {**event.losses, **event.metrics}.items() if "[" not in k or k.startswith("L_")
+        }
+        bar.set_postfix({k: f"{v:.3f}" for k, v in list(shown.items())[:4]}, refresh=False)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from models.data import load_dataset
+    from models.pipeline import train
+
+    ds = load_dataset(args.data, rho=args.rho)
+    bars = ProgressBars(not args.quiet)
+    try:
+        result = train(
+            ds,
+            args.out,
+            strategy=args.strategy,
+            seed=args.seed,
+            hyperparameters=_overrides(args.set, args.hyperparameters),
+            device=args.device,
+            progress=bars,
+            overwrite=args.overwrite,
+        )
+    finally:
+        bars.close()
+    print(json.dumps({k: v for k, v in result.metrics.items()}, indent=2))
+    print(f"run written to {result.out_dir} ({result.config['timings']['total_s']:.1f} s)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from models.evaluate import evaluate_run
+
+    metrics = evaluate_run(args.run, args.labels, rho=args.rho)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from models.compare import compare
+
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    table = compare(
+        args.data,
+        strategies,
+        seeds,
+        args.out,
+        hyperparameters=_overrides(args.set, args.hyperparameters),
+        device=args.device,
+        split=args.split,
+        rho=args.rho,
+        progress=not args.quiet,
+    )
+    print(table)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from models.data import load_dataset
+    from models.pipeline import TrainedModel
+    from models.report import write_csv_atomic
+
+    model = TrainedModel.load(args.run, device=args.device)
+    ds = load_dataset(args.data, rho=model.info["rho"], for_training=False)
+    frame = model.predict_dataset(ds)
+    out = Path(args.out) if args.out else Path(args.run) / "predictions-new.csv"
+    write_csv_atomic(out, frame)
+    print(f"{len(frame)} predictions written to {out}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from models.synth import make_synthetic
+
+    path = make_synthetic(
+        args.out,
+        n_train=args.n_train,
+        n_valid=args.n_valid,
+        n_test=args.n_test,
+        seed=args.seed,
+        sequence=args.sequence,
+    )
+    print(
+        f"synthetic dataset written to {path} (true unimodal labels in label_T, label_A, label_V; "
+        "vision conflicts with the multimodal label on part of the rows)"
+    )
+    return 0
+
+
+def cmd_import_mmsa(args: argparse.Namespace) -> int:
+    from models.mmsa_import import import_mmsa_pkl
+
+    path = import_mmsa_pkl(args.pkl, args.out)
+    print(f"dataset written to {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from models.strategies import STRATEGIES
+
+    p = argparse.ArgumentParser(prog="unilabel", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add_hp(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a hyperparameter")
+        sp.add_argument("--hyperparameters", metavar="FILE.json", help="overrides from a JSON object")
+        sp.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+        sp.add_argument("--rho", type=float, default=None, help="label range (inferred when omitted)")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    t = sub.add_parser("train", help="learn unimodal labels and train the multitask model")
+    t.add_argument("data", help="dataset directory or .zip/.tar.gz")
+    t.add_argument("--strategy", default="mug", choices=STRATEGIES)
+    t.add_argument("--seed", type=int, default=1111)
+    t.add_argument("--out", required=True, help="run directory to write")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    add_hp(t)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score RUN/predictions.csv against an id,label CSV")
+    e.add_argument("run")
+    e.add_argument("--labels", required=True, help="CSV with columns id,label")
+    e.add_argument("--rho", type=float, default=None)
+    e.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser("compare", help="train strategies x seeds, print a mean/std table")
+    c.add_argument("data")
+    c.add_argument("--strategies", default=",".join(STRATEGIES[:4]))
+    c.add_argument("--seeds", default=DEFAULT_SEEDS)
+    c.add_argument("--out", default="runs/compare", help="folder for the runs and the table")
+    c.add_argument("--split", default="valid", help="split whose metrics go in the table")
+    add_hp(c)
+    c.set_defaults(func=cmd_compare)
+
+    pr = sub.add_parser("predict", help="predict a dataset with a trained run")
+    pr.add_argument("run")
+    pr.add_argument("data")
+    pr.add_argument("--out", help="CSV to write (default RUN/predictions-new.csv)")
+    pr.add_argument("--device", default="cpu")
+    pr.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("synth", help="write a synthetic dataset with planted unimodal labels")
+    s.add_argument("out")
+    s.add_argument("--n-train", type=int, default=600)
+    s.add_argument("--n-valid", type=int, default=150)
+    s.add_argument("--n-test", type=int, default=150)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--sequence", action="store_true", help="padded sequences instead of vectors")
+    s.set_defaults(func=cmd_synth)
+
+    im = sub.add_parser("import-mmsa", help="convert a TRUSTED local MMSA .pkl into the dataset format")
+    im.add_argument("pkl")
+    im.add_argument("out")
+    im.set_defaults(func=cmd_import_mmsa)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "remote":
+        from service.client import main as remote_main
+
+        return remote_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    from models.data import DatasetError
+    from models.inputs import InputError
+    from models.stages.common import Cancelled
+
+    try:
+        return args.func(args)
+    except (
+        DatasetError,
+        HyperparameterError,
+        InputError,
+        FileExistsError,
+        FileNotFoundError,
+        ValueError,
+    ) as err:
+        print(f"unilabel {args.command}: error:\n{err}", file=sys.stderr)
+        return 2
+    except Cancelled:
+        print(f"unilabel {args.command}: cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"unilabel {args.command}: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

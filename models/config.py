@@ -1,0 +1,178 @@
+"""Hyperparameters: defaults (MUG paper Table 2, MOSI column, where they fit), validation and recording.
+
+Every value is overridable by name; ``resolve_hyperparameters`` returns the complete, validated dict that is
+recorded in a run's config.json. Choices the paper leaves open are marked "choice" and explained in
+docs/method.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+TEXT_SOURCES = ("auto", "features", "encoder", "finetune")
+TEXT_POOLINGS = ("cls", "mean")
+
+
+class HyperparameterError(ValueError):
+    """A hyperparameter override is unknown or out of range; names the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"hyperparameters.{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    # shared by the stages
+    batch_size: int = 32  # Table 2
+    lr: float = (
+        1e-3  # choice: Table 2's 3e-5 is the BERT rate; feature networks use 1e-3 (as Self-MM's "other lr")
+    )
+    lr_text_encoder: float = 3e-5  # Table 2 learning rate, applied to the fine-tuned text encoder (Eq. 1)
+    weight_decay: float = 0.01  # AdamW default
+    dropout: float = 0.1  # choice
+    fusion_dim: int = 32  # Table 2 d
+    audio_dim: int = 256  # Table 2 d_a
+    vision_dim: int = 64  # Table 2 d_v
+    text_dim: int = 64  # Table 2 d_l
+    predictor_hidden: int = 32  # choice (Fig. 3 missing)
+    # stage 1: pre-training with the contrastive projection module
+    pretrain_epochs: int = 15  # Table 2
+    gamma: float = 0.01  # Table 2 contrastive weight
+    eta: float = 0.01  # Table 2 projected predictive weight
+    tau: float = 0.1  # choice: InfoNCE temperature (not given by the paper)
+    # stage 2: meta-learning of MUCN
+    meta_epochs: int = 65  # Table 2
+    meta_lr: float = 5e-3  # Table 2 alpha (meta-training, Eq. 15)
+    meta_test_lr: float = 1e-3  # Table 2 alpha' (meta-testing, Eq. 23)
+    meta_extra_ratio: int = 10  # b in |S'| = b|S| (Sec. 3.3.3)
+    lambda_init: float = 0.99  # choice: lambda = lambda_init^(E+1) (Eq. 18)
+    label_noise_std: float | None = (
+        None  # choice: None = rho / 3 (the paper's N(0, I) on MOSI's [-3, 3] scale)
+    )
+    mucn_hidden: int = 64  # choice (Fig. 3 missing)
+    mucn_input_norm: str = "l2"  # choice: MUCN sees L2-normalised x_m / x_m' (the space CPM aligns, Eq. 10)
+    mucn_residual: str = (
+        "atanh"  # choice: the input label enters Eq. 28 as atanh(ybar / rho); "literal" as is
+    )
+    second_order: bool = True  # Eq. 23 differentiates through the inner step; False = first-order ablation
+    multimodal_denoising: bool = True  # False = the paper's "W/O multimodal denoising task" ablation
+    # stage 3: multi-task training
+    beta: float = 0.01  # Table 2 unimodal task weight (Eq. 27)
+    multitask_max_epochs: int = 60  # choice: upper bound; early stopping usually ends sooner
+    early_stop: int = 8  # Sec. 4.4
+    # text
+    text_source: str = "auto"  # auto = features when present, else the encoder (frozen) on transcripts
+    text_model: str | None = None  # local transformers model dir; None = packaged all-MiniLM-L6-v2
+    text_pooling: str = "cls"  # Eq. 1 takes the first token
+    text_max_length: int = 64
+
+
+_POSITIVE_INT = {
+    "batch_size",
+    "fusion_dim",
+    "audio_dim",
+    "vision_dim",
+    "text_dim",
+    "predictor_hidden",
+    "mucn_hidden",
+    "meta_extra_ratio",
+    "multitask_max_epochs",
+    "early_stop",
+    "text_max_length",
+}
+_NONNEG_INT = {"pretrain_epochs", "meta_epochs"}
+_POSITIVE_FLOAT = {"lr", "lr_text_encoder", "meta_lr", "meta_test_lr", "tau"}
+_NONNEG_FLOAT = {"weight_decay", "gamma", "eta", "beta"}
+_CHOICES = {
+    "text_source": TEXT_SOURCES,
+    "text_pooling": TEXT_POOLINGS,
+    "mucn_input_norm": ("l2", "none"),
+    "mucn_residual": ("atanh", "literal"),
+}
+
+
+def _check(name: str, value: Any) -> Any:
+    if name in _POSITIVE_INT | _NONNEG_INT:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise HyperparameterError(name, f"must be an integer, got {value!r}")
+        low = 1 if name in _POSITIVE_INT else 0
+        if value < low:
+            raise HyperparameterError(name, f"must be >= {low}, got {value}")
+        return value
+    if name in _POSITIVE_FLOAT | _NONNEG_FLOAT | {"dropout", "lambda_init", "label_noise_std"}:
+        if value is None and name == "label_noise_std":
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise HyperparameterError(name, f"must be a number, got {value!r}")
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise HyperparameterError(name, "must be finite")
+        if name in _POSITIVE_FLOAT and value <= 0:
+            raise HyperparameterError(name, f"must be > 0, got {value}")
+        if name in _NONNEG_FLOAT | {"label_noise_std"} and value < 0:
+            raise HyperparameterError(name, f"must be >= 0, got {value}")
+        if name == "dropout" and not 0 <= value < 1:
+            raise HyperparameterError(name, f"must be in [0, 1), got {value}")
+        if name == "lambda_init" and not 0 <= value < 1:
+            raise HyperparameterError(name, f"must be in [0, 1) (the paper: lambda < 1), got {value}")
+        return value
+    if name in ("second_order", "multimodal_denoising"):
+        if not isinstance(value, bool):
+            raise HyperparameterError(name, f"must be true or false, got {value!r}")
+        return value
+    if name in _CHOICES:
+        if value not in _CHOICES[name]:
+            raise HyperparameterError(name, f"must be one of {', '.join(_CHOICES[name])}, got {value!r}")
+        return value
+    if name == "text_model":
+        if value is not None and (not isinstance(value, str) or not value):
+            raise HyperparameterError(name, f"must be a local model directory path or null, got {value!r}")
+        return value
+    raise HyperparameterError(name, "unknown hyperparameter")  # pragma: no cover - guarded by caller
+
+
+def resolve_hyperparameters(
+    overrides: dict[str, Any] | None = None, *, rho: float | None = None
+) -> dict[str, Any]:
+    """Defaults merged with ``overrides``, validated. Unknown names and bad values raise HyperparameterError.
+
+    With ``rho`` given, derived values (label_noise_std = rho / 3) are filled in.
+    """
+    known = {f.name for f in fields(Hyperparameters)}
+    values = asdict(Hyperparameters())
+    if overrides is not None and not isinstance(overrides, dict):
+        raise HyperparameterError("*", "must be an object mapping names to values")
+    for name, value in (overrides or {}).items():
+        if name not in known:
+            close = sorted(k for k in known if k.split("_")[0] == str(name).split("_")[0])
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise HyperparameterError(str(name), f"unknown hyperparameter{hint}")
+        values[name] = _check(name, value)
+    if rho is not None and values["label_noise_std"] is None:
+        values["label_noise_std"] = float(rho) / 3.0
+    return values
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse a CLI ``name=value`` override (numbers, true/false, null, or a string)."""
+    if "=" not in text:
+        raise HyperparameterError(text, "expected name=value")
+    name, raw = text.split("=", 1)
+    name = name.strip()
+    raw = raw.strip()
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return name, lowered == "true"
+    if lowered in ("null", "none"):
+        return name, None
+    try:
+        return name, int(raw)
+    except ValueError:
+        pass
+    try:
+        return name, float(raw)
+    except ValueError:
+        return name, raw

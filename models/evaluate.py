@@ -1,0 +1,55 @@
+"""Score a run's predictions.csv against an id,label file (e.g. labels scored outside the project)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.metrics import sentiment_metrics
+
+
+def read_labels(path: str | Path) -> pd.DataFrame:
+    """An id,label CSV; ValueError naming the file, column and rows on bad content."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise ValueError(f"{path.name}: cannot read as CSV: {err}") from None
+    for col in ("id", "label"):
+        if col not in frame.columns:
+            raise ValueError(f"{path.name}: column '{col}' is missing (need id,label)")
+    labels = pd.to_numeric(frame["label"], errors="coerce")
+    bad = np.flatnonzero(~np.isfinite(labels.to_numpy(dtype=float)))
+    if bad.size:
+        raise ValueError(
+            f"{path.name}: column 'label': not a finite number (rows {', '.join(map(str, bad[:10]))})"
+        )
+    dup = np.flatnonzero(frame["id"].duplicated().to_numpy())
+    if dup.size:
+        raise ValueError(f"{path.name}: column 'id': duplicate ids (rows {', '.join(map(str, dup[:10]))})")
+    return pd.DataFrame({"id": frame["id"], "label": labels.astype(float)})
+
+
+def evaluate_run(run_dir: str | Path, labels_csv: str | Path, rho: float | None = None) -> dict[str, Any]:
+    """Metrics of RUN/predictions.csv on the ids of ``labels_csv`` (every id must have a prediction)."""
+    run = Path(run_dir)
+    preds = pd.read_csv(run / "predictions.csv", dtype={"id": str}, keep_default_na=False)
+    labels = read_labels(labels_csv)
+    merged = labels.merge(preds[["id", "pred"]], on="id", how="left")
+    missing = merged["pred"].isna() | (merged["pred"] == "")
+    if missing.any():
+        ids = ", ".join(merged.loc[missing, "id"].head(5))
+        raise ValueError(
+            f"{Path(labels_csv).name}: {int(missing.sum())} id(s) have no prediction in the run ({ids})"
+        )
+    if rho is None:
+        model_json = run / "model.json"
+        rho = json.loads(model_json.read_text())["rho"] if model_json.exists() else 3.0
+    result = sentiment_metrics(
+        merged["pred"].astype(float).to_numpy(), merged["label"].to_numpy(), float(rho)
+    )
+    return {"n": len(merged), **result}

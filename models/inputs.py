@@ -1,0 +1,114 @@
+"""Dataset -> tensors the networks take, and per-batch slicing.
+
+Text comes from the dataset's text features, or from transcripts through a transformers encoder: frozen
+("encoder": embeddings computed once, then treated as vector features) or fine-tuned ("finetune": token ids
+go through the encoder inside the network, Eq. 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from models.data import Dataset
+from models.nets import MODALITY_ORDER, ModalitySpec
+
+
+class InputError(ValueError):
+    """The dataset cannot feed the requested model (names the field)."""
+
+
+@dataclass
+class TensorInputs:
+    """Every utterance's inputs as tensors; ``batch`` slices rows and trims sequence padding."""
+
+    tensors: dict[str, Tensor]
+    kinds: dict[str, str]
+
+    def __len__(self) -> int:
+        return next(iter(self.tensors.values())).shape[0]
+
+    def batch(self, idx: Tensor, device: torch.device | str = "cpu") -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        for m, kind in self.kinds.items():
+            if kind == "vector":
+                out[m] = self.tensors[m][idx]
+            elif kind == "sequence":
+                lengths = self.tensors[f"{m}_lengths"][idx]
+                t_max = int(lengths.max()) if len(lengths) else 1
+                out[m] = self.tensors[m][idx, :t_max]
+                out[f"{m}_lengths"] = lengths
+            else:
+                mask = self.tensors[f"{m}_attention_mask"][idx]
+                t_max = max(int(mask.sum(1).max()), 1) if len(mask) else 1
+                out[f"{m}_input_ids"] = self.tensors[f"{m}_input_ids"][idx, :t_max]
+                out[f"{m}_attention_mask"] = mask[:, :t_max]
+        return {k: v.to(device) for k, v in out.items()}
+
+
+def resolve_text_source(ds: Dataset, requested: str) -> str:
+    """auto -> "features" when the dataset has text features, else "encoder" (frozen, on transcripts)."""
+    has_features = "text" in ds.features
+    has_transcripts = ds.transcripts is not None
+    if requested == "auto":
+        return "features" if has_features else "encoder"
+    if requested == "features" and not has_features:
+        raise InputError(
+            "hyperparameters.text_source: 'features' asked for, but features.npz has no 'text' array"
+        )
+    if requested in ("encoder", "finetune") and not has_transcripts:
+        raise InputError(
+            f"hyperparameters.text_source: {requested!r} needs transcripts, but utterances.csv has no "
+            "'transcript' column"
+        )
+    return requested
+
+
+def modality_specs(ds: Dataset, text_source: str, dims: dict[str, int], text_hidden: int | None) -> dict:
+    """ModalitySpec per modality for a dataset (``dims``: d_m per modality)."""
+    specs = {}
+    for m in MODALITY_ORDER:
+        if m == "text" and text_source in ("encoder", "finetune"):
+            kind = "transformer" if text_source == "finetune" else "vector"
+            assert text_hidden is not None
+            specs[m] = ModalitySpec(kind=kind, in_dim=int(text_hidden), out_dim=dims[m])
+            continue
+        feats = ds.features[m]
+        specs[m] = ModalitySpec(
+            kind="sequence" if feats.is_sequence else "vector", in_dim=feats.dim, out_dim=dims[m]
+        )
+    return specs
+
+
+def build_inputs(
+    ds: Dataset, specs: dict[str, ModalitySpec], text_source: str, text_encoder: object | None = None
+) -> TensorInputs:
+    """Tensors for every row of ``ds``. ``text_encoder`` (a models.text_encoder.TextEncoder) is needed for
+    the transcript-based text sources."""
+    tensors: dict[str, Tensor] = {}
+    kinds: dict[str, str] = {}
+    for m, spec in specs.items():
+        kinds[m] = spec.kind
+        if m == "text" and text_source == "encoder":
+            emb = text_encoder.encode(list(ds.transcripts))  # type: ignore[union-attr]
+            tensors[m] = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
+        elif m == "text" and text_source == "finetune":
+            tok = text_encoder.tokenize(list(ds.transcripts))  # type: ignore[union-attr]
+            tensors[f"{m}_input_ids"] = tok["input_ids"]
+            tensors[f"{m}_attention_mask"] = tok["attention_mask"]
+        else:
+            feats = ds.features[m]
+            if feats.dim != spec.in_dim:
+                raise InputError(
+                    f"features.npz: key '{m}': feature dim {feats.dim}, the model expects {spec.in_dim}"
+                )
+            if feats.is_sequence != (spec.kind == "sequence"):
+                want = "padded sequences [N, T, d]" if spec.kind == "sequence" else "vectors [N, d]"
+                raise InputError(f"features.npz: key '{m}': the model expects {want}")
+            tensors[m] = torch.from_numpy(np.ascontiguousarray(feats.values, dtype=np.float32))
+            if feats.is_sequence:
+                tensors[f"{m}_lengths"] = torch.from_numpy(np.asarray(feats.lengths, dtype=np.int64))
+    return TensorInputs(tensors=tensors, kinds=kinds)

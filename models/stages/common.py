@@ -1,0 +1,110 @@
+"""Pieces the three stages share: seeding, batching, optimisers, progress reporting."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+
+class Cancelled(Exception):
+    """Training was stopped on request (checked between epochs)."""
+
+
+@dataclass
+class ProgressEvent:
+    stage: str  # "pretrain" | "meta" | "multitask"
+    epoch: int  # 1-based, within the stage
+    epochs: int  # planned epochs of the stage
+    fraction: float  # overall progress of the run, 0..1
+    losses: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class Reporter:
+    """Turns per-epoch callbacks into ProgressEvents with an overall fraction; honours cancellation."""
+
+    def __init__(
+        self,
+        plan: dict[str, int],
+        callback: Callable[[ProgressEvent], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
+        self.plan = {k: v for k, v in plan.items() if v > 0}
+        self.total = max(sum(self.plan.values()), 1)
+        self.done: dict[str, int] = {k: 0 for k in self.plan}
+        self.callback = callback
+        self.should_stop = should_stop
+
+    def check_stop(self) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise Cancelled("cancelled on request")
+
+    def epoch(
+        self,
+        stage: str,
+        epoch: int,
+        losses: dict[str, float] | None = None,
+        metrics: dict[str, float] | None = None,
+        units: int = 1,
+    ) -> None:
+        if stage in self.done:
+            self.done[stage] = min(self.done[stage] + units, self.plan[stage])
+        fraction = sum(self.done.values()) / self.total
+        if self.callback is not None:
+            self.callback(
+                ProgressEvent(
+                    stage, epoch, self.plan.get(stage, epoch), round(fraction, 4), losses or {}, metrics or {}
+                )
+            )
+        self.check_stop()
+
+    def finish_stage(self, stage: str) -> None:
+        """Mark a stage complete (early stopping ends a stage before its planned epochs)."""
+        if stage in self.done:
+            self.done[stage] = self.plan[stage]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return gen
+
+
+def batches(idx: Tensor, batch_size: int, gen: torch.Generator | None) -> Iterator[Tensor]:
+    """Row indices in batches; shuffled with ``gen`` when given, in order otherwise."""
+    order = idx[torch.randperm(len(idx), generator=gen)] if gen is not None else idx
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def make_optimizer(
+    net: nn.Module, lr: float, lr_text_encoder: float, weight_decay: float
+) -> torch.optim.AdamW:
+    """AdamW (Sec. 4.4); a fine-tuned text transformer (Eq. 1) gets its own, smaller learning rate."""
+    from models.text_encoder import TextEncoder
+
+    encoder_ids = {id(p) for m in net.modules() if isinstance(m, TextEncoder) for p in m.parameters()}
+    encoder_params = [p for p in net.parameters() if p.requires_grad and id(p) in encoder_ids]
+    other = [p for p in net.parameters() if p.requires_grad and id(p) not in encoder_ids]
+    groups = [{"params": other, "lr": lr}]
+    if encoder_params:
+        groups.append({"params": encoder_params, "lr": lr_text_encoder})
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' asked for, but no CUDA GPU is available")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"device: must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)

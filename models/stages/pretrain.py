@@ -1,0 +1,90 @@
+"""Stage 1 (Sec. 3.2): pre-train the multimodal network with the contrastive projection module.
+
+L = L_M + sum_m (eta * L_m' + gamma * L^c_m) (Eq. 12), then save x_m, x_m' and yhat_m' for every training
+sample (the only inputs of stage 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from models.inputs import TensorInputs
+from models.nets import MultimodalNet, contrastive_loss, l1
+from models.stages.common import Reporter, batches, make_optimizer
+
+
+@dataclass
+class SavedRepresentations:
+    """Stage-1 outputs for the training rows, in the order of ``rows``."""
+
+    rows: Tensor  # dataset row indices
+    unimodal: dict[str, Tensor]  # x_m  [N, d_m]
+    projected: dict[str, Tensor]  # x_m' [N, d_m]
+    projected_pred: dict[str, Tensor]  # yhat_m' [N]
+
+
+def pretrain_loss(
+    out: dict, y: Tensor, gamma: float, eta: float, tau: float
+) -> tuple[Tensor, dict[str, float]]:
+    """Eq. 12 for one batch; returns the loss and its parts."""
+    loss_m = l1(out["pred"], y)
+    parts = {"L_M": loss_m.item()}
+    total = loss_m
+    for m, proj in out["proj"].items():
+        l_proj = l1(out["proj_pred"][m], y)
+        l_con = contrastive_loss(proj, out["reps"][m], tau)
+        total = total + eta * l_proj + gamma * l_con
+        parts[f"L_{m}'"] = l_proj.item()
+        parts[f"Lc_{m}"] = l_con.item()
+    return total, parts
+
+
+def pretrain(
+    net: MultimodalNet,
+    inputs: TensorInputs,
+    y: Tensor,
+    train_rows: Tensor,
+    hp: dict,
+    gen: torch.Generator,
+    device: torch.device,
+    reporter: Reporter,
+) -> None:
+    opt = make_optimizer(net, hp["lr"], hp["lr_text_encoder"], hp["weight_decay"])
+    for epoch in range(1, hp["pretrain_epochs"] + 1):
+        net.train()
+        sums: dict[str, float] = {}
+        n_batches = 0
+        for idx in batches(train_rows, hp["batch_size"], gen):
+            out = net(inputs.batch(idx, device))
+            loss, parts = pretrain_loss(out, y[idx].to(device), hp["gamma"], hp["eta"], hp["tau"])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            n_batches += 1
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v
+        reporter.epoch("pretrain", epoch, {k: round(v / max(n_batches, 1), 5) for k, v in sums.items()})
+
+
+@torch.no_grad()
+def collect_representations(
+    net: MultimodalNet, inputs: TensorInputs, rows: Tensor, device: torch.device, batch_size: int = 256
+) -> SavedRepresentations:
+    """x_m, x_m' and yhat_m' in eval mode for ``rows`` (Sec. 3.2, last step of stage 1)."""
+    net.eval()
+    uni: dict[str, list[Tensor]] = {m: [] for m in net.modalities}
+    proj: dict[str, list[Tensor]] = {m: [] for m in net.modalities}
+    proj_pred: dict[str, list[Tensor]] = {m: [] for m in net.modalities}
+    for idx in batches(rows, batch_size, None):
+        out = net(inputs.batch(idx, device))
+        for m in net.modalities:
+            uni[m].append(out["reps"][m].cpu())
+            proj[m].append(out["proj"][m].cpu())
+            proj_pred[m].append(out["proj_pred"][m].cpu())
+    cat = lambda d: {m: torch.cat(v) for m, v in d.items()}  # noqa: E731
+    return SavedRepresentations(
+        rows=rows.clone(), unimodal=cat(uni), projected=cat(proj), projected_pred=cat(proj_pred)
+    )

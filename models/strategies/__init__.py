@@ -1,0 +1,27 @@
+"""Label strategies, found by name."""
+
+from __future__ import annotations
+
+from models.strategies.base import Strategy, StrategyContext
+from models.strategies.copy_label import CopyStrategy
+from models.strategies.mug import MugStrategy
+from models.strategies.no_unimodal import NoUnimodalStrategy
+from models.strategies.selfmm import SelfMMStrategy
+
+_REGISTRY: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (MugStrategy, SelfMMStrategy, CopyStrategy, NoUnimodalStrategy)
+}
+STRATEGIES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def get_strategy(name: str) -> Strategy:
+    """The strategy called ``name``; ValueError naming the choices otherwise."""
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise ValueError(
+            f"strategy: unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}"
+        ) from None
+
+
+__all__ = ["STRATEGIES", "Strategy", "StrategyContext", "get_strategy"]

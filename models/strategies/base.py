@@ -1,0 +1,84 @@
+"""What every label strategy shares: its context, its interface, and fixed-label sources."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from models.data import Dataset
+from models.inputs import TensorInputs
+from models.nets import MultimodalNet
+from models.stages.common import Reporter
+
+
+@dataclass
+class StrategyContext:
+    dataset: Dataset
+    inputs: TensorInputs
+    y: Tensor  # multimodal labels of every row (NaN where unlabeled)
+    train_rows: Tensor
+    valid_rows: Tensor
+    hp: dict
+    rho: float
+    gen: torch.Generator
+    device: torch.device
+    reporter: Reporter
+    build_net: Callable[[bool], MultimodalNet]  # argument: with the projection modules (stage 1) or not
+    extras: dict  # strategy diagnostics recorded in config.json (kept/meta-update counts, ...)
+
+
+class Strategy(ABC):
+    name: str
+    description: str
+
+    def plan(self, hp: dict) -> dict[str, int]:
+        """Epochs per stage before stage 3 (for progress reporting)."""
+        return {}
+
+    @abstractmethod
+    def label_source(self, ctx: StrategyContext):  # -> LabelSource
+        """Run whatever the strategy needs before stage 3 and return stage 3's label source."""
+
+
+class FixedLabels:
+    """Unimodal labels fixed before stage 3 (MUG, copy). ``labels[m]`` is indexed by dataset row."""
+
+    uses_unimodal_tasks = True
+
+    def __init__(self, labels: dict[str, Tensor], train_rows: Tensor) -> None:
+        self.labels = labels
+        self.train_rows = train_rows
+
+    def targets(self, rows: Tensor) -> dict[str, tuple[Tensor, Tensor | None]]:
+        return {m: (lab[rows], None) for m, lab in self.labels.items()}
+
+    def after_batch(self, rows: Tensor, out: dict, epoch: int) -> None:
+        return None
+
+    def on_best(self) -> None:
+        return None
+
+    def final_labels(self) -> dict[str, Tensor] | None:
+        return {m: lab[self.train_rows] for m, lab in self.labels.items()}
+
+
+class NoLabels:
+    """No unimodal tasks: stage 3 optimises L_M only."""
+
+    uses_unimodal_tasks = False
+
+    def targets(self, rows: Tensor) -> dict[str, tuple[Tensor, Tensor | None]]:
+        return {}
+
+    def after_batch(self, rows: Tensor, out: dict, epoch: int) -> None:
+        return None
+
+    def on_best(self) -> None:
+        return None
+
+    def final_labels(self) -> dict[str, Tensor] | None:
+        return None

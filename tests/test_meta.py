@@ -1,0 +1,148 @@
+"""Stage 2 at the level of the paper's equations (Eq. 13-23, 28)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.func import functional_call, grad
+
+from models.config import resolve_hyperparameters
+from models.nets import MUCN, l1, mucn_forward
+from models.stages.meta import MetaLearner, denoising_target, lambda_at, meta_learn_labels, sample_extra
+
+
+def _tasks(seed: int = 0, d: int = 8):
+    g = torch.Generator().manual_seed(seed)
+    uni = (torch.randn(16, d, generator=g), torch.randn(16, generator=g) * 2, torch.randn(16, generator=g))
+    multi = (torch.randn(48, d, generator=g), torch.randn(48, generator=g) * 2, torch.randn(48, generator=g))
+    return uni, multi
+
+
+@pytest.mark.parametrize("residual", ["atanh", "literal"])
+def test_mucn_output_is_bounded_by_rho(residual: str) -> None:
+    torch.manual_seed(0)
+    for rho in (3.0, 1.0):
+        mucn = MUCN(8, 16, rho, residual)
+        with torch.no_grad():
+            mucn.mlp[4].bias.fill_(50.0)  # a huge correction must still land inside [-rho, rho]
+        out = mucn(torch.randn(64, 8) * 10, torch.linspace(-10, 10, 64))
+        assert out.abs().max() <= rho + 1e-6
+        assert out.min() > -rho - 1e-6
+
+
+def test_mucn_eq28_residual_forms() -> None:
+    mucn = MUCN(4, 8, 3.0, "literal")
+    with torch.no_grad():
+        for p in mucn.mlp[4].parameters():
+            p.zero_()  # y'_mc = 0
+    y = torch.tensor([-2.0, -0.5, 0.0, 1.0, 2.5])
+    rep = torch.randn(5, 4)
+    assert torch.allclose(mucn(rep, y), 3.0 * torch.tanh(y))  # Eq. 28 taken literally
+    params = dict(mucn.mlp.named_parameters())
+    assert torch.allclose(
+        mucn_forward(params, rep, y, 3.0, "atanh"), y, atol=1e-5
+    )  # identity at zero correction
+
+
+def test_lambda_decays_as_lambda_init_power_epoch_plus_one() -> None:
+    assert lambda_at(0, 0.9) == pytest.approx(0.9)
+    assert lambda_at(4, 0.9) == pytest.approx(0.9**5)
+    values = [lambda_at(e, 0.99) for e in range(65)]
+    assert all(a > b for a, b in zip(values, values[1:], strict=False))
+
+
+def test_denoising_target_switches_at_halfway() -> None:
+    y = torch.tensor([1.0, -1.0])
+    prev = torch.tensor([3.0, 0.0])
+    assert torch.equal(denoising_target(4, 10, y, prev, 0.9), y)  # first half: Eq. 14
+    lam = 0.9**6
+    expected = lam * prev + (1 - lam) * y  # Eq. 17 with lambda of Eq. 18 at E = 5
+    assert torch.allclose(denoising_target(5, 10, y, prev, 0.9), expected)
+
+
+def test_second_order_meta_gradient_matches_torch_func_and_differs_from_first_order() -> None:
+    torch.manual_seed(0)
+    mucn = MUCN(8, 16, 3.0, "atanh")
+    params = MetaLearner.init_params(mucn)
+    uni, multi = _tasks()
+    alpha = 0.5  # large enough that the second-order term is visible
+    second = MetaLearner(3.0, "atanh", alpha, 1e-3, second_order=True).meta_gradient(params, uni, multi)
+    first = MetaLearner(3.0, "atanh", alpha, 1e-3, second_order=False).meta_gradient(params, uni, multi)
+
+    # reference: torch.func.grad of L_post(theta - alpha * grad L_uni(theta)) on the module itself
+    def f(p, x, yb):
+        return functional_call(
+            mucn.mlp, {k: v for k, v in p.items()}, (torch.cat([x, (yb / 3).unsqueeze(-1)], -1),)
+        )
+
+    def uni_loss(p):
+        corr = f(p, uni[0], uni[1]).squeeze(-1)
+        return l1(3 * torch.tanh(torch.atanh((uni[1] / 3).clamp(-0.999, 0.999)) + corr), uni[2])
+
+    def post(p):
+        g = grad(uni_loss)(p)
+        adapted = {k: p[k] - alpha * g[k] for k in p}
+        corr = f(adapted, multi[0], multi[1]).squeeze(-1)
+        return l1(3 * torch.tanh(torch.atanh((multi[1] / 3).clamp(-0.999, 0.999)) + corr), multi[2])
+
+    reference = grad(post)(params)
+    for k in params:
+        assert torch.allclose(second[k], reference[k], atol=1e-5), k
+    diff = sum(float((second[k] - first[k]).abs().sum()) for k in params)
+    assert diff > 1e-4  # the second-order term is really there
+
+
+def test_keep_branch_takes_adapted_parameters() -> None:
+    """Eq. 22: when L_post < L_pre, theta becomes theta' (the inner step) exactly."""
+    torch.manual_seed(1)
+    learner = MetaLearner(3.0, "atanh", 0.05, 1e-3)
+    params = MetaLearner.init_params(MUCN(8, 16, 3.0))
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(32, 8, generator=g)
+    y = torch.randn(32, generator=g)
+    uni = (x[:16], y[:16], (y[:16] + 1).clamp(-2.9, 2.9))
+    multi = (x, y, (y + 1).clamp(-2.9, 2.9))  # the same shift on D: the inner step helps, so it is kept
+    adapted, _ = learner.inner_step(params, uni)
+    new, stats = learner.step(params, uni, multi)
+    assert stats["kept"] == 1.0 and stats["L_post"] < stats["L_pre"]
+    for k in params:
+        assert torch.allclose(new[k], adapted[k].detach())
+
+
+def test_meta_update_branch_uses_meta_gradient_from_original_params() -> None:
+    """Eq. 23: L_post >= L_pre discards theta': theta <- theta - alpha' * dL_post(theta'(theta)) / dtheta."""
+    torch.manual_seed(2)
+    learner = MetaLearner(3.0, "atanh", 0.5, 1e-2)
+    params = MetaLearner.init_params(MUCN(8, 16, 3.0))
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(16, 8, generator=g)
+    y = torch.randn(16, generator=g)
+    uni = (x, y, y)
+    multi = (x, y, -y)  # the opposite target: the inner step hurts, so the meta-update runs
+    new, stats = learner.step(params, uni, multi)
+    assert stats["kept"] == 0.0 and stats["L_post"] >= stats["L_pre"]
+    meta = learner.meta_gradient(params, uni, multi)
+    for k in params:
+        assert torch.allclose(new[k], params[k] - 1e-2 * meta[k])
+
+
+def test_extra_samples_exclude_the_batch_and_have_size_b_times_s() -> None:
+    g = torch.Generator().manual_seed(0)
+    s = torch.tensor([0, 5, 9])
+    extra = sample_extra(100, s, 30, g)
+    assert len(extra) == 30 and len(set(extra.tolist())) == 30
+    assert not set(extra.tolist()) & set(s.tolist())
+    assert len(sample_extra(10, s, 30, g)) == 7  # fewer remain: all of them
+
+
+def test_meta_learning_is_deterministic_and_counts_branches() -> None:
+    hp = resolve_hyperparameters({"meta_epochs": 4, "mucn_hidden": 16}, rho=3.0)
+    g = torch.Generator().manual_seed(0)
+    x, xp = torch.randn(80, 8, generator=g), torch.randn(80, 8, generator=g)
+    yp, y = torch.randn(80, generator=g), torch.randn(80, generator=g).clamp(-3, 3)
+    a = meta_learn_labels(x, xp, yp, y, hp, 3.0, torch.Generator().manual_seed(7))
+    b = meta_learn_labels(x, xp, yp, y, hp, 3.0, torch.Generator().manual_seed(7))
+    assert torch.equal(a.labels, b.labels)
+    assert a.kept + a.meta_updates == 4 * 3  # 80 samples / batch 32 -> 3 batches per epoch
+    assert a.labels.abs().max() <= 3.0
+    assert len(a.history) == 4 and a.history[-1]["lambda"] > 0  # second half uses Eq. 16-18

@@ -1,0 +1,202 @@
+"""End to end through models.pipeline and the CLI on small synthetic data (tiny schedules)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from models.cli import main
+from models.config import HyperparameterError
+from models.data import load_dataset
+from models.pipeline import RUN_FILES, Cancelled, TrainedModel, train
+from models.strategies import STRATEGIES
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_writes_a_complete_run(
+    strategy: str, small_synth: Path, tmp_path: Path, tiny_hp
+) -> None:
+    ds = load_dataset(small_synth)
+    events = []
+    result = train(
+        ds,
+        tmp_path / "run",
+        strategy=strategy,
+        seed=1,
+        hyperparameters=tiny_hp,
+        device="cpu",
+        progress=events.append,
+    )
+    run = result.out_dir
+    assert sorted(p.name for p in run.iterdir()) == sorted(RUN_FILES)
+    config = json.loads((run / "config.json").read_text())
+    assert config["strategy"] == strategy and config["seed"] == 1
+    assert config["hyperparameters"]["meta_epochs"] == 4 and config["dataset"]["sha256"] == ds.sha256
+    assert config["code_version"]
+    preds = pd.read_csv(run / "predictions.csv", dtype={"id": str})
+    assert list(preds.columns) == ["id", "split", "pred", "pred_T", "pred_A", "pred_V"]
+    assert len(preds) == len(ds) and preds["pred"].notna().all()  # every row, unlabeled ones included
+    labels = pd.read_csv(run / "unimodal_labels.csv", dtype={"id": str})
+    assert list(labels.columns) == ["id", "label", "label_T", "label_A", "label_V"]
+    assert len(labels) == len(ds.indices("train"))
+    if strategy == "none":
+        assert labels["label_T"].isna().all() and preds["pred_T"].isna().all()
+    else:
+        assert labels[["label_T", "label_A", "label_V"]].abs().max().max() <= ds.rho + 1e-6
+    if strategy == "copy":
+        assert np.allclose(labels["label_T"], labels["label"], atol=1e-6)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"train", "valid", "test"} <= set(metrics) and "acc7" in metrics["valid"]
+    assert events and events[-1].fraction == pytest.approx(1.0)
+    stages = {e.stage for e in events}
+    assert stages == ({"pretrain", "meta", "multitask"} if strategy == "mug" else {"multitask"})
+
+
+def test_same_seed_same_run(small_synth: Path, tmp_path: Path, tiny_hp) -> None:
+    ds = load_dataset(small_synth)
+    a = train(ds, tmp_path / "a", seed=5, hyperparameters=tiny_hp, device="cpu")
+    b = train(ds, tmp_path / "b", seed=5, hyperparameters=tiny_hp, device="cpu")
+    c = train(ds, tmp_path / "c", seed=6, hyperparameters=tiny_hp, device="cpu")
+    read = lambda r, f: (r.out_dir / f).read_text()  # noqa: E731
+    assert read(a, "unimodal_labels.csv") == read(b, "unimodal_labels.csv")
+    assert read(a, "predictions.csv") == read(b, "predictions.csv")
+    assert a.metrics == b.metrics
+    assert read(a, "unimodal_labels.csv") != read(c, "unimodal_labels.csv")
+
+
+def test_sequence_features_train_and_predict(small_synth_seq: Path, tmp_path: Path, tiny_hp) -> None:
+    ds = load_dataset(small_synth_seq)
+    assert ds.features["audio"].is_sequence
+    result = train(ds, tmp_path / "run", seed=1, hyperparameters=tiny_hp, device="cpu")
+    model = TrainedModel.load(result.out_dir)
+    saved = pd.read_csv(result.out_dir / "predictions.csv", dtype={"id": str})
+    again = model.predict_dataset(ds)
+    assert np.allclose(again["pred"], saved["pred"], atol=1e-5)
+    # predict_batch on raw per-utterance arrays (sequences trimmed to their lengths) gives the same numbers
+    feats = {}
+    for m, f in ds.features.items():
+        feats[m] = [f.values[i, : f.lengths[i]] if f.is_sequence else f.values[i] for i in range(4)]
+    out = model.predict_batch(feats)
+    assert np.allclose(out["pred"], saved["pred"][:4], atol=1e-5)
+
+
+def test_predict_batch_names_bad_fields(small_synth: Path, tmp_path: Path, tiny_hp) -> None:
+    ds = load_dataset(small_synth)
+    model = TrainedModel.load(train(ds, tmp_path / "run", hyperparameters=tiny_hp, device="cpu").out_dir)
+    good = {m: [f.values[0]] for m, f in ds.features.items()}
+    assert set(model.predict_batch(good)) == {"pred", "pred_T", "pred_A", "pred_V"}
+    with pytest.raises(ValueError, match=r"features.audio\[0\]: expected a vector of"):
+        model.predict_batch({**good, "audio": [np.zeros(3)]})
+    with pytest.raises(ValueError, match="features.vision: missing"):
+        model.predict_batch({k: v for k, v in good.items() if k != "vision"})
+    with pytest.raises(ValueError, match=r"features.text\[0\]: NaN"):
+        model.predict_batch({**good, "text": [np.full(ds.features["text"].dim, np.nan)]})
+
+
+def test_cancel_between_epochs_writes_nothing(small_synth: Path, tmp_path: Path, tiny_hp) -> None:
+    ds = load_dataset(small_synth)
+    calls = []
+    with pytest.raises(Cancelled):
+        train(
+            ds,
+            tmp_path / "run",
+            hyperparameters=tiny_hp,
+            device="cpu",
+            progress=calls.append,
+            should_stop=lambda: len(calls) >= 2,
+        )
+    assert not (tmp_path / "run").exists()
+    assert not list(tmp_path.glob(".run.partial-*"))
+
+
+def test_existing_run_is_not_overwritten_silently(small_synth: Path, tmp_path: Path, tiny_hp) -> None:
+    ds = load_dataset(small_synth)
+    train(ds, tmp_path / "run", strategy="copy", hyperparameters=tiny_hp, device="cpu")
+    with pytest.raises(FileExistsError, match="already holds files"):
+        train(ds, tmp_path / "run", strategy="copy", hyperparameters=tiny_hp, device="cpu")
+    train(ds, tmp_path / "run", strategy="none", hyperparameters=tiny_hp, device="cpu", overwrite=True)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["strategy"] == "none"
+
+
+def test_bad_settings_fail_before_training(small_synth: Path, tmp_path: Path) -> None:
+    ds = load_dataset(small_synth)
+    with pytest.raises(HyperparameterError, match="hyperparameters.beta"):
+        train(ds, tmp_path / "run", hyperparameters={"beta": -1})
+    with pytest.raises(ValueError, match="strategy: unknown strategy 'mugg'"):
+        train(ds, tmp_path / "run", strategy="mugg")
+    with pytest.raises(ValueError, match="text_source: 'finetune' needs transcripts"):
+        train(ds, tmp_path / "run", hyperparameters={"text_source": "finetune"})
+    assert not (tmp_path / "run").exists()
+
+
+def test_weights_load_without_pickle(small_synth: Path, tmp_path: Path, tiny_hp) -> None:
+    from safetensors.torch import load_file
+
+    ds = load_dataset(small_synth)
+    run = train(ds, tmp_path / "run", strategy="copy", hyperparameters=tiny_hp, device="cpu").out_dir
+    state = load_file(str(run / "model.safetensors"))
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_cli_train_evaluate_predict_compare(small_synth: Path, tmp_path: Path, capsys) -> None:
+    sets = [
+        "--set",
+        "pretrain_epochs=2",
+        "--set",
+        "meta_epochs=2",
+        "--set",
+        "multitask_max_epochs=3",
+        "--set",
+        "audio_dim=16",
+        "--quiet",
+    ]
+    run = tmp_path / "run"
+    assert (
+        main(["train", str(small_synth), "--strategy", "mug", "--seed", "2", "--out", str(run), *sets]) == 0
+    )
+    ds = load_dataset(small_synth)
+    test_rows = ds.labeled("test")
+    labels = pd.DataFrame({"id": ds.ids[test_rows], "label": ds.label[test_rows]})
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--labels", str(tmp_path / "labels.csv")]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["n"] == len(test_rows)
+    assert scored["mae"] == pytest.approx(
+        json.loads((run / "metrics.json").read_text())["test"]["mae"], abs=1e-4
+    )
+    assert main(["predict", str(run), str(small_synth), "--out", str(tmp_path / "p.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "p.csv")) == len(ds)
+    out = tmp_path / "cmp"
+    assert (
+        main(
+            [
+                "compare",
+                str(small_synth),
+                "--strategies",
+                "copy,none",
+                "--seeds",
+                "1,2",
+                "--out",
+                str(out),
+                *sets,
+            ]
+        )
+        == 0
+    )
+    table = (out / "table.md").read_text()
+    assert "| copy |" in table and "| none |" in table and "± " in table
+    assert len(list(out.glob("*/seed*/config.json"))) == 4
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path: Path, capsys) -> None:
+    (tmp_path / "bad").mkdir()
+    assert main(["train", str(tmp_path / "bad"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "utterances.csv" in err and "Traceback" not in err
+    assert main(["train", str(tmp_path / "bad"), "--out", str(tmp_path / "run"), "--set", "nope=1"]) == 2
