@@ -165,30 +165,33 @@ def utterances_from_dataset(path: str | Path, split: str | None = "test", n: int
 
 
 class ProgressBar:
-    """A tqdm bar over a job's overall fraction, described by stage and epoch."""
+    """A tqdm bar over a job's overall fraction, described by state, stage, epoch and the first loss."""
 
     def __init__(self, stream: Any = None) -> None:
         from tqdm import tqdm
 
         self.bar = tqdm(
             total=1000,
-            unit="‰",
             file=stream or sys.stderr,
             dynamic_ncols=True,
+            mininterval=0.5,
             bar_format="{desc} |{bar}| {percentage:3.0f}% {elapsed}",
         )
         self.last = 0
+        self.shown: tuple = ()
 
     def __call__(self, job: dict[str, Any]) -> None:
-        done = int(round(1000 * (job.get("progress") or 0.0)))
-        if job["state"] == "succeeded":
-            done = 1000
-        self.bar.update(max(done - self.last, 0))
-        self.last = max(done, self.last)
+        done = 1000 if job["state"] == "succeeded" else int(round(1000 * (job.get("progress") or 0.0)))
         stage = f" {job['stage']} {job.get('epoch')}/{job.get('epochs')}" if job.get("stage") else ""
         loss = next(iter((job.get("losses") or {}).items()), None)
         loss_text = f" {loss[0]}={loss[1]:.4g}" if loss and loss[1] is not None else ""
-        self.bar.set_description_str(f"{job['state']}{stage}{loss_text}", refresh=True)
+        key = (job["state"], stage, done)
+        if key != self.shown:  # redraw only on news, so a log file gets one line per change
+            self.shown = key
+            self.bar.set_description_str(f"{job['state']}{stage}{loss_text}", refresh=False)
+            self.bar.update(max(done - self.last, 0))
+            self.last = max(done, self.last)
+            self.bar.refresh()
         if job["state"] in FINAL:
             self.bar.close()
 

@@ -1,0 +1,82 @@
+"""docker-compose.yml is valid against the Compose spec, and agrees with the code it runs."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from service.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = REPO / "docker-compose.yml"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_file_matches_the_compose_spec() -> None:
+    exe = shutil.which("check-jsonschema") or str(Path(sys.executable).with_name("check-jsonschema"))
+    result = subprocess.run(
+        [exe, "--builtin-schema", "vendor.compose-spec", str(COMPOSE)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_services_volumes_and_healthchecks(compose: dict) -> None:
+    services = compose["services"]
+    assert set(services) == {"redis", "api", "worker"}
+    for name, svc in services.items():
+        assert "healthcheck" in svc, name
+    for name in ("api", "worker"):
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert "artifacts:/artifacts" in services[name]["volumes"]
+        assert services[name]["environment"]["ARTIFACT_DIR"] == "/artifacts"
+    assert any(v.endswith(":/data") for v in services["redis"]["volumes"])
+    assert set(compose["volumes"]) == {"artifacts", "redis-data"}
+    gpu = services["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
+    assert "gpus" not in services["worker"]
+
+
+def test_environment_names_are_settings(compose: dict) -> None:
+    fields = {name.upper() for name in Settings.model_fields}
+    for name in ("api", "worker"):
+        for key in compose["services"][name]["environment"]:
+            assert key in fields, f"{name}: {key} is not a Settings field"
+
+
+def test_redis_config_keeps_everything() -> None:
+    compose_conf = yaml.safe_load(COMPOSE.read_text())["services"]["redis"]
+    mounted = [v for v in compose_conf["volumes"] if "redis.conf" in v][0].split(":")[0]
+    conf = (REPO / mounted).read_text()
+    assert re.search(r"^appendonly yes$", conf, re.M)
+    assert re.search(r"^maxmemory-policy noeviction$", conf, re.M)
+
+
+def test_dockerfiles_exist_and_run_real_modules(compose: dict) -> None:
+    for name in ("api", "worker"):
+        build = compose["services"][name]["build"]
+        dockerfile = REPO / build["context"] / build["dockerfile"]
+        text = dockerfile.read_text()
+        for src in re.findall(r"^COPY (?!--from)(\S+)", text, re.M):
+            assert (REPO / src).exists(), f"{dockerfile.name}: COPY {src} does not exist"
+        assert "torch==" in text
+    assert "FROM nvidia/cuda" in (REPO / "docker/worker.Dockerfile").read_text()
+    assert "whl/cpu" in (REPO / "docker/api.Dockerfile").read_text()
+    assert "service.app:app" in (REPO / "docker/api.Dockerfile").read_text()
+    command = compose["services"]["worker"]["command"]
+    module, attr = command[command.index("-A") + 1].split(":")
+    from celery import Celery
+
+    assert isinstance(getattr(importlib.import_module(module), attr), Celery)
+    assert "--concurrency" in command and command[command.index("--concurrency") + 1] == "1"
+    assert command[command.index("--pool") + 1] == "prefork"
