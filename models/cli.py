@@ -154,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     from models.strategies import STRATEGIES
 
     p = argparse.ArgumentParser(prog="unilabel", description=__doc__)
+    p.add_argument(
+        "--threads", type=int, default=0,
+        help="CPU threads for torch (default: $UNILABEL_THREADS, else torch's default). The networks on "
+        "feature vectors are small: 1 thread is often fastest (docs/benchmarks.md)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def add_hp(sp: argparse.ArgumentParser) -> None:
@@ -217,6 +222,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return remote_main(argv[1:])
     args = build_parser().parse_args(argv)
+    import os
+
+    import torch
+
+    threads = args.threads or int(os.environ.get("UNILABEL_THREADS", "0") or 0)
+    if threads > 0:
+        torch.set_num_threads(threads)
     from models.data import DatasetError
     from models.inputs import InputError
     from models.stages.common import Cancelled

@@ -57,6 +57,8 @@ class Hyperparameters:
     mucn_residual: str = (
         "atanh"  # choice: the input label enters Eq. 28 as atanh(ybar / rho); "literal" as is
     )
+    label_readout: str = "clean"  # choice: labels = MUCN(x_m, y); "noisy_mean" averages MUCN(x_m, y + eps) draws
+    readout_draws: int = 16  # choice: noise draws averaged by the noisy_mean read-out
     second_order: bool = True  # Eq. 23 differentiates through the inner step; False = first-order ablation
     multimodal_denoising: bool = True  # False = the paper's "W/O multimodal denoising task" ablation
     # stage 3: multi-task training
@@ -68,6 +70,20 @@ class Hyperparameters:
     text_model: str | None = None  # local transformers model dir; None = packaged all-MiniLM-L6-v2
     text_pooling: str = "cls"  # Eq. 1 takes the first token
     text_max_length: int = 64
+    # related strategies mlc / cmc / mtcl (docs/strategies.md)
+    mlc_epochs: int = 65  # choice: MLC bi-level epochs; MUG's stage-2 budget (Table 2 meta epochs)
+    mlc_main_lr: float = 1e-2  # choice: SGD step eta of MLC's main network (the unimodal head)
+    mlc_meta_lr: float = 1e-3  # choice: Adam lr of MLC's label-correction network (as MUG's alpha')
+    cmc_epochs: int = 30  # choice: PLGM pre-training epochs (CMC: up to 100, patience 10)
+    cmc_momentum_text: float = 0.8  # CMC m_0 of the text pseudo labels
+    cmc_momentum_audio: float = 0.99  # CMC m_0 of the audio pseudo labels
+    cmc_momentum_vision: float = 0.99  # CMC m_0 of the vision pseudo labels
+    cmc_momentum_gamma: float = 0.5  # CMC: m_e = 1 - (1 - m_0) / e^gamma
+    cmc_temperature: float = 0.07  # CMC supervised contrastive temperature
+    cmc_contrastive_weight: float = 1.0  # CMC adds the SupCon loss unweighted; 0 = off
+    cmc_neutral_band: float = 0.0  # |y| <= band is class neu; 0 = CMC's y == 0
+    mtcl_epochs: int = 30  # MTCL n_epochs (selection on valid MAE, patience early_stop)
+    mtcl_eliminate_rate: float = 0.44  # MTCL r: the harmful share (task-corrected to the multimodal label)
 
 
 _POSITIVE_INT = {
@@ -82,15 +98,29 @@ _POSITIVE_INT = {
     "multitask_max_epochs",
     "early_stop",
     "text_max_length",
+    "mlc_epochs",
+    "cmc_epochs",
+    "mtcl_epochs",
 }
 _NONNEG_INT = {"pretrain_epochs", "meta_epochs"}
-_POSITIVE_FLOAT = {"lr", "lr_text_encoder", "meta_lr", "meta_test_lr", "tau"}
-_NONNEG_FLOAT = {"weight_decay", "gamma", "eta", "beta"}
+_POSITIVE_FLOAT = {
+    "lr", "lr_text_encoder", "meta_lr", "meta_test_lr", "tau", "mlc_main_lr", "mlc_meta_lr", "cmc_temperature"
+}
+_NONNEG_FLOAT = {
+    "weight_decay", "gamma", "eta", "beta", "cmc_momentum_gamma", "cmc_contrastive_weight", "cmc_neutral_band"
+}
+_FRACTIONS = {  # name -> (allowed interval, upper bound included)
+    "cmc_momentum_text": ("[0, 1)", False),
+    "cmc_momentum_audio": ("[0, 1)", False),
+    "cmc_momentum_vision": ("[0, 1)", False),
+    "mtcl_eliminate_rate": ("[0, 1]", True),
+}
 _CHOICES = {
     "text_source": TEXT_SOURCES,
     "text_pooling": TEXT_POOLINGS,
     "mucn_input_norm": ("l2", "none"),
     "mucn_residual": ("atanh", "literal"),
+    "label_readout": ("noisy_mean", "clean"),
 }
 
 
@@ -102,7 +132,8 @@ def _check(name: str, value: Any) -> Any:
         if value < low:
             raise HyperparameterError(name, f"must be >= {low}, got {value}")
         return value
-    if name in _POSITIVE_FLOAT | _NONNEG_FLOAT | {"dropout", "lambda_init", "label_noise_std"}:
+    floats = _POSITIVE_FLOAT | _NONNEG_FLOAT | set(_FRACTIONS)
+    if name in floats | {"dropout", "lambda_init", "label_noise_std"}:
         if value is None and name == "label_noise_std":
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -118,6 +149,10 @@ def _check(name: str, value: Any) -> Any:
             raise HyperparameterError(name, f"must be in [0, 1), got {value}")
         if name == "lambda_init" and not 0 <= value < 1:
             raise HyperparameterError(name, f"must be in [0, 1) (the paper: lambda < 1), got {value}")
+        if name in _FRACTIONS:
+            interval, closed = _FRACTIONS[name]
+            if not (0 <= value <= 1 if closed else 0 <= value < 1):
+                raise HyperparameterError(name, f"must be in {interval}, got {value}")
         return value
     if name in ("second_order", "multimodal_denoising"):
         if not isinstance(value, bool):

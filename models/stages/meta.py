@@ -130,6 +130,24 @@ def sample_extra(n: int, batch: Tensor, k: int, gen: torch.Generator) -> Tensor:
     return rest[torch.randperm(len(rest), generator=gen)[: min(k, len(rest))]]
 
 
+@torch.no_grad()
+def read_out(
+    learner: MetaLearner, params: Params, unimodal: Tensor, y: Tensor, noise_std: float, hp: dict,
+    gen: torch.Generator,
+) -> Tensor:
+    """The corrected labels y_mc of every training sample (choice, docs/method.md).
+
+    "noisy_mean": the mean over ``readout_draws`` draws of MUCN(x_m, y + eps), i.e. Eq. 13 as written (the
+    corrected label is defined for a corrupted input) with the noise averaged out; "clean": MUCN(x_m, y).
+    """
+    if hp["label_readout"] == "clean":
+        return learner.correct(params, unimodal, y)
+    draws = hp["readout_draws"]
+    noisy = y.unsqueeze(0) + torch.randn(draws, len(y), generator=gen) * noise_std
+    reps = unimodal.unsqueeze(0).expand(draws, *unimodal.shape)
+    return learner.correct(params, reps, noisy).mean(0)
+
+
 def meta_learn_labels(
     unimodal: Tensor,
     projected: Tensor,
@@ -144,8 +162,8 @@ def meta_learn_labels(
 
     ``unimodal`` x_m [N, d], ``projected`` x_m' [N, d], ``projected_pred`` yhat_m' [N],
     ``y`` multimodal labels [N].
-    Final labels are the clean read-out MUCN(x_m, y) after the last epoch (no noise; choice, docs/method.md);
-    the same read-out at the end of each epoch is the "previous epoch" y_mc of Eq. 17.
+    The labels are read out after every epoch (``read_out``; the "previous epoch" y_mc of Eq. 17) and the
+    read-out after the last epoch is the result.
     """
     if hp["mucn_input_norm"] == "l2":
         unimodal = torch.nn.functional.normalize(unimodal, dim=-1)
@@ -178,8 +196,7 @@ def meta_learn_labels(
             if multi is not None:
                 result.kept += int(stats["kept"])
                 result.meta_updates += 1 - int(stats["kept"])
-        with torch.no_grad():
-            previous = learner.correct(params, unimodal, y)
+        previous = read_out(learner, params, unimodal, y, noise_std, hp, gen)
         summary = {k: round(v / max(count, 1), 5) for k, v in sums.items()}
         if "kept" in summary:
             summary["kept_share"] = summary.pop("kept")
