@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from service import errors
 from service.cache import PredictionCache
 from service.deps import Services
+from service.fastpath import PredictFastPath
 from service.metrics import Metrics, MetricsMiddleware
 from service.predictor import ModelPool
 from service.records import JobStore
@@ -29,13 +30,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     store = ArtifactStore(settings.artifact_dir)
     metrics = Metrics()
+    cache = PredictionCache(settings.cache_redis_url or settings.redis_url, settings.predict_cache_ttl)
     svc = Services(
         settings=settings,
         jobs=JobStore.from_url(settings.redis_url),
         store=store,
         celery=make_celery(settings),
-        cache=PredictionCache(settings.cache_redis_url or settings.redis_url, settings.predict_cache_ttl),
-        models=ModelPool(store, settings.model_cache_size),
+        cache=cache,
+        models=ModelPool(store, cache, settings.model_cache_size),
         metrics=metrics,
     )
 
@@ -53,7 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for module in (datasets, jobs, models, health):
         app.include_router(module.router)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(PredictFastPath, services=svc)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last: outermost, sees every request
     return app
 
 

@@ -12,6 +12,11 @@ from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 PREFIX = "unilabel:pred:"
+# One command for a batch of writes, each key with its own expiry (a pipeline of SETs costs a reply each).
+_SET_MANY = """
+for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[1]) end
+return #KEYS
+"""
 
 
 def input_hash(features: dict[str, np.ndarray], transcript: str | None) -> str:
@@ -33,6 +38,7 @@ class PredictionCache:
     def __init__(self, url: str, ttl: int) -> None:
         self.r = aioredis.Redis.from_url(url, decode_responses=True)
         self.ttl = ttl
+        self._set_many = self.r.register_script(_SET_MANY)
 
     async def get_many(self, model_id: str, hashes: list[str]) -> list[list[float | None] | None]:
         try:
@@ -46,10 +52,9 @@ class PredictionCache:
         if not items:
             return
         try:
-            pipe = self.r.pipeline(transaction=False)
-            for h, value in items.items():
-                pipe.set(f"{PREFIX}{model_id}:{h}", json.dumps(value, separators=(",", ":")), ex=self.ttl)
-            await pipe.execute()
+            keys = [f"{PREFIX}{model_id}:{h}" for h in items]
+            values = [json.dumps(v, separators=(",", ":")) for v in items.values()]
+            await self._set_many(keys=keys, args=[self.ttl, *values])
         except RedisError as exc:
             log.warning("prediction cache write failed: %s", exc)
 

@@ -76,7 +76,8 @@ def resolve(body: JobCreate, svc: Services) -> dict[str, Any]:
         "dataset_id": body.dataset_id,
         "strategy": body.strategy,
         "seed": body.seed,
-        "hyperparameters": hyper,
+        "hyperparameters": hyper,  # resolved: shown, and part of the fingerprint
+        "overrides": body.hyperparameters,  # what the worker hands to train()
         "code_version": CODE_VERSION,
     }
 

@@ -84,7 +84,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
+            path = getattr(route, "path", None) or scope.get("unilabel.route") or "unmatched"
             method = scope.get("method", "")
             self.metrics.requests.labels(method, path, str(status["code"])).inc()
             self.metrics.latency.labels(method, path).observe(time.perf_counter() - start)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -18,30 +19,125 @@ from service.errors import ApiError, not_found
 from service.storage import ArtifactStore
 
 OUTPUTS = ("pred", "pred_T", "pred_A", "pred_V")
-INLINE_MAX = 64  # batches up to this size run on the event loop; larger ones in a worker thread
+INLINE_MAX = 64  # forward passes up to this many utterances run on the event loop; larger ones in a thread
+GROUP_MAX = 4096  # utterances per micro-batch
+
+
+class ServedModel:
+    """A loaded TrainedModel and its batcher: requests that arrive together share one cache lookup and
+    one forward pass (micro-batching), which is what keeps latency flat under concurrent load."""
+
+    def __init__(self, model_id: str, model: TrainedModel, cache: PredictionCache) -> None:
+        self.model_id = model_id
+        self.model = model
+        self.cache = cache
+        self._pending: list[_Request] = []
+        self._drainer: asyncio.Task | None = None
+        self._background: set[asyncio.Task] = set()
+
+    @property
+    def input_spec(self) -> dict[str, dict]:
+        return self.model.input_spec
+
+    async def predict(
+        self, features: list[dict[str, np.ndarray]], transcripts: list[str | None], hashes: list[str]
+    ) -> tuple[list[list[float | None]], list[bool]]:
+        """Rows [pred, pred_T, pred_A, pred_V] and whether each came from the cache."""
+        request = _Request(features, transcripts, hashes, asyncio.get_running_loop().create_future())
+        self._pending.append(request)
+        if self._drainer is None:
+            self._drainer = asyncio.create_task(self._drain())
+        return await request.future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                await asyncio.sleep(0)  # let requests parsed in this loop iteration join the group
+                group, size = [], 0
+                while self._pending and (not group or size + len(self._pending[0].hashes) <= GROUP_MAX):
+                    group.append(self._pending.pop(0))
+                    size += len(group[-1].hashes)
+                await self._serve(group)
+        finally:
+            self._drainer = None
+
+    async def _serve(self, group: list[_Request]) -> None:
+        try:
+            hashes = [h for r in group for h in r.hashes]
+            results = await self.cache.get_many(self.model_id, hashes)
+            cached = [r is not None for r in results]
+            misses = [k for k, r in enumerate(results) if r is None]
+            if misses:
+                features = [f for r in group for f in r.features]
+                texts = [t for r in group for t in r.transcripts]
+                try:
+                    out = await self._forward([features[k] for k in misses], [texts[k] for k in misses])
+                except ValueError as exc:
+                    if len(group) > 1:  # find whose input it was: serve each request on its own
+                        for request in group:
+                            await self._serve([request])
+                        return
+                    raise ApiError(422, str(exc), field="body.utterances") from None
+                fresh = {}
+                for j, k in enumerate(misses):
+                    results[k] = [_value(out[name][j]) if name in out else None for name in OUTPUTS]
+                    fresh[hashes[k]] = results[k]
+                task = asyncio.create_task(self.cache.put_many(self.model_id, fresh))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            start = 0
+            for request in group:
+                end = start + len(request.hashes)
+                if not request.future.done():
+                    request.future.set_result((results[start:end], cached[start:end]))
+                start = end
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting requests, which raise it
+            for request in group:
+                if not request.future.done():
+                    request.future.set_exception(exc)
+
+    async def _forward(self, features: list[dict[str, np.ndarray]], texts: list[str | None]) -> dict:
+        names = sorted({n for f in features for n in f})
+        batch = {n: [f[n] for f in features] for n in names}
+        transcripts = [t or "" for t in texts] if any(t is not None for t in texts) else None
+
+        def run() -> dict[str, np.ndarray]:
+            return self.model.predict_batch(batch, transcripts)
+
+        return run() if len(features) <= INLINE_MAX else await anyio.to_thread.run_sync(run)
+
+
+@dataclass
+class _Request:
+    features: list[dict[str, np.ndarray]]
+    transcripts: list[str | None]
+    hashes: list[str]
+    future: asyncio.Future
 
 
 class ModelPool:
-    """At most ``capacity`` TrainedModels per process, least recently used evicted first."""
+    """At most ``capacity`` served models per process, least recently used evicted first."""
 
-    def __init__(self, store: ArtifactStore, capacity: int) -> None:
+    def __init__(self, store: ArtifactStore, cache: PredictionCache, capacity: int) -> None:
         self.store = store
+        self.cache = cache
         self.capacity = capacity
-        self._models: OrderedDict[str, TrainedModel] = OrderedDict()
+        self._models: OrderedDict[str, ServedModel] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def get(self, model_id: str) -> TrainedModel:
-        model = self._models.get(model_id)
-        if model is not None:
+    async def get(self, model_id: str) -> ServedModel:
+        served = self._models.get(model_id)
+        if served is not None:
             self._models.move_to_end(model_id)
-            return model
+            return served
         lock = self._locks.setdefault(model_id, asyncio.Lock())
         async with lock:
             if model_id not in self._models:
                 run_dir = self.store.run_dir(model_id)
                 if run_dir is None or not (run_dir / "card.json").is_file():
                     raise not_found("model", model_id, field="model_id")
-                self._models[model_id] = await anyio.to_thread.run_sync(TrainedModel.load, run_dir, "cpu")
+                model = await anyio.to_thread.run_sync(TrainedModel.load, run_dir, "cpu")
+                self._models[model_id] = ServedModel(model_id, model, self.cache)
                 while len(self._models) > self.capacity:
                     self._models.popitem(last=False)
         self._locks.pop(model_id, None)
@@ -65,6 +161,8 @@ def prepare(
             field = f"{where}.features.{name}"
             if name not in spec:
                 raise _bad(field, f"this model has no modality {name!r} (it takes {sorted(spec)})")
+            if spec[name].get("transcript"):
+                raise _bad(field, f"this model reads {name} from the transcript; send the transcript instead")
             try:
                 arr = np.asarray(value, dtype=np.float32)
             except ValueError:
@@ -82,7 +180,7 @@ def prepare(
                 continue
             if not s.get("transcript"):
                 raise _bad(f"{where}.features.{name}", f"missing (this model takes {sorted(spec)})")
-            if utt.transcript is None:
+            if utt.transcript is None or not utt.transcript.strip():
                 raise _bad(f"{where}.transcript", f"missing (this model reads {name} from the transcript)")
         features.append(arrays)
         transcripts.append(utt.transcript if uses_transcript else None)
@@ -94,33 +192,11 @@ def _value(x: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
-async def predict(
-    model_id: str, model: TrainedModel, req: PredictRequest, cache: PredictionCache
-) -> dict[str, Any]:
+async def predict(model_id: str, served: ServedModel, req: PredictRequest) -> dict[str, Any]:
     """The response body of POST /v1/models/{id}/predict (see api_schemas.predict.PredictResponse)."""
-    features, transcripts = prepare(model.input_spec, req)
+    features, transcripts = prepare(served.input_spec, req)
     hashes = [input_hash(f, t) for f, t in zip(features, transcripts, strict=True)]
-    results = await cache.get_many(model_id, hashes)
-    cached = [r is not None for r in results]
-    misses = [i for i, r in enumerate(results) if r is None]
-    if misses:
-        names = sorted({n for i in misses for n in features[i]})
-        batch = {n: [features[i][n] for i in misses] for n in names}
-        texts = [transcripts[i] or "" for i in misses] if any(t is not None for t in transcripts) else None
-
-        def run() -> dict[str, np.ndarray]:
-            return model.predict_batch(batch, texts)
-
-        try:
-            out = run() if len(misses) <= INLINE_MAX else await anyio.to_thread.run_sync(run)
-        except ValueError as exc:
-            raise ApiError(422, str(exc), field="body.utterances") from None
-        fresh = {}
-        for j, i in enumerate(misses):
-            row = [_value(out[k][j]) if k in out else None for k in OUTPUTS]
-            results[i] = row
-            fresh[hashes[i]] = row
-        await cache.put_many(model_id, fresh)
+    results, cached = await served.predict(features, transcripts, hashes)
     return {
         "model_id": model_id,
         "predictions": [

@@ -21,7 +21,7 @@ import redis
 from api_schemas.jobs import FINAL_STATES, JobState
 
 PREFIX = "unilabel:"
-JSON_FIELDS = ("hyperparameters", "losses", "metrics")
+JSON_FIELDS = ("hyperparameters", "overrides", "losses", "metrics")
 INT_FIELDS = ("seed", "epoch", "epochs", "attempts", "worker_pid")
 FLOAT_FIELDS = ("progress", "created_at", "started_at", "finished_at", "updated_at", "first_progress_at")
 RETRYABLE = (JobState.failed.value, JobState.cancelled.value)

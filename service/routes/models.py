@@ -7,14 +7,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import ValidationError
 
 from api_schemas.errors import ErrorResponse
 from api_schemas.models import ModelCard, ModelList
-from api_schemas.predict import PredictRequest, PredictResponse
-from service.deps import Limit, Offset, Svc
-from service.errors import ApiError, not_found, validation_error
-from service.predictor import predict
+from api_schemas.predict import PredictResponse
+from service.deps import Limit, Offset, Svc, services
+from service.errors import ApiError, not_found
+from service.fastpath import predict_body
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 ERRORS = {404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
@@ -81,25 +80,6 @@ PREDICT_BODY = {
     openapi_extra={"requestBody": PREDICT_BODY},
     summary="Multimodal and per-modality sentiment for a batch of utterances",
 )
-async def predict_route(model_id: str, request: Request, svc: Svc) -> JSONResponse:
-    body = await request.body()
-    if len(body) > svc.settings.max_predict_body_bytes:
-        raise ApiError(
-            413,
-            f"body larger than MAX_PREDICT_BODY_BYTES={svc.settings.max_predict_body_bytes}",
-            field="body",
-        )
-    try:
-        req = PredictRequest.model_validate_json(body)
-    except ValidationError as exc:
-        raise validation_error(list(exc.errors()), prefix=("body",)) from None
-    if len(req.utterances) > svc.settings.max_predict_batch:
-        raise ApiError(
-            422, f"at most {svc.settings.max_predict_batch} utterances per request", field="body.utterances"
-        )
-    model = await svc.models.get(model_id)
-    result = await predict(model_id, model, req, svc.cache)
-    hits = sum(p["cached"] for p in result["predictions"])
-    svc.metrics.predictions.labels("hit").inc(hits)
-    svc.metrics.predictions.labels("miss").inc(len(result["predictions"]) - hits)
-    return JSONResponse(result)
+async def predict_route(model_id: str, request: Request) -> JSONResponse:
+    """Documents the operation; requests are normally answered by service.fastpath.PredictFastPath."""
+    return JSONResponse(await predict_body(services(request), model_id, await request.body()))

@@ -1,0 +1,241 @@
+#!/usr/bin/env python
+"""Benchmark the label service on this machine: predict latency/throughput and time to first epoch.
+
+    python bench/bench_service.py                 # full run, prints a markdown table
+    python bench/bench_service.py --requests 200  # per client (default 150)
+
+Brings up the local stack (redis-server, one Celery worker, the API under uvicorn), trains one small MUG
+model on synthetic vector features through the API, then drives the API with 32 concurrent keep-alive
+clients (a minimal asyncio HTTP/1.1 client, so the load generator costs little CPU of its own):
+- single: one new utterance per request (cache misses);
+- cache hit: the same requests again;
+- batched: 64 new utterances per request;
+- bare model: TrainedModel.predict_batch on the same batches in this process (1 torch thread), to give the
+  ratio of served to bare throughput;
+- time to first epoch: POST /v1/jobs to the job's started_at and first progress event, idle worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from service.client import LabelClient  # noqa: E402
+from service.localstack import LocalStack  # noqa: E402
+
+CLIENTS = 32
+SCHEDULE = {"pretrain_epochs": 2, "meta_epochs": 2, "multitask_max_epochs": 5}
+LENGTH = re.compile(rb"content-length:\s*(\d+)", re.I)
+
+
+def request_bytes(host: str, path: str, body: dict) -> bytes:
+    data = json.dumps(body, separators=(",", ":")).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    return head + data
+
+
+async def _client(host: str, port: int, requests: list[bytes], latencies: list[float]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        for req in requests:
+            start = time.perf_counter()
+            writer.write(req)
+            head = await reader.readuntil(b"\r\n\r\n")
+            body = await reader.readexactly(int(LENGTH.search(head).group(1)))
+            latencies.append(time.perf_counter() - start)
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"{head[:40]!r} {body[:300]!r}")
+    finally:
+        writer.close()
+
+
+def drive(url: str, per_client: list[list[bytes]]) -> dict[str, float]:
+    """All clients at once; returns latency percentiles (ms) and requests per second."""
+    host, port = url.removeprefix("http://").split(":")
+    latencies: list[float] = []
+
+    async def run() -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(_client(host, int(port), reqs, latencies) for reqs in per_client))
+        return time.perf_counter() - start
+
+    wall = asyncio.run(run())
+    ms = np.asarray(latencies) * 1000
+    return {
+        "n": len(ms),
+        "p50": float(np.percentile(ms, 50)),
+        "p90": float(np.percentile(ms, 90)),
+        "p99": float(np.percentile(ms, 99)),
+        "max": float(ms.max()),
+        "rps": len(ms) / wall,
+    }
+
+
+def utterance(rng: np.random.Generator, dims: dict[str, int]) -> dict:
+    return {"features": {m: np.round(rng.normal(size=d), 5).tolist() for m, d in dims.items()}}
+
+
+def time_to_first_epoch(
+    client: LabelClient, redis_url: str, dataset_id: str, repeats: int
+) -> dict[str, list[float]]:
+    import redis
+
+    store = redis.Redis.from_url(redis_url)
+    out: dict[str, list[float]] = {"started": [], "first_progress": []}
+    for seed in range(repeats):
+        time.sleep(2.0)  # the worker is idle and its next process is forked
+        t0 = time.time()
+        job = client.submit(dataset_id, "mug", 10_000 + seed, SCHEDULE)
+        final = client.wait(job["id"], timeout=600, poll=0.2)
+        assert final["state"] == "succeeded", final
+        rec = store.hgetall(f"unilabel:job:{job['id']}")
+        out["started"].append(float(rec[b"started_at"]) - t0)
+        out["first_progress"].append(float(rec[b"first_progress_at"]) - t0)
+    return out
+
+
+def bare_throughput(run_dir: Path, batches: list[list[dict]], repeat: int = 3) -> float:
+    import torch
+
+    from models.pipeline import TrainedModel
+
+    torch.set_num_threads(1)
+    model = TrainedModel.load(run_dir)
+    arrays = [
+        {m: [np.asarray(u["features"][m], dtype=np.float32) for u in batch] for m in batch[0]["features"]}
+        for batch in batches
+    ]
+    best = 0.0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for feats in arrays:
+            model.predict_batch(feats)
+        best = max(best, sum(len(b) for b in batches) / (time.perf_counter() - start))
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=150, help="single-utterance requests per client")
+    parser.add_argument("--batches", type=int, default=15, help="batched requests per client")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--first-epoch-repeats", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+
+    from models.synth import make_synthetic
+
+    with tempfile.TemporaryDirectory(prefix="unilabel-bench-") as tmp:
+        data = make_synthetic(Path(tmp) / "data", seed=0)
+        stack = LocalStack(Path(tmp) / "stack", extra_env={"WORKER_TORCH_THREADS": "1"})
+        stack.start()
+        try:
+            with LabelClient(stack.url, timeout=600) as client:
+                dataset = client.upload(data)
+                dims = {m: v["dim"] for m, v in dataset["modalities"].items()}
+                job = client.wait(client.submit(dataset["id"], "mug", 1111, SCHEDULE)["id"], timeout=900)
+                assert job["state"] == "succeeded", job
+                first = time_to_first_epoch(client, stack.redis_url, dataset["id"], args.first_epoch_repeats)
+            model_id = job["model_id"]
+            path = f"/v1/models/{model_id}/predict"
+            host = stack.url.removeprefix("http://")
+            rng = np.random.default_rng(0)
+
+            warm = [
+                [request_bytes(host, path, {"utterances": [utterance(rng, dims)]}) for _ in range(20)]
+                for _ in range(CLIENTS)
+            ]
+            drive(stack.url, warm)
+            singles = [
+                [
+                    request_bytes(host, path, {"utterances": [utterance(rng, dims)]})
+                    for _ in range(args.requests)
+                ]
+                for _ in range(CLIENTS)
+            ]
+            single = drive(stack.url, singles)
+            hit = drive(stack.url, singles)
+            batch_utts = [
+                [[utterance(rng, dims) for _ in range(args.batch_size)] for _ in range(args.batches)]
+                for _ in range(CLIENTS)
+            ]
+            batch_reqs = [[request_bytes(host, path, {"utterances": b}) for b in per] for per in batch_utts]
+            batched = drive(stack.url, batch_reqs)
+            batched["ups"] = batched["rps"] * args.batch_size
+            bare = bare_throughput(
+                stack.artifact_dir / "runs" / model_id, [b for per in batch_utts for b in per]
+            )
+        finally:
+            stack.stop()
+
+    figures = {
+        "date": datetime.now().isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average_at_end": os.getloadavg(),
+        "clients": CLIENTS,
+        "dims": dims,
+        "single": single,
+        "cache_hit": hit,
+        "batched": {**batched, "batch_size": args.batch_size},
+        "bare_model_ups": bare,
+        "served_over_bare": batched["ups"] / bare,
+        "time_to_start_s": first["started"],
+        "time_to_first_progress_s": first["first_progress"],
+    }
+    print(f"\n## Label service benchmark ({figures['date']}, {figures['machine']})\n")
+    print(f"{CLIENTS} concurrent keep-alive clients, one model, vector features {dims}.\n")
+    print("| measure | p50 ms | p90 ms | p99 ms | max ms | throughput | target |")
+    print("|---|---|---|---|---|---|---|")
+    rows = [
+        ("single-utterance predict (cache miss)", single, f"{single['rps']:.0f} req/s", "p99 <= 20 ms"),
+        ("single-utterance predict (cache hit)", hit, f"{hit['rps']:.0f} req/s", "p99 <= 5 ms"),
+        (
+            f"batched predict ({args.batch_size} per request)",
+            batched,
+            f"{batched['ups']:.0f} utt/s",
+            ">= 2000 utt/s",
+        ),
+    ]
+    for name, r, tp, target in rows:
+        cells = " | ".join(f"{r[k]:.1f}" for k in ("p50", "p90", "p99", "max"))
+        print(f"| {name} | {cells} | {tp} | {target} |")
+    print(
+        f"\nbare model on the same batches (1 thread, in process): {bare:.0f} utt/s; "
+        f"served / bare = {figures['served_over_bare']:.2f}"
+    )
+    starts, firsts = first["started"], first["first_progress"]
+    if starts:
+        print(
+            f"POST /v1/jobs -> job started (idle worker): median {statistics.median(starts):.3f} s, "
+            f"max {max(starts):.3f} s over {len(starts)} jobs (target < 1 s)"
+        )
+        print(
+            f"POST /v1/jobs -> first epoch finished: median {statistics.median(firsts):.3f} s, "
+            f"max {max(firsts):.3f} s"
+        )
+    print(f"load average at the end: {figures['load_average_at_end']}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
