@@ -136,7 +136,7 @@ def run_job(job_id: str, jobs: JobStore, store: ArtifactStore, settings: Setting
                 staging,
                 strategy=job["strategy"],
                 seed=job["seed"],
-                hyperparameters=job["hyperparameters"],
+                hyperparameters=job.get("overrides") or {},
                 device=settings.device,
                 progress=_progress_writer(jobs, job_id),
                 should_stop=lambda: jobs.cancel_requested(job_id),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready
 
 from service.records import JobStore
 from service.settings import get_settings
@@ -23,6 +23,19 @@ def _context() -> tuple[JobStore, ArtifactStore]:
         _ctx["jobs"] = JobStore.from_url(settings.redis_url)
         _ctx["store"] = ArtifactStore(settings.artifact_dir)
     return _ctx["jobs"], _ctx["store"]
+
+
+@worker_init.connect
+def _warm_up(**_: object) -> None:
+    """In the parent, before it forks: pay torch's lazy first-use costs (the optimizer imports
+    torch._dynamo, the first backward pass sets up kernels) once, not in every job's fresh child.
+    CPU only: CUDA must never be initialised in the parent."""
+    import torch
+
+    net = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.AdamW(net.parameters())
+    net(torch.zeros(2, 4)).sum().backward()
+    optimizer.step()
 
 
 @worker_process_init.connect
