@@ -49,3 +49,30 @@ def test_short_real_mosi_run(tmp_path: Path) -> None:
     again = model.predict_dataset(sample)
     saved = preds.set_index("id").loc[list(sample.ids), "pred"].to_numpy()
     assert abs(again["pred"].to_numpy() - saved).max() < 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (MOSI_DIR / "features.npz").is_file(), reason="shared CMU-MOSI data not present")
+@pytest.mark.parametrize("text_source", ["encoder", "finetune"])
+def test_text_from_transcripts_frozen_and_finetuned(text_source: str, tmp_path: Path) -> None:
+    """Eq. 1 on real transcripts with the packaged all-MiniLM-L6-v2 (offline), on a small MOSI subset."""
+    import numpy as np
+
+    ds = load_dataset(MOSI_DIR)
+    idx = np.concatenate([ds.indices("train")[:48], ds.indices("valid")[:16], ds.indices("test")[:8]])
+    sub = ds.take(idx)
+    hp = {"text_source": text_source, "pretrain_epochs": 1, "meta_epochs": 1, "multitask_max_epochs": 1,
+          "text_max_length": 32}
+    result = train(sub, tmp_path / "run", strategy="mug", seed=1, hyperparameters=hp, device="cpu")
+    assert result.config["text_source"] == text_source
+    assert result.config["text_model"].endswith("model")  # the packaged model directory
+    model = TrainedModel.load(result.out_dir)
+    assert model.input_spec["text"] == {"transcript": True}
+    saved = pd.read_csv(result.out_dir / "predictions.csv", dtype={"id": str})
+    out = model.predict_batch(
+        {m: [sub.features[m].values[i] for i in range(3)] for m in ("audio", "vision")},
+        transcripts=list(sub.transcripts[:3]),
+    )
+    assert np.allclose(out["pred"], saved["pred"][:3], atol=1e-4)
+    with pytest.raises(ValueError, match="transcripts"):
+        model.predict_batch({m: [sub.features[m].values[0]] for m in ("audio", "vision")})
