@@ -177,7 +177,6 @@ class ProgressBar:
             mininterval=0.5,
             bar_format="{desc} |{bar}| {percentage:3.0f}% {elapsed}",
         )
-        self.last = 0
         self.shown: tuple = ()
 
     def __call__(self, job: dict[str, Any]) -> None:
@@ -189,8 +188,7 @@ class ProgressBar:
         if key != self.shown:  # redraw only on news, so a log file gets one line per change
             self.shown = key
             self.bar.set_description_str(f"{job['state']}{stage}{loss_text}", refresh=False)
-            self.bar.update(max(done - self.last, 0))
-            self.last = max(done, self.last)
+            self.bar.n = max(done, self.bar.n)
             self.bar.refresh()
         if job["state"] in FINAL:
             self.bar.close()

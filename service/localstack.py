@@ -30,14 +30,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _stop(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
-    """Signal the process group we started; escalate to SIGKILL after ``timeout``."""
+def _stop(proc: subprocess.Popen | None, signals: tuple[tuple[int, float], ...]) -> None:
+    """Signal the process group we started, escalating through ``(signal, seconds to wait)``, then SIGKILL."""
     if proc is None or proc.poll() is not None:
         return
     try:
-        os.killpg(proc.pid, sig)
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
+        for sig, wait in signals:
+            os.killpg(proc.pid, sig)
+            try:
+                proc.wait(wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
     except ProcessLookupError:
@@ -200,11 +204,17 @@ class LocalStack:
         self.start_api()
         return self
 
-    def stop_process(self, name: str, sig: int = signal.SIGTERM) -> None:
-        _stop(self.procs.pop(name, None), sig)
+    def stop_process(self, name: str) -> None:
+        """SIGTERM to the process group; for Celery that ends a training child too, so its job goes back to
+        the queue (acks_late + reject_on_worker_lost) and runs again on the next start, counted as an attempt.
+        Then SIGQUIT (cold shutdown) for a worker that lingers, and SIGKILL as the last resort."""
+        signals = (
+            ((signal.SIGTERM, 5.0), (signal.SIGQUIT, 15.0)) if name == "worker" else ((signal.SIGTERM, 20.0),)
+        )
+        _stop(self.procs.pop(name, None), signals)
 
     def stop(self) -> None:
-        """API first (no new work), then the worker (warm shutdown), then Redis (flushes its AOF)."""
+        """API first (no new work), then the worker, then Redis (flushes its AOF)."""
         for name in ("api", "worker", "redis"):
             self.stop_process(name)
 
