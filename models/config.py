@@ -72,7 +72,7 @@ class Hyperparameters:
     text_max_length: int = 64
     # related strategies mlc / cmc / mtcl (docs/strategies.md)
     mlc_epochs: int = 65  # choice: MLC bi-level epochs; MUG's stage-2 budget (Table 2 meta epochs)
-    mlc_main_lr: float = 1e-2  # choice: SGD step eta of MLC's main network (the unimodal head)
+    mlc_main_lr: float = 0.1  # choice: SGD step eta of the MLC main network (MW-Net/MLC CIFAR SGD rate)
     mlc_meta_lr: float = 1e-3  # choice: Adam lr of MLC's label-correction network (as MUG's alpha')
     cmc_epochs: int = 30  # choice: PLGM pre-training epochs (CMC: up to 100, patience 10)
     cmc_momentum_text: float = 0.8  # CMC m_0 of the text pseudo labels

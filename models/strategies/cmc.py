@@ -1,0 +1,170 @@
+"""`cmc`: CMC's Pseudo Label Generation Module (PLGM; Zhong et al., gw-zhong/CMC) gives the unimodal labels.
+
+Reproduced (shared/reference/msa-reference.md Sec. 4): CMC's self-supervised unimodal pre-training in its
+classification framing. Classes neg / neu / pos from the multimodal label (y < -band, |y| <= band,
+y > band; band = ``cmc_neutral_band``, 0 = CMC's y < 0 / y == 0 / y > 0). Per modality a unimodal model
+(a fresh F^m encoder as in models.nets, plus a Linear -> ReLU -> Linear(3) head) is trained from the raw
+features; a soft pseudo label per (training utterance, modality) starts as one_hot(class of y). In epoch e
+(1-based), for every batch, with p = softmax(logits) (detached), yhat = argmax(pseudo), r = the one-hot
+nearest to p:
+    alpha  = (||p - onehot(yhat)|| - ||p - r||) / (||p - onehot(yhat)|| + ||p - r||)
+    temp   = (1 - alpha) * onehot(yhat) + alpha * r
+    pseudo <- m_e * pseudo + (1 - m_e) * temp,      m_e = 1 - (1 - m_0) / e^gamma
+(m_0 = ``cmc_momentum_{text,audio,vision}``, 0.8 / 0.99 / 0.99; gamma = ``cmc_momentum_gamma`` = 0.5).
+Loss: sum_m cross-entropy(logits_m, yhat_m) + ``cmc_contrastive_weight`` * supervised contrastive loss
+(Khosla et al., temperature ``cmc_temperature`` = 0.07) over the L2-normalised representations of all three
+modalities together (each first mapped by a linear layer to ``fusion_dim``: CMC's encoders share one width),
+with CMC's binary polarity labels (class >= neu for rho != 1, class == pos for SIMS-style rho = 1), as in
+CMC's train_pseudo_pretrain.py. ``cmc_epochs`` epochs, the model's optimiser (AdamW, ``lr``).
+
+Mapping to our regression stage 3 (choice): the unimodal label is the expected sentiment of the final soft
+pseudo label, sum_c pseudo_c * centre_c, with centre_c the mean multimodal training label of class c (a class
+without samples: -rho/2, 0, +rho/2). A pseudo label that never moves gives the class centre of y, so the
+within-class magnitude of y is lost (the classification framing); moving mass between classes moves the
+label continuously.
+
+Not reproduced: CMC's fine-tuning network (the Parameter-free Fusion Module, PFM, and the Multimodal
+Consensus Router, MCR) - stage 3 here is our shared multitask network; the EMA copies of the unimodal models
+and CMC's selection of the pseudo labels on the EMA models' valid loss (we keep the labels after the last
+epoch); CMC's transformer unimodal encoders (ours: the same F^m encoders as every strategy).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from models.nets import mlp_head
+from models.stages.common import Reporter, batches, make_optimizer
+from models.strategies.base import FixedLabels, Strategy, StrategyContext
+
+N_CLASSES = 3  # neg, neu, pos
+
+
+def momentum_at(m0: float, epoch: int, gamma: float) -> float:
+    """m_e = 1 - (1 - m_0) / e^gamma for the 1-based epoch e."""
+    return 1.0 - (1.0 - m0) / float(epoch) ** gamma
+
+
+def sentiment_class(y: Tensor, band: float = 0.0) -> Tensor:
+    """0 = neg (y < -band), 1 = neu (|y| <= band), 2 = pos (y > band)."""
+    return torch.where(y < -band, 0, torch.where(y > band, 2, 1)).long()
+
+
+def plgm_target(probs: Tensor, pseudo: Tensor) -> Tensor:
+    """CMC's unified pseudo label ``temp`` for a batch: probs p [B, 3], current soft pseudo labels [B, 3]."""
+    base = F.one_hot(pseudo.argmax(-1), N_CLASSES).to(probs.dtype)
+    nearest = F.one_hot(probs.argmax(-1), N_CLASSES).to(probs.dtype)  # argmin_c ||p - e_c|| = argmax_c p_c
+    g_base = torch.linalg.vector_norm(probs - base, dim=-1)
+    g_near = torch.linalg.vector_norm(probs - nearest, dim=-1)
+    alpha = (g_base - g_near) / (g_base + g_near).clamp_min(1e-12)  # 0 when p is exactly one-hot yhat
+    return (1 - alpha).unsqueeze(-1) * base + alpha.unsqueeze(-1) * nearest
+
+
+def plgm_update(pseudo: Tensor, probs: Tensor, momentum: float) -> Tensor:
+    """pseudo <- m_e * pseudo + (1 - m_e) * temp."""
+    return momentum * pseudo + (1 - momentum) * plgm_target(probs, pseudo)
+
+
+def supcon_loss(features: Tensor, labels: Tensor, temperature: float) -> Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020) on L2-normalised features [N, d], labels [N]."""
+    z = F.normalize(features, dim=-1)
+    sim = z @ z.t() / temperature
+    self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    sim = sim.masked_fill(self_mask, float("-inf"))
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    positives = (labels.unsqueeze(0) == labels.unsqueeze(1)) & ~self_mask
+    n_pos = positives.sum(1)
+    has = n_pos > 0
+    if not has.any():
+        return features.sum() * 0.0
+    mean_log_prob = log_prob.masked_fill(~positives, 0.0).sum(1)[has] / n_pos[has]
+    return -mean_log_prob.mean()
+
+
+def class_centres(y: Tensor, classes: Tensor, rho: float) -> Tensor:
+    """Mean label of each class; -rho/2, 0, +rho/2 for a class without samples."""
+    fallback = (-rho / 2, 0.0, rho / 2)
+    return torch.tensor(
+        [float(y[classes == c].mean()) if (classes == c).any() else fallback[c] for c in range(N_CLASSES)]
+    )
+
+
+class CMCStrategy(Strategy):
+    name = "cmc"
+    description = "CMC's PLGM: momentum soft pseudo labels from unimodal classifiers (Zhong et al.)"
+
+    def label_source(self, ctx: StrategyContext) -> FixedLabels:
+        hp = ctx.hp
+        quiet = Reporter({}, None, ctx.reporter.should_stop)  # stage-3-only progress (see mlc.py)
+        net = ctx.build_net(False).to(ctx.device)  # only its encoders F^m are used
+        modalities = list(net.modalities)
+        dims = {m: net.spec.modalities[m].out_dim for m in modalities}
+        cls_heads = nn.ModuleDict(
+            {m: mlp_head(dims[m], hp["predictor_hidden"], N_CLASSES) for m in modalities}
+        ).to(ctx.device)
+        # SupCon compares modalities in one space: CMC's encoders share embed_dim, ours differ (d_l, d_a,
+        # d_v), so each representation is mapped to fusion_dim first.
+        embed = nn.ModuleDict({m: nn.Linear(dims[m], hp["fusion_dim"]) for m in modalities}).to(ctx.device)
+        model = nn.ModuleDict({"encoders": net.encoders, "heads": cls_heads, "embed": embed})
+        opt = make_optimizer(model, hp["lr"], hp["lr_text_encoder"], hp["weight_decay"])
+
+        y_train = ctx.y[ctx.train_rows]
+        band = hp["cmc_neutral_band"]
+        init_class = sentiment_class(y_train, band)
+        position = torch.full((len(ctx.y),), -1, dtype=torch.long)
+        position[ctx.train_rows] = torch.arange(len(ctx.train_rows))
+        pseudo = {m: F.one_hot(init_class, N_CLASSES).float() for m in modalities}
+        m0 = {m: hp[f"cmc_momentum_{m}"] for m in modalities}
+        history = []
+        for epoch in range(1, hp["cmc_epochs"] + 1):
+            momentum = {m: momentum_at(m0[m], epoch, hp["cmc_momentum_gamma"]) for m in modalities}
+            model.train()
+            sums: dict[str, float] = {}
+            n_batches = 0
+            for idx in batches(ctx.train_rows, hp["batch_size"], ctx.gen):
+                pos = position[idx]
+                reps = net.encode(ctx.inputs.batch(idx, ctx.device))
+                loss = torch.zeros((), device=ctx.device)
+                feats, polar = [], []
+                for m in modalities:
+                    logits = cls_heads[m](reps[m])
+                    hard = pseudo[m][pos].argmax(-1)
+                    probs = torch.softmax(logits.detach(), -1).cpu()
+                    pseudo[m][pos] = plgm_update(pseudo[m][pos], probs, momentum[m])
+                    loss_m = F.cross_entropy(logits, hard.to(ctx.device))
+                    loss = loss + loss_m
+                    sums[f"CE_{m}"] = sums.get(f"CE_{m}", 0.0) + loss_m.item()
+                    feats.append(embed[m](reps[m]))
+                    polar.append((hard == 2) if ctx.rho == 1.0 else (hard >= 1))
+                if hp["cmc_contrastive_weight"] > 0:
+                    loss_c = supcon_loss(
+                        torch.cat(feats), torch.cat(polar).to(ctx.device), hp["cmc_temperature"]
+                    )
+                    loss = loss + hp["cmc_contrastive_weight"] * loss_c
+                    sums["SupCon"] = sums.get("SupCon", 0.0) + loss_c.item()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                n_batches += 1
+            history.append({k: round(v / max(n_batches, 1), 5) for k, v in sums.items()})
+            quiet.check_stop()
+        del net, model
+
+        centres = class_centres(y_train, init_class, ctx.rho)
+        labels: dict[str, Tensor] = {}
+        diagnostics: dict = {
+            "centres": [round(float(c), 5) for c in centres],
+            "final": history[-1] if history else {},
+        }
+        for m in modalities:
+            full = torch.full_like(ctx.y, float("nan"))
+            full[ctx.train_rows] = pseudo[m] @ centres
+            labels[m] = full
+            final_class = pseudo[m].argmax(-1)
+            diagnostics[m] = {
+                "class_changed_share": round(float((final_class != init_class).float().mean()), 5),
+            }
+        ctx.extras["cmc"] = diagnostics
+        return FixedLabels(labels, ctx.train_rows)

@@ -1,0 +1,255 @@
+"""The related systems as strategies: mlc (meta label correction), cmc (PLGM pseudo labels), mtcl (CAT)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.func import grad
+
+from models.config import HyperparameterError, resolve_hyperparameters
+from models.data import load_dataset
+from models.nets import MUCN, mucn_forward
+from models.pipeline import RUN_FILES, train
+from models.strategies import STRATEGIES
+from models.strategies.cmc import (
+    class_centres,
+    momentum_at,
+    plgm_target,
+    plgm_update,
+    sentiment_class,
+    supcon_loss,
+)
+from models.strategies.mlc import MLCBatch, MLCLearner, head_forward
+from models.strategies.mtcl import js_divergence, split_by_divergence, subset_weights
+
+RELATED = ("mlc", "cmc", "mtcl")
+FAST = {"mlc_epochs": 2, "cmc_epochs": 2, "mtcl_epochs": 2}
+
+
+def test_registry_keeps_the_original_four_first() -> None:
+    assert STRATEGIES[:4] == ("mug", "selfmm", "copy", "none")
+    assert set(RELATED) <= set(STRATEGIES)
+
+
+@pytest.mark.parametrize("strategy", RELATED)
+def test_related_strategy_writes_a_complete_run(
+    strategy: str, small_synth: Path, tmp_path: Path, tiny_hp
+) -> None:
+    ds = load_dataset(small_synth)
+    events = []
+    result = train(
+        ds,
+        tmp_path / "run",
+        strategy=strategy,
+        seed=1,
+        hyperparameters={**tiny_hp, **FAST},
+        device="cpu",
+        progress=events.append,
+    )
+    run = result.out_dir
+    assert sorted(p.name for p in run.iterdir()) == sorted(RUN_FILES)
+    config = json.loads((run / "config.json").read_text())
+    assert config["strategy"] == strategy and config["hyperparameters"]["mlc_epochs"] == 2
+    diagnostics = config["strategy_diagnostics"][strategy]
+    labels = pd.read_csv(run / "unimodal_labels.csv", dtype={"id": str})
+    assert len(labels) == len(ds.indices("train"))
+    uni = labels[["label_T", "label_A", "label_V"]]
+    assert uni.notna().all().all() and uni.abs().max().max() <= ds.rho + 1e-6
+    assert "unimodal_labels_vs_sub_labels" in result.metrics
+    assert events and events[-1].fraction == pytest.approx(1.0)
+    train_rows = ds.labeled("train")
+    y = ds.label[train_rows]
+    if strategy == "mlc":
+        assert set(diagnostics) == {"text", "audio", "vision"}
+        assert not np.allclose(labels["label_V"], y, atol=1e-4)  # the LCN moved the labels
+    if strategy == "cmc":
+        # 2 epochs at m_0 = 0.8 / 0.99 barely move the soft labels: each label stays near its class centre
+        centres = np.array(diagnostics["centres"])
+        start = centres[sentiment_class(torch.from_numpy(y)).numpy()]
+        assert np.abs(labels["label_A"] - start).max() < 0.05 * ds.rho
+        assert np.abs(labels["label_T"] - start).max() < 0.5 * ds.rho
+    if strategy == "mtcl":
+        n_ben = int((1 - 0.44) * len(train_rows))
+        for m, col in (("text", "label_T"), ("audio", "label_A"), ("vision", "label_V")):
+            assert diagnostics[m]["beneficial"] == n_ben
+            assert diagnostics[m]["harmful"] == len(train_rows) - n_ben
+            human = ds.sub_labels[m][train_rows]
+            is_human = np.isclose(labels[col], human, atol=1e-6) & ~np.isclose(human, y, atol=1e-6)
+            is_multi = np.isclose(labels[col], y, atol=1e-6)
+            assert (is_human | is_multi).all()
+            assert is_human.sum() == pytest.approx(n_ben, abs=2)  # rows where human == y are ambiguous
+
+
+# ------------------------------------------------------------------------------------------------- mlc
+
+
+def _mlc_case(seed: int = 0, d: int = 6, hidden: int = 8):
+    g = torch.Generator().manual_seed(seed)
+    dt = torch.float64
+    main = {
+        "0.weight": torch.randn(hidden, d, generator=g, dtype=dt) * 0.5,
+        "0.bias": torch.randn(hidden, generator=g, dtype=dt) * 0.1,
+        "2.weight": torch.randn(1, hidden, generator=g, dtype=dt) * 0.5,
+        "2.bias": torch.zeros(1, dtype=dt),
+    }
+    torch.manual_seed(seed)
+    lcn = {k: v.detach().to(dt) for k, v in MUCN(d, 8, 3.0, "atanh").mlp.named_parameters()}
+    r = lambda *s: torch.randn(*s, generator=g, dtype=dt)  # noqa: E731
+    batch = MLCBatch(r(12, d), r(12, d), r(12).clamp(-2.5, 2.5), r(6, d), r(6), r(6, d), r(6))
+    return main, lcn, batch
+
+
+def test_mlc_lcn_gradient_is_second_order_through_the_main_step() -> None:
+    main, lcn, batch = _mlc_case()
+    learner = MLCLearner(3.0, "atanh", main_lr=0.5)
+    ours, new_main, _ = learner.hypergradient(main, lcn, batch)
+
+    # reference: torch.func.grad of L_meta(w - eta * grad_w L_main(w, alpha)) with respect to alpha
+    def main_loss(w, alpha):
+        y_c = mucn_forward(alpha, batch.noisy_lcn_in, batch.noisy_y, 3.0, "atanh")
+        loss_s = ((head_forward(w, batch.noisy_x) - y_c) ** 2).mean()
+        loss_c = ((head_forward(w, batch.clean_x) - batch.clean_y) ** 2).mean()
+        return (12 * loss_s + 6 * loss_c) / 18
+
+    def meta_objective(alpha):
+        g_w = grad(main_loss)(main, alpha)
+        adapted = {k: main[k] - 0.5 * g_w[k] for k in main}
+        return ((head_forward(adapted, batch.meta_x) - batch.meta_y) ** 2).mean()
+
+    reference = grad(meta_objective)(lcn)
+    for k in lcn:
+        assert torch.allclose(ours[k], reference[k], atol=1e-10, rtol=1e-7), k
+    assert sum(float(v.abs().sum()) for v in ours.values()) > 1e-6
+
+    # the main network's real step is the same SGD step, on the pre-update LCN
+    g_w = grad(main_loss)(main, lcn)
+    for k in main:
+        assert torch.allclose(new_main[k], main[k] - 0.5 * g_w[k], atol=1e-12)
+
+    # first order (no graph through the step): the LCN gets no gradient at all - MLC's only signal is
+    # the second-order path
+    alpha = {k: v.clone().requires_grad_(True) for k, v in lcn.items()}
+    adapted, _ = learner.lookahead(main, alpha, batch, create_graph=False)
+    meta = learner.meta_loss(adapted, batch)
+    assert all(g is None for g in torch.autograd.grad(meta, list(alpha.values()), allow_unused=True))
+
+
+def test_mlc_hypergradient_matches_finite_differences() -> None:
+    main, lcn, batch = _mlc_case(seed=1)
+    learner = MLCLearner(3.0, "atanh", main_lr=0.3)
+    ours, _, _ = learner.hypergradient(main, lcn, batch)
+    direction = {k: torch.randn_like(v) for k, v in lcn.items()}
+
+    def objective(t: float) -> float:
+        shifted = {k: lcn[k] + t * direction[k] for k in lcn}
+        adapted, _ = learner.lookahead(main, shifted, batch, create_graph=False)
+        return float(learner.meta_loss(adapted, batch).detach())
+
+    eps = 1e-6
+    numeric = (objective(eps) - objective(-eps)) / (2 * eps)
+    analytic = sum(float((ours[k] * direction[k]).sum()) for k in lcn)
+    assert analytic == pytest.approx(numeric, rel=1e-4, abs=1e-9)
+
+
+# ------------------------------------------------------------------------------------------------- cmc
+
+
+def test_cmc_momentum_schedule() -> None:
+    assert momentum_at(0.8, 1, 0.5) == pytest.approx(0.8)
+    assert momentum_at(0.8, 4, 0.5) == pytest.approx(0.9)  # 1 - 0.2 / sqrt(4)
+    assert momentum_at(0.99, 9, 0.5) == pytest.approx(1 - 0.01 / 3)
+    assert momentum_at(0.8, 5, 0.0) == pytest.approx(0.8)  # gamma = 0: constant
+
+
+def test_cmc_pseudo_label_update_hand_computed() -> None:
+    # p disagrees with the current pseudo class: yhat = neg (0), nearest one-hot to p = pos (2)
+    p = torch.tensor([[0.2, 0.3, 0.5]])
+    pseudo = torch.tensor([[0.6, 0.3, 0.1]])
+    alpha = (math.sqrt(0.98) - math.sqrt(0.38)) / (math.sqrt(0.98) + math.sqrt(0.38))  # ||p-e0||, ||p-e2||
+    assert alpha == pytest.approx(0.232514, abs=1e-6)
+    assert torch.allclose(plgm_target(p, pseudo), torch.tensor([[1 - alpha, 0.0, alpha]]), atol=1e-6)
+    new = plgm_update(pseudo, p, momentum_at(0.8, 4, 0.5))  # m_e = 0.9
+    expected = torch.tensor([[0.9 * 0.6 + 0.1 * (1 - alpha), 0.9 * 0.3, 0.9 * 0.1 + 0.1 * alpha]])
+    assert torch.allclose(new, expected, atol=1e-6)
+    assert torch.allclose(new, torch.tensor([[0.6167486, 0.27, 0.1132514]]), atol=1e-6)
+    # p agrees with the pseudo class: alpha = 0, temp = onehot(yhat)
+    agree = plgm_update(torch.tensor([[0.5, 0.2, 0.3]]), torch.tensor([[0.7, 0.2, 0.1]]), 0.9)
+    assert torch.allclose(agree, torch.tensor([[0.55, 0.18, 0.27]]), atol=1e-6)
+    # an exactly one-hot p equal to the pseudo class stays finite
+    assert torch.isfinite(plgm_target(torch.tensor([[1.0, 0.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]]))).all()
+
+
+def test_cmc_classes_centres_and_supcon() -> None:
+    y = torch.tensor([-2.0, -1.0, 0.0, 0.5, 1.5, 0.05])
+    assert sentiment_class(y).tolist() == [0, 0, 1, 2, 2, 2]
+    assert sentiment_class(y, band=0.1).tolist() == [0, 0, 1, 2, 2, 1]
+    centres = class_centres(y, sentiment_class(y), 3.0)
+    assert torch.allclose(centres, torch.tensor([-1.5, 0.0, 2.05 / 3]))
+    assert torch.allclose(class_centres(y[:2], sentiment_class(y[:2]), 3.0), torch.tensor([-1.5, 0.0, 1.5]))
+    # expected sentiment of a soft label (the stage-3 target)
+    assert float(torch.tensor([0.25, 0.5, 0.25]) @ torch.tensor([-1.0, 0.0, 2.0])) == pytest.approx(0.25)
+    # supervised contrastive loss: lower when same-label features coincide
+    labels = torch.tensor([0, 0, 1, 1])
+    tight = torch.tensor([[1.0, 0.0], [1.0, 0.01], [0.0, 1.0], [0.01, 1.0]])
+    mixed = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.01], [0.01, 1.0]])
+    assert supcon_loss(tight, labels, 0.1) < supcon_loss(mixed, labels, 0.1)
+
+
+# ------------------------------------------------------------------------------------------------ mtcl
+
+
+def test_mtcl_split_follows_the_rate() -> None:
+    js = torch.rand(100, generator=torch.Generator().manual_seed(0))
+    ben, harm = split_by_divergence(js, 0.44)
+    assert len(ben) == 56 and len(harm) == 44  # int((1 - r) * n) beneficial, as MTCL
+    assert js[ben].max() <= js[harm].min()
+    assert sorted(torch.cat([ben, harm]).tolist()) == list(range(100))
+    assert len(split_by_divergence(js, 0.0)[0]) == 100 and len(split_by_divergence(js, 1.0)[0]) == 0
+    w = subset_weights(100, ben)
+    assert float(w.mean()) == pytest.approx(1.0)
+    assert float(w[ben].sum()) == pytest.approx(float(w[harm].sum()))  # each subset: half the loss
+    assert torch.equal(subset_weights(100, torch.arange(100)), torch.ones(100))
+
+
+def test_mtcl_js_divergence() -> None:
+    a, b = torch.randn(5, 7, dtype=torch.float64), torch.randn(5, 7, dtype=torch.float64)
+    p, q = torch.softmax(a, 1), torch.softmax(b, 1)
+    mid = (p + q) / 2
+    kl = lambda x, z: (x * (x / z).log()).sum(1)  # noqa: E731
+    expected = (0.5 * kl(p, mid) + 0.5 * kl(q, mid)) / math.log(2)
+    assert torch.allclose(js_divergence(a, b), expected)
+    assert torch.allclose(js_divergence(a, a), torch.zeros(5, dtype=torch.float64), atol=1e-12)
+    assert (js_divergence(a * 50, -b * 50) <= 1 + 1e-9).all()
+
+
+def test_mtcl_needs_sub_labels_and_names_them(small_synth: Path, tmp_path: Path, tiny_hp) -> None:
+    ds = load_dataset(small_synth)
+    none = dataclasses.replace(ds, sub_labels={})
+    with pytest.raises(ValueError, match=r"strategy mtcl: .*label_T, label_A, label_V"):
+        train(none, tmp_path / "a", strategy="mtcl", hyperparameters=tiny_hp, device="cpu")
+    partial = dataclasses.replace(ds, sub_labels={"text": ds.sub_labels["text"]})
+    with pytest.raises(ValueError, match=r"no label_A, label_V columns"):
+        train(partial, tmp_path / "b", strategy="mtcl", hyperparameters=tiny_hp, device="cpu")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_related_hyperparameters_are_validated() -> None:
+    hp = resolve_hyperparameters({})
+    assert hp["mtcl_eliminate_rate"] == 0.44 and hp["cmc_momentum_text"] == 0.8 and hp["mlc_epochs"] == 65
+    for bad, field in (
+        ({"mtcl_eliminate_rate": 1.2}, "mtcl_eliminate_rate"),
+        ({"cmc_momentum_vision": 1.0}, "cmc_momentum_vision"),
+        ({"cmc_epochs": 0}, "cmc_epochs"),
+        ({"mlc_main_lr": 0}, "mlc_main_lr"),
+        ({"cmc_neutral_band": -0.1}, "cmc_neutral_band"),
+        ({"cmc_temperature": "x"}, "cmc_temperature"),
+    ):
+        with pytest.raises(HyperparameterError, match=f"hyperparameters.{field}"):
+            resolve_hyperparameters(bad)
