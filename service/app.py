@@ -50,7 +50,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await svc.cache.close()
         svc.jobs.r.close()
 
-    app = FastAPI(title="unilabel label service", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="unilabel label service",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        # our metrics are Prometheus (service/metrics.py); FastAPI's OpenTelemetry hooks cost per request
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.services = svc
     errors.install(app)
     for module in (datasets, jobs, models, health):

@@ -351,3 +351,41 @@ def test_predict_limits_and_unknown_model(client, trained: dict, settings: Setti
 def test_api_schemas_and_client_import_without_torch() -> None:
     code = "import sys, api_schemas, service.client; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_transcript_model_reads_text_from_the_transcript(client, synth_dir: Path, tmp_path: Path) -> None:
+    """A dataset without text features: the model encodes transcripts; predict takes them instead."""
+    import pandas as pd
+
+    from worker.jobs import run_job
+
+    table = pd.read_csv(synth_dir / "utterances.csv", dtype=str, keep_default_na=False)
+    table["transcript"] = np.where(table["label"].astype(float) > 0, "a really good movie", "bad and boring")
+    table.to_csv(tmp_path / "utterances.csv", index=False)
+    arrays = dict(np.load(synth_dir / "features.npz", allow_pickle=False))
+    arrays.pop("text")
+    np.savez(tmp_path / "features.npz", **arrays)
+    ds = upload_dir(client, tmp_path).json()
+    assert set(ds["modalities"]) == {"audio", "vision"}
+    job = client.post("/v1/jobs", json={"dataset_id": ds["id"], "hyperparameters": TINY}).json()
+    svc = client.app.state.services
+    assert run_job(job["id"], svc.jobs, svc.store, svc.settings) == "succeeded"
+    spec = client.get(f"/v1/models/{job['id']}").json()["input_spec"]
+    assert spec["text"]["transcript"] is True
+    rng = np.random.default_rng(2)
+    utt = {
+        "features": {"audio": rng.normal(size=16).tolist(), "vision": rng.normal(size=24).tolist()},
+        "transcript": "great film",
+    }
+    r = client.post(
+        f"/v1/models/{job['id']}/predict", json={"utterances": [utt, {**utt, "transcript": "awful"}]}
+    )
+    assert r.status_code == 200, r.text
+    assert all(p["text"] is not None for p in r.json()["predictions"])
+    missing = client.post(
+        f"/v1/models/{job['id']}/predict", json={"utterances": [{**utt, "transcript": None}]}
+    )
+    assert missing.status_code == 422 and error_of(missing)["field"] == "body.utterances.0.transcript"
+    features = {**utt, "features": {**utt["features"], "text": [1.0]}}
+    wrong = client.post(f"/v1/models/{job['id']}/predict", json={"utterances": [features]})
+    assert wrong.status_code == 422 and error_of(wrong)["field"] == "body.utterances.0.features.text"
