@@ -50,8 +50,10 @@ class Job(BaseModel):
     epoch: int | None = None
     epochs: int | None = None
     progress: float = Field(0.0, ge=0.0, le=1.0, description="Overall fraction done.")
-    losses: dict[str, float] = Field(default_factory=dict)
-    metrics: dict[str, float] = Field(default_factory=dict)
+    losses: dict[str, float | None] = Field(
+        default_factory=dict, description="Latest epoch; null = not finite."
+    )
+    metrics: dict[str, float | None] = Field(default_factory=dict)
     error: str | None = None
     attempts: int = 0
     cancel_requested: bool = False

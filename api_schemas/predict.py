@@ -27,7 +27,7 @@ class PredictRequest(BaseModel):
 
 class Prediction(BaseModel):
     id: str | None = None
-    sentiment: float = Field(description="Multimodal sentiment.")
+    sentiment: float | None = Field(description="Multimodal sentiment (null only if not finite).")
     text: float | None = None
     audio: float | None = None
     vision: float | None = None

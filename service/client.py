@@ -24,8 +24,10 @@ from typing import Any
 
 import httpx
 
+from api_schemas.jobs import FINAL_STATES
+
 DEFAULT_URL = os.environ.get("UNILABEL_URL", "http://127.0.0.1:8000")
-FINAL = ("succeeded", "failed", "cancelled")
+FINAL = tuple(s.value for s in FINAL_STATES)
 
 
 class ClientError(Exception):

@@ -203,15 +203,6 @@ class JobStore:
             return JobState.running.value
         return None
 
-    def delete(self, job_id: str) -> None:
-        rec = self.get(job_id)
-        pipe = self.r.pipeline()
-        pipe.delete(self.key(job_id))
-        pipe.zrem(f"{PREFIX}jobs", job_id)
-        if rec and rec.get("fingerprint"):
-            pipe.delete(f"{PREFIX}fp:{rec['fingerprint']}")
-        pipe.execute()
-
 
 def is_final(state: str) -> bool:
     return state in {s.value for s in FINAL_STATES}

@@ -28,7 +28,6 @@ class Settings(BaseSettings):
     max_upload_parts: int = Field(8, gt=0)
     max_predict_batch: int = Field(4096, gt=0)
     max_predict_body_bytes: int = Field(64 * 1024**2, gt=0)
-    list_limit_max: int = Field(1000, gt=0)
 
     # jobs
     train_queue: str = "train"

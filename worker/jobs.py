@@ -110,6 +110,7 @@ def _claim(jobs: JobStore, job: dict[str, Any], settings: Settings) -> bool:
             error=note,
             stage=None,
             epoch=None,
+            progress=0.0,
         )
     )
 
