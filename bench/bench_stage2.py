@@ -29,8 +29,14 @@ def saved_representations(random: bool, threads: int) -> tuple[dict, torch.Tenso
         g = torch.Generator().manual_seed(0)
         n = 1166
         dims = {"text": 64, "audio": 256, "vision": 64}
-        reps = {m: (torch.relu(torch.randn(n, d, generator=g)), torch.relu(torch.randn(n, d, generator=g)),
-                    torch.randn(n, generator=g)) for m, d in dims.items()}
+        reps = {
+            m: (
+                torch.relu(torch.randn(n, d, generator=g)),
+                torch.relu(torch.randn(n, d, generator=g)),
+                torch.randn(n, generator=g),
+            )
+            for m, d in dims.items()
+        }
         return reps, torch.randn(n, generator=g).clamp(-3, 3)
     from models.data import load_dataset
     from models.inputs import build_inputs, modality_specs
@@ -47,7 +53,9 @@ def saved_representations(random: bool, threads: int) -> tuple[dict, torch.Tenso
     net = MultimodalNet(_net_spec(specs, hp, True, None))
     y = torch.from_numpy(ds.label.astype("float32"))
     rows = torch.from_numpy(ds.labeled("train"))
-    pretrain(net, inputs, y, rows, hp, gen, torch.device("cpu"), Reporter({"pretrain": hp["pretrain_epochs"]}))
+    pretrain(
+        net, inputs, y, rows, hp, gen, torch.device("cpu"), Reporter({"pretrain": hp["pretrain_epochs"]})
+    )
     s = collect_representations(net, inputs, rows, torch.device("cpu"))
     return {m: (s.unimodal[m], s.projected[m], s.projected_pred[m]) for m in s.unimodal}, y[rows]
 
@@ -130,7 +138,7 @@ def main() -> None:
     reps, y = saved_representations(args.random, args.threads)
     hp = resolve_hyperparameters({"meta_epochs": args.epochs}, rho=3.0)
     ours = naive = 0.0
-    for m, (uni, proj, proj_pred) in reps.items():
+    for uni, proj, proj_pred in reps.values():
         t0 = time.perf_counter()
         meta_learn_labels(uni, proj, proj_pred, y, hp, 3.0, torch.Generator().manual_seed(1))
         ours += time.perf_counter() - t0
@@ -138,8 +146,10 @@ def main() -> None:
         naive_meta(uni, proj, proj_pred, y, hp, 3.0, torch.Generator().manual_seed(1))
         naive += time.perf_counter() - t0
     per = 65 / args.epochs
-    print(f"threads={args.threads} data={'random' if args.random else 'MOSI stage-1 outputs'} "
-          f"meta_epochs timed={args.epochs} (x{per:.0f} = the paper's 65)")
+    print(
+        f"threads={args.threads} data={'random' if args.random else 'MOSI stage-1 outputs'} "
+        f"meta_epochs timed={args.epochs} (x{per:.0f} = the paper's 65)"
+    )
     print(f"stage 2, ours : {ours:.2f} s  -> {ours * per:.1f} s for 65 epochs x 3 modalities")
     print(f"stage 2, naive: {naive:.2f} s  -> {naive * per:.1f} s for 65 epochs x 3 modalities")
     print(f"speed-up (naive / ours): {naive / ours:.2f}x")

@@ -25,8 +25,21 @@ MOSI = REPO.parent / "shared" / "data" / "mosi"
 
 def run(args: list[str], threads: int) -> tuple[float, float, dict]:
     out = Path(tempfile.mkdtemp(prefix="unilabel-bench-")) / "run"
-    cmd = [sys.executable, "-m", "models.cli", "--threads", str(threads), "train", str(MOSI), "--out", str(out),
-           "--quiet", "--device", "cpu", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "models.cli",
+        "--threads",
+        str(threads),
+        "train",
+        str(MOSI),
+        "--out",
+        str(out),
+        "--quiet",
+        "--device",
+        "cpu",
+        *args,
+    ]
     if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
         cmd = ["taskset", "-c", "0,1", *cmd]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -43,27 +56,45 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--strategy", default="mug")
-    ap.add_argument("--finetune-epochs", type=int, default=0,
-                    help="also time the text encoder fine-tuned on transcripts (Eq. 1) for this many epochs/stage")
+    ap.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=0,
+        help="also time the text encoder fine-tuned on transcripts (Eq. 1) for this many epochs/stage",
+    )
     args = ap.parse_args()
     print(f"CMU-MOSI {MOSI}, strategy {args.strategy}, paper schedule (Table 2), CPU")
     for threads in [int(t) for t in args.threads.split(",")]:
         wall, peak, config = run(["--strategy", args.strategy], threads)
         t = config["timings"]
-        print(f"threads={threads}: wall {wall:.1f} s (process start to exit), peak RSS {peak:.0f} MB; "
-              f"in-process: labels {t['labels_s']:.1f} s, multitask {t['multitask_s']:.1f} s, "
-              f"total {t['total_s']:.1f} s; valid MAE {config['stage3']['best_valid_loss']:.3f}")
+        print(
+            f"threads={threads}: wall {wall:.1f} s (process start to exit), peak RSS {peak:.0f} MB; "
+            f"in-process: labels {t['labels_s']:.1f} s, multitask {t['multitask_s']:.1f} s, "
+            f"total {t['total_s']:.1f} s; valid MAE {config['stage3']['best_valid_loss']:.3f}"
+        )
     if args.finetune_epochs:
         e = args.finetune_epochs
-        hp = ["--set", "text_source=finetune", "--set", f"pretrain_epochs={e}", "--set", "meta_epochs=1",
-              "--set", f"multitask_max_epochs={e}", "--set", f"early_stop={e}"]
+        hp = [
+            "--set",
+            "text_source=finetune",
+            "--set",
+            f"pretrain_epochs={e}",
+            "--set",
+            "meta_epochs=1",
+            "--set",
+            f"multitask_max_epochs={e}",
+            "--set",
+            f"early_stop={e}",
+        ]
         threads = int(args.threads.split(",")[-1])
         wall, peak, config = run(["--strategy", args.strategy, *hp], threads)
         t = config["timings"]
         per_epoch = t["multitask_s"] / config["stage3"]["epochs_run"]
-        print(f"fine-tuned all-MiniLM-L6-v2 on transcripts, threads={threads}: stage-3 time per epoch "
-              f"{per_epoch:.1f} s (1166 train + 281 valid utterances), wall {wall:.1f} s for {e}+1+{e} epochs, "
-              f"peak RSS {peak:.0f} MB")
+        print(
+            f"fine-tuned all-MiniLM-L6-v2 on transcripts, threads={threads}: stage-3 time per epoch "
+            f"{per_epoch:.1f} s (1166 train + 281 valid utterances), wall {wall:.1f} s for {e}+1+{e} epochs, "
+            f"peak RSS {peak:.0f} MB"
+        )
 
 
 if __name__ == "__main__":

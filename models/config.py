@@ -57,7 +57,7 @@ class Hyperparameters:
     mucn_residual: str = (
         "atanh"  # choice: the input label enters Eq. 28 as atanh(ybar / rho); "literal" as is
     )
-    label_readout: str = "clean"  # choice: labels = MUCN(x_m, y); "noisy_mean" averages MUCN(x_m, y + eps) draws
+    label_readout: str = "clean"  # choice: labels = MUCN(x_m, y); "noisy_mean": mean of MUCN(x_m, y + eps)
     readout_draws: int = 16  # choice: noise draws averaged by the noisy_mean read-out
     second_order: bool = True  # Eq. 23 differentiates through the inner step; False = first-order ablation
     multimodal_denoising: bool = True  # False = the paper's "W/O multimodal denoising task" ablation
@@ -101,6 +101,7 @@ _POSITIVE_INT = {
     "mlc_epochs",
     "cmc_epochs",
     "mtcl_epochs",
+    "readout_draws",
 }
 _NONNEG_INT = {"pretrain_epochs", "meta_epochs"}
 _POSITIVE_FLOAT = {

@@ -139,3 +139,12 @@ def test_parse_override() -> None:
     assert parse_override("text_source=finetune") == ("text_source", "finetune")
     with pytest.raises(HyperparameterError):
         parse_override("beta")
+
+
+def test_every_declared_hyperparameter_validates_its_default() -> None:
+    from dataclasses import asdict
+
+    from models.config import Hyperparameters
+
+    defaults = asdict(Hyperparameters())
+    assert resolve_hyperparameters(defaults) == resolve_hyperparameters(None)  # every name is overridable

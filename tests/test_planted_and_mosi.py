@@ -15,7 +15,9 @@ from tests.conftest import MOSI_DIR
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_synthetic(tmp_path_factory.mktemp("planted") / "ds", seed=0)  # 600 / 150 / 150, vision conflicts
+    return make_synthetic(
+        tmp_path_factory.mktemp("planted") / "ds", seed=0
+    )  # 600 / 150 / 150, vision conflicts
 
 
 @pytest.mark.slow
@@ -61,8 +63,13 @@ def test_text_from_transcripts_frozen_and_finetuned(text_source: str, tmp_path: 
     ds = load_dataset(MOSI_DIR)
     idx = np.concatenate([ds.indices("train")[:48], ds.indices("valid")[:16], ds.indices("test")[:8]])
     sub = ds.take(idx)
-    hp = {"text_source": text_source, "pretrain_epochs": 1, "meta_epochs": 1, "multitask_max_epochs": 1,
-          "text_max_length": 32}
+    hp = {
+        "text_source": text_source,
+        "pretrain_epochs": 1,
+        "meta_epochs": 1,
+        "multitask_max_epochs": 1,
+        "text_max_length": 32,
+    }
     result = train(sub, tmp_path / "run", strategy="mug", seed=1, hyperparameters=hp, device="cpu")
     assert result.config["text_source"] == text_source
     assert result.config["text_model"].endswith("model")  # the packaged model directory
