@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from models.synth import make_synthetic
 
+    load_at_start = os.getloadavg()
+
     with tempfile.TemporaryDirectory(prefix="unilabel-bench-") as tmp:
         data = make_synthetic(Path(tmp) / "data", seed=0)
         stack = LocalStack(Path(tmp) / "stack", extra_env={"WORKER_TORCH_THREADS": "1"})
@@ -189,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = {
         "date": datetime.now().isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average_at_start": load_at_start,
         "load_average_at_end": os.getloadavg(),
         "clients": CLIENTS,
         "dims": dims,
@@ -231,7 +234,10 @@ def main(argv: list[str] | None = None) -> int:
             f"POST /v1/jobs -> first epoch finished: median {statistics.median(firsts):.3f} s, "
             f"max {max(firsts):.3f} s"
         )
-    print(f"load average at the end: {figures['load_average_at_end']}")
+    print(
+        f"load average (1, 5, 15 min) at start {tuple(round(x, 2) for x in load_at_start)}, "
+        f"at end {tuple(round(x, 2) for x in figures['load_average_at_end'])}"
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0

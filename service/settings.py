@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     predict_cache_ttl: int = Field(24 * 3600, gt=0)
     api_torch_threads: int = Field(1, ge=1)
     worker_torch_threads: int = Field(0, ge=0, description="0 = torch's default.")
+    worker_max_tasks_per_child: int = Field(
+        20, ge=1, description="Jobs a worker process trains before renewal."
+    )
 
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:

@@ -33,7 +33,9 @@ def make_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        worker_max_tasks_per_child=1,  # a fresh child per job frees GPU memory
+        # A process trains several jobs (the CUDA cache is emptied after each): Celery replaces a retired
+        # process only on its 5 s pool-maintenance tick, which would delay the next job's start.
+        worker_max_tasks_per_child=settings.worker_max_tasks_per_child,
         task_track_started=True,
         task_soft_time_limit=settings.job_soft_time_limit,
         task_time_limit=settings.job_time_limit,

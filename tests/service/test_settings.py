@@ -48,3 +48,4 @@ def test_celery_configuration_follows_settings() -> None:
     assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit == 200
     assert conf.task_routes[TRAIN_TASK]["queue"] == s.train_queue
     assert conf.task_create_missing_queues is False
+    assert conf.worker_max_tasks_per_child == s.worker_max_tasks_per_child
