@@ -89,6 +89,45 @@ def drive(url: str, per_client: list[list[bytes]]) -> dict[str, float]:
     }
 
 
+def drive_paced(url: str, per_client: list[list[bytes]], rate: float) -> dict[str, float]:
+    """Open loop: the clients together offer ``rate`` requests/s on a fixed schedule; a latency counts from
+    the scheduled send time, so a late request also pays for the wait (no coordinated omission)."""
+    host, port = url.removeprefix("http://").split(":")
+    latencies: list[float] = []
+    interval = len(per_client) / rate
+
+    async def client(i: int, requests: list[bytes], t0: float) -> None:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            for k, req in enumerate(requests):
+                due = t0 + (i / len(per_client) + k) * interval
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                writer.write(req)
+                head = await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(int(LENGTH.search(head).group(1)))
+                latencies.append(time.perf_counter() - due)
+        finally:
+            writer.close()
+
+    async def run() -> float:
+        t0 = time.perf_counter() + 0.2
+        await asyncio.gather(*(client(i, reqs, t0) for i, reqs in enumerate(per_client)))
+        return time.perf_counter() - t0
+
+    wall = asyncio.run(run())
+    ms = np.asarray(latencies) * 1000
+    return {
+        "n": len(ms),
+        "p50": float(np.percentile(ms, 50)),
+        "p90": float(np.percentile(ms, 90)),
+        "p99": float(np.percentile(ms, 99)),
+        "max": float(ms.max()),
+        "rps": len(ms) / wall,
+    }
+
+
 def utterance(rng: np.random.Generator, dims: dict[str, int]) -> dict:
     return {"features": {m: np.round(rng.normal(size=d), 5).tolist() for m, d in dims.items()}}
 
@@ -138,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=15, help="batched requests per client")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--first-epoch-repeats", type=int, default=5)
+    parser.add_argument("--paced-rate", type=float, default=1000.0, help="open-loop offered load, requests/s")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -175,6 +215,15 @@ def main(argv: list[str] | None = None) -> int:
             ]
             single = drive(stack.url, singles)
             hit = drive(stack.url, singles)
+            fresh = [
+                [
+                    request_bytes(host, path, {"utterances": [utterance(rng, dims)]})
+                    for _ in range(args.requests)
+                ]
+                for _ in range(CLIENTS)
+            ]
+            paced_miss = drive_paced(stack.url, fresh, args.paced_rate)
+            paced_hit = drive_paced(stack.url, fresh, args.paced_rate)
             batch_utts = [
                 [[utterance(rng, dims) for _ in range(args.batch_size)] for _ in range(args.batches)]
                 for _ in range(CLIENTS)
@@ -197,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
         "dims": dims,
         "single": single,
         "cache_hit": hit,
+        "paced_rate": args.paced_rate,
+        "paced_single": paced_miss,
+        "paced_cache_hit": paced_hit,
         "batched": {**batched, "batch_size": args.batch_size},
         "bare_model_ups": bare,
         "served_over_bare": batched["ups"] / bare,
@@ -210,6 +262,18 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ("single-utterance predict (cache miss)", single, f"{single['rps']:.0f} req/s", "p99 <= 20 ms"),
         ("single-utterance predict (cache hit)", hit, f"{hit['rps']:.0f} req/s", "p99 <= 5 ms"),
+        (
+            f"single, open loop at {args.paced_rate:.0f} req/s (miss)",
+            paced_miss,
+            f"{paced_miss['rps']:.0f} req/s",
+            "-",
+        ),
+        (
+            f"single, open loop at {args.paced_rate:.0f} req/s (hit)",
+            paced_hit,
+            f"{paced_hit['rps']:.0f} req/s",
+            "-",
+        ),
         (
             f"batched predict ({args.batch_size} per request)",
             batched,

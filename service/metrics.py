@@ -67,6 +67,7 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self._series: dict[tuple[str, str, int], tuple] = {}  # labelled children, looked up once
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,6 +86,13 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or scope.get("unilabel.route") or "unmatched"
-            method = scope.get("method", "")
-            self.metrics.requests.labels(method, path, str(status["code"])).inc()
-            self.metrics.latency.labels(method, path).observe(time.perf_counter() - start)
+            key = (scope.get("method", ""), path, status["code"])
+            series = self._series.get(key)
+            if series is None:
+                m = self.metrics
+                series = self._series[key] = (
+                    m.requests.labels(key[0], path, str(key[2])),
+                    m.latency.labels(key[0], path),
+                )
+            series[0].inc()
+            series[1].observe(time.perf_counter() - start)
