@@ -156,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="unilabel", description=__doc__)
     p.add_argument(
         "--threads", type=int, default=0,
-        help="CPU threads for torch (default: $UNILABEL_THREADS, else torch's default). The networks on "
-        "feature vectors are small: 1 thread is often fastest (docs/benchmarks.md)",
+        help="CPU threads for torch (default: $UNILABEL_THREADS, else 1: the networks on feature vectors are "
+        "small and 1 thread was fastest, docs/benchmarks.md; use more to fine-tune a text encoder)",
     )
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -226,9 +226,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    threads = args.threads or int(os.environ.get("UNILABEL_THREADS", "0") or 0)
-    if threads > 0:
-        torch.set_num_threads(threads)
+    # Default 1: the networks on feature vectors are tiny, and on a 2-core machine 2 intra-op threads made a
+    # full MOSI run 2.8x slower (docs/benchmarks.md). Raise it for the fine-tuned text encoder.
+    threads = args.threads or int(os.environ.get("UNILABEL_THREADS", "0") or 0) or 1
+    torch.set_num_threads(threads)
     from models.data import DatasetError
     from models.inputs import InputError
     from models.stages.common import Cancelled

@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     model_cache_size: int = Field(4, ge=1, description="Trained models kept loaded in each API process.")
     predict_cache_ttl: int = Field(24 * 3600, gt=0)
     api_torch_threads: int = Field(1, ge=1)
-    worker_torch_threads: int = Field(0, ge=0, description="0 = torch's default.")
+    worker_torch_threads: int = Field(
+        1, ge=0, description="0 = torch's default; 1 was fastest for feature-vector models (benchmarks.md)."
+    )
     worker_max_tasks_per_child: int = Field(
         20, ge=1, description="Jobs a worker process trains before renewal."
     )
