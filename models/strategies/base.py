@@ -45,16 +45,21 @@ class Strategy(ABC):
 
 
 class FixedLabels:
-    """Unimodal labels fixed before stage 3 (MUG, copy). ``labels[m]`` is indexed by dataset row."""
+    """Unimodal labels fixed before stage 3 (MUG, copy, ...), optionally with fixed per-sample weights
+    (MTCL). ``labels[m]`` and ``weights[m]`` are indexed by dataset row."""
 
     uses_unimodal_tasks = True
 
-    def __init__(self, labels: dict[str, Tensor], train_rows: Tensor) -> None:
+    def __init__(
+        self, labels: dict[str, Tensor], train_rows: Tensor, weights: dict[str, Tensor] | None = None
+    ) -> None:
         self.labels = labels
         self.train_rows = train_rows
+        self.weights = weights
 
     def targets(self, rows: Tensor) -> dict[str, tuple[Tensor, Tensor | None]]:
-        return {m: (lab[rows], None) for m, lab in self.labels.items()}
+        w = self.weights
+        return {m: (lab[rows], None if w is None else w[m][rows]) for m, lab in self.labels.items()}
 
     def after_batch(self, rows: Tensor, out: dict, epoch: int) -> None:
         return None

@@ -40,7 +40,7 @@ from torch.nn import functional as F
 from models.data import SUB_LABEL_COLUMNS
 from models.stages.common import Reporter, batches, make_optimizer
 from models.stages.multitask import predict_rows
-from models.strategies.base import Strategy, StrategyContext
+from models.strategies.base import FixedLabels, Strategy, StrategyContext
 
 LOG2 = float(np.log(2.0))
 
@@ -90,29 +90,6 @@ def required_sub_labels(ctx: StrategyContext, modalities: list[str]) -> dict[str
     return out
 
 
-class WeightedLabels:
-    """Fixed unimodal labels with fixed per-sample weights (``labels[m]``/``weights[m]`` by dataset row)."""
-
-    uses_unimodal_tasks = True
-
-    def __init__(self, labels: dict[str, Tensor], weights: dict[str, Tensor], train_rows: Tensor) -> None:
-        self.labels = labels
-        self.weights = weights
-        self.train_rows = train_rows
-
-    def targets(self, rows: Tensor) -> dict[str, tuple[Tensor, Tensor | None]]:
-        return {m: (lab[rows], self.weights[m][rows]) for m, lab in self.labels.items()}
-
-    def after_batch(self, rows: Tensor, out: dict, epoch: int) -> None:
-        return None
-
-    def on_best(self) -> None:
-        return None
-
-    def final_labels(self) -> dict[str, Tensor] | None:
-        return {m: lab[self.train_rows] for m, lab in self.labels.items()}
-
-
 def branch_loss(
     f_rep: Tensor, c_rep: Tensor, f_pred: Tensor, c_pred: Tensor, y_u: Tensor, y_m: Tensor, rate: float
 ) -> Tensor:
@@ -138,7 +115,7 @@ class MTCLStrategy(Strategy):
     name = "mtcl"
     description = "MTCL: human sub-labels on the beneficial share, multimodal label on the harmful one"
 
-    def label_source(self, ctx: StrategyContext) -> WeightedLabels:
+    def label_source(self, ctx: StrategyContext) -> FixedLabels:
         hp = ctx.hp
         rate = hp["mtcl_eliminate_rate"]
         modalities = list(ctx.inputs.kinds)
@@ -220,7 +197,7 @@ class MTCLStrategy(Strategy):
                 else None,
             }
         ctx.extras["mtcl"] = diagnostics
-        return WeightedLabels(labels, weights, ctx.train_rows)
+        return FixedLabels(labels, ctx.train_rows, weights)
 
     @staticmethod
     @torch.no_grad()
