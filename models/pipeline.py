@@ -326,7 +326,7 @@ class TrainedModel:
         return self._encoder
 
     def _outputs(self, inputs: TensorInputs) -> dict[str, np.ndarray]:
-        preds = predict_rows(self.net, inputs, torch.arange(len(inputs)), self.device)
+        preds = predict_rows(self.net, inputs, torch.arange(len(inputs)), self.device, set_eval=False)
         out = {"pred": preds["pred"].numpy()}
         for m in self.net.modalities:
             values = preds[m].numpy()
