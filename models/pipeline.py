@@ -352,7 +352,6 @@ class TrainedModel:
         )
         if len(sizes) != 1 or 0 in sizes:
             raise ValueError("features: every modality (and transcripts) must hold the same, non-zero count")
-        n = sizes.pop()
         tensors: dict[str, torch.Tensor] = {}
         kinds: dict[str, str] = {}
         for m, s in self.spec.modalities.items():
@@ -375,7 +374,6 @@ class TrainedModel:
             if m not in features:
                 raise ValueError(f"features.{m}: missing; this model needs {m} features")
             tensors.update(_stack_modality(m, features[m], s.in_dim, s.kind == "sequence"))
-        del n
         return self._outputs(TensorInputs(tensors=tensors, kinds=kinds))
 
 
