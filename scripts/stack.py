@@ -28,7 +28,7 @@ from service.client import LabelClient, _parse_hp, run_all  # noqa: E402
 from service.localstack import LocalStack, free_port  # noqa: E402
 
 MOSI = REPO.parent / "shared" / "data" / "mosi"
-# The demo's short schedule (3 min 21 s end to end on MOSI, measured on a shared 2-core machine).
+# --quick: a short schedule (the default is the paper's, about a minute end to end on MOSI with 2 cores).
 QUICK_SCHEDULE = {"pretrain_epochs": 3, "meta_epochs": 3, "multitask_max_epochs": 10}
 
 
