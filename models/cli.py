@@ -1,4 +1,7 @@
-"""`unilabel` command line: train, evaluate, compare, predict, synth, import-mmsa (and the service client)."""
+"""`unilabel` command line: train, evaluate, compare, predict, synth, import-mmsa.
+
+The service client is a separate command, `unilabel-remote` (service/client.py): models/ has no HTTP.
+"""
 
 from __future__ import annotations
 
@@ -217,10 +220,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "remote":
-        from service.client import main as remote_main
-
-        return remote_main(argv[1:])
     args = build_parser().parse_args(argv)
     import os
 

@@ -1,4 +1,4 @@
-"""A small client of the label service, and its CLI (``unilabel remote ...`` / ``python -m service.client``).
+"""A small client of the label service, and its CLI (``unilabel-remote ...`` / ``python -m service.client``).
 
     upload PATH...            a dataset folder, an archive, or utterances.csv + features.npz
     submit DATASET_ID         start a job (--strategy, --seed, --hp name=value, --idempotency-key)
@@ -248,7 +248,7 @@ def run_all(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="unilabel remote", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="unilabel-remote", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default=DEFAULT_URL, help="service base URL (env UNILABEL_URL)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("upload", help="upload a dataset")
