@@ -67,6 +67,19 @@ async def _client(host: str, port: int, requests: list[bytes], latencies: list[f
         writer.close()
 
 
+def latency_summary(latencies: list[float], wall: float) -> dict[str, float]:
+    """Percentiles (ms), maximum and requests per second of one load run."""
+    ms = np.asarray(latencies) * 1000
+    return {
+        "n": len(ms),
+        "p50": float(np.percentile(ms, 50)),
+        "p90": float(np.percentile(ms, 90)),
+        "p99": float(np.percentile(ms, 99)),
+        "max": float(ms.max()),
+        "rps": len(ms) / wall,
+    }
+
+
 def drive(url: str, per_client: list[list[bytes]]) -> dict[str, float]:
     """All clients at once; returns latency percentiles (ms) and requests per second."""
     host, port = url.removeprefix("http://").split(":")
@@ -77,16 +90,7 @@ def drive(url: str, per_client: list[list[bytes]]) -> dict[str, float]:
         await asyncio.gather(*(_client(host, int(port), reqs, latencies) for reqs in per_client))
         return time.perf_counter() - start
 
-    wall = asyncio.run(run())
-    ms = np.asarray(latencies) * 1000
-    return {
-        "n": len(ms),
-        "p50": float(np.percentile(ms, 50)),
-        "p90": float(np.percentile(ms, 90)),
-        "p99": float(np.percentile(ms, 99)),
-        "max": float(ms.max()),
-        "rps": len(ms) / wall,
-    }
+    return latency_summary(latencies, asyncio.run(run()))
 
 
 def drive_paced(url: str, per_client: list[list[bytes]], rate: float) -> dict[str, float]:
@@ -116,16 +120,7 @@ def drive_paced(url: str, per_client: list[list[bytes]], rate: float) -> dict[st
         await asyncio.gather(*(client(i, reqs, t0) for i, reqs in enumerate(per_client)))
         return time.perf_counter() - t0
 
-    wall = asyncio.run(run())
-    ms = np.asarray(latencies) * 1000
-    return {
-        "n": len(ms),
-        "p50": float(np.percentile(ms, 50)),
-        "p90": float(np.percentile(ms, 90)),
-        "p99": float(np.percentile(ms, 99)),
-        "max": float(ms.max()),
-        "rps": len(ms) / wall,
-    }
+    return latency_summary(latencies, asyncio.run(run()))
 
 
 def utterance(rng: np.random.Generator, dims: dict[str, int]) -> dict:

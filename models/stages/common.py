@@ -5,10 +5,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from models.inputs import TensorInputs
 
 
 class Cancelled(Exception):
@@ -83,6 +87,36 @@ def batches(idx: Tensor, batch_size: int, gen: torch.Generator | None) -> Iterat
     order = idx[torch.randperm(len(idx), generator=gen)] if gen is not None else idx
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
+
+
+def train_epoch(
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    inputs: TensorInputs,
+    rows: Tensor,
+    batch_size: int,
+    gen: torch.Generator,
+    device: torch.device,
+    batch_loss: Callable[[Tensor, dict], tuple[Tensor, dict[str, float]]],
+    after_step: Callable[[Tensor, dict], None] | None = None,
+) -> dict[str, float]:
+    """One shuffled epoch over ``rows``: forward, ``batch_loss(idx, out) -> (loss, parts)``, optimiser step,
+    ``after_step(idx, out)``. Returns each part's mean over the batches (5 decimals)."""
+    net.train()
+    sums: dict[str, float] = {}
+    n_batches = 0
+    for idx in batches(rows, batch_size, gen):
+        out = net(inputs.batch(idx, device))
+        loss, parts = batch_loss(idx, out)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if after_step is not None:
+            after_step(idx, out)
+        n_batches += 1
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + v
+    return {k: round(v / max(n_batches, 1), 5) for k, v in sums.items()}
 
 
 def make_optimizer(

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from models.inputs import TensorInputs
 from models.nets import MultimodalNet, l1
-from models.stages.common import Reporter, batches, make_optimizer
+from models.stages.common import Reporter, batches, make_optimizer, train_epoch
 
 
 class LabelSource(Protocol):
@@ -98,26 +98,25 @@ def multitask_train(
     beta = hp["beta"] if source.uses_unimodal_tasks else 0.0
     best = MultitaskResult(state={}, best_epoch=0, best_valid_loss=float("inf"))
     bad_epochs = 0
+
+    def batch_loss(idx: Tensor, out: dict) -> tuple[Tensor, dict[str, float]]:
+        targets = source.targets(idx) if source.uses_unimodal_tasks else {}
+        targets = {m: (t.to(device), None if w is None else w.to(device)) for m, (t, w) in targets.items()}
+        return multitask_loss(out, y[idx].to(device), targets, beta)
+
     for epoch in range(1, hp["multitask_max_epochs"] + 1):
-        net.train()
-        sums: dict[str, float] = {}
-        n_batches = 0
-        for idx in batches(train_rows, hp["batch_size"], gen):
-            out = net(inputs.batch(idx, device))
-            targets = source.targets(idx) if source.uses_unimodal_tasks else {}
-            targets = {
-                m: (t.to(device), None if w is None else w.to(device)) for m, (t, w) in targets.items()
-            }
-            loss, parts = multitask_loss(out, y[idx].to(device), targets, beta)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            source.after_batch(idx, out, epoch)
-            n_batches += 1
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v
+        losses = train_epoch(
+            net,
+            opt,
+            inputs,
+            train_rows,
+            hp["batch_size"],
+            gen,
+            device,
+            batch_loss,
+            lambda idx, out, epoch=epoch: source.after_batch(idx, out, epoch),
+        )
         valid_loss = float(l1(predict_rows(net, inputs, valid_rows, device)["pred"], y[valid_rows]))
-        losses = {k: round(v / max(n_batches, 1), 5) for k, v in sums.items()}
         losses["valid_L_M"] = round(valid_loss, 5)
         best.history.append({"epoch": epoch, **losses})
         if valid_loss < best.best_valid_loss:

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from models.inputs import TensorInputs
 from models.nets import MultimodalNet, contrastive_loss, l1
-from models.stages.common import Reporter, batches, make_optimizer
+from models.stages.common import Reporter, batches, make_optimizer, train_epoch
 
 
 @dataclass
@@ -53,20 +53,13 @@ def pretrain(
     reporter: Reporter,
 ) -> None:
     opt = make_optimizer(net, hp["lr"], hp["lr_text_encoder"], hp["weight_decay"])
+
+    def batch_loss(idx: Tensor, out: dict) -> tuple[Tensor, dict[str, float]]:
+        return pretrain_loss(out, y[idx].to(device), hp["gamma"], hp["eta"], hp["tau"])
+
     for epoch in range(1, hp["pretrain_epochs"] + 1):
-        net.train()
-        sums: dict[str, float] = {}
-        n_batches = 0
-        for idx in batches(train_rows, hp["batch_size"], gen):
-            out = net(inputs.batch(idx, device))
-            loss, parts = pretrain_loss(out, y[idx].to(device), hp["gamma"], hp["eta"], hp["tau"])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            n_batches += 1
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v
-        reporter.epoch("pretrain", epoch, {k: round(v / max(n_batches, 1), 5) for k, v in sums.items()})
+        losses = train_epoch(net, opt, inputs, train_rows, hp["batch_size"], gen, device, batch_loss)
+        reporter.epoch("pretrain", epoch, losses)
 
 
 @torch.no_grad()
