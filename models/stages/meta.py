@@ -132,7 +132,12 @@ def sample_extra(n: int, batch: Tensor, k: int, gen: torch.Generator) -> Tensor:
 
 @torch.no_grad()
 def read_out(
-    learner: MetaLearner, params: Params, unimodal: Tensor, y: Tensor, noise_std: float, hp: dict,
+    learner: MetaLearner,
+    params: Params,
+    unimodal: Tensor,
+    y: Tensor,
+    noise_std: float,
+    hp: dict,
     gen: torch.Generator,
 ) -> Tensor:
     """The corrected labels y_mc of every training sample (choice, docs/method.md).
