@@ -8,7 +8,8 @@ Brings up the local stack (redis-server, one Celery worker, the API under uvicor
 model on synthetic vector features through the API, then drives the API with 32 concurrent keep-alive
 clients (a minimal asyncio HTTP/1.1 client, so the load generator costs little CPU of its own):
 - single: one new utterance per request (cache misses);
-- cache hit: the same requests again;
+- cache hit: the same requests again (answered from the API process's response memo);
+- cache hit, new request bytes: the same utterances under new ids (answered from the Redis cache);
 - batched: 64 new utterances per request;
 - bare model: TrainedModel.predict_batch on the same batches in this process (1 torch thread), to give the
   ratio of served to bare throughput;
@@ -27,8 +28,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -67,8 +70,31 @@ async def _client(host: str, port: int, requests: list[bytes], latencies: list[f
         writer.close()
 
 
-def latency_summary(latencies: list[float], wall: float) -> dict[str, float]:
-    """Percentiles (ms), maximum and requests per second of one load run."""
+def run_loop(main: Coroutine[Any, Any, float]) -> float:
+    """The load generator's event loop: uvloop when installed (half the client CPU per request, which on this
+    2-core machine is CPU the API does not get), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def process_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process (Linux /proc), or NaN when there is none to read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(main: Coroutine[Any, Any, float], latencies: list[float], api_pid: int | None) -> dict[str, float]:
+    """Run one load; percentiles (ms), maximum, requests per second and CPU per request (us) of the load
+    generator (this process) and of the API process."""
+    client0, api0 = time.process_time(), process_cpu_seconds(api_pid)
+    wall = run_loop(main)
+    client_cpu, api_cpu = time.process_time() - client0, process_cpu_seconds(api_pid) - api0
     ms = np.asarray(latencies) * 1000
     return {
         "n": len(ms),
@@ -77,10 +103,12 @@ def latency_summary(latencies: list[float], wall: float) -> dict[str, float]:
         "p99": float(np.percentile(ms, 99)),
         "max": float(ms.max()),
         "rps": len(ms) / wall,
+        "client_cpu_us": client_cpu / len(ms) * 1e6,
+        "api_cpu_us": api_cpu / len(ms) * 1e6,
     }
 
 
-def drive(url: str, per_client: list[list[bytes]]) -> dict[str, float]:
+def drive(url: str, per_client: list[list[bytes]], api_pid: int | None = None) -> dict[str, float]:
     """All clients at once; returns latency percentiles (ms) and requests per second."""
     host, port = url.removeprefix("http://").split(":")
     latencies: list[float] = []
@@ -90,10 +118,12 @@ def drive(url: str, per_client: list[list[bytes]]) -> dict[str, float]:
         await asyncio.gather(*(_client(host, int(port), reqs, latencies) for reqs in per_client))
         return time.perf_counter() - start
 
-    return latency_summary(latencies, asyncio.run(run()))
+    return measured(run(), latencies, api_pid)
 
 
-def drive_paced(url: str, per_client: list[list[bytes]], rate: float) -> dict[str, float]:
+def drive_paced(
+    url: str, per_client: list[list[bytes]], rate: float, api_pid: int | None = None
+) -> dict[str, float]:
     """Open loop: the clients together offer ``rate`` requests/s on a fixed schedule; a latency counts from
     the scheduled send time, so a late request also pays for the wait (no coordinated omission)."""
     host, port = url.removeprefix("http://").split(":")
@@ -120,7 +150,7 @@ def drive_paced(url: str, per_client: list[list[bytes]], rate: float) -> dict[st
         await asyncio.gather(*(client(i, reqs, t0) for i, reqs in enumerate(per_client)))
         return time.perf_counter() - t0
 
-    return latency_summary(latencies, asyncio.run(run()))
+    return measured(run(), latencies, api_pid)
 
 
 def utterance(rng: np.random.Generator, dims: dict[str, int]) -> dict:
@@ -192,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                 assert job["state"] == "succeeded", job
                 first = time_to_first_epoch(client, stack.redis_url, dataset["id"], args.first_epoch_repeats)
             model_id = job["model_id"]
+            api_pid = stack.procs["api"].pid
             path = f"/v1/models/{model_id}/predict"
             host = stack.url.removeprefix("http://")
             rng = np.random.default_rng(0)
@@ -200,16 +231,20 @@ def main(argv: list[str] | None = None) -> int:
                 [request_bytes(host, path, {"utterances": [utterance(rng, dims)]}) for _ in range(20)]
                 for _ in range(CLIENTS)
             ]
-            drive(stack.url, warm)
-            singles = [
+            drive(stack.url, warm, api_pid)
+            single_utts = [[utterance(rng, dims) for _ in range(args.requests)] for _ in range(CLIENTS)]
+            singles = [[request_bytes(host, path, {"utterances": [u]}) for u in per] for per in single_utts]
+            single = drive(stack.url, singles, api_pid)
+            hit = drive(stack.url, singles, api_pid)
+            # the same utterances under new ids: other request bytes, so the Redis cache answers
+            renamed = [
                 [
-                    request_bytes(host, path, {"utterances": [utterance(rng, dims)]})
-                    for _ in range(args.requests)
+                    request_bytes(host, path, {"utterances": [{**u, "id": f"again-{c}-{k}"}]})
+                    for k, u in enumerate(per)
                 ]
-                for _ in range(CLIENTS)
+                for c, per in enumerate(single_utts)
             ]
-            single = drive(stack.url, singles)
-            hit = drive(stack.url, singles)
+            hit_redis = drive(stack.url, renamed, api_pid)
             fresh = [
                 [
                     request_bytes(host, path, {"utterances": [utterance(rng, dims)]})
@@ -217,14 +252,14 @@ def main(argv: list[str] | None = None) -> int:
                 ]
                 for _ in range(CLIENTS)
             ]
-            paced_miss = drive_paced(stack.url, fresh, args.paced_rate)
-            paced_hit = drive_paced(stack.url, fresh, args.paced_rate)
+            paced_miss = drive_paced(stack.url, fresh, args.paced_rate, api_pid)
+            paced_hit = drive_paced(stack.url, fresh, args.paced_rate, api_pid)
             batch_utts = [
                 [[utterance(rng, dims) for _ in range(args.batch_size)] for _ in range(args.batches)]
                 for _ in range(CLIENTS)
             ]
             batch_reqs = [[request_bytes(host, path, {"utterances": b}) for b in per] for per in batch_utts]
-            batched = drive(stack.url, batch_reqs)
+            batched = drive(stack.url, batch_reqs, api_pid)
             batched["ups"] = batched["rps"] * args.batch_size
             bare = bare_throughput(
                 stack.artifact_dir / "runs" / model_id, [b for per in batch_utts for b in per]
@@ -241,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         "dims": dims,
         "single": single,
         "cache_hit": hit,
+        "cache_hit_redis": hit_redis,
         "paced_rate": args.paced_rate,
         "paced_single": paced_miss,
         "paced_cache_hit": paced_hit,
@@ -252,11 +288,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"\n## Label service benchmark ({figures['date']}, {figures['machine']})\n")
     print(f"{CLIENTS} concurrent keep-alive clients, one model, vector features {dims}.\n")
-    print("| measure | p50 ms | p90 ms | p99 ms | max ms | throughput | target |")
-    print("|---|---|---|---|---|---|---|")
+    print("| measure | p50 ms | p90 ms | p99 ms | max ms | throughput | CPU us/req API, client | target |")
+    print("|---|---|---|---|---|---|---|---|")
     rows = [
         ("single-utterance predict (cache miss)", single, f"{single['rps']:.0f} req/s", "p99 <= 20 ms"),
         ("single-utterance predict (cache hit)", hit, f"{hit['rps']:.0f} req/s", "p99 <= 5 ms"),
+        (
+            "single-utterance predict (cache hit, new request bytes: Redis)",
+            hit_redis,
+            f"{hit_redis['rps']:.0f} req/s",
+            "-",
+        ),
         (
             f"single, open loop at {args.paced_rate:.0f} req/s (miss)",
             paced_miss,
@@ -278,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name, r, tp, target in rows:
         cells = " | ".join(f"{r[k]:.1f}" for k in ("p50", "p90", "p99", "max"))
-        print(f"| {name} | {cells} | {tp} | {target} |")
+        cpu = f"{r['api_cpu_us']:.0f}, {r['client_cpu_us']:.0f}"
+        print(f"| {name} | {cells} | {tp} | {cpu} | {target} |")
     print(
         f"\nbare model on the same batches (1 thread, in process): {bare:.0f} utt/s; "
         f"served / bare = {figures['served_over_bare']:.2f}"

@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import errors
 from service.cache import PredictionCache
 from service.deps import Services
-from service.fastpath import PredictFastPath
+from service.fastpath import PredictFastPath, is_predict
 from service.metrics import Metrics, MetricsMiddleware
-from service.predictor import ModelPool
+from service.predictor import ModelPool, settle_heap
 from service.records import JobStore
 from service.routes import datasets, health, jobs, models
 from service.settings import Settings, get_settings
@@ -26,7 +27,19 @@ Upload a dataset, start a training job, follow it, download the learned labels, 
 Every error is `{"error": {"code", "message", "field", "details": [{"field", "problem"}]}}`."""
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+class LabelServiceAPI(FastAPI):
+    """FastAPI, except that POST /v1/models/{id}/predict goes straight to service/fastpath.py."""
+
+    fast_path: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_path is not None and is_predict(scope):
+            await self.fast_path(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> LabelServiceAPI:
     settings = settings or get_settings()
     store = ArtifactStore(settings.artifact_dir)
     metrics = Metrics()
@@ -37,7 +50,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store=store,
         celery=make_celery(settings),
         cache=cache,
-        models=ModelPool(store, cache, settings.model_cache_size),
+        models=ModelPool(
+            store,
+            cache,
+            settings.model_cache_size,
+            settings.predict_memo_bytes,
+            settings.predict_row_memo_bytes,
+        ),
         metrics=metrics,
     )
 
@@ -46,11 +65,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         import torch
 
         torch.set_num_threads(settings.api_torch_threads)
+        settle_heap()
         yield
         await svc.cache.close()
         svc.jobs.r.close()
 
-    app = FastAPI(
+    app = LabelServiceAPI(
         title="unilabel label service",
         version="1",
         description=DESCRIPTION,
@@ -62,8 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for module in (datasets, jobs, models, health):
         app.include_router(module.router)
-    app.add_middleware(PredictFastPath, services=svc)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last: outermost, sees every request
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees every other request
+    app.fast_path = MetricsMiddleware(PredictFastPath(svc), metrics=metrics)
     return app
 
 

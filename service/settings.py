@@ -42,6 +42,16 @@ class Settings(BaseSettings):
     # prediction
     model_cache_size: int = Field(4, ge=1, description="Trained models kept loaded in each API process.")
     predict_cache_ttl: int = Field(24 * 3600, gt=0)
+    predict_memo_bytes: int = Field(
+        32 * 1024**2,
+        ge=0,
+        description="Per loaded model and API process: whole responses to repeated request bodies (0 = off).",
+    )
+    predict_row_memo_bytes: int = Field(
+        32 * 1024**2,
+        ge=0,
+        description="Per loaded model and API process: predictions by input hash, before Redis (0 = off).",
+    )
     api_torch_threads: int = Field(1, ge=1)
     worker_torch_threads: int = Field(
         1, ge=0, description="0 = torch's default; 1 was fastest for feature-vector models (benchmarks.md)."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 import tarfile
@@ -235,6 +236,13 @@ def test_unexpected_errors_leave_no_traceback(client, monkeypatch: pytest.Monkey
     assert r.status_code == 500
     err = error_of(r)
     assert err["code"] == "internal" and "secret" not in r.text
+    # predict runs outside the framework's middleware (service/fastpath.py) and must answer the same way
+    monkeypatch.setattr(client.app.state.services.models, "loaded", boom)
+    r = client.post(f"/v1/models/{'0' * 32}/predict", json={"utterances": [{"features": {}}]})
+    assert r.status_code == 500
+    err = error_of(r)
+    assert err["code"] == "internal" and "secret" not in r.text
+    assert 'route="/v1/models/{model_id}/predict",status="500"' in client.get("/metrics").text
 
 
 def test_health_readiness_and_metrics(client) -> None:
@@ -317,6 +325,90 @@ def test_predict_and_cache(client, trained: dict) -> None:
     assert np.allclose(bare["pred"], [p["sentiment"] for p in out["predictions"]], atol=1e-5)
     text = client.get("/metrics").text
     assert 'unilabel_predicted_utterances_total{cache="hit"} 2.0' in text
+
+
+def _post_bytes(client, model_id: str, body: bytes) -> dict:
+    r = client.post(
+        f"/v1/models/{model_id}/predict", content=body, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_repeated_requests_are_answered_in_process(client, trained: dict, monkeypatch) -> None:
+    import redis
+
+    model_id = trained["job_id"]
+    rng = np.random.default_rng(5)
+    batch = [_utterance(rng, f"m{i}") for i in range(3)]
+    body = json.dumps({"utterances": batch}).encode()
+    first = _post_bytes(client, model_id, body)
+    assert not any(p["cached"] for p in first["predictions"])
+    served = client.app.state.services.models.loaded(model_id)
+    assert served is not None and len(served.responses) == 1 and len(served.rows) == 3
+    # from here on neither Redis nor the model may be asked
+    redis.Redis.from_url(client.app.state.services.settings.redis_url).flushdb()
+    calls = {"predict": 0, "redis": 0}
+    real_predict, real_get = served.predict, served.cache.get_many
+
+    async def counted_predict(*args, **kwargs):
+        calls["predict"] += 1
+        return await real_predict(*args, **kwargs)
+
+    async def counted_get(*args, **kwargs):
+        calls["redis"] += 1
+        return await real_get(*args, **kwargs)
+
+    monkeypatch.setattr(served, "predict", counted_predict)
+    monkeypatch.setattr(served.cache, "get_many", counted_get)
+    # the same bytes: the whole response from the response memo, before any parsing
+    again = _post_bytes(client, model_id, body)
+    assert [p["cached"] for p in again["predictions"]] == [True] * 3
+    assert [p["sentiment"] for p in again["predictions"]] == [p["sentiment"] for p in first["predictions"]]
+    assert [p["id"] for p in again["predictions"]] == ["m0", "m1", "m2"]
+    assert calls == {"predict": 0, "redis": 0}
+    # the same utterances spelled otherwise and renamed: rows from the row memo, no Redis round trip
+    renamed = [{**u, "id": f"n{i}"} for i, u in enumerate(batch)]
+    respelled = _post_bytes(client, model_id, json.dumps({"utterances": renamed}, indent=1).encode())
+    assert [p["cached"] for p in respelled["predictions"]] == [True] * 3
+    assert [p["id"] for p in respelled["predictions"]] == ["n0", "n1", "n2"]
+    assert [p["sentiment"] for p in respelled["predictions"]] == [
+        p["sentiment"] for p in first["predictions"]
+    ]
+    assert calls == {"predict": 1, "redis": 0}
+    assert 'unilabel_predicted_utterances_total{cache="hit"} 6.0' in client.get("/metrics").text
+    # a new utterance goes to Redis and the model; an error is never memoized
+    _post_bytes(client, model_id, json.dumps({"utterances": [_utterance(rng, "x")]}).encode())
+    assert calls == {"predict": 2, "redis": 1}
+    bad = json.dumps({"utterances": [{"features": {"text": [1.0]}}]}).encode()
+    for _ in range(2):
+        r = client.post(
+            f"/v1/models/{model_id}/predict", content=bad, headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 422
+    assert len(served.responses) == 3
+
+
+def test_memos_off_leave_only_the_redis_cache(settings: Settings, synth_dir: Path) -> None:
+    import redis
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from worker.jobs import run_job
+
+    off = settings.model_copy(update={"predict_memo_bytes": 0, "predict_row_memo_bytes": 0})
+    with TestClient(create_app(off), raise_server_exceptions=False) as c:
+        dataset_id = upload_dir(c, synth_dir).json()["id"]
+        job = c.post("/v1/jobs", json={"dataset_id": dataset_id, "hyperparameters": TINY}).json()
+        svc = c.app.state.services
+        assert run_job(job["id"], svc.jobs, svc.store, svc.settings) == "succeeded"
+        body = json.dumps({"utterances": [_utterance(np.random.default_rng(6))]}).encode()
+        assert not _post_bytes(c, job["id"], body)["predictions"][0]["cached"]
+        assert _post_bytes(c, job["id"], body)["predictions"][0]["cached"]  # Redis
+        redis.Redis.from_url(off.redis_url).flushdb()
+        assert not _post_bytes(c, job["id"], body)["predictions"][0]["cached"]
+        served = svc.models.loaded(job["id"])
+        assert len(served.responses) == 0 and len(served.rows) == 0
 
 
 @pytest.mark.parametrize(
