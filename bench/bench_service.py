@@ -70,14 +70,20 @@ async def _client(host: str, port: int, requests: list[bytes], latencies: list[f
         writer.close()
 
 
+CLIENT_LOOP = {"name": "uvloop"}  # --client-loop
+
+
 def run_loop(main: Coroutine[Any, Any, float]) -> float:
-    """The load generator's event loop: uvloop when installed (half the client CPU per request, which on this
-    2-core machine is CPU the API does not get), else asyncio's own."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
+    """The load generator's event loop: uvloop when installed (less client CPU per request, which on this
+    2-core machine is CPU the API does not get), else asyncio's own (--client-loop asyncio)."""
+    if CLIENT_LOOP["name"] == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            CLIENT_LOOP["name"] = "asyncio"
+        else:
+            return uvloop.run(main)
+    return asyncio.run(main)
 
 
 def process_cpu_seconds(pid: int | None) -> float:
@@ -89,7 +95,9 @@ def process_cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measured(main: Coroutine[Any, Any, float], latencies: list[float], api_pid: int | None) -> dict[str, float]:
+def measured(
+    main: Coroutine[Any, Any, float], latencies: list[float], api_pid: int | None
+) -> dict[str, float]:
     """Run one load; percentiles (ms), maximum, requests per second and CPU per request (us) of the load
     generator (this process) and of the API process."""
     client0, api0 = time.process_time(), process_cpu_seconds(api_pid)
@@ -204,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first-epoch-repeats", type=int, default=5)
     parser.add_argument("--paced-rate", type=float, default=1000.0, help="open-loop offered load, requests/s")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--client-loop", choices=("uvloop", "asyncio"), default="uvloop")
     args = parser.parse_args(argv)
+    CLIENT_LOOP["name"] = args.client_loop
 
     from models.synth import make_synthetic
 
@@ -273,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_at_start": load_at_start,
         "load_average_at_end": os.getloadavg(),
         "clients": CLIENTS,
+        "client_loop": CLIENT_LOOP["name"],
         "dims": dims,
         "single": single,
         "cache_hit": hit,
@@ -287,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         "time_to_first_progress_s": first["first_progress"],
     }
     print(f"\n## Label service benchmark ({figures['date']}, {figures['machine']})\n")
-    print(f"{CLIENTS} concurrent keep-alive clients, one model, vector features {dims}.\n")
+    loop = CLIENT_LOOP["name"]
+    print(f"{CLIENTS} concurrent keep-alive clients ({loop}), one model, vector features {dims}.\n")
     print("| measure | p50 ms | p90 ms | p99 ms | max ms | throughput | CPU us/req API, client | target |")
     print("|---|---|---|---|---|---|---|---|")
     rows = [
