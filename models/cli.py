@@ -158,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="unilabel", description=__doc__)
     p.add_argument(
-        "--threads", type=int, default=0,
+        "--threads",
+        type=int,
+        default=0,
         help="CPU threads for torch (default: $UNILABEL_THREADS, else 1: the networks on feature vectors are "
         "small and 1 thread was fastest, docs/benchmarks.md; use more to fine-tune a text encoder)",
     )

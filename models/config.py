@@ -105,10 +105,23 @@ _POSITIVE_INT = {
 }
 _NONNEG_INT = {"pretrain_epochs", "meta_epochs"}
 _POSITIVE_FLOAT = {
-    "lr", "lr_text_encoder", "meta_lr", "meta_test_lr", "tau", "mlc_main_lr", "mlc_meta_lr", "cmc_temperature"
+    "lr",
+    "lr_text_encoder",
+    "meta_lr",
+    "meta_test_lr",
+    "tau",
+    "mlc_main_lr",
+    "mlc_meta_lr",
+    "cmc_temperature",
 }
 _NONNEG_FLOAT = {
-    "weight_decay", "gamma", "eta", "beta", "cmc_momentum_gamma", "cmc_contrastive_weight", "cmc_neutral_band"
+    "weight_decay",
+    "gamma",
+    "eta",
+    "beta",
+    "cmc_momentum_gamma",
+    "cmc_contrastive_weight",
+    "cmc_neutral_band",
 }
 _FRACTIONS = {  # name -> (allowed interval, upper bound included)
     "cmc_momentum_text": ("[0, 1)", False),

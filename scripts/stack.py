@@ -90,9 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"API up at {stack.url} (docs {stack.url}/docs), Redis at {stack.redis_url}", flush=True)
         if args.command == "demo":
             hp = {**(QUICK_SCHEDULE if args.quick else {}), **_parse_hp(args.hp)}
-            print(
-                f"schedule: {'quick' if args.quick else 'the paper (Table 2)'}; overrides {hp}", flush=True
-            )
+            print(f"schedule: {'quick' if args.quick else 'the paper (Table 2)'}; overrides {hp}", flush=True)
             data = pick_data(args.data, stack.root)
             print(f"data: {data}", flush=True)
             with LabelClient(stack.url, timeout=600) as client:
