@@ -50,13 +50,7 @@ def create_app(settings: Settings | None = None) -> LabelServiceAPI:
         store=store,
         celery=make_celery(settings),
         cache=cache,
-        models=ModelPool(
-            store,
-            cache,
-            settings.model_cache_size,
-            settings.predict_memo_bytes,
-            settings.predict_row_memo_bytes,
-        ),
+        models=ModelPool(store, cache, settings),
         metrics=metrics,
     )
 

@@ -18,6 +18,7 @@ from models.pipeline import TrainedModel
 from service.cache import PredictionCache, input_hash
 from service.errors import ApiError, not_found
 from service.memo import ROW_BYTES, SizedLRU
+from service.settings import Settings
 from service.storage import ArtifactStore
 
 OUTPUTS = ("pred", "pred_T", "pred_A", "pred_V")
@@ -134,21 +135,12 @@ class _Request:
 
 
 class ModelPool:
-    """At most ``capacity`` served models per process, least recently used evicted first."""
+    """At most MODEL_CACHE_SIZE served models per process, least recently used evicted first."""
 
-    def __init__(
-        self,
-        store: ArtifactStore,
-        cache: PredictionCache,
-        capacity: int,
-        memo_bytes: int = 0,
-        row_memo_bytes: int = 0,
-    ) -> None:
+    def __init__(self, store: ArtifactStore, cache: PredictionCache, settings: Settings) -> None:
         self.store = store
         self.cache = cache
-        self.capacity = capacity
-        self.memo_bytes = memo_bytes
-        self.row_memo_bytes = row_memo_bytes
+        self.settings = settings
         self._models: OrderedDict[str, ServedModel] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -170,9 +162,13 @@ class ModelPool:
                 model = await anyio.to_thread.run_sync(TrainedModel.load, run_dir, "cpu")
                 settle_heap()
                 self._models[model_id] = ServedModel(
-                    model_id, model, self.cache, self.memo_bytes, self.row_memo_bytes
+                    model_id,
+                    model,
+                    self.cache,
+                    self.settings.predict_memo_bytes,
+                    self.settings.predict_row_memo_bytes,
                 )
-                while len(self._models) > self.capacity:
+                while len(self._models) > self.settings.model_cache_size:
                     self._models.popitem(last=False)
         self._locks.pop(model_id, None)
         return self._models[model_id]

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from models.pipeline import RunResult, train
+from models.stages.common import ProgressEvent
 from models.synth import make_synthetic
 
 MOSI_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mosi"
@@ -44,3 +46,12 @@ def small_synth_seq(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def tiny_hp() -> dict:
     return dict(TINY)
+
+
+def train_recording(ds, out: Path, strategy: str, hp: dict) -> tuple[RunResult, list[ProgressEvent]]:
+    """Train with seed 1 on CPU, keeping every progress event."""
+    events: list[ProgressEvent] = []
+    result = train(
+        ds, out, strategy=strategy, seed=1, hyperparameters=hp, device="cpu", progress=events.append
+    )
+    return result, events

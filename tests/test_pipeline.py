@@ -15,6 +15,7 @@ from models.config import HyperparameterError
 from models.data import load_dataset
 from models.pipeline import RUN_FILES, Cancelled, TrainedModel, train
 from models.strategies import STRATEGIES, get_strategy
+from tests.conftest import train_recording
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -22,16 +23,7 @@ def test_every_strategy_writes_a_complete_run(
     strategy: str, small_synth: Path, tmp_path: Path, tiny_hp
 ) -> None:
     ds = load_dataset(small_synth)
-    events = []
-    result = train(
-        ds,
-        tmp_path / "run",
-        strategy=strategy,
-        seed=1,
-        hyperparameters=tiny_hp,
-        device="cpu",
-        progress=events.append,
-    )
+    result, events = train_recording(ds, tmp_path / "run", strategy, tiny_hp)
     run = result.out_dir
     assert sorted(p.name for p in run.iterdir()) == sorted(RUN_FILES)
     config = json.loads((run / "config.json").read_text())

@@ -28,6 +28,7 @@ from models.strategies.cmc import (
 )
 from models.strategies.mlc import MLCBatch, MLCLearner, head_forward
 from models.strategies.mtcl import js_divergence, split_by_divergence, subset_weights
+from tests.conftest import train_recording
 
 RELATED = ("mlc", "cmc", "mtcl")
 FAST = {"mlc_epochs": 2, "cmc_epochs": 2, "mtcl_epochs": 2}
@@ -43,16 +44,7 @@ def test_related_strategy_writes_a_complete_run(
     strategy: str, small_synth: Path, tmp_path: Path, tiny_hp
 ) -> None:
     ds = load_dataset(small_synth)
-    events = []
-    result = train(
-        ds,
-        tmp_path / "run",
-        strategy=strategy,
-        seed=1,
-        hyperparameters={**tiny_hp, **FAST},
-        device="cpu",
-        progress=events.append,
-    )
+    result, events = train_recording(ds, tmp_path / "run", strategy, {**tiny_hp, **FAST})
     run = result.out_dir
     assert sorted(p.name for p in run.iterdir()) == sorted(RUN_FILES)
     config = json.loads((run / "config.json").read_text())
