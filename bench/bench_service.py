@@ -87,12 +87,24 @@ def run_loop(main: Coroutine[Any, Any, float]) -> float:
 
 
 def process_cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of a process (Linux /proc), or NaN when there is none to read."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, TypeError):
+    """User + system CPU seconds of a process and its live descendants (Linux /proc; with --api-workers above
+    1 the API serves from child processes), or NaN when there is none to read."""
+    stats: dict[int, list[str]] = {}
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit():
+                stats[int(d.name)] = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+    if pid not in stats:
         return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tree, frontier = [], [pid]
+    while frontier:
+        p = frontier.pop()
+        tree.append(p)
+        frontier += [c for c, fields in stats.items() if int(fields[1]) == p]
+    ticks = sum(int(stats[p][11]) + int(stats[p][12]) for p in tree)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def measured(
@@ -213,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paced-rate", type=float, default=1000.0, help="open-loop offered load, requests/s")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--client-loop", choices=("uvloop", "asyncio"), default="uvloop")
+    parser.add_argument("--api-workers", type=int, default=1, help="API processes (API_WORKERS)")
     args = parser.parse_args(argv)
     CLIENT_LOOP["name"] = args.client_loop
 
@@ -222,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="unilabel-bench-") as tmp:
         data = make_synthetic(Path(tmp) / "data", seed=0)
-        stack = LocalStack(Path(tmp) / "stack", extra_env={"WORKER_TORCH_THREADS": "1"})
+        stack = LocalStack(
+            Path(tmp) / "stack", api_workers=args.api_workers, extra_env={"WORKER_TORCH_THREADS": "1"}
+        )
         stack.start()
         try:
             with LabelClient(stack.url, timeout=600) as client:
@@ -284,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_at_end": os.getloadavg(),
         "clients": CLIENTS,
         "client_loop": CLIENT_LOOP["name"],
+        "api_workers": args.api_workers,
         "dims": dims,
         "single": single,
         "cache_hit": hit,
@@ -299,7 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"\n## Label service benchmark ({figures['date']}, {figures['machine']})\n")
     loop = CLIENT_LOOP["name"]
-    print(f"{CLIENTS} concurrent keep-alive clients ({loop}), one model, vector features {dims}.\n")
+    print(
+        f"{CLIENTS} concurrent keep-alive clients ({loop}), {args.api_workers} API process(es), one model, "
+        f"vector features {dims}.\n"
+    )
     print("| measure | p50 ms | p90 ms | p99 ms | max ms | throughput | CPU us/req API, client | target |")
     print("|---|---|---|---|---|---|---|---|")
     rows = [

@@ -1,4 +1,5 @@
-# The API (CPU only): FastAPI under uvicorn, in-process prediction with the CPU build of torch.
+# The API (CPU only): FastAPI under uvicorn (service/serve.py: API_WORKERS processes), in-process prediction
+# with the CPU build of torch.
 # Build from the repository root:  docker build -f docker/api.Dockerfile -t unilabel-api .
 FROM python:3.11-slim-bookworm
 
@@ -18,8 +19,8 @@ RUN pip install . \
     && mkdir -p /artifacts && chown unilabel /artifacts
 
 USER unilabel
-ENV ARTIFACT_DIR=/artifacts REDIS_URL=redis://redis:6379/0 DEVICE=cpu API_TORCH_THREADS=1
+ENV ARTIFACT_DIR=/artifacts REDIS_URL=redis://redis:6379/0 DEVICE=cpu API_TORCH_THREADS=1 API_WORKERS=1
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"
-CMD ["uvicorn", "service.app:app", "--host", "0.0.0.0", "--port", "8000", "--no-access-log"]
+CMD ["python", "-m", "service.serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,4 +1,4 @@
-"""Run the whole stack as local processes: redis-server, one Celery worker, the API under uvicorn.
+"""Run the whole stack as local processes: redis-server, one Celery worker, the API (service/serve.py).
 
 Used by scripts/stack.py (the README's main command), the integration tests and bench/bench_service.py.
 Every process gets its own session, logs to ``<dir>/logs/`` and is stopped by its own process group.
@@ -71,6 +71,7 @@ class LocalStack:
     redis_port: int = 0
     api_port: int = 0
     device: str = "cpu"
+    api_workers: int = 1
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
 
@@ -179,15 +180,13 @@ class LocalStack:
         cmd = [
             sys.executable,
             "-m",
-            "uvicorn",
-            "service.app:app",
+            "service.serve",
             "--host",
             "127.0.0.1",
             "--port",
             str(self.api_port),
-            "--no-access-log",
-            "--timeout-graceful-shutdown",
-            "10",
+            "--workers",
+            str(self.api_workers),
         ]
         proc = self._spawn("api", cmd)
         _wait(

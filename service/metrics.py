@@ -1,17 +1,27 @@
-"""Prometheus metrics: requests and latencies (ASGI middleware), jobs by state and queue depth (at scrape)."""
+"""Prometheus metrics: requests and latencies (ASGI middleware), jobs by state and queue depth (at scrape).
+
+With several API processes (``API_WORKERS`` > 1, service/serve.py) prometheus-client's multiprocess mode is
+on (``PROMETHEUS_MULTIPROC_DIR``): every process writes its counters and histograms to its own files there,
+and a scrape, whichever process answers it, sums all of them, the files of processes that died included. Jobs
+by state and queue depth are read from Redis at scrape time, so they are the same from every process.
+"""
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.records import JobStore
@@ -39,26 +49,49 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=self.registry,
         )
-        self.jobs = Gauge("unilabel_jobs", "Jobs by state", ["state"], registry=self.registry)
-        self.queue = Gauge(
-            "unilabel_queue_depth", "Messages waiting per queue", ["queue"], registry=self.registry
-        )
         self.predictions = Counter(
             "unilabel_predicted_utterances_total", "Utterances predicted", ["cache"], registry=self.registry
         )
 
     def render(self, jobs: JobStore, queues: list[str]) -> bytes:
-        for state, n in jobs.counts_by_state().items():
-            self.jobs.labels(state=state).set(n)
-        pipe = jobs.r.pipeline(transaction=False)
-        for q in queues:
-            for suffix in PRIORITY_SUFFIXES:
-                pipe.llen(q + suffix)
-        lengths = pipe.execute()
-        for k, q in enumerate(queues):
-            step = len(PRIORITY_SUFFIXES)
-            self.queue.labels(queue=q).set(sum(lengths[k * step : (k + 1) * step]))
-        return generate_latest(self.registry)
+        """The exposition text: this process's metrics, or every API process's in multiprocess mode, then the
+        job and queue gauges read from Redis now (raises RedisError when Redis is unreachable)."""
+        state = CollectorRegistry()
+        state.register(_Snapshot(_state_families(jobs, queues)))
+        if multiprocess_dir() is None:
+            return generate_latest(self.registry) + generate_latest(state)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)
+        return generate_latest(merged) + generate_latest(state)
+
+
+def multiprocess_dir() -> str | None:
+    """The directory of prometheus-client's multiprocess mode, or None when each process counts alone."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def _state_families(jobs: JobStore, queues: list[str]) -> list[Metric]:
+    by_state = GaugeMetricFamily("unilabel_jobs", "Jobs by state", labels=["state"])
+    for state, n in jobs.counts_by_state().items():
+        by_state.add_metric([state], n)
+    pipe = jobs.r.pipeline(transaction=False)
+    for q in queues:
+        for suffix in PRIORITY_SUFFIXES:
+            pipe.llen(q + suffix)
+    lengths = pipe.execute()
+    depth = GaugeMetricFamily("unilabel_queue_depth", "Messages waiting per queue", labels=["queue"])
+    step = len(PRIORITY_SUFFIXES)
+    for k, q in enumerate(queues):
+        depth.add_metric([q], sum(lengths[k * step : (k + 1) * step]))
+    return [by_state, depth]
+
+
+class _Snapshot(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
 
 
 class MetricsMiddleware:

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         description="Per loaded model and API process: predictions by input hash, before Redis (0 = off).",
     )
     api_torch_threads: int = Field(1, ge=1)
+    api_workers: int = Field(
+        1,
+        ge=1,
+        description="API processes (service/serve.py); more than one turns on Prometheus multiprocess mode.",
+    )
     worker_torch_threads: int = Field(
         1, ge=0, description="0 = torch's default; 1 was fastest for feature-vector models (benchmarks.md)."
     )

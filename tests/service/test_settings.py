@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from pydantic import ValidationError
 
@@ -49,3 +51,26 @@ def test_celery_configuration_follows_settings() -> None:
     assert conf.task_routes[TRAIN_TASK]["queue"] == s.train_queue
     assert conf.task_create_missing_queues is False
     assert conf.worker_max_tasks_per_child == s.worker_max_tasks_per_child
+
+
+def test_api_launcher_names_a_bad_setting(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from service.serve import main
+
+    monkeypatch.setenv("API_WORKERS", "0")
+    assert main(["--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error: API_WORKERS:" in err and "greater than or equal to 1" in err
+    assert "Traceback" not in err
+
+
+def test_api_launcher_empties_a_given_metrics_directory(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from service.serve import prepare_multiprocess_metrics
+
+    (tmp_path / "counter_123.db").write_bytes(b"old")
+    (tmp_path / "notes.txt").write_text("kept")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert prepare_multiprocess_metrics() == tmp_path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    fresh = prepare_multiprocess_metrics()  # none given: a new directory, exported to the processes
+    assert fresh.is_dir() and os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(fresh)
