@@ -379,20 +379,28 @@ class TrainedModel:
 
 def _stack_modality(m: str, items: list, dim: int, sequence: bool) -> dict[str, torch.Tensor]:
     arrays = []
+    want = f"a sequence [T, {dim}]" if sequence else f"a vector of {dim} values"
     for i, item in enumerate(items):
         a = np.asarray(item, dtype=np.float32)
-        want = f"a sequence [T, {dim}]" if sequence else f"a vector of {dim} values"
         if (sequence and (a.ndim != 2 or a.shape[1] != dim or a.shape[0] < 1)) or (
             not sequence and a.shape != (dim,)
         ):
             raise ValueError(f"features.{m}[{i}]: expected {want}, got shape {list(a.shape)}")
-        if not np.isfinite(a).all():
-            raise ValueError(f"features.{m}[{i}]: NaN or infinite values")
         arrays.append(a)
     if not sequence:
-        return {m: torch.from_numpy(np.stack(arrays))}
+        stacked = np.stack(arrays)
+        _check_finite(m, stacked)
+        return {m: torch.from_numpy(stacked)}
     lengths = [a.shape[0] for a in arrays]
     padded = np.zeros((len(arrays), max(lengths), dim), dtype=np.float32)
     for i, a in enumerate(arrays):
         padded[i, : a.shape[0]] = a
+    _check_finite(m, padded)  # padding is zeros: a non-finite value is in some item
     return {m: torch.from_numpy(padded), f"{m}_lengths": torch.tensor(lengths, dtype=torch.long)}
+
+
+def _check_finite(m: str, batch: np.ndarray) -> None:
+    """One vectorised check for the whole batch; the first bad item is looked for only when there is one."""
+    if not np.isfinite(batch).all():
+        bad = int(np.flatnonzero(~np.isfinite(batch.reshape(len(batch), -1)).all(axis=1))[0])
+        raise ValueError(f"features.{m}[{bad}]: NaN or infinite values")

@@ -75,6 +75,10 @@ def test_sequence_features_train_and_predict(small_synth_seq: Path, tmp_path: Pa
         feats[m] = [f.values[i, : f.lengths[i]] if f.is_sequence else f.values[i] for i in range(4)]
     out = model.predict_batch(feats)
     assert np.allclose(out["pred"], saved["pred"][:4], atol=1e-5)
+    audio = [a.copy() for a in feats["audio"]]
+    audio[1][-1, 0] = np.inf  # the last step of item 1; shorter items are zero-padded around it
+    with pytest.raises(ValueError, match=r"features.audio\[1\]: NaN or infinite"):
+        model.predict_batch({**feats, "audio": audio})
 
 
 def test_predict_batch_names_bad_fields(small_synth: Path, tmp_path: Path, tiny_hp) -> None:
@@ -86,8 +90,12 @@ def test_predict_batch_names_bad_fields(small_synth: Path, tmp_path: Path, tiny_
         model.predict_batch({**good, "audio": [np.zeros(3)]})
     with pytest.raises(ValueError, match="features.vision: missing"):
         model.predict_batch({k: v for k, v in good.items() if k != "vision"})
-    with pytest.raises(ValueError, match=r"features.text\[0\]: NaN"):
-        model.predict_batch({**good, "text": [np.full(ds.features["text"].dim, np.nan)]})
+    three = {m: [f.values[0], f.values[1], f.values[2]] for m, f in ds.features.items()}
+    for bad_value in (np.nan, np.inf):
+        text = [*three["text"][:2], np.full(ds.features["text"].dim, 1.0)]
+        text[2][5] = bad_value
+        with pytest.raises(ValueError, match=r"features.text\[2\]: NaN or infinite"):
+            model.predict_batch({**three, "text": text})
 
 
 def test_cancel_between_epochs_writes_nothing(small_synth: Path, tmp_path: Path, tiny_hp) -> None:
