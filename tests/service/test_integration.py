@@ -159,3 +159,20 @@ def test_cli_run_end_to_end(stack: LocalStack, synth_dir: Path, tmp_path: Path, 
     printed = capsys.readouterr().out
     assert "labels:" in printed and "sentiment" in printed
     assert len(list(tmp_path.glob("labels-*.csv"))) == 1
+
+
+def test_redis_killed_and_restarted_loses_nothing(api: LabelClient, done: dict, stack: LocalStack) -> None:
+    """kill -9 of Redis, then a restart on the same data (docker/redis.conf: appendonly yes, appendfsync
+    everysec): jobs, datasets and models are all there, and the worker trains again."""
+    time.sleep(2.5)  # under disk pressure everysec may postpone an append-only write by up to 2 s
+    redis_proc = stack.procs["redis"]
+    os.killpg(redis_proc.pid, signal.SIGKILL)
+    redis_proc.wait(10)
+    stack.start_redis()
+    job = api.job(done["job"]["id"])
+    assert job["state"] == "succeeded" and job["model_id"]
+    assert len(api.labels(job["id"], "json")["labels"]) == done["dataset"]["splits"]["train"]
+    assert done["dataset"]["id"] in {d["id"] for d in api.datasets()["items"]}
+    assert done["job"]["id"] in {j["id"] for j in api.jobs()["items"]}
+    again = api.submit(done["dataset"]["id"], "mug", 4242, TINY)  # the worker is back on the broker
+    assert api.wait(again["id"], timeout=120, poll=0.2)["state"] == "succeeded"
