@@ -118,10 +118,23 @@ class LabelClient:
         poll: float = 0.5,
         on_update: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
-        """Poll until the job is succeeded, failed or cancelled; returns the final record."""
+        """Poll until the job is succeeded, failed or cancelled; returns the final record.
+
+        Rides out a service that is briefly away (the API restarting, Redis restarting: 503 or no connection)
+        until ``timeout``; any other error answer is raised at once."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            job = self.job(job_id)
+            try:
+                job = self.job(job_id)
+            except (httpx.TransportError, ClientError) as exc:
+                if isinstance(exc, ClientError) and exc.status != 503:
+                    raise
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"job {job_id}: service unreachable ({exc}) after {timeout} s"
+                    ) from exc
+                time.sleep(max(poll, 1.0))
+                continue
             if on_update:
                 on_update(job)
             if job["state"] in FINAL:

@@ -9,6 +9,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 
 from api_schemas.errors import ErrorDetail, ErrorInfo, ErrorResponse
@@ -56,6 +58,11 @@ def not_found(kind: str, ident: str, field: str = "id") -> ApiError:
     return ApiError(404, f"no {kind} with id {ident!r}", field=field)
 
 
+def unavailable_redis() -> ApiError:
+    """503 while Redis cannot be reached (restarting, failing over): the request can simply be retried."""
+    return ApiError(503, "Redis unreachable; retry shortly", field="redis", headers={"Retry-After": "2"})
+
+
 def error_response(exc: ApiError) -> JSONResponse:
     body = ErrorResponse(
         error=ErrorInfo(code=exc.code, message=exc.message, field=exc.field, details=exc.details)
@@ -96,6 +103,13 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         return error_response(ApiError(exc.status_code, message, headers=getattr(exc, "headers", None)))
+
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    async def _redis_unreachable(request: Request, exc: Exception) -> JSONResponse:
+        # includes BusyLoadingError: a restarted Redis reading its append-only file
+        log.warning("Redis unreachable on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(unavailable_redis())
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

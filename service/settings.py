@@ -37,6 +37,9 @@ class Settings(BaseSettings):
         None, description="Broker redelivery delay; default hard limit + 1 h."
     )
     job_max_attempts: int = Field(2, ge=1, description="Deliveries of a job before a lost worker fails it.")
+    job_record_patience: float = Field(
+        600.0, gt=0, description="Seconds a worker keeps retrying to record a job's end while Redis is down."
+    )
     idempotency_ttl: int = Field(24 * 3600, gt=0)
 
     # prediction

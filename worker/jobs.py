@@ -11,7 +11,9 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
+
+from redis.exceptions import RedisError
 
 from api_schemas.jobs import JobState
 from models.data import load_dataset
@@ -22,6 +24,7 @@ from service.storage import ArtifactStore, atomic_write_json, json_safe
 
 log = logging.getLogger(__name__)
 RUNNING, QUEUED = JobState.running.value, JobState.queued.value
+T = TypeVar("T")
 
 
 class JobFailed(Exception):
@@ -45,7 +48,9 @@ def flat_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, float | None]:
 
 
 def _progress_writer(jobs: JobStore, job_id: str) -> Callable[[ProgressEvent], None]:
-    first = {"seen": False}
+    """Writes each event to the job record. Best effort: while Redis is unreachable training goes on and the
+    events are skipped (the next one after Redis is back carries the state)."""
+    first = {"seen": False, "down": False}
 
     def on_progress(event: ProgressEvent) -> None:
         fields: dict[str, Any] = {
@@ -57,11 +62,49 @@ def _progress_writer(jobs: JobStore, job_id: str) -> Callable[[ProgressEvent], N
             "metrics": finite(event.metrics),
         }
         if not first["seen"]:
-            first["seen"] = True
             fields["first_progress_at"] = time.time()
-        jobs.update(job_id, **fields)
+        try:
+            jobs.update(job_id, **fields)
+        except RedisError as exc:
+            if not first["down"]:
+                log.warning(
+                    "job %s: progress not recorded, Redis unreachable (%s); training goes on", job_id, exc
+                )
+            first["down"] = True
+            return
+        if first["down"]:
+            log.info("job %s: Redis reachable again; progress recorded", job_id)
+        first["seen"], first["down"] = True, False
 
     return on_progress
+
+
+def _cancel_check(jobs: JobStore, job_id: str) -> Callable[[], bool]:
+    """``should_stop`` for training: a cancel request in the record; not while Redis cannot be asked."""
+
+    def should_stop() -> bool:
+        try:
+            return jobs.cancel_requested(job_id)
+        except RedisError:
+            return False
+
+    return should_stop
+
+
+def until_redis_answers(what: str, call: Callable[[], T], patience_s: float) -> T:
+    """``call()``, retried with backoff while Redis is unreachable, for at most ``patience_s`` seconds: the
+    final state of a job that trained for hours must not be lost to a Redis restart."""
+    deadline = time.monotonic() + patience_s
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except RedisError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: Redis unreachable (%s); retrying in %.1f s", what, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def model_card(job: dict[str, Any], dataset_sha256: str | None, run_dir: os.PathLike, result: Any) -> dict:
@@ -140,23 +183,20 @@ def run_job(job_id: str, jobs: JobStore, store: ArtifactStore, settings: Setting
                 hyperparameters=job.get("overrides") or {},
                 device=settings.device,
                 progress=_progress_writer(jobs, job_id),
-                should_stop=lambda: jobs.cancel_requested(job_id),
+                should_stop=_cancel_check(jobs, job_id),
             )
             atomic_write_json(staging / "card.json", model_card(job, dataset.sha256, staging, result))
             store.publish(staging, final_dir)
         card = store.model_card(job_id) or {}
-        jobs.transition(
-            job_id,
-            (RUNNING,),
-            state=JobState.succeeded.value,
-            finished_at=time.time(),
-            progress=1.0,
-            model_id=job_id,
-            error=None,
-            metrics=flat_metrics(card.get("metrics", {})),
-        )
+        end: dict[str, Any] = {
+            "state": JobState.succeeded.value,
+            "progress": 1.0,
+            "model_id": job_id,
+            "error": None,
+            "metrics": flat_metrics(card.get("metrics", {})),
+        }
     except Cancelled:
-        jobs.transition(job_id, (RUNNING,), state=JobState.cancelled.value, finished_at=time.time())
+        end = {"state": JobState.cancelled.value}
     except Exception as exc:  # every failure ends in the record; the traceback stays in the worker log
         if isinstance(exc, JobFailed | ValueError):  # DatasetError, HyperparameterError, InputError
             message = str(exc)
@@ -165,9 +205,17 @@ def run_job(job_id: str, jobs: JobStore, store: ArtifactStore, settings: Setting
         else:
             log.exception("job %s failed", job_id)
             message = f"training failed: {type(exc).__name__}: {exc}"
-        jobs.transition(
-            job_id, (RUNNING,), state=JobState.failed.value, finished_at=time.time(), error=message[:2000]
-        )
+        end = {"state": JobState.failed.value, "error": message[:2000]}
     finally:
         store.discard(staging)
-    return (jobs.get(job_id) or job)["state"]
+    _finish(jobs, job_id, settings, **end)
+    return until_redis_answers(f"job {job_id}", lambda: (jobs.get(job_id) or job)["state"], 60.0)
+
+
+def _finish(jobs: JobStore, job_id: str, settings: Settings, **fields: Any) -> None:
+    """The job's final state, written once Redis answers (a published run is also found on redelivery)."""
+    until_redis_answers(
+        f"job {job_id}: recording {fields['state']}",
+        lambda: jobs.transition(job_id, (RUNNING,), finished_at=time.time(), **fields),
+        settings.job_record_patience,
+    )

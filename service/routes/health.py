@@ -8,7 +8,7 @@ from redis.exceptions import RedisError
 
 from api_schemas.errors import ErrorDetail, ErrorResponse
 from service.deps import Svc
-from service.errors import ApiError, error_response
+from service.errors import ApiError, error_response, unavailable_redis
 
 router = APIRouter(tags=["health"])
 
@@ -50,5 +50,5 @@ def metrics(svc: Svc) -> Response:
     try:
         text = svc.metrics.render(svc.jobs, [svc.settings.train_queue])
     except RedisError:
-        raise ApiError(503, "Redis unreachable", field="redis") from None
+        raise unavailable_redis() from None
     return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -162,17 +163,39 @@ def test_cli_run_end_to_end(stack: LocalStack, synth_dir: Path, tmp_path: Path, 
 
 
 def test_redis_killed_and_restarted_loses_nothing(api: LabelClient, done: dict, stack: LocalStack) -> None:
-    """kill -9 of Redis, then a restart on the same data (docker/redis.conf: appendonly yes, appendfsync
-    everysec): jobs, datasets and models are all there, and the worker trains again."""
+    """kill -9 of Redis while a job trains, a restart on the same data 2 s later (docker/redis.conf:
+    appendonly yes, appendfsync everysec): meanwhile the API answers 503 and a client's wait keeps polling;
+    finished jobs, datasets and models are all there, the running job trains on through the outage and
+    succeeds in its first attempt, and the worker takes new jobs again."""
     time.sleep(2.5)  # under disk pressure everysec may postpone an append-only write by up to 2 s
-    redis_proc = stack.procs["redis"]
-    os.killpg(redis_proc.pid, signal.SIGKILL)
-    redis_proc.wait(10)
-    stack.start_redis()
+    running = api.submit(done["dataset"]["id"], "mug", 4141, LONG)
+    wait_for(api, running["id"], lambda j: j["state"] == "running" and (j.get("epoch") or 0) >= 1)
+    waited: dict = {}
+    with LabelClient(stack.url, timeout=30) as other:  # a user's `wait`, polling through the outage
+        follower = threading.Thread(
+            target=lambda: waited.update(other.wait(running["id"], timeout=120, poll=0.1)), daemon=True
+        )
+        follower.start()
+        redis_proc = stack.procs["redis"]
+        os.killpg(redis_proc.pid, signal.SIGKILL)
+        redis_proc.wait(10)
+        r = httpx.get(f"{stack.url}/v1/jobs/{running['id']}")
+        assert r.status_code == 503 and r.headers["retry-after"] == "2", r.text
+        assert r.json()["error"] | {"details": None} == {
+            "code": "unavailable",
+            "message": "Redis unreachable; retry shortly",
+            "field": "redis",
+            "details": None,
+        }
+        time.sleep(2.0)
+        stack.start_redis()
+        follower.join(150)
+    assert waited.get("state") == "succeeded" and waited["attempts"] == 1, waited
     job = api.job(done["job"]["id"])
     assert job["state"] == "succeeded" and job["model_id"]
     assert len(api.labels(job["id"], "json")["labels"]) == done["dataset"]["splits"]["train"]
     assert done["dataset"]["id"] in {d["id"] for d in api.datasets()["items"]}
-    assert done["job"]["id"] in {j["id"] for j in api.jobs()["items"]}
+    assert {done["job"]["id"], running["id"]} <= {j["id"] for j in api.jobs()["items"]}
+    assert api.job(running["id"])["model_id"] == running["id"]
     again = api.submit(done["dataset"]["id"], "mug", 4242, TINY)  # the worker is back on the broker
     assert api.wait(again["id"], timeout=120, poll=0.2)["state"] == "succeeded"

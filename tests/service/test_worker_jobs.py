@@ -97,3 +97,58 @@ def test_deleted_dataset_fails_the_job(svc, queued: str) -> None:
 
 def test_unknown_job_message_is_dropped(svc) -> None:
     assert run_job("f" * 32, svc.jobs, svc.store, svc.settings) == "missing"
+
+
+def test_redis_outage_during_training_is_ridden_out(
+    svc, queued: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Progress writes and cancel checks fail while Redis is down: training goes on; the final state is
+    retried until Redis answers again."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    down = {"progress": 3, "cancel": 3, "finish": 2}
+    update, cancel, transition = svc.jobs.update, svc.jobs.cancel_requested, svc.jobs.transition
+
+    def flaky(kind, real):
+        def call(*args, **kwargs):
+            if down[kind] > 0:
+                down[kind] -= 1
+                raise RedisConnectionError("Connection refused")
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(svc.jobs, "update", flaky("progress", update))
+    monkeypatch.setattr(svc.jobs, "cancel_requested", flaky("cancel", cancel))
+    claimed = {"done": False}
+
+    def transition_after_claim(*args, **kwargs):
+        if not claimed["done"]:  # the claim at the start goes through; Redis dies later
+            claimed["done"] = True
+            return transition(*args, **kwargs)
+        return flaky("finish", transition)(*args, **kwargs)
+
+    monkeypatch.setattr(svc.jobs, "transition", transition_after_claim)
+    monkeypatch.setattr("worker.jobs.time.sleep", lambda s: None)
+    assert run_job(queued, svc.jobs, svc.store, svc.settings) == "succeeded"
+    assert down == {"progress": 0, "cancel": 0, "finish": 0}
+    rec = svc.jobs.get(queued)
+    assert rec["attempts"] == 1 and rec["model_id"] == queued and rec["stage"] == "multitask"
+
+
+def test_final_state_gives_up_after_the_patience(monkeypatch: pytest.MonkeyPatch) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from worker.jobs import until_redis_answers
+
+    clock = {"t": 0.0, "calls": 0}
+    monkeypatch.setattr("worker.jobs.time.monotonic", lambda: clock["t"])
+    monkeypatch.setattr("worker.jobs.time.sleep", lambda s: clock.__setitem__("t", clock["t"] + s))
+
+    def never() -> None:
+        clock["calls"] += 1
+        raise RedisConnectionError("Connection refused")
+
+    with pytest.raises(RedisConnectionError):
+        until_redis_answers("job x", never, patience_s=30.0)
+    assert 5 <= clock["calls"] <= 12 and clock["t"] <= 30.0  # backoff 0.2 s doubling to 5 s
