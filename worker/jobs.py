@@ -50,7 +50,7 @@ def flat_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, float | None]:
 def _progress_writer(jobs: JobStore, job_id: str) -> Callable[[ProgressEvent], None]:
     """Writes each event to the job record. Best effort: while Redis is unreachable training goes on and the
     events are skipped (the next one after Redis is back carries the state)."""
-    first = {"seen": False, "down": False}
+    status: dict[str, Any] = {"first_at": None, "first_recorded": False, "down": False}
 
     def on_progress(event: ProgressEvent) -> None:
         fields: dict[str, Any] = {
@@ -61,20 +61,22 @@ def _progress_writer(jobs: JobStore, job_id: str) -> Callable[[ProgressEvent], N
             "losses": finite(event.losses),
             "metrics": finite(event.metrics),
         }
-        if not first["seen"]:
-            fields["first_progress_at"] = time.time()
+        if status["first_at"] is None:
+            status["first_at"] = time.time()
+        if not status["first_recorded"]:  # the time of the first event, even if Redis missed that one
+            fields["first_progress_at"] = status["first_at"]
         try:
             jobs.update(job_id, **fields)
         except RedisError as exc:
-            if not first["down"]:
+            if not status["down"]:
                 log.warning(
                     "job %s: progress not recorded, Redis unreachable (%s); training goes on", job_id, exc
                 )
-            first["down"] = True
+            status["down"] = True
             return
-        if first["down"]:
+        if status["down"]:
             log.info("job %s: Redis reachable again; progress recorded", job_id)
-        first["seen"], first["down"] = True, False
+        status["first_recorded"], status["down"] = True, False
 
     return on_progress
 

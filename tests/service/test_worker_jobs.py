@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.service.conftest import TINY, upload_dir
@@ -118,7 +120,13 @@ def test_redis_outage_during_training_is_ridden_out(
 
         return call
 
-    monkeypatch.setattr(svc.jobs, "update", flaky("progress", update))
+    recorded: list[tuple[float, dict]] = []
+
+    def update_and_note(job_id: str, **fields) -> None:
+        update(job_id, **fields)
+        recorded.append((time.time(), fields))
+
+    monkeypatch.setattr(svc.jobs, "update", flaky("progress", update_and_note))
     monkeypatch.setattr(svc.jobs, "cancel_requested", flaky("cancel", cancel))
     claimed = {"done": False}
 
@@ -134,6 +142,10 @@ def test_redis_outage_during_training_is_ridden_out(
     assert down == {"progress": 0, "cancel": 0, "finish": 0}
     rec = svc.jobs.get(queued)
     assert rec["attempts"] == 1 and rec["model_id"] == queued and rec["stage"] == "multitask"
+    # the first write that got through carries the time of the first event, which Redis missed
+    written_at, fields = recorded[0]
+    assert rec["first_progress_at"] == fields["first_progress_at"] < written_at
+    assert all("first_progress_at" not in f for _, f in recorded[1:])
 
 
 def test_final_state_gives_up_after_the_patience(monkeypatch: pytest.MonkeyPatch) -> None:
