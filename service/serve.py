@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     workers = args.workers if args.workers is not None else settings.api_workers
     if workers < 1:
         parser.error("--workers: must be at least 1")
-    if workers > 1:
+    if workers > 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # a given directory is always emptied
         prepare_multiprocess_metrics()
 
     import uvicorn
