@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from service.client import LabelClient  # noqa: E402
-from service.localstack import LocalStack  # noqa: E402
+from service.localstack import LocalStack, child_pids, process_table  # noqa: E402
 
 CLIENTS = 32
 SCHEDULE = {"pretrain_epochs": 2, "meta_epochs": 2, "multitask_max_epochs": 5}
@@ -89,21 +89,15 @@ def run_loop(main: Coroutine[Any, Any, float]) -> float:
 def process_cpu_seconds(pid: int | None) -> float:
     """User + system CPU seconds of a process and its live descendants (Linux /proc; with --api-workers above
     1 the API serves from child processes), or NaN when there is none to read."""
-    stats: dict[int, list[str]] = {}
-    for d in Path("/proc").iterdir():
-        try:
-            if d.name.isdigit():
-                stats[int(d.name)] = (d / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-    if pid not in stats:
+    table = process_table()
+    if pid not in table:
         return float("nan")
     tree, frontier = [], [pid]
     while frontier:
         p = frontier.pop()
         tree.append(p)
-        frontier += [c for c, fields in stats.items() if int(fields[1]) == p]
-    ticks = sum(int(stats[p][11]) + int(stats[p][12]) for p in tree)
+        frontier += child_pids(p, table)
+    ticks = sum(int(table[p][11]) + int(table[p][12]) for p in tree)
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

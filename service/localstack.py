@@ -30,6 +30,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def process_table() -> dict[int, list[str]]:
+    """For every live process (Linux /proc): the fields of /proc/<pid>/stat after the command name
+    (index 1 = parent pid, 11 and 12 = user and system CPU ticks)."""
+    table = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                table[int(d.name)] = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # ended meanwhile
+                continue
+    return table
+
+
+def child_pids(pid: int, table: dict[int, list[str]] | None = None) -> set[int]:
+    """Live processes whose parent is ``pid``."""
+    table = process_table() if table is None else table
+    return {child for child, fields in table.items() if int(fields[1]) == pid}
+
+
 def _stop(proc: subprocess.Popen | None, signals: tuple[tuple[int, float], ...]) -> None:
     """Signal the process group we started, escalating through ``(signal, seconds to wait)``, then SIGKILL."""
     if proc is None or proc.poll() is not None:

@@ -211,7 +211,9 @@ def run_job(job_id: str, jobs: JobStore, store: ArtifactStore, settings: Setting
     finally:
         store.discard(staging)
     _finish(jobs, job_id, settings, **end)
-    return until_redis_answers(f"job {job_id}", lambda: (jobs.get(job_id) or job)["state"], 60.0)
+    return until_redis_answers(
+        f"job {job_id}", lambda: (jobs.get(job_id) or job)["state"], settings.job_record_patience
+    )
 
 
 def _finish(jobs: JobStore, job_id: str, settings: Settings, **fields: Any) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.localstack import LocalStack
+from service.localstack import LocalStack, child_pids
 from tests.service.conftest import _need_redis
 
 pytestmark = pytest.mark.slow
@@ -43,17 +43,6 @@ def writer_pids(stack: LocalStack) -> set[int]:
     return {int(p.stem.rsplit("_", 1)[1]) for p in prom.glob("*.db")}
 
 
-def children(pid: int) -> set[int]:
-    found = set()
-    for d in Path("/proc").iterdir():
-        try:
-            if d.name.isdigit() and int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(d.name))
-        except OSError:
-            continue
-    return found
-
-
 def healthz_count(stack: LocalStack) -> float:
     text = httpx.get(f"{stack.url}/metrics", timeout=10).text  # a new connection: any process may answer
     assert text.count("# TYPE unilabel_jobs gauge") == 1
@@ -73,7 +62,7 @@ def test_processes_share_the_port_and_one_metrics_view(stack: LocalStack) -> Non
         sent += 1
     pids = writer_pids(stack)
     assert len(pids) == 2, f"after {sent} connections only {pids} answered"
-    assert pids <= children(stack.procs["api"].pid)
+    assert pids <= child_pids(stack.procs["api"].pid)
     for _ in range(6):
         assert healthz_count(stack) == start + sent
 
@@ -82,16 +71,14 @@ def test_counts_survive_a_killed_process(stack: LocalStack) -> None:
     before = healthz_count(stack)
     assert before > 0
     supervisor = stack.procs["api"].pid
-    processes = children(supervisor)
+    processes = child_pids(supervisor)
     victim = sorted(writer_pids(stack) & processes)[0]
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 30
-    while children(supervisor) - {victim} != children(supervisor) or len(children(supervisor)) < len(
-        processes
-    ):
+    while victim in (live := child_pids(supervisor)) or len(live) < len(processes):
         assert time.monotonic() < deadline, "uvicorn did not replace the killed process"
         time.sleep(0.1)
-    assert victim not in children(supervisor)
+    assert victim not in child_pids(supervisor)
     sent = 0
     for _ in range(20):
         assert httpx.get(f"{stack.url}/healthz", timeout=10).status_code == 200
