@@ -2,9 +2,10 @@
 
 Both run the same algorithm (Eq. 13-23, second order) on the same saved representations: the real stage-1
 outputs of CMU-MOSI (pre-trained here with the default schedule) or random ones with --random. Also times one
-inner step and one meta-gradient with autograd vs torch.func.grad.
+inner step and one meta-gradient with autograd vs torch.func.grad, and ours with the modalities side by side
+(models.stages.meta.meta_learn_modalities, the pipeline's default).
 
-    python bench/bench_stage2.py [--threads 2] [--epochs 5] [--random]
+    python bench/bench_stage2.py [--threads 2] [--epochs 5] [--random] [--meta-threads N]
 """
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from torch.func import functional_call, grad, grad_and_value
 
 from models.config import resolve_hyperparameters
 from models.nets import MUCN, l1
-from models.stages.meta import MetaLearner, meta_learn_labels, sample_extra
+from models.stages.common import resolve_meta_threads
+from models.stages.meta import (
+    MetaLearner,
+    SavedModality,
+    meta_learn_labels,
+    meta_learn_modalities,
+    sample_extra,
+)
 
 MOSI = Path(__file__).resolve().parents[2] / "shared" / "data" / "mosi"
 
@@ -133,7 +141,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=5, help="meta epochs timed per modality (65 in the paper)")
     ap.add_argument("--random", action="store_true", help="random representations instead of MOSI's")
+    ap.add_argument(
+        "--meta-threads", type=int, default=None, help="modalities side by side (default: the pipeline's)"
+    )
     args = ap.parse_args()
+    meta_threads = resolve_meta_threads(args.meta_threads)
     torch.set_num_threads(args.threads)
     reps, y = saved_representations(args.random, args.threads)
     hp = resolve_hyperparameters({"meta_epochs": args.epochs}, rho=3.0)
@@ -145,6 +157,10 @@ def main() -> None:
         t0 = time.perf_counter()
         naive_meta(uni, proj, proj_pred, y, hp, 3.0, torch.Generator().manual_seed(1))
         naive += time.perf_counter() - t0
+    saved = {m: SavedModality(*r) for m, r in reps.items()}
+    t0 = time.perf_counter()
+    meta_learn_modalities(saved, y, hp, 3.0, torch.Generator().manual_seed(1), meta_threads)
+    side_by_side = time.perf_counter() - t0
     per = 65 / args.epochs
     print(
         f"threads={args.threads} data={'random' if args.random else 'MOSI stage-1 outputs'} "
@@ -153,6 +169,11 @@ def main() -> None:
     print(f"stage 2, ours : {ours:.2f} s  -> {ours * per:.1f} s for 65 epochs x 3 modalities")
     print(f"stage 2, naive: {naive:.2f} s  -> {naive * per:.1f} s for 65 epochs x 3 modalities")
     print(f"speed-up (naive / ours): {naive / ours:.2f}x")
+    print(
+        f"stage 2, ours, {meta_threads} modalities side by side: {side_by_side:.2f} s  -> "
+        f"{side_by_side * per:.1f} s for 65 epochs x 3 modalities "
+        f"({naive / side_by_side:.2f}x the naive loop)"
+    )
     for k, v in micro().items():
         print(f"{k}: {v:.3f}")
 

@@ -3,7 +3,9 @@
 Each configuration runs in a fresh subprocess (`unilabel train`), timed from process start to exit, with peak
 resident memory from the kernel (ru_maxrss of the child), restricted to 2 CPU cores with taskset when present.
 
-    python bench/bench_train.py [--threads 1,2] [--strategy mug] [--finetune-epochs 1]
+    python bench/bench_train.py [--threads 1,2] [--meta-threads 1,2,3] [--strategy mug] [--finetune-epochs 1]
+
+Every (threads, meta-threads) pair is one run; --repeat runs the whole grid again, interleaved.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 MOSI = REPO.parent / "shared" / "data" / "mosi"
 
 
-def run(args: list[str], threads: int) -> tuple[float, float, dict]:
+def run(args: list[str], threads: int, meta_threads: int | None = None) -> tuple[float, float, dict]:
     out = Path(tempfile.mkdtemp(prefix="unilabel-bench-")) / "run"
     cmd = [
         sys.executable,
@@ -40,6 +42,8 @@ def run(args: list[str], threads: int) -> tuple[float, float, dict]:
         "cpu",
         *args,
     ]
+    if meta_threads is not None:
+        cmd += ["--meta-threads", str(meta_threads)]
     if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
         cmd = ["taskset", "-c", "0,1", *cmd]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -54,7 +58,13 @@ def run(args: list[str], threads: int) -> tuple[float, float, dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--threads", default="1,2", help="torch intra-op threads (comma list)")
+    ap.add_argument(
+        "--meta-threads",
+        default="",
+        help="modalities side by side in stage 2 (comma list; default: the CLI's automatic choice)",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="run the grid this many times, interleaved")
     ap.add_argument("--strategy", default="mug")
     ap.add_argument(
         "--finetune-epochs",
@@ -64,14 +74,22 @@ def main() -> None:
     )
     args = ap.parse_args()
     print(f"CMU-MOSI {MOSI}, strategy {args.strategy}, paper schedule (Table 2), CPU")
-    for threads in [int(t) for t in args.threads.split(",")]:
-        wall, peak, config = run(["--strategy", args.strategy], threads)
-        t = config["timings"]
-        print(
-            f"threads={threads}: wall {wall:.1f} s (process start to exit), peak RSS {peak:.0f} MB; "
-            f"in-process: labels {t['labels_s']:.1f} s, multitask {t['multitask_s']:.1f} s, "
-            f"total {t['total_s']:.1f} s; valid MAE {config['stage3']['best_valid_loss']:.3f}"
-        )
+    metas: list[int | None] = [int(t) for t in args.meta_threads.split(",") if t.strip()] or [None]
+    for _ in range(args.repeat):
+        for threads in [int(t) for t in args.threads.split(",")]:
+            for meta in metas:
+                wall, peak, config = run(["--strategy", args.strategy], threads, meta)
+                t = config["timings"]
+                stages = (
+                    f"pretrain {t['pretrain_s']:.1f} s, meta {t['meta_s']:.1f} s, " if "meta_s" in t else ""
+                )
+                print(
+                    f"threads={threads} meta-threads={meta or 'auto'}: wall {wall:.1f} s (process start to "
+                    f"exit), peak RSS {peak:.0f} MB; in-process: {stages}labels {t['labels_s']:.1f} s, "
+                    f"multitask {t['multitask_s']:.1f} s, total {t['total_s']:.1f} s; "
+                    f"valid MAE {config['stage3']['best_valid_loss']:.3f}",
+                    flush=True,
+                )
     if args.finetune_epochs:
         e = args.finetune_epochs
         hp = [

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,20 @@ class ProgressBars:
         self.bars.clear()
 
 
+def _meta_threads(args: argparse.Namespace) -> int | None:
+    """--meta-threads, else $UNILABEL_META_THREADS, else None (automatic)."""
+    if args.meta_threads is not None:
+        if args.meta_threads < 1:
+            raise ValueError(f"--meta-threads: must be a whole number >= 1, got {args.meta_threads}")
+        return args.meta_threads
+    env = os.environ.get("UNILABEL_META_THREADS", "").strip()
+    if not env:
+        return None
+    if not env.isdigit() or int(env) < 1:
+        raise ValueError(f"UNILABEL_META_THREADS: must be a whole number >= 1, got {env!r}")
+    return int(env)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from models.data import load_dataset
     from models.pipeline import train
@@ -77,6 +92,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             device=args.device,
             progress=bars,
             overwrite=args.overwrite,
+            meta_threads=_meta_threads(args),
         )
     finally:
         bars.close()
@@ -108,6 +124,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         split=args.split,
         rho=args.rho,
         progress=not args.quiet,
+        meta_threads=_meta_threads(args),
     )
     print(table)
     return 0
@@ -172,6 +189,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
         sp.add_argument("--rho", type=float, default=None, help="label range (inferred when omitted)")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        sp.add_argument(
+            "--meta-threads",
+            type=int,
+            default=None,
+            metavar="N",
+            help="modalities meta-learned side by side in MUG's stage 2 (default: $UNILABEL_META_THREADS, "
+            "else one per modality, at most one per CPU core); the result is the same for every N",
+        )
 
     t = sub.add_parser("train", help="learn unimodal labels and train the multitask model")
     t.add_argument("data", help="dataset directory or .zip/.tar.gz")
@@ -223,8 +248,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    import os
-
     import torch
 
     # Default 1: the networks on feature vectors are tiny, and on a 2-core machine 2 intra-op threads made a

@@ -23,6 +23,7 @@ def compare(
     split: str = "valid",
     rho: float | None = None,
     progress: bool = True,
+    meta_threads: int | None = None,
 ) -> str:
     """Runs land in OUT/<strategy>/seed<seed>; an existing finished run is reused (same settings), so an
     interrupted comparison resumes. Writes OUT/results.json and OUT/table.md; returns the table."""
@@ -49,6 +50,7 @@ def compare(
                 hyperparameters=hyperparameters,
                 device=device,
                 overwrite=True,
+                meta_threads=meta_threads,
             ).metrics
         if split not in metrics:
             raise ValueError(f"split: {split!r} has no labels in this dataset")

@@ -27,7 +27,14 @@ from models.inputs import InputError, TensorInputs, build_inputs, modality_specs
 from models.metrics import sentiment_metrics, unimodal_label_agreement
 from models.nets import MODALITY_LETTER, MultimodalNet, NetSpec
 from models.report import write_csv_atomic, write_json
-from models.stages.common import Cancelled, ProgressEvent, Reporter, resolve_device, seed_everything
+from models.stages.common import (
+    Cancelled,
+    ProgressEvent,
+    Reporter,
+    resolve_device,
+    resolve_meta_threads,
+    seed_everything,
+)
 from models.stages.multitask import multitask_train, predict_rows
 from models.strategies import STRATEGIES, StrategyContext, get_strategy
 from models.version import code_version
@@ -124,8 +131,12 @@ def train(
     progress: Callable[[ProgressEvent], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     overwrite: bool = False,
+    meta_threads: int | None = None,
 ) -> RunResult:
     """Learn unimodal labels with ``strategy`` and train the multitask model; write the run directory.
+
+    ``meta_threads``: modalities MUG meta-learns side by side in stage 2 (None: one per modality, at most one
+    per available CPU core). It changes only the speed: the run is bit for bit the same for every value.
 
     Raises HyperparameterError / InputError / ValueError for bad settings, Cancelled when ``should_stop``
     returns True between epochs (nothing is written then).
@@ -134,6 +145,7 @@ def train(
     strat = get_strategy(strategy)
     hp = resolve_hyperparameters(hyperparameters, rho=dataset.rho)
     dev = resolve_device(device)
+    threads = resolve_meta_threads(meta_threads)
     train_rows_np, valid_rows_np = dataset.labeled("train"), dataset.labeled("valid")
     if train_rows_np.size == 0 or valid_rows_np.size == 0:
         raise ValueError("dataset: training needs labeled train and valid rows")
@@ -176,10 +188,12 @@ def train(
             reporter,
             build_net,
             extras,
+            threads,
         )
         t0 = time.perf_counter()
         source = strat.label_source(ctx)
         timings["labels_s"] = time.perf_counter() - t0
+        timings.update(extras.pop("timings", {}))  # a strategy's own stages (MUG: pretrain_s, meta_s)
         # Stage 3 starts from the same seed for every strategy: same initial weights and batch order, so
         # strategies differ only by their unimodal labels.
         gen3 = seed_everything(seed + 1)

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     worker_torch_threads: int = Field(
         1, ge=0, description="0 = torch's default; 1 was fastest for feature-vector models (benchmarks.md)."
     )
+    worker_meta_threads: int = Field(
+        0,
+        ge=0,
+        description="Modalities MUG meta-learns side by side in stage 2 (0 = one per modality, at most "
+        "one per CPU core); results are the same for every value.",
+    )
     worker_max_tasks_per_child: int = Field(
         20, ge=1, description="Jobs a worker process trains before renewal."
     )

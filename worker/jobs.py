@@ -186,6 +186,7 @@ def run_job(job_id: str, jobs: JobStore, store: ArtifactStore, settings: Setting
                 device=settings.device,
                 progress=_progress_writer(jobs, job_id),
                 should_stop=_cancel_check(jobs, job_id),
+                meta_threads=settings.worker_meta_threads or None,
             )
             atomic_write_json(staging / "card.json", model_card(job, dataset.sha256, staging, result))
             store.publish(staging, final_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -71,6 +72,23 @@ class Reporter:
         """Mark a stage complete (early stopping ends a stage before its planned epochs)."""
         if stage in self.done:
             self.done[stage] = self.plan[stage]
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one, e.g. under taskset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def resolve_meta_threads(meta_threads: int | None, modalities: int = 3) -> int:
+    """Threads for MUG's stage 2: ``None`` = one per modality, at most one per available CPU core."""
+    if meta_threads is None:
+        return max(1, min(modalities, available_cpus()))
+    if isinstance(meta_threads, bool) or not isinstance(meta_threads, int) or meta_threads < 1:
+        raise ValueError(f"meta_threads: must be a whole number >= 1, got {meta_threads!r}")
+    return meta_threads
 
 
 def seed_everything(seed: int) -> torch.Generator:

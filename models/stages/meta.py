@@ -19,7 +19,10 @@ checks the result against torch.func.grad of the composed function and against a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import torch
@@ -130,27 +133,76 @@ def sample_extra(n: int, batch: Tensor, k: int, gen: torch.Generator) -> Tensor:
     return rest[torch.randperm(len(rest), generator=gen)[: min(k, len(rest))]]
 
 
+@dataclass
+class BatchDraws:
+    s: Tensor  # positions of the batch S
+    eps: Tensor  # label noise of the unimodal task on S (Eq. 13)
+    d: Tensor | None  # positions of D = S u S' (None without the multimodal task)
+    eps_d: Tensor | None  # label noise of the multimodal task on D (Eq. 19)
+
+
+class MetaDraws:
+    """Every random number stage 2 draws for one modality, from one generator, in the order it draws them.
+
+    None of them depends on the data, only on N, the hyperparameters and the generator. ``skip`` draws them
+    all without computing anything, which tells where the next modality's draws start; that is what lets the
+    modalities run side by side (``meta_learn_modalities``) and still give, bit for bit, the labels (and the
+    final generator state) of running them one after another.
+    """
+
+    def __init__(self, n: int, hp: dict, noise_std: float, gen: torch.Generator) -> None:
+        self.n = n
+        self.hp = hp
+        self.noise_std = noise_std
+        self.gen = gen
+
+    def init_seed(self) -> int:
+        return int(torch.randint(0, 2**62, (1,), generator=self.gen))
+
+    def epoch(self) -> Iterator[BatchDraws]:
+        hp, gen = self.hp, self.gen
+        for s in torch.randperm(self.n, generator=gen).split(hp["batch_size"]):
+            eps = torch.randn(len(s), generator=gen) * self.noise_std
+            if not hp["multimodal_denoising"]:
+                yield BatchDraws(s, eps, None, None)
+                continue
+            d = torch.cat([s, sample_extra(self.n, s, hp["meta_extra_ratio"] * len(s), gen)])  # D = S u S'
+            yield BatchDraws(s, eps, d, torch.randn(len(d), generator=gen) * self.noise_std)
+
+    def readout_noise(self) -> Tensor | None:
+        """The noise of ``read_out``'s "noisy_mean" draws (none for the "clean" read-out)."""
+        if self.hp["label_readout"] == "clean":
+            return None
+        return torch.randn(self.hp["readout_draws"], self.n, generator=self.gen) * self.noise_std
+
+    def skip(self) -> None:
+        """Draw everything ``meta_learn_labels`` draws, in the same order, and nothing else."""
+        self.init_seed()
+        for _ in range(self.hp["meta_epochs"]):
+            for _ in self.epoch():
+                pass
+            self.readout_noise()
+
+
 @torch.no_grad()
 def read_out(
-    learner: MetaLearner,
-    params: Params,
-    unimodal: Tensor,
-    y: Tensor,
-    noise_std: float,
-    hp: dict,
-    gen: torch.Generator,
+    learner: MetaLearner, params: Params, unimodal: Tensor, y: Tensor, noise: Tensor | None
 ) -> Tensor:
     """The corrected labels y_mc of every training sample (choice, docs/method.md).
 
-    "noisy_mean": the mean over ``readout_draws`` draws of MUCN(x_m, y + eps), i.e. Eq. 13 as written (the
-    corrected label is defined for a corrupted input) with the noise averaged out; "clean": MUCN(x_m, y).
+    "clean" read-out (``noise`` None): MUCN(x_m, y). "noisy_mean" (``noise`` [draws, N]): the mean over the
+    draws of MUCN(x_m, y + eps), i.e. Eq. 13 as written (the corrected label is defined for a corrupted input)
+    with the noise averaged out.
     """
-    if hp["label_readout"] == "clean":
+    if noise is None:
         return learner.correct(params, unimodal, y)
-    draws = hp["readout_draws"]
-    noisy = y.unsqueeze(0) + torch.randn(draws, len(y), generator=gen) * noise_std
-    reps = unimodal.unsqueeze(0).expand(draws, *unimodal.shape)
-    return learner.correct(params, reps, noisy).mean(0)
+    reps = unimodal.unsqueeze(0).expand(len(noise), *unimodal.shape)
+    return learner.correct(params, reps, y.unsqueeze(0) + noise).mean(0)
+
+
+# MUCN's initial weights come from ``gen`` through torch's global generator (nn.Linear's own initialisation);
+# modalities meta-learned side by side take turns with it.
+_GLOBAL_RNG = threading.Lock()
 
 
 def meta_learn_labels(
@@ -174,10 +226,10 @@ def meta_learn_labels(
         unimodal = torch.nn.functional.normalize(unimodal, dim=-1)
         projected = torch.nn.functional.normalize(projected, dim=-1)
     n, dim = unimodal.shape
-    noise_std = float(hp["label_noise_std"] if hp["label_noise_std"] is not None else rho / 3.0)
+    draws = MetaDraws(n, hp, noise_std(hp, rho), gen)
     learner = MetaLearner(rho, hp["mucn_residual"], hp["meta_lr"], hp["meta_test_lr"], hp["second_order"])
-    with torch.random.fork_rng(devices=[]):  # MUCN's initial weights come from ``gen`` too
-        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(draws.init_seed())
         params = learner.init_params(MUCN(dim, hp["mucn_hidden"], rho, hp["mucn_residual"]))
     previous: Tensor | None = None
     result = MetaResult(labels=y.clone())
@@ -186,14 +238,11 @@ def meta_learn_labels(
         target = denoising_target(epoch, epochs, y, previous, hp["lambda_init"])
         sums: dict[str, float] = {}
         count = 0
-        for s in torch.randperm(n, generator=gen).split(hp["batch_size"]):
-            eps = torch.randn(len(s), generator=gen) * noise_std
-            uni = (unimodal[s], y[s] + eps, target[s])  # Eq. 13
+        for b in draws.epoch():
+            uni = (unimodal[b.s], y[b.s] + b.eps, target[b.s])  # Eq. 13
             multi = None
-            if hp["multimodal_denoising"]:
-                d = torch.cat([s, sample_extra(n, s, hp["meta_extra_ratio"] * len(s), gen)])  # D = S u S'
-                eps_d = torch.randn(len(d), generator=gen) * noise_std
-                multi = (projected[d], projected_pred[d] + eps_d, y[d])  # Eq. 19, 21
+            if b.d is not None and b.eps_d is not None:
+                multi = (projected[b.d], projected_pred[b.d] + b.eps_d, y[b.d])  # Eq. 19, 21
             params, stats = learner.step(params, uni, multi)
             count += 1
             for k, v in stats.items():
@@ -201,7 +250,7 @@ def meta_learn_labels(
             if multi is not None:
                 result.kept += int(stats["kept"])
                 result.meta_updates += 1 - int(stats["kept"])
-        previous = read_out(learner, params, unimodal, y, noise_std, hp, gen)
+        previous = read_out(learner, params, unimodal, y, draws.readout_noise())
         summary = {k: round(v / max(count, 1), 5) for k, v in sums.items()}
         if "kept" in summary:
             summary["kept_share"] = summary.pop("kept")
@@ -212,3 +261,111 @@ def meta_learn_labels(
     if previous is not None:
         result.labels = previous
     return result
+
+
+def noise_std(hp: dict, rho: float) -> float:
+    """Standard deviation of the label noise of both denoising tasks (choice: rho / 3 unless given)."""
+    return float(hp["label_noise_std"] if hp["label_noise_std"] is not None else rho / 3.0)
+
+
+@dataclass
+class SavedModality:
+    """What stage 1 saved for one modality's training samples: x_m, x_m' and yhat_m'."""
+
+    unimodal: Tensor
+    projected: Tensor
+    projected_pred: Tensor
+
+
+class _Aborted(Exception):
+    """Another modality's meta-learning failed (or was cancelled); this one stops at its next epoch."""
+
+
+def meta_learn_modalities(
+    saved: dict[str, SavedModality],
+    y: Tensor,
+    hp: dict,
+    rho: float,
+    gen: torch.Generator,
+    threads: int = 1,
+    on_epoch: Callable[[str, int, dict[str, float]], None] | None = None,
+) -> dict[str, MetaResult]:
+    """``meta_learn_labels`` for every modality, in ``saved``'s order, up to ``threads`` of them side by side.
+
+    The result, and ``gen``'s state afterwards, are the same for every ``threads``: each modality starts from
+    the generator state it would start from one after another (found with ``MetaDraws.skip``).
+    MUCN's batches are far too small for torch's intra-op threads to help (on 2 cores, 2 of them made stage 2
+    3x slower, docs/benchmarks.md), so stage 2 runs with one intra-op thread and uses more cores by running
+    modalities side by side instead; the caller's setting is restored afterwards.
+    ``on_epoch(modality, epoch, stats)`` is called under a lock; when it raises (e.g. Cancelled) or a modality
+    fails, the others stop at their next epoch and the first error is raised.
+    """
+    intra_op = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if threads <= 1 or len(saved) <= 1:
+            return {
+                m: meta_learn_labels(
+                    s.unimodal,
+                    s.projected,
+                    s.projected_pred,
+                    y,
+                    hp,
+                    rho,
+                    gen,
+                    None if on_epoch is None else functools.partial(on_epoch, m),
+                )
+                for m, s in saved.items()
+            }
+        return _side_by_side(saved, y, hp, rho, gen, threads, on_epoch)
+    finally:
+        torch.set_num_threads(intra_op)
+
+
+def _side_by_side(
+    saved: dict[str, SavedModality],
+    y: Tensor,
+    hp: dict,
+    rho: float,
+    gen: torch.Generator,
+    threads: int,
+    on_epoch: Callable[[str, int, dict[str, float]], None] | None,
+) -> dict[str, MetaResult]:
+    starts: dict[str, torch.Tensor] = {}
+    for m, s in saved.items():
+        starts[m] = gen.get_state()
+        MetaDraws(len(s.unimodal), hp, noise_std(hp, rho), gen).skip()
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def report(m: str, epoch: int, stats: dict[str, float]) -> None:
+        if failed.is_set():
+            raise _Aborted
+        if on_epoch is not None:
+            with lock:
+                on_epoch(m, epoch, stats)
+
+    def run(m: str) -> MetaResult:
+        own = torch.Generator()
+        own.set_state(starts[m])
+        s = saved[m]
+        try:
+            return meta_learn_labels(
+                s.unimodal, s.projected, s.projected_pred, y, hp, rho, own, functools.partial(report, m)
+            )
+        except BaseException:
+            failed.set()
+            raise
+
+    with ThreadPoolExecutor(max_workers=min(threads, len(saved)), thread_name_prefix="mucn") as pool:
+        futures = {m: pool.submit(run, m) for m in saved}
+        try:
+            wait(futures.values())
+        except BaseException:  # e.g. KeyboardInterrupt, Celery's soft time limit: stop the threads soon
+            failed.set()
+            raise
+    errors = [f.exception() for f in futures.values() if f.exception() is not None]
+    first = next((e for e in errors if not isinstance(e, _Aborted)), None)
+    if first is not None:
+        raise first
+    return {m: f.result() for m, f in futures.items()}

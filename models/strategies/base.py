@@ -29,6 +29,7 @@ class StrategyContext:
     reporter: Reporter
     build_net: Callable[[bool], MultimodalNet]  # argument: with the projection modules (stage 1) or not
     extras: dict  # strategy diagnostics recorded in config.json (kept/meta-update counts, ...)
+    meta_threads: int = 1  # modalities meta-learned side by side in MUG's stage 2 (same result for any value)
 
 
 class Strategy(ABC):

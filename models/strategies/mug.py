@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 
-from models.stages.meta import meta_learn_labels
+from models.stages.meta import SavedModality, meta_learn_modalities
 from models.stages.pretrain import collect_representations, pretrain
 from models.strategies.base import FixedLabels, Strategy, StrategyContext
 
@@ -17,35 +19,35 @@ class MugStrategy(Strategy):
         return {"pretrain": hp["pretrain_epochs"], "meta": hp["meta_epochs"] * 3}
 
     def label_source(self, ctx: StrategyContext) -> FixedLabels:
+        t0 = time.perf_counter()
         net = ctx.build_net(True).to(ctx.device)
         pretrain(net, ctx.inputs, ctx.y, ctx.train_rows, ctx.hp, ctx.gen, ctx.device, ctx.reporter)
         saved = collect_representations(net, ctx.inputs, ctx.train_rows, ctx.device)
         del net
-        y_train = ctx.y[ctx.train_rows]
+        t1 = time.perf_counter()
+        modalities = {
+            m: SavedModality(saved.unimodal[m], saved.projected[m], saved.projected_pred[m])
+            for m in saved.unimodal
+        }
+
+        done = 0  # meta epochs finished over all modalities: the stage's epoch count, 1 .. 3 x meta_epochs
+
+        def on_epoch(m: str, epoch: int, stats: dict) -> None:
+            nonlocal done
+            done += 1
+            ctx.reporter.epoch("meta", done, {f"{k}[{m}]": v for k, v in stats.items()})
+
+        results = meta_learn_modalities(
+            modalities, ctx.y[ctx.train_rows], ctx.hp, ctx.rho, ctx.gen, ctx.meta_threads, on_epoch
+        )
+        ctx.extras["timings"] = {"pretrain_s": t1 - t0, "meta_s": time.perf_counter() - t1}
         labels = {}
-        diagnostics = {}
-        for m in saved.unimodal:
-
-            def on_epoch(epoch: int, stats: dict, m: str = m) -> None:
-                ctx.reporter.epoch("meta", epoch, {f"{k}[{m}]": v for k, v in stats.items()})
-
-            result = meta_learn_labels(
-                saved.unimodal[m],
-                saved.projected[m],
-                saved.projected_pred[m],
-                y_train,
-                ctx.hp,
-                ctx.rho,
-                ctx.gen,
-                on_epoch,
-            )
+        for m, result in results.items():
             full = torch.full_like(ctx.y, float("nan"))
             full[ctx.train_rows] = result.labels
             labels[m] = full
-            diagnostics[m] = {
-                "kept": result.kept,
-                "meta_updates": result.meta_updates,
-                "final": result.history[-1] if result.history else {},
-            }
-        ctx.extras["meta"] = diagnostics
+        ctx.extras["meta"] = {
+            m: {"kept": r.kept, "meta_updates": r.meta_updates, "final": r.history[-1] if r.history else {}}
+            for m, r in results.items()
+        }
         return FixedLabels(labels, ctx.train_rows)

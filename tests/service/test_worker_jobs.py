@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -164,3 +165,22 @@ def test_final_state_gives_up_after_the_patience(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(RedisConnectionError):
         until_redis_answers("job x", never, patience_s=30.0)
     assert 5 <= clock["calls"] <= 12 and clock["t"] <= 30.0  # backoff 0.2 s doubling to 5 s
+
+
+@pytest.mark.parametrize(("setting", "side_by_side"), [(1, False), (3, True)])
+def test_worker_meta_threads_setting_reaches_stage_2(
+    svc, queued: str, monkeypatch: pytest.MonkeyPatch, setting: int, side_by_side: bool
+) -> None:
+    threads_of_meta_events: set[str] = set()
+    original = svc.jobs.update
+
+    def spy(job_id: str, **fields) -> None:
+        if fields.get("stage") == "meta":
+            threads_of_meta_events.add(threading.current_thread().name)
+        original(job_id, **fields)
+
+    monkeypatch.setattr(svc.jobs, "update", spy)
+    settings = svc.settings.model_copy(update={"worker_meta_threads": setting})
+    assert run_job(queued, svc.jobs, svc.store, settings) == "succeeded"
+    assert threads_of_meta_events
+    assert all(name.startswith("mucn") for name in threads_of_meta_events) is side_by_side

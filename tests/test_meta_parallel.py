@@ -1,0 +1,179 @@
+"""Stage 2 with the modalities side by side (models.stages.meta.meta_learn_modalities): same result as one
+after another, bit for bit, and the generator left where the sequential run leaves it."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.cli import main
+from models.config import resolve_hyperparameters
+from models.data import load_dataset
+from models.pipeline import train
+from models.stages.common import Cancelled, available_cpus, resolve_meta_threads
+from models.stages.meta import MetaDraws, SavedModality, meta_learn_labels, meta_learn_modalities, noise_std
+
+VARIANTS = [
+    {},
+    {"label_readout": "noisy_mean", "readout_draws": 3},
+    {"multimodal_denoising": False},
+    {"label_noise_std": 0.3, "batch_size": 7},
+]
+
+
+def _hp(**over) -> dict:
+    return resolve_hyperparameters(
+        {"meta_epochs": 4, "mucn_hidden": 16, "meta_extra_ratio": 2, **over}, rho=3.0
+    )
+
+
+def _saved(n: int = 50) -> tuple[dict[str, SavedModality], torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    saved = {
+        m: SavedModality(
+            torch.randn(n, d, generator=g), torch.randn(n, d, generator=g), torch.randn(n, generator=g)
+        )
+        for m, d in (("text", 8), ("audio", 5), ("vision", 12))
+    }
+    return saved, torch.randn(n, generator=g).clamp(-3, 3)
+
+
+@pytest.mark.parametrize("over", VARIANTS)
+def test_skip_draws_exactly_what_meta_learning_draws(over: dict) -> None:
+    hp = _hp(**over)
+    saved, y = _saved()
+    s = saved["text"]
+    ran, skipped = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    meta_learn_labels(s.unimodal, s.projected, s.projected_pred, y, hp, 3.0, ran)
+    MetaDraws(len(y), hp, noise_std(hp, 3.0), skipped).skip()
+    assert torch.equal(ran.get_state(), skipped.get_state())
+
+
+@pytest.mark.parametrize("over", VARIANTS)
+def test_side_by_side_equals_one_after_another(over: dict) -> None:
+    hp = _hp(**over)
+    saved, y = _saved()
+    gens = {t: torch.Generator().manual_seed(4) for t in (1, 2, 3)}
+    events: dict[int, list] = {t: [] for t in gens}
+    results = {
+        t: meta_learn_modalities(
+            saved, y, hp, 3.0, g, threads=t, on_epoch=lambda m, e, s, t=t: events[t].append((m, e, s))
+        )
+        for t, g in gens.items()
+    }
+    for t in (2, 3):
+        assert list(results[t]) == list(saved)
+        for m in saved:
+            a, b = results[1][m], results[t][m]
+            assert torch.equal(a.labels, b.labels), (t, m)
+            assert (a.kept, a.meta_updates, a.history) == (b.kept, b.meta_updates, b.history)
+        assert torch.equal(gens[1].get_state(), gens[t].get_state())
+        assert sorted(events[t], key=lambda e: (e[0], e[1])) == sorted(events[1], key=lambda e: (e[0], e[1]))
+    # each modality on its own generator is what the sequential run does not do: its labels differ
+    s = saved["audio"]
+    alone = meta_learn_labels(
+        s.unimodal, s.projected, s.projected_pred, y, hp, 3.0, torch.Generator().manual_seed(4)
+    )
+    assert not torch.equal(alone.labels, results[1]["audio"].labels)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_stage_2_runs_on_one_intra_op_thread_and_serialises_callbacks(threads: int) -> None:
+    saved, y = _saved()
+    busy = threading.Lock()
+    overlaps: list[str] = []
+    intra_op: set[int] = set()
+
+    def on_epoch(m: str, epoch: int, stats: dict) -> None:
+        intra_op.add(torch.get_num_threads())
+        if not busy.acquire(blocking=False):
+            overlaps.append(m)
+            return
+        try:
+            threading.Event().wait(0.002)  # widen the window an unsynchronised caller would hit
+        finally:
+            busy.release()
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        meta_learn_modalities(
+            saved, y, _hp(meta_epochs=6), 3.0, torch.Generator().manual_seed(1), threads, on_epoch
+        )
+        assert torch.get_num_threads() == 2  # the caller's setting is back
+    finally:
+        torch.set_num_threads(before)
+    assert overlaps == []
+    assert intra_op == {1}
+
+
+def test_a_cancel_in_one_modality_stops_all_of_them_soon() -> None:
+    saved, y = _saved(n=200)
+    hp = _hp(meta_epochs=40)
+    seen: list[tuple[str, int]] = []
+
+    def on_epoch(m: str, epoch: int, stats: dict) -> None:
+        seen.append((m, epoch))
+        if m == "audio" and epoch == 2:
+            raise Cancelled("cancelled on request")
+
+    with pytest.raises(Cancelled):
+        meta_learn_modalities(saved, y, hp, 3.0, torch.Generator().manual_seed(1), 3, on_epoch)
+    # every modality stops at its next epoch: far fewer than 3 x 40 epochs ran
+    assert max(e for m, e in seen if m == "audio") == 2
+    assert len(seen) < 30
+
+
+def test_a_failure_in_one_modality_is_raised_as_is() -> None:
+    saved, y = _saved()
+    v = saved["vision"]
+    saved["vision"] = SavedModality(
+        v.unimodal, v.projected[:, :5], v.projected_pred
+    )  # x_m' narrower than x_m
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        meta_learn_modalities(saved, y, _hp(), 3.0, torch.Generator().manual_seed(1), 3)
+
+
+def test_meta_threads_default_and_validation() -> None:
+    assert resolve_meta_threads(None) == max(1, min(3, available_cpus()))
+    assert resolve_meta_threads(None, modalities=1) == 1
+    assert resolve_meta_threads(5) == 5
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="meta_threads: must be a whole number >= 1"):
+            resolve_meta_threads(bad)  # type: ignore[arg-type]
+
+
+def test_runs_are_identical_for_every_meta_threads(small_synth: Path, tmp_path: Path, tiny_hp) -> None:
+    ds = load_dataset(small_synth)
+    events: dict[int, list] = {1: [], 3: []}
+    runs = {
+        t: train(
+            ds,
+            tmp_path / f"t{t}",
+            seed=2,
+            hyperparameters=tiny_hp,
+            device="cpu",
+            meta_threads=t,
+            progress=events[t].append,
+        )
+        for t in (1, 3)
+    }
+    for name in ("unimodal_labels.csv", "predictions.csv", "model.safetensors"):
+        assert (runs[1].out_dir / name).read_bytes() == (runs[3].out_dir / name).read_bytes(), name
+    assert runs[1].metrics == runs[3].metrics
+    meta = [e.epoch for e in events[3] if e.stage == "meta"]
+    assert meta == list(range(1, 3 * tiny_hp["meta_epochs"] + 1))  # one count over the modalities, in order
+    assert set(runs[3].config["timings"]) >= {"pretrain_s", "meta_s", "labels_s", "multitask_s"}
+
+
+def test_cli_meta_threads_errors(small_synth: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    out = str(tmp_path / "run")
+    assert main(["train", str(small_synth), "--out", out, "--meta-threads", "0"]) == 2
+    assert "--meta-threads: must be a whole number >= 1, got 0" in capsys.readouterr().err
+    monkeypatch.setenv("UNILABEL_META_THREADS", "two")
+    assert main(["train", str(small_synth), "--out", out]) == 2
+    assert "UNILABEL_META_THREADS: must be a whole number >= 1, got 'two'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
