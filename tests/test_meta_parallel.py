@@ -3,7 +3,11 @@ after another, bit for bit, and the generator left where the sequential run leav
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -176,4 +180,31 @@ def test_cli_meta_threads_errors(small_synth: Path, tmp_path: Path, capsys, monk
     monkeypatch.setenv("UNILABEL_META_THREADS", "two")
     assert main(["train", str(small_synth), "--out", out]) == 2
     assert "UNILABEL_META_THREADS: must be a whole number >= 1, got 'two'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_stops_a_side_by_side_stage_2_at_once(small_synth: Path, tmp_path: Path) -> None:
+    """Ctrl-C while the modalities run side by side stops every one of them at its next epoch and writes
+    nothing, instead of leaving the threads to finish stage 2 before the process can exit."""
+    err = tmp_path / "stderr.txt"
+    hp = ["--set", "pretrain_epochs=1", "--set", "meta_epochs=3000", "--set", "mucn_hidden=16"]
+    cmd = [sys.executable, "-m", "models.cli", "train", str(small_synth), "--out", str(tmp_path / "run")]
+    cmd += ["--device", "cpu", "--meta-threads", "3", *hp]
+    with err.open("wb") as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, cwd=Path(__file__).parents[1])
+        try:
+            deadline = time.monotonic() + 120
+            while b"meta:" not in err.read_bytes():  # stage 2's progress bar: the threads are running
+                assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+                time.sleep(0.05)
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            t0 = time.monotonic()
+            rc = proc.wait(timeout=60)
+            stopped_after = time.monotonic() - t0
+        finally:
+            proc.kill()
+    assert rc == 130, err.read_text()
+    assert "interrupted; nothing was written" in err.read_text()
+    assert stopped_after < 5, stopped_after  # 3 x 3000 meta epochs would take minutes
     assert not (tmp_path / "run").exists()
