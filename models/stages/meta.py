@@ -15,6 +15,9 @@ torchvision. Here MUCN is a pure function of a parameter dict (models.nets.mucn_
 form torch.func.functional_call gives a module), so theta' = theta - alpha * g(theta) is an ordinary
 differentiable expression and the meta-gradient is one more autograd call through it. tests/test_meta.py
 checks the result against torch.func.grad of the composed function and against a first-order update.
+
+The modalities' MUCNs are independent; meta_learn_modalities runs them side by side in threads and gets, bit
+for bit, the result of running them one after another (MetaDraws; docs/method.md, "Stage 2 on several cores").
 """
 
 from __future__ import annotations
