@@ -1,4 +1,4 @@
-"""`unilabel` command line: train, evaluate, compare, predict, synth, import-mmsa.
+"""`unilabel` command line: train, evaluate, compare, table, predict, synth, import-mmsa.
 
 The service client is a separate command, `unilabel-remote` (service/client.py): models/ has no HTTP.
 """
@@ -130,6 +130,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_table(args: argparse.Namespace) -> int:
+    from models.compare import tables_from_results
+
+    print(tables_from_results(args.out, reference=args.reference))
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from models.data import load_dataset
     from models.pipeline import TrainedModel
@@ -221,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--split", default="valid", help="split whose metrics go in the table")
     add_hp(c)
     c.set_defaults(func=cmd_compare)
+
+    tb = sub.add_parser("table", help="print a finished comparison's tables again (OUT/results.json)")
+    tb.add_argument("out", help="the --out folder of `unilabel compare`")
+    tb.add_argument("--reference", help="strategy the others are paired against (default: the first)")
+    tb.set_defaults(func=cmd_table)
 
     pr = sub.add_parser("predict", help="predict a dataset with a trained run")
     pr.add_argument("run")

@@ -1,4 +1,5 @@
-"""Train several strategies over several seeds and tabulate mean and std of one split's metrics."""
+"""Train several strategies over several seeds and tabulate one split's metrics: mean and std per strategy,
+and per-seed differences against a reference strategy (the first one unless named)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from models.data import load_dataset
 from models.metrics import PRIMARY_METRICS
 from models.pipeline import train
-from models.report import mean_std_table
+from models.report import mean_std_table, paired_table
 
 
 def compare(
@@ -57,21 +58,66 @@ def compare(
         results[strategy].append(metrics[split])
         if "unimodal_labels_vs_sub_labels" in metrics:
             label_quality[strategy].append(metrics["unimodal_labels_vs_sub_labels"])
-    metric_names = PRIMARY_METRICS.get(float(ds.rho), ["mae", "corr"])
-    table = mean_std_table(
-        results, metric_names, title=f"{split} split, {len(seeds)} seeds ({Path(data).name})"
-    )
-    if any(label_quality.values()):
-        table += "\n\n" + _label_table(label_quality)
+    summary = {
+        "dataset": Path(data).name,
+        "rho": float(ds.rho),
+        "split": split,
+        "seeds": seeds,
+        "results": results,
+        "unimodal_label_quality": label_quality,
+    }
+    table = render_tables(summary)
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(table + "\n")
-    (out / "results.json").write_text(
-        json.dumps(
-            {"split": split, "seeds": seeds, "results": results, "unimodal_label_quality": label_quality},
-            indent=2,
-        )
-    )
+    (out / "results.json").write_text(json.dumps(summary, indent=2))
     return table
+
+
+def render_tables(summary: dict[str, Any], reference: str | None = None) -> str:
+    """The tables of a comparison (``compare``'s OUT/results.json): mean ± std per strategy; with two or more
+    strategies and seeds, per-seed differences against ``reference`` (default: the first strategy); and the
+    learned labels against reference sub-labels when the dataset has them."""
+    results = summary["results"]
+    seeds = summary["seeds"]
+    names = _metric_names(summary)
+    where = f" ({summary['dataset']})" if summary.get("dataset") else ""
+    table = mean_std_table(results, names, title=f"{summary['split']} split, {len(seeds)} seeds{where}")
+    if reference is not None and reference not in results:
+        raise ValueError(f"reference: {reference!r} is not one of the strategies {list(results)}")
+    if len(results) >= 2 and len(seeds) >= 2:
+        ref = reference or next(iter(results))
+        table += "\n" + paired_table(results, names, ref, title=f"Paired by seed: {ref} against the others")
+    quality = summary.get("unimodal_label_quality") or {}
+    if any(quality.values()):
+        table += "\n\n" + _label_table(quality)
+    return table
+
+
+def tables_from_results(out_dir: str | Path, reference: str | None = None) -> str:
+    """``render_tables`` for the comparison saved in OUT (its results.json), e.g. with another reference."""
+    path = Path(out_dir) / "results.json"
+    try:
+        summary = json.loads(path.read_text())
+    except FileNotFoundError:
+        hint = f"run `unilabel compare DATA --out {out_dir}` first"
+        raise FileNotFoundError(f"{path}: no such file ({hint})") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
+    if not isinstance(summary, dict) or not {"split", "seeds", "results"} <= summary.keys():
+        raise ValueError(f"{path}: not a comparison's results.json (needs split, seeds and results)")
+    return render_tables(summary, reference)
+
+
+def _metric_names(summary: dict[str, Any]) -> list[str]:
+    """The headline metrics for the label range (results.json written before rho was recorded: the range
+    whose metrics the runs have)."""
+    if "rho" in summary:
+        return PRIMARY_METRICS.get(float(summary["rho"]), ["mae", "corr"])
+    first = next((runs[0] for runs in summary["results"].values() if runs), {})
+    for names in PRIMARY_METRICS.values():
+        if all(name in first for name in names):
+            return list(names)
+    return ["mae", "corr"]
 
 
 def _reuse(run_dir: Path, sha: str, strategy: str, seed: int, overrides: dict | None) -> dict | None:

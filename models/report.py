@@ -22,7 +22,15 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["METRIC_LABELS", "format_cell", "mean_std_table", "write_csv_atomic", "write_json"]
+__all__ = [
+    "LOWER_IS_BETTER",
+    "METRIC_LABELS",
+    "format_cell",
+    "mean_std_table",
+    "paired_table",
+    "write_csv_atomic",
+    "write_json",
+]
 
 #: Column headers for known metric keys; unknown keys are shown as they are.
 METRIC_LABELS: dict[str, str] = {
@@ -98,6 +106,66 @@ def mean_std_table(
             cells.append(format_cell(metric, present))
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", FOOTNOTE]
+    return "\n".join(lines) + "\n"
+
+
+#: Metrics where a smaller value is the better one (every other metric: larger is better).
+LOWER_IS_BETTER = frozenset({"mae"})
+
+PAIRED_FOOTNOTE = (
+    "Per seed, {ref} minus the other strategy (the strategies of one seed share stage 3's initial weights "
+    "and batch order, so the difference is theirs, not the seed's): mean ± sample std of the differences; "
+    "in brackets the seeds where {ref} is better (lower MAE, higher otherwise; a tie is not better). "
+    "Acc/F1 x100 with 2 decimals, other metrics with 4."
+)
+
+
+def paired_table(
+    results: Mapping[str, Sequence[Mapping[str, float]]],
+    metrics: Sequence[str],
+    reference: str,
+    *,
+    title: str | None = None,
+) -> str:
+    """Markdown table of per-seed differences between ``reference`` and every other strategy.
+
+    ``results`` is the same mapping as ``mean_std_table``'s, each strategy's runs in the same seed order.
+    Raises ValueError for an unknown reference, fewer than two strategies, or runs that cannot be paired
+    (different numbers of seeds, a metric missing from a run).
+    """
+    if reference not in results:
+        raise ValueError(f"reference: {reference!r} is not one of the strategies {list(results)}")
+    others = [s for s in results if s != reference]
+    if not others:
+        raise ValueError("reference: a paired table needs at least one other strategy")
+    n = len(results[reference])
+    header = ["strategy", "n", *(METRIC_LABELS.get(m, m) for m in metrics)]
+    lines = [f"### {title}", ""] if title else []
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|---|---:|" + "---:|" * len(metrics))
+    for other in others:
+        if len(results[other]) != n:
+            raise ValueError(
+                f"results: {reference!r} has {n} seeds and {other!r} {len(results[other])}; cannot pair them"
+            )
+        cells = [f"{reference} - {other}".replace("|", "\\|"), str(n)]
+        for metric in metrics:
+            try:
+                ref = np.array([float(r[metric]) for r in results[reference]])
+                oth = np.array([float(r[metric]) for r in results[other]])
+            except KeyError:
+                raise ValueError(f"metric {metric!r} is missing from a run; cannot pair") from None
+            diff = ref - oth
+            diff[np.abs(diff) < 1e-12] = 0.0  # float noise (e.g. two F1s computed in another order) is a tie
+            better = int((diff < 0).sum() if metric in LOWER_IS_BETTER else (diff > 0).sum())
+            scale, decimals = (100.0, 2) if _is_percent(metric) else (1.0, 4)
+            mean = round(float(diff.mean()) * scale, decimals) + 0.0  # + 0.0: no "-0.00"
+            cell = f"{mean:+.{decimals}f}"
+            if n > 1:
+                cell += f" ± {float(diff.std(ddof=1)) * scale:.{decimals}f}"
+            cells.append(f"{cell} ({better}/{n})")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", PAIRED_FOOTNOTE.format(ref=reference)]
     return "\n".join(lines) + "\n"
 
 

@@ -191,7 +191,20 @@ def test_cli_train_evaluate_predict_compare(small_synth: Path, tmp_path: Path, c
     )
     table = (out / "table.md").read_text()
     assert "| copy |" in table and "| none |" in table and "± " in table
+    assert "### Paired by seed: copy against the others" in table and "| copy - none | 2 |" in table
     assert len(list(out.glob("*/seed*/config.json"))) == 4
+    # the saved comparison's tables again, paired against another strategy; the per-seed numbers are the runs'
+    capsys.readouterr()
+    assert main(["table", str(out), "--reference", "none"]) == 0
+    printed = capsys.readouterr().out
+    assert "| none - copy | 2 |" in printed and printed.split("### Paired")[0] == table.split("### Paired")[0]
+    saved = json.loads((out / "results.json").read_text())
+    seed2 = json.loads((out / "copy" / "seed2" / "metrics.json").read_text())["valid"]
+    assert saved["results"]["copy"][1] == seed2 and saved["rho"] == ds.rho
+    assert main(["table", str(tmp_path / "nowhere")]) == 2
+    assert "no such file (run `unilabel compare DATA --out" in capsys.readouterr().err
+    assert main(["table", str(out), "--reference", "mugg"]) == 2
+    assert "reference: 'mugg' is not one of the strategies ['copy', 'none']" in capsys.readouterr().err
 
 
 def test_cli_reports_bad_input_without_traceback(tmp_path: Path, capsys) -> None:

@@ -10,7 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.report import FOOTNOTE, format_cell, mean_std_table, write_csv_atomic, write_json
+from models.report import (
+    FOOTNOTE,
+    PAIRED_FOOTNOTE,
+    format_cell,
+    mean_std_table,
+    paired_table,
+    write_csv_atomic,
+    write_json,
+)
 
 
 def test_mean_std_table_exact() -> None:
@@ -106,3 +114,43 @@ def test_write_csv_atomic(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["t.csv"]
     with pytest.raises(TypeError, match="DataFrame"):
         write_csv_atomic(path, [1, 2])  # type: ignore[arg-type]
+
+
+def test_paired_table_exact() -> None:
+    results = {
+        "mug": [
+            {"acc7": 0.40, "mae": 0.70, "f1": 0.8},
+            {"acc7": 0.38, "mae": 0.72, "f1": 0.8},
+            {"acc7": 0.42, "mae": 0.68, "f1": 0.9},
+        ],
+        # mug - copy: acc7 +0.02, -0.02, +0.04 -> x100 mean +1.33,
+        #   std sqrt(((2/3)^2 + (10/3)^2 + (8/3)^2) / 2) = sqrt(28/3) = 3.06; mug better (higher) in 2 of 3;
+        # mae -0.01, +0.01, -0.03 -> mean -0.0100, std 0.0200; mug better (lower) in 2 of 3;
+        # f1 equal up to float noise in seed 1, then +0.1 and 0 -> +3.33 ± 5.77, a tie is not better: 1 of 3.
+        "copy": [
+            {"acc7": 0.38, "mae": 0.71, "f1": 0.8 + 1e-15},
+            {"acc7": 0.40, "mae": 0.71, "f1": 0.7},
+            {"acc7": 0.38, "mae": 0.71, "f1": 0.9},
+        ],
+        "one": [{"acc7": 0.4, "mae": 0.7, "f1": 0.8}],
+    }
+    got = paired_table(
+        {k: v for k, v in results.items() if k != "one"}, ["acc7", "mae", "f1"], "mug", title="t"
+    )
+    expected = (
+        "### t\n"
+        "\n"
+        "| strategy | n | Acc7 | MAE | F1 |\n"
+        "|---|---:|---:|---:|---:|\n"
+        "| mug - copy | 3 | +1.33 ± 3.06 (2/3) | -0.0100 ± 0.0200 (2/3) | +3.33 ± 5.77 (1/3) |\n"
+        "\n" + PAIRED_FOOTNOTE.format(ref="mug") + "\n"
+    )
+    assert got == expected
+    with pytest.raises(ValueError, match="'mug' has 3 seeds and 'one' 1; cannot pair them"):
+        paired_table(results, ["mae"], "mug")
+    with pytest.raises(ValueError, match="reference: 'nope' is not one of the strategies"):
+        paired_table(results, ["mae"], "nope")
+    with pytest.raises(ValueError, match="at least one other strategy"):
+        paired_table({"mug": results["mug"]}, ["mae"], "mug")
+    with pytest.raises(ValueError, match="metric 'corr' is missing from a run"):
+        paired_table({"mug": results["mug"], "copy": results["copy"]}, ["corr"], "mug")
