@@ -1,7 +1,13 @@
 # The training worker: Celery (prefork, one process) on a CUDA base image with the GPU build of torch.
 # One container per GPU; it falls back to the CPU when it sees none (DEVICE=auto).
 # Build from the repository root:  docker build -f docker/worker.Dockerfile -t unilabel-worker .
-FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+#
+# torch==2.13.0 from PyPI is its CUDA 13.0 build for Linux x86_64: its metadata requires cuda-toolkit 13.0.3,
+# nvidia-cudnn-cu13 9.20 and nccl, all as wheels, so the CUDA libraries come with torch and the image needs only
+# CUDA 13's base layer; the host needs an NVIDIA driver for CUDA 13 (>= 580) and the container toolkit.
+# (Checked against PyPI's metadata for torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl; the image itself
+# has not been built here: no Docker engine on the development machine.)
+FROM nvidia/cuda:13.0.0-base-ubuntu24.04
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 UV_NO_CACHE=1 \
     UV_PYTHON_INSTALL_DIR=/opt/python VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
@@ -10,7 +16,7 @@ WORKDIR /app
 # A standalone CPython 3.11 (the project needs >=3.11,<3.12; Ubuntu 24.04 ships 3.12), then GPU torch.
 COPY --from=ghcr.io/astral-sh/uv:0.9 /uv /usr/local/bin/uv
 RUN uv venv /opt/venv --python 3.11 \
-    && uv pip install --index-url https://download.pytorch.org/whl/cu128 torch==2.13.0
+    && uv pip install torch==2.13.0
 
 COPY pyproject.toml README.md ./
 COPY models ./models
