@@ -62,18 +62,24 @@ class ProgressBars:
         self.bars.clear()
 
 
+def _thread_count(value: int | None, flag: str, env: str) -> int | None:
+    """A thread count from the command line, else from the environment variable ``env``, else None.
+    Anything but a whole number >= 1 is a ValueError naming the flag or the variable."""
+    if value is not None:
+        if value < 1:
+            raise ValueError(f"{flag}: must be a whole number >= 1, got {value}")
+        return value
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{env}: must be a whole number >= 1, got {raw!r}")
+    return int(raw)
+
+
 def _meta_threads(args: argparse.Namespace) -> int | None:
     """--meta-threads, else $UNILABEL_META_THREADS, else None (automatic)."""
-    if args.meta_threads is not None:
-        if args.meta_threads < 1:
-            raise ValueError(f"--meta-threads: must be a whole number >= 1, got {args.meta_threads}")
-        return args.meta_threads
-    env = os.environ.get("UNILABEL_META_THREADS", "").strip()
-    if not env:
-        return None
-    if not env.isdigit() or int(env) < 1:
-        raise ValueError(f"UNILABEL_META_THREADS: must be a whole number >= 1, got {env!r}")
-    return int(env)
+    return _thread_count(args.meta_threads, "--meta-threads", "UNILABEL_META_THREADS")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -184,9 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threads",
         type=int,
-        default=0,
-        help="CPU threads for torch (default: $UNILABEL_THREADS, else 1: the networks on feature vectors are "
-        "small and 1 thread was fastest, docs/benchmarks.md; use more to fine-tune a text encoder)",
+        default=None,
+        metavar="N",
+        help="torch's intra-op CPU threads for stages 1 and 3 (default: $UNILABEL_THREADS, else 1: the "
+        "networks on feature vectors are small and gain nothing from more, docs/benchmarks.md; use more to "
+        "fine-tune a text encoder). Stage 2 always runs on 1 and uses --meta-threads instead",
     )
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -262,15 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
-    # Default 1: the networks on feature vectors are tiny, and on a 2-core machine 2 intra-op threads made a
-    # full MOSI run 2.8x slower (docs/benchmarks.md). Raise it for the fine-tuned text encoder.
-    threads = args.threads or int(os.environ.get("UNILABEL_THREADS", "0") or 0) or 1
-    torch.set_num_threads(threads)
     from models.data import DatasetError
     from models.inputs import InputError
     from models.stages.common import Cancelled
 
     try:
+        # Default 1: the networks on feature vectors are small and gain nothing from more intra-op threads
+        # (docs/benchmarks.md). Raise it for the fine-tuned text encoder.
+        torch.set_num_threads(_thread_count(args.threads, "--threads", "UNILABEL_THREADS") or 1)
         return args.func(args)
     except (
         DatasetError,

@@ -343,6 +343,12 @@ def main(argv: list[str] | None = None) -> int:
         for d in exc.error.get("details", [])[1:]:
             print(f"  {d.get('field')}: {d.get('problem')}", file=sys.stderr)
         return 2
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        print(
+            f"error: --url {args.url}: cannot reach the service ({exc}); set --url or UNILABEL_URL",
+            file=sys.stderr,
+        )
+        return 2
     except (httpx.HTTPError, OSError, TimeoutError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -173,13 +173,20 @@ def test_runs_are_identical_for_every_meta_threads(small_synth: Path, tmp_path: 
     assert set(runs[3].config["timings"]) >= {"pretrain_s", "meta_s", "labels_s", "multitask_s"}
 
 
-def test_cli_meta_threads_errors(small_synth: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+def test_cli_thread_settings_errors(small_synth: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     out = str(tmp_path / "run")
     assert main(["train", str(small_synth), "--out", out, "--meta-threads", "0"]) == 2
     assert "--meta-threads: must be a whole number >= 1, got 0" in capsys.readouterr().err
+    assert main(["--threads", "-2", "train", str(small_synth), "--out", out]) == 2
+    assert "--threads: must be a whole number >= 1, got -2" in capsys.readouterr().err
     monkeypatch.setenv("UNILABEL_META_THREADS", "two")
     assert main(["train", str(small_synth), "--out", out]) == 2
     assert "UNILABEL_META_THREADS: must be a whole number >= 1, got 'two'" in capsys.readouterr().err
+    monkeypatch.delenv("UNILABEL_META_THREADS")
+    monkeypatch.setenv("UNILABEL_THREADS", "abc")
+    assert main(["train", str(small_synth), "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "UNILABEL_THREADS: must be a whole number >= 1, got 'abc'" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
 
 
