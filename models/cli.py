@@ -119,7 +119,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from models.compare import compare
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    seeds = []
+    for text in (s.strip() for s in args.seeds.split(",")):
+        if text:
+            try:
+                seeds.append(int(text))
+            except ValueError:
+                raise ValueError(f"--seeds: {text!r} is not a whole number") from None
     table = compare(
         args.data,
         strategies,

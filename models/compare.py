@@ -32,6 +32,8 @@ def compare(
 
     from models.strategies import get_strategy
 
+    _check_unique("strategies", strategies)
+    _check_unique("seeds", seeds)
     for name in strategies:
         get_strategy(name)  # unknown names fail before any training
     ds = load_dataset(data, rho=rho)
@@ -71,6 +73,15 @@ def compare(
     (out / "table.md").write_text(table + "\n")
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     return table
+
+
+def _check_unique(name: str, items: list) -> None:
+    """At least one item and none twice (a seed given twice would count one run twice in the table)."""
+    if not items:
+        raise ValueError(f"{name}: give at least one")
+    twice = sorted({str(x) for x in items if items.count(x) > 1})
+    if twice:
+        raise ValueError(f"{name}: {', '.join(twice)} given more than once")
 
 
 def render_tables(summary: dict[str, Any], reference: str | None = None) -> str:

@@ -63,8 +63,9 @@ def make_synthetic(
     the column vision_conflict (1 on conflicting rows). No transcripts; test labels are present.
     Deterministic for a seed (byte-identical files). Returns out_dir.
     """
-    if min(n_train, n_valid) < 1 or n_test < 0:
-        raise ValueError("n_train and n_valid must be >= 1, n_test >= 0")
+    for name, value, least in (("n_train", n_train, 1), ("n_valid", n_valid, 1), ("n_test", n_test, 0)):
+        if value < least:
+            raise ValueError(f"{name} (--{name.replace('_', '-')}): must be >= {least}, got {value}")
     if not rho > 0 or not 0 <= conflict_frac <= 1 or seq_len < 5:
         raise ValueError("need rho > 0, 0 <= conflict_frac <= 1 and seq_len >= 5")
     rng = np.random.default_rng(seed)

@@ -203,6 +203,15 @@ def test_cli_train_evaluate_predict_compare(small_synth: Path, tmp_path: Path, c
     assert saved["results"]["copy"][1] == seed2 and saved["rho"] == ds.rho
     assert main(["table", str(tmp_path / "nowhere")]) == 2
     assert "no such file (run `unilabel compare DATA --out" in capsys.readouterr().err
+    for flag, value, problem in [
+        ("--seeds", "1,x", "--seeds: 'x' is not a whole number"),
+        ("--seeds", "1,2,1", "seeds: 1 given more than once"),
+        ("--seeds", ",", "seeds: give at least one"),
+        ("--strategies", "copy,none,copy", "strategies: copy given more than once"),
+    ]:
+        assert main(["compare", str(small_synth), flag, value, "--out", str(tmp_path / "cmp2")]) == 2
+        assert problem in capsys.readouterr().err
+    assert not (tmp_path / "cmp2").exists()
     assert main(["table", str(out), "--reference", "mugg"]) == 2
     assert "reference: 'mugg' is not one of the strategies ['copy', 'none']" in capsys.readouterr().err
 

@@ -81,7 +81,9 @@ def test_rho_one(tmp_path: Path) -> None:
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"n_valid \(--n-valid\): must be >= 1, got 0"):
         make_synthetic(tmp_path, n_valid=0)
+    with pytest.raises(ValueError, match=r"n_test \(--n-test\): must be >= 0, got -1"):
+        make_synthetic(tmp_path, n_test=-1)
     with pytest.raises(ValueError):
         make_synthetic(tmp_path, conflict_frac=1.5)
