@@ -25,7 +25,9 @@ REPO = Path(__file__).resolve().parents[1]
 MOSI = REPO.parent / "shared" / "data" / "mosi"
 
 
-def run(args: list[str], threads: int, meta_threads: int | None = None) -> tuple[float, float, dict]:
+def run(
+    args: list[str], threads: int, meta_threads: int | None = None, device: str = "cpu"
+) -> tuple[float, float, dict]:
     out = Path(tempfile.mkdtemp(prefix="unilabel-bench-")) / "run"
     cmd = [
         sys.executable,
@@ -39,7 +41,7 @@ def run(args: list[str], threads: int, meta_threads: int | None = None) -> tuple
         str(out),
         "--quiet",
         "--device",
-        "cpu",
+        device,
         *args,
     ]
     if meta_threads is not None:
@@ -48,7 +50,9 @@ def run(args: list[str], threads: int, meta_threads: int | None = None) -> tuple
         cmd = ["taskset", "-c", "0,1", *cmd]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    done = subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL)
+    if done.returncode != 0:  # the CLI has said why on stderr
+        sys.exit(f"bench_train: `{' '.join(cmd)}` exited with {done.returncode}")
     wall = time.perf_counter() - t0
     peak_mb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
     config = json.loads((out / "config.json").read_text())
@@ -65,6 +69,7 @@ def main() -> None:
         help="modalities side by side in stage 2 (comma list; default: the CLI's automatic choice)",
     )
     ap.add_argument("--repeat", type=int, default=1, help="run the grid this many times, interleaved")
+    ap.add_argument("--device", default="cpu", help="cpu (the recorded figures), cuda or auto on a GPU host")
     ap.add_argument("--strategy", default="mug")
     ap.add_argument(
         "--finetune-epochs",
@@ -73,20 +78,21 @@ def main() -> None:
         help="also time the text encoder fine-tuned on transcripts (Eq. 1) for this many epochs/stage",
     )
     args = ap.parse_args()
-    print(f"CMU-MOSI {MOSI}, strategy {args.strategy}, paper schedule (Table 2), CPU")
+    print(f"CMU-MOSI {MOSI}, strategy {args.strategy}, paper schedule (Table 2), device {args.device}")
     metas: list[int | None] = [int(t) for t in args.meta_threads.split(",") if t.strip()] or [None]
     for _ in range(args.repeat):
         for threads in [int(t) for t in args.threads.split(",")]:
             for meta in metas:
-                wall, peak, config = run(["--strategy", args.strategy], threads, meta)
+                wall, peak, config = run(["--strategy", args.strategy], threads, meta, args.device)
                 t = config["timings"]
                 stages = (
                     f"pretrain {t['pretrain_s']:.1f} s, meta {t['meta_s']:.1f} s, " if "meta_s" in t else ""
                 )
                 print(
-                    f"threads={threads} meta-threads={meta or 'auto'}: wall {wall:.1f} s (process start to "
-                    f"exit), peak RSS {peak:.0f} MB; in-process: {stages}labels {t['labels_s']:.1f} s, "
-                    f"multitask {t['multitask_s']:.1f} s, total {t['total_s']:.1f} s; "
+                    f"{config['device']} threads={threads} meta-threads={meta or 'auto'}: wall {wall:.1f} s "
+                    f"(process start to exit), peak RSS {peak:.0f} MB; "
+                    f"in-process: {stages}labels {t['labels_s']:.1f} s, multitask {t['multitask_s']:.1f} s, "
+                    f"total {t['total_s']:.1f} s; "
                     f"valid MAE {config['stage3']['best_valid_loss']:.3f}",
                     flush=True,
                 )
@@ -105,7 +111,7 @@ def main() -> None:
             f"early_stop={e}",
         ]
         threads = int(args.threads.split(",")[-1])
-        wall, peak, config = run(["--strategy", args.strategy, *hp], threads)
+        wall, peak, config = run(["--strategy", args.strategy, *hp], threads, device=args.device)
         t = config["timings"]
         per_epoch = t["multitask_s"] / config["stage3"]["epochs_run"]
         print(
