@@ -334,10 +334,6 @@ def _side_by_side(
     threads: int,
     on_epoch: Callable[[str, int, dict[str, float]], None] | None,
 ) -> dict[str, MetaResult]:
-    starts: dict[str, torch.Tensor] = {}
-    for m, s in saved.items():
-        starts[m] = gen.get_state()
-        MetaDraws(len(s.unimodal), hp, noise_std(hp, rho), gen).skip()
     lock = threading.Lock()
     failed = threading.Event()
 
@@ -348,9 +344,7 @@ def _side_by_side(
             with lock:
                 on_epoch(m, epoch, stats)
 
-    def run(m: str) -> MetaResult:
-        own = torch.Generator()
-        own.set_state(starts[m])
+    def run(m: str, own: torch.Generator) -> MetaResult:
         s = saved[m]
         try:
             return meta_learn_labels(
@@ -360,9 +354,17 @@ def _side_by_side(
             failed.set()
             raise
 
+    futures = {}
     with ThreadPoolExecutor(max_workers=min(threads, len(saved)), thread_name_prefix="mucn") as pool:
-        futures = {m: pool.submit(run, m) for m in saved}
         try:
+            # Each modality starts on a copy of the generator as it stands, then its draws are skipped here
+            # (while it already runs) to find where the next one starts; the last skip leaves ``gen`` where
+            # the one-after-another run leaves it.
+            for m, s in saved.items():
+                own = torch.Generator()
+                own.set_state(gen.get_state())
+                futures[m] = pool.submit(run, m, own)
+                MetaDraws(len(s.unimodal), hp, noise_std(hp, rho), gen).skip()
             wait(futures.values())
         except BaseException:  # e.g. KeyboardInterrupt, Celery's soft time limit: stop the threads soon
             failed.set()

@@ -1,0 +1,46 @@
+"""Celery's soft time limit over the real stack: a job that runs past JOB_SOFT_TIME_LIMIT while MUG's stage 2
+runs its modalities in threads fails with a message naming the limit, leaves no run behind, and the worker
+takes the next job."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from service.client import LabelClient
+from service.localstack import LocalStack
+from tests.service.conftest import TINY, _need_redis
+
+pytestmark = pytest.mark.slow
+SOFT_LIMIT_S = 3
+
+
+def test_soft_time_limit_stops_a_side_by_side_stage_2(tmp_path: Path, synth_dir: Path) -> None:
+    _need_redis()
+    env = {
+        "WORKER_TORCH_THREADS": "1",
+        "WORKER_META_THREADS": "3",  # stage 2 in threads whatever the machine's core count
+        "JOB_SOFT_TIME_LIMIT": str(SOFT_LIMIT_S),
+        "JOB_TIME_LIMIT": "120",
+    }
+    stack = LocalStack(tmp_path / "stack", extra_env=env)
+    try:
+        stack.start()
+        with LabelClient(stack.url, timeout=30) as api:
+            dataset = api.upload(synth_dir)["id"]
+            long = api.submit(dataset, "mug", 1, {**TINY, "meta_epochs": 3000})  # ~30 s of stage 2 each
+            job = api.wait(long["id"], timeout=60, poll=0.1)
+            assert job["state"] == "failed", job
+            assert job["error"] == f"time limit exceeded (JOB_SOFT_TIME_LIMIT={SOFT_LIMIT_S} s)"
+            assert job["stage"] == "meta"  # it was in stage 2 when the limit struck
+            ran = datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])
+            assert ran.total_seconds() < SOFT_LIMIT_S + 10  # the threads stopped at their next epoch
+            assert not (stack.artifact_dir / "runs" / long["id"]).exists()
+            time.sleep(0.5)
+            short = api.submit(dataset, "mug", 2, TINY)
+            assert api.wait(short["id"], timeout=60, poll=0.1)["state"] == "succeeded"
+    finally:
+        stack.stop()
