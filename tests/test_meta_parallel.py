@@ -19,6 +19,7 @@ from models.data import load_dataset
 from models.pipeline import train
 from models.stages.common import Cancelled, available_cpus, resolve_meta_threads
 from models.stages.meta import MetaDraws, SavedModality, meta_learn_labels, meta_learn_modalities, noise_std
+from models.strategies.mlc import MLCDraws, mlc_learn_labels
 
 VARIANTS = [
     {},
@@ -215,3 +216,33 @@ def test_ctrl_c_stops_a_side_by_side_stage_2_at_once(small_synth: Path, tmp_path
     assert "interrupted; nothing was written" in err.read_text()
     assert stopped_after < 5, stopped_after  # 3 x 3000 meta epochs would take minutes
     assert not (tmp_path / "run").exists()
+
+
+def test_mlc_skip_draws_exactly_what_it_draws() -> None:
+    hp = resolve_hyperparameters({"mlc_epochs": 3, "mucn_hidden": 16, "batch_size": 7}, rho=3.0)
+    saved, y = _saved()
+    s = saved["audio"]
+    g = torch.Generator().manual_seed(2)
+    head = {
+        "0.weight": torch.randn(4, 5, generator=g),
+        "0.bias": torch.zeros(4),
+        "2.weight": torch.randn(1, 4, generator=g),
+        "2.bias": torch.zeros(1),
+    }
+    ran, skipped = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    mlc_learn_labels(s.unimodal, s.projected, head, y, hp, 3.0, ran)
+    MLCDraws(len(y), hp, skipped).skip()
+    assert torch.equal(ran.get_state(), skipped.get_state())
+
+
+def test_mlc_runs_are_identical_for_every_meta_threads(small_synth: Path, tmp_path: Path, tiny_hp) -> None:
+    ds = load_dataset(small_synth)
+    hp = {**tiny_hp, "mlc_epochs": 3}
+    runs = {
+        t: train(
+            ds, tmp_path / f"t{t}", strategy="mlc", seed=2, hyperparameters=hp, device="cpu", meta_threads=t
+        )
+        for t in (1, 3)
+    }
+    for name in ("unimodal_labels.csv", "predictions.csv", "model.safetensors"):
+        assert (runs[1].out_dir / name).read_bytes() == (runs[3].out_dir / name).read_bytes(), name

@@ -23,15 +23,14 @@ for bit, the result of running them one after another (MetaDraws; docs/method.md
 from __future__ import annotations
 
 import functools
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from models.nets import MUCN, l1, mucn_forward
+from models.stages.parallel import GLOBAL_RNG, GeneratorJob, run_jobs
 
 Params = dict[str, Tensor]
 Task = tuple[Tensor, Tensor, Tensor]  # (representations, noisy labels, targets)
@@ -203,11 +202,6 @@ def read_out(
     return learner.correct(params, reps, y.unsqueeze(0) + noise).mean(0)
 
 
-# MUCN's initial weights come from ``gen`` through torch's global generator (nn.Linear's own initialisation);
-# modalities meta-learned side by side take turns with it.
-_GLOBAL_RNG = threading.Lock()
-
-
 def meta_learn_labels(
     unimodal: Tensor,
     projected: Tensor,
@@ -231,7 +225,7 @@ def meta_learn_labels(
     n, dim = unimodal.shape
     draws = MetaDraws(n, hp, noise_std(hp, rho), gen)
     learner = MetaLearner(rho, hp["mucn_residual"], hp["meta_lr"], hp["meta_test_lr"], hp["second_order"])
-    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+    with GLOBAL_RNG, torch.random.fork_rng(devices=[]):
         torch.manual_seed(draws.init_seed())
         params = learner.init_params(MUCN(dim, hp["mucn_hidden"], rho, hp["mucn_residual"]))
     previous: Tensor | None = None
@@ -280,8 +274,8 @@ class SavedModality:
     projected_pred: Tensor
 
 
-class _Aborted(Exception):
-    """Another modality's meta-learning failed (or was cancelled); this one stops at its next epoch."""
+def _skip_draws(n: int, hp: dict, std: float, gen: torch.Generator) -> None:
+    MetaDraws(n, hp, std, gen).skip()
 
 
 def meta_learn_modalities(
@@ -293,84 +287,16 @@ def meta_learn_modalities(
     threads: int = 1,
     on_epoch: Callable[[str, int, dict[str, float]], None] | None = None,
 ) -> dict[str, MetaResult]:
-    """``meta_learn_labels`` for every modality, in ``saved``'s order, up to ``threads`` of them side by side.
-
-    The result, and ``gen``'s state afterwards, are the same for every ``threads``: each modality starts from
-    the generator state it would start from one after another (found with ``MetaDraws.skip``).
-    MUCN's batches are far too small for torch's intra-op threads to help (on 2 cores, 2 of them made stage 2
-    3x slower, docs/benchmarks.md), so stage 2 runs with one intra-op thread and uses more cores by running
-    modalities side by side instead; the caller's setting is restored afterwards.
-    ``on_epoch(modality, epoch, stats)`` is called under a lock; when it raises (e.g. Cancelled) or a modality
-    fails, the others stop at their next epoch and the first error is raised.
-    """
-    intra_op = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        if threads <= 1 or len(saved) <= 1:
-            return {
-                m: meta_learn_labels(
-                    s.unimodal,
-                    s.projected,
-                    s.projected_pred,
-                    y,
-                    hp,
-                    rho,
-                    gen,
-                    None if on_epoch is None else functools.partial(on_epoch, m),
-                )
-                for m, s in saved.items()
-            }
-        return _side_by_side(saved, y, hp, rho, gen, threads, on_epoch)
-    finally:
-        torch.set_num_threads(intra_op)
-
-
-def _side_by_side(
-    saved: dict[str, SavedModality],
-    y: Tensor,
-    hp: dict,
-    rho: float,
-    gen: torch.Generator,
-    threads: int,
-    on_epoch: Callable[[str, int, dict[str, float]], None] | None,
-) -> dict[str, MetaResult]:
-    lock = threading.Lock()
-    failed = threading.Event()
-
-    def report(m: str, epoch: int, stats: dict[str, float]) -> None:
-        if failed.is_set():
-            raise _Aborted
-        if on_epoch is not None:
-            with lock:
-                on_epoch(m, epoch, stats)
-
-    def run(m: str, own: torch.Generator) -> MetaResult:
-        s = saved[m]
-        try:
-            return meta_learn_labels(
-                s.unimodal, s.projected, s.projected_pred, y, hp, rho, own, functools.partial(report, m)
-            )
-        except BaseException:
-            failed.set()
-            raise
-
-    futures = {}
-    with ThreadPoolExecutor(max_workers=min(threads, len(saved)), thread_name_prefix="mucn") as pool:
-        try:
-            # Each modality starts on a copy of the generator as it stands, then its draws are skipped here
-            # (while it already runs) to find where the next one starts; the last skip leaves ``gen`` where
-            # the one-after-another run leaves it.
-            for m, s in saved.items():
-                own = torch.Generator()
-                own.set_state(gen.get_state())
-                futures[m] = pool.submit(run, m, own)
-                MetaDraws(len(s.unimodal), hp, noise_std(hp, rho), gen).skip()
-            wait(futures.values())
-        except BaseException:  # e.g. KeyboardInterrupt, Celery's soft time limit: stop the threads soon
-            failed.set()
-            raise
-    errors = [f.exception() for f in futures.values() if f.exception() is not None]
-    first = next((e for e in errors if not isinstance(e, _Aborted)), None)
-    if first is not None:
-        raise first
-    return {m: f.result() for m, f in futures.items()}
+    """``meta_learn_labels`` for every modality, in ``saved``'s order, up to ``threads`` of them side by side
+    (models.stages.parallel.run_jobs): the same result, and the same final state of ``gen``, for every
+    ``threads``. ``on_epoch(modality, epoch, stats)`` is called under a lock; an error in one modality (or a
+    Cancelled from ``on_epoch``) stops the others at their next epoch and is raised."""
+    std = noise_std(hp, rho)
+    jobs = {
+        m: GeneratorJob(
+            run=functools.partial(meta_learn_labels, s.unimodal, s.projected, s.projected_pred, y, hp, rho),
+            skip=functools.partial(_skip_draws, len(s.unimodal), hp, std),
+        )
+        for m, s in saved.items()
+    }
+    return run_jobs(jobs, gen, threads, on_epoch)

@@ -36,7 +36,8 @@ Stage 3 (the multitask network on the learned labels) is the same as for every s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -45,6 +46,7 @@ from torch.nn import functional as F
 
 from models.nets import MUCN, mucn_forward
 from models.stages.common import Reporter
+from models.stages.parallel import GLOBAL_RNG, GeneratorJob, run_jobs
 from models.stages.pretrain import collect_representations, pretrain
 from models.strategies.base import FixedLabels, Strategy, StrategyContext
 
@@ -123,6 +125,34 @@ class MLCResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+class MLCDraws:
+    """Every random number MLC draws for one modality, in order (see models.stages.parallel): the LCN's
+    initial weights, each epoch's batch order S, and each batch's clean sample C."""
+
+    def __init__(self, n: int, hp: dict, gen: torch.Generator) -> None:
+        self.n = n
+        self.hp = hp
+        self.gen = gen
+
+    def init_seed(self) -> int:
+        return int(torch.randint(0, 2**62, (1,), generator=self.gen))
+
+    def epoch(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for s in torch.randperm(self.n, generator=self.gen).split(self.hp["batch_size"]):
+            yield s, torch.randperm(self.n, generator=self.gen)[: len(s)]
+
+    def skip(self) -> None:
+        """Draw everything ``mlc_learn_labels`` draws, in the same order, and nothing else."""
+        self.init_seed()
+        for _ in range(self.hp["mlc_epochs"]):
+            for _ in self.epoch():
+                pass
+
+
+def _skip_draws(n: int, hp: dict, gen: torch.Generator) -> None:
+    MLCDraws(n, hp, gen).skip()
+
+
 def mlc_learn_labels(
     unimodal: Tensor,
     projected: Tensor,
@@ -138,9 +168,10 @@ def mlc_learn_labels(
     if hp["mucn_input_norm"] == "l2":
         lcn_in = F.normalize(unimodal, dim=-1)
     n, dim = unimodal.shape
+    draws = MLCDraws(n, hp, gen)
     learner = MLCLearner(rho, hp["mucn_residual"], hp["mlc_main_lr"])
-    with torch.random.fork_rng(devices=[]):  # the LCN's initial weights come from ``gen`` too
-        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
+    with GLOBAL_RNG, torch.random.fork_rng(devices=[]):  # the LCN's initial weights come from ``gen`` too
+        torch.manual_seed(draws.init_seed())
         lcn_module = MUCN(dim, hp["mucn_hidden"], rho, hp["mucn_residual"])
     lcn_params = list(lcn_module.mlp.parameters())
     lcn_names = [k for k, _ in lcn_module.mlp.named_parameters()]
@@ -150,8 +181,7 @@ def mlc_learn_labels(
     for epoch in range(hp["mlc_epochs"]):
         sums: dict[str, float] = {}
         count = 0
-        for s in torch.randperm(n, generator=gen).split(hp["batch_size"]):
-            c = torch.randperm(n, generator=gen)[: len(s)]
+        for s, c in draws.epoch():
             c1, c2 = c[: len(c) // 2], c[len(c) // 2 :]
             if len(c2) == 0:  # a one-sample batch: its clean sample is for the meta loss
                 c1, c2 = c2, c1
@@ -194,17 +224,18 @@ class MLCStrategy(Strategy):
         y_train = ctx.y[ctx.train_rows]
         labels: dict[str, Tensor] = {}
         diagnostics = {}
-        for m in saved.unimodal:
-            result = mlc_learn_labels(
-                saved.unimodal[m],
-                saved.projected[m],
-                heads[m],
-                y_train,
-                ctx.hp,
-                ctx.rho,
-                ctx.gen,
-                lambda epoch, stats: quiet.check_stop(),
+        hp, rho = ctx.hp, ctx.rho
+        jobs = {
+            m: GeneratorJob(
+                run=functools.partial(
+                    mlc_learn_labels, saved.unimodal[m], saved.projected[m], heads[m], y_train, hp, rho
+                ),
+                skip=functools.partial(_skip_draws, len(y_train), hp),
             )
+            for m in saved.unimodal
+        }
+        results = run_jobs(jobs, ctx.gen, ctx.meta_threads, lambda m, epoch, stats: quiet.check_stop())
+        for m, result in results.items():
             full = torch.full_like(ctx.y, float("nan"))
             full[ctx.train_rows] = result.labels
             labels[m] = full
