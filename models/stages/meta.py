@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from models.nets import MUCN, l1, mucn_forward
-from models.stages.parallel import GLOBAL_RNG, GeneratorJob, run_jobs
+from models.stages.parallel import GeneratorJob, built_with_seed, run_jobs
 
 Params = dict[str, Tensor]
 Task = tuple[Tensor, Tensor, Tensor]  # (representations, noisy labels, targets)
@@ -225,9 +225,8 @@ def meta_learn_labels(
     n, dim = unimodal.shape
     draws = MetaDraws(n, hp, noise_std(hp, rho), gen)
     learner = MetaLearner(rho, hp["mucn_residual"], hp["meta_lr"], hp["meta_test_lr"], hp["second_order"])
-    with GLOBAL_RNG, torch.random.fork_rng(devices=[]):
-        torch.manual_seed(draws.init_seed())
-        params = learner.init_params(MUCN(dim, hp["mucn_hidden"], rho, hp["mucn_residual"]))
+    mucn = built_with_seed(draws.init_seed(), lambda: MUCN(dim, hp["mucn_hidden"], rho, hp["mucn_residual"]))
+    params = learner.init_params(mucn)
     previous: Tensor | None = None
     result = MetaResult(labels=y.clone())
     epochs = hp["meta_epochs"]

@@ -28,9 +28,18 @@ import torch
 R = TypeVar("R")
 EpochCallback = Callable[[int, dict[str, float]], None]
 
+T = TypeVar("T")
 # Initial weights come from a job's generator through torch's global generator (nn.Linear's own
-# initialisation: fork_rng + manual_seed); jobs side by side take turns with it.
-GLOBAL_RNG = threading.Lock()
+# initialisation); jobs side by side take turns with it.
+_GLOBAL_RNG = threading.Lock()
+
+
+def built_with_seed(seed: int, build: Callable[[], T]) -> T:
+    """``build()`` (e.g. a module with torch's own initialisation) with the global generator seeded by
+    ``seed``, leaving that generator as it was; safe while jobs run side by side."""
+    with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
 
 
 @dataclass

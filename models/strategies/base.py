@@ -31,6 +31,12 @@ class StrategyContext:
     extras: dict  # strategy diagnostics recorded in config.json (kept/meta-update counts, ...)
     meta_threads: int = 1  # modalities meta-learned side by side in MUG's stage 2 (same result for any value)
 
+    def on_all_rows(self, train_values: Tensor, fill: float = float("nan")) -> Tensor:
+        """Values given for the training rows, as a tensor over every dataset row (``fill`` elsewhere)."""
+        full = torch.full_like(self.y, fill)
+        full[self.train_rows] = train_values
+        return full
+
 
 class Strategy(ABC):
     name: str

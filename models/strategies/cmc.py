@@ -159,9 +159,7 @@ class CMCStrategy(Strategy):
             "final": history[-1] if history else {},
         }
         for m in modalities:
-            full = torch.full_like(ctx.y, float("nan"))
-            full[ctx.train_rows] = pseudo[m] @ centres
-            labels[m] = full
+            labels[m] = ctx.on_all_rows(pseudo[m] @ centres)
             final_class = pseudo[m].argmax(-1)
             diagnostics[m] = {
                 "class_changed_share": round(float((final_class != init_class).float().mean()), 5),

@@ -46,7 +46,7 @@ from torch.nn import functional as F
 
 from models.nets import MUCN, mucn_forward
 from models.stages.common import Reporter
-from models.stages.parallel import GLOBAL_RNG, GeneratorJob, run_jobs
+from models.stages.parallel import GeneratorJob, built_with_seed, run_jobs
 from models.stages.pretrain import collect_representations, pretrain
 from models.strategies.base import FixedLabels, Strategy, StrategyContext
 
@@ -170,9 +170,8 @@ def mlc_learn_labels(
     n, dim = unimodal.shape
     draws = MLCDraws(n, hp, gen)
     learner = MLCLearner(rho, hp["mucn_residual"], hp["mlc_main_lr"])
-    with GLOBAL_RNG, torch.random.fork_rng(devices=[]):  # the LCN's initial weights come from ``gen`` too
-        torch.manual_seed(draws.init_seed())
-        lcn_module = MUCN(dim, hp["mucn_hidden"], rho, hp["mucn_residual"])
+    seed = draws.init_seed()  # the LCN's initial weights come from ``gen`` too
+    lcn_module = built_with_seed(seed, lambda: MUCN(dim, hp["mucn_hidden"], rho, hp["mucn_residual"]))
     lcn_params = list(lcn_module.mlp.parameters())
     lcn_names = [k for k, _ in lcn_module.mlp.named_parameters()]
     meta_opt = torch.optim.Adam(lcn_params, lr=hp["mlc_meta_lr"])
@@ -236,9 +235,7 @@ class MLCStrategy(Strategy):
         }
         results = run_jobs(jobs, ctx.gen, ctx.meta_threads, lambda m, epoch, stats: quiet.check_stop())
         for m, result in results.items():
-            full = torch.full_like(ctx.y, float("nan"))
-            full[ctx.train_rows] = result.labels
-            labels[m] = full
+            labels[m] = ctx.on_all_rows(result.labels)
             diagnostics[m] = {
                 "mean_abs_change": round(float((result.labels - y_train).abs().mean()), 5),
                 "final": result.history[-1] if result.history else {},

@@ -182,11 +182,8 @@ class MTCLStrategy(Strategy):
             ben = has[ben_local]
             target = ctx.y[ctx.train_rows].clone()  # harmful (and blank sub-label): task correction to y
             target[ben] = y_u[ben]
-            full = torch.full_like(ctx.y, float("nan"))
-            full[ctx.train_rows] = target
-            w_full = torch.ones_like(ctx.y)
-            w_full[ctx.train_rows] = subset_weights(n, ben)
-            labels[m], weights[m] = full, w_full
+            labels[m] = ctx.on_all_rows(target)
+            weights[m] = ctx.on_all_rows(subset_weights(n, ben), fill=1.0)
             diagnostics[m] = {
                 "beneficial": len(ben),
                 "harmful": n - len(ben),

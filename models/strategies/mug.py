@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-import torch
-
 from models.stages.meta import SavedModality, meta_learn_modalities
 from models.stages.pretrain import collect_representations, pretrain
 from models.strategies.base import FixedLabels, Strategy, StrategyContext
@@ -30,12 +28,10 @@ class MugStrategy(Strategy):
             for m in saved.unimodal
         }
 
-        done = 0  # meta epochs finished over all modalities: the stage's epoch count, 1 .. 3 x meta_epochs
-
         def on_epoch(m: str, epoch: int, stats: dict) -> None:
-            nonlocal done
-            done += 1
-            ctx.reporter.epoch("meta", done, {f"{k}[{m}]": v for k, v in stats.items()})
+            # the stage's epoch count over all modalities (1 .. 3 x meta_epochs), as they may run side by side
+            count = ctx.reporter.done["meta"] + 1
+            ctx.reporter.epoch("meta", count, {f"{k}[{m}]": v for k, v in stats.items()})
 
         results = meta_learn_modalities(
             modalities, ctx.y[ctx.train_rows], ctx.hp, ctx.rho, ctx.gen, ctx.meta_threads, on_epoch
@@ -43,9 +39,7 @@ class MugStrategy(Strategy):
         ctx.extras["timings"] = {"pretrain_s": t1 - t0, "meta_s": time.perf_counter() - t1}
         labels = {}
         for m, result in results.items():
-            full = torch.full_like(ctx.y, float("nan"))
-            full[ctx.train_rows] = result.labels
-            labels[m] = full
+            labels[m] = ctx.on_all_rows(result.labels)
         ctx.extras["meta"] = {
             m: {"kept": r.kept, "meta_updates": r.meta_updates, "final": r.history[-1] if r.history else {}}
             for m, r in results.items()
