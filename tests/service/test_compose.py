@@ -85,3 +85,30 @@ def test_dockerfiles_exist_and_run_real_modules(compose: dict) -> None:
     assert isinstance(getattr(importlib.import_module(module), attr), Celery)
     assert "--concurrency" in command and command[command.index("--concurrency") + 1] == "1"
     assert command[command.index("--pool") + 1] == "prefork"
+
+
+def test_dockerignore_sends_what_the_images_copy_and_nothing_else() -> None:
+    # docker-py's implementation of the .dockerignore rules (the name says exclude; it returns what is sent)
+    from docker.utils.build import exclude_paths
+
+    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines() if line.strip()]
+    patterns = [p for p in patterns if not p.startswith("#")]
+    tracked = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout")
+    sent = set(exclude_paths(str(REPO), patterns))
+    copied = set()
+    for name in ("api.Dockerfile", "worker.Dockerfile"):
+        copied |= set(re.findall(r"^COPY (?!--from)(\S+)", (REPO / "docker" / name).read_text(), re.M))
+    for src in copied:
+        files = [t for t in tracked if t == src or t.startswith(src.rstrip("/") + "/")]
+        assert files, src
+        missing = [f for f in files if f not in sent]
+        assert not missing, (
+            f".dockerignore keeps {missing[:3]} out of the build context; the Dockerfiles COPY {src}"
+        )
+    for kept_out in (".venv", "runs", "data", ".git", "tests", "docs", "bench"):
+        assert not any(p == kept_out or p.startswith(kept_out + "/") for p in sent), kept_out
+    assert not any("__pycache__" in p or p.endswith(".pyc") for p in sent)
