@@ -16,6 +16,8 @@ caller uses the module.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
@@ -47,22 +49,15 @@ def _run(steps: list[Step], x: Tensor) -> Tensor:
     return x
 
 
+@dataclass(frozen=True)
 class FlatForward:
     """``pred`` and per-modality predictions of a (vector-input, eval-mode) MultimodalNet."""
 
-    def __init__(
-        self,
-        modalities: list[str],
-        encoders: dict[str, list[Step]],
-        fusion: list[Step],
-        head_m: list[Step],
-        heads: dict[str, list[Step]],
-    ) -> None:
-        self.modalities = modalities
-        self.encoders = encoders
-        self.fusion = fusion
-        self.head_m = head_m
-        self.heads = heads
+    modalities: list[str]
+    encoders: dict[str, list[Step]]  # F^m per modality
+    fusion: list[Step]  # F^M
+    head_m: list[Step]  # P^M
+    heads: dict[str, list[Step]]  # P^m per modality
 
     @classmethod
     def of(cls, net: MultimodalNet) -> FlatForward | None:
