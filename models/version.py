@@ -40,13 +40,14 @@ def source_hash(package: Path = _PACKAGE) -> str:
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """ "0.1.0+g<commit>[.dirty].src.<hash>" in a git checkout, "0.1.0+src.<hash>" elsewhere."""
+    """In a git checkout "0.1.0+g<commit>[.dirty].src.<hash>" ("dirty": models/ differs from the commit; an
+    edit elsewhere, to the docs say, leaves the version alone), elsewhere "0.1.0+src.<hash>"."""
     src = f"src.{source_hash()}"
     sha = dirty = ""
     if (_ROOT / ".git").exists():  # our own checkout, not a repository that happens to enclose site-packages
         try:
             sha = _git("rev-parse", "--short=12", "HEAD")
-            dirty = _git("status", "--porcelain", "--untracked-files=no")
+            dirty = _git("status", "--porcelain", "--untracked-files=no", "--", _PACKAGE.name)
         except (OSError, subprocess.SubprocessError):
             sha = ""
     if not sha:

@@ -73,3 +73,31 @@ def test_checkout_names_the_commit() -> None:
         check=True,
     ).stdout.strip()
     assert code_version().startswith(f"{PACKAGE_VERSION}+g{head}")
+
+
+def test_dirty_means_the_library_changed(tmp_path: Path) -> None:
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    repo = tmp_path / "checkout"
+    shutil.copytree(REPO / "models", repo / "models", ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "README.md").write_text("docs\n")
+
+    def git(*args: str) -> str:
+        ident = ["-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false"]
+        return subprocess.run(
+            ["git", "-C", str(repo), *ident, *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "c")
+    head = git("rev-parse", "--short=12", "HEAD")
+    clean = _version_of_copy(repo)
+    assert clean == f"{PACKAGE_VERSION}+g{head}.src.{source_hash(REPO / 'models')}"
+    (repo / "README.md").write_text("other docs\n")
+    assert _version_of_copy(repo) == clean  # an edit outside the library
+    (repo / "models" / "report.py").write_text((repo / "models" / "report.py").read_text() + "# x\n")
+    dirty = _version_of_copy(repo)
+    assert dirty.startswith(f"{PACKAGE_VERSION}+g{head}.dirty.src.") and dirty != clean.replace(
+        ".src", ".dirty.src"
+    )
