@@ -6,8 +6,8 @@ mostly Python: every ``Sequential``, ``Linear``, ``ReLU`` and ``Dropout`` goes t
 into a list of steps per block (``addmm`` with the transposed weight, ``relu_``; dropout is the identity in
 eval mode) and evaluates ``pred`` and the unimodal predictions exactly as ``MultimodalNet.forward`` composes
 them (x_m = F^m(input_m); fused = F^M(concat x_m in modality order); pred = P^M(fused); pred_m = P^m(x_m)).
-Measured in bench/bench_service.py and docs/benchmarks-service.md; tests/test_flat_forward.py checks it
-against ``MultimodalNet.forward`` for every supported shape of net.
+Measured by bench/bench_predict.py (docs/benchmarks.md, "predict_batch"); tests/test_flat_forward.py checks
+it against ``MultimodalNet.forward`` for every supported shape of net.
 
 Only nets whose encoders are all vector MLPs are flattened, and only blocks made of Linear, ReLU and
 Dropout; anything else (LSTM, transformer, another layer type) makes ``FlatForward.of`` return None and the
