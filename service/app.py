@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> LabelServiceAPI:
         store=store,
         celery=make_celery(settings),
         cache=cache,
-        models=ModelPool(store, cache, settings),
+        models=ModelPool(store, cache, settings, metrics.forward_utterances.observe),
         metrics=metrics,
     )
 

@@ -52,6 +52,12 @@ class Metrics:
         self.predictions = Counter(
             "unilabel_predicted_utterances_total", "Utterances predicted", ["cache"], registry=self.registry
         )
+        self.forward_utterances = Histogram(
+            "unilabel_predict_forward_utterances",
+            "Utterances per model forward pass: the cache misses of the requests micro-batched together",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
+            registry=self.registry,
+        )
 
     def render(self, jobs: JobStore, queues: list[str]) -> bytes:
         """The exposition text: this process's metrics, or every API process's in multiprocess mode, then the

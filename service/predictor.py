@@ -6,6 +6,7 @@ import asyncio
 import gc
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +38,12 @@ class ServedModel:
         cache: PredictionCache,
         memo_bytes: int = 0,
         row_memo_bytes: int = 0,
+        on_forward: Callable[[int], None] | None = None,
     ) -> None:
         self.model_id = model_id
         self.model = model
         self.cache = cache
+        self.on_forward = on_forward  # told the number of utterances of each forward pass (a metric)
         # in front of Redis (service/memo.py): whole responses by request body, (payload, utterances) ...
         self.responses: SizedLRU[bytes, tuple[bytes, int]] = SizedLRU(memo_bytes)
         # ... and [pred, pred_T, pred_A, pred_V] rows by input hash
@@ -95,6 +98,8 @@ class ServedModel:
                             await self._serve([request])
                         return
                     raise ApiError(422, str(exc), field="body.utterances") from None
+                if self.on_forward is not None:
+                    self.on_forward(len(misses))
                 fresh = {}
                 for j, k in enumerate(misses):
                     results[k] = [_value(out[name][j]) if name in out else None for name in OUTPUTS]
@@ -137,10 +142,17 @@ class _Request:
 class ModelPool:
     """At most MODEL_CACHE_SIZE served models per process, least recently used evicted first."""
 
-    def __init__(self, store: ArtifactStore, cache: PredictionCache, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: ArtifactStore,
+        cache: PredictionCache,
+        settings: Settings,
+        on_forward: Callable[[int], None] | None = None,
+    ) -> None:
         self.store = store
         self.cache = cache
         self.settings = settings
+        self.on_forward = on_forward
         self._models: OrderedDict[str, ServedModel] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -167,6 +179,7 @@ class ModelPool:
                     self.cache,
                     self.settings.predict_memo_bytes,
                     self.settings.predict_row_memo_bytes,
+                    self.on_forward,
                 )
                 while len(self._models) > self.settings.model_cache_size:
                     self._models.popitem(last=False)

@@ -325,6 +325,10 @@ def test_predict_and_cache(client, trained: dict) -> None:
     assert np.allclose(bare["pred"], [p["sentiment"] for p in out["predictions"]], atol=1e-5)
     text = client.get("/metrics").text
     assert 'unilabel_predicted_utterances_total{cache="hit"} 2.0' in text
+    # two forward passes: the five new utterances, then the one new among three
+    assert "unilabel_predict_forward_utterances_count 2.0" in text
+    assert "unilabel_predict_forward_utterances_sum 6.0" in text
+    assert 'unilabel_predict_forward_utterances_bucket{le="4.0"} 1.0' in text
 
 
 def _post_bytes(client, model_id: str, body: bytes) -> dict:
