@@ -13,7 +13,9 @@ clients (a minimal asyncio HTTP/1.1 client, so the load generator costs little C
 - batched: 64 new utterances per request;
 - bare model: TrainedModel.predict_batch on the same batches in this process (1 torch thread), to give the
   ratio of served to bare throughput;
-- time to first epoch: POST /v1/jobs to the job's started_at and first progress event, idle worker.
+- time to first epoch: POST /v1/jobs to the job's started_at and first progress event, idle worker;
+- micro-batching: mean utterances per model forward pass in the single-miss and batched phases, read from the
+  API's /metrics (unilabel_predict_forward_utterances).
 """
 
 from __future__ import annotations
@@ -120,6 +122,23 @@ def measured(
         "client_cpu_us": client_cpu / len(ms) * 1e6,
         "api_cpu_us": api_cpu / len(ms) * 1e6,
     }
+
+
+def forward_passes(url: str) -> tuple[float, float]:
+    """(forward passes, utterances forwarded) so far, from the API's /metrics histogram."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    count = re.search(r"^unilabel_predict_forward_utterances_count (\S+)$", text, re.M)
+    total = re.search(r"^unilabel_predict_forward_utterances_sum (\S+)$", text, re.M)
+    return (float(count[1]), float(total[1])) if count and total else (0.0, 0.0)
+
+
+def per_forward(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """Mean utterances per forward pass between two forward_passes readings."""
+    passes = after[0] - before[0]
+    return (after[1] - before[1]) / passes if passes else float("nan")
 
 
 def drive(url: str, per_client: list[list[bytes]], api_pid: int | None = None) -> dict[str, float]:
@@ -253,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
             drive(stack.url, warm, api_pid)
             single_utts = [[utterance(rng, dims) for _ in range(args.requests)] for _ in range(CLIENTS)]
             singles = [[request_bytes(host, path, {"utterances": [u]}) for u in per] for per in single_utts]
+            before = forward_passes(stack.url)
             single = drive(stack.url, singles, api_pid)
+            single["utterances_per_forward"] = per_forward(before, forward_passes(stack.url))
             hit = drive(stack.url, singles, api_pid)
             # the same utterances under new ids: other request bytes, so the Redis cache answers
             renamed = [
@@ -278,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(CLIENTS)
             ]
             batch_reqs = [[request_bytes(host, path, {"utterances": b}) for b in per] for per in batch_utts]
+            before = forward_passes(stack.url)
             batched = drive(stack.url, batch_reqs, api_pid)
+            batched["utterances_per_forward"] = per_forward(before, forward_passes(stack.url))
             batched["ups"] = batched["rps"] * args.batch_size
             bare = bare_throughput(
                 stack.artifact_dir / "runs" / model_id, [b for per in batch_utts for b in per]
@@ -348,7 +371,12 @@ def main(argv: list[str] | None = None) -> int:
         cpu = f"{r['api_cpu_us']:.0f}, {r['client_cpu_us']:.0f}"
         print(f"| {name} | {cells} | {tp} | {cpu} | {target} |")
     print(
-        f"\nbare model on the same batches (1 thread, in process): {bare:.0f} utt/s; "
+        f"\nmicro-batching: {single['utterances_per_forward']:.1f} utterances per forward pass for single "
+        f"misses, {batched['utterances_per_forward']:.1f} for batched requests "
+        "(unilabel_predict_forward_utterances)"
+    )
+    print(
+        f"bare model on the same batches (1 thread, in process): {bare:.0f} utt/s; "
         f"served / bare = {figures['served_over_bare']:.2f}"
     )
     starts, firsts = first["started"], first["first_progress"]
