@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from models.nets import MUCN, l1, mucn_forward
-from models.stages.parallel import GeneratorJob, built_with_seed, run_jobs
+from models.stages.parallel import GeneratorJob, built_with_seed, draw_seed, run_jobs
 
 Params = dict[str, Tensor]
 Task = tuple[Tensor, Tensor, Tensor]  # (representations, noisy labels, targets)
@@ -159,7 +159,7 @@ class MetaDraws:
         self.gen = gen
 
     def init_seed(self) -> int:
-        return int(torch.randint(0, 2**62, (1,), generator=self.gen))
+        return draw_seed(self.gen)
 
     def epoch(self) -> Iterator[BatchDraws]:
         hp, gen = self.hp, self.gen

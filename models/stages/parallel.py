@@ -34,6 +34,11 @@ T = TypeVar("T")
 _GLOBAL_RNG = threading.Lock()
 
 
+def draw_seed(gen: torch.Generator) -> int:
+    """One seed drawn from ``gen``: a job's first draw, the seed of its initial weights (built_with_seed)."""
+    return int(torch.randint(0, 2**62, (1,), generator=gen))
+
+
 def built_with_seed(seed: int, build: Callable[[], T]) -> T:
     """``build()`` (e.g. a module with torch's own initialisation) with the global generator seeded by
     ``seed``, leaving that generator as it was; safe while jobs run side by side."""

@@ -46,7 +46,7 @@ from torch.nn import functional as F
 
 from models.nets import MUCN, mucn_forward
 from models.stages.common import Reporter
-from models.stages.parallel import GeneratorJob, built_with_seed, run_jobs
+from models.stages.parallel import GeneratorJob, built_with_seed, draw_seed, run_jobs
 from models.stages.pretrain import collect_representations, pretrain
 from models.strategies.base import FixedLabels, Strategy, StrategyContext
 
@@ -135,7 +135,7 @@ class MLCDraws:
         self.gen = gen
 
     def init_seed(self) -> int:
-        return int(torch.randint(0, 2**62, (1,), generator=self.gen))
+        return draw_seed(self.gen)
 
     def epoch(self) -> Iterator[tuple[Tensor, Tensor]]:
         for s in torch.randperm(self.n, generator=self.gen).split(self.hp["batch_size"]):

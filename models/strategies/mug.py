@@ -37,9 +37,7 @@ class MugStrategy(Strategy):
             modalities, ctx.y[ctx.train_rows], ctx.hp, ctx.rho, ctx.gen, ctx.meta_threads, on_epoch
         )
         ctx.extras["timings"] = {"pretrain_s": t1 - t0, "meta_s": time.perf_counter() - t1}
-        labels = {}
-        for m, result in results.items():
-            labels[m] = ctx.on_all_rows(result.labels)
+        labels = {m: ctx.on_all_rows(result.labels) for m, result in results.items()}
         ctx.extras["meta"] = {
             m: {"kept": r.kept, "meta_updates": r.meta_updates, "final": r.history[-1] if r.history else {}}
             for m, r in results.items()
