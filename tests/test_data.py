@@ -576,7 +576,11 @@ def test_real_mosi_loads() -> None:
     ds = load_dataset(MOSI)
     s = ds.summary()
     assert s["n"] == 2199 and s["rho"] == 3.0 and s["has_transcripts"]
-    assert {k: v["n"] for k, v in s["splits"].items()} == {"train": 1166, "valid": 281, "test": 752}
-    assert s["splits"]["test"]["labeled"] == 0 and s["splits"]["train"]["labeled"] == 1166
+    assert {k: v["n"] for k, v in s["splits"].items()} == {"train": 1447, "valid": 248, "test": 504}
+    assert (
+        s["splits"]["test"]["labeled"] == 0
+        and s["splits"]["train"]["labeled"] == 1447
+        and s["splits"]["valid"]["labeled"] == 248
+    )
     assert {m: f.dim for m, f in ds.features.items()} == {"text": 100, "audio": 73, "vision": 100}
     assert not any(f.is_sequence for f in ds.features.values())
