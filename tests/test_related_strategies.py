@@ -194,6 +194,64 @@ def test_cmc_classes_centres_and_supcon() -> None:
     assert supcon_loss(tight, labels, 0.1) < supcon_loss(mixed, labels, 0.1)
 
 
+def _cmc_reference_supcon(features: torch.Tensor, labels: torch.Tensor, t: float) -> torch.Tensor:
+    """CMC's SupConLoss (gw-zhong/CMC src/models.py) written out with exp and sums, on normalised features."""
+    z = torch.nn.functional.normalize(features, dim=-1)
+    exp_sim = torch.exp(z @ z.t() / t)
+    positive = (labels[:, None] == labels[None, :]).float()
+    positive.fill_diagonal_(0)
+    numerator = (exp_sim * positive).sum(1)
+    denominator = exp_sim.sum(1) - exp_sim.diag()
+    valid = positive.sum(1) > 0
+    return -torch.log(numerator[valid] / denominator[valid]).mean()
+
+
+def test_cmc_supcon_is_cmcs_own_form() -> None:
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(24, 8, generator=g)
+    labels = torch.randint(0, 2, (24,), generator=g)
+    for t in (0.07, 0.5):
+        reference = float(_cmc_reference_supcon(feats.double(), labels, t))  # float64: exp(1/0.07) is large
+        assert float(supcon_loss(feats, labels, t)) == pytest.approx(reference, rel=1e-4)
+    # an anchor without positives is left out; no positives at all is 0, not NaN
+    assert supcon_loss(feats[:3], torch.tensor([0, 1, 2]), 0.1) == 0.0
+    lone = torch.tensor([0, 0, 1])
+    reference = float(_cmc_reference_supcon(feats[:3].double(), lone, 0.1))
+    assert float(supcon_loss(feats[:3], lone, 0.1)) == pytest.approx(reference, rel=1e-4)
+
+
+def test_cmc_fine_tunes_from_its_pretrained_encoders(
+    small_synth: Path, tmp_path: Path, tiny_hp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stage 3 starts from the PLGM-trained encoders F^m (CMC's transfer_models), other layers fresh."""
+    import models.stages.multitask as multitask
+    from models.strategies import cmc
+
+    captured: dict = {}
+    original_source = cmc.CMCStrategy.label_source
+
+    def keep_source(self, ctx):  # noqa: ANN001
+        captured["source"] = original_source(self, ctx)
+        return captured["source"]
+
+    original_opt = multitask.make_optimizer
+
+    def at_start(net, *args):  # noqa: ANN001
+        captured["start"] = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        return original_opt(net, *args)
+
+    monkeypatch.setattr(cmc.CMCStrategy, "label_source", keep_source)
+    monkeypatch.setattr(multitask, "make_optimizer", at_start)
+    train(load_dataset(small_synth), tmp_path / "run", strategy="cmc", seed=1,
+          hyperparameters={**tiny_hp, **FAST}, device="cpu")  # fmt: skip
+    initial = captured["source"].initial_state
+    assert initial and all(k.startswith("encoders.") for k in initial)
+    start = captured["start"]
+    assert {k for k in start if k.startswith("encoders.")} == set(initial)
+    for k, v in initial.items():
+        assert torch.equal(start[k], v), k
+
+
 # ------------------------------------------------------------------------------------------------ mtcl
 
 

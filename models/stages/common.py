@@ -117,21 +117,26 @@ def train_epoch(
     device: torch.device,
     batch_loss: Callable[[Tensor, dict], tuple[Tensor, dict[str, float]]],
     after_step: Callable[[Tensor, dict], None] | None = None,
+    accumulate: int = 1,
 ) -> dict[str, float]:
-    """One shuffled epoch over ``rows``: forward, ``batch_loss(idx, out) -> (loss, parts)``, optimiser step,
-    ``after_step(idx, out)``. Returns each part's mean over the batches (5 decimals)."""
+    """One shuffled epoch over ``rows``: forward, ``batch_loss(idx, out) -> (loss, parts)``, backward,
+    ``after_step(idx, out)``, and an optimiser step on the summed gradients of every ``accumulate`` batches
+    (the gradients of an unfinished group at the end of the epoch are dropped, as MMSA's Self-MM trainer
+    does). Returns each part's mean over the batches (5 decimals)."""
     net.train()
     sums: dict[str, float] = {}
     n_batches = 0
     for idx in batches(rows, batch_size, gen):
+        if n_batches % accumulate == 0:
+            opt.zero_grad(set_to_none=True)
         out = net(inputs.batch(idx, device))
         loss, parts = batch_loss(idx, out)
-        opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        n_batches += 1
+        if n_batches % accumulate == 0:
+            opt.step()
         if after_step is not None:
             after_step(idx, out)
-        n_batches += 1
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + v
     return {k: round(v / max(n_batches, 1), 5) for k, v in sums.items()}

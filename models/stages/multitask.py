@@ -20,7 +20,9 @@ from models.stages.common import Reporter, batches, make_optimizer, train_epoch
 
 
 class LabelSource(Protocol):
-    """Where stage 3's unimodal targets come from."""
+    """Where stage 3's unimodal targets come from. A source may also set ``unimodal_weight`` (the weight of
+    the unimodal losses instead of beta), ``accumulate`` (batches per optimiser step) and ``initial_state``
+    (weights the stage-3 network starts from, e.g. pre-trained encoders); see ``multitask_train``."""
 
     uses_unimodal_tasks: bool
 
@@ -94,8 +96,15 @@ def multitask_train(
     device: torch.device,
     reporter: Reporter,
 ) -> MultitaskResult:
+    initial = getattr(source, "initial_state", None)
+    if initial:
+        unexpected = net.load_state_dict(initial, strict=False).unexpected_keys
+        if unexpected:  # pragma: no cover - a strategy bug, not user input
+            raise ValueError(f"initial_state: the stage-3 network has no {unexpected[0]!r}")
     opt = make_optimizer(net, hp["lr"], hp["lr_text_encoder"], hp["weight_decay"])
-    beta = hp["beta"] if source.uses_unimodal_tasks else 0.0
+    weight = getattr(source, "unimodal_weight", None)
+    beta = (hp["beta"] if weight is None else weight) if source.uses_unimodal_tasks else 0.0
+    accumulate = getattr(source, "accumulate", 1)
     best = MultitaskResult(state={}, best_epoch=0, best_valid_loss=float("inf"))
     bad_epochs = 0
 
@@ -115,6 +124,7 @@ def multitask_train(
             device,
             batch_loss,
             lambda idx, out, epoch=epoch: source.after_batch(idx, out, epoch),
+            accumulate,
         )
         valid_loss = float(l1(predict_rows(net, inputs, valid_rows, device)["pred"], y[valid_rows]))
         losses["valid_L_M"] = round(valid_loss, 5)

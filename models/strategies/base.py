@@ -53,16 +53,22 @@ class Strategy(ABC):
 
 class FixedLabels:
     """Unimodal labels fixed before stage 3 (MUG, copy, ...), optionally with fixed per-sample weights
-    (MTCL). ``labels[m]`` and ``weights[m]`` are indexed by dataset row."""
+    (MTCL) and weights the stage-3 network starts from (CMC's pre-trained encoders). ``labels[m]`` and
+    ``weights[m]`` are indexed by dataset row."""
 
     uses_unimodal_tasks = True
 
     def __init__(
-        self, labels: dict[str, Tensor], train_rows: Tensor, weights: dict[str, Tensor] | None = None
+        self,
+        labels: dict[str, Tensor],
+        train_rows: Tensor,
+        weights: dict[str, Tensor] | None = None,
+        initial_state: dict[str, Tensor] | None = None,
     ) -> None:
         self.labels = labels
         self.train_rows = train_rows
         self.weights = weights
+        self.initial_state = initial_state
 
     def targets(self, rows: Tensor) -> dict[str, tuple[Tensor, Tensor | None]]:
         w = self.weights

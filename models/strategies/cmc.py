@@ -11,8 +11,8 @@ nearest to p:
     temp   = (1 - alpha) * onehot(yhat) + alpha * r
     pseudo <- m_e * pseudo + (1 - m_e) * temp,      m_e = 1 - (1 - m_0) / e^gamma
 (m_0 = ``cmc_momentum_{text,audio,vision}``, 0.8 / 0.99 / 0.99; gamma = ``cmc_momentum_gamma`` = 0.5).
-Loss: sum_m cross-entropy(logits_m, yhat_m) + ``cmc_contrastive_weight`` * supervised contrastive loss
-(Khosla et al., temperature ``cmc_temperature`` = 0.07) over the L2-normalised representations of all three
+Loss: sum_m cross-entropy(logits_m, yhat_m) + ``cmc_contrastive_weight`` * CMC's supervised contrastive loss
+(``supcon_loss``, temperature ``cmc_temperature`` = 0.07) over the L2-normalised representations of all three
 modalities together (each first mapped by a linear layer to ``fusion_dim``: CMC's encoders share one width),
 with CMC's binary polarity labels (class >= neu for rho != 1, class == pos for SIMS-style rho = 1), as in
 CMC's train_pseudo_pretrain.py. ``cmc_epochs`` epochs, the model's optimiser (AdamW, ``lr``).
@@ -22,6 +22,10 @@ pseudo label, sum_c pseudo_c * centre_c, with centre_c the mean multimodal train
 without samples: -rho/2, 0, +rho/2). A pseudo label that never moves gives the class centre of y, so the
 within-class magnitude of y is lost (the classification framing); moving mass between classes moves the
 label continuously.
+
+Stage 3 starts from the pre-trained unimodal encoders F^m, as CMC's fine-tuning loads its pre-trained unimodal
+models (src/utils.py, transfer_models); the fusion and the regression heads start fresh (CMC's 3-class output
+layers do not fit a regression head).
 
 Not reproduced: CMC's fine-tuning network (the Parameter-free Fusion Module, PFM, and the Multimodal
 Consensus Router, MCR) - stage 3 here is our shared multitask network; the EMA copies of the unimodal models
@@ -68,19 +72,21 @@ def plgm_update(pseudo: Tensor, probs: Tensor, momentum: float) -> Tensor:
 
 
 def supcon_loss(features: Tensor, labels: Tensor, temperature: float) -> Tensor:
-    """Supervised contrastive loss (Khosla et al. 2020) on L2-normalised features [N, d], labels [N]."""
+    """CMC's supervised contrastive loss (gw-zhong/CMC, src/models.py SupConLoss) on L2-normalised features
+    [N, d] with labels [N]: per anchor with at least one positive,
+        -log( sum_{p positive} exp(s_ap / t) / sum_{k != a} exp(s_ak / t) ),
+    averaged over those anchors (the log of the positives' summed share, not Khosla et al.'s mean of the
+    positives' log shares). Computed with logsumexp for stability."""
     z = F.normalize(features, dim=-1)
     sim = z @ z.t() / temperature
     self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
-    sim = sim.masked_fill(self_mask, float("-inf"))
-    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
     positives = (labels.unsqueeze(0) == labels.unsqueeze(1)) & ~self_mask
-    n_pos = positives.sum(1)
-    has = n_pos > 0
+    has = positives.any(1)
     if not has.any():
         return features.sum() * 0.0
-    mean_log_prob = log_prob.masked_fill(~positives, 0.0).sum(1)[has] / n_pos[has]
-    return -mean_log_prob.mean()
+    all_others = torch.logsumexp(sim.masked_fill(self_mask, float("-inf")), dim=1)
+    positive = torch.logsumexp(sim.masked_fill(~positives, float("-inf")), dim=1)
+    return (all_others - positive)[has].mean()
 
 
 def class_centres(y: Tensor, classes: Tensor, rho: float) -> Tensor:
@@ -150,8 +156,6 @@ class CMCStrategy(Strategy):
                 n_batches += 1
             history.append({k: round(v / max(n_batches, 1), 5) for k, v in sums.items()})
             quiet.check_stop()
-        del net, model
-
         centres = class_centres(y_train, init_class, ctx.rho)
         labels: dict[str, Tensor] = {}
         diagnostics: dict = {
@@ -165,4 +169,6 @@ class CMCStrategy(Strategy):
                 "class_changed_share": round(float((final_class != init_class).float().mean()), 5),
             }
         ctx.extras["cmc"] = diagnostics
-        return FixedLabels(labels, ctx.train_rows)
+        # CMC fine-tunes from its pre-trained unimodal encoders (src/utils.py transfer_models)
+        encoders = {f"encoders.{k}": v.detach().cpu().clone() for k, v in net.encoders.state_dict().items()}
+        return FixedLabels(labels, ctx.train_rows, initial_state=encoders)

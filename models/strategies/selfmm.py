@@ -1,10 +1,24 @@
-"""`selfmm`: Self-MM's unimodal label generation module (ULGM, Yu et al. AAAI 2021) inside stage 3.
+"""`selfmm`: Self-MM's unimodal label generation module (ULGM; Yu et al., AAAI 2021) inside stage 3, run as
+its authors run it in thuiar/MMSA (src/MMSA/trains/multiTask/SELF_MM.py).
 
-Formulas: shared/reference/msa-reference.md Sec. 2. Memory banks hold, per training sample, the unimodal
-representations x_m (Self-MM's F_s) and the fused representation (F_m), refreshed after every batch; from
-epoch 2 on each batch's unimodal labels move toward yhat_s computed from distances to the positive/negative
-centres. Unimodal losses are weighted by tanh(|y_s - y_m|) as in Self-MM. The labels reported are those of
-the selected (best valid) epoch.
+- Memory banks over the training samples: the fused representation (F_m, the fusion layer's output) and,
+  per modality, the unimodal head's hidden layer (F_s = ReLU(W x_s + b), the first layer of P^s), refreshed
+  from every batch's forward pass.
+- All unimodal labels start as y_m. From epoch 2 on, after each batch's backward pass, the batch's labels
+  move toward yhat_s computed from the distances of F_s and F_m to the positive (label > 0, MMSA's
+  excludeZero) and negative (label < 0) centres of the banks:
+      delta_s = (d_sn - d_sp) / (d_sp + eps),  delta_m likewise for F_m,
+      yhat_s  = clamp(0.5 * delta_s / (delta_m + eps) * y_m + 0.5 * (y_m + delta_s - delta_m), -rho, rho),
+      y_s    <- (n - 1) / (n + 1) * y_s + 2 / (n + 1) * yhat_s   (n = the 1-based epoch).
+- Loss: L_M + ``selfmm_weight`` (1, as Self-MM sums its four tasks) * sum_s mean(tanh(|y_s - y_m|) *
+  |yhat_s - y_s|).
+- The optimiser steps once every ``selfmm_update_every`` (MMSA's update_epochs, 4) batches on the summed
+  gradients; as in MMSA, the gradients of an unfinished group at the end of an epoch are dropped.
+- Selection on the valid L1 loss of the multimodal head, early stop after 8 epochs (MMSA: KeyEval Loss,
+  early_stop 8) - stage 3's rule for every strategy. The labels reported are those of the selected epoch.
+
+Deviations (docs/strategies.md): stage 3's shared network and AdamW (MMSA: Self-MM's BERT/LSTM network,
+Adam with per-part learning rates, post-dims 32/16/32 and fusion 128), and the run's batch size.
 """
 
 from __future__ import annotations
@@ -52,16 +66,17 @@ def ulgm_update(
 class SelfMMLabels:
     uses_unimodal_tasks = True
 
-    def __init__(self, ctx: StrategyContext, fused_dim: int, rep_dims: dict[str, int]) -> None:
+    def __init__(self, ctx: StrategyContext, fused_dim: int, hidden_dim: int, modalities: list[str]) -> None:
+        self.unimodal_weight = ctx.hp["selfmm_weight"]
+        self.accumulate = ctx.hp["selfmm_update_every"]
         self.train_rows = ctx.train_rows
-        n_rows = len(ctx.y)
-        self.position = torch.full((n_rows,), -1, dtype=torch.long)
+        self.position = torch.full((len(ctx.y),), -1, dtype=torch.long)
         self.position[ctx.train_rows] = torch.arange(len(ctx.train_rows))
         n = len(ctx.train_rows)
         self.y_m = ctx.y[ctx.train_rows].clone()
         self.bound = ctx.rho
-        self.labels = {m: self.y_m.clone() for m in rep_dims}
-        self.bank = {m: torch.zeros(n, d) for m, d in rep_dims.items()}
+        self.labels = {m: self.y_m.clone() for m in modalities}
+        self.bank = {m: torch.zeros(n, hidden_dim) for m in modalities}
         self.bank_fused = torch.zeros(n, fused_dim)
         self.snapshot = {m: v.clone() for m, v in self.labels.items()}
 
@@ -73,17 +88,17 @@ class SelfMMLabels:
     def after_batch(self, rows: Tensor, out: dict, epoch: int) -> None:
         pos = self.position[rows]
         f_m = out["fused"].detach().cpu()
+        hidden = {m: out["uni_hidden"][m].detach().cpu() for m in self.labels}
         if epoch > 1:
             c_m = centres(self.bank_fused, self.y_m)
             for m in self.labels:
-                f_s = out["reps"][m].detach().cpu()
                 c_s = centres(self.bank[m], self.labels[m])
                 self.labels[m][pos] = ulgm_update(
-                    f_s, f_m, self.labels[m][pos], self.y_m[pos], c_s, c_m, epoch, self.bound
+                    hidden[m], f_m, self.labels[m][pos], self.y_m[pos], c_s, c_m, epoch, self.bound
                 )
         self.bank_fused[pos] = f_m
         for m in self.labels:
-            self.bank[m][pos] = out["reps"][m].detach().cpu()
+            self.bank[m][pos] = hidden[m]
 
     def on_best(self) -> None:
         self.snapshot = {m: v.clone() for m, v in self.labels.items()}
@@ -97,4 +112,4 @@ class SelfMMStrategy(Strategy):
     description = "Self-MM: non-parametric unimodal labels from distances to class centres (Yu et al.)"
 
     def label_source(self, ctx: StrategyContext) -> SelfMMLabels:
-        return SelfMMLabels(ctx, ctx.hp["fusion_dim"], {m: ctx.hp[f"{m}_dim"] for m in ctx.inputs.kinds})
+        return SelfMMLabels(ctx, ctx.hp["fusion_dim"], ctx.hp["predictor_hidden"], list(ctx.inputs.kinds))

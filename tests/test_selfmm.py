@@ -1,0 +1,105 @@
+"""`selfmm` as MMSA's Self-MM trainer runs it: ULGM formulas, banks of the heads' hidden features, loss weight
+1 and one optimiser step per 4 batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import models.stages.multitask as multitask
+from models.data import load_dataset
+from models.nets import MultimodalNet
+from models.pipeline import train
+from models.stages.common import train_epoch
+from models.strategies.selfmm import centres, ulgm_update
+
+
+def test_centres_exclude_zero_labels() -> None:
+    f = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 5.0], [0.0, -1.0]])
+    y = torch.tensor([1.0, 2.0, 0.0, -1.0])
+    pos, neg = centres(f, y)
+    assert torch.equal(pos, torch.tensor([2.0, 0.0])) and torch.equal(neg, torch.tensor([0.0, -1.0]))
+
+
+def test_ulgm_update_hand_computed() -> None:
+    f_s, f_m = torch.tensor([[0.0, 0.0]]), torch.tensor([[1.0, 0.0]])
+    c_s = (torch.tensor([3.0, 4.0]), torch.tensor([0.0, 2.0]))  # d_sp = 5, d_sn = 2
+    c_m = (torch.tensor([1.0, 1.0]), torch.tensor([1.0, 3.0]))  # d_mp = 1, d_mn = 3
+    delta_s, delta_m = (2 - 5) / 5, (3 - 1) / 1
+    y_m, y_s = torch.tensor([1.5]), torch.tensor([1.0])
+    y_hat = 0.5 * delta_s / delta_m * 1.5 + 0.5 * (1.5 + delta_s - delta_m)
+    new = ulgm_update(f_s, f_m, y_s, y_m, c_s, c_m, epoch=3, bound=3.0)
+    assert float(new) == pytest.approx(2 / 4 * 1.0 + 2 / 4 * y_hat, abs=1e-5)
+
+
+class _CountingAdam(torch.optim.Adam):
+    steps = 0
+
+    def step(self, closure=None):  # noqa: ANN001
+        type(self).steps += 1
+        return super().step(closure)
+
+
+def test_train_epoch_steps_once_per_accumulated_group_and_drops_the_rest(small_synth: Path) -> None:
+    from models.inputs import build_inputs, modality_specs
+    from models.nets import NetSpec
+
+    ds = load_dataset(small_synth)
+    specs = modality_specs(ds, "features", {"text": 8, "audio": 8, "vision": 8}, None)
+    inputs = build_inputs(ds, specs, "features")
+    net = MultimodalNet(NetSpec(specs, fusion_dim=6, predictor_hidden=5, dropout=0.0))
+    rows = torch.from_numpy(ds.labeled("train"))  # 160 rows: 10 batches of 16
+    y = torch.from_numpy(ds.label)
+    for accumulate, steps in ((1, 10), (4, 2), (3, 3)):
+        opt = _CountingAdam(net.parameters())
+        _CountingAdam.steps = 0
+        train_epoch(
+            net, opt, inputs, rows, 16, torch.Generator().manual_seed(0), torch.device("cpu"),
+            lambda idx, out: ((out["pred"] - y[idx]).abs().mean(), {}), accumulate=accumulate,
+        )  # fmt: skip
+        assert _CountingAdam.steps == steps
+
+
+def test_selfmm_banks_hold_head_hidden_features_and_loss_weight_is_one(
+    small_synth: Path, tmp_path: Path, tiny_hp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict = {}
+    original_loss = multitask.multitask_loss
+
+    def recording_loss(out, y, targets, beta):  # noqa: ANN001
+        seen["beta"] = beta
+        return original_loss(out, y, targets, beta)
+
+    monkeypatch.setattr(multitask, "multitask_loss", recording_loss)
+    from models.strategies import selfmm
+
+    original_after = selfmm.SelfMMLabels.after_batch
+
+    def checking_after(self, rows, out, epoch):  # noqa: ANN001
+        original_after(self, rows, out, epoch)
+        pos = self.position[rows]
+        for m in self.labels:
+            assert self.bank[m].shape[1] == 32  # predictor_hidden: the head's hidden layer, not x_m
+            assert torch.equal(self.bank[m][pos], out["uni_hidden"][m].detach().cpu())
+        seen["checked"] = seen.get("checked", 0) + 1
+
+    monkeypatch.setattr(selfmm.SelfMMLabels, "after_batch", checking_after)
+    ds = load_dataset(small_synth)
+    train(ds, tmp_path / "run", strategy="selfmm", seed=1, hyperparameters=tiny_hp, device="cpu")
+    assert seen["beta"] == 1.0 and seen["checked"] > 0  # Self-MM sums its four losses, whatever beta is
+    train(
+        ds, tmp_path / "w", strategy="selfmm", hyperparameters={**tiny_hp, "selfmm_weight": 0.3}, device="cpu"
+    )
+    assert seen["beta"] == 0.3
+
+
+def test_unimodal_head_hidden_layer_feeds_its_prediction() -> None:
+    from tests.test_nets import _inputs, _net
+
+    net = _net()
+    out = net(_inputs())
+    for m in net.modalities:
+        assert torch.allclose(out["uni_pred"][m], net.heads[m](out["reps"][m]).squeeze(-1))
+        assert torch.allclose(out["uni_hidden"][m], torch.relu(net.heads[m][0](out["reps"][m])))
