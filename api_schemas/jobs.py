@@ -26,6 +26,11 @@ class JobCreate(BaseModel):
     dataset_id: str = Field(min_length=1, max_length=128, description="An id returned by POST /v1/datasets.")
     strategy: str = Field("mug", min_length=1, max_length=64, description="Unimodal label strategy.")
     seed: int = Field(1111, ge=0, le=2**31 - 1)
+    preset: str | None = Field(
+        None,
+        max_length=32,
+        description="A column of the MUG paper's Table 2: mosi, mosei or sims; hyperparameters override it.",
+    )
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict, description="Overrides of the strategy's defaults; unknown names are rejected."
     )
@@ -44,6 +49,7 @@ class Job(BaseModel):
     dataset_id: str
     strategy: str
     seed: int
+    preset: str | None = None
     hyperparameters: dict[str, Any] = Field(description="The full resolved set, defaults included.")
     code_version: str
     stage: str | None = Field(None, description="pretrain, meta or multitask while running.")

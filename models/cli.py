@@ -1,4 +1,4 @@
-"""`unilabel` command line: train, evaluate, compare, table, predict, synth, import-mmsa.
+"""`unilabel` command line: train, evaluate, compare, table, baseline, predict, synth, import-mmsa.
 
 The service client is a separate command, `unilabel-remote` (service/client.py): models/ has no HTTP.
 """
@@ -99,11 +99,55 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=bars,
             overwrite=args.overwrite,
             meta_threads=_meta_threads(args),
+            preset=args.preset,
         )
     finally:
         bars.close()
     print(json.dumps({k: v for k, v in result.metrics.items()}, indent=2))
-    print(f"run written to {result.out_dir} ({result.config['timings']['total_s']:.1f} s)")
+    print(modality_summary(result.config, result.metrics))
+    preset = result.config.get("preset")
+    print(
+        f"run written to {result.out_dir} ({result.config['timings']['total_s']:.1f} s"
+        f"{f', preset {preset}' if preset else ''})"
+    )
+    return 0
+
+
+def modality_summary(config: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """Per modality, one line: what its unimodal head predicts of the multimodal label on valid (a modality
+    that carries nothing shows a correlation near 0), and for MUG whether MUCN learned: its multimodal
+    denoising loss over the training samples at the start and end of stage 2 against the noisy input's
+    |ybar - y|, the labels' mean shift from y, and the shift's correlation with the untrained MUCN's."""
+    heads = metrics.get("unimodal_heads_vs_label", {}).get("valid", {})
+    meta = config.get("strategy_diagnostics", {}).get("meta", {})
+    lines = []
+    for m in config["hyperparameters"]["modalities"]:
+        parts = [f"{m:>6}:"]
+        if m in heads:
+            h = heads[m]
+            parts.append(f"head on valid corr {h['corr']:.3f}, MAE {h['mae']:.3f}")
+        if m in meta and "L_pre_all_end" in meta[m]:
+            d = meta[m]
+            parts.append(
+                f"MUCN denoising {d['L_pre_all_start']:.3f} -> {d['L_pre_all_end']:.3f} "
+                f"(noisy input {d['noisy_input_mae']:.3f}), mean |label - y| {d['label_shift_mae']:.3f}, "
+                f"shift corr with untrained MUCN {d['shift_corr_untrained']:.2f}"
+            )
+        lines.append(" ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if len(parts) > 2 else ""))
+    return "modalities (unimodal heads vs the multimodal label; MUG's MUCN):\n" + "\n".join(lines)
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from models.baseline import floor_table, linear_floor
+    from models.data import load_dataset
+    from models.report import write_json
+
+    ds = load_dataset(args.data, rho=args.rho)
+    rows = linear_floor(ds, _overrides(args.set, None))
+    print(floor_table(rows))
+    if args.out:
+        write_json(Path(args.out), {"dataset": ds.sha256, "rows": [r.to_json() for r in rows]})
+        print(f"floor written to {args.out}")
     return 0
 
 
@@ -137,6 +181,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         rho=args.rho,
         progress=not args.quiet,
         meta_threads=_meta_threads(args),
+        preset=args.preset,
     )
     print(table)
     return 0
@@ -190,6 +235,7 @@ def cmd_import_mmsa(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from models.config import PRESETS
     from models.strategies import STRATEGIES
 
     p = argparse.ArgumentParser(prog="unilabel", description=__doc__)
@@ -205,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def add_hp(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--preset",
+            choices=list(PRESETS),
+            help="a column of the MUG paper's Table 2 (per-dataset hyperparameters); --set overrides it",
+        )
         sp.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a hyperparameter")
         sp.add_argument("--hyperparameters", metavar="FILE.json", help="overrides from a JSON object")
         sp.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
@@ -227,6 +278,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     add_hp(t)
     t.set_defaults(func=cmd_train)
+
+    b = sub.add_parser(
+        "baseline",
+        help="the linear floor: ridge regression on train (penalty chosen on valid) per input block",
+    )
+    b.add_argument("data", help="dataset directory or .zip/.tar.gz")
+    b.add_argument(
+        "--set", action="append", metavar="NAME=VALUE", help="text encoder settings (text_model, ...)"
+    )
+    b.add_argument("--rho", type=float, default=None, help="label range (inferred when omitted)")
+    b.add_argument("--out", metavar="FILE.json", help="also write the rows as JSON")
+    b.set_defaults(func=cmd_baseline)
 
     e = sub.add_parser("evaluate", help="score RUN/predictions.csv against an id,label CSV")
     e.add_argument("run")

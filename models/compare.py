@@ -25,6 +25,7 @@ def compare(
     rho: float | None = None,
     progress: bool = True,
     meta_threads: int | None = None,
+    preset: str | None = None,
 ) -> str:
     """Runs land in OUT/<strategy>/seed<seed>; an existing finished run is reused (same settings), so an
     interrupted comparison resumes. Writes OUT/results.json and OUT/table.md; returns the table."""
@@ -43,7 +44,7 @@ def compare(
     jobs = [(s, seed) for s in strategies for seed in seeds]
     for strategy, seed in tqdm(jobs, desc="compare", unit="run", disable=not progress):
         run_dir = out / strategy / f"seed{seed}"
-        metrics = _reuse(run_dir, ds.sha256, strategy, seed, hyperparameters)
+        metrics = _reuse(run_dir, ds.sha256, strategy, seed, hyperparameters, preset)
         if metrics is None:
             metrics = train(
                 ds,
@@ -54,6 +55,7 @@ def compare(
                 device=device,
                 overwrite=True,
                 meta_threads=meta_threads,
+                preset=preset,
             ).metrics
         if split not in metrics:
             raise ValueError(f"split: {split!r} has no labels in this dataset")
@@ -131,7 +133,9 @@ def _metric_names(summary: dict[str, Any]) -> list[str]:
     return ["mae", "corr"]
 
 
-def _reuse(run_dir: Path, sha: str, strategy: str, seed: int, overrides: dict | None) -> dict | None:
+def _reuse(
+    run_dir: Path, sha: str, strategy: str, seed: int, overrides: dict | None, preset: str | None
+) -> dict | None:
     try:
         config = json.loads((run_dir / "config.json").read_text())
         metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -144,7 +148,7 @@ def _reuse(run_dir: Path, sha: str, strategy: str, seed: int, overrides: dict | 
         and config.get("strategy") == strategy
         and config.get("seed") == seed
         and config.get("hyperparameters")
-        == resolve_hyperparameters(overrides, rho=config["dataset"]["summary"]["rho"])
+        == resolve_hyperparameters(overrides, rho=config["dataset"]["summary"]["rho"], preset=preset)
         and config.get("code_version") == _code_version()
     )
     return metrics if same else None

@@ -10,22 +10,28 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+MODALITIES = ("text", "audio", "vision")
 TEXT_SOURCES = ("auto", "features", "encoder", "finetune")
 TEXT_POOLINGS = ("cls", "mean")
 
 
 class HyperparameterError(ValueError):
-    """A hyperparameter override is unknown or out of range; names the field."""
+    """A hyperparameter override (or the preset) is unknown or out of range; names the field."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"hyperparameters.{field}: {message}")
+    def __init__(self, field: str, message: str, prefix: str = "hyperparameters.") -> None:
+        super().__init__(f"{prefix}{field}: {message}")
         self.field = field
         self.message = message
+
+    @classmethod
+    def for_preset(cls, value: Any) -> HyperparameterError:
+        return cls("preset", f"unknown preset {value!r}; choose from {', '.join(PRESETS)}", prefix="")
 
 
 @dataclass(frozen=True)
 class Hyperparameters:
     # shared by the stages
+    modalities: tuple[str, ...] = MODALITIES  # which modalities the networks see (and get unimodal labels)
     batch_size: int = 32  # Table 2
     lr: float = (
         1e-3  # choice: Table 2's 3e-5 is the BERT rate; feature networks use 1e-3 (as Self-MM's "other lr")
@@ -47,6 +53,9 @@ class Hyperparameters:
     meta_epochs: int = 65  # Table 2
     meta_lr: float = 5e-3  # Table 2 alpha (meta-training, Eq. 15)
     meta_test_lr: float = 1e-3  # Table 2 alpha' (meta-testing, Eq. 23)
+    meta_optimizer: str = (
+        "adamw"  # Eq. 23's update as an optimiser step (Sec. 4.4: AdamW); "sgd" = plain Eq. 23
+    )
     meta_extra_ratio: int = 10  # b in |S'| = b|S| (Sec. 3.3.3)
     lambda_init: float = 0.99  # choice: lambda = lambda_init^(E+1) (Eq. 18)
     label_noise_std: float | None = (
@@ -68,9 +77,12 @@ class Hyperparameters:
     # text
     text_source: str = "auto"  # auto = features when present, else the encoder (frozen) on transcripts
     text_model: str | None = None  # local transformers model dir; None = packaged all-MiniLM-L6-v2
-    text_pooling: str = "cls"  # Eq. 1 takes the first token
+    text_pooling: str = "mean"  # choice: Eq. 1 takes the first token; MiniLM was trained with mean pooling
+    text_normalize: bool = True  # choice: unit-norm sentence vectors (as sentence-transformers gives them)
     text_max_length: int = 64
-    # related strategies mlc / cmc / mtcl (docs/strategies.md)
+    # related strategies selfmm / mlc / cmc / mtcl (docs/strategies.md)
+    selfmm_weight: float = 1.0  # Self-MM sums its four task losses (MMSA SELF_MM.py): unimodal weight 1
+    selfmm_update_every: int = 4  # MMSA update_epochs: one optimiser step per 4 batches' summed gradients
     mlc_epochs: int = 65  # choice: MLC bi-level epochs; MUG's stage-2 budget (Table 2 meta epochs)
     mlc_main_lr: float = 0.1  # choice: SGD step eta of the MLC main network (MW-Net/MLC CIFAR SGD rate)
     mlc_meta_lr: float = 1e-3  # choice: Adam lr of MLC's label-correction network (as MUG's alpha')
@@ -102,6 +114,7 @@ _POSITIVE_INT = {
     "cmc_epochs",
     "mtcl_epochs",
     "readout_draws",
+    "selfmm_update_every",
 }
 _NONNEG_INT = {"pretrain_epochs", "meta_epochs"}
 _POSITIVE_FLOAT = {
@@ -115,6 +128,7 @@ _POSITIVE_FLOAT = {
     "cmc_temperature",
 }
 _NONNEG_FLOAT = {
+    "selfmm_weight",
     "weight_decay",
     "gamma",
     "eta",
@@ -135,6 +149,7 @@ _CHOICES = {
     "mucn_input_norm": ("l2", "none"),
     "mucn_residual": ("atanh", "literal"),
     "label_readout": ("noisy_mean", "clean"),
+    "meta_optimizer": ("adamw", "adam", "sgd"),
 }
 
 
@@ -168,7 +183,7 @@ def _check(name: str, value: Any) -> Any:
             if not (0 <= value <= 1 if closed else 0 <= value < 1):
                 raise HyperparameterError(name, f"must be in {interval}, got {value}")
         return value
-    if name in ("second_order", "multimodal_denoising"):
+    if name in ("second_order", "multimodal_denoising", "text_normalize"):
         if not isinstance(value, bool):
             raise HyperparameterError(name, f"must be true or false, got {value!r}")
         return value
@@ -176,6 +191,8 @@ def _check(name: str, value: Any) -> Any:
         if value not in _CHOICES[name]:
             raise HyperparameterError(name, f"must be one of {', '.join(_CHOICES[name])}, got {value!r}")
         return value
+    if name == "modalities":
+        return _check_modalities(value)
     if name == "text_model":
         if value is not None and (not isinstance(value, str) or not value):
             raise HyperparameterError(name, f"must be a local model directory path or null, got {value!r}")
@@ -183,15 +200,99 @@ def _check(name: str, value: Any) -> Any:
     raise HyperparameterError(name, "unknown hyperparameter")  # pragma: no cover - guarded by caller
 
 
+# The paper's Table 2, one column per dataset, as named presets (``--preset``, the job body's "preset"). They
+# set what Table 2 gives; everything else keeps its default. The noise of both denoising tasks is N(0, I) in
+# the paper (Eq. 13, 21) for every dataset, SIMS included.
+PRESETS: dict[str, dict[str, Any]] = {
+    "mosi": {
+        "batch_size": 32,
+        "lr_text_encoder": 3e-5,
+        "pretrain_epochs": 15,
+        "meta_epochs": 65,
+        "meta_lr": 5e-3,
+        "meta_test_lr": 1e-3,
+        "gamma": 0.01,
+        "eta": 0.01,
+        "fusion_dim": 32,
+        "audio_dim": 256,
+        "vision_dim": 64,
+        "text_dim": 64,
+        "beta": 0.01,
+        "label_noise_std": 1.0,
+    },
+    "mosei": {
+        "batch_size": 16,
+        "lr_text_encoder": 1e-5,
+        "pretrain_epochs": 10,
+        "meta_epochs": 50,
+        "meta_lr": 5e-3,
+        "meta_test_lr": 1e-3,
+        "gamma": 0.01,
+        "eta": 0.01,
+        "fusion_dim": 16,
+        "audio_dim": 128,
+        "vision_dim": 64,
+        "text_dim": 64,
+        "beta": 1e-4,
+        "label_noise_std": 1.0,
+    },
+    "sims": {
+        "batch_size": 32,
+        "lr_text_encoder": 2e-5,
+        "pretrain_epochs": 20,
+        "meta_epochs": 80,
+        "meta_lr": 5e-3,
+        "meta_test_lr": 1e-3,
+        "gamma": 0.01,
+        "eta": 0.01,
+        "fusion_dim": 128,
+        "audio_dim": 256,
+        "vision_dim": 256,
+        "text_dim": 64,
+        "beta": 0.01,
+        "label_noise_std": 1.0,
+    },
+}
+
+
+def check_preset(preset: Any) -> str | None:
+    """A preset name (or None); anything else is a HyperparameterError naming ``preset``."""
+    if preset is None or preset in PRESETS:
+        return preset
+    raise HyperparameterError.for_preset(preset)
+
+
+def _check_modalities(value: Any) -> list[str]:
+    """A list of modality names, or one comma-separated string (the CLI's ``--set modalities=text,audio``);
+    returned in the canonical order text, audio, vision."""
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise HyperparameterError("modalities", f"must be a list of modality names, got {value!r}")
+    names = [n.strip() for n in names]
+    unknown = [n for n in names if n not in MODALITIES]
+    if unknown:
+        raise HyperparameterError(
+            "modalities", f"unknown modality {unknown[0]!r}; choose from {', '.join(MODALITIES)}"
+        )
+    if len(set(names)) != len(names):
+        raise HyperparameterError("modalities", f"a modality is named twice in {value!r}")
+    if not names:
+        raise HyperparameterError("modalities", "name at least one modality")
+    return [m for m in MODALITIES if m in names]
+
+
 def resolve_hyperparameters(
-    overrides: dict[str, Any] | None = None, *, rho: float | None = None
+    overrides: dict[str, Any] | None = None, *, rho: float | None = None, preset: str | None = None
 ) -> dict[str, Any]:
-    """Defaults merged with ``overrides``, validated. Unknown names and bad values raise HyperparameterError.
+    """Defaults, then the ``preset``'s values (PRESETS), then ``overrides``, validated. Unknown names and bad
+    values raise HyperparameterError.
 
     With ``rho`` given, derived values (label_noise_std = rho / 3) are filled in.
     """
     known = {f.name for f in fields(Hyperparameters)}
     values = asdict(Hyperparameters())
+    values["modalities"] = list(values["modalities"])  # as config.json gives it back
+    values.update(PRESETS[check_preset(preset)] if preset is not None else {})
     if overrides is not None and not isinstance(overrides, dict):
         raise HyperparameterError("*", "must be an object mapping names to values")
     for name, value in (overrides or {}).items():

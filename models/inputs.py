@@ -7,6 +7,7 @@ go through the encoder inside the network, Eq. 1).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,10 +68,16 @@ def resolve_text_source(ds: Dataset, requested: str) -> str:
     return requested
 
 
-def modality_specs(ds: Dataset, text_source: str, dims: dict[str, int], text_hidden: int | None) -> dict:
-    """ModalitySpec per modality for a dataset (``dims``: d_m per modality)."""
+def modality_specs(
+    ds: Dataset,
+    text_source: str,
+    dims: dict[str, int],
+    text_hidden: int | None,
+    modalities: Sequence[str] = MODALITY_ORDER,
+) -> dict:
+    """ModalitySpec per modality in ``modalities`` (``dims``: d_m per modality)."""
     specs = {}
-    for m in MODALITY_ORDER:
+    for m in (m for m in MODALITY_ORDER if m in modalities):
         if m == "text" and text_source in ("encoder", "finetune"):
             kind = "transformer" if text_source == "finetune" else "vector"
             assert text_hidden is not None
@@ -93,7 +100,7 @@ def build_inputs(
     for m, spec in specs.items():
         kinds[m] = spec.kind
         if m == "text" and text_source == "encoder":
-            emb = text_encoder.encode(list(ds.transcripts))  # type: ignore[union-attr]
+            emb, _ = text_encoder.encode_cached(list(ds.transcripts))  # type: ignore[union-attr]
             tensors[m] = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
         elif m == "text" and text_source == "finetune":
             tok = text_encoder.tokenize(list(ds.transcripts))  # type: ignore[union-attr]

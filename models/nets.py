@@ -41,6 +41,7 @@ class NetSpec:
     text_model: str | None = None
     text_pooling: str = "cls"
     text_max_length: int = 64
+    text_normalize: bool = False  # False: runs written before the setting existed
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -82,11 +83,13 @@ class SequenceEncoder(nn.Module):
 class TransformerTextEncoder(nn.Module):
     """Eq. 1: a fine-tuned transformer's first-token representation, projected down to d_l."""
 
-    def __init__(self, model_path: str | None, out_dim: int, pooling: str, max_length: int) -> None:
+    def __init__(
+        self, model_path: str | None, out_dim: int, pooling: str, max_length: int, normalize: bool
+    ) -> None:
         super().__init__()
         from models.text_encoder import TextEncoder
 
-        self.encoder = TextEncoder(model_path, pooling=pooling, max_length=max_length)
+        self.encoder = TextEncoder(model_path, pooling=pooling, max_length=max_length, normalize=normalize)
         self.down = nn.Sequential(nn.Linear(self.encoder.hidden_size, out_dim), nn.ReLU())
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
@@ -109,7 +112,7 @@ class MultimodalNet(nn.Module):
                 encoders[m] = SequenceEncoder(s.in_dim, s.out_dim, spec.dropout)
             elif s.kind == "transformer":
                 encoders[m] = TransformerTextEncoder(
-                    spec.text_model, s.out_dim, spec.text_pooling, spec.text_max_length
+                    spec.text_model, s.out_dim, spec.text_pooling, spec.text_max_length, spec.text_normalize
                 )
             else:  # pragma: no cover - specs are built by the pipeline
                 raise ValueError(f"unknown modality kind {s.kind!r}")
@@ -144,11 +147,14 @@ class MultimodalNet(nn.Module):
     def forward(self, inputs: dict[str, Tensor]) -> dict[str, Any]:
         reps = self.encode(inputs)
         fused = self.fusion(torch.cat([reps[m] for m in self.modalities], dim=-1))
+        # a unimodal head's hidden layer (Self-MM's memory banks hold it)
+        hidden = {m: self.heads[m][1](self.heads[m][0](reps[m])) for m in self.modalities}
         out: dict[str, Any] = {
             "reps": reps,
             "fused": fused,
             "pred": self.head_m(fused).squeeze(-1),
-            "uni_pred": {m: self.heads[m](reps[m]).squeeze(-1) for m in self.modalities},
+            "uni_hidden": hidden,
+            "uni_pred": {m: self.heads[m][2](hidden[m]).squeeze(-1) for m in self.modalities},
         }
         if self.spec.with_projection:
             proj = {m: self.projections[m](fused) for m in self.modalities}

@@ -72,11 +72,16 @@ class RunResult:
 
 
 def _load_text_encoder(hp: dict, text_source: str):
-    if text_source not in ("encoder", "finetune"):
+    if text_source not in ("encoder", "finetune") or "text" not in hp["modalities"]:
         return None
     from models.text_encoder import TextEncoder
 
-    return TextEncoder(hp["text_model"], pooling=hp["text_pooling"], max_length=hp["text_max_length"])
+    return TextEncoder(
+        hp["text_model"],
+        pooling=hp["text_pooling"],
+        max_length=hp["text_max_length"],
+        normalize=hp["text_normalize"],
+    )
 
 
 def _net_spec(specs: dict, hp: dict, with_projection: bool, text_model: str | None) -> NetSpec:
@@ -89,6 +94,7 @@ def _net_spec(specs: dict, hp: dict, with_projection: bool, text_model: str | No
         text_model=text_model,
         text_pooling=hp["text_pooling"],
         text_max_length=hp["text_max_length"],
+        text_normalize=hp["text_normalize"],
     )
 
 
@@ -134,8 +140,12 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     overwrite: bool = False,
     meta_threads: int | None = None,
+    preset: str | None = None,
 ) -> RunResult:
     """Learn unimodal labels with ``strategy`` and train the multitask model; write the run directory.
+
+    ``preset``: a column of the paper's Table 2 (models.config.PRESETS: mosi, mosei, sims) under the
+    ``hyperparameters`` overrides; recorded in config.json.
 
     ``meta_threads``: modalities MUG meta-learns side by side in stage 2 (None: one per modality, at most one
     per available CPU core). It changes only the speed: the run is bit for bit the same for every value.
@@ -145,7 +155,7 @@ def train(
     """
     started = time.perf_counter()
     strat = get_strategy(strategy)
-    hp = resolve_hyperparameters(hyperparameters, rho=dataset.rho)
+    hp = resolve_hyperparameters(hyperparameters, rho=dataset.rho, preset=preset)
     dev = resolve_device(device)
     threads = resolve_meta_threads(meta_threads)
     train_rows_np, valid_rows_np = dataset.labeled("train"), dataset.labeled("valid")
@@ -161,7 +171,9 @@ def train(
         if encoder is not None:
             text_model = str(hp["text_model"] or encoder.model_path)
         dims = {"text": hp["text_dim"], "audio": hp["audio_dim"], "vision": hp["vision_dim"]}
-        specs = modality_specs(dataset, text_source, dims, encoder.hidden_size if encoder else None)
+        specs = modality_specs(
+            dataset, text_source, dims, encoder.hidden_size if encoder else None, hp["modalities"]
+        )
         t0 = time.perf_counter()
         inputs = build_inputs(dataset, specs, text_source, encoder)
         timings = {"inputs_s": time.perf_counter() - t0}
@@ -223,6 +235,7 @@ def train(
         config = {
             "strategy": strategy,
             "seed": seed,
+            "preset": preset,
             "hyperparameters": hp,
             "code_version": CODE_VERSION,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -262,20 +275,28 @@ def _write_outputs(
 ) -> dict[str, Any]:
     preds = predict_rows(net, inputs, torch.arange(len(ds)), dev)
     frame = pd.DataFrame({"id": ds.ids, "split": ds.split, "pred": preds["pred"].numpy()})
-    for m in net.modalities:
-        frame[f"pred_{MODALITY_LETTER[m]}"] = preds[m].numpy() if labels is not None else np.nan
+    for m, letter in MODALITY_LETTER.items():  # a modality the run left out (or never trained): blank
+        frame[f"pred_{letter}"] = preds[m].numpy() if labels is not None and m in preds else np.nan
     write_csv_atomic(staging / "predictions.csv", frame)
 
     uni = pd.DataFrame({"id": ds.ids[train_rows], "label": ds.label[train_rows]})
-    for m in net.modalities:
-        uni[f"label_{MODALITY_LETTER[m]}"] = labels[m].numpy() if labels is not None else np.nan
+    for m, letter in MODALITY_LETTER.items():
+        uni[f"label_{letter}"] = labels[m].numpy() if labels is not None and m in labels else np.nan
     write_csv_atomic(staging / "unimodal_labels.csv", uni)
 
     metrics: dict[str, Any] = {}
+    heads: dict[str, dict[str, Any]] = {}
     for split in ("train", "valid", "test"):
         rows = ds.labeled(split)
         if rows.size:
             metrics[split] = _split_metrics(frame["pred"].to_numpy()[rows], ds.label[rows], ds.rho)
+            if labels is not None:  # how much of the multimodal label each modality's head predicts alone
+                heads[split] = {
+                    m: unimodal_label_agreement(preds[m].numpy()[rows], ds.label[rows])
+                    for m in net.modalities
+                }
+    if heads:
+        metrics["unimodal_heads_vs_label"] = heads
     if labels is not None and ds.sub_labels:
         agreement = {}
         for m, truth in ds.sub_labels.items():
@@ -338,7 +359,10 @@ class TrainedModel:
             from models.text_encoder import TextEncoder
 
             self._encoder = TextEncoder(
-                self.spec.text_model, pooling=self.spec.text_pooling, max_length=self.spec.text_max_length
+                self.spec.text_model,
+                pooling=self.spec.text_pooling,
+                max_length=self.spec.text_max_length,
+                normalize=self.spec.text_normalize,
             )
         return self._encoder
 
@@ -348,11 +372,9 @@ class TrainedModel:
         else:
             preds = predict_rows(self.net, inputs, torch.arange(len(inputs)), self.device, set_eval=False)
         out = {"pred": preds["pred"].numpy()}
-        for m in self.net.modalities:
-            values = preds[m].numpy()
-            out[f"pred_{MODALITY_LETTER[m]}"] = (
-                values if self.info["unimodal_heads_trained"] else values * np.nan
-            )
+        for m, letter in MODALITY_LETTER.items():
+            values = preds[m].numpy() if m in preds else np.full(len(out["pred"]), np.nan, np.float32)
+            out[f"pred_{letter}"] = values if self.info["unimodal_heads_trained"] else values * np.nan
         return out
 
     @torch.inference_mode()
@@ -369,7 +391,7 @@ class TrainedModel:
 
     def predict_dataset(self, ds: Dataset) -> pd.DataFrame:
         """Predictions (id, split, pred, pred_T, pred_A, pred_V) for every row of ``ds``."""
-        if self.text_source == "features" and "text" not in ds.features:
+        if self.text_source == "features" and "text" in self.spec.modalities and "text" not in ds.features:
             raise InputError("features.npz: key 'text': the model was trained on text features; none given")
         encoder = self._text_encoder() if self.text_source in ("encoder", "finetune") else None
         inputs = build_inputs(ds, self.spec.modalities, self.text_source, encoder)

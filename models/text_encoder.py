@@ -20,7 +20,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-__all__ = ["POOLINGS", "TextEncoder", "default_text_model_path"]
+__all__ = ["POOLINGS", "TextEncoder", "default_cache_dir", "default_text_model_path"]
 
 POOLINGS = ("cls", "mean")
 
@@ -40,6 +40,14 @@ def default_text_model_path() -> Path:
     return path
 
 
+def default_cache_dir() -> Path:
+    """Where computed text embeddings are kept: $UNILABEL_CACHE_DIR, else $XDG_CACHE_HOME/unilabel, else
+    ~/.cache/unilabel."""
+    if os.environ.get("UNILABEL_CACHE_DIR"):
+        return Path(os.environ["UNILABEL_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "unilabel"
+
+
 def _check_texts(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str):
         raise TypeError("texts must be a list of strings, not a single string")
@@ -54,7 +62,9 @@ class TextEncoder(torch.nn.Module):
     """A local transformers encoder giving one vector per text.
 
     ``pooling="cls"`` takes the first token of the last hidden layer (as the MUG paper, Eq. 1);
-    ``"mean"`` averages the last hidden layer over non-padding tokens. ``forward`` is differentiable,
+    ``"mean"`` averages the last hidden layer over non-padding tokens (how sentence-transformers models such
+    as all-MiniLM-L6-v2 were trained); ``normalize`` scales the pooled vector to unit L2 norm (their
+    sentence embedding). ``forward`` is differentiable,
     so the encoder can be fine-tuned; ``encode`` computes frozen features in eval mode without gradients.
     """
 
@@ -64,6 +74,7 @@ class TextEncoder(torch.nn.Module):
         *,
         pooling: str = "cls",
         max_length: int = 64,
+        normalize: bool = False,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -81,6 +92,7 @@ class TextEncoder(torch.nn.Module):
         self.model_path = path.resolve()
         self.pooling = pooling
         self.max_length = int(max_length)
+        self.normalize = bool(normalize)
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_path), local_files_only=True)
         self.model = AutoModel.from_pretrained(str(self.model_path), local_files_only=True)
         vocab = getattr(self.model.config, "vocab_size", None)
@@ -110,9 +122,11 @@ class TextEncoder(torch.nn.Module):
         """Pooled last hidden layer, ``[B, hidden_size]``; extra keyword inputs go to the model."""
         hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
         if self.pooling == "cls":
-            return hidden[:, 0]
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+            pooled = hidden[:, 0]
+        else:
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return torch.nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
 
     @torch.no_grad()
     def encode(
@@ -142,10 +156,42 @@ class TextEncoder(torch.nn.Module):
             self.to(orig_device)
         return np.concatenate(out, axis=0).astype(np.float32, copy=False)
 
+    def encode_cached(self, texts: Sequence[str], cache_dir: Path | None = None) -> tuple[np.ndarray, bool]:
+        """``encode(texts)``, kept on disk under ``cache_dir`` (default: ``default_cache_dir()``) by a key of
+        the model (its path and config), pooling, normalisation, max_length and the texts themselves, so a
+        second run on the same transcripts does not encode again. Returns (embeddings, found in the cache).
+        Stored as .npy and read with allow_pickle=False; a file that does not read back is recomputed."""
+        texts = _check_texts(texts)
+        digest = hashlib.sha256()
+        for part in (self.model_id(), self.pooling, str(self.normalize), str(self.max_length)):
+            digest.update(part.encode() + b"\0")
+        for t in texts:
+            digest.update(t.encode() + b"\0")
+        path = (cache_dir or default_cache_dir()) / "embeddings" / f"{digest.hexdigest()[:32]}.npy"
+        try:
+            cached = np.load(path, allow_pickle=False)
+            if cached.shape == (len(texts), self.hidden_size) and cached.dtype == np.float32:
+                return cached, True
+        except (OSError, ValueError):
+            pass
+        emb = self.encode(texts)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                np.save(f, emb, allow_pickle=False)
+            os.replace(tmp, path)
+        except OSError:  # a read-only or full cache only costs the next run the encoding
+            pass
+        return emb, False
+
     def model_id(self) -> str:
         """``<model dir>@<first 12 hex of sha256(config.json)>``, for run configs."""
         digest = hashlib.sha256((self.model_path / "config.json").read_bytes()).hexdigest()[:12]
         return f"{self.model_path}@{digest}"
 
     def extra_repr(self) -> str:
-        return f"model_path={str(self.model_path)!r}, pooling={self.pooling!r}, max_length={self.max_length}"
+        return (
+            f"model_path={str(self.model_path)!r}, pooling={self.pooling!r}, max_length={self.max_length}, "
+            f"normalize={self.normalize}"
+        )

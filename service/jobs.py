@@ -39,6 +39,7 @@ def to_job(rec: dict[str, Any]) -> Job:
         dataset_id=rec["dataset_id"],
         strategy=rec["strategy"],
         seed=rec["seed"],
+        preset=rec.get("preset"),
         hyperparameters=rec.get("hyperparameters") or {},
         code_version=rec["code_version"],
         stage=rec.get("stage"),
@@ -69,13 +70,15 @@ def resolve(body: JobCreate, svc: Services) -> dict[str, Any]:
             422, f"unknown strategy {body.strategy!r}; one of {list(STRATEGIES)}", field="body.strategy"
         )
     try:
-        hyper = resolve_hyperparameters(body.hyperparameters)
+        hyper = resolve_hyperparameters(body.hyperparameters, preset=body.preset)
     except HyperparameterError as exc:
-        raise ApiError(422, exc.message, field=f"body.hyperparameters.{exc.field}") from None
+        where = "body.preset" if exc.field == "preset" else f"body.hyperparameters.{exc.field}"
+        raise ApiError(422, exc.message, field=where) from None
     return {
         "dataset_id": body.dataset_id,
         "strategy": body.strategy,
         "seed": body.seed,
+        "preset": body.preset,
         "hyperparameters": hyper,  # resolved: shown, and part of the fingerprint
         "overrides": body.hyperparameters,  # what the worker hands to train()
         "code_version": CODE_VERSION,

@@ -8,7 +8,14 @@ from torch.func import functional_call, grad
 
 from models.config import resolve_hyperparameters
 from models.nets import MUCN, l1, mucn_forward
-from models.stages.meta import MetaLearner, denoising_target, lambda_at, meta_learn_labels, sample_extra
+from models.stages.meta import (
+    MetaLearner,
+    denoising_target,
+    lambda_at,
+    make_meta_optimizer,
+    meta_learn_labels,
+    sample_extra,
+)
 
 
 def _tasks(seed: int = 0, d: int = 8):
@@ -92,38 +99,77 @@ def test_second_order_meta_gradient_matches_torch_func_and_differs_from_first_or
     assert diff > 1e-4  # the second-order term is really there
 
 
+def _copy(params):
+    return {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+
+
 def test_keep_branch_takes_adapted_parameters() -> None:
-    """Eq. 22: when L_post < L_pre, theta becomes theta' (the inner step) exactly."""
+    """Eq. 22: when L_post < L_pre, theta becomes theta' (the inner step) exactly; no optimiser step."""
     torch.manual_seed(1)
     learner = MetaLearner(3.0, "atanh", 0.05, 1e-3)
     params = MetaLearner.init_params(MUCN(8, 16, 3.0))
+    opt = make_meta_optimizer("adamw", params, 1e-3, 0.01)
     g = torch.Generator().manual_seed(3)
     x = torch.randn(32, 8, generator=g)
     y = torch.randn(32, generator=g)
     uni = (x[:16], y[:16], (y[:16] + 1).clamp(-2.9, 2.9))
     multi = (x, y, (y + 1).clamp(-2.9, 2.9))  # the same shift on D: the inner step helps, so it is kept
-    adapted, _ = learner.inner_step(params, uni)
-    new, stats = learner.step(params, uni, multi)
+    adapted, _ = learner.inner_step(_copy(params), uni)
+    stats = learner.step(params, opt, uni, multi)
     assert stats["kept"] == 1.0 and stats["L_post"] < stats["L_pre"]
     for k in params:
-        assert torch.allclose(new[k], adapted[k].detach())
+        assert torch.equal(params[k].detach(), adapted[k].detach())
+    assert not opt.state  # no optimiser step was taken
 
 
-def test_meta_update_branch_uses_meta_gradient_from_original_params() -> None:
-    """Eq. 23: L_post >= L_pre discards theta': theta <- theta - alpha' * dL_post(theta'(theta)) / dtheta."""
+def _meta_update_case():
     torch.manual_seed(2)
     learner = MetaLearner(3.0, "atanh", 0.5, 1e-2)
     params = MetaLearner.init_params(MUCN(8, 16, 3.0))
     g = torch.Generator().manual_seed(4)
     x = torch.randn(16, 8, generator=g)
     y = torch.randn(16, generator=g)
-    uni = (x, y, y)
-    multi = (x, y, -y)  # the opposite target: the inner step hurts, so the meta-update runs
-    new, stats = learner.step(params, uni, multi)
+    return learner, params, (x, y, y), (x, y, -y)  # the opposite target on D: the inner step hurts
+
+
+def test_meta_update_branch_with_sgd_is_eq23_as_written() -> None:
+    """Eq. 23 with plain SGD: theta <- theta - alpha' * dL_post(theta'(theta)) / dtheta."""
+    learner, params, uni, multi = _meta_update_case()
+    before = _copy(params)
+    opt = make_meta_optimizer("sgd", params, 1e-2, 0.01)
+    stats = learner.step(params, opt, uni, multi)
     assert stats["kept"] == 0.0 and stats["L_post"] >= stats["L_pre"]
-    meta = learner.meta_gradient(params, uni, multi)
+    meta = learner.meta_gradient(before, uni, multi)
     for k in params:
-        assert torch.allclose(new[k], params[k] - 1e-2 * meta[k])
+        assert torch.allclose(params[k], before[k] - 1e-2 * meta[k])
+
+
+@pytest.mark.parametrize("name", ["adamw", "adam"])
+def test_meta_update_branch_is_an_optimiser_step_along_the_meta_gradient(name: str) -> None:
+    """The meta-update is the named torch optimiser's step with the second-order meta-gradient (the one that
+    equals torch.func's, test above) as the gradient, at lr alpha' and the run's weight decay."""
+    learner, params, uni, multi = _meta_update_case()
+    before = _copy(params)
+    opt = make_meta_optimizer(name, params, 1e-2, 0.01)
+    learner.step(params, opt, uni, multi)
+    reference = _copy(before)
+    ref_opt = {
+        "adamw": torch.optim.AdamW(reference.values(), lr=1e-2, weight_decay=0.01),
+        "adam": torch.optim.Adam(reference.values(), lr=1e-2),
+    }[name]
+    meta = learner.meta_gradient(before, uni, multi)
+    for k, p in reference.items():
+        p.grad = meta[k]
+    ref_opt.step()
+    for k in params:
+        assert torch.allclose(params[k], reference[k]), k
+        # Adam's first step moves every weight by about lr, whatever the gradient's scale
+        assert not torch.allclose(params[k], before[k] - 1e-2 * meta[k]), k
+
+
+def test_unknown_meta_optimizer_is_named() -> None:
+    with pytest.raises(ValueError, match="meta_optimizer"):
+        make_meta_optimizer("rmsprop", {}, 1e-3, 0.0)
 
 
 def test_extra_samples_exclude_the_batch_and_have_size_b_times_s() -> None:
@@ -146,3 +192,54 @@ def test_meta_learning_is_deterministic_and_counts_branches() -> None:
     assert a.kept + a.meta_updates == 4 * 3  # 80 samples / batch 32 -> 3 batches per epoch
     assert a.labels.abs().max() <= 3.0
     assert len(a.history) == 4 and a.history[-1]["lambda"] > 0  # second half uses Eq. 16-18
+
+
+def _planted(n: int = 192, d: int = 8, seed: int = 0):
+    """x_m carries a label of its own (t) that differs from y; x_m' (projected) carries y."""
+    g = torch.Generator().manual_seed(seed)
+    y = (torch.randn(n, generator=g) * 1.2).clamp(-3, 3)
+    t = (0.6 * y + 0.8 * torch.randn(n, generator=g)).clamp(-3, 3)
+    x = torch.cat([t.unsqueeze(1), torch.randn(n, d - 1, generator=g) * 0.3], 1)
+    xp = torch.cat([y.unsqueeze(1), torch.randn(n, d - 1, generator=g) * 0.3], 1)
+    yp = y + 0.3 * torch.randn(n, generator=g)
+    return x, xp, yp, y
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_diagnostics_say_whether_mucn_learned(optimizer: str) -> None:
+    """The multimodal denoising loss over all samples, at the start and end of stage 2, against the noisy
+    input's own error; an optimiser meta-update (the paper's AdamW) learns, plain SGD at alpha' hardly."""
+    hp = resolve_hyperparameters(
+        {"meta_epochs": 40, "mucn_input_norm": "none", "meta_optimizer": optimizer}, rho=3.0
+    )
+    x, xp, yp, y = _planted()
+    result = meta_learn_labels(x, xp, yp, y, hp, 3.0, torch.Generator().manual_seed(0))
+    d = result.diagnostics
+    assert set(d) == {
+        "L_pre_all_start",
+        "L_pre_all_end",
+        "noisy_input_mae",
+        "label_shift_mae",
+        "shift_corr_untrained",
+    }
+    assert d["L_pre_all_start"] == pytest.approx(d["noisy_input_mae"], abs=0.1)  # atanh residual: identity
+    assert [h["L_pre_all"] for h in result.history][-1] == d["L_pre_all_end"]
+    assert d["label_shift_mae"] == pytest.approx(float((result.labels - y).abs().mean()), abs=1e-5)
+    if optimizer == "adamw":
+        assert d["L_pre_all_end"] < 0.6 * d["noisy_input_mae"]  # learned to denoise
+        assert d["shift_corr_untrained"] < 0.5  # the labels are not the initialisation's
+    else:
+        assert d["L_pre_all_end"] > 0.85 * d["L_pre_all_start"]  # Eq. 23 as plain SGD at 1e-3: stuck
+
+
+def test_meta_learning_reads_no_extra_random_numbers_for_its_diagnostics() -> None:
+    """The probe's noise has its own generator: stage 2's generator ends where MetaDraws.skip leaves it."""
+    from models.stages.meta import MetaDraws, noise_std
+
+    hp = resolve_hyperparameters({"meta_epochs": 3, "mucn_hidden": 8}, rho=3.0)
+    x, xp, yp, y = _planted(n=70)
+    gen = torch.Generator().manual_seed(5)
+    meta_learn_labels(x, xp, yp, y, hp, 3.0, gen)
+    skipped = torch.Generator().manual_seed(5)
+    MetaDraws(70, hp, noise_std(hp, 3.0), skipped).skip()
+    assert torch.equal(gen.get_state(), skipped.get_state())

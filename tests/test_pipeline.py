@@ -256,3 +256,52 @@ def test_cli_reports_bad_input_without_traceback(tmp_path: Path, capsys) -> None
     err = capsys.readouterr().err
     assert "utterances.csv" in err and "Traceback" not in err
     assert main(["train", str(tmp_path / "bad"), "--out", str(tmp_path / "run"), "--set", "nope=1"]) == 2
+
+
+def test_a_modality_subset_trains_predicts_and_leaves_the_others_blank(
+    small_synth: Path, tmp_path: Path, tiny_hp
+) -> None:
+    ds = load_dataset(small_synth)
+    hp = {**tiny_hp, "modalities": "text,audio"}
+    result = train(ds, tmp_path / "run", seed=1, hyperparameters=hp, device="cpu", preset=None)
+    run = result.out_dir
+    config = json.loads((run / "config.json").read_text())
+    assert config["hyperparameters"]["modalities"] == ["text", "audio"]
+    assert set(config["strategy_diagnostics"]["meta"]) == {"text", "audio"}
+    labels = pd.read_csv(run / "unimodal_labels.csv", dtype={"id": str})
+    assert list(labels.columns) == ["id", "label", "label_T", "label_A", "label_V"]
+    assert labels["label_V"].isna().all() and labels["label_T"].notna().all()
+    preds = pd.read_csv(run / "predictions.csv", dtype={"id": str})
+    assert preds["pred_V"].isna().all() and preds["pred_A"].notna().all()
+    heads = result.metrics["unimodal_heads_vs_label"]["valid"]
+    assert set(heads) == {"text", "audio"} and {"corr", "mae"} <= set(heads["text"])
+    model = TrainedModel.load(run)
+    assert set(model.input_spec) == {"text", "audio"}
+    row = {m: [ds.features[m].values[0]] for m in ("text", "audio")}
+    out = model.predict_batch(row)
+    assert np.isnan(out["pred_V"]).all() and np.isfinite(out["pred"]).all()
+    assert abs(float(out["pred"][0]) - float(preds["pred"][0])) < 1e-4
+
+
+def test_preset_is_applied_under_the_overrides_and_recorded(
+    small_synth: Path, tmp_path: Path, tiny_hp
+) -> None:
+    ds = load_dataset(small_synth)
+    result = train(ds, tmp_path / "run", seed=1, hyperparameters=tiny_hp, device="cpu", preset="mosei")
+    assert result.config["preset"] == "mosei"
+    hp = result.config["hyperparameters"]
+    assert hp["batch_size"] == 16 and hp["beta"] == 1e-4  # Table 2, MOSEI column
+    assert hp["fusion_dim"] == tiny_hp["fusion_dim"]  # the overrides win
+    with pytest.raises(HyperparameterError, match="preset"):
+        train(ds, tmp_path / "bad", hyperparameters=tiny_hp, device="cpu", preset="imdb")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_cli_train_prints_what_each_modality_carries(small_synth: Path, tmp_path: Path, capsys) -> None:
+    args = ["train", str(small_synth), "--out", str(tmp_path / "run"), "--quiet", "--preset", "mosi"]
+    for k, v in {"pretrain_epochs": 2, "meta_epochs": 2, "multitask_max_epochs": 2}.items():
+        args += ["--set", f"{k}={v}"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "head on valid corr" in out and "MUCN denoising" in out and "preset mosi" in out
+    assert out.count("MUCN denoising") == 3

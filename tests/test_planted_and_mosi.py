@@ -41,7 +41,8 @@ def test_short_real_mosi_run(tmp_path: Path) -> None:
     ds = load_dataset(MOSI_DIR)
     hp = {"pretrain_epochs": 2, "meta_epochs": 2, "multitask_max_epochs": 6}
     result = train(ds, tmp_path / "run", strategy="mug", seed=1111, hyperparameters=hp, device="cpu")
-    assert set(result.metrics) == {"train", "valid"}  # test labels are withheld: no test metrics
+    assert set(result.metrics) == {"train", "valid", "unimodal_heads_vs_label"}  # test labels are withheld
+    assert set(result.metrics["unimodal_heads_vs_label"]) == {"train", "valid"}
     valid = result.metrics["valid"]
     assert valid["acc2_non0"] > 0.6 and valid["mae"] < 1.4  # far better than chance on real data
     preds = pd.read_csv(result.out_dir / "predictions.csv", dtype={"id": str})

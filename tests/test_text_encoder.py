@@ -159,3 +159,48 @@ def test_bad_paths_and_args(tmp_path: Path) -> None:
         TextEncoder(tmp_path)
     with pytest.raises(ValueError, match="pooling"):
         TextEncoder(pooling="max")
+
+
+def test_normalize_gives_unit_sentence_vectors(tiny_bert_dir: Path) -> None:
+    raw = TextEncoder(tiny_bert_dir, pooling="mean", max_length=8).encode(TEXTS)
+    unit = TextEncoder(tiny_bert_dir, pooling="mean", max_length=8, normalize=True).encode(TEXTS)
+    assert np.allclose(np.linalg.norm(unit, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(unit, raw / np.linalg.norm(raw, axis=1, keepdims=True), atol=1e-5)
+
+
+def test_embedding_cache_is_keyed_by_texts_and_settings(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    enc = TextEncoder(tiny_bert_dir, pooling="mean", max_length=8)
+    first, hit = enc.encode_cached(TEXTS, tmp_path)
+    assert not hit and np.array_equal(first, enc.encode(TEXTS))
+    again, hit = enc.encode_cached(TEXTS, tmp_path)
+    assert hit and np.array_equal(again, first)
+    files = list((tmp_path / "embeddings").glob("*.npy"))
+    assert len(files) == 1
+    # other texts, other pooling or normalisation: another entry
+    assert not enc.encode_cached(TEXTS[:2], tmp_path)[1]
+    assert not TextEncoder(tiny_bert_dir, max_length=8).encode_cached(TEXTS, tmp_path)[1]
+    assert not TextEncoder(tiny_bert_dir, pooling="mean", max_length=8, normalize=True).encode_cached(
+        TEXTS, tmp_path
+    )[1]
+    assert len(list((tmp_path / "embeddings").glob("*.npy"))) == 4
+    # a damaged entry is recomputed, never trusted (and never unpickled)
+    files[0].write_bytes(b"\x93NUMPY garbage")
+    repaired, hit = enc.encode_cached(TEXTS, tmp_path)
+    assert not hit and np.array_equal(repaired, first)
+    assert enc.encode_cached(TEXTS, tmp_path)[1]
+
+
+def test_embedding_cache_location_and_read_only_cache(
+    tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models.text_encoder import default_cache_dir
+
+    monkeypatch.setenv("UNILABEL_CACHE_DIR", str(tmp_path / "c"))
+    assert default_cache_dir() == tmp_path / "c"
+    enc = TextEncoder(tiny_bert_dir, pooling="mean", max_length=8)
+    enc.encode_cached(TEXTS)
+    assert len(list((tmp_path / "c" / "embeddings").glob("*.npy"))) == 1
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be")
+    emb, hit = enc.encode_cached(TEXTS, blocked)  # cannot write: still the embeddings, not an error
+    assert not hit and emb.shape == (len(TEXTS), 32)

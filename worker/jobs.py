@@ -183,6 +183,7 @@ def run_job(job_id: str, jobs: JobStore, store: ArtifactStore, settings: Setting
                 strategy=job["strategy"],
                 seed=job["seed"],
                 hyperparameters=job.get("overrides") or {},
+                preset=job.get("preset"),
                 device=settings.device,
                 progress=_progress_writer(jobs, job_id),
                 should_stop=_cancel_check(jobs, job_id),

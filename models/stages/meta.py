@@ -6,9 +6,11 @@ Per batch S of training samples (no encoder forward passes; only saved tensors):
    (Eq. 16-18); one gradient step theta' = theta - alpha * grad (Eq. 15).
 2. multimodal denoising task (Eq. 19-21) on D = S u S', |S'| = b|S| further random training samples:
    ybar = yhat_m' + eps', L = mean |y - MUCN(x_m', ybar)|, before (theta) and after (theta') the step.
-3. L_post < L_pre: keep theta' (Eq. 22). Otherwise discard theta' and meta-update
-   theta <- theta - alpha' * d L_post(theta'(theta)) / d theta, differentiating through the inner step
-   (Eq. 23, second order).
+3. L_post < L_pre: keep theta' (Eq. 22). Otherwise discard theta' and meta-update theta with the gradient
+   d L_post(theta'(theta)) / d theta, differentiating through the inner step (Eq. 23, second order). The
+   meta-update is an optimiser step at learning rate alpha' (``meta_optimizer``, default AdamW): the paper
+   trains with AdamW and learn2learn, whose outer update is a torch optimiser; Eq. 23's plain SGD reading
+   (``meta_optimizer=sgd``, kept for the ablation) barely moves MUCN at alpha' = 1e-3 (docs/method.md).
 
 The paper used learn2learn's MAML wrapper for this; it does not build on Python 3.11 and drags in gym and
 torchvision. Here MUCN is a pure function of a parameter dict (models.nets.mucn_forward, the functional
@@ -42,6 +44,7 @@ class MetaResult:
     kept: int = 0  # batches where theta' was kept (Eq. 22)
     meta_updates: int = 0  # batches where the meta-update ran (Eq. 23)
     history: list[dict[str, float]] = field(default_factory=list)
+    diagnostics: dict[str, float] = field(default_factory=dict)  # mucn_diagnostics
 
 
 def lambda_at(epoch: int, lambda_init: float) -> float:
@@ -59,8 +62,24 @@ def denoising_target(
     return lam * previous + (1.0 - lam) * y
 
 
+META_OPTIMIZERS = ("adamw", "adam", "sgd")
+
+
+def make_meta_optimizer(name: str, params: Params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """The optimiser of Eq. 23's meta-update over MUCN's parameter tensors (updated in place)."""
+    leaves = list(params.values())
+    if name == "adamw":
+        return torch.optim.AdamW(leaves, lr=lr, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(leaves, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(leaves, lr=lr)
+    raise ValueError(f"meta_optimizer: must be one of {', '.join(META_OPTIMIZERS)}, got {name!r}")
+
+
 class MetaLearner:
-    """The bi-level optimisation of one MUCN, as pure functions of a parameter dict."""
+    """The bi-level optimisation of one MUCN: MUCN as a pure function of a parameter dict, so the inner step
+    is a differentiable expression of the original parameters."""
 
     def __init__(
         self, rho: float, residual: str, alpha: float, alpha_meta: float, second_order: bool = True
@@ -73,7 +92,8 @@ class MetaLearner:
 
     @staticmethod
     def init_params(mucn: MUCN) -> Params:
-        return {k: v.detach().clone() for k, v in mucn.mlp.named_parameters()}
+        """MUCN's parameters as leaf tensors that the meta-optimiser updates in place."""
+        return {k: v.detach().clone().requires_grad_(True) for k, v in mucn.mlp.named_parameters()}
 
     def correct(self, params: Params, rep: Tensor, noisy: Tensor) -> Tensor:
         """Eq. 13 / 19 / 28."""
@@ -108,23 +128,28 @@ class MetaLearner:
         grads = torch.autograd.grad(self.task_loss(leaves, multi), list(leaves.values()))
         return dict(zip(leaves, grads, strict=True))
 
-    def step(self, params: Params, uni: Task, multi: Task | None) -> tuple[Params, dict[str, float]]:
-        """One batch: inner step, then keep (Eq. 22) or meta-update (Eq. 23). Returns new params and stats."""
+    def step(
+        self, params: Params, opt: torch.optim.Optimizer, uni: Task, multi: Task | None
+    ) -> dict[str, float]:
+        """One batch, updating ``params`` in place: the inner step, then keep theta' (Eq. 22) or discard it
+        and take one ``opt`` step along the meta-gradient (Eq. 23). Returns the batch's losses."""
         adapted, loss_uni = self.inner_step(params, uni)
-        adapted = {k: v.detach() for k, v in adapted.items()}
         stats = {"L_uni": float(loss_uni)}
-        if multi is None:  # ablation "W/O multimodal denoising task": plain meta-training
-            return adapted, stats
+        if multi is not None:  # (None: the ablation "W/O multimodal denoising task", plain meta-training)
+            with torch.no_grad():
+                pre = float(self.task_loss(params, multi))
+                post = float(self.task_loss(adapted, multi))
+            stats.update({"L_pre": pre, "L_post": post, "kept": float(post < pre)})
+            if post >= pre:
+                meta = self.meta_gradient(params, uni, multi)
+                for k, p in params.items():
+                    p.grad = meta[k]
+                opt.step()
+                return stats
         with torch.no_grad():
-            pre = float(self.task_loss(params, multi))
-            post = float(self.task_loss(adapted, multi))
-        stats.update({"L_pre": pre, "L_post": post})
-        if post < pre:
-            stats["kept"] = 1.0
-            return adapted, stats
-        meta = self.meta_gradient(params, uni, multi)
-        stats["kept"] = 0.0
-        return {k: (params[k] - self.alpha_meta * meta[k]).detach() for k in params}, stats
+            for k, p in params.items():
+                p.copy_(adapted[k])
+        return stats
 
 
 def sample_extra(n: int, batch: Tensor, k: int, gen: torch.Generator) -> Tensor:
@@ -217,16 +242,23 @@ def meta_learn_labels(
     ``unimodal`` x_m [N, d], ``projected`` x_m' [N, d], ``projected_pred`` yhat_m' [N],
     ``y`` multimodal labels [N].
     The labels are read out after every epoch (``read_out``; the "previous epoch" y_mc of Eq. 17) and the
-    read-out after the last epoch is the result.
+    read-out after the last epoch is the result. ``MetaResult.diagnostics`` says whether MUCN learned
+    (``mucn_diagnostics``); each epoch's history carries ``L_pre_all``, the multimodal denoising loss over all
+    N samples.
     """
     if hp["mucn_input_norm"] == "l2":
         unimodal = torch.nn.functional.normalize(unimodal, dim=-1)
         projected = torch.nn.functional.normalize(projected, dim=-1)
     n, dim = unimodal.shape
-    draws = MetaDraws(n, hp, noise_std(hp, rho), gen)
+    std = noise_std(hp, rho)
+    draws = MetaDraws(n, hp, std, gen)
     learner = MetaLearner(rho, hp["mucn_residual"], hp["meta_lr"], hp["meta_test_lr"], hp["second_order"])
     mucn = built_with_seed(draws.init_seed(), lambda: MUCN(dim, hp["mucn_hidden"], rho, hp["mucn_residual"]))
     params = learner.init_params(mucn)
+    opt = make_meta_optimizer(hp["meta_optimizer"], params, hp["meta_test_lr"], hp["weight_decay"])
+    probe = DenoisingProbe(projected, projected_pred, y, std)
+    untrained = read_out(learner, params, unimodal, y, None)
+    start_loss = probe.loss(learner, params)
     previous: Tensor | None = None
     result = MetaResult(labels=y.clone())
     epochs = hp["meta_epochs"]
@@ -239,7 +271,7 @@ def meta_learn_labels(
             multi = None
             if b.d is not None and b.eps_d is not None:
                 multi = (projected[b.d], projected_pred[b.d] + b.eps_d, y[b.d])  # Eq. 19, 21
-            params, stats = learner.step(params, uni, multi)
+            stats = learner.step(params, opt, uni, multi)
             count += 1
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v
@@ -250,13 +282,56 @@ def meta_learn_labels(
         summary = {k: round(v / max(count, 1), 5) for k, v in sums.items()}
         if "kept" in summary:
             summary["kept_share"] = summary.pop("kept")
+        summary["L_pre_all"] = round(probe.loss(learner, params), 5)
         summary["lambda"] = round(lambda_at(epoch, hp["lambda_init"]), 5) if epoch >= epochs // 2 else 0.0
         result.history.append(summary)
         if on_epoch is not None:
             on_epoch(epoch + 1, summary)
     if previous is not None:
         result.labels = previous
+    result.diagnostics = mucn_diagnostics(
+        result.labels, untrained, y, start_loss, probe.loss(learner, params), probe.noisy_input_loss
+    )
     return result
+
+
+class DenoisingProbe:
+    """The multimodal denoising task (Eq. 19-21) over ALL training samples with one fixed noise draw, to see
+    whether MUCN learns: its loss L_pre_all before, during and after stage 2 on the same inputs.
+
+    The noise comes from its own generator (seed 0), so probing draws nothing from stage 2's generator."""
+
+    def __init__(self, projected: Tensor, projected_pred: Tensor, y: Tensor, std: float) -> None:
+        noise = torch.randn(len(y), generator=torch.Generator().manual_seed(0)) * std
+        self.task: Task = (projected, projected_pred + noise, y)
+        self.noisy_input_loss = float(l1(projected_pred + noise, y))  # |ybar - y|: what MUCN starts from
+
+    @torch.no_grad()
+    def loss(self, learner: MetaLearner, params: Params) -> float:
+        return float(learner.task_loss(params, self.task))
+
+
+def mucn_diagnostics(
+    labels: Tensor, untrained: Tensor, y: Tensor, start: float, end: float, noisy_input: float
+) -> dict[str, float]:
+    """Did MUCN learn? Its multimodal denoising loss over all training samples at the start and end of stage 2
+    (against |ybar - y| of its noisy input), the mean |label - y|, and the correlation of the label shift
+    (label - y) with the shift the untrained MUCN already gives: near 1 means the labels are the
+    initialisation's, not learned."""
+    shift, shift0 = labels - y, untrained - y
+    return {
+        "L_pre_all_start": round(start, 5),
+        "L_pre_all_end": round(end, 5),
+        "noisy_input_mae": round(noisy_input, 5),
+        "label_shift_mae": round(float(shift.abs().mean()), 5),
+        "shift_corr_untrained": round(_pearson(shift, shift0), 5),
+    }
+
+
+def _pearson(a: Tensor, b: Tensor) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    den = float(a.norm() * b.norm())
+    return float((a * b).sum()) / den if den > 0 else float("nan")
 
 
 def noise_std(hp: dict, rho: float) -> float:

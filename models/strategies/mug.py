@@ -39,7 +39,12 @@ class MugStrategy(Strategy):
         ctx.extras["timings"] = {"pretrain_s": t1 - t0, "meta_s": time.perf_counter() - t1}
         labels = {m: ctx.on_all_rows(result.labels) for m, result in results.items()}
         ctx.extras["meta"] = {
-            m: {"kept": r.kept, "meta_updates": r.meta_updates, "final": r.history[-1] if r.history else {}}
+            m: {
+                "kept": r.kept,
+                "meta_updates": r.meta_updates,
+                "final": r.history[-1] if r.history else {},
+                **r.diagnostics,
+            }
             for m, r in results.items()
         }
         return FixedLabels(labels, ctx.train_rows)
