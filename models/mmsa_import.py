@@ -41,6 +41,21 @@ def _pad_concat(blocks: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([np.pad(b, ((0, 0), (0, t - b.shape[1]), (0, 0))) for b in blocks])
 
 
+def _read_pickle(pkl_path: str | Path) -> Any:
+    """pickle.load of a TRUSTED local file; DatasetError naming the path as given when it cannot be read."""
+    expected = "expected an MMSA feature pickle (.pkl)"
+    try:
+        with open(pkl_path, "rb") as f:
+            return pickle.load(f)  # trusted local file only, see the module docstring
+    except FileNotFoundError:
+        problem = f"no such file; {expected}"
+    except OSError as e:
+        problem = f"cannot be read ({e.strerror or e}); {expected}"
+    except Exception as e:  # a file that is no pickle makes pickle.load raise almost anything
+        problem = f"not a readable pickle ({type(e).__name__}: {e}); {expected}"
+    raise DatasetError([Problem(str(pkl_path), "", problem)])
+
+
 def import_mmsa_pkl(
     pkl_path: str | Path,
     out_dir: str | Path,
@@ -55,14 +70,14 @@ def import_mmsa_pkl(
     (default text/audio/vision; None skips the modality, e.g. text when only transcripts are wanted).
     Sequences keep their lengths ('audio_lengths', 'vision_lengths'; text from the 'text_bert' attention
     mask, else full length). Non-finite feature values (MMSA audio holds -inf) are set to 0.
-    The result is validated with load_dataset(for_training=False).
+    The result is validated with load_dataset(for_training=False). A missing file, or one that is no
+    pickle or not MMSA's dict of splits, raises DatasetError naming the file.
 
     WARNING: uses pickle.load; local CLI use on files the user trusts only, never on uploads.
     """
     keys = {**DEFAULT_KEYS, **(modalities_keys or {})}
     name = Path(pkl_path).name
-    with open(pkl_path, "rb") as f:
-        data = pickle.load(f)  # trusted local file only, see the module docstring
+    data = _read_pickle(pkl_path)
     parts = [(_SPLITS[s], data[s]) for s in _SPLITS if isinstance(data, dict) and s in data]
     if not parts:
         raise DatasetError([Problem(name, "", "expected a dict with 'train', 'valid' and 'test' entries")])
