@@ -564,14 +564,14 @@ def load_dataset(
     """
     if rho is not None and not (math.isfinite(rho) and rho > 0):
         raise ValueError(f"rho must be a positive number, got {rho!r}")
-    path = Path(path)
+    given, path = str(path), Path(path)  # errors about the path itself show it as the user gave it
     if path.is_dir():
         return _load_dir(path, rho, for_training, keep_root=True)
     if not path.exists():
-        raise DatasetError([Problem(path.name or str(path), "", "no such file or directory")])
+        raise DatasetError([Problem(given, "", "no such file or directory")])
     if not is_archive(path):
         msg = "neither a dataset directory nor a .zip/.tar.gz/.tgz archive"
-        raise DatasetError([Problem(path.name, "", msg)])
+        raise DatasetError([Problem(given, "", msg)])
     with tempfile.TemporaryDirectory(prefix="unilabel-ds-") as tmp:
         root = _extracted_root(path, Path(tmp), max_archive_bytes)
         return _load_dir(root, rho, for_training, keep_root=False)
