@@ -10,7 +10,7 @@ from typing import Any
 from models.data import load_dataset
 from models.metrics import PRIMARY_METRICS
 from models.pipeline import train
-from models.report import mean_std_table, paired_table
+from models.report import mean_std_table, n_seeds, paired_table
 
 
 def compare(
@@ -94,7 +94,7 @@ def render_tables(summary: dict[str, Any], reference: str | None = None) -> str:
     seeds = summary["seeds"]
     names = _metric_names(summary)
     where = f" ({summary['dataset']})" if summary.get("dataset") else ""
-    table = mean_std_table(results, names, title=f"{summary['split']} split, {len(seeds)} seeds{where}")
+    table = mean_std_table(results, names, title=f"{summary['split']} split, {n_seeds(len(seeds))}{where}")
     if reference is not None and reference not in results:
         raise ValueError(f"reference: {reference!r} is not one of the strategies {list(results)}")
     if len(results) >= 2 and len(seeds) >= 2:

@@ -53,6 +53,11 @@ FOOTNOTE = (
 )
 
 
+def n_seeds(n: int) -> str:
+    """``1 seed``, ``3 seeds``."""
+    return f"{n} seed{'' if n == 1 else 's'}"
+
+
 def _is_percent(metric: str) -> bool:
     return metric.startswith(("acc", "f1"))
 
@@ -146,7 +151,8 @@ def paired_table(
     for other in others:
         if len(results[other]) != n:
             raise ValueError(
-                f"results: {reference!r} has {n} seeds and {other!r} {len(results[other])}; cannot pair them"
+                f"results: {reference!r} has {n_seeds(n)} and {other!r} {len(results[other])}; "
+                "cannot pair them"
             )
         cells = [f"{reference} - {other}".replace("|", "\\|"), str(n)]
         for metric in metrics:

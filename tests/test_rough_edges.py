@@ -1,0 +1,78 @@
+"""Issue 13's rough edges on the library side: import-mmsa on a wrong file, the dataset path as given, and
+"1 seed" in the result tables."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+
+from models.cli import main
+from models.compare import render_tables
+from models.data import DatasetError, load_dataset
+from models.mmsa_import import import_mmsa_pkl
+from models.report import paired_table
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"id,split,label\nv1,train,0.5\n",  # a CSV: pickle reads opcodes out of it
+        b"I am not a pickle\n",  # "invalid literal for int() with base 10"
+        b"\x80\x04\x95garbage",  # truncated pickle
+        b"",
+    ],
+)
+def test_import_mmsa_unreadable_file_names_it(tmp_path: Path, content: bytes) -> None:
+    bad = tmp_path / "utterances.csv"
+    bad.write_bytes(content)
+    with pytest.raises(DatasetError) as err:
+        import_mmsa_pkl(bad, tmp_path / "out")
+    assert str(bad) in str(err.value) and "MMSA" in str(err.value) and ".pkl" in str(err.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_import_mmsa_missing_or_wrong_file_on_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("I am not a pickle\n")
+    assert main(["import-mmsa", str(text), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("unilabel import-mmsa: error:") and f"{text}:" in err and "MMSA" in err
+    assert "Traceback" not in err and "invalid literal" not in err.splitlines()[0]
+
+    missing = tmp_path / "nope.pkl"
+    assert main(["import-mmsa", str(missing), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{missing}: no such file" in err and "MMSA" in err
+
+
+def test_import_mmsa_pickle_of_something_else(tmp_path: Path) -> None:
+    path = tmp_path / "list.pkl"
+    path.write_bytes(pickle.dumps([1, 2, 3]))
+    with pytest.raises(DatasetError, match="expected a dict with 'train', 'valid' and 'test'"):
+        import_mmsa_pkl(path, tmp_path / "out")
+
+
+def test_dataset_path_is_shown_as_given(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    missing = tmp_path / "sub" / "nope"
+    with pytest.raises(DatasetError) as err:
+        load_dataset(missing)
+    assert str(err.value) == f"{missing}: no such file or directory"
+    with pytest.raises(DatasetError, match=r"^\./no-such-dir/data\.zip: no such file or directory$"):
+        load_dataset("./no-such-dir/data.zip")
+    (tmp_path / "data.rar").write_bytes(b"x")
+    with pytest.raises(DatasetError, match=f"^{tmp_path / 'data.rar'}: neither a dataset directory"):
+        load_dataset(tmp_path / "data.rar")
+
+    assert main(["train", str(missing), "--out", str(tmp_path / "run")]) == 2
+    assert f"{missing}: no such file or directory" in capsys.readouterr().err
+
+
+def test_one_seed_is_singular() -> None:
+    summary = {"split": "valid", "seeds": [1], "rho": 3.0, "results": {"copy": [{"mae": 0.7, "corr": 0.5}]}}
+    assert "### valid split, 1 seed\n" in render_tables(summary)
+    summary |= {"seeds": [1, 2], "results": {"copy": [{"mae": 0.7}, {"mae": 0.8}]}}
+    assert "### valid split, 2 seeds\n" in render_tables(summary)
+    with pytest.raises(ValueError, match="'copy' has 1 seed and 'none' 2; cannot pair"):
+        paired_table({"copy": [{"mae": 0.7}], "none": [{"mae": 0.7}, {"mae": 0.8}]}, ["mae"], "copy")
