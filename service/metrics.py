@@ -100,6 +100,17 @@ class _Snapshot(Collector):
         return iter(self.families)
 
 
+def _route_path(scope: Scope) -> str:
+    """The path template of the route that answered: FastAPI's routes put themselves in the scope; plain
+    Starlette routes (FastAPI's /docs, /openapi.json) only their endpoint, found again among the app's routes.
+    ``unmatched`` when no route matched (404), so raw paths never become labels."""
+    route = scope.get("route")
+    if route is None and "endpoint" in scope:
+        routes = getattr(scope.get("app"), "routes", ())
+        route = next((r for r in routes if getattr(r, "endpoint", None) is scope["endpoint"]), None)
+    return getattr(route, "path", None) or scope.get("unilabel.route") or "unmatched"
+
+
 class MetricsMiddleware:
     """Pure ASGI (no BaseHTTPMiddleware overhead); the route label is the path template, not the raw path."""
 
@@ -123,8 +134,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None) or scope.get("unilabel.route") or "unmatched"
+            path = _route_path(scope)
             key = (scope.get("method", ""), path, status["code"])
             series = self._series.get(key)
             if series is None:
