@@ -9,13 +9,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from api_schemas.jobs import Job, JobCreate, JobLinks, JobState
+from models.data import SUB_LABEL_COLUMNS
 from models.pipeline import CODE_VERSION, STRATEGIES, HyperparameterError, resolve_hyperparameters
+from models.strategies.mtcl import MTCLStrategy
 from service.deps import Services
 from service.errors import ApiError
 from service.records import canonical_json, fingerprint
 from worker.app import TRAIN_TASK
 
 log = logging.getLogger(__name__)
+# strategies that train on the human sub-labels of every modality they see (mtcl: required_sub_labels)
+NEEDS_SUB_LABELS = frozenset({MTCLStrategy.name})
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -60,6 +64,26 @@ def to_job(rec: dict[str, Any]) -> Job:
     )
 
 
+def _check_sub_labels(body: JobCreate, svc: Services, modalities: list[str]) -> None:
+    """422 now, not a failed job later, when the strategy needs sub-label columns the dataset lacks (as its
+    stored summary says; a summary from before it recorded them is let through)."""
+    if body.strategy not in NEEDS_SUB_LABELS:
+        return
+    summary = svc.store.dataset_summary(body.dataset_id) or {}
+    present = (summary.get("library") or {}).get("sub_labels")
+    if present is None:
+        return
+    missing = [SUB_LABEL_COLUMNS[m] for m in modalities if m not in present]
+    if missing:
+        raise ApiError(
+            422,
+            f"strategy {body.strategy} needs human unimodal sub-labels for the modalities it trains "
+            f"({', '.join(modalities)}); dataset {body.dataset_id} has no {', '.join(missing)} "
+            f"column{'s' if len(missing) > 1 else ''} in utterances.csv",
+            field="body.strategy",
+        )
+
+
 def resolve(body: JobCreate, svc: Services) -> dict[str, Any]:
     if svc.store.dataset_dir(body.dataset_id) is None:
         raise ApiError(
@@ -74,6 +98,7 @@ def resolve(body: JobCreate, svc: Services) -> dict[str, Any]:
     except HyperparameterError as exc:
         where = "body.preset" if exc.field == "preset" else f"body.hyperparameters.{exc.field}"
         raise ApiError(422, exc.message, field=where) from None
+    _check_sub_labels(body, svc, hyper["modalities"])
     return {
         "dataset_id": body.dataset_id,
         "strategy": body.strategy,
