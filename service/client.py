@@ -1,12 +1,12 @@
 """A small client of the label service, and its CLI (``unilabel-remote ...`` / ``python -m service.client``).
 
-    upload PATH...            a dataset folder, an archive, or utterances.csv + features.npz
+    upload PATH...            a dataset folder, an archive, or utterances.csv + features.npz (--json)
     submit DATASET_ID         start a job (--strategy, --seed, --hp name=value, --idempotency-key)
     wait JOB_ID               follow a job with a progress bar until it finishes
     status JOB_ID | cancel JOB_ID | jobs | datasets | models | model MODEL_ID
     labels JOB_ID             download the learned unimodal labels (--format csv|json, -o FILE)
     predict MODEL_ID          predict for --input FILE.json, or --dataset PATH [--split test] [--n 5]
-    run PATH                  all of it: upload, submit, wait, labels, predict
+    run PATH                  all of it: upload, submit, wait, labels (OUT/<job id>/labels.csv), predict
 
 Needs only httpx, numpy/pandas (to read a dataset for predict) and tqdm; never torch.
 """
@@ -27,6 +27,7 @@ import httpx
 from api_schemas.jobs import FINAL_STATES
 
 DEFAULT_URL = os.environ.get("UNILABEL_URL", "http://127.0.0.1:8000")
+RUN_OUT = "runs/remote"  # ``run``'s default --out: each job's files in a folder of its own below it
 FINAL = tuple(s.value for s in FINAL_STATES)
 
 
@@ -66,6 +67,10 @@ class LabelClient:
     # datasets ------------------------------------------------------------------------------------
     def upload(self, *paths: str | Path) -> dict[str, Any]:
         """A dataset folder, one archive, or the two files. Returns the dataset summary."""
+        return self.upload_with_status(*paths)[0]
+
+    def upload_with_status(self, *paths: str | Path) -> tuple[dict[str, Any], bool]:
+        """As ``upload``, and whether the dataset is new (201) rather than already uploaded (200)."""
         items = [Path(p) for p in paths]
         if len(items) == 1 and items[0].is_dir():
             items = [items[0] / "utterances.csv", items[0] / "features.npz"]
@@ -76,7 +81,8 @@ class LabelClient:
                 (roles.get(p.name, "archive"), (p.name, fh)) for p, fh in zip(items, handles, strict=True)
             ]
             files.sort(key=lambda f: ("utterances", "features", "archive").index(f[0]))
-            return self._call("POST", "/v1/datasets", files=files, timeout=None).json()
+            response = self._call("POST", "/v1/datasets", files=files, timeout=None)
+            return response.json(), response.status_code == 201
         finally:
             for fh in handles:
                 fh.close()
@@ -226,6 +232,15 @@ def _print(obj: Any) -> None:
     print(obj if isinstance(obj, str) else json.dumps(obj, indent=2))
 
 
+def upload_line(summary: dict[str, Any], created: bool) -> str:
+    """``dataset ID: 130 utterances (train 80, valid 30, test 20); new`` (or ``already uploaded``)."""
+    order = {"train": 0, "valid": 1, "test": 2}
+    counts = sorted(summary["splits"].items(), key=lambda kv: order.get(kv[0], len(order)))
+    splits = ", ".join(f"{name} {n}" for name, n in counts)
+    state = "new" if created else "already uploaded"
+    return f"dataset {summary['id']}: {summary['n']} utterances ({splits}); {state}"
+
+
 def run_all(
     client: LabelClient,
     data: Path,
@@ -236,7 +251,8 @@ def run_all(
     n_predict: int = 5,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Upload, train, wait (with a progress bar), save labels, predict a few test utterances."""
+    """Upload, train, wait (with a progress bar), save the labels as ``out_dir/<job id>/labels.csv``, predict
+    a few test utterances."""
     summary = client.upload(data)
     shapes = ", ".join(f"{m} {v['shape']}" for m, v in summary["modalities"].items())
     say(f"dataset {summary['id']}: {summary['n']} utterances {summary['splits']}; {shapes}")
@@ -245,8 +261,9 @@ def run_all(
     job = client.wait(job["id"], on_update=ProgressBar())
     if job["state"] != "succeeded":
         raise RuntimeError(f"job {job['id']} {job['state']}: {job.get('error')}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    labels_path = out_dir / f"labels-{job['id']}.csv"
+    job_dir = out_dir / job["id"]
+    job_dir.mkdir(parents=True, exist_ok=True)
+    labels_path = job_dir / "labels.csv"
     labels_path.write_text(client.labels(job["id"], "csv"))
     say(f"labels: {labels_path}")
     utterances = utterances_from_dataset(data, "test", n_predict) or utterances_from_dataset(
@@ -264,8 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unilabel-remote", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default=DEFAULT_URL, help="service base URL (env UNILABEL_URL)")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("upload", help="upload a dataset")
-    p.add_argument("paths", nargs="+")
+    p = sub.add_parser("upload", help="upload a dataset; prints its id, size, splits and whether it is new")
+    p.add_argument("paths", nargs="+", help="a dataset folder, an archive, or utterances.csv features.npz")
+    p.add_argument("--json", action="store_true", help="print the whole dataset record as JSON")
     for name in ("submit", "run"):
         p = sub.add_parser(name, help="start a job" if name == "submit" else "upload, train, label, predict")
         p.add_argument("dataset_id" if name == "submit" else "path")
@@ -275,15 +293,18 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "submit":
             p.add_argument("--idempotency-key")
         else:
-            p.add_argument("--out", default=".", help="where to save the labels")
+            p.add_argument(
+                "--out", default=RUN_OUT, help=f"labels go to OUT/<job id>/labels.csv (default {RUN_OUT})"
+            )
     p = sub.add_parser("wait", help="follow a job until it finishes")
     p.add_argument("job_id")
     p.add_argument("--timeout", type=float)
-    for name in ("status", "cancel"):
-        sub.add_parser(name).add_argument("job_id")
-    for name in ("jobs", "datasets", "models"):
-        sub.add_parser(name)
-    sub.add_parser("model").add_argument("model_id")
+    sub.add_parser("status", help="show a job's record").add_argument("job_id")
+    sub.add_parser("cancel", help="cancel a queued or running job").add_argument("job_id")
+    sub.add_parser("jobs", help="list jobs")
+    sub.add_parser("datasets", help="list uploaded datasets")
+    sub.add_parser("models", help="list trained models")
+    sub.add_parser("model", help="show a model's card").add_argument("model_id")
     p = sub.add_parser("labels", help="download learned unimodal labels")
     p.add_argument("job_id")
     p.add_argument("--format", choices=("csv", "json"), default="csv")
@@ -303,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         with LabelClient(args.url) as c:
             cmd = args.command
             if cmd == "upload":
-                _print(c.upload(*args.paths))
+                summary, created = c.upload_with_status(*args.paths)
+                _print(summary if args.json else upload_line(summary, created))
             elif cmd == "submit":
                 _print(
                     c.submit(

@@ -159,7 +159,7 @@ def test_cli_run_end_to_end(stack: LocalStack, synth_dir: Path, tmp_path: Path, 
     assert main(["--url", stack.url, "run", str(synth_dir), "--seed", "3", "--out", str(tmp_path), *hp]) == 0
     printed = capsys.readouterr().out
     assert "labels:" in printed and "sentiment" in printed
-    assert len(list(tmp_path.glob("labels-*.csv"))) == 1
+    assert len(list(tmp_path.glob("*/labels.csv"))) == 1  # OUT/<job id>/labels.csv
 
 
 def test_redis_killed_and_restarted_loses_nothing(api: LabelClient, done: dict, stack: LocalStack) -> None:

@@ -1,0 +1,124 @@
+"""Issue 13's rough edges of the service: /docs in /metrics, mtcl without sub-labels answered 422 at once, and
+the remote CLI's upload summary, run output folder and help texts. In-process API over a real Redis."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from service.client import LabelClient, build_parser, main
+from tests.service.conftest import TINY, upload_dir
+from tests.service.test_api import error_of
+
+
+def _without_columns(src: Path, dest: Path, drop: set[str]) -> Path:
+    """A copy of the dataset in ``src`` without the ``drop`` columns of utterances.csv."""
+    dest.mkdir()
+    shutil.copy(src / "features.npz", dest / "features.npz")
+    with open(src / "utterances.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(dest / "utterances.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, [c for c in rows[0] if c not in drop])
+        writer.writeheader()
+        writer.writerows({k: v for k, v in row.items() if k not in drop} for row in rows)
+    return dest
+
+
+# /metrics -----------------------------------------------------------------------------------------
+def test_docs_and_openapi_are_labelled_with_their_paths(client) -> None:
+    assert client.get("/docs").status_code == 200
+    assert client.get("/openapi.json").status_code == 200
+    assert client.get("/no/such/path").status_code == 404
+    text = client.get("/metrics").text
+    assert 'method="GET",route="/docs",status="200"' in text
+    assert 'method="GET",route="/openapi.json",status="200"' in text
+    assert 'method="GET",route="unmatched",status="404"' in text
+
+
+# POST /v1/jobs with mtcl --------------------------------------------------------------------------
+def test_mtcl_without_sub_labels_is_refused_at_once(client, synth_dir: Path, tmp_path: Path) -> None:
+    bare = _without_columns(synth_dir, tmp_path / "bare", {"label_T", "label_A", "label_V"})
+    dataset_id = upload_dir(client, bare).json()["id"]
+    r = client.post("/v1/jobs", json={"dataset_id": dataset_id, "strategy": "mtcl"})
+    assert r.status_code == 422, r.text
+    err = error_of(r)
+    assert err["code"] == "validation_error" and err["field"] == "body.strategy"
+    assert "label_T, label_A, label_V" in err["message"] and "mtcl" in err["message"]
+    assert err["details"] == [{"field": "body.strategy", "problem": err["message"]}]
+    assert client.get("/v1/jobs").json()["total"] == 0  # nothing was queued
+    # other strategies still run on it
+    assert client.post("/v1/jobs", json={"dataset_id": dataset_id, "strategy": "mug"}).status_code == 202
+
+
+def test_mtcl_needs_the_sub_labels_of_the_modalities_it_trains(
+    client, synth_dir: Path, tmp_path: Path
+) -> None:
+    text_only = _without_columns(synth_dir, tmp_path / "text-only", {"label_A", "label_V"})
+    dataset_id = upload_dir(client, text_only).json()["id"]
+    body = {"dataset_id": dataset_id, "strategy": "mtcl", "hyperparameters": {"modalities": "text,audio"}}
+    r = client.post("/v1/jobs", json=body)
+    err = error_of(r)
+    assert r.status_code == 422 and err["field"] == "body.strategy"
+    assert "has no label_A column" in err["message"]
+    body["hyperparameters"] = {"modalities": ["text"]}
+    assert client.post("/v1/jobs", json=body).status_code == 202
+    with_subs = upload_dir(client, synth_dir).json()["id"]
+    assert client.post("/v1/jobs", json={"dataset_id": with_subs, "strategy": "mtcl"}).status_code == 202
+
+
+# unilabel-remote ----------------------------------------------------------------------------------
+@pytest.fixture
+def remote(client, monkeypatch: pytest.MonkeyPatch):
+    """unilabel-remote's LabelClient talking to the in-process app; ``wait`` trains the job right here."""
+    from worker.jobs import run_job
+
+    def wait(self: LabelClient, job_id: str, *args, **kwargs) -> dict:
+        svc = client.app.state.services
+        run_job(job_id, svc.jobs, svc.store, svc.settings)
+        return self.job(job_id)
+
+    monkeypatch.setattr(LabelClient, "__init__", lambda self, *a, **k: setattr(self, "http", client))
+    monkeypatch.setattr(LabelClient, "close", lambda self: None)
+    monkeypatch.setattr(LabelClient, "wait", wait)
+    return client
+
+
+def test_upload_prints_one_summary_line(remote, synth_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["upload", str(synth_dir)]) == 0
+    first = capsys.readouterr().out.splitlines()
+    assert len(first) == 1, first
+    assert main(["upload", str(synth_dir)]) == 0
+    second = capsys.readouterr().out.splitlines()
+    assert main(["upload", str(synth_dir), "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["n"] == 130 and record["modalities"]["audio"]["dim"] == 16
+    summary = f"dataset {record['id']}: 130 utterances (train 80, valid 30, test 20)"
+    assert first == [f"{summary}; new"] and second == [f"{summary}; already uploaded"]
+
+
+def test_run_writes_into_the_jobs_folder(
+    remote, synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    hp = [f"--hp={k}={v}" for k, v in TINY.items()]
+    assert main(["run", str(synth_dir), "--out", "out", *hp]) == 0
+    (job_dir,) = (cwd / "out").iterdir()
+    assert remote.get(f"/v1/jobs/{job_dir.name}").json()["state"] == "succeeded"
+    labels = job_dir / "labels.csv"
+    assert labels.read_text().splitlines()[0] == "id,label,label_T,label_A,label_V"
+    assert f"labels: {Path('out') / job_dir.name / 'labels.csv'}" in capsys.readouterr().out
+    assert [p.name for p in cwd.iterdir()] == ["out"]  # nothing else in the current folder
+    assert build_parser().parse_args(["run", "x"]).out == "runs/remote"
+
+
+def test_every_remote_subcommand_has_help() -> None:
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    assert set(helps) == set(sub.choices)
+    assert all(helps.values()), [name for name, text in helps.items() if not text]
