@@ -75,7 +75,7 @@ class Hyperparameters:
     multitask_max_epochs: int = 60  # choice: upper bound; early stopping usually ends sooner
     early_stop: int = 8  # Sec. 4.4
     # text
-    text_source: str = "auto"  # auto = features when present, else the encoder (frozen) on transcripts
+    text_source: str = "auto"  # auto = the frozen encoder on the transcripts when every row has one, else features
     text_model: str | None = None  # local transformers model dir; None = packaged all-MiniLM-L6-v2
     text_pooling: str = "mean"  # choice: Eq. 1 takes the first token; MiniLM was trained with mean pooling
     text_normalize: bool = True  # choice: unit-norm sentence vectors (as sentence-transformers gives them)
@@ -188,6 +188,8 @@ def _check(name: str, value: Any) -> Any:
             raise HyperparameterError(name, f"must be true or false, got {value!r}")
         return value
     if name in _CHOICES:
+        if value is None and "none" in _CHOICES[name]:  # the CLI reads `--set mucn_input_norm=none` as null
+            value = "none"
         if value not in _CHOICES[name]:
             raise HyperparameterError(name, f"must be one of {', '.join(_CHOICES[name])}, got {value!r}")
         return value

@@ -70,3 +70,10 @@ def test_meta_optimizer_choices() -> None:
     assert resolve_hyperparameters({"meta_optimizer": "sgd"})["meta_optimizer"] == "sgd"
     with pytest.raises(HyperparameterError, match="meta_optimizer: must be one of adamw, adam, sgd"):
         resolve_hyperparameters({"meta_optimizer": "lbfgs"})
+
+
+def test_a_choice_named_none_survives_the_cli_parser() -> None:
+    from models.config import parse_override
+
+    name, value = parse_override("mucn_input_norm=none")
+    assert resolve_hyperparameters({name: value})["mucn_input_norm"] == "none"
