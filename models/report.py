@@ -119,8 +119,9 @@ LOWER_IS_BETTER = frozenset({"mae"})
 
 PAIRED_FOOTNOTE = (
     "Per seed, {ref} minus the other strategy (the strategies of one seed share stage 3's initial weights "
-    "and batch order, so the difference is theirs, not the seed's): mean ± sample std of the differences; "
-    "in brackets the seeds where {ref} is better (lower MAE, higher otherwise; a tie is not better). "
+    "and batch order, so the difference is theirs, not the seed's): mean ± sample std of the differences, "
+    "then their standard error (std / sqrt(n)); in brackets the seeds where {ref} is better (lower MAE, "
+    "higher otherwise; a tie is not better). "
     "Acc/F1 x100 with 2 decimals, other metrics with 4."
 )
 
@@ -168,7 +169,8 @@ def paired_table(
             mean = round(float(diff.mean()) * scale, decimals) + 0.0  # + 0.0: no "-0.00"
             cell = f"{mean:+.{decimals}f}"
             if n > 1:
-                cell += f" ± {float(diff.std(ddof=1)) * scale:.{decimals}f}"
+                std = float(diff.std(ddof=1)) * scale
+                cell += f" ± {std:.{decimals}f}, se {std / np.sqrt(n):.{decimals}f}"
             cells.append(f"{cell} ({better}/{n})")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", PAIRED_FOOTNOTE.format(ref=reference)]

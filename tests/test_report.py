@@ -126,7 +126,8 @@ def test_paired_table_exact() -> None:
         # mug - copy: acc7 +0.02, -0.02, +0.04 -> x100 mean +1.33,
         #   std sqrt(((2/3)^2 + (10/3)^2 + (8/3)^2) / 2) = sqrt(28/3) = 3.06; mug better (higher) in 2 of 3;
         # mae -0.01, +0.01, -0.03 -> mean -0.0100, std 0.0200; mug better (lower) in 2 of 3;
-        # f1 equal up to float noise in seed 1, then +0.1 and 0 -> +3.33 ± 5.77, a tie is not better: 1 of 3.
+        # f1 equal up to float noise in seed 1, then +0.1 and 0 -> +3.33 ± 5.77, a tie is not better: 1 of 3;
+        # se = std / sqrt(3): 1.76, 0.0115, 3.33.
         "copy": [
             {"acc7": 0.38, "mae": 0.71, "f1": 0.8 + 1e-15},
             {"acc7": 0.40, "mae": 0.71, "f1": 0.7},
@@ -142,7 +143,8 @@ def test_paired_table_exact() -> None:
         "\n"
         "| strategy | n | Acc7 | MAE | F1 |\n"
         "|---|---:|---:|---:|---:|\n"
-        "| mug - copy | 3 | +1.33 ± 3.06 (2/3) | -0.0100 ± 0.0200 (2/3) | +3.33 ± 5.77 (1/3) |\n"
+        "| mug - copy | 3 | +1.33 ± 3.06, se 1.76 (2/3) | -0.0100 ± 0.0200, se 0.0115 (2/3) "
+        "| +3.33 ± 5.77, se 3.33 (1/3) |\n"
         "\n" + PAIRED_FOOTNOTE.format(ref="mug") + "\n"
     )
     assert got == expected
