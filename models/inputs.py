@@ -51,19 +51,21 @@ class TensorInputs:
 
 
 def resolve_text_source(ds: Dataset, requested: str) -> str:
-    """auto -> "features" when the dataset has text features, else "encoder" (frozen, on transcripts)."""
+    """auto -> "encoder" (the frozen text encoder on the transcripts) when every row has a transcript, else
+    "features". Transcripts come first: text features of unknown provenance may have been fitted on the
+    very rows a model trains on (CMU-MOSI's text CNN was, docs/results.md), a frozen encoder was not."""
     has_features = "text" in ds.features
-    has_transcripts = ds.transcripts is not None
+    has_transcripts = ds.transcripts is not None and all(str(t).strip() for t in ds.transcripts)
     if requested == "auto":
-        return "features" if has_features else "encoder"
+        return "encoder" if has_transcripts or not has_features else "features"
     if requested == "features" and not has_features:
         raise InputError(
             "hyperparameters.text_source: 'features' asked for, but features.npz has no 'text' array"
         )
     if requested in ("encoder", "finetune") and not has_transcripts:
         raise InputError(
-            f"hyperparameters.text_source: {requested!r} needs transcripts, but utterances.csv has no "
-            "'transcript' column"
+            f"hyperparameters.text_source: {requested!r} needs a transcript on every row (utterances.csv "
+            "column 'transcript')"
         )
     return requested
 

@@ -163,7 +163,7 @@ def test_bad_settings_fail_before_training(small_synth: Path, tmp_path: Path) ->
         train(ds, tmp_path / "run", hyperparameters={"beta": -1})
     with pytest.raises(ValueError, match="strategy: unknown strategy 'mugg'"):
         train(ds, tmp_path / "run", strategy="mugg")
-    with pytest.raises(ValueError, match="text_source: 'finetune' needs transcripts"):
+    with pytest.raises(ValueError, match="text_source: 'finetune' needs a transcript on every row"):
         train(ds, tmp_path / "run", hyperparameters={"text_source": "finetune"})
     assert not (tmp_path / "run").exists()
 
