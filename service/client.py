@@ -98,11 +98,13 @@ class LabelClient:
         seed: int = 1111,
         hyperparameters: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        preset: str | None = None,
     ) -> dict[str, Any]:
         body = {
             "dataset_id": dataset_id,
             "strategy": strategy,
             "seed": seed,
+            "preset": preset,
             "hyperparameters": hyperparameters or {},
         }
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -250,14 +252,15 @@ def run_all(
     hyperparameters: dict[str, Any] | None = None,
     n_predict: int = 5,
     say: Callable[[str], None] = print,
+    preset: str | None = None,
 ) -> dict[str, Any]:
     """Upload, train, wait (with a progress bar), save the labels as ``out_dir/<job id>/labels.csv``, predict
     a few test utterances."""
     summary = client.upload(data)
     shapes = ", ".join(f"{m} {v['shape']}" for m, v in summary["modalities"].items())
     say(f"dataset {summary['id']}: {summary['n']} utterances {summary['splits']}; {shapes}")
-    job = client.submit(summary["id"], strategy, seed, hyperparameters)
-    say(f"job {job['id']} ({strategy}, seed {seed}): {job['state']}")
+    job = client.submit(summary["id"], strategy, seed, hyperparameters, preset=preset)
+    say(f"job {job['id']} ({strategy}, seed {seed}{f', preset {preset}' if preset else ''}): {job['state']}")
     job = client.wait(job["id"], on_update=ProgressBar())
     if job["state"] != "succeeded":
         raise RuntimeError(f"job {job['id']} {job['state']}: {job.get('error')}")
@@ -290,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--strategy", default="mug")
         p.add_argument("--seed", type=int, default=1111)
         p.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help="hyperparameter")
+        p.add_argument("--preset", help="a column of the MUG paper's Table 2: mosi, mosei or sims")
         if name == "submit":
             p.add_argument("--idempotency-key")
         else:
@@ -329,11 +333,24 @@ def main(argv: list[str] | None = None) -> int:
             elif cmd == "submit":
                 _print(
                     c.submit(
-                        args.dataset_id, args.strategy, args.seed, _parse_hp(args.hp), args.idempotency_key
+                        args.dataset_id,
+                        args.strategy,
+                        args.seed,
+                        _parse_hp(args.hp),
+                        args.idempotency_key,
+                        preset=args.preset,
                     )
                 )
             elif cmd == "run":
-                run_all(c, Path(args.path), Path(args.out), args.strategy, args.seed, _parse_hp(args.hp))
+                run_all(
+                    c,
+                    Path(args.path),
+                    Path(args.out),
+                    args.strategy,
+                    args.seed,
+                    _parse_hp(args.hp),
+                    preset=args.preset,
+                )
             elif cmd == "wait":
                 job = c.wait(args.job_id, args.timeout, on_update=ProgressBar())
                 _print(job)
