@@ -70,13 +70,14 @@ def saved_representations(random: bool, threads: int) -> tuple[dict, torch.Tenso
 
 def naive_meta(unimodal, projected, projected_pred, y, hp, rho, gen) -> None:
     """The same algorithm written the naive way: deep-copy MUCN for theta' on every batch (learn2learn's
-    clone()), a fresh SGD optimiser per copy, module calls, functional_call only for the second-order step."""
+    clone()), a fresh SGD optimiser per copy, module calls, functional_call only for the second-order step,
+    the meta-update with the same optimiser (AdamW at alpha')."""
     unimodal = torch.nn.functional.normalize(unimodal, dim=-1)
     projected = torch.nn.functional.normalize(projected, dim=-1)
     n, dim = unimodal.shape
     std = rho / 3
     mucn = MUCN(dim, hp["mucn_hidden"], rho)
-    meta_opt = torch.optim.SGD(mucn.parameters(), lr=hp["meta_test_lr"])
+    meta_opt = torch.optim.AdamW(mucn.parameters(), lr=hp["meta_test_lr"], weight_decay=hp["weight_decay"])
     for _epoch in range(hp["meta_epochs"]):
         for s in torch.randperm(n, generator=gen).split(hp["batch_size"]):
             eps = torch.randn(len(s), generator=gen) * std
