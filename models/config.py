@@ -75,7 +75,7 @@ class Hyperparameters:
     multitask_max_epochs: int = 60  # choice: upper bound; early stopping usually ends sooner
     early_stop: int = 8  # Sec. 4.4
     # text
-    text_source: str = "auto"  # auto = the frozen encoder on transcripts when every row has one, else features
+    text_source: str = "auto"  # auto = frozen encoder on transcripts when every row has one, else features
     text_model: str | None = None  # local transformers model dir; None = packaged all-MiniLM-L6-v2
     text_pooling: str = "mean"  # choice: Eq. 1 takes the first token; MiniLM was trained with mean pooling
     text_normalize: bool = True  # choice: unit-norm sentence vectors (as sentence-transformers gives them)
