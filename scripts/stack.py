@@ -7,19 +7,29 @@ dataset upload, a MUG job and a prediction through it, print where to look next,
     python scripts/stack.py --quick              # a short schedule (3/3/10 epochs) instead of the paper's
     python scripts/stack.py --keep               # leave the stack up after the demo (Ctrl-C stops it)
     python scripts/stack.py up                   # only bring the stack up, until Ctrl-C
+    python scripts/stack.py up --detach          # bring it up in the background; returns once the API answers
+    python scripts/stack.py status               # whether it runs, its URL and pid (exit status 3 when not)
+    python scripts/stack.py down                 # stop it, from any shell
 
 State (Redis AOF, artifacts, logs) lives in --dir (default .stack/), so a second run finds its dataset and
-its finished job again instead of training twice.
+its finished job again instead of training twice. While a stack runs (in the foreground or detached), its pid
+is in <dir>/stack.pid and its URL in <dir>/stack.url; SIGTERM to that pid (what `down` sends, or
+`kill $(cat .stack/stack.pid)`) stops it like Ctrl-C: the API, the worker, then Redis. A detached stack logs
+to <dir>/logs/stack.log. One stack per --dir: a second one there is refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
+
+import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -30,6 +40,9 @@ from service.localstack import LocalStack, free_port  # noqa: E402
 MOSI = REPO.parent / "shared" / "data" / "mosi"
 # --quick: a short schedule (the default is the paper's, about a minute end to end on MOSI with 2 cores).
 QUICK_SCHEDULE = {"pretrain_epochs": 3, "meta_epochs": 3, "multitask_max_epochs": 10}
+PID_FILE, URL_FILE = "stack.pid", "stack.url"  # in --dir while a stack runs
+DETACH_TIMEOUT = 300.0  # seconds `up --detach` waits for the API (the worker imports torch first)
+STOP_TIMEOUT = 120.0  # seconds `down` waits (LocalStack.stop escalates to SIGKILL well within it)
 
 
 def pick_data(choice: str, root: Path) -> Path:
@@ -62,9 +75,116 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt  # SIGTERM stops the stack like Ctrl-C
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) run of this script: a stale pid file's pid, reused by another
+    process, must never be signalled."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, IndexError):
+        return False
+    return state != "Z" and Path(__file__).name.encode() in cmdline
+
+
+def running(root: Path) -> tuple[int, str] | None:
+    """(pid, URL) of the stack that runs from ``root``, or None."""
+    try:
+        pid = int((root / PID_FILE).read_text())
+        url = (root / URL_FILE).read_text().strip()
+    except (OSError, ValueError):
+        return None
+    return (pid, url) if _alive(pid) else None
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _already(root: Path, state: tuple[int, str]) -> int:
+    print(
+        f"error: a stack already runs from {root} at {state[1]} (pid {state[0]}); "
+        "`python scripts/stack.py down` stops it",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def status(root: Path) -> int:
+    """Prints whether a stack runs from ``root``; 0 when it does, 3 when not (as LSB init scripts do)."""
+    state = running(root)
+    if state is None:
+        print(f"not running (state in {root})")
+        return 3
+    pid, url = state
+    note = "" if _answers(url) else "; the API does not answer yet"
+    print(f"running at {url} (pid {pid}, docs {url}/docs, state in {root}){note}")
+    return 0
+
+
+def down(root: Path) -> int:
+    """SIGTERM to the stack that runs from ``root``, then wait until it has stopped everything."""
+    state = running(root)
+    if state is None:
+        print(f"not running (state in {root})")
+        return 0
+    pid, url = state
+    print(f"stopping the stack at {url} (pid {pid}) ...", flush=True)
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            print(f"error: pid {pid} still runs after {STOP_TIMEOUT:.0f} s", file=sys.stderr)
+            return 1
+        time.sleep(0.2)
+    print("stack stopped")
+    return 0
+
+
+def detach(args: argparse.Namespace) -> int:
+    """Start ``up`` in a session of its own, logging to <dir>/logs/stack.log; return once its API answers."""
+    if state := running(args.dir):
+        return _already(args.dir, state)
+    log_path = args.dir / "logs" / "stack.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "up", "--dir", str(args.dir)]
+    cmd += ["--port", str(args.port), "--device", args.device]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    print(f"starting the stack in the background (log {log_path}) ...", flush=True)
+    deadline = time.monotonic() + DETACH_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            print(f"error: the stack exited with {proc.returncode}:\n{tail}", file=sys.stderr)
+            return 1
+        state = running(args.dir)
+        if state and state[0] == proc.pid and _answers(state[1]):
+            print(f"API up at {state[1]} (docs {state[1]}/docs), pid {proc.pid}")
+            print("`python scripts/stack.py status` shows it, `python scripts/stack.py down` stops it")
+            return 0
+        time.sleep(0.2)
+    print(f"error: the API did not answer within {DETACH_TIMEOUT:.0f} s; stopping it", file=sys.stderr)
+    proc.terminate()
+    proc.wait(STOP_TIMEOUT)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", nargs="?", choices=("demo", "up"), default="demo")
+    parser.add_argument("command", nargs="?", choices=("demo", "up", "status", "down"), default="demo")
+    parser.add_argument(
+        "--detach", action="store_true", help="with up: run in the background, return once the API answers"
+    )
     parser.add_argument(
         "--data", default="auto", help="auto (MOSI, else synthetic), mosi, synthetic or a PATH"
     )
@@ -79,13 +199,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000, help="API port (a free one if taken)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     args = parser.parse_args(argv)
+    if args.detach and args.command != "up":
+        parser.error("--detach goes with up")
+    args.dir = args.dir.resolve()
+    if args.command == "status":
+        return status(args.dir)
+    if args.command == "down":
+        return down(args.dir)
+    if args.detach:
+        return detach(args)
+    if state := running(args.dir):
+        return _already(args.dir, state)
 
-    stack = LocalStack(args.dir, api_port=port_or_free(args.port), device=args.device)
     signal.signal(signal.SIGTERM, _interrupt)
+    stack = LocalStack(args.dir, api_port=port_or_free(args.port), device=args.device)
     print(
         f"starting redis-server, a Celery worker and the API (logs in {stack.root / 'logs'}) ...", flush=True
     )
     try:
+        (stack.root / URL_FILE).write_text(stack.url + "\n")
+        (stack.root / PID_FILE).write_text(f"{os.getpid()}\n")  # last: a pid file means the URL is there
         stack.start()
         print(f"API up at {stack.url} (docs {stack.url}/docs), Redis at {stack.redis_url}", flush=True)
         if args.command == "demo":
@@ -94,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             data = pick_data(args.data, stack.root)
             print(f"data: {data}", flush=True)
             with LabelClient(stack.url, timeout=600) as client:
-                result = run_all(client, data, stack.root, args.strategy, args.seed, hp)
+                result = run_all(client, data, stack.root / "labels", args.strategy, args.seed, hp)
             job, model_id = result["job"], result["job"]["model_id"]
             run_dir = stack.artifact_dir / "runs" / job["id"]
             print("\nwhere to look next:")
@@ -112,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.keep:
                 print("  (add --keep to leave the API up and browse /docs)")
         if args.command == "up" or args.keep:
-            print("stack is up; Ctrl-C stops it", flush=True)
+            print("stack is up; Ctrl-C or SIGTERM (`python scripts/stack.py down`) stops it", flush=True)
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:
@@ -121,8 +254,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the shutdown short
         stack.stop()
-        print("stack stopped")
+        for name in (PID_FILE, URL_FILE):
+            (stack.root / name).unlink(missing_ok=True)
+        print("stack stopped", flush=True)
     return 0
 
 

@@ -1,0 +1,79 @@
+"""scripts/stack.py up --detach / status / down for real: the stack starts in the background from a temporary
+--dir on a free port, answers, is found by status from another process, and down stops all of it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.localstack import REPO, free_port
+from tests.service.conftest import _need_redis
+
+pytestmark = pytest.mark.slow
+SCRIPT = REPO / "scripts" / "stack.py"
+
+
+def stack_py(root: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(SCRIPT), *args, "--dir", str(root)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def cmdlines() -> list[str]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                out.append((d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError:
+                continue
+    return out
+
+
+def test_up_detached_status_down(tmp_path: Path) -> None:
+    _need_redis()
+    root, port = tmp_path / "stack", free_port()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        up = stack_py(root, "up", "--detach", "--port", str(port), "--device", "cpu")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"API up at {url}" in up.stdout
+        pid = int((root / "stack.pid").read_text())
+        assert (root / "stack.url").read_text().strip() == url
+        assert httpx.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}  # up returned: it answers
+
+        status = stack_py(root, "status")
+        assert status.returncode == 0 and f"running at {url} (pid {pid}" in status.stdout, status.stdout
+        again = stack_py(root, "up", "--detach", "--port", str(free_port()))
+        assert again.returncode == 1 and f"already runs from {root} at {url} (pid {pid})" in again.stderr
+
+        down = stack_py(root, "down")
+        assert down.returncode == 0 and "stack stopped" in down.stdout, down.stdout + down.stderr
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+        assert not (root / "stack.pid").exists() and not (root / "stack.url").exists()
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{url}/healthz", timeout=2)
+        left = [c for c in cmdlines() if str(root) in c or f"--port {port} " in c or f"unilabel-{port}@" in c]
+        assert left == []  # redis-server, the worker and the API stopped with it
+        assert "stack stopped" in (root / "logs" / "stack.log").read_text()
+
+        status = stack_py(root, "status")
+        assert status.returncode == 3 and status.stdout.startswith("not running")
+        assert stack_py(root, "down").returncode == 0  # nothing to stop is not an error
+    finally:
+        pid_file = root / "stack.pid"
+        if pid_file.exists():  # a failed assertion above must not leave a stack behind
+            try:
+                os.kill(int(pid_file.read_text()), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def test_detach_only_with_up(tmp_path: Path) -> None:
+    r = stack_py(tmp_path, "status", "--detach")
+    assert r.returncode == 2 and "--detach goes with up" in r.stderr
