@@ -71,6 +71,10 @@ def test_mtcl_needs_the_sub_labels_of_the_modalities_it_trains(
 
 
 # unilabel-remote ----------------------------------------------------------------------------------
+# LabelClient.upload passes timeout=None, which Starlette's TestClient (the service here) warns about
+IN_PROCESS = pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument")
+
+
 @pytest.fixture
 def remote(client, monkeypatch: pytest.MonkeyPatch):
     """unilabel-remote's LabelClient talking to the in-process app; ``wait`` trains the job right here."""
@@ -87,6 +91,7 @@ def remote(client, monkeypatch: pytest.MonkeyPatch):
     return client
 
 
+@IN_PROCESS
 def test_upload_prints_one_summary_line(remote, synth_dir: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["upload", str(synth_dir)]) == 0
     first = capsys.readouterr().out.splitlines()
@@ -100,6 +105,7 @@ def test_upload_prints_one_summary_line(remote, synth_dir: Path, capsys: pytest.
     assert first == [f"{summary}; new"] and second == [f"{summary}; already uploaded"]
 
 
+@IN_PROCESS
 def test_run_writes_into_the_jobs_folder(
     remote, synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
