@@ -11,7 +11,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from models.flat_forward import FlatForward
 from models.inputs import InputError, TensorInputs, build_inputs, modality_specs, resolve_text_source
 from models.metrics import sentiment_metrics, unimodal_label_agreement
 from models.nets import MODALITY_LETTER, MultimodalNet, NetSpec
-from models.report import write_csv_atomic, write_json
+from models.report import publish_dir, write_csv_atomic, write_json
 from models.stages.common import (
     Cancelled,
     ProgressEvent,
@@ -69,6 +69,7 @@ class RunResult:
     out_dir: Path
     metrics: dict[str, Any]
     config: dict[str, Any]
+    input_spec: dict[str, dict[str, Any]] = field(default_factory=dict)  # as TrainedModel.input_spec
 
 
 def _load_text_encoder(hp: dict, text_source: str):
@@ -117,17 +118,6 @@ def _staging_dir(out: Path, overwrite: bool) -> Path:
     return staging
 
 
-def _publish(staging: Path, out: Path) -> None:
-    """Replace ``out`` by the finished staging directory (a crash leaves either the old or the new run)."""
-    if out.exists():
-        trash = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, trash)
-        os.replace(staging, out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(staging, out)
-
-
 def train(
     dataset: Dataset,
     out_dir: str | Path,
@@ -141,6 +131,7 @@ def train(
     overwrite: bool = False,
     meta_threads: int | None = None,
     preset: str | None = None,
+    extra_files: Callable[[RunResult], dict[str, Any]] | None = None,
 ) -> RunResult:
     """Learn unimodal labels with ``strategy`` and train the multitask model; write the run directory.
 
@@ -149,6 +140,9 @@ def train(
 
     ``meta_threads``: modalities MUG meta-learns side by side in stage 2 (None: one per modality, at most one
     per available CPU core). It changes only the speed: the run is bit for bit the same for every value.
+
+    ``extra_files``: given the result, JSON files (name -> object) written into the run directory before it is
+    published (the service's card.json), so they appear with the rest of the run.
 
     Raises HyperparameterError / InputError / ValueError for bad settings, Cancelled when ``should_stop``
     returns True between epochs (nothing is written then).
@@ -257,11 +251,17 @@ def train(
             "timings": {k: round(v, 3) for k, v in timings.items()},
         }
         write_json(staging / "config.json", config)
-        _publish(staging, out)
+        run = RunResult(
+            out_dir=out, metrics=metrics, config=config, input_spec=_input_spec(spec, text_source)
+        )
+        for name, obj in (extra_files(run) if extra_files else {}).items():
+            write_json(staging / name, obj)
+        if not publish_dir(staging, out, replace=overwrite):
+            raise FileExistsError(f"out: {out} was written by another process meanwhile")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return RunResult(out_dir=out, metrics=metrics, config=config)
+    return run
 
 
 def _write_outputs(
@@ -346,13 +346,7 @@ class TrainedModel:
     @property
     def input_spec(self) -> dict[str, dict[str, Any]]:
         """What predict_batch expects per modality."""
-        out: dict[str, dict[str, Any]] = {}
-        for m, s in self.spec.modalities.items():
-            if m == "text" and self.text_source in ("encoder", "finetune"):
-                out[m] = {"transcript": True}
-            else:
-                out[m] = {"dim": s.in_dim, "sequence": s.kind == "sequence"}
-        return out
+        return _input_spec(self.spec, self.text_source)
 
     def _text_encoder(self):
         if self._encoder is None:
@@ -429,6 +423,16 @@ class TrainedModel:
                 raise ValueError(f"features.{m}: missing; this model needs {m} features")
             tensors.update(_stack_modality(m, features[m], s.in_dim, s.kind == "sequence"))
         return self._outputs(TensorInputs(tensors=tensors, kinds=kinds), padded_to_fit=True)
+
+
+def _input_spec(spec: NetSpec, text_source: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for m, s in spec.modalities.items():
+        if m == "text" and text_source in ("encoder", "finetune"):
+            out[m] = {"transcript": True}
+        else:
+            out[m] = {"dim": s.in_dim, "sequence": s.kind == "sequence"}
+    return out
 
 
 def _stack_modality(m: str, items: list, dim: int, sequence: bool) -> dict[str, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""Result tables (markdown, mean ± std over seeds) and atomic JSON / CSV writers.
+"""Result tables (markdown, mean ± std over seeds), atomic JSON / CSV writers and the atomic publication of a
+finished directory (a run, an uploaded dataset).
 
 Formatting conventions (see ``docs/metrics.md``):
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -28,6 +30,7 @@ __all__ = [
     "format_cell",
     "mean_std_table",
     "paired_table",
+    "publish_dir",
     "write_csv_atomic",
     "write_json",
 ]
@@ -209,6 +212,43 @@ def _atomic_write(path: str | os.PathLike[str], write: Callable[[IO[str]], None]
         except FileNotFoundError:
             pass
         raise
+    _fsync_dir(target.parent)  # the rename itself survives a crash of the host
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish_dir(
+    staging: str | os.PathLike[str], out: str | os.PathLike[str], *, replace: bool = False
+) -> bool:
+    """Move the finished directory ``staging`` to ``out`` in one rename, its files fsynced first: a reader,
+    or a crash, sees no directory or the whole of it, never a part. ``out`` may be missing or empty. When it
+    holds files, ``replace`` swaps it out (renamed aside, then removed); otherwise nothing moves and the
+    answer is False (a concurrent writer published first)."""
+    staging, out = Path(staging), Path(out)
+    for path in staging.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    if replace and out.exists():
+        trash = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, trash)
+        os.replace(staging, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        try:
+            os.rename(staging, out)
+        except OSError:
+            if out.exists():
+                return False
+            raise
+    _fsync_dir(out.parent)
+    return True
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
