@@ -15,11 +15,11 @@ from service.deps import Services
 from service.fastpath import PredictFastPath, is_predict
 from service.metrics import Metrics, MetricsMiddleware
 from service.predictor import ModelPool, settle_heap
-from service.records import JobStore
 from service.routes import datasets, health, jobs, models
-from service.settings import Settings, get_settings
-from service.storage import ArtifactStore
 from worker.app import make_celery
+from worker.artifacts import ArtifactStore
+from worker.lifecycle import JobStore
+from worker.settings import Settings, get_settings
 
 DESCRIPTION = """Learn unimodal labels with MUG (and its yardsticks) as a service.
 

@@ -12,9 +12,10 @@ import numpy as np
 
 from api_schemas.errors import ErrorDetail
 from models.data import Dataset, DatasetError, dataset_sha256, load_dataset
+from models.report import write_json
 from service.errors import ApiError
-from service.storage import ARCHIVE_NAMES, ArtifactStore, atomic_write_json, json_safe
 from service.uploads import Upload
+from worker.artifacts import ARCHIVE_NAMES, ArtifactStore, json_safe
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ def ingest(store: ArtifactStore, staging: Path, upload: Upload) -> tuple[dict[st
     if (existing := store.dataset_summary(dataset_id)) is not None:
         return existing, False
     summary = summarize(dataset, dataset_id, upload)
-    atomic_write_json(staging / "summary.json", summary)
+    write_json(staging / "summary.json", summary)
     if store.publish(staging, store.datasets / dataset_id):
         return summary, True
     return store.dataset_summary(dataset_id) or summary, False

@@ -11,9 +11,9 @@ from fastapi import Depends, Query, Request
 from service.cache import PredictionCache
 from service.metrics import Metrics
 from service.predictor import ModelPool
-from service.records import JobStore
-from service.settings import Settings
-from service.storage import ArtifactStore
+from worker.artifacts import ArtifactStore
+from worker.lifecycle import JobStore
+from worker.settings import Settings
 
 
 @dataclass

@@ -180,8 +180,8 @@ class LocalStack:
         ]
         proc = self._spawn("worker", cmd)
         if wait:
-            from service.settings import Settings
             from worker.app import make_celery
+            from worker.settings import Settings
 
             app = make_celery(Settings(redis_url=self.redis_url, artifact_dir=self.artifact_dir))
             try:

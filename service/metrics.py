@@ -24,7 +24,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.records import JobStore
+from worker.lifecycle import JobStore
 
 # kombu's Redis transport keeps one list per priority step: "<queue>", "<queue>\x06\x163", ...
 PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")

@@ -19,8 +19,8 @@ from models.pipeline import TrainedModel
 from service.cache import PredictionCache, input_hash
 from service.errors import ApiError, not_found
 from service.memo import ROW_BYTES, SizedLRU
-from service.settings import Settings
-from service.storage import ArtifactStore
+from worker.artifacts import ArtifactStore
+from worker.settings import Settings
 
 OUTPUTS = ("pred", "pred_T", "pred_A", "pred_V")
 INLINE_MAX = 64  # forward passes up to this many utterances run on the event loop; larger ones in a thread

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from service.settings import Settings
+from worker.settings import Settings
 
 APP = "service.app:app"
 

@@ -1,15 +1,16 @@
 """The Celery application: Redis broker and result backend, JSON only, one training job per process.
 
-Importing this module does not import torch (the API imports it to enqueue by task name); the worker
-imports the task module (worker.tasks) through ``include``.
+Importing this module builds nothing and does not import torch: the API calls ``make_celery`` and enqueues
+with ``train_signature`` (by task name); ``celery -A worker.app:celery_app`` builds the worker's app on first
+access, and the worker imports the task module (worker.tasks) through ``include``.
 """
 
 from __future__ import annotations
 
-from celery import Celery
+from celery import Celery, Signature
 from kombu import Queue
 
-from service.settings import Settings, get_settings
+from worker.settings import Settings, get_settings
 
 TRAIN_TASK = "unilabel.train"
 
@@ -50,4 +51,15 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-celery_app = make_celery(get_settings())
+def train_signature(app: Celery, job_id: str, queue: str) -> Signature:
+    """The message that trains job ``job_id`` (its task id is the job id); ``.apply_async()`` sends it."""
+    return app.signature(TRAIN_TASK, args=[job_id], options={"task_id": job_id, "queue": queue})
+
+
+def __getattr__(name: str) -> Celery:
+    """``worker.app.celery_app``: the app of the environment's settings, built on first access."""
+    if name == "celery_app":
+        app = make_celery(get_settings())
+        globals()["celery_app"] = app
+        return app
+    raise AttributeError(name)

@@ -1,21 +1,29 @@
-"""POST/GET /v1/jobs, cancel, and the learned labels of a finished job."""
+"""POST/GET /v1/jobs, cancel, and the learned labels of a finished job.
+
+Submitting resolves the hyperparameters with the library, checks what the strategy needs of the dataset, then
+claims and queues the job (worker/lifecycle.py) and sends the worker's task message.
+"""
 
 from __future__ import annotations
 
 import csv
 import math
-from typing import Annotated, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import FileResponse
 
 from api_schemas.errors import ErrorResponse
-from api_schemas.jobs import Job, JobCreate, JobList, JobState, LabelRow, LabelsResponse
-from service.deps import Limit, Offset, Svc
+from api_schemas.jobs import Job, JobCreate, JobLinks, JobList, JobState, LabelRow, LabelsResponse
+from models.data import SUB_LABEL_COLUMNS
+from models.pipeline import CODE_VERSION, STRATEGIES, HyperparameterError, resolve_hyperparameters
+from models.strategies.mtcl import MTCLStrategy
+from service.deps import Limit, Offset, Services, Svc
 from service.errors import ApiError, not_found
-from service.jobs import submit, to_job
-from service.records import is_final
-from service.storage import JOB_ID
+from worker.app import train_signature
+from worker.artifacts import JOB_ID
+from worker.lifecycle import IdempotencyKeyReused, canonical_json, is_final
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 ERRORS = {
@@ -25,6 +33,127 @@ ERRORS = {
     503: {"model": ErrorResponse},
 }
 LABEL_COLUMNS = ("label", "label_T", "label_A", "label_V")
+# strategies that train on the human sub-labels of every modality they see (mtcl: required_sub_labels)
+NEEDS_SUB_LABELS = frozenset({MTCLStrategy.name})
+
+
+def _ts(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+
+def to_job(rec: dict[str, Any]) -> Job:
+    job_id, state = rec["id"], rec["state"]
+    done = state == JobState.succeeded.value
+    links = JobLinks(
+        self=f"/v1/jobs/{job_id}",
+        labels=f"/v1/jobs/{job_id}/labels" if done else None,
+        model=f"/v1/models/{rec['model_id']}" if done and rec.get("model_id") else None,
+        cancel=f"/v1/jobs/{job_id}/cancel"
+        if state in (JobState.queued.value, JobState.running.value)
+        else None,
+    )
+    return Job(
+        id=job_id,
+        state=state,
+        dataset_id=rec["dataset_id"],
+        strategy=rec["strategy"],
+        seed=rec["seed"],
+        preset=rec.get("preset"),
+        hyperparameters=rec.get("hyperparameters") or {},
+        code_version=rec["code_version"],
+        stage=rec.get("stage"),
+        epoch=rec.get("epoch"),
+        epochs=rec.get("epochs"),
+        progress=rec.get("progress") or 0.0,
+        losses=rec.get("losses") or {},
+        metrics=rec.get("metrics") or {},
+        error=rec.get("error"),
+        attempts=rec.get("attempts") or 0,
+        cancel_requested=bool(rec.get("cancel_requested")),
+        created_at=_ts(rec["created_at"]),
+        started_at=_ts(rec.get("started_at")),
+        finished_at=_ts(rec.get("finished_at")),
+        updated_at=_ts(rec["updated_at"]),
+        model_id=rec.get("model_id"),
+        links=links,
+    )
+
+
+def _check_sub_labels(body: JobCreate, svc: Services, modalities: list[str]) -> None:
+    """422 now, not a failed job later, when the strategy needs sub-label columns the dataset lacks (as its
+    stored summary says; a summary from before it recorded them is let through)."""
+    if body.strategy not in NEEDS_SUB_LABELS:
+        return
+    summary = svc.store.dataset_summary(body.dataset_id) or {}
+    present = (summary.get("library") or {}).get("sub_labels")
+    if present is None:
+        return
+    missing = [SUB_LABEL_COLUMNS[m] for m in modalities if m not in present]
+    if missing:
+        raise ApiError(
+            422,
+            f"strategy {body.strategy} needs human unimodal sub-labels for the modalities it trains "
+            f"({', '.join(modalities)}); dataset {body.dataset_id} has no {', '.join(missing)} "
+            f"column{'s' if len(missing) > 1 else ''} in utterances.csv",
+            field="body.strategy",
+        )
+
+
+def resolve(body: JobCreate, svc: Services) -> dict[str, Any]:
+    if svc.store.dataset_dir(body.dataset_id) is None:
+        raise ApiError(
+            422, f"no dataset with id {body.dataset_id!r}; upload it first", field="body.dataset_id"
+        )
+    if body.strategy not in STRATEGIES:
+        raise ApiError(
+            422, f"unknown strategy {body.strategy!r}; one of {list(STRATEGIES)}", field="body.strategy"
+        )
+    try:
+        hyper = resolve_hyperparameters(body.hyperparameters, preset=body.preset)
+    except HyperparameterError as exc:
+        where = "body.preset" if exc.field == "preset" else f"body.hyperparameters.{exc.field}"
+        raise ApiError(422, exc.message, field=where) from None
+    _check_sub_labels(body, svc, hyper["modalities"])
+    return {
+        "dataset_id": body.dataset_id,
+        "strategy": body.strategy,
+        "seed": body.seed,
+        "preset": body.preset,
+        "hyperparameters": hyper,  # resolved: shown, and part of the fingerprint
+        "overrides": body.hyperparameters,  # what the worker hands to train()
+        "code_version": CODE_VERSION,
+    }
+
+
+def submit(body: JobCreate, svc: Services, idempotency_key: str | None) -> dict[str, Any]:
+    """The job record for ``body``: a new queued job, the job of the same run (queued, running or succeeded),
+    or the job this Idempotency-Key was first used for."""
+    request_body = canonical_json(body.model_dump())
+    if idempotency_key:
+        try:
+            rec = svc.jobs.replay(idempotency_key, request_body)
+        except IdempotencyKeyReused:
+            raise ApiError(
+                422,
+                "this Idempotency-Key was used with a different request body",
+                field="header.idempotency-key",
+                code="idempotency_key_reused",
+            ) from None
+        if rec is not None:
+            return rec
+    owner, created = svc.jobs.claim(resolve(body, svc))
+    if created:
+        message = train_signature(svc.celery, owner, svc.settings.train_queue)
+        if not svc.jobs.enqueue(owner, message.apply_async):
+            raise ApiError(503, "the job queue is unreachable; try again", field=None)
+    if idempotency_key:
+        owner = svc.jobs.remember_idempotency_key(
+            idempotency_key, owner, request_body, svc.settings.idempotency_ttl
+        )
+    rec = svc.jobs.get(owner)
+    if rec is None:  # deleted between the two reads: extremely unlikely, still not a 500
+        raise ApiError(409, "the job was removed while submitting; try again")
+    return rec
 
 
 def _job(svc: Svc, job_id: str) -> dict:
@@ -47,7 +176,7 @@ def create_job(
     svc: Svc,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Job:
-    rec, _ = submit(body, svc, idempotency_key)
+    rec = submit(body, svc, idempotency_key)
     response.status_code = 200 if rec["state"] == JobState.succeeded.value else 202
     response.headers["Location"] = f"/v1/jobs/{rec['id']}"
     return to_job(rec)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from service.localstack import LocalStack
-from service.settings import Settings
+from worker.settings import Settings
 
 TINY = {"pretrain_epochs": 1, "meta_epochs": 1, "multitask_max_epochs": 2, "early_stop": 2}
 
@@ -71,7 +71,7 @@ def upload_dir(client, path: Path):
 @pytest.fixture
 def trained(client, synth_dir: Path) -> dict:
     """A dataset uploaded and a job trained in this process (no Celery): {"dataset_id", "job_id"}."""
-    from worker.jobs import run_job
+    from worker.tasks import run_job
 
     dataset_id = upload_dir(client, synth_dir).json()["id"]
     job = client.post("/v1/jobs", json={"dataset_id": dataset_id, "hyperparameters": TINY}).json()

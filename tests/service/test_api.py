@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.settings import Settings
 from tests.service.conftest import TINY, upload_dir
+from worker.settings import Settings
 
 
 def error_of(response) -> dict:
@@ -398,7 +398,7 @@ def test_memos_off_leave_only_the_redis_cache(settings: Settings, synth_dir: Pat
     from fastapi.testclient import TestClient
 
     from service.app import create_app
-    from worker.jobs import run_job
+    from worker.tasks import run_job
 
     off = settings.model_copy(update={"predict_memo_bytes": 0, "predict_row_memo_bytes": 0})
     with TestClient(create_app(off), raise_server_exceptions=False) as c:
@@ -453,7 +453,7 @@ def test_transcript_model_reads_text_from_the_transcript(client, synth_dir: Path
     """A dataset without text features: the model encodes transcripts; predict takes them instead."""
     import pandas as pd
 
-    from worker.jobs import run_job
+    from worker.tasks import run_job
 
     table = pd.read_csv(synth_dir / "utterances.csv", dtype=str, keep_default_na=False)
     table["transcript"] = np.where(table["label"].astype(float) > 0, "a really good movie", "bad and boring")

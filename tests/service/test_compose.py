@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service.settings import Settings
+from worker.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"

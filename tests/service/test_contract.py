@@ -21,8 +21,8 @@ def contract_app(redis_stack, synth_dir, tmp_path_factory):
     from fastapi.testclient import TestClient
 
     from service.app import create_app
-    from service.settings import Settings
-    from worker.jobs import run_job
+    from worker.settings import Settings
+    from worker.tasks import run_job
 
     url = f"redis://127.0.0.1:{redis_stack.redis_port}/2"
     redis.Redis.from_url(url).flushdb()

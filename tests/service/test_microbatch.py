@@ -14,8 +14,8 @@ from models.pipeline import TrainedModel, train
 from service.cache import PredictionCache, input_hash
 from service.errors import ApiError
 from service.predictor import ServedModel
-from service.settings import Settings
 from tests.service.conftest import TINY
+from worker.settings import Settings
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from service.records import JobStore, fingerprint
-from service.settings import Settings
+from worker.lifecycle import JobStore, fingerprint
+from worker.settings import Settings
 
 SPEC = {
     "dataset_id": "d" * 64,

@@ -78,7 +78,7 @@ IN_PROCESS = pytest.mark.filterwarnings("ignore:You should not use the 'timeout'
 @pytest.fixture
 def remote(client, monkeypatch: pytest.MonkeyPatch):
     """unilabel-remote's LabelClient talking to the in-process app; ``wait`` trains the job right here."""
-    from worker.jobs import run_job
+    from worker.tasks import run_job
 
     def wait(self: LabelClient, job_id: str, *args, **kwargs) -> dict:
         svc = client.app.state.services

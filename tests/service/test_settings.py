@@ -7,7 +7,7 @@ import os
 import pytest
 from pydantic import ValidationError
 
-from service.settings import Settings
+from worker.settings import Settings
 
 
 def test_environment_variables(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:

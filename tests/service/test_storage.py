@@ -7,36 +7,37 @@ from pathlib import Path
 
 import pytest
 
-from service import storage
-from service.storage import ArtifactStore, atomic_write_bytes, atomic_write_json, read_json
+from models import report
+from models.report import write_json
+from worker.artifacts import ArtifactStore, json_safe, read_json
 
 
 def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
     target = tmp_path / "a" / "x.json"
-    atomic_write_json(target, {"v": 1, "nan": float("nan")})
-    atomic_write_json(target, {"v": 2})
+    write_json(target, json_safe({"v": 1, "nan": float("nan")}))
+    write_json(target, json_safe({"v": 2}))
     assert read_json(target) == {"v": 2}
     assert [p.name for p in target.parent.iterdir()] == ["x.json"]  # no temp files left
 
 
 def test_failed_write_keeps_old_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = tmp_path / "x.bin"
-    atomic_write_bytes(target, b"old")
+    target = tmp_path / "x.json"
+    write_json(target, "old")
 
     def boom(*_: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(storage.os, "replace", boom)
+    monkeypatch.setattr(report.os, "replace", boom)
     with pytest.raises(OSError):
-        atomic_write_bytes(target, b"new")
-    assert target.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]
+        write_json(target, "new")
+    assert read_json(target) == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
 
 
 def test_json_safe_values(tmp_path: Path) -> None:
     import numpy as np
 
-    atomic_write_json(tmp_path / "m.json", {"a": np.float32(1.5), "b": [np.inf], "c": np.arange(2)})
+    write_json(tmp_path / "m.json", json_safe({"a": np.float32(1.5), "b": [np.inf], "c": np.arange(2)}))
     assert read_json(tmp_path / "m.json") == {"a": 1.5, "b": [None], "c": [0, 1]}
 
 

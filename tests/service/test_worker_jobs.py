@@ -1,4 +1,4 @@
-"""One delivery of a training job (worker.jobs.run_job) without Celery: cancel, lost workers, failures."""
+"""One delivery of a training job (worker.tasks.run_job) without Celery: cancel, lost workers, failures."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.service.conftest import TINY, upload_dir
-from worker.jobs import run_job
+from worker.tasks import run_job
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_published_run_is_not_trained_again(svc, queued: str, monkeypatch: pytes
     assert run_job(queued, svc.jobs, svc.store, svc.settings) == "succeeded"
     # the worker died after publishing, before writing the record: the redelivery only records success
     svc.jobs.update(queued, state="running")
-    monkeypatch.setattr("worker.jobs.train", lambda *a, **k: pytest.fail("trained twice"))
+    monkeypatch.setattr("worker.tasks.train", lambda *a, **k: pytest.fail("trained twice"))
     assert run_job(queued, svc.jobs, svc.store, svc.settings) == "succeeded"
 
 
@@ -84,7 +84,7 @@ def test_failures_are_recorded_without_traceback(svc, queued: str, monkeypatch: 
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr("worker.jobs.train", broken)
+    monkeypatch.setattr("worker.tasks.train", broken)
     assert run_job(queued, svc.jobs, svc.store, svc.settings) == "failed"
     rec = svc.jobs.get(queued)
     assert rec["error"] == "training failed: RuntimeError: CUDA out of memory" and rec["finished_at"]
@@ -138,7 +138,7 @@ def test_redis_outage_during_training_is_ridden_out(
         return flaky("finish", transition)(*args, **kwargs)
 
     monkeypatch.setattr(svc.jobs, "transition", transition_after_claim)
-    monkeypatch.setattr("worker.jobs.time.sleep", lambda s: None)
+    monkeypatch.setattr("worker.lifecycle.time.sleep", lambda s: None)
     assert run_job(queued, svc.jobs, svc.store, svc.settings) == "succeeded"
     assert down == {"progress": 0, "cancel": 0, "finish": 0}
     rec = svc.jobs.get(queued)
@@ -152,11 +152,11 @@ def test_redis_outage_during_training_is_ridden_out(
 def test_final_state_gives_up_after_the_patience(monkeypatch: pytest.MonkeyPatch) -> None:
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from worker.jobs import until_redis_answers
+    from worker.lifecycle import until_redis_answers
 
     clock = {"t": 0.0, "calls": 0}
-    monkeypatch.setattr("worker.jobs.time.monotonic", lambda: clock["t"])
-    monkeypatch.setattr("worker.jobs.time.sleep", lambda s: clock.__setitem__("t", clock["t"] + s))
+    monkeypatch.setattr("worker.lifecycle.time.monotonic", lambda: clock["t"])
+    monkeypatch.setattr("worker.lifecycle.time.sleep", lambda s: clock.__setitem__("t", clock["t"] + s))
 
     def never() -> None:
         clock["calls"] += 1

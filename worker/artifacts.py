@@ -1,12 +1,16 @@
-"""Artifacts on disk under ARTIFACT_DIR, every write atomic (temp file or staging dir + rename).
+"""Artifacts on disk under ARTIFACT_DIR, shared by the API and every worker host.
 
-Layout (one volume shared by the API and every worker host)::
+Layout::
 
     datasets/<sha256>/data/{utterances.csv,features.npz} | data/dataset.{zip,tar.gz}
     datasets/<sha256>/summary.json
     runs/<job id>/{config.json,unimodal_labels.csv,predictions.csv,metrics.json,
                    model.safetensors,model.json,card.json}
-    tmp/                      staging (same filesystem, so publishing is one rename)
+    runs/.<job id>.partial-<pid>/   a run being written (models.pipeline.train stages it beside its place)
+    tmp/                      uploads being received (same filesystem, so publishing is one rename)
+
+Every file is written with ``models.report.write_json`` (temp file, fsync, rename) and every dataset or run
+appears in one rename (``models.report.publish_dir``).
 """
 
 from __future__ import annotations
@@ -24,35 +28,11 @@ from typing import Any
 
 import numpy as np
 
+from models.report import publish_dir
+
 DATASET_ID = re.compile(r"^[0-9a-f]{64}$")
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 ARCHIVE_NAMES = ("dataset.zip", "dataset.tar.gz")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so readers see the old file or the whole new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
 
 
 def json_safe(obj: Any) -> Any:
@@ -72,16 +52,12 @@ def json_safe(obj: Any) -> Any:
     return str(obj)
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_bytes(path, json.dumps(json_safe(obj), indent=2, sort_keys=True).encode())
-
-
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
 class ArtifactStore:
-    """Paths and atomic publication of datasets and run directories."""
+    """Paths of datasets and runs, checked ids only; staging and publication of uploads."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -99,18 +75,7 @@ class ArtifactStore:
     @staticmethod
     def publish(staging: Path, final: Path) -> bool:
         """Rename ``staging`` to ``final`` in one step; False (``staging`` left alone) if ``final`` exists."""
-        for path in staging.rglob("*"):
-            if path.is_file():
-                with open(path, "rb") as fh:
-                    os.fsync(fh.fileno())
-        try:
-            os.rename(staging, final)
-        except OSError:
-            if final.exists():
-                return False
-            raise
-        _fsync_dir(final.parent)
-        return True
+        return publish_dir(staging, final)
 
     def discard(self, path: Path) -> None:
         """Remove a staging or published directory: renamed aside first, so it vanishes at once."""
@@ -121,10 +86,11 @@ class ArtifactStore:
         shutil.rmtree(trash, ignore_errors=True)
 
     def sweep_staging(self, older_than_s: float = 24 * 3600) -> int:
-        """Remove staging leftovers of processes that died mid-write. Returns how many were removed."""
+        """Remove what processes that died mid-write left behind. Returns how many entries were removed."""
         removed = 0
         cutoff = time.time() - older_than_s
-        for entry in self.tmp.iterdir():
+        leftovers = [*self.tmp.iterdir(), *self.runs.glob(".*.partial-*")]
+        for entry in leftovers:
             if entry.stat().st_mtime < cutoff:
                 shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
                 removed += 1
@@ -171,5 +137,5 @@ class ArtifactStore:
     def iter_model_cards(self) -> Iterator[dict[str, Any]]:
         for path in self.runs.iterdir():
             card = path / "card.json"
-            if card.is_file():
+            if JOB_ID.match(path.name) and card.is_file():  # not a run still being written
                 yield read_json(card)

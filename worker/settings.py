@@ -1,4 +1,4 @@
-"""One typed settings object, read from environment variables (REDIS_URL, ARTIFACT_DIR, ...)."""
+"""One typed settings object for the worker and the API, read from environment variables (REDIS_URL, ...)."""
 
 from __future__ import annotations
 
