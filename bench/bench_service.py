@@ -40,8 +40,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from service.client import LabelClient  # noqa: E402
-from service.localstack import LocalStack, child_pids, process_table  # noqa: E402
+from remote.client import LabelClient  # noqa: E402
+from remote.localstack import LocalStack, child_pids, process_table  # noqa: E402
 
 CLIENTS = 32
 SCHEDULE = {"pretrain_epochs": 2, "meta_epochs": 2, "multitask_max_epochs": 5}

@@ -14,6 +14,7 @@ COPY models ./models
 COPY api_schemas ./api_schemas
 COPY service ./service
 COPY worker ./worker
+COPY remote ./remote
 RUN pip install . \
     && useradd --system --uid 10001 --home /app unilabel \
     && mkdir -p /artifacts && chown unilabel /artifacts

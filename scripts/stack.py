@@ -34,8 +34,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from service.client import LabelClient, _parse_hp, run_all  # noqa: E402
-from service.localstack import LocalStack, free_port  # noqa: E402
+from remote.client import LabelClient, _parse_hp, run_all  # noqa: E402
+from remote.localstack import LocalStack, free_port  # noqa: E402
 
 MOSI = REPO.parent / "shared" / "data" / "mosi"
 # --quick: a short schedule (the default is the paper's, about a minute end to end on MOSI with 2 cores).

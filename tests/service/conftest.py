@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.localstack import LocalStack
+from remote.localstack import LocalStack
 from worker.settings import Settings
 
 TINY = {"pretrain_epochs": 1, "meta_epochs": 1, "multitask_max_epochs": 2, "early_stop": 2}

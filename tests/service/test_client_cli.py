@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from service.client import main
+from remote.client import main
 
 
 def _closed_port() -> int:

@@ -14,7 +14,7 @@ import pytest
 from models.version import PACKAGE_VERSION, source_hash
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("models", "service", "worker", "api_schemas")
+PACKAGES = ("models", "service", "worker", "api_schemas", "remote")
 
 # Imports every module from the installed copy only: the editable install of the checkout is taken off the
 # import system first (its finder would otherwise fill in whatever the wheel lacks).

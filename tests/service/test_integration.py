@@ -13,8 +13,8 @@ import httpx
 import numpy as np
 import pytest
 
-from service.client import LabelClient, main
-from service.localstack import LocalStack
+from remote.client import LabelClient, main
+from remote.localstack import LocalStack
 from tests.service.conftest import TINY, _need_redis
 
 pytestmark = pytest.mark.slow
@@ -80,7 +80,7 @@ def test_upload_train_labels_predict(api: LabelClient, done: dict, stack: LocalS
     card = api.model(job["model_id"])
     assert card["dataset_sha256"] == done["dataset"]["id"]
 
-    from service.client import utterances_from_dataset
+    from remote.client import utterances_from_dataset
 
     utterances = utterances_from_dataset(
         stack.artifact_dir / "datasets" / done["dataset"]["id"] / "data", "test", 4

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.localstack import LocalStack, child_pids
+from remote.localstack import LocalStack, child_pids
 from tests.service.conftest import _need_redis
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.client import LabelClient, build_parser, main
+from remote.client import LabelClient, build_parser, main
 from tests.service.conftest import TINY, upload_dir
 from tests.service.test_api import error_of
 

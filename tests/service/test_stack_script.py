@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.localstack import REPO, free_port
+from remote.localstack import REPO, free_port
 from tests.service.conftest import _need_redis
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from service.client import LabelClient
-from service.localstack import LocalStack
+from remote.client import LabelClient
+from remote.localstack import LocalStack
 from tests.service.conftest import TINY, _need_redis
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""A small client of the label service, and its CLI (``unilabel-remote ...`` / ``python -m service.client``).
+"""A small client of the label service, and its CLI (``unilabel-remote ...`` / ``python -m remote.client``).
 
     upload PATH...            a dataset folder, an archive, or utterances.csv + features.npz (--json)
     submit DATASET_ID         start a job (--strategy, --seed, --hp name=value, --idempotency-key)
