@@ -57,7 +57,7 @@ class Hyperparameters:
         "adamw"  # Eq. 23's update as an optimiser step (Sec. 4.4: AdamW); "sgd" = plain Eq. 23
     )
     meta_extra_ratio: int = 10  # b in |S'| = b|S| (Sec. 3.3.3)
-    lambda_init: float = 0.99  # choice: lambda = lambda_init^(E+1) (Eq. 18)
+    lambda_init: float = 0.9  # choice: lambda = lambda_init^(E+1) (Eq. 18); docs/method.md
     label_noise_std: float | None = (
         None  # choice: None = rho / 3 (the paper's N(0, I) on MOSI's [-3, 3] scale)
     )

@@ -23,13 +23,14 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_mug_labels_track_a_conflicting_modality_better_than_copy(planted: Path, tmp_path: Path) -> None:
     """Vision's true label disagrees with the multimodal one on 40% of rows (models/synth.py). MUG, with the
-    paper's full schedule, must recover more of it than copying the multimodal label does."""
+    paper's full schedule, must recover more of every modality's label than copying the multimodal label does
+    (at this seed; over seeds 1111-1113 docs/results.md has the spread)."""
     ds = load_dataset(planted)
     metrics = train(ds, tmp_path / "mug", strategy="mug", seed=1111, device="cpu").metrics
     agreement = metrics["unimodal_labels_vs_sub_labels"]
-    vision = agreement["vision"]
-    assert vision["corr"] > vision["copy_baseline_corr"], vision
-    assert agreement["text"]["corr"] >= agreement["text"]["copy_baseline_corr"], agreement["text"]
+    for m in ("text", "audio", "vision"):  # every modality closer to its truth than the copies
+        assert agreement[m]["corr"] > agreement[m]["copy_baseline_corr"], (m, agreement[m])
+    assert agreement["vision"]["corr"] > agreement["vision"]["copy_baseline_corr"] + 0.05  # the conflicting one
     # the learned labels are the method's own, not a copy
     labels = pd.read_csv(tmp_path / "mug" / "unimodal_labels.csv")
     assert (labels["label_V"] - labels["label"]).abs().mean() > 0.05
