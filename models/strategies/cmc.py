@@ -1,6 +1,6 @@
 """`cmc`: CMC's Pseudo Label Generation Module (PLGM; Zhong et al., gw-zhong/CMC) gives the unimodal labels.
 
-Reproduced (shared/reference/msa-reference.md Sec. 4): CMC's self-supervised unimodal pre-training in its
+Reproduced (gw-zhong/CMC, src/train_pseudo_pretrain.py): CMC's self-supervised unimodal pre-training in its
 classification framing. Classes neg / neu / pos from the multimodal label (y < -band, |y| <= band,
 y > band; band = ``cmc_neutral_band``, 0 = CMC's y < 0 / y == 0 / y > 0). Per modality a unimodal model
 (a fresh F^m encoder as in models.nets, plus a Linear -> ReLU -> Linear(3) head) is trained from the raw

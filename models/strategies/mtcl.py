@@ -3,7 +3,7 @@
 MTCL needs human unimodal sub-labels (utterances.csv columns label_T, label_A, label_V); without them this
 strategy raises ValueError naming the missing columns. Our synthetic datasets (models.synth) carry them.
 
-Reproduced (shared/reference/msa-reference.md Sec. 5), as a pre-stage on the raw features: MTCL's dual-branch
+Reproduced (MTCL, tiggers23/MTCL), as a pre-stage on the raw features: MTCL's dual-branch
 model - per modality a "fuse" encoder f (it feeds the fusion) and a "uni" encoder c, each with its own
 regression head, plus the fusion network and multimodal head (our F^m, F^M, P^M, P^m shapes, models.nets).
 Per batch and modality: D_js = JS divergence between softmax(f) and softmax(c) over the feature dimension
