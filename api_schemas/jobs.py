@@ -25,7 +25,7 @@ class JobCreate(BaseModel):
 
     dataset_id: str = Field(min_length=1, max_length=128, description="An id returned by POST /v1/datasets.")
     strategy: str = Field("mug", min_length=1, max_length=64, description="Unimodal label strategy.")
-    seed: int = Field(1111, ge=0, le=2**31 - 1)
+    seed: int = Field(1111, ge=0, lt=2**32, description="0 <= seed < 2**32, as the CLI's --seed.")
     preset: str | None = Field(
         None,
         max_length=32,

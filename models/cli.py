@@ -77,6 +77,19 @@ def _thread_count(value: int | None, flag: str, env: str) -> int | None:
     return int(raw)
 
 
+def _seed(text: str) -> int:
+    """argparse type of --seed (and each of --seeds): 0 <= seed < 2**32, the rule of the API's job body."""
+    from models.config import SEED_LIMIT
+
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= seed < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be a whole number in [0, 2**32), got {seed}")
+    return seed
+
+
 def _meta_threads(args: argparse.Namespace) -> int | None:
     """--meta-threads, else $UNILABEL_META_THREADS, else None (automatic)."""
     return _thread_count(args.meta_threads, "--meta-threads", "UNILABEL_META_THREADS")
@@ -167,9 +180,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for text in (s.strip() for s in args.seeds.split(",")):
         if text:
             try:
-                seeds.append(int(text))
-            except ValueError:
-                raise ValueError(f"--seeds: {text!r} is not a whole number") from None
+                seeds.append(_seed(text))
+            except argparse.ArgumentTypeError as err:
+                raise ValueError(f"--seeds: {err}") from None
     table = compare(
         args.data,
         strategies,
@@ -273,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="learn unimodal labels and train the multitask model")
     t.add_argument("data", help="dataset directory or .zip/.tar.gz")
     t.add_argument("--strategy", default="mug", choices=STRATEGIES)
-    t.add_argument("--seed", type=int, default=1111)
+    t.add_argument("--seed", type=_seed, default=1111, help="0 <= seed < 2**32 (default 1111)")
     t.add_argument("--out", required=True, help="run directory to write")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     add_hp(t)

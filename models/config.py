@@ -257,6 +257,18 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+SEED_LIMIT = (
+    2**32
+)  # seeds are whole numbers in [0, 2**32): numpy's seed range, the same in the CLI and the API
+
+
+def check_seed(seed: Any) -> int:
+    """A run's seed, or a ValueError naming ``seed`` (the rule the API's job body applies too)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise ValueError(f"seed: must be a whole number in [0, 2**32), got {seed!r}")
+    return seed
+
+
 def check_preset(preset: Any) -> str | None:
     """A preset name (or None); anything else is a HyperparameterError naming ``preset``."""
     if preset is None or preset in PRESETS:

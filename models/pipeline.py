@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from models.config import HyperparameterError, resolve_hyperparameters
+from models.config import HyperparameterError, check_seed, resolve_hyperparameters
 from models.data import Dataset
 from models.flat_forward import FlatForward
 from models.inputs import InputError, TensorInputs, build_inputs, modality_specs, resolve_text_source
@@ -149,6 +149,7 @@ def train(
     """
     started = time.perf_counter()
     strat = get_strategy(strategy)
+    check_seed(seed)
     hp = resolve_hyperparameters(hyperparameters, rho=dataset.rho, preset=preset)
     dev = resolve_device(device)
     threads = resolve_meta_threads(meta_threads)

@@ -77,3 +77,56 @@ def test_a_choice_named_none_survives_the_cli_parser() -> None:
 
     name, value = parse_override("mucn_input_norm=none")
     assert resolve_hyperparameters({name: value})["mucn_input_norm"] == "none"
+
+
+@pytest.mark.parametrize("seed", [-5, 2**32, 99999999999999999999, 1.5, True, "7"])
+def test_seed_rule_names_the_field(seed) -> None:
+    from models.config import check_seed
+
+    with pytest.raises(ValueError, match=r"^seed: must be a whole number in \[0, 2\*\*32\)"):
+        check_seed(seed)
+
+
+def test_seed_rule_accepts_the_whole_range() -> None:
+    from models.config import check_seed
+
+    assert check_seed(0) == 0 and check_seed(2**32 - 1) == 2**32 - 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["train", "DATA", "--out", "X", "--seed", "99999999999999999999"],
+            "argument --seed: must be a whole",
+        ),
+        (
+            ["train", "DATA", "--out", "X", "--seed", "-5"],
+            "argument --seed: must be a whole number in [0, 2**32)",
+        ),
+        (["compare", "DATA", "--seeds", "1,-3"], "--seeds: must be a whole number in [0, 2**32), got -3"),
+    ],
+)
+def test_cli_seed_rule(args: list[str], message: str, capsys) -> None:
+    from models.cli import main
+
+    with pytest.raises(SystemExit) if args[0] == "train" else _no_raise():
+        assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def _no_raise():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def test_api_job_body_applies_the_same_seed_rule() -> None:
+    from pydantic import ValidationError
+
+    from api_schemas.jobs import JobCreate
+
+    assert JobCreate(dataset_id="d", seed=2**32 - 1).seed == 2**32 - 1  # was refused above 2**31 - 1
+    for bad in (-5, 2**32):
+        with pytest.raises(ValidationError, match="seed"):
+            JobCreate(dataset_id="d", seed=bad)
