@@ -30,7 +30,7 @@ def test_mug_labels_track_a_conflicting_modality_better_than_copy(planted: Path,
     agreement = metrics["unimodal_labels_vs_sub_labels"]
     for m in ("text", "audio", "vision"):  # every modality closer to its truth than the copies
         assert agreement[m]["corr"] > agreement[m]["copy_baseline_corr"], (m, agreement[m])
-    assert agreement["vision"]["corr"] > agreement["vision"]["copy_baseline_corr"] + 0.05  # conflicting vision
+    assert agreement["vision"]["corr"] > agreement["vision"]["copy_baseline_corr"] + 0.05  # conflicting
     # the learned labels are the method's own, not a copy
     labels = pd.read_csv(tmp_path / "mug" / "unimodal_labels.csv")
     assert (labels["label_V"] - labels["label"]).abs().mean() > 0.05
