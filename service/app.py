@@ -10,12 +10,11 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import errors
-from service.cache import PredictionCache
 from service.deps import Services
-from service.fastpath import PredictFastPath, is_predict
 from service.metrics import Metrics, MetricsMiddleware
-from service.predictor import ModelPool, settle_heap
 from service.routes import datasets, health, jobs, models
+from service.routes.models import PredictFastPath, is_predict
+from service.serving import ModelPool, PredictionCache, settle_heap
 from worker.app import make_celery
 from worker.artifacts import ArtifactStore
 from worker.lifecycle import JobStore
@@ -28,7 +27,8 @@ Every error is `{"error": {"code", "message", "field", "details": [{"field", "pr
 
 
 class LabelServiceAPI(FastAPI):
-    """FastAPI, except that POST /v1/models/{id}/predict goes straight to service/fastpath.py."""
+    """FastAPI, except that POST /v1/models/{id}/predict goes straight to ``PredictFastPath``
+    (service/routes/models.py)."""
 
     fast_path: ASGIApp | None = None
 
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None) -> LabelServiceAPI:
         store=store,
         celery=make_celery(settings),
         cache=cache,
-        models=ModelPool(store, cache, settings, metrics.forward_utterances.observe),
+        models=ModelPool(store, cache, settings, metrics),
         metrics=metrics,
     )
 
@@ -77,7 +77,10 @@ def create_app(settings: Settings | None = None) -> LabelServiceAPI:
     for module in (datasets, jobs, models, health):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees every other request
-    app.fast_path = MetricsMiddleware(PredictFastPath(svc), metrics=metrics)
+    app.fast_path = MetricsMiddleware(
+        PredictFastPath(svc.models, settings.max_predict_body_bytes), metrics=metrics
+    )
+
     return app
 
 

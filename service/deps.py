@@ -8,9 +8,8 @@ from typing import Annotated
 from celery import Celery
 from fastapi import Depends, Query, Request
 
-from service.cache import PredictionCache
 from service.metrics import Metrics
-from service.predictor import ModelPool
+from service.serving import ModelPool, PredictionCache
 from worker.artifacts import ArtifactStore
 from worker.lifecycle import JobStore
 from worker.settings import Settings

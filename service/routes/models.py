@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse
+from starlette.types import Receive, Scope, Send
 
 from api_schemas.errors import ErrorResponse
 from api_schemas.models import ModelCard, ModelList
 from api_schemas.predict import PredictResponse
+from models.pipeline import RUN_FILES
 from service.deps import Limit, Offset, Svc, services
-from service.errors import ApiError, not_found
-from service.fastpath import predict_body
+from service.errors import ApiError, error_response, not_found
+from service.serving import ModelPool
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/models", tags=["models"])
 ERRORS = {404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
-FILES = (
-    "model.safetensors",
-    "model.json",
-    "config.json",
-    "metrics.json",
-    "predictions.csv",
-    "unimodal_labels.csv",
-    "card.json",
-)
+FILES = (*RUN_FILES, "card.json")  # card.json: written by the worker (worker/tasks.py)
 
 
 def to_card(card: dict[str, Any]) -> ModelCard:
@@ -80,6 +77,56 @@ PREDICT_BODY = {
     openapi_extra={"requestBody": PREDICT_BODY},
     summary="Multimodal and per-modality sentiment for a batch of utterances",
 )
-async def predict_route(model_id: str, request: Request) -> JSONResponse:
-    """Documents the operation; requests are normally answered by service.fastpath.PredictFastPath."""
-    return JSONResponse(await predict_body(services(request), model_id, await request.body()))
+async def predict_route(model_id: str, request: Request) -> Response:
+    """Documents the operation; requests are answered by ``PredictFastPath`` before routing."""
+    payload = await services(request).models.answer(model_id, await request.body())
+    return Response(payload, media_type="application/json")
+
+
+PREDICT_PATH = re.compile(r"^/v1/models/([^/]+)/predict$")
+
+
+def is_predict(scope: Scope) -> bool:
+    """Whether an ASGI scope is POST /v1/models/{id}/predict."""
+    return scope["type"] == "http" and scope["method"] == "POST" and bool(PREDICT_PATH.match(scope["path"]))
+
+
+class PredictFastPath:
+    """POST /v1/models/{id}/predict as plain ASGI, which ``LabelServiceAPI`` (service/app.py) calls before
+    FastAPI's middleware, routing and dependencies, with the route's errors and metrics.
+    Without it (3 runs): cache-hit p99 16.6-21.4 ms (target 5), miss p99 29-39 ms (target 20), 3x the CPU."""
+
+    def __init__(self, models: ModelPool, max_body_bytes: int) -> None:
+        self.models = models
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["unilabel.route"] = "/v1/models/{model_id}/predict"  # the route label of MetricsMiddleware
+        model_id = PREDICT_PATH.match(scope["path"]).group(1)
+        try:
+            payload = await self.models.answer(model_id, await self._body(receive))
+        except ApiError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        except Exception as exc:  # noqa: BLE001 - the framework's handler is not in this path
+            log.error("unhandled error on POST %s", scope["path"], exc_info=exc)
+            await error_response(ApiError(500, "internal error; see the server log"))(scope, receive, send)
+            return
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _body(self, receive: Receive) -> bytes:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ApiError(400, "client disconnected", field="body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                limit = self.max_body_bytes
+                raise ApiError(413, f"body larger than MAX_PREDICT_BODY_BYTES={limit}", field="body")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)

@@ -236,7 +236,7 @@ def test_unexpected_errors_leave_no_traceback(client, monkeypatch: pytest.Monkey
     assert r.status_code == 500
     err = error_of(r)
     assert err["code"] == "internal" and "secret" not in r.text
-    # predict runs outside the framework's middleware (service/fastpath.py) and must answer the same way
+    # predict runs outside the framework's middleware (PredictFastPath) and must answer the same way
     monkeypatch.setattr(client.app.state.services.models, "loaded", boom)
     r = client.post(f"/v1/models/{'0' * 32}/predict", json={"utterances": [{"features": {}}]})
     assert r.status_code == 500

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.memo import SizedLRU, body_key
+from service.serving import SizedLRU, body_key
 
 
 def test_body_key_is_exact_bytes() -> None:

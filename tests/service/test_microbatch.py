@@ -1,4 +1,4 @@
-"""service/predictor.py's micro-batcher: concurrent requests for one model share one cache lookup and one
+"""service/serving.py's micro-batcher: concurrent requests for one model share one cache lookup and one
 forward pass, each gets its own rows back, and a bad input fails only its own request."""
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ import pytest
 
 from models.data import load_dataset
 from models.pipeline import TrainedModel, train
-from service.cache import PredictionCache, input_hash
 from service.errors import ApiError
-from service.predictor import ServedModel
+from service.serving import PredictionCache, ServedModel, input_hash
 from tests.service.conftest import TINY
 from worker.settings import Settings
 

@@ -1,35 +1,147 @@
-"""In-process prediction: trained models loaded lazily per id (LRU), inputs checked, results cached."""
+"""Prediction in the API process: ``ModelPool.answer`` turns a predict request's bytes into the response's.
+
+Each step answers what it can: (1) the response memo, the same body again, before any parsing; (2) the request
+is parsed and every utterance checked against the model's input spec, once; (3) the row memo, by the hash of
+each utterance's canonical input; (4) the micro-batcher: requests for one model that arrive together share one
+Redis ``MGET``, one ``TrainedModel.predict_batch`` for their misses and one Lua call writing the new rows.
+Models load lazily, at most MODEL_CACHE_SIZE per process (LRU); the memos live with their model (a model never
+changes under its id, so nothing goes stale); Redis is the cache all API processes share, best effort.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
+import json
+import logging
 import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, Generic, TypeVar
 
 import anyio
 import numpy as np
+import redis.asyncio as aioredis
+from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from api_schemas.errors import ErrorDetail
 from api_schemas.predict import PredictRequest
 from models.pipeline import TrainedModel
-from service.cache import PredictionCache, input_hash
-from service.errors import ApiError, not_found
-from service.memo import ROW_BYTES, SizedLRU
+from service.errors import ApiError, not_found, validation_error
+from service.metrics import Metrics
 from worker.artifacts import ArtifactStore
 from worker.settings import Settings
 
+log = logging.getLogger(__name__)
+K, V = TypeVar("K"), TypeVar("V")
 OUTPUTS = ("pred", "pred_T", "pred_A", "pred_V")
 INLINE_MAX = 64  # forward passes up to this many utterances run on the event loop; larger ones in a thread
 GROUP_MAX = 4096  # utterances per micro-batch
+ROW_BYTES = 320  # what one memoized row costs in CPython: a 64-char hex key, a list of four floats, the entry
+CACHE_PREFIX = "unilabel:pred:"
+
+
+# keys and memos ------------------------------------------------------------------------------------------
+def body_key(body: bytes) -> bytes:
+    """128-bit BLAKE2b of the raw request body."""
+    return hashlib.blake2b(body, digest_size=16).digest()
+
+
+def input_hash(features: dict[str, np.ndarray], transcript: str | None) -> str:
+    """Same numbers (as float32) and same transcript -> same hash, whatever the JSON spelling."""
+    h = hashlib.sha256()
+    for name in sorted(features):
+        arr = features[name]
+        h.update(f"{name}:{arr.shape}:".encode())
+        h.update(arr.tobytes())
+    if transcript is not None:
+        h.update(b"transcript:")
+        h.update(transcript.encode())
+    return h.hexdigest()
+
+
+class SizedLRU(Generic[K, V]):
+    """Least recently used entries go first once their sizes add up to more than ``max_bytes`` (0 = off)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: K) -> V | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def put(self, key: K, value: V, nbytes: int) -> None:
+        if nbytes > self.max_bytes:
+            return
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.size -= old[1]
+        self._entries[key] = (value, nbytes)
+        self.size += nbytes
+        while self.size > self.max_bytes:
+            _, (_, evicted) = self._entries.popitem(last=False)
+            self.size -= evicted
+
+
+class PredictionCache:
+    """Rows in Redis by (model id, input hash), each with its TTL; errors are logged, never raised."""
+
+    # One command for a batch of writes, each key with its own expiry (a pipeline of SETs costs a reply each).
+    SET_MANY = """
+    for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[1]) end
+    return #KEYS
+    """
+
+    def __init__(self, url: str, ttl: int) -> None:
+        self.r = aioredis.Redis.from_url(url, decode_responses=True)
+        self.ttl = ttl
+        self._set_many = self.r.register_script(self.SET_MANY)
+
+    async def get_many(self, model_id: str, hashes: list[str]) -> list[list[float | None] | None]:
+        try:
+            raw = await self.r.mget([f"{CACHE_PREFIX}{model_id}:{h}" for h in hashes])
+        except RedisError as exc:
+            log.warning("prediction cache read failed: %s", exc)
+            return [None] * len(hashes)
+        return [json.loads(v) if v else None for v in raw]
+
+    async def put_many(self, model_id: str, items: dict[str, list[float | None]]) -> None:
+        if not items:
+            return
+        try:
+            keys = [f"{CACHE_PREFIX}{model_id}:{h}" for h in items]
+            values = [json.dumps(v, separators=(",", ":")) for v in items.values()]
+            await self._set_many(keys=keys, args=[self.ttl, *values])
+        except RedisError as exc:
+            log.warning("prediction cache write failed: %s", exc)
+
+    async def close(self) -> None:
+        await self.r.aclose()
+
+
+# one loaded model and its batcher ------------------------------------------------------------------------
+@dataclass
+class _Request:
+    features: list[dict[str, np.ndarray]]
+    transcripts: list[str | None]
+    hashes: list[str]
+    future: asyncio.Future
 
 
 class ServedModel:
-    """A loaded TrainedModel and its batcher: requests that arrive together share one cache lookup and
-    one forward pass (micro-batching), which is what keeps latency flat under concurrent load."""
+    """A loaded TrainedModel, its memos and its micro-batcher."""
 
     def __init__(
         self,
@@ -44,22 +156,16 @@ class ServedModel:
         self.model = model
         self.cache = cache
         self.on_forward = on_forward  # told the number of utterances of each forward pass (a metric)
-        # in front of Redis (service/memo.py): whole responses by request body, (payload, utterances) ...
-        self.responses: SizedLRU[bytes, tuple[bytes, int]] = SizedLRU(memo_bytes)
-        # ... and [pred, pred_T, pred_A, pred_V] rows by input hash
-        self.rows: SizedLRU[str, list[float | None]] = SizedLRU(row_memo_bytes)
+        self.responses: SizedLRU[bytes, tuple[bytes, int]] = SizedLRU(memo_bytes)  # (payload, utterances)
+        self.rows: SizedLRU[str, list[float | None]] = SizedLRU(row_memo_bytes)  # [pred, pred_T, _A, _V]
         self._pending: list[_Request] = []
         self._drainer: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
 
-    @property
-    def input_spec(self) -> dict[str, dict]:
-        return self.model.input_spec
-
     async def predict(
         self, features: list[dict[str, np.ndarray]], transcripts: list[str | None], hashes: list[str]
     ) -> tuple[list[list[float | None]], list[bool]]:
-        """Rows [pred, pred_T, pred_A, pred_V] and whether each came from the cache."""
+        """Rows [pred, pred_T, pred_A, pred_V] and whether each came from a memo or the cache."""
         known = [self.rows.get(h) for h in hashes]
         if all(row is not None for row in known):
             return known, [True] * len(known)
@@ -121,38 +227,23 @@ class ServedModel:
                     request.future.set_exception(exc)
 
     async def _forward(self, features: list[dict[str, np.ndarray]], texts: list[str | None]) -> dict:
-        names = sorted({n for f in features for n in f})
-        batch = {n: [f[n] for f in features] for n in names}
+        batch = {n: [f[n] for f in features] for n in sorted({n for f in features for n in f})}
         transcripts = [t or "" for t in texts] if any(t is not None for t in texts) else None
-
-        def run() -> dict[str, np.ndarray]:
-            return self.model.predict_batch(batch, transcripts)
-
+        run = partial(self.model.predict_batch, batch, transcripts)
         return run() if len(features) <= INLINE_MAX else await anyio.to_thread.run_sync(run)
 
 
-@dataclass
-class _Request:
-    features: list[dict[str, np.ndarray]]
-    transcripts: list[str | None]
-    hashes: list[str]
-    future: asyncio.Future
-
-
 class ModelPool:
-    """At most MODEL_CACHE_SIZE served models per process, least recently used evicted first."""
+    """The models this process serves, at most MODEL_CACHE_SIZE, least recently used evicted first."""
 
     def __init__(
-        self,
-        store: ArtifactStore,
-        cache: PredictionCache,
-        settings: Settings,
-        on_forward: Callable[[int], None] | None = None,
+        self, store: ArtifactStore, cache: PredictionCache, settings: Settings, metrics: Metrics
     ) -> None:
         self.store = store
         self.cache = cache
         self.settings = settings
-        self.on_forward = on_forward
+        self._hits, self._misses = metrics.predictions.labels("hit"), metrics.predictions.labels("miss")
+        self._on_forward = metrics.forward_utterances.observe
         self._models: OrderedDict[str, ServedModel] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -165,36 +256,69 @@ class ModelPool:
         if served is not None:
             self._models.move_to_end(model_id)
             return served
-        lock = self._locks.setdefault(model_id, asyncio.Lock())
-        async with lock:
+        async with self._locks.setdefault(model_id, asyncio.Lock()):
             if model_id not in self._models:
                 run_dir = self.store.run_dir(model_id)
                 if run_dir is None or not (run_dir / "card.json").is_file():
                     raise not_found("model", model_id, field="model_id")
                 model = await anyio.to_thread.run_sync(TrainedModel.load, run_dir, "cpu")
+
                 settle_heap()
-                self._models[model_id] = ServedModel(
-                    model_id,
-                    model,
-                    self.cache,
-                    self.settings.predict_memo_bytes,
-                    self.settings.predict_row_memo_bytes,
-                    self.on_forward,
-                )
+                memo = (self.settings.predict_memo_bytes, self.settings.predict_row_memo_bytes)
+                self._models[model_id] = ServedModel(model_id, model, self.cache, *memo, self._on_forward)
                 while len(self._models) > self.settings.model_cache_size:
                     self._models.popitem(last=False)
         self._locks.pop(model_id, None)
         return self._models[model_id]
 
+    async def answer(self, model_id: str, body: bytes) -> bytes:
+        """The response body of POST /v1/models/{model_id}/predict for a request body (raises ApiError)."""
+        key = body_key(body)
+        served = self.loaded(model_id)
+        memo = served.responses.get(key) if served is not None else None
+        if memo is not None:  # the same body again: the whole answer is known
+            self._hits.inc(memo[1])
+            return memo[0]
+        limits = self.settings
+        if len(body) > limits.max_predict_body_bytes:
+            raise ApiError(
+                413, f"body larger than MAX_PREDICT_BODY_BYTES={limits.max_predict_body_bytes}", field="body"
+            )
+        try:
+            req = PredictRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raise validation_error(list(exc.errors()), prefix=("body",)) from None
+        if len(req.utterances) > limits.max_predict_batch:
+            message = f"at most {limits.max_predict_batch} utterances per request"
+            raise ApiError(422, message, field="body.utterances")
+        served = await self.get(model_id)
+        features, transcripts = prepare(served.model.input_spec, req)
+        hashes = [input_hash(f, t) for f, t in zip(features, transcripts, strict=True)]
+        rows, cached = await served.predict(features, transcripts, hashes)
+        predictions = [
+            {"id": utt.id, "sentiment": r[0], "text": r[1], "audio": r[2], "vision": r[3], "cached": c}
+            for utt, r, c in zip(req.utterances, rows, cached, strict=True)
+        ]
+        self._hits.inc(sum(cached))
+        self._misses.inc(len(cached) - sum(cached))
+        payload = json.dumps({"model_id": model_id, "predictions": predictions}, separators=(",", ":"))
+        if served.responses.max_bytes:
+            # asked again, every utterance is a hit; inside a JSON string a quote is escaped, so this byte
+            # sequence only ever is the flag itself
+            whole = payload.replace('"cached":false', '"cached":true').encode()
+            served.responses.put(key, (whole, len(predictions)), len(whole))
+        return payload.encode()
+
 
 def settle_heap() -> None:
     """Collect, then move every object alive now (torch, the app, loaded models: some 300,000) out of the
     cyclic garbage collector's reach (gc.freeze). Otherwise each full collection walks them all: a 100-200 ms
-    pause of the event loop that stalls every request in flight, which is what set the p99 latency."""
+    pause of the event loop that stalls every request in flight."""
     gc.collect()
     gc.freeze()
 
 
+# the request ---------------------------------------------------------------------------------------------
 def _bad(field: str, problem: str) -> ApiError:
     return ApiError(422, problem, field=field, details=[ErrorDetail(field=field, problem=problem)])
 
@@ -241,17 +365,3 @@ def prepare(
 def _value(x: Any) -> float | None:
     f = float(x)
     return f if math.isfinite(f) else None
-
-
-async def predict(model_id: str, served: ServedModel, req: PredictRequest) -> dict[str, Any]:
-    """The response body of POST /v1/models/{id}/predict (see api_schemas.predict.PredictResponse)."""
-    features, transcripts = prepare(served.input_spec, req)
-    hashes = [input_hash(f, t) for f, t in zip(features, transcripts, strict=True)]
-    results, cached = await served.predict(features, transcripts, hashes)
-    return {
-        "model_id": model_id,
-        "predictions": [
-            {"id": utt.id, "sentiment": r[0], "text": r[1], "audio": r[2], "vision": r[3], "cached": c}
-            for utt, r, c in zip(req.utterances, results, cached, strict=True)
-        ],
-    }
