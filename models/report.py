@@ -251,14 +251,14 @@ def publish_dir(
     return True
 
 
-def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+def write_json(path: str | os.PathLike[str], obj: Any, *, sort_keys: bool = False) -> None:
     """Write ``obj`` as indented JSON (numpy scalars/arrays and Paths converted) atomically.
 
     Non-finite floats are written as ``NaN``/``Infinity`` (Python's json default).
     """
 
     def _write(fh: IO[str]) -> None:
-        json.dump(obj, fh, indent=2, default=_json_default, ensure_ascii=False)
+        json.dump(obj, fh, indent=2, default=_json_default, ensure_ascii=False, sort_keys=sort_keys)
         fh.write("\n")
 
     _atomic_write(path, _write)

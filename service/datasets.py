@@ -99,7 +99,7 @@ def ingest(store: ArtifactStore, staging: Path, upload: Upload) -> tuple[dict[st
     if (existing := store.dataset_summary(dataset_id)) is not None:
         return existing, False
     summary = summarize(dataset, dataset_id, upload)
-    write_json(staging / "summary.json", summary)
+    write_json(staging / "summary.json", summary, sort_keys=True)
     if store.publish(staging, store.datasets / dataset_id):
         return summary, True
     return store.dataset_summary(dataset_id) or summary, False

@@ -35,12 +35,14 @@ JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 ARCHIVE_NAMES = ("dataset.zip", "dataset.tar.gz")
 
 
-def json_safe(obj: Any) -> Any:
-    """Plain JSON values: numpy scalars/arrays unwrapped, NaN and infinities as null."""
+def json_safe(obj: Any, sort_keys: bool = False) -> Any:
+    """Plain JSON values: numpy scalars/arrays unwrapped, NaN and infinities as null (dicts' keys sorted, if
+    asked: card.json and summary.json are written so)."""
     if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
+        items = sorted(obj.items(), key=lambda kv: str(kv[0])) if sort_keys else obj.items()
+        return {str(k): json_safe(v, sort_keys) for k, v in items}
     if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
+        return [json_safe(v, sort_keys) for v in obj]
     if isinstance(obj, np.ndarray):
         return json_safe(obj.tolist())
     if isinstance(obj, np.generic):
@@ -53,7 +55,7 @@ def json_safe(obj: Any) -> Any:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 class ArtifactStore:

@@ -43,7 +43,8 @@ def model_card(job: dict[str, Any], dataset_sha256: str, run: RunResult) -> dict
             "input_spec": run.input_spec,
             "created_at": time.time(),
             "code_version": job["code_version"],
-        }
+        },
+        sort_keys=True,
     )
 
 
@@ -75,7 +76,7 @@ def _published_run(job: dict[str, Any], jobs: JobStore, store: ArtifactStore, se
         if (card := store.model_card(job["id"])) is None:
             raise
         return card["metrics"]
-    return run.metrics
+    return json_safe(run.metrics)  # as the card has them: a metric that is not finite is left out below
 
 
 def run_job(job_id: str, jobs: JobStore, store: ArtifactStore, settings: Settings) -> str:
