@@ -166,22 +166,30 @@ class LabelClient:
         return self._call("POST", f"/v1/models/{model_id}/predict", json={"utterances": utterances}).json()
 
 
-def utterances_from_dataset(path: str | Path, split: str | None = "test", n: int = 5) -> list[dict[str, Any]]:
-    """The first ``n`` utterances of ``split`` as prediction inputs (features, and the transcript if any)."""
+def utterances_from_dataset(
+    path: str | Path, split: str | None = "test", n: int = 5, input_spec: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The first ``n`` utterances of ``split`` as prediction inputs. With a model card's ``input_spec``: only
+    the modalities the model takes, as features or (``transcript: true``) through the transcript; without it
+    every feature array, and the transcript if any."""
     from models.data import load_dataset  # numpy/pandas only
 
     ds = load_dataset(path, for_training=False)
     rows = [i for i in range(len(ds.ids)) if split is None or ds.split[i] == split][:n]
+    wanted = None if input_spec is None else {m for m, s in input_spec.items() if not s.get("transcript")}
+    needs_transcript = input_spec is None or any(s.get("transcript") for s in input_spec.values())
     out = []
     for i in rows:
         features = {}
         for m, f in ds.features.items():
+            if wanted is not None and m not in wanted:
+                continue
             value = f.values[i]
             if f.lengths is not None:
                 value = value[: int(f.lengths[i])]
             features[m] = value.tolist()
         utt: dict[str, Any] = {"id": str(ds.ids[i]), "features": features}
-        if ds.transcripts is not None:
+        if ds.transcripts is not None and needs_transcript:
             utt["transcript"] = ds.transcripts[i]
         out.append(utt)
     return out
@@ -269,8 +277,9 @@ def run_all(
     labels_path = job_dir / "labels.csv"
     labels_path.write_text(client.labels(job["id"], "csv"))
     say(f"labels: {labels_path}")
-    utterances = utterances_from_dataset(data, "test", n_predict) or utterances_from_dataset(
-        data, None, n_predict
+    spec = client.model(job["model_id"])["input_spec"]
+    utterances = utterances_from_dataset(data, "test", n_predict, spec) or utterances_from_dataset(
+        data, None, n_predict, spec
     )
     prediction = client.predict(job["model_id"], utterances)
     say(f"predictions of model {prediction['model_id']}:")
@@ -370,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
                     sys.stdout.write(text)
             elif cmd == "predict":
                 if args.dataset:
-                    utterances = utterances_from_dataset(args.dataset, args.split, args.n)
+                    spec = c.model(args.model_id)["input_spec"]
+                    utterances = utterances_from_dataset(args.dataset, args.split, args.n, spec)
                 elif args.input:
                     loaded = json.loads(Path(args.input).read_text())
                     utterances = loaded["utterances"] if isinstance(loaded, dict) else loaded
