@@ -61,9 +61,7 @@ def saved_representations(random: bool, threads: int) -> tuple[dict, torch.Tenso
     net = MultimodalNet(_net_spec(specs, hp, True, None))
     y = torch.from_numpy(ds.label.astype("float32"))
     rows = torch.from_numpy(ds.labeled("train"))
-    pretrain(
-        net, inputs, y, rows, hp, gen, torch.device("cpu"), Reporter({"pretrain": hp["pretrain_epochs"]})
-    )
+    pretrain(net, inputs, y, rows, hp, gen, torch.device("cpu"), Reporter({"pretrain": hp.pretrain_epochs}))
     s = collect_representations(net, inputs, rows, torch.device("cpu"))
     return {m: (s.unimodal[m], s.projected[m], s.projected_pred[m]) for m in s.unimodal}, y[rows]
 
@@ -76,18 +74,18 @@ def naive_meta(unimodal, projected, projected_pred, y, hp, rho, gen) -> None:
     projected = torch.nn.functional.normalize(projected, dim=-1)
     n, dim = unimodal.shape
     std = rho / 3
-    mucn = MUCN(dim, hp["mucn_hidden"], rho)
-    meta_opt = torch.optim.AdamW(mucn.parameters(), lr=hp["meta_test_lr"], weight_decay=hp["weight_decay"])
-    for _epoch in range(hp["meta_epochs"]):
-        for s in torch.randperm(n, generator=gen).split(hp["batch_size"]):
+    mucn = MUCN(dim, hp.mucn_hidden, rho)
+    meta_opt = torch.optim.AdamW(mucn.parameters(), lr=hp.meta_test_lr, weight_decay=hp.weight_decay)
+    for _epoch in range(hp.meta_epochs):
+        for s in torch.randperm(n, generator=gen).split(hp.batch_size):
             eps = torch.randn(len(s), generator=gen) * std
             fast = copy.deepcopy(mucn)
-            opt = torch.optim.SGD(fast.parameters(), lr=hp["meta_lr"])
+            opt = torch.optim.SGD(fast.parameters(), lr=hp.meta_lr)
             loss = l1(fast(unimodal[s], y[s] + eps), y[s])
             opt.zero_grad()
             loss.backward()
             opt.step()
-            d = torch.cat([s, sample_extra(n, s, hp["meta_extra_ratio"] * len(s), gen)])
+            d = torch.cat([s, sample_extra(n, s, hp.meta_extra_ratio * len(s), gen)])
             noisy = projected_pred[d] + torch.randn(len(d), generator=gen) * std
             with torch.no_grad():
                 pre = l1(mucn(projected[d], noisy), y[d])
@@ -98,7 +96,7 @@ def naive_meta(unimodal, projected, projected_pred, y, hp, rho, gen) -> None:
             params = dict(mucn.named_parameters())
             inner = l1(functional_call(mucn, params, (unimodal[s], y[s] + eps)), y[s])
             grads = torch.autograd.grad(inner, list(params.values()), create_graph=True)
-            adapted = {k: p - hp["meta_lr"] * g for (k, p), g in zip(params.items(), grads, strict=True)}
+            adapted = {k: p - hp.meta_lr * g for (k, p), g in zip(params.items(), grads, strict=True)}
             post_loss = l1(functional_call(mucn, adapted, (projected[d], noisy)), y[d])
             meta_opt.zero_grad()
             post_loss.backward()

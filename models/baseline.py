@@ -84,14 +84,14 @@ def feature_blocks(ds: Dataset, overrides: dict[str, Any] | None = None) -> dict
         from models.text_encoder import TextEncoder
 
         enc = TextEncoder(
-            hp["text_model"],
-            pooling=hp["text_pooling"],
-            max_length=hp["text_max_length"],
-            normalize=hp["text_normalize"],
+            hp.text_model,
+            pooling=hp.text_pooling,
+            max_length=hp.text_max_length,
+            normalize=hp.text_normalize,
         )
         emb, _ = enc.encode_cached(list(ds.transcripts))
-        norm = ", L2-normalised" if hp["text_normalize"] else ""
-        blocks[f"text (encoder, {hp['text_pooling']} pooling{norm})"] = emb.astype(np.float64)
+        norm = ", L2-normalised" if hp.text_normalize else ""
+        blocks[f"text (encoder, {hp.text_pooling} pooling{norm})"] = emb.astype(np.float64)
     return blocks
 
 

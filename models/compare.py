@@ -148,7 +148,7 @@ def _reuse(
         and config.get("strategy") == strategy
         and config.get("seed") == seed
         and config.get("hyperparameters")
-        == resolve_hyperparameters(overrides, rho=config["dataset"]["summary"]["rho"], preset=preset)
+        == resolve_hyperparameters(overrides, rho=config["dataset"]["summary"]["rho"], preset=preset).record()
         and config.get("code_version") == _code_version()
     )
     return metrics if same else None

@@ -1,18 +1,28 @@
-"""Hyperparameters: defaults (MUG paper Table 2, MOSI column, where they fit), validation and recording.
+"""Hyperparameters: one typed, validated object, its defaults (the MUG paper's Table 2, MOSI column, where
+they fit), the per-dataset presets, and the error that names a bad field.
 
-Every value is overridable by name; ``resolve_hyperparameters`` returns the complete, validated dict that is
-recorded in a run's config.json. Choices the paper leaves open are marked "choice" and explained in
-docs/method.md.
+Every value is overridable by name (`--set name=value`, the job body's "hyperparameters"); the names are flat,
+the model is composed of one section per stage and per strategy. Each field carries its meaning, its source
+(the paper's table or equation, the original repository, or "choice": docs/method.md says why) and its range,
+which bound what one request may cost. ``resolve_hyperparameters`` returns the complete ``Hyperparameters``
+recorded in a run's config.json.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+import difflib
+from typing import Any, Literal, get_args
 
-MODALITIES = ("text", "audio", "vision")
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from models.modalities import MODALITIES
+
 TEXT_SOURCES = ("auto", "features", "encoder", "finetune")
-TEXT_POOLINGS = ("cls", "mean")
+SEED_LIMIT = (
+    2**32
+)  # seeds are whole numbers in [0, 2**32): numpy's seed range, the same in the CLI and the API
+EPOCHS_MAX = 1000  # bounds what one job may cost (a run of the paper's schedule has at most 65 per stage)
+WIDTH_MAX = 4096  # layer widths and batch sizes
 
 
 class HyperparameterError(ValueError):
@@ -23,243 +33,253 @@ class HyperparameterError(ValueError):
         self.field = field
         self.message = message
 
+
+def _f(default: Any, meaning: str, source: str = "choice", **bounds: Any) -> Any:
+    return Field(default, description=meaning, json_schema_extra={"source": source}, **bounds)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class SharedSettings(_Section):
+    modalities: list[str] = _f(
+        list(MODALITIES), "the modalities the networks see and get unimodal labels for (any subset)"
+    )
+    batch_size: int = _f(32, "utterances per batch in every stage", "Table 2", ge=1, le=WIDTH_MAX)
+    lr: float = _f(
+        1e-3,
+        "AdamW learning rate of the feature networks (Table 2's rate is a BERT fine-tuning rate, used for "
+        "lr_text_encoder)",
+        gt=0,
+        le=1,
+    )
+    lr_text_encoder: float = _f(
+        3e-5, "learning rate of a fine-tuned text encoder (Eq. 1)", "Table 2", gt=0, le=1
+    )
+    weight_decay: float = _f(
+        0.01, "AdamW weight decay (also of the meta-update)", "AdamW's default", ge=0, le=1
+    )
+    dropout: float = _f(0.1, "dropout before the encoders and the fusion", ge=0, lt=1)
+    fusion_dim: int = _f(32, "d, width of the fused representation", "Table 2", ge=1, le=WIDTH_MAX)
+    audio_dim: int = _f(256, "d_a, width of the audio representation", "Table 2", ge=1, le=WIDTH_MAX)
+    vision_dim: int = _f(64, "d_v, width of the vision representation", "Table 2", ge=1, le=WIDTH_MAX)
+    text_dim: int = _f(64, "d_l, width of the text representation", "Table 2", ge=1, le=WIDTH_MAX)
+    predictor_hidden: int = _f(
+        32, "hidden width of the predictors P^M, P^m (Fig. 3 missing)", ge=1, le=WIDTH_MAX
+    )
+
+    @field_validator("modalities", mode="before")
     @classmethod
-    def for_preset(cls, value: Any) -> HyperparameterError:
-        return cls("preset", f"unknown preset {value!r}; choose from {', '.join(PRESETS)}", prefix="")
+    def _modalities(cls, value: Any) -> list[str]:
+        """A list of names or one comma-separated string (the CLI's `--set modalities=text,audio`), returned
+        in the canonical order text, audio, vision."""
+        names = value.split(",") if isinstance(value, str) else value
+        if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"must be a list of modality names, got {value!r}")
+        names = [n.strip() for n in names]
+        unknown = [n for n in names if n not in MODALITIES]
+        if unknown:
+            raise ValueError(f"unknown modality {unknown[0]!r}; choose from {', '.join(MODALITIES)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"a modality is named twice in {value!r}")
+        if not names:
+            raise ValueError("name at least one modality")
+        return [m for m in MODALITIES if m in names]
 
 
-@dataclass(frozen=True)
-class Hyperparameters:
-    # shared by the stages
-    modalities: tuple[str, ...] = MODALITIES  # which modalities the networks see (and get unimodal labels)
-    batch_size: int = 32  # Table 2
-    lr: float = (
-        1e-3  # choice: Table 2's 3e-5 is the BERT rate; feature networks use 1e-3 (as Self-MM's "other lr")
+class PretrainSettings(_Section):
+    """Stage 1: pre-training with the contrastive projection module (Sec. 3.2)."""
+
+    pretrain_epochs: int = _f(15, "stage-1 epochs", "Table 2", ge=0, le=EPOCHS_MAX)
+    gamma: float = _f(0.01, "contrastive loss weight (Eq. 12)", "Table 2", ge=0, le=1000)
+    eta: float = _f(0.01, "projected predictive loss weight (Eq. 12)", "Table 2", ge=0, le=1000)
+    tau: float = _f(0.1, "InfoNCE temperature (Eq. 11; not given by the paper)", gt=0, le=100)
+
+
+class MetaSettings(_Section):
+    """Stage 2: meta-learning of MUCN (Sec. 3.3)."""
+
+    meta_epochs: int = _f(65, "stage-2 epochs", "Table 2", ge=0, le=EPOCHS_MAX)
+    meta_lr: float = _f(5e-3, "alpha, the inner (meta-training) step of Eq. 15", "Table 2", gt=0, le=10)
+    meta_test_lr: float = _f(1e-3, "alpha', the meta-update's learning rate (Eq. 23)", "Table 2", gt=0, le=10)
+    meta_optimizer: Literal["adamw", "adam", "sgd"] = _f(
+        "adamw", "the meta-update as an optimiser step (Sec. 4.4 trains with AdamW); sgd = Eq. 23 as written"
     )
-    lr_text_encoder: float = 3e-5  # Table 2 learning rate, applied to the fine-tuned text encoder (Eq. 1)
-    weight_decay: float = 0.01  # AdamW default
-    dropout: float = 0.1  # choice
-    fusion_dim: int = 32  # Table 2 d
-    audio_dim: int = 256  # Table 2 d_a
-    vision_dim: int = 64  # Table 2 d_v
-    text_dim: int = 64  # Table 2 d_l
-    predictor_hidden: int = 32  # choice (Fig. 3 missing)
-    # stage 1: pre-training with the contrastive projection module
-    pretrain_epochs: int = 15  # Table 2
-    gamma: float = 0.01  # Table 2 contrastive weight
-    eta: float = 0.01  # Table 2 projected predictive weight
-    tau: float = 0.1  # choice: InfoNCE temperature (not given by the paper)
-    # stage 2: meta-learning of MUCN
-    meta_epochs: int = 65  # Table 2
-    meta_lr: float = 5e-3  # Table 2 alpha (meta-training, Eq. 15)
-    meta_test_lr: float = 1e-3  # Table 2 alpha' (meta-testing, Eq. 23)
-    meta_optimizer: str = (
-        "adamw"  # Eq. 23's update as an optimiser step (Sec. 4.4: AdamW); "sgd" = plain Eq. 23
+    meta_extra_ratio: int = _f(10, "b in |S'| = b|S| (Sec. 3.3.3)", "Sec. 3.3.3", ge=1, le=100)
+    lambda_init: float = _f(
+        0.9, "lambda = lambda_init^(E+1) mixes MUCN's own labels into the target (Eq. 18)", ge=0, lt=1
     )
-    meta_extra_ratio: int = 10  # b in |S'| = b|S| (Sec. 3.3.3)
-    lambda_init: float = 0.9  # choice: lambda = lambda_init^(E+1) (Eq. 18); docs/method.md
-    label_noise_std: float | None = (
-        None  # choice: None = rho / 3 (the paper's N(0, I) on MOSI's [-3, 3] scale)
+    label_noise_std: float | None = _f(
+        None, "std of the label noise of both denoising tasks (Eq. 13, 21); null = rho / 3", ge=0, le=100
     )
-    mucn_hidden: int = 64  # choice (Fig. 3 missing)
-    mucn_input_norm: str = "l2"  # choice: MUCN sees L2-normalised x_m / x_m' (the space CPM aligns, Eq. 10)
-    mucn_residual: str = (
-        "atanh"  # choice: the input label enters Eq. 28 as atanh(ybar / rho); "literal" as is
+    mucn_hidden: int = _f(64, "MUCN's hidden width (Fig. 3 missing)", ge=1, le=WIDTH_MAX)
+    mucn_input_norm: Literal["l2", "none"] = _f(
+        "l2", "MUCN sees L2-normalised x_m and x_m' (the space CPM aligns)"
     )
-    label_readout: str = "clean"  # choice: labels = MUCN(x_m, y); "noisy_mean": mean of MUCN(x_m, y + eps)
-    readout_draws: int = 16  # choice: noise draws averaged by the noisy_mean read-out
-    second_order: bool = True  # Eq. 23 differentiates through the inner step; False = first-order ablation
-    multimodal_denoising: bool = True  # False = the paper's "W/O multimodal denoising task" ablation
-    # stage 3: multi-task training
-    beta: float = 0.01  # Table 2 unimodal task weight (Eq. 27)
-    multitask_max_epochs: int = 60  # choice: upper bound; early stopping usually ends sooner
-    early_stop: int = 8  # Sec. 4.4
-    # text
-    text_source: str = "auto"  # auto = frozen encoder on transcripts when every row has one, else features
-    text_model: str | None = None  # local transformers model dir; None = packaged all-MiniLM-L6-v2
-    text_pooling: str = "mean"  # choice: Eq. 1 takes the first token; MiniLM was trained with mean pooling
-    text_normalize: bool = True  # choice: unit-norm sentence vectors (as sentence-transformers gives them)
-    text_max_length: int = 64
-    # related strategies selfmm / mlc / cmc / mtcl (docs/strategies.md)
-    selfmm_weight: float = 1.0  # Self-MM sums its four task losses (MMSA SELF_MM.py): unimodal weight 1
-    selfmm_update_every: int = 4  # MMSA update_epochs: one optimiser step per 4 batches' summed gradients
-    mlc_epochs: int = 65  # choice: MLC bi-level epochs; MUG's stage-2 budget (Table 2 meta epochs)
-    mlc_main_lr: float = 0.1  # choice: SGD step eta of the MLC main network (MW-Net/MLC CIFAR SGD rate)
-    mlc_meta_lr: float = 1e-3  # choice: Adam lr of MLC's label-correction network (as MUG's alpha')
-    cmc_epochs: int = 30  # choice: PLGM pre-training epochs (CMC: up to 100, patience 10)
-    cmc_momentum_text: float = 0.8  # CMC m_0 of the text pseudo labels
-    cmc_momentum_audio: float = 0.99  # CMC m_0 of the audio pseudo labels
-    cmc_momentum_vision: float = 0.99  # CMC m_0 of the vision pseudo labels
-    cmc_momentum_gamma: float = 0.5  # CMC: m_e = 1 - (1 - m_0) / e^gamma
-    cmc_temperature: float = 0.07  # CMC supervised contrastive temperature
-    cmc_contrastive_weight: float = 1.0  # CMC adds the SupCon loss unweighted; 0 = off
-    cmc_neutral_band: float = 0.0  # |y| <= band is class neu; 0 = CMC's y == 0
-    mtcl_epochs: int = 30  # MTCL n_epochs (selection on valid MAE, patience early_stop)
-    mtcl_eliminate_rate: float = 0.44  # MTCL r: the harmful share (task-corrected to the multimodal label)
+    mucn_residual: Literal["atanh", "literal"] = _f(
+        "atanh",
+        "how the input label enters Eq. 28: as atanh(ybar / rho) (identity at zero correction) or as is",
+    )
+    label_readout: Literal["clean", "noisy_mean"] = _f(
+        "clean", "labels = MUCN(x_m, y); noisy_mean: the mean of MUCN(x_m, y + eps) over readout_draws draws"
+    )
+    readout_draws: int = _f(16, "noise draws averaged by the noisy_mean read-out", ge=1, le=1000)
+    second_order: bool = _f(
+        True, "Eq. 23 differentiates through the inner step; false = first order", "Eq. 23"
+    )
+    multimodal_denoising: bool = _f(
+        True, "false = the paper's 'W/O multimodal denoising task' ablation", "Table 5"
+    )
+
+    @field_validator("mucn_input_norm", mode="before")
+    @classmethod
+    def _none_is_a_name(cls, value: Any) -> Any:
+        return "none" if value is None else value  # the CLI reads `--set mucn_input_norm=none` as null
 
 
-_POSITIVE_INT = {
-    "batch_size",
-    "fusion_dim",
-    "audio_dim",
-    "vision_dim",
-    "text_dim",
-    "predictor_hidden",
-    "mucn_hidden",
-    "meta_extra_ratio",
-    "multitask_max_epochs",
-    "early_stop",
-    "text_max_length",
-    "mlc_epochs",
-    "cmc_epochs",
-    "mtcl_epochs",
-    "readout_draws",
-    "selfmm_update_every",
-}
-_NONNEG_INT = {"pretrain_epochs", "meta_epochs"}
-_POSITIVE_FLOAT = {
-    "lr",
-    "lr_text_encoder",
-    "meta_lr",
-    "meta_test_lr",
-    "tau",
-    "mlc_main_lr",
-    "mlc_meta_lr",
-    "cmc_temperature",
-}
-_NONNEG_FLOAT = {
-    "selfmm_weight",
-    "weight_decay",
-    "gamma",
-    "eta",
-    "beta",
-    "cmc_momentum_gamma",
-    "cmc_contrastive_weight",
-    "cmc_neutral_band",
-}
-_FRACTIONS = {  # name -> (allowed interval, upper bound included)
-    "cmc_momentum_text": ("[0, 1)", False),
-    "cmc_momentum_audio": ("[0, 1)", False),
-    "cmc_momentum_vision": ("[0, 1)", False),
-    "mtcl_eliminate_rate": ("[0, 1]", True),
-}
-_CHOICES = {
-    "text_source": TEXT_SOURCES,
-    "text_pooling": TEXT_POOLINGS,
-    "mucn_input_norm": ("l2", "none"),
-    "mucn_residual": ("atanh", "literal"),
-    "label_readout": ("noisy_mean", "clean"),
-    "meta_optimizer": ("adamw", "adam", "sgd"),
-}
+class MultitaskSettings(_Section):
+    """Stage 3: the multitask model trained from scratch on the unimodal labels (Sec. 3.4)."""
+
+    beta: float = _f(0.01, "weight of the unimodal losses (Eq. 27)", "Table 2", ge=0, le=1000)
+    multitask_max_epochs: int = _f(
+        60, "stage-3 epoch cap (early stopping usually ends sooner)", ge=1, le=EPOCHS_MAX
+    )
+    early_stop: int = _f(
+        8, "epochs without valid-loss improvement before stage 3 stops", "Sec. 4.4", ge=1, le=EPOCHS_MAX
+    )
 
 
-def _check(name: str, value: Any) -> Any:
-    if name in _POSITIVE_INT | _NONNEG_INT:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise HyperparameterError(name, f"must be an integer, got {value!r}")
-        low = 1 if name in _POSITIVE_INT else 0
-        if value < low:
-            raise HyperparameterError(name, f"must be >= {low}, got {value}")
+class TextSettings(_Section):
+    text_source: Literal["auto", "features", "encoder", "finetune"] = _f(
+        "auto",
+        "auto: the frozen encoder on the transcripts when every row has one, else the text features; "
+        "finetune: Eq. 1",
+    )
+    text_model: str | None = _f(
+        None, "a local transformers model directory; null = the packaged all-MiniLM-L6-v2"
+    )
+    text_pooling: Literal["cls", "mean"] = _f(
+        "mean", "sentence vector: first token (Eq. 1) or mean of the tokens"
+    )
+    text_normalize: bool = _f(True, "unit-norm sentence vectors (as sentence-transformers gives them)")
+    text_max_length: int = _f(64, "tokens kept per transcript", ge=2, le=512)
+
+    @field_validator("text_model")
+    @classmethod
+    def _model_dir(cls, value: str | None) -> str | None:
+        if value is not None and not value:
+            raise ValueError("must be a local model directory path or null, got ''")
         return value
-    floats = _POSITIVE_FLOAT | _NONNEG_FLOAT | set(_FRACTIONS)
-    if name in floats | {"dropout", "lambda_init", "label_noise_std"}:
-        if value is None and name == "label_noise_std":
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise HyperparameterError(name, f"must be a number, got {value!r}")
-        value = float(value)
-        if value != value or value in (float("inf"), float("-inf")):
-            raise HyperparameterError(name, "must be finite")
-        if name in _POSITIVE_FLOAT and value <= 0:
-            raise HyperparameterError(name, f"must be > 0, got {value}")
-        if name in _NONNEG_FLOAT | {"label_noise_std"} and value < 0:
-            raise HyperparameterError(name, f"must be >= 0, got {value}")
-        if name == "dropout" and not 0 <= value < 1:
-            raise HyperparameterError(name, f"must be in [0, 1), got {value}")
-        if name == "lambda_init" and not 0 <= value < 1:
-            raise HyperparameterError(name, f"must be in [0, 1) (the paper: lambda < 1), got {value}")
-        if name in _FRACTIONS:
-            interval, closed = _FRACTIONS[name]
-            if not (0 <= value <= 1 if closed else 0 <= value < 1):
-                raise HyperparameterError(name, f"must be in {interval}, got {value}")
-        return value
-    if name in ("second_order", "multimodal_denoising", "text_normalize"):
-        if not isinstance(value, bool):
-            raise HyperparameterError(name, f"must be true or false, got {value!r}")
-        return value
-    if name in _CHOICES:
-        if value is None and "none" in _CHOICES[name]:  # the CLI reads `--set mucn_input_norm=none` as null
-            value = "none"
-        if value not in _CHOICES[name]:
-            raise HyperparameterError(name, f"must be one of {', '.join(_CHOICES[name])}, got {value!r}")
-        return value
-    if name == "modalities":
-        return _check_modalities(value)
-    if name == "text_model":
-        if value is not None and (not isinstance(value, str) or not value):
-            raise HyperparameterError(name, f"must be a local model directory path or null, got {value!r}")
-        return value
-    raise HyperparameterError(name, "unknown hyperparameter")  # pragma: no cover - guarded by caller
+
+
+class SelfMMSettings(_Section):
+    selfmm_weight: float = _f(
+        1.0, "weight of Self-MM's unimodal losses (it sums its four tasks)", "MMSA SELF_MM.py", ge=0, le=1000
+    )
+    selfmm_update_every: int = _f(
+        4, "batches per optimiser step (summed gradients)", "MMSA update_epochs", ge=1, le=64
+    )
+
+
+class MLCSettings(_Section):
+    mlc_epochs: int = _f(65, "MLC's bi-level epochs (MUG's stage-2 budget)", ge=1, le=EPOCHS_MAX)
+    mlc_main_lr: float = _f(0.1, "SGD step of MLC's main network (MW-Net/MLC's CIFAR rate)", gt=0, le=10)
+    mlc_meta_lr: float = _f(
+        1e-3, "Adam learning rate of MLC's label-correction network (as alpha')", gt=0, le=10
+    )
+
+
+class CMCSettings(_Section):
+    cmc_epochs: int = _f(30, "PLGM pre-training epochs (CMC: up to 100, patience 10)", ge=1, le=EPOCHS_MAX)
+    cmc_momentum_text: float = _f(0.8, "m_0 of the text pseudo labels", "gw-zhong/CMC", ge=0, lt=1)
+    cmc_momentum_audio: float = _f(0.99, "m_0 of the audio pseudo labels", "gw-zhong/CMC", ge=0, lt=1)
+    cmc_momentum_vision: float = _f(0.99, "m_0 of the vision pseudo labels", "gw-zhong/CMC", ge=0, lt=1)
+    cmc_momentum_gamma: float = _f(0.5, "m_e = 1 - (1 - m_0) / e^gamma", "gw-zhong/CMC", ge=0, le=100)
+    cmc_temperature: float = _f(0.07, "supervised contrastive temperature", "gw-zhong/CMC", gt=0, le=100)
+    cmc_contrastive_weight: float = _f(
+        1.0, "weight of the contrastive loss; 0 = off", "gw-zhong/CMC", ge=0, le=1000
+    )
+    cmc_neutral_band: float = _f(0.0, "|y| <= band is the neutral class; 0 = CMC's y == 0", ge=0, le=100)
+
+
+class MTCLSettings(_Section):
+    mtcl_epochs: int = _f(
+        30, "pre-stage epoch cap (selection on valid MAE)", "tiggers23/MTCL n_epochs", ge=1, le=EPOCHS_MAX
+    )
+    mtcl_eliminate_rate: float = _f(
+        0.44,
+        "r, the harmful share (its targets corrected to the multimodal label)",
+        "tiggers23/MTCL",
+        ge=0,
+        le=1,
+    )
+
+
+class Hyperparameters(  # bases last to first: pydantic lists the last base's fields first
+    MTCLSettings,
+    CMCSettings,
+    MLCSettings,
+    SelfMMSettings,
+    TextSettings,
+    MultitaskSettings,
+    MetaSettings,
+    PretrainSettings,
+    SharedSettings,
+):
+    """Every hyperparameter of every strategy, validated and immutable."""
+
+    def noise_std(self, rho: float) -> float:
+        """The denoising tasks' label noise: ``label_noise_std``, or rho / 3 when it is null."""
+        return float(self.label_noise_std if self.label_noise_std is not None else rho / 3.0)
+
+    def record(self) -> dict[str, Any]:
+        """As config.json and the job record hold it (plain JSON values)."""
+        return self.model_dump(mode="json")
 
 
 # The paper's Table 2, one column per dataset, as named presets (``--preset``, the job body's "preset"). They
 # set what Table 2 gives; everything else keeps its default. The noise of both denoising tasks is N(0, I) in
 # the paper (Eq. 13, 21) for every dataset, SIMS included.
+_TABLE2_COMMON = {"meta_lr": 5e-3, "meta_test_lr": 1e-3, "gamma": 0.01, "eta": 0.01, "label_noise_std": 1.0}
 PRESETS: dict[str, dict[str, Any]] = {
     "mosi": {
+        **_TABLE2_COMMON,
         "batch_size": 32,
         "lr_text_encoder": 3e-5,
         "pretrain_epochs": 15,
         "meta_epochs": 65,
-        "meta_lr": 5e-3,
-        "meta_test_lr": 1e-3,
-        "gamma": 0.01,
-        "eta": 0.01,
         "fusion_dim": 32,
         "audio_dim": 256,
         "vision_dim": 64,
         "text_dim": 64,
         "beta": 0.01,
-        "label_noise_std": 1.0,
     },
     "mosei": {
+        **_TABLE2_COMMON,
         "batch_size": 16,
         "lr_text_encoder": 1e-5,
         "pretrain_epochs": 10,
         "meta_epochs": 50,
-        "meta_lr": 5e-3,
-        "meta_test_lr": 1e-3,
-        "gamma": 0.01,
-        "eta": 0.01,
         "fusion_dim": 16,
         "audio_dim": 128,
         "vision_dim": 64,
         "text_dim": 64,
         "beta": 1e-4,
-        "label_noise_std": 1.0,
     },
     "sims": {
+        **_TABLE2_COMMON,
         "batch_size": 32,
         "lr_text_encoder": 2e-5,
         "pretrain_epochs": 20,
         "meta_epochs": 80,
-        "meta_lr": 5e-3,
-        "meta_test_lr": 1e-3,
-        "gamma": 0.01,
-        "eta": 0.01,
         "fusion_dim": 128,
         "audio_dim": 256,
         "vision_dim": 256,
         "text_dim": 64,
         "beta": 0.01,
-        "label_noise_std": 1.0,
     },
 }
-
-
-SEED_LIMIT = (
-    2**32
-)  # seeds are whole numbers in [0, 2**32): numpy's seed range, the same in the CLI and the API
 
 
 def check_seed(seed: Any) -> int:
@@ -273,51 +293,109 @@ def check_preset(preset: Any) -> str | None:
     """A preset name (or None); anything else is a HyperparameterError naming ``preset``."""
     if preset is None or preset in PRESETS:
         return preset
-    raise HyperparameterError.for_preset(preset)
-
-
-def _check_modalities(value: Any) -> list[str]:
-    """A list of modality names, or one comma-separated string (the CLI's ``--set modalities=text,audio``);
-    returned in the canonical order text, audio, vision."""
-    names = value.split(",") if isinstance(value, str) else value
-    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
-        raise HyperparameterError("modalities", f"must be a list of modality names, got {value!r}")
-    names = [n.strip() for n in names]
-    unknown = [n for n in names if n not in MODALITIES]
-    if unknown:
-        raise HyperparameterError(
-            "modalities", f"unknown modality {unknown[0]!r}; choose from {', '.join(MODALITIES)}"
-        )
-    if len(set(names)) != len(names):
-        raise HyperparameterError("modalities", f"a modality is named twice in {value!r}")
-    if not names:
-        raise HyperparameterError("modalities", "name at least one modality")
-    return [m for m in MODALITIES if m in names]
+    raise HyperparameterError(
+        "preset", f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}", prefix=""
+    )
 
 
 def resolve_hyperparameters(
     overrides: dict[str, Any] | None = None, *, rho: float | None = None, preset: str | None = None
-) -> dict[str, Any]:
+) -> Hyperparameters:
     """Defaults, then the ``preset``'s values (PRESETS), then ``overrides``, validated. Unknown names and bad
-    values raise HyperparameterError.
+    values raise HyperparameterError naming the field (with a suggestion for a misspelt name).
 
     With ``rho`` given, derived values (label_noise_std = rho / 3) are filled in.
     """
-    known = {f.name for f in fields(Hyperparameters)}
-    values = asdict(Hyperparameters())
-    values["modalities"] = list(values["modalities"])  # as config.json gives it back
-    values.update(PRESETS[check_preset(preset)] if preset is not None else {})
     if overrides is not None and not isinstance(overrides, dict):
         raise HyperparameterError("*", "must be an object mapping names to values")
-    for name, value in (overrides or {}).items():
+    known = Hyperparameters.model_fields
+    for name in overrides or {}:
         if name not in known:
-            close = sorted(k for k in known if k.split("_")[0] == str(name).split("_")[0])
-            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            close = difflib.get_close_matches(str(name), list(known), n=3, cutoff=0.6)
+            hint = (
+                f" (did you mean {', '.join(close)}?)"
+                if close
+                else " (`unilabel hyperparameters` lists them)"
+            )
             raise HyperparameterError(str(name), f"unknown hyperparameter{hint}")
-        values[name] = _check(name, value)
-    if rho is not None and values["label_noise_std"] is None:
-        values["label_noise_std"] = float(rho) / 3.0
-    return values
+    values = {**(PRESETS[check_preset(preset)] if preset is not None else {}), **(overrides or {})}
+    try:
+        hp = Hyperparameters(**values)
+    except ValidationError as err:
+        raise _named(err) from None
+    if rho is not None and hp.label_noise_std is None:
+        hp = hp.model_copy(update={"label_noise_std": float(rho) / 3.0})
+    return hp
+
+
+def _named(err: ValidationError) -> HyperparameterError:
+    """pydantic's first error as ours: the field, then what it must be and what it got."""
+    first = err.errors()[0]
+    name = str(first["loc"][0]) if first["loc"] else "*"
+    kind, ctx, got = first["type"], first.get("ctx") or {}, first.get("input")
+    bounds = {
+        "greater_than_equal": ">=",
+        "greater_than": ">",
+        "less_than_equal": "<=",
+        "less_than": "<",
+    }
+    if kind in bounds:
+        limit = next(iter(ctx.values()))
+        message = f"must be {bounds[kind]} {limit}, got {got!r}"
+    elif kind in ("int_type", "int_from_float", "int_parsing"):
+        message = f"must be an integer, got {got!r}"
+    elif kind in ("float_type", "float_parsing"):
+        message = f"must be a number, got {got!r}"
+    elif kind == "finite_number":
+        message = "must be finite"
+    elif kind == "bool_type":
+        message = f"must be true or false, got {got!r}"
+    elif kind == "literal_error":
+        choices = get_args(Hyperparameters.model_fields[name].annotation)
+        message = f"must be one of {', '.join(choices)}, got {got!r}"
+    elif kind == "string_type":
+        message = f"must be a string or null, got {got!r}"
+    elif kind == "value_error":
+        message = str(ctx.get("error", first["msg"]))
+    else:
+        message = first["msg"]
+    return HyperparameterError(name, message)
+
+
+def describe_hyperparameters(preset: str | None = None) -> list[dict[str, Any]]:
+    """Every hyperparameter: name, section, default (under ``preset``), range, meaning and source."""
+    defaults = resolve_hyperparameters(None, preset=preset).record()
+    section_of = {
+        name: section.__name__.removesuffix("Settings")
+        for section in Hyperparameters.__bases__
+        for name in section.model_fields
+    }
+    rows = []
+    for name, info in Hyperparameters.model_fields.items():
+        limits = [
+            f"{sign} {getattr(m, attr)}"
+            for m in info.metadata
+            for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+            if getattr(m, attr, None) is not None
+        ]
+        choices = [c for c in get_args(info.annotation) if isinstance(c, str)]
+        if info.annotation is bool:
+            valid = "true or false"
+        elif name == "modalities":
+            valid = "any of " + ", ".join(MODALITIES)
+        else:
+            valid = ", ".join(choices) or " and ".join(limits)
+        rows.append(
+            {
+                "name": name,
+                "section": section_of[name],
+                "default": defaults[name],
+                "range": valid,
+                "meaning": info.description or "",
+                "source": (info.json_schema_extra or {}).get("source", "choice"),
+            }
+        )
+    return rows
 
 
 def parse_override(text: str) -> tuple[str, Any]:

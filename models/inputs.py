@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from models.data import Dataset
-from models.nets import MODALITY_ORDER, ModalitySpec
+from models.modalities import MODALITIES
+from models.nets import ModalitySpec
 
 
 class InputError(ValueError):
@@ -75,11 +76,11 @@ def modality_specs(
     text_source: str,
     dims: dict[str, int],
     text_hidden: int | None,
-    modalities: Sequence[str] = MODALITY_ORDER,
+    modalities: Sequence[str] = MODALITIES,
 ) -> dict:
     """ModalitySpec per modality in ``modalities`` (``dims``: d_m per modality)."""
     specs = {}
-    for m in (m for m in MODALITY_ORDER if m in modalities):
+    for m in (m for m in MODALITIES if m in modalities):
         if m == "text" and text_source in ("encoder", "finetune"):
             kind = "transformer" if text_source == "finetune" else "vector"
             assert text_hidden is not None

@@ -20,8 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-MODALITY_ORDER = ("text", "audio", "vision")
-MODALITY_LETTER = {"text": "T", "audio": "A", "vision": "V"}
+from models.modalities import MODALITIES
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ class MultimodalNet(nn.Module):
     def __init__(self, spec: NetSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.modalities = [m for m in MODALITY_ORDER if m in spec.modalities]
+        self.modalities = [m for m in MODALITIES if m in spec.modalities]
         encoders: dict[str, nn.Module] = {}
         for m in self.modalities:
             s = spec.modalities[m]

@@ -21,12 +21,13 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from models.config import HyperparameterError, check_seed, resolve_hyperparameters
+from models.config import HyperparameterError, Hyperparameters, check_seed, resolve_hyperparameters
 from models.data import Dataset
 from models.flat_forward import FlatForward
 from models.inputs import InputError, TensorInputs, build_inputs, modality_specs, resolve_text_source
 from models.metrics import sentiment_metrics, unimodal_label_agreement
-from models.nets import MODALITY_LETTER, MultimodalNet, NetSpec
+from models.modalities import LETTER
+from models.nets import MultimodalNet, NetSpec
 from models.report import publish_dir, write_csv_atomic, write_json
 from models.stages.common import (
     Cancelled,
@@ -72,30 +73,30 @@ class RunResult:
     input_spec: dict[str, dict[str, Any]] = field(default_factory=dict)  # as TrainedModel.input_spec
 
 
-def _load_text_encoder(hp: dict, text_source: str):
-    if text_source not in ("encoder", "finetune") or "text" not in hp["modalities"]:
+def _load_text_encoder(hp: Hyperparameters, text_source: str):
+    if text_source not in ("encoder", "finetune") or "text" not in hp.modalities:
         return None
     from models.text_encoder import TextEncoder
 
     return TextEncoder(
-        hp["text_model"],
-        pooling=hp["text_pooling"],
-        max_length=hp["text_max_length"],
-        normalize=hp["text_normalize"],
+        hp.text_model,
+        pooling=hp.text_pooling,
+        max_length=hp.text_max_length,
+        normalize=hp.text_normalize,
     )
 
 
-def _net_spec(specs: dict, hp: dict, with_projection: bool, text_model: str | None) -> NetSpec:
+def _net_spec(specs: dict, hp: Hyperparameters, with_projection: bool, text_model: str | None) -> NetSpec:
     return NetSpec(
         modalities=specs,
-        fusion_dim=hp["fusion_dim"],
-        predictor_hidden=hp["predictor_hidden"],
-        dropout=hp["dropout"],
+        fusion_dim=hp.fusion_dim,
+        predictor_hidden=hp.predictor_hidden,
+        dropout=hp.dropout,
         with_projection=with_projection,
         text_model=text_model,
-        text_pooling=hp["text_pooling"],
-        text_max_length=hp["text_max_length"],
-        text_normalize=hp["text_normalize"],
+        text_pooling=hp.text_pooling,
+        text_max_length=hp.text_max_length,
+        text_normalize=hp.text_normalize,
     )
 
 
@@ -156,7 +157,7 @@ def train(
     train_rows_np, valid_rows_np = dataset.labeled("train"), dataset.labeled("valid")
     if train_rows_np.size == 0 or valid_rows_np.size == 0:
         raise ValueError("dataset: training needs labeled train and valid rows")
-    text_source = resolve_text_source(dataset, hp["text_source"])
+    text_source = resolve_text_source(dataset, hp.text_source)
     out = Path(out_dir)
     staging = _staging_dir(out, overwrite)
     try:
@@ -164,10 +165,10 @@ def train(
         encoder = _load_text_encoder(hp, text_source)
         text_model = None
         if encoder is not None:
-            text_model = str(hp["text_model"] or encoder.model_path)
-        dims = {"text": hp["text_dim"], "audio": hp["audio_dim"], "vision": hp["vision_dim"]}
+            text_model = str(hp.text_model or encoder.model_path)
+        dims = {"text": hp.text_dim, "audio": hp.audio_dim, "vision": hp.vision_dim}
         specs = modality_specs(
-            dataset, text_source, dims, encoder.hidden_size if encoder else None, hp["modalities"]
+            dataset, text_source, dims, encoder.hidden_size if encoder else None, hp.modalities
         )
         t0 = time.perf_counter()
         inputs = build_inputs(dataset, specs, text_source, encoder)
@@ -175,9 +176,7 @@ def train(
         del encoder
         y = torch.from_numpy(np.asarray(dataset.label, dtype=np.float32))
         train_rows, valid_rows = torch.from_numpy(train_rows_np), torch.from_numpy(valid_rows_np)
-        reporter = Reporter(
-            {**strat.plan(hp), "multitask": hp["multitask_max_epochs"]}, progress, should_stop
-        )
+        reporter = Reporter({**strat.plan(hp), "multitask": hp.multitask_max_epochs}, progress, should_stop)
         reporter.check_stop()
 
         def build_net(with_projection: bool) -> MultimodalNet:
@@ -231,7 +230,7 @@ def train(
             "strategy": strategy,
             "seed": seed,
             "preset": preset,
-            "hyperparameters": hp,
+            "hyperparameters": hp.record(),
             "code_version": CODE_VERSION,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "device": str(dev),
@@ -276,12 +275,12 @@ def _write_outputs(
 ) -> dict[str, Any]:
     preds = predict_rows(net, inputs, torch.arange(len(ds)), dev)
     frame = pd.DataFrame({"id": ds.ids, "split": ds.split, "pred": preds["pred"].numpy()})
-    for m, letter in MODALITY_LETTER.items():  # a modality the run left out (or never trained): blank
+    for m, letter in LETTER.items():  # a modality the run left out (or never trained): blank
         frame[f"pred_{letter}"] = preds[m].numpy() if labels is not None and m in preds else np.nan
     write_csv_atomic(staging / "predictions.csv", frame)
 
     uni = pd.DataFrame({"id": ds.ids[train_rows], "label": ds.label[train_rows]})
-    for m, letter in MODALITY_LETTER.items():
+    for m, letter in LETTER.items():
         uni[f"label_{letter}"] = labels[m].numpy() if labels is not None and m in labels else np.nan
     write_csv_atomic(staging / "unimodal_labels.csv", uni)
 
@@ -367,7 +366,7 @@ class TrainedModel:
         else:
             preds = predict_rows(self.net, inputs, torch.arange(len(inputs)), self.device, set_eval=False)
         out = {"pred": preds["pred"].numpy()}
-        for m, letter in MODALITY_LETTER.items():
+        for m, letter in LETTER.items():
             values = preds[m].numpy() if m in preds else np.full(len(out["pred"]), np.nan, np.float32)
             out[f"pred_{letter}"] = values if self.info["unimodal_heads_trained"] else values * np.nan
         return out

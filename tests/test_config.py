@@ -21,15 +21,15 @@ TABLE2 = {
 def test_presets_are_table2_columns_with_unit_noise(name: str) -> None:
     hp = resolve_hyperparameters(None, rho=1.0 if name == "sims" else 3.0, preset=name)
     for key, value in TABLE2[name].items():
-        assert hp[key] == value, key
-    assert (hp["meta_lr"], hp["meta_test_lr"], hp["gamma"], hp["eta"]) == (5e-3, 1e-3, 0.01, 0.01)
-    assert hp["label_noise_std"] == 1.0  # N(0, I) for every dataset, SIMS' [-1, 1] included
+        assert getattr(hp, key) == value, key
+    assert (hp.meta_lr, hp.meta_test_lr, hp.gamma, hp.eta) == (5e-3, 1e-3, 0.01, 0.01)
+    assert hp.label_noise_std == 1.0  # N(0, I) for every dataset, SIMS' [-1, 1] included
 
 
 def test_preset_under_overrides_and_sims_noise_differs_from_the_default() -> None:
     hp = resolve_hyperparameters({"beta": 0.5}, rho=1.0, preset="mosei")
-    assert hp["beta"] == 0.5 and hp["fusion_dim"] == 16
-    assert resolve_hyperparameters(None, rho=1.0)["label_noise_std"] == pytest.approx(1 / 3)  # no preset
+    assert hp.beta == 0.5 and hp.fusion_dim == 16
+    assert resolve_hyperparameters(None, rho=1.0).label_noise_std == pytest.approx(1 / 3)  # no preset
     assert set(PRESETS) == {"mosi", "mosei", "sims"}
 
 
@@ -48,7 +48,7 @@ def test_unknown_preset_is_named() -> None:
     ],
 )
 def test_modalities_accept_a_list_or_a_comma_separated_string(given, expected) -> None:
-    assert resolve_hyperparameters({"modalities": given})["modalities"] == expected
+    assert resolve_hyperparameters({"modalities": given}).modalities == expected
 
 
 @pytest.mark.parametrize(
@@ -66,8 +66,8 @@ def test_bad_modalities_are_named(given, message: str) -> None:
 
 
 def test_meta_optimizer_choices() -> None:
-    assert resolve_hyperparameters(None)["meta_optimizer"] == "adamw"
-    assert resolve_hyperparameters({"meta_optimizer": "sgd"})["meta_optimizer"] == "sgd"
+    assert resolve_hyperparameters(None).meta_optimizer == "adamw"
+    assert resolve_hyperparameters({"meta_optimizer": "sgd"}).meta_optimizer == "sgd"
     with pytest.raises(HyperparameterError, match="meta_optimizer: must be one of adamw, adam, sgd"):
         resolve_hyperparameters({"meta_optimizer": "lbfgs"})
 
@@ -76,7 +76,7 @@ def test_a_choice_named_none_survives_the_cli_parser() -> None:
     from models.config import parse_override
 
     name, value = parse_override("mucn_input_norm=none")
-    assert resolve_hyperparameters({name: value})["mucn_input_norm"] == "none"
+    assert resolve_hyperparameters({name: value}).mucn_input_norm == "none"
 
 
 @pytest.mark.parametrize("seed", [-5, 2**32, 99999999999999999999, 1.5, True, "7"])

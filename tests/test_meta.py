@@ -234,12 +234,12 @@ def test_diagnostics_say_whether_mucn_learned(optimizer: str) -> None:
 
 def test_meta_learning_reads_no_extra_random_numbers_for_its_diagnostics() -> None:
     """The probe's noise has its own generator: stage 2's generator ends where MetaDraws.skip leaves it."""
-    from models.stages.meta import MetaDraws, noise_std
+    from models.stages.meta import MetaDraws
 
     hp = resolve_hyperparameters({"meta_epochs": 3, "mucn_hidden": 8}, rho=3.0)
     x, xp, yp, y = _planted(n=70)
     gen = torch.Generator().manual_seed(5)
     meta_learn_labels(x, xp, yp, y, hp, 3.0, gen)
     skipped = torch.Generator().manual_seed(5)
-    MetaDraws(70, hp, noise_std(hp, 3.0), skipped).skip()
+    MetaDraws(70, hp, hp.noise_std(3.0), skipped).skip()
     assert torch.equal(gen.get_state(), skipped.get_state())

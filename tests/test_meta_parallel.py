@@ -18,7 +18,7 @@ from models.config import resolve_hyperparameters
 from models.data import load_dataset
 from models.pipeline import train
 from models.stages.common import Cancelled, available_cpus, resolve_meta_threads
-from models.stages.meta import MetaDraws, SavedModality, meta_learn_labels, meta_learn_modalities, noise_std
+from models.stages.meta import MetaDraws, SavedModality, meta_learn_labels, meta_learn_modalities
 from models.strategies.mlc import MLCDraws, mlc_learn_labels
 
 VARIANTS = [
@@ -53,7 +53,7 @@ def test_skip_draws_exactly_what_meta_learning_draws(over: dict) -> None:
     s = saved["text"]
     ran, skipped = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
     meta_learn_labels(s.unimodal, s.projected, s.projected_pred, y, hp, 3.0, ran)
-    MetaDraws(len(y), hp, noise_std(hp, 3.0), skipped).skip()
+    MetaDraws(len(y), hp, hp.noise_std(3.0), skipped).skip()
     assert torch.equal(ran.get_state(), skipped.get_state())
 
 
@@ -195,7 +195,7 @@ def test_ctrl_c_stops_a_side_by_side_stage_2_at_once(small_synth: Path, tmp_path
     """Ctrl-C while the modalities run side by side stops every one of them at its next epoch and writes
     nothing, instead of leaving the threads to finish stage 2 before the process can exit."""
     err = tmp_path / "stderr.txt"
-    hp = ["--set", "pretrain_epochs=1", "--set", "meta_epochs=3000", "--set", "mucn_hidden=16"]
+    hp = ["--set", "pretrain_epochs=1", "--set", "meta_epochs=1000", "--set", "mucn_hidden=16"]
     cmd = [sys.executable, "-m", "models.cli", "train", str(small_synth), "--out", str(tmp_path / "run")]
     cmd += ["--device", "cpu", "--meta-threads", "3", *hp]
     with err.open("wb") as stderr:

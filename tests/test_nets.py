@@ -118,17 +118,17 @@ def test_hyperparameter_errors_name_the_field() -> None:
 
 def test_hyperparameter_defaults_follow_table2_and_derive_noise() -> None:
     hp = resolve_hyperparameters(None, rho=1.0)
-    assert (hp["batch_size"], hp["pretrain_epochs"], hp["meta_epochs"]) == (32, 15, 65)
-    assert (hp["meta_lr"], hp["meta_test_lr"], hp["gamma"], hp["eta"], hp["beta"]) == (
+    assert (hp.batch_size, hp.pretrain_epochs, hp.meta_epochs) == (32, 15, 65)
+    assert (hp.meta_lr, hp.meta_test_lr, hp.gamma, hp.eta, hp.beta) == (
         5e-3,
         1e-3,
         0.01,
         0.01,
         0.01,
     )
-    assert (hp["fusion_dim"], hp["audio_dim"], hp["vision_dim"], hp["text_dim"]) == (32, 256, 64, 64)
-    assert hp["label_noise_std"] == pytest.approx(1 / 3)
-    assert resolve_hyperparameters(None, rho=3.0)["label_noise_std"] == pytest.approx(1.0)
+    assert (hp.fusion_dim, hp.audio_dim, hp.vision_dim, hp.text_dim) == (32, 256, 64, 64)
+    assert hp.label_noise_std == pytest.approx(1 / 3)
+    assert resolve_hyperparameters(None, rho=3.0).label_noise_std == pytest.approx(1.0)
 
 
 def test_parse_override() -> None:
@@ -142,9 +142,7 @@ def test_parse_override() -> None:
 
 
 def test_every_declared_hyperparameter_validates_its_default() -> None:
-    from dataclasses import asdict
-
     from models.config import Hyperparameters
 
-    defaults = asdict(Hyperparameters())
+    defaults = Hyperparameters().record()
     assert resolve_hyperparameters(defaults) == resolve_hyperparameters(None)  # every name is overridable

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from models.cli import main
-from models.config import HyperparameterError
+from models.config import HyperparameterError, resolve_hyperparameters
 from models.data import load_dataset
 from models.flat_forward import FlatForward
 from models.pipeline import RUN_FILES, Cancelled, TrainedModel, train
@@ -47,7 +47,8 @@ def test_every_strategy_writes_a_complete_run(
     assert {"train", "valid", "test"} <= set(metrics) and "acc7" in metrics["valid"]
     assert events and events[-1].fraction == pytest.approx(1.0)
     stages = {e.stage for e in events}
-    assert stages == set(get_strategy(strategy).plan(config["hyperparameters"])) | {"multitask"}
+    plan = get_strategy(strategy).plan(resolve_hyperparameters(config["hyperparameters"]))
+    assert stages == set(plan) | {"multitask"}
 
 
 def test_same_seed_same_run(small_synth: Path, tmp_path: Path, tiny_hp) -> None:

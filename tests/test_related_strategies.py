@@ -292,7 +292,7 @@ def test_mtcl_needs_sub_labels_and_names_them(small_synth: Path, tmp_path: Path,
 
 def test_related_hyperparameters_are_validated() -> None:
     hp = resolve_hyperparameters({})
-    assert hp["mtcl_eliminate_rate"] == 0.44 and hp["cmc_momentum_text"] == 0.8 and hp["mlc_epochs"] == 65
+    assert hp.mtcl_eliminate_rate == 0.44 and hp.cmc_momentum_text == 0.8 and hp.mlc_epochs == 65
     for bad, field in (
         ({"mtcl_eliminate_rate": 1.2}, "mtcl_eliminate_rate"),
         ({"cmc_momentum_vision": 1.0}, "cmc_momentum_vision"),

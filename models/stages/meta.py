@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from models.config import Hyperparameters
 from models.nets import MUCN, l1, mucn_forward
 from models.stages.parallel import GeneratorJob, built_with_seed, draw_seed, run_jobs
 
@@ -177,7 +178,7 @@ class MetaDraws:
     final generator state) of running them one after another.
     """
 
-    def __init__(self, n: int, hp: dict, noise_std: float, gen: torch.Generator) -> None:
+    def __init__(self, n: int, hp: Hyperparameters, noise_std: float, gen: torch.Generator) -> None:
         self.n = n
         self.hp = hp
         self.noise_std = noise_std
@@ -188,24 +189,24 @@ class MetaDraws:
 
     def epoch(self) -> Iterator[BatchDraws]:
         hp, gen = self.hp, self.gen
-        for s in torch.randperm(self.n, generator=gen).split(hp["batch_size"]):
+        for s in torch.randperm(self.n, generator=gen).split(hp.batch_size):
             eps = torch.randn(len(s), generator=gen) * self.noise_std
-            if not hp["multimodal_denoising"]:
+            if not hp.multimodal_denoising:
                 yield BatchDraws(s, eps, None, None)
                 continue
-            d = torch.cat([s, sample_extra(self.n, s, hp["meta_extra_ratio"] * len(s), gen)])  # D = S u S'
+            d = torch.cat([s, sample_extra(self.n, s, hp.meta_extra_ratio * len(s), gen)])  # D = S u S'
             yield BatchDraws(s, eps, d, torch.randn(len(d), generator=gen) * self.noise_std)
 
     def readout_noise(self) -> Tensor | None:
         """The noise of ``read_out``'s "noisy_mean" draws (none for the "clean" read-out)."""
-        if self.hp["label_readout"] == "clean":
+        if self.hp.label_readout == "clean":
             return None
-        return torch.randn(self.hp["readout_draws"], self.n, generator=self.gen) * self.noise_std
+        return torch.randn(self.hp.readout_draws, self.n, generator=self.gen) * self.noise_std
 
     def skip(self) -> None:
         """Draw everything ``meta_learn_labels`` draws, in the same order, and nothing else."""
         self.init_seed()
-        for _ in range(self.hp["meta_epochs"]):
+        for _ in range(self.hp.meta_epochs):
             for _ in self.epoch():
                 pass
             self.readout_noise()
@@ -232,7 +233,7 @@ def meta_learn_labels(
     projected: Tensor,
     projected_pred: Tensor,
     y: Tensor,
-    hp: dict,
+    hp: Hyperparameters,
     rho: float,
     gen: torch.Generator,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
@@ -246,24 +247,24 @@ def meta_learn_labels(
     (``mucn_diagnostics``); each epoch's history carries ``L_pre_all``, the multimodal denoising loss over all
     N samples.
     """
-    if hp["mucn_input_norm"] == "l2":
+    if hp.mucn_input_norm == "l2":
         unimodal = torch.nn.functional.normalize(unimodal, dim=-1)
         projected = torch.nn.functional.normalize(projected, dim=-1)
     n, dim = unimodal.shape
-    std = noise_std(hp, rho)
+    std = hp.noise_std(rho)
     draws = MetaDraws(n, hp, std, gen)
-    learner = MetaLearner(rho, hp["mucn_residual"], hp["meta_lr"], hp["meta_test_lr"], hp["second_order"])
-    mucn = built_with_seed(draws.init_seed(), lambda: MUCN(dim, hp["mucn_hidden"], rho, hp["mucn_residual"]))
+    learner = MetaLearner(rho, hp.mucn_residual, hp.meta_lr, hp.meta_test_lr, hp.second_order)
+    mucn = built_with_seed(draws.init_seed(), lambda: MUCN(dim, hp.mucn_hidden, rho, hp.mucn_residual))
     params = learner.init_params(mucn)
-    opt = make_meta_optimizer(hp["meta_optimizer"], params, hp["meta_test_lr"], hp["weight_decay"])
+    opt = make_meta_optimizer(hp.meta_optimizer, params, hp.meta_test_lr, hp.weight_decay)
     probe = DenoisingProbe(projected, projected_pred, y, std)
     untrained = read_out(learner, params, unimodal, y, None)
     start_loss = probe.loss(learner, params)
     previous: Tensor | None = None
     result = MetaResult(labels=y.clone())
-    epochs = hp["meta_epochs"]
+    epochs = hp.meta_epochs
     for epoch in range(epochs):
-        target = denoising_target(epoch, epochs, y, previous, hp["lambda_init"])
+        target = denoising_target(epoch, epochs, y, previous, hp.lambda_init)
         sums: dict[str, float] = {}
         count = 0
         for b in draws.epoch():
@@ -283,7 +284,7 @@ def meta_learn_labels(
         if "kept" in summary:
             summary["kept_share"] = summary.pop("kept")
         summary["L_pre_all"] = round(probe.loss(learner, params), 5)
-        summary["lambda"] = round(lambda_at(epoch, hp["lambda_init"]), 5) if epoch >= epochs // 2 else 0.0
+        summary["lambda"] = round(lambda_at(epoch, hp.lambda_init), 5) if epoch >= epochs // 2 else 0.0
         result.history.append(summary)
         if on_epoch is not None:
             on_epoch(epoch + 1, summary)
@@ -334,11 +335,6 @@ def _pearson(a: Tensor, b: Tensor) -> float:
     return float((a * b).sum()) / den if den > 0 else float("nan")
 
 
-def noise_std(hp: dict, rho: float) -> float:
-    """Standard deviation of the label noise of both denoising tasks (choice: rho / 3 unless given)."""
-    return float(hp["label_noise_std"] if hp["label_noise_std"] is not None else rho / 3.0)
-
-
 @dataclass
 class SavedModality:
     """What stage 1 saved for one modality's training samples: x_m, x_m' and yhat_m'."""
@@ -348,14 +344,14 @@ class SavedModality:
     projected_pred: Tensor
 
 
-def _skip_draws(n: int, hp: dict, std: float, gen: torch.Generator) -> None:
+def _skip_draws(n: int, hp: Hyperparameters, std: float, gen: torch.Generator) -> None:
     MetaDraws(n, hp, std, gen).skip()
 
 
 def meta_learn_modalities(
     saved: dict[str, SavedModality],
     y: Tensor,
-    hp: dict,
+    hp: Hyperparameters,
     rho: float,
     gen: torch.Generator,
     threads: int = 1,
@@ -365,7 +361,7 @@ def meta_learn_modalities(
     (models.stages.parallel.run_jobs): the same result, and the same final state of ``gen``, for every
     ``threads``. ``on_epoch(modality, epoch, stats)`` is called under a lock; an error in one modality (or a
     Cancelled from ``on_epoch``) stops the others at their next epoch and is raised."""
-    std = noise_std(hp, rho)
+    std = hp.noise_std(rho)
     jobs = {
         m: GeneratorJob(
             run=functools.partial(meta_learn_labels, s.unimodal, s.projected, s.projected_pred, y, hp, rho),

@@ -14,6 +14,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from models.config import Hyperparameters
 from models.inputs import TensorInputs
 from models.nets import MultimodalNet, l1
 from models.stages.common import Reporter, batches, make_optimizer, train_epoch
@@ -91,7 +92,7 @@ def multitask_train(
     train_rows: Tensor,
     valid_rows: Tensor,
     source: LabelSource,
-    hp: dict,
+    hp: Hyperparameters,
     gen: torch.Generator,
     device: torch.device,
     reporter: Reporter,
@@ -101,9 +102,9 @@ def multitask_train(
         unexpected = net.load_state_dict(initial, strict=False).unexpected_keys
         if unexpected:  # pragma: no cover - a strategy bug, not user input
             raise ValueError(f"initial_state: the stage-3 network has no {unexpected[0]!r}")
-    opt = make_optimizer(net, hp["lr"], hp["lr_text_encoder"], hp["weight_decay"])
+    opt = make_optimizer(net, hp.lr, hp.lr_text_encoder, hp.weight_decay)
     weight = getattr(source, "unimodal_weight", None)
-    beta = (hp["beta"] if weight is None else weight) if source.uses_unimodal_tasks else 0.0
+    beta = (hp.beta if weight is None else weight) if source.uses_unimodal_tasks else 0.0
     accumulate = getattr(source, "accumulate", 1)
     best = MultitaskResult(state={}, best_epoch=0, best_valid_loss=float("inf"))
     bad_epochs = 0
@@ -113,13 +114,13 @@ def multitask_train(
         targets = {m: (t.to(device), None if w is None else w.to(device)) for m, (t, w) in targets.items()}
         return multitask_loss(out, y[idx].to(device), targets, beta)
 
-    for epoch in range(1, hp["multitask_max_epochs"] + 1):
+    for epoch in range(1, hp.multitask_max_epochs + 1):
         losses = train_epoch(
             net,
             opt,
             inputs,
             train_rows,
-            hp["batch_size"],
+            hp.batch_size,
             gen,
             device,
             batch_loss,
@@ -137,7 +138,7 @@ def multitask_train(
         else:
             bad_epochs += 1
         reporter.epoch("multitask", epoch, losses, {"valid_mae": round(valid_loss, 5)})
-        if bad_epochs >= hp["early_stop"]:
+        if bad_epochs >= hp.early_stop:
             break
     reporter.finish_stage("multitask")
     return best

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from models.config import Hyperparameters
 from models.inputs import TensorInputs
 from models.nets import MultimodalNet, contrastive_loss, l1
 from models.stages.common import Reporter, batches, make_optimizer, train_epoch
@@ -47,18 +48,18 @@ def pretrain(
     inputs: TensorInputs,
     y: Tensor,
     train_rows: Tensor,
-    hp: dict,
+    hp: Hyperparameters,
     gen: torch.Generator,
     device: torch.device,
     reporter: Reporter,
 ) -> None:
-    opt = make_optimizer(net, hp["lr"], hp["lr_text_encoder"], hp["weight_decay"])
+    opt = make_optimizer(net, hp.lr, hp.lr_text_encoder, hp.weight_decay)
 
     def batch_loss(idx: Tensor, out: dict) -> tuple[Tensor, dict[str, float]]:
-        return pretrain_loss(out, y[idx].to(device), hp["gamma"], hp["eta"], hp["tau"])
+        return pretrain_loss(out, y[idx].to(device), hp.gamma, hp.eta, hp.tau)
 
-    for epoch in range(1, hp["pretrain_epochs"] + 1):
-        losses = train_epoch(net, opt, inputs, train_rows, hp["batch_size"], gen, device, batch_loss)
+    for epoch in range(1, hp.pretrain_epochs + 1):
+        losses = train_epoch(net, opt, inputs, train_rows, hp.batch_size, gen, device, batch_loss)
         reporter.epoch("pretrain", epoch, losses)
 
 

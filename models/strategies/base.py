@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from models.config import Hyperparameters
 from models.data import Dataset
 from models.inputs import TensorInputs
 from models.nets import MultimodalNet
@@ -22,7 +23,7 @@ class StrategyContext:
     y: Tensor  # multimodal labels of every row (NaN where unlabeled)
     train_rows: Tensor
     valid_rows: Tensor
-    hp: dict
+    hp: Hyperparameters
     rho: float
     gen: torch.Generator
     device: torch.device
@@ -42,7 +43,7 @@ class Strategy(ABC):
     name: str
     description: str
 
-    def plan(self, hp: dict) -> dict[str, int]:
+    def plan(self, hp: Hyperparameters) -> dict[str, int]:
         """Epochs per stage before stage 3 (for progress reporting)."""
         return {}
 

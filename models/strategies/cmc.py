@@ -108,28 +108,28 @@ class CMCStrategy(Strategy):
         modalities = list(net.modalities)
         dims = {m: net.spec.modalities[m].out_dim for m in modalities}
         cls_heads = nn.ModuleDict(
-            {m: mlp_head(dims[m], hp["predictor_hidden"], N_CLASSES) for m in modalities}
+            {m: mlp_head(dims[m], hp.predictor_hidden, N_CLASSES) for m in modalities}
         ).to(ctx.device)
         # SupCon compares modalities in one space: CMC's encoders share embed_dim, ours differ (d_l, d_a,
         # d_v), so each representation is mapped to fusion_dim first.
-        embed = nn.ModuleDict({m: nn.Linear(dims[m], hp["fusion_dim"]) for m in modalities}).to(ctx.device)
+        embed = nn.ModuleDict({m: nn.Linear(dims[m], hp.fusion_dim) for m in modalities}).to(ctx.device)
         model = nn.ModuleDict({"encoders": net.encoders, "heads": cls_heads, "embed": embed})
-        opt = make_optimizer(model, hp["lr"], hp["lr_text_encoder"], hp["weight_decay"])
+        opt = make_optimizer(model, hp.lr, hp.lr_text_encoder, hp.weight_decay)
 
         y_train = ctx.y[ctx.train_rows]
-        band = hp["cmc_neutral_band"]
+        band = hp.cmc_neutral_band
         init_class = sentiment_class(y_train, band)
         position = torch.full((len(ctx.y),), -1, dtype=torch.long)
         position[ctx.train_rows] = torch.arange(len(ctx.train_rows))
         pseudo = {m: F.one_hot(init_class, N_CLASSES).float() for m in modalities}
-        m0 = {m: hp[f"cmc_momentum_{m}"] for m in modalities}
+        m0 = {m: getattr(hp, f"cmc_momentum_{m}") for m in modalities}
         history = []
-        for epoch in range(1, hp["cmc_epochs"] + 1):
-            momentum = {m: momentum_at(m0[m], epoch, hp["cmc_momentum_gamma"]) for m in modalities}
+        for epoch in range(1, hp.cmc_epochs + 1):
+            momentum = {m: momentum_at(m0[m], epoch, hp.cmc_momentum_gamma) for m in modalities}
             model.train()
             sums: dict[str, float] = {}
             n_batches = 0
-            for idx in batches(ctx.train_rows, hp["batch_size"], ctx.gen):
+            for idx in batches(ctx.train_rows, hp.batch_size, ctx.gen):
                 pos = position[idx]
                 reps = net.encode(ctx.inputs.batch(idx, ctx.device))
                 loss = torch.zeros((), device=ctx.device)
@@ -144,11 +144,11 @@ class CMCStrategy(Strategy):
                     sums[f"CE_{m}"] = sums.get(f"CE_{m}", 0.0) + loss_m.item()
                     feats.append(embed[m](reps[m]))
                     polar.append((hard == 2) if ctx.rho == 1.0 else (hard >= 1))
-                if hp["cmc_contrastive_weight"] > 0:
+                if hp.cmc_contrastive_weight > 0:
                     loss_c = supcon_loss(
-                        torch.cat(feats), torch.cat(polar).to(ctx.device), hp["cmc_temperature"]
+                        torch.cat(feats), torch.cat(polar).to(ctx.device), hp.cmc_temperature
                     )
-                    loss = loss + hp["cmc_contrastive_weight"] * loss_c
+                    loss = loss + hp.cmc_contrastive_weight * loss_c
                     sums["SupCon"] = sums.get("SupCon", 0.0) + loss_c.item()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

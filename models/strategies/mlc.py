@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from models.config import Hyperparameters
 from models.nets import MUCN, mucn_forward
 from models.stages.common import Reporter
 from models.stages.parallel import GeneratorJob, built_with_seed, draw_seed, run_jobs
@@ -129,7 +130,7 @@ class MLCDraws:
     """Every random number MLC draws for one modality, in order (see models.stages.parallel): the LCN's
     initial weights, each epoch's batch order S, and each batch's clean sample C."""
 
-    def __init__(self, n: int, hp: dict, gen: torch.Generator) -> None:
+    def __init__(self, n: int, hp: Hyperparameters, gen: torch.Generator) -> None:
         self.n = n
         self.hp = hp
         self.gen = gen
@@ -138,18 +139,18 @@ class MLCDraws:
         return draw_seed(self.gen)
 
     def epoch(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for s in torch.randperm(self.n, generator=self.gen).split(self.hp["batch_size"]):
+        for s in torch.randperm(self.n, generator=self.gen).split(self.hp.batch_size):
             yield s, torch.randperm(self.n, generator=self.gen)[: len(s)]
 
     def skip(self) -> None:
         """Draw everything ``mlc_learn_labels`` draws, in the same order, and nothing else."""
         self.init_seed()
-        for _ in range(self.hp["mlc_epochs"]):
+        for _ in range(self.hp.mlc_epochs):
             for _ in self.epoch():
                 pass
 
 
-def _skip_draws(n: int, hp: dict, gen: torch.Generator) -> None:
+def _skip_draws(n: int, hp: Hyperparameters, gen: torch.Generator) -> None:
     MLCDraws(n, hp, gen).skip()
 
 
@@ -158,26 +159,26 @@ def mlc_learn_labels(
     projected: Tensor,
     head: Params,
     y: Tensor,
-    hp: dict,
+    hp: Hyperparameters,
     rho: float,
     gen: torch.Generator,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> MLCResult:
     """MLC for N training samples of one modality: x_m [N, d], x_m' [N, d], the stage-1 head, y [N]."""
     lcn_in = unimodal
-    if hp["mucn_input_norm"] == "l2":
+    if hp.mucn_input_norm == "l2":
         lcn_in = F.normalize(unimodal, dim=-1)
     n, dim = unimodal.shape
     draws = MLCDraws(n, hp, gen)
-    learner = MLCLearner(rho, hp["mucn_residual"], hp["mlc_main_lr"])
+    learner = MLCLearner(rho, hp.mucn_residual, hp.mlc_main_lr)
     seed = draws.init_seed()  # the LCN's initial weights come from ``gen`` too
-    lcn_module = built_with_seed(seed, lambda: MUCN(dim, hp["mucn_hidden"], rho, hp["mucn_residual"]))
+    lcn_module = built_with_seed(seed, lambda: MUCN(dim, hp.mucn_hidden, rho, hp.mucn_residual))
     lcn_params = list(lcn_module.mlp.parameters())
     lcn_names = [k for k, _ in lcn_module.mlp.named_parameters()]
-    meta_opt = torch.optim.Adam(lcn_params, lr=hp["mlc_meta_lr"])
+    meta_opt = torch.optim.Adam(lcn_params, lr=hp.mlc_meta_lr)
     main = {k: v.detach().clone() for k, v in head.items()}
     result = MLCResult(labels=y.clone())
-    for epoch in range(hp["mlc_epochs"]):
+    for epoch in range(hp.mlc_epochs):
         sums: dict[str, float] = {}
         count = 0
         for s, c in draws.epoch():

@@ -117,22 +117,22 @@ class MTCLStrategy(Strategy):
 
     def label_source(self, ctx: StrategyContext) -> FixedLabels:
         hp = ctx.hp
-        rate = hp["mtcl_eliminate_rate"]
+        rate = hp.mtcl_eliminate_rate
         modalities = list(ctx.inputs.kinds)
         sub = required_sub_labels(ctx, modalities)
         quiet = Reporter({}, None, ctx.reporter.should_stop)  # stage-3-only progress (see mlc.py)
         fuse = ctx.build_net(False).to(ctx.device)  # f encoders, fusion, P^M and the fuse heads
         uni = ctx.build_net(False).to(ctx.device)  # only its encoders (c) and heads (uni heads) are used
         model = nn.ModuleDict({"fuse": fuse, "uni_encoders": uni.encoders, "uni_heads": uni.heads})
-        opt = make_optimizer(model, hp["lr"], hp["lr_text_encoder"], hp["weight_decay"])
+        opt = make_optimizer(model, hp.lr, hp.lr_text_encoder, hp.weight_decay)
 
         best_mae, best_state, bad = float("inf"), None, 0
         history = []
-        for _ in range(hp["mtcl_epochs"]):
+        for _ in range(hp.mtcl_epochs):
             model.train()
             sums: dict[str, float] = {}
             n_batches = 0
-            for idx in batches(ctx.train_rows, hp["batch_size"], ctx.gen):
+            for idx in batches(ctx.train_rows, hp.batch_size, ctx.gen):
                 inputs = ctx.inputs.batch(idx, ctx.device)
                 out = fuse(inputs)
                 c_reps = uni.encode(inputs)
@@ -165,7 +165,7 @@ class MTCLStrategy(Strategy):
             else:
                 bad += 1
             quiet.check_stop()
-            if bad >= hp["early_stop"]:
+            if bad >= hp.early_stop:
                 break
         if best_state is not None:
             model.load_state_dict(best_state)

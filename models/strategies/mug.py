@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from models.config import Hyperparameters
 from models.stages.meta import SavedModality, meta_learn_modalities
 from models.stages.pretrain import collect_representations, pretrain
 from models.strategies.base import FixedLabels, Strategy, StrategyContext
@@ -13,8 +14,8 @@ class MugStrategy(Strategy):
     name = "mug"
     description = "MUG: contrastive pre-training + meta-learned unimodal labels (Mai et al.)"
 
-    def plan(self, hp: dict) -> dict[str, int]:
-        return {"pretrain": hp["pretrain_epochs"], "meta": hp["meta_epochs"] * 3}
+    def plan(self, hp: Hyperparameters) -> dict[str, int]:
+        return {"pretrain": hp.pretrain_epochs, "meta": hp.meta_epochs * 3}
 
     def label_source(self, ctx: StrategyContext) -> FixedLabels:
         t0 = time.perf_counter()

@@ -67,8 +67,8 @@ class SelfMMLabels:
     uses_unimodal_tasks = True
 
     def __init__(self, ctx: StrategyContext, fused_dim: int, hidden_dim: int, modalities: list[str]) -> None:
-        self.unimodal_weight = ctx.hp["selfmm_weight"]
-        self.accumulate = ctx.hp["selfmm_update_every"]
+        self.unimodal_weight = ctx.hp.selfmm_weight
+        self.accumulate = ctx.hp.selfmm_update_every
         self.train_rows = ctx.train_rows
         self.position = torch.full((len(ctx.y),), -1, dtype=torch.long)
         self.position[ctx.train_rows] = torch.arange(len(ctx.train_rows))
@@ -112,4 +112,4 @@ class SelfMMStrategy(Strategy):
     description = "Self-MM: non-parametric unimodal labels from distances to class centres (Yu et al.)"
 
     def label_source(self, ctx: StrategyContext) -> SelfMMLabels:
-        return SelfMMLabels(ctx, ctx.hp["fusion_dim"], ctx.hp["predictor_hidden"], list(ctx.inputs.kinds))
+        return SelfMMLabels(ctx, ctx.hp.fusion_dim, ctx.hp.predictor_hidden, list(ctx.inputs.kinds))

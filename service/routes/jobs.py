@@ -113,13 +113,13 @@ def resolve(body: JobCreate, svc: Services) -> dict[str, Any]:
     except HyperparameterError as exc:
         where = "body.preset" if exc.field == "preset" else f"body.hyperparameters.{exc.field}"
         raise ApiError(422, exc.message, field=where) from None
-    _check_sub_labels(body, svc, hyper["modalities"])
+    _check_sub_labels(body, svc, hyper.modalities)
     return {
         "dataset_id": body.dataset_id,
         "strategy": body.strategy,
         "seed": body.seed,
         "preset": body.preset,
-        "hyperparameters": hyper,  # resolved: shown, and part of the fingerprint
+        "hyperparameters": hyper.record(),  # resolved: shown, and part of the fingerprint
         "overrides": body.hyperparameters,  # what the worker hands to train()
         "code_version": CODE_VERSION,
     }
