@@ -383,6 +383,8 @@ def describe_hyperparameters(preset: str | None = None) -> list[dict[str, Any]]:
             valid = "true or false"
         elif name == "modalities":
             valid = "any of " + ", ".join(MODALITIES)
+        elif name == "text_model":
+            valid = "a local directory, or null"
         else:
             valid = ", ".join(choices) or " and ".join(limits)
         rows.append(

@@ -130,3 +130,50 @@ def test_api_job_body_applies_the_same_seed_rule() -> None:
     for bad in (-5, 2**32):
         with pytest.raises(ValidationError, match="seed"):
             JobCreate(dataset_id="d", seed=bad)
+
+
+def test_docs_list_every_hyperparameter_as_generated() -> None:
+    """docs/hyperparameters.md is `unilabel hyperparameters --doc`: regenerate it when a field changes."""
+    from pathlib import Path
+
+    from models.cli import hyperparameters_doc
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "hyperparameters.md"
+    assert doc.read_text() == hyperparameters_doc()
+
+
+def test_hyperparameters_command(capsys) -> None:
+    from models.cli import main
+
+    assert main(["hyperparameters", "--strategy", "selfmm", "--preset", "sims"]) == 0
+    out = capsys.readouterr().out
+    assert "| `selfmm_weight` | 1.0 |" in out and "| `fusion_dim` | 128 |" in out  # SIMS' d = 128
+    assert "meta_lr" not in out and "mlc_epochs" not in out  # what selfmm does not read
+
+
+def test_every_field_says_what_it_is_and_where_it_comes_from() -> None:
+    from models.config import describe_hyperparameters
+
+    rows = describe_hyperparameters()
+    assert all(r["meaning"] and r["source"] and r["range"] for r in rows), [
+        r["name"] for r in rows if not r["range"]
+    ]
+    assert {r["name"]: r["source"] for r in rows}["meta_epochs"] == "Table 2"
+    # every bounded number has an upper bound: no request may ask for 10**9 epochs or a 10**12-wide layer
+    numeric = [r for r in rows if r["range"].startswith((">", "<"))]
+    assert all("<" in r["range"] for r in numeric), [r["name"] for r in numeric if "<" not in r["range"]]
+
+
+@pytest.mark.parametrize(
+    "name, value", [("pretrain_epochs", 10**9), ("audio_dim", 10**12), ("batch_size", 10**6)]
+)
+def test_costly_requests_are_refused(name: str, value: int) -> None:
+    with pytest.raises(HyperparameterError, match=f"hyperparameters.{name}: must be <= "):
+        resolve_hyperparameters({name: value})
+
+
+def test_a_misspelt_name_gets_a_suggestion() -> None:
+    with pytest.raises(HyperparameterError, match=r"unknown hyperparameter \(did you mean beta"):
+        resolve_hyperparameters({"betta": 0.1})
+    with pytest.raises(HyperparameterError, match="unilabel hyperparameters"):
+        resolve_hyperparameters({"zzz": 1})

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from models.strategies.base import Strategy, StrategyContext
 from models.strategies.cmc import CMCStrategy
-from models.strategies.copy_label import CopyStrategy
+from models.strategies.copy import CopyStrategy
 from models.strategies.mlc import MLCStrategy
 from models.strategies.mtcl import MTCLStrategy
 from models.strategies.mug import MugStrategy
-from models.strategies.no_unimodal import NoUnimodalStrategy
+from models.strategies.none import NoUnimodalStrategy
 from models.strategies.selfmm import SelfMMStrategy
 
 _REGISTRY: dict[str, type[Strategy]] = {

@@ -42,6 +42,8 @@ class StrategyContext:
 class Strategy(ABC):
     name: str
     description: str
+    # the Hyperparameters sections it reads (models/config.py; `unilabel hyperparameters --strategy NAME`)
+    sections: tuple[str, ...] = ("Shared", "Multitask", "Text")
 
     def plan(self, hp: Hyperparameters) -> dict[str, int]:
         """Epochs per stage before stage 3 (for progress reporting)."""

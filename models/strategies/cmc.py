@@ -100,6 +100,7 @@ def class_centres(y: Tensor, classes: Tensor, rho: float) -> Tensor:
 class CMCStrategy(Strategy):
     name = "cmc"
     description = "CMC's PLGM: momentum soft pseudo labels from unimodal classifiers (Zhong et al.)"
+    sections = ("Shared", "Multitask", "Text", "CMC")
 
     def label_source(self, ctx: StrategyContext) -> FixedLabels:
         hp = ctx.hp

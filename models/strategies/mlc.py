@@ -208,6 +208,7 @@ def mlc_learn_labels(
 class MLCStrategy(Strategy):
     name = "mlc"
     description = "MLC: stage 1, then meta label correction through a main-network step (Zheng et al.)"
+    sections = ("Shared", "Pretrain", "Meta", "Multitask", "Text", "MLC")
 
     def label_source(self, ctx: StrategyContext) -> FixedLabels:
         # Progress is reported for stage 3 only (test_pipeline pins non-mug strategies to the multitask

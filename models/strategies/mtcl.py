@@ -114,6 +114,7 @@ def branch_loss(
 class MTCLStrategy(Strategy):
     name = "mtcl"
     description = "MTCL: human sub-labels on the beneficial share, multimodal label on the harmful one"
+    sections = ("Shared", "Multitask", "Text", "MTCL")
 
     def label_source(self, ctx: StrategyContext) -> FixedLabels:
         hp = ctx.hp

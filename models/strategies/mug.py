@@ -13,6 +13,7 @@ from models.strategies.base import FixedLabels, Strategy, StrategyContext
 class MugStrategy(Strategy):
     name = "mug"
     description = "MUG: contrastive pre-training + meta-learned unimodal labels (Mai et al.)"
+    sections = ("Shared", "Pretrain", "Meta", "Multitask", "Text")
 
     def plan(self, hp: Hyperparameters) -> dict[str, int]:
         return {"pretrain": hp.pretrain_epochs, "meta": hp.meta_epochs * 3}

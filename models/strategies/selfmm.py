@@ -110,6 +110,7 @@ class SelfMMLabels:
 class SelfMMStrategy(Strategy):
     name = "selfmm"
     description = "Self-MM: non-parametric unimodal labels from distances to class centres (Yu et al.)"
+    sections = ("Shared", "Multitask", "Text", "SelfMM")
 
     def label_source(self, ctx: StrategyContext) -> SelfMMLabels:
         return SelfMMLabels(ctx, ctx.hp.fusion_dim, ctx.hp.predictor_hidden, list(ctx.inputs.kinds))
