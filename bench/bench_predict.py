@@ -1,8 +1,7 @@
 """Time TrainedModel.predict_batch on a small MUG model with vector features, in process, one torch thread.
 
 Prints microseconds per call and utterances per second for batch sizes the service sends (one request's
-utterances, or a micro-batch of concurrent requests), and the forward pass alone two ways: through the
-nn.Module tree and through models/flat_forward.py. Results: docs/benchmarks.md.
+utterances, or a micro-batch of concurrent requests), and the forward pass alone. Results: docs/benchmarks.md.
 
     python bench/bench_predict.py                 # about 30 s
     PYTHONPATH=/path/to/older/checkout python bench/bench_predict.py   # the same figures for older code
@@ -50,13 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
 
     from models.data import load_dataset
-    from models.pipeline import TrainedModel, train
+    from models.pipeline import train
     from models.synth import make_synthetic
-
-    try:
-        from models.flat_forward import FlatForward
-    except ImportError:  # code older than models/flat_forward.py
-        FlatForward = None  # noqa: N806
+    from models.trained_model import TrainedModel
 
     with tempfile.TemporaryDirectory(prefix="unilabel-bench-") as tmp:
         ds = load_dataset(make_synthetic(Path(tmp) / "data", seed=0))
@@ -64,16 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         model = TrainedModel.load(run, "cpu")
         rng = np.random.default_rng(0)
         dims = {m: s["dim"] for m, s in model.input_spec.items()}
-        flat = FlatForward.of(model.net) if FlatForward is not None else None
         print(
             f"\n## predict_batch ({datetime.now().isoformat(timespec='seconds')}, {platform.machine()}, "
             f"{os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__})\n"
         )
         print(f"vector features {dims}, one torch thread\n")
-        print(
-            "| utterances | predict_batch us/call | utt/s | forward via nn.Module us | via FlatForward us |"
-        )
-        print("|---|---|---|---|---|")
+        print("| utterances | predict_batch us/call | utt/s | forward alone us |")
+        print("|---|---|---|---|")
         for n in sizes:
             feats = {m: [rng.normal(size=d).astype(np.float32) for _ in range(n)] for m, d in dims.items()}
             call = per_call_us(lambda f=feats: model.predict_batch(f), args.seconds)
@@ -84,10 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                     return model.net(t)
 
             module_us = per_call_us(module, args.seconds)
-            flat_us = (
-                f"{per_call_us(lambda t=tensors: flat(t), args.seconds):.0f}" if flat is not None else "-"
-            )
-            print(f"| {n} | {call:.0f} | {n / call * 1e6:,.0f} | {module_us:.0f} | {flat_us} |")
+            print(f"| {n} | {call:.0f} | {n / call * 1e6:,.0f} | {module_us:.0f} |")
     return 0
 
 

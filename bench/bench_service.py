@@ -212,7 +212,7 @@ def time_to_first_epoch(
 def bare_throughput(run_dir: Path, batches: list[list[dict]], repeat: int = 3) -> float:
     import torch
 
-    from models.pipeline import TrainedModel
+    from models.trained_model import TrainedModel
 
     torch.set_num_threads(1)
     model = TrainedModel.load(run_dir)

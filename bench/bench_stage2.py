@@ -49,7 +49,7 @@ def saved_representations(random: bool, threads: int) -> tuple[dict, torch.Tenso
     from models.data import load_dataset
     from models.inputs import build_inputs, modality_specs
     from models.nets import MultimodalNet
-    from models.pipeline import _net_spec
+    from models.pipeline import net_spec
     from models.stages.common import Reporter, seed_everything
     from models.stages.pretrain import collect_representations, pretrain
 
@@ -58,7 +58,7 @@ def saved_representations(random: bool, threads: int) -> tuple[dict, torch.Tenso
     specs = modality_specs(ds, "features", {"text": 64, "audio": 256, "vision": 64}, None)
     inputs = build_inputs(ds, specs, "features")
     gen = seed_everything(1111)
-    net = MultimodalNet(_net_spec(specs, hp, True, None))
+    net = MultimodalNet(net_spec(specs, hp, True, None))
     y = torch.from_numpy(ds.label.astype("float32"))
     rows = torch.from_numpy(ds.labeled("train"))
     pretrain(net, inputs, y, rows, hp, gen, torch.device("cpu"), Reporter({"pretrain": hp.pretrain_epochs}))

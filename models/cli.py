@@ -256,8 +256,8 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from models.data import load_dataset
-    from models.pipeline import TrainedModel
     from models.report import write_csv_atomic
+    from models.trained_model import TrainedModel
 
     model = TrainedModel.load(args.run, device=args.device)
     ds = load_dataset(args.data, rho=model.info["rho"], for_training=False)

@@ -155,9 +155,9 @@ def _reuse(
 
 
 def _code_version() -> str:
-    from models.pipeline import CODE_VERSION
+    from models.version import code_version
 
-    return CODE_VERSION
+    return code_version()
 
 
 def _label_table(quality: dict[str, list[dict]]) -> str:

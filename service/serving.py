@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 
 from api_schemas.errors import ErrorDetail
 from api_schemas.predict import PredictRequest
-from models.pipeline import TrainedModel
+from models.trained_model import TrainedModel
 from service.errors import ApiError, not_found, validation_error
 from service.metrics import Metrics
 from worker.artifacts import ArtifactStore

@@ -13,9 +13,10 @@ import torch
 from models.cli import main
 from models.config import HyperparameterError, resolve_hyperparameters
 from models.data import load_dataset
-from models.flat_forward import FlatForward
-from models.pipeline import RUN_FILES, Cancelled, TrainedModel, train
+from models.pipeline import Cancelled, train
+from models.run_dir import RUN_FILES
 from models.strategies import STRATEGIES, get_strategy
+from models.trained_model import TrainedModel
 from tests.conftest import train_recording
 
 
@@ -84,12 +85,12 @@ def test_sequence_features_train_and_predict(small_synth_seq: Path, tmp_path: Pa
 
 
 @pytest.mark.parametrize("fixture", ["small_synth", "small_synth_seq"])
-def test_predict_batch_one_pass_matches_chunked_and_dataset(
+def test_predict_batch_one_pass_matches_sliced_and_dataset(
     fixture: str, request: pytest.FixtureRequest, tmp_path: Path, tiny_hp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # batches up to DIRECT_BATCH take one forward pass without row indexing; larger ones go through
-    # predict_rows in chunks; both must give what predict_dataset gives (sequences padded differently)
-    from models import pipeline
+    # a batch up to MAX_BATCH goes through the net as it is, larger ones in slices; both must give what
+    # predict_dataset gives (sequences padded differently)
+    from models import trained_model
 
     ds = load_dataset(request.getfixturevalue(fixture))
     model = TrainedModel.load(
@@ -99,21 +100,20 @@ def test_predict_batch_one_pass_matches_chunked_and_dataset(
         m: [f.values[i, : f.lengths[i]] if f.is_sequence else f.values[i] for i in range(len(ds))]
         for m, f in ds.features.items()
     }
-    assert (FlatForward.of(model.net) is None) == (fixture == "small_synth_seq")  # both forward paths
     whole = model.predict_dataset(ds)
-    calls = []
-    chunks = pipeline.predict_rows
-    monkeypatch.setattr(pipeline, "predict_rows", lambda *a, **k: calls.append(1) or chunks(*a, **k))
-    assert len(ds) <= pipeline.DIRECT_BATCH
+    passes = []
+    forward = model.net.forward
+    monkeypatch.setattr(model.net, "forward", lambda x: passes.append(1) or forward(x))
+    assert len(ds) <= trained_model.MAX_BATCH
     direct = model.predict_batch(feats)
-    assert calls == []  # one pass
-    monkeypatch.setattr(pipeline, "DIRECT_BATCH", 7)
-    chunked = model.predict_batch(feats)
-    assert calls == [1]
+    assert passes == [1]  # one pass
+    monkeypatch.setattr(trained_model, "MAX_BATCH", 7)
+    sliced = model.predict_batch(feats)
+    assert len(passes) == 1 + -(-len(ds) // 7)
     for name in ("pred", "pred_T", "pred_A", "pred_V"):
         assert direct[name].shape == (len(ds),)
         assert np.allclose(direct[name], whole[name], atol=1e-5), name
-        assert np.allclose(chunked[name], whole[name], atol=1e-5), name
+        assert np.allclose(sliced[name], whole[name], atol=1e-5), name
 
 
 def test_predict_batch_names_bad_fields(small_synth: Path, tmp_path: Path, tiny_hp) -> None:

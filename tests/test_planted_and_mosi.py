@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from models.data import load_dataset
-from models.pipeline import TrainedModel, train
+from models.pipeline import train
 from models.synth import make_synthetic
+from models.trained_model import TrainedModel
 from tests.conftest import MOSI_DIR
 
 

@@ -16,7 +16,8 @@ from torch.func import grad
 from models.config import HyperparameterError, resolve_hyperparameters
 from models.data import load_dataset
 from models.nets import MUCN, mucn_forward
-from models.pipeline import RUN_FILES, train
+from models.pipeline import train
+from models.run_dir import RUN_FILES
 from models.strategies import STRATEGIES
 from models.strategies.cmc import (
     class_centres,

@@ -68,14 +68,10 @@ def multitask_loss(
 
 @torch.no_grad()
 def predict_rows(
-    net: MultimodalNet, inputs: TensorInputs, rows: Tensor, device: torch.device, set_eval: bool = True
+    net: MultimodalNet, inputs: TensorInputs, rows: Tensor, device: torch.device
 ) -> dict[str, Tensor]:
-    """Multimodal and unimodal predictions (eval mode) for dataset rows ``rows``.
-
-    ``set_eval=False`` skips ``net.eval()`` for a net already in eval mode (a loaded model: the module walk
-    costs about a quarter of a one-utterance prediction)."""
-    if set_eval:
-        net.eval()
+    """Multimodal and unimodal predictions (eval mode) for dataset rows ``rows``."""
+    net.eval()
     preds: dict[str, list[Tensor]] = {"pred": [], **{m: [] for m in net.modalities}}
     for idx in batches(rows, 512, None):
         out = net(inputs.batch(idx, device))

@@ -17,8 +17,9 @@ from fastapi.responses import FileResponse
 from api_schemas.errors import ErrorResponse
 from api_schemas.jobs import Job, JobCreate, JobLinks, JobList, JobState, LabelRow, LabelsResponse
 from models.data import SUB_LABEL_COLUMNS
-from models.pipeline import CODE_VERSION, STRATEGIES, HyperparameterError, resolve_hyperparameters
+from models.pipeline import STRATEGIES, HyperparameterError, resolve_hyperparameters
 from models.strategies.mtcl import MTCLStrategy
+from models.version import code_version
 from service.deps import Limit, Offset, Services, Svc
 from service.errors import ApiError, not_found
 from worker.app import train_signature
@@ -121,7 +122,7 @@ def resolve(body: JobCreate, svc: Services) -> dict[str, Any]:
         "preset": body.preset,
         "hyperparameters": hyper.record(),  # resolved: shown, and part of the fingerprint
         "overrides": body.hyperparameters,  # what the worker hands to train()
-        "code_version": CODE_VERSION,
+        "code_version": code_version(),
     }
 
 

@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 from api_schemas.errors import ErrorResponse
 from api_schemas.models import ModelCard, ModelList
 from api_schemas.predict import PredictResponse
-from models.pipeline import RUN_FILES
+from models.run_dir import RUN_FILES
 from service.deps import Limit, Offset, Svc, services
 from service.errors import ApiError, error_response, not_found
 from service.serving import ModelPool

@@ -314,7 +314,7 @@ def test_predict_and_cache(client, trained: dict) -> None:
     assert [p["cached"] for p in r2["predictions"]] == [True, True, False]
     assert r2["predictions"][0]["sentiment"] == out["predictions"][0]["sentiment"]
     # the bare model agrees
-    from models.pipeline import TrainedModel
+    from models.trained_model import TrainedModel
 
     model = TrainedModel.load(client.app.state.services.store.run_dir(model_id))
     feats = {

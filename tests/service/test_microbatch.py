@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from models.data import load_dataset
-from models.pipeline import TrainedModel, train
+from models.pipeline import train
+from models.trained_model import TrainedModel
 from service.errors import ApiError
 from service.serving import PredictionCache, ServedModel, input_hash
 from tests.service.conftest import TINY

@@ -1,0 +1,112 @@
+"""What a finished run directory holds, written into its staging folder before the one publish
+(models.report.publish_dir): predictions.csv, unimodal_labels.csv, metrics.json (config.json, model.json and
+model.safetensors are written by models.pipeline.train)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models.data import Dataset
+from models.inputs import TensorInputs
+from models.metrics import pearson, sentiment_metrics, unimodal_label_agreement
+from models.modalities import LETTER
+from models.nets import MultimodalNet
+from models.report import write_csv_atomic, write_json
+from models.stages.multitask import predict_rows
+
+RUN_FILES = (
+    "config.json",
+    "unimodal_labels.csv",
+    "predictions.csv",
+    "metrics.json",
+    "model.safetensors",
+    "model.json",
+)
+
+
+def staging_dir(out: Path, overwrite: bool) -> Path:
+    """A fresh folder beside ``out`` to write the run into; FileExistsError if ``out`` holds files and
+    ``overwrite`` is false."""
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"out: {out} already holds files; choose another directory or overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    return staging
+
+
+def split_metrics(pred: np.ndarray, label: np.ndarray, rho: float) -> dict[str, float]:
+    try:
+        return sentiment_metrics(pred, label, rho)
+    except ValueError:  # a label range other than 3 or 1: the range-free metrics only
+        return {"mae": round(float(np.mean(np.abs(pred - label))), 4), "corr": round(pearson(pred, label), 4)}
+
+
+def write_outputs(
+    staging: Path,
+    ds: Dataset,
+    net: MultimodalNet,
+    inputs: TensorInputs,
+    dev: torch.device,
+    labels: dict[str, torch.Tensor] | None,
+    train_rows: np.ndarray,
+) -> dict[str, Any]:
+    """predictions.csv (every row), unimodal_labels.csv (the training rows) and metrics.json; returns the
+    metrics. A modality the run left out, or every unimodal column when no unimodal task was trained, is
+    blank."""
+    preds = predict_rows(net, inputs, torch.arange(len(ds)), dev)
+    frame = pd.DataFrame({"id": ds.ids, "split": ds.split, "pred": preds["pred"].numpy()})
+    for m, letter in LETTER.items():
+        frame[f"pred_{letter}"] = preds[m].numpy() if labels is not None and m in preds else np.nan
+    write_csv_atomic(staging / "predictions.csv", frame)
+
+    uni = pd.DataFrame({"id": ds.ids[train_rows], "label": ds.label[train_rows]})
+    for m, letter in LETTER.items():
+        uni[f"label_{letter}"] = labels[m].numpy() if labels is not None and m in labels else np.nan
+    write_csv_atomic(staging / "unimodal_labels.csv", uni)
+
+    metrics: dict[str, Any] = {}
+    heads: dict[str, dict[str, Any]] = {}
+    for split in ("train", "valid", "test"):
+        rows = ds.labeled(split)
+        if rows.size:
+            metrics[split] = split_metrics(frame["pred"].to_numpy()[rows], ds.label[rows], ds.rho)
+            if labels is not None:  # how much of the multimodal label each modality's head predicts alone
+                heads[split] = {
+                    m: unimodal_label_agreement(preds[m].numpy()[rows], ds.label[rows])
+                    for m in net.modalities
+                }
+    if heads:
+        metrics["unimodal_heads_vs_label"] = heads
+    agreement = _agreement_with_sub_labels(ds, labels, train_rows) if labels is not None else {}
+    if agreement:
+        metrics["unimodal_labels_vs_sub_labels"] = agreement
+    write_json(staging / "metrics.json", metrics)
+    return metrics
+
+
+def _agreement_with_sub_labels(
+    ds: Dataset, labels: dict[str, torch.Tensor], train_rows: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """The learned labels against the dataset's reference sub-labels (planted or human), beside what copies
+    of the multimodal label would score."""
+    agreement = {}
+    for m, truth in ds.sub_labels.items():
+        if m not in labels:
+            continue
+        t = truth[train_rows]
+        ok = np.isfinite(t)
+        if ok.sum() > 1:
+            agreement[m] = unimodal_label_agreement(labels[m].numpy()[ok], t[ok])
+            agreement[m]["copy_baseline_corr"] = unimodal_label_agreement(ds.label[train_rows][ok], t[ok])[
+                "corr"
+            ]
+    return agreement

@@ -1,0 +1,167 @@
+"""A finished run loaded for prediction: weights through safetensors (nothing is unpickled), inputs checked
+and stacked, one forward pass per batch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models.data import Dataset
+from models.inputs import InputError, TensorInputs, build_inputs
+from models.modalities import LETTER
+from models.nets import MultimodalNet, NetSpec
+from models.stages.common import resolve_device
+
+MAX_BATCH = 512  # utterances per forward pass
+
+
+def input_spec_of(spec: NetSpec, text_source: str) -> dict[str, dict[str, Any]]:
+    """What a model takes per modality: {"transcript": True} for text read from transcripts, else the
+    feature width and whether it is a sequence."""
+    out: dict[str, dict[str, Any]] = {}
+    for m, s in spec.modalities.items():
+        if m == "text" and text_source in ("encoder", "finetune"):
+            out[m] = {"transcript": True}
+        else:
+            out[m] = {"dim": s.in_dim, "sequence": s.kind == "sequence"}
+    return out
+
+
+class TrainedModel:
+    def __init__(self, run_dir: Path, info: dict[str, Any], net: MultimodalNet, device: torch.device) -> None:
+        self.run_dir = run_dir
+        self.info = info
+        self.net = net.eval()
+        self.device = device
+        self.spec = NetSpec.from_json(info["net_spec"])
+        self.text_source = info["text_source"]
+        self._encoder = None
+        config_path = run_dir / "config.json"
+        self.config: dict[str, Any] = json.loads(config_path.read_text()) if config_path.exists() else {}
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "cpu") -> TrainedModel:
+        from safetensors.torch import load_file
+
+        run = Path(run_dir)
+        for name in ("model.json", "model.safetensors"):
+            if not (run / name).is_file():
+                raise FileNotFoundError(f"run: {run} has no {name}; is it a finished unilabel run?")
+        info = json.loads((run / "model.json").read_text())
+        dev = resolve_device(device)
+        net = MultimodalNet(NetSpec.from_json(info["net_spec"]))
+        net.load_state_dict(load_file(str(run / "model.safetensors")))
+        return cls(run, info, net.to(dev), dev)
+
+    @property
+    def input_spec(self) -> dict[str, dict[str, Any]]:
+        """What predict_batch expects per modality."""
+        return input_spec_of(self.spec, self.text_source)
+
+    def _text_encoder(self):
+        if self._encoder is None:
+            from models.text_encoder import TextEncoder
+
+            self._encoder = TextEncoder(
+                self.spec.text_model,
+                pooling=self.spec.text_pooling,
+                max_length=self.spec.text_max_length,
+                normalize=self.spec.text_normalize,
+            )
+        return self._encoder
+
+    @torch.inference_mode()
+    def _predict(self, inputs: TensorInputs) -> dict[str, np.ndarray]:
+        """pred and pred_T/A/V for every row; a batch that fits is passed as it is (no row indexing, which
+        costs as much as the pass itself for the few utterances of a request), larger ones in slices."""
+        n = len(inputs)
+        parts = (
+            [inputs.tensors]
+            if n <= MAX_BATCH
+            else [inputs.batch(i) for i in torch.arange(n).split(MAX_BATCH)]
+        )
+        outs = [self.net({k: v.to(self.device) for k, v in p.items()}) for p in parts]
+        pred = torch.cat([o["pred"] for o in outs]).cpu().numpy()
+        result = {"pred": pred}
+        trained = self.info["unimodal_heads_trained"]
+        for m, letter in LETTER.items():  # a modality the model left out, or heads never trained: blank
+            if m in self.net.modalities and trained:
+                result[f"pred_{letter}"] = torch.cat([o["uni_pred"][m] for o in outs]).cpu().numpy()
+            else:
+                result[f"pred_{letter}"] = np.full(n, np.nan, np.float32)
+        return result
+
+    def predict_dataset(self, ds: Dataset) -> pd.DataFrame:
+        """Predictions (id, split, pred, pred_T, pred_A, pred_V) for every row of ``ds``."""
+        if self.text_source == "features" and "text" in self.spec.modalities and "text" not in ds.features:
+            raise InputError("features.npz: key 'text': the model was trained on text features; none given")
+        encoder = self._text_encoder() if self.text_source in ("encoder", "finetune") else None
+        inputs = build_inputs(ds, self.spec.modalities, self.text_source, encoder)
+        return pd.DataFrame({"id": ds.ids, "split": ds.split, **self._predict(inputs)})
+
+    def predict_batch(
+        self, features: dict[str, list[np.ndarray]], transcripts: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Predict for a batch given per-modality vectors [d] or sequences [T, d] (and/or transcripts)."""
+        sizes = {len(v) for v in features.values()} | (
+            {len(transcripts)} if transcripts is not None else set()
+        )
+        if len(sizes) != 1 or 0 in sizes:
+            raise ValueError("features: every modality (and transcripts) must hold the same, non-zero count")
+        tensors: dict[str, torch.Tensor] = {}
+        kinds: dict[str, str] = {}
+        for m, s in self.spec.modalities.items():
+            kinds[m] = s.kind
+            if m == "text" and self.text_source in ("encoder", "finetune"):
+                if transcripts is None:
+                    raise ValueError(
+                        "transcripts: this model reads text from transcripts; give one per utterance"
+                    )
+                enc = self._text_encoder()
+                if s.kind == "transformer":
+                    tok = enc.tokenize(list(transcripts))
+                    tensors["text_input_ids"], tensors["text_attention_mask"] = (
+                        tok["input_ids"],
+                        tok["attention_mask"],
+                    )
+                else:
+                    tensors[m] = torch.from_numpy(enc.encode(list(transcripts)))
+                continue
+            if m not in features:
+                raise ValueError(f"features.{m}: missing; this model needs {m} features")
+            tensors.update(_stack_modality(m, features[m], s.in_dim, s.kind == "sequence"))
+        return self._predict(TensorInputs(tensors=tensors, kinds=kinds))
+
+
+def _stack_modality(m: str, items: list, dim: int, sequence: bool) -> dict[str, torch.Tensor]:
+    arrays = []
+    for i, item in enumerate(items):
+        a = np.asarray(item, dtype=np.float32)
+        if (sequence and (a.ndim != 2 or a.shape[1] != dim or a.shape[0] < 1)) or (
+            not sequence and a.shape != (dim,)
+        ):
+            want = f"a sequence [T, {dim}]" if sequence else f"a vector of {dim} values"
+            raise ValueError(f"features.{m}[{i}]: expected {want}, got shape {list(a.shape)}")
+        arrays.append(a)
+    if not sequence:
+        stacked = np.concatenate(arrays).reshape(len(arrays), dim)  # np.stack: the same, 10x the overhead
+        _check_finite(m, stacked)
+        return {m: torch.from_numpy(stacked)}
+    lengths = [a.shape[0] for a in arrays]
+    padded = np.zeros((len(arrays), max(lengths), dim), dtype=np.float32)
+    for i, a in enumerate(arrays):
+        padded[i, : a.shape[0]] = a
+    _check_finite(m, padded)  # padding is zeros: a non-finite value is in some item
+    return {m: torch.from_numpy(padded), f"{m}_lengths": torch.tensor(lengths, dtype=torch.long)}
+
+
+def _check_finite(m: str, batch: np.ndarray) -> None:
+    """One vectorised check for the whole batch; the first bad item is looked for only when there is one."""
+    if not np.isfinite(batch).all():
+        bad = int(np.flatnonzero(~np.isfinite(batch.reshape(len(batch), -1)).all(axis=1))[0])
+        raise ValueError(f"features.{m}[{bad}]: NaN or infinite values")
