@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
 
@@ -138,40 +137,25 @@ def train(
         inputs = build_inputs(dataset, specs, text_source, encoder)
         timings = {"inputs_s": time.perf_counter() - t0}
         del encoder
-        y = torch.from_numpy(np.asarray(dataset.label, dtype=np.float32))
-        train_rows, valid_rows = torch.from_numpy(train_rows_np), torch.from_numpy(valid_rows_np)
         reporter = Reporter({**strat.plan(hp), "multitask": hp.multitask_max_epochs}, progress, should_stop)
         reporter.check_stop()
 
         def build_net(with_projection: bool) -> MultimodalNet:
             return MultimodalNet(net_spec(specs, hp, with_projection, text_model))
 
-        extras: dict[str, Any] = {}
-        ctx = StrategyContext(
-            dataset,
-            inputs,
-            y,
-            train_rows,
-            valid_rows,
-            hp,
-            float(dataset.rho),
-            gen,
-            dev,
-            reporter,
-            build_net,
-            extras,
-            threads,
-        )
+        ctx = StrategyContext(dataset, inputs, hp, gen, dev, reporter, build_net, meta_threads=threads)
         t0 = time.perf_counter()
         source = strat.label_source(ctx)
         timings["labels_s"] = time.perf_counter() - t0
-        timings.update(extras.pop("timings", {}))  # a strategy's own stages (MUG: pretrain_s, meta_s)
+        timings.update(ctx.timings)
         # Stage 3 starts from the same seed for every strategy: same initial weights and batch order, so
         # strategies differ only by their unimodal labels.
         gen3 = seed_everything(seed + 1)
         net = build_net(False).to(dev)
         t0 = time.perf_counter()
-        result = multitask_train(net, inputs, y, train_rows, valid_rows, source, hp, gen3, dev, reporter)
+        result = multitask_train(
+            net, inputs, ctx.y, ctx.train_rows, ctx.valid_rows, source, hp, gen3, dev, reporter
+        )
         timings["multitask_s"] = time.perf_counter() - t0
         net.load_state_dict(result.state)
         spec = net_spec(specs, hp, False, text_model)
@@ -211,7 +195,7 @@ def train(
                 "best_valid_loss": round(result.best_valid_loss, 5),
                 "epochs_run": len(result.history),
             },
-            "strategy_diagnostics": extras,
+            "strategy_diagnostics": ctx.diagnostics,
             "timings": {k: round(v, 3) for k, v in timings.items()},
         }
         write_json(staging / "config.json", config)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -18,19 +21,38 @@ from models.stages.common import Reporter
 
 @dataclass
 class StrategyContext:
+    """What a strategy works with: the dataset and its tensors, the settings, the randomness, where to report
+    progress, and how to build the network; it leaves its diagnostics and stage timings here."""
+
     dataset: Dataset
     inputs: TensorInputs
-    y: Tensor  # multimodal labels of every row (NaN where unlabeled)
-    train_rows: Tensor
-    valid_rows: Tensor
     hp: Hyperparameters
-    rho: float
     gen: torch.Generator
     device: torch.device
     reporter: Reporter
     build_net: Callable[[bool], MultimodalNet]  # argument: with the projection modules (stage 1) or not
-    extras: dict  # strategy diagnostics recorded in config.json (kept/meta-update counts, ...)
     meta_threads: int = 1  # modalities meta-learned side by side in MUG's stage 2 (same result for any value)
+    diagnostics: dict[str, Any] = field(default_factory=dict)  # config.json's strategy_diagnostics
+    timings: dict[str, float] = field(
+        default_factory=dict
+    )  # a strategy's own stages (MUG: pretrain_s, meta_s)
+
+    @cached_property
+    def y(self) -> Tensor:
+        """Multimodal labels of every row (NaN where unlabeled)."""
+        return torch.from_numpy(np.asarray(self.dataset.label, dtype=np.float32))
+
+    @cached_property
+    def train_rows(self) -> Tensor:
+        return torch.from_numpy(self.dataset.labeled("train"))
+
+    @cached_property
+    def valid_rows(self) -> Tensor:
+        return torch.from_numpy(self.dataset.labeled("valid"))
+
+    @property
+    def rho(self) -> float:
+        return float(self.dataset.rho)
 
     def on_all_rows(self, train_values: Tensor, fill: float = float("nan")) -> Tensor:
         """Values given for the training rows, as a tensor over every dataset row (``fill`` elsewhere)."""

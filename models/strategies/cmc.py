@@ -169,7 +169,7 @@ class CMCStrategy(Strategy):
             diagnostics[m] = {
                 "class_changed_share": round(float((final_class != init_class).float().mean()), 5),
             }
-        ctx.extras["cmc"] = diagnostics
+        ctx.diagnostics["cmc"] = diagnostics
         # CMC fine-tunes from its pre-trained unimodal encoders (src/utils.py transfer_models)
         encoders = {f"encoders.{k}": v.detach().cpu().clone() for k, v in net.encoders.state_dict().items()}
         return FixedLabels(labels, ctx.train_rows, initial_state=encoders)

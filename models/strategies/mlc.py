@@ -242,5 +242,5 @@ class MLCStrategy(Strategy):
                 "mean_abs_change": round(float((result.labels - y_train).abs().mean()), 5),
                 "final": result.history[-1] if result.history else {},
             }
-        ctx.extras["mlc"] = diagnostics
+        ctx.diagnostics["mlc"] = diagnostics
         return FixedLabels(labels, ctx.train_rows)

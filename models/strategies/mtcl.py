@@ -194,7 +194,7 @@ class MTCLStrategy(Strategy):
                 if len(ben) < n
                 else None,
             }
-        ctx.extras["mtcl"] = diagnostics
+        ctx.diagnostics["mtcl"] = diagnostics
         return FixedLabels(labels, ctx.train_rows, weights)
 
     @staticmethod

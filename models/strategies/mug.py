@@ -38,9 +38,9 @@ class MugStrategy(Strategy):
         results = meta_learn_modalities(
             modalities, ctx.y[ctx.train_rows], ctx.hp, ctx.rho, ctx.gen, ctx.meta_threads, on_epoch
         )
-        ctx.extras["timings"] = {"pretrain_s": t1 - t0, "meta_s": time.perf_counter() - t1}
+        ctx.timings.update(pretrain_s=t1 - t0, meta_s=time.perf_counter() - t1)
         labels = {m: ctx.on_all_rows(result.labels) for m, result in results.items()}
-        ctx.extras["meta"] = {
+        ctx.diagnostics["meta"] = {
             m: {
                 "kept": r.kept,
                 "meta_updates": r.meta_updates,
