@@ -13,7 +13,7 @@ The paper's Fig. 3 (exact layer shapes) is missing; the choices below are record
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -41,7 +41,6 @@ class NetSpec:
     text_pooling: str = "cls"
     text_max_length: int = 64
     text_normalize: bool = False  # False: runs written before the setting existed
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,7 +48,8 @@ class NetSpec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NetSpec:
         mods = {m: ModalitySpec(**s) for m, s in data["modalities"].items()}
-        return cls(**{**data, "modalities": mods})
+        legacy = {"extra"}  # an unused field model.json files written before 2026-12 carry
+        return cls(**{k: v for k, v in data.items() if k not in legacy}, modalities=mods)
 
 
 def mlp_head(in_dim: int, hidden: int, out_dim: int = 1) -> nn.Sequential:
@@ -198,7 +198,9 @@ _ATANH_CLIP = 0.999
 def mucn_forward(
     params: dict[str, Tensor], rep: Tensor, noisy_label: Tensor, rho: float, residual: str
 ) -> Tensor:
-    """MUCN as a pure function of its MLP parameters (keys "0.weight", ..., "4.bias"): Eq. 28."""
+    """MUCN as a pure function of its MLP parameters (keys "0.weight", ..., "4.bias"): Eq. 28. The module's
+    forward is this function too; stage 2 calls it directly because torch.func.functional_call on the
+    module costs 30-50 % more per call (430 vs 560-660 us on a 352 x 256 batch, 1 thread), ~40,000 a run."""
     h = torch.cat([rep, (noisy_label / rho).unsqueeze(-1)], dim=-1)
     h = torch.relu(nn.functional.linear(h, params["0.weight"], params["0.bias"]))
     h = torch.relu(nn.functional.linear(h, params["2.weight"], params["2.bias"]))

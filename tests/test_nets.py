@@ -146,3 +146,10 @@ def test_every_declared_hyperparameter_validates_its_default() -> None:
 
     defaults = Hyperparameters().record()
     assert resolve_hyperparameters(defaults) == resolve_hyperparameters(None)  # every name is overridable
+
+
+def test_net_spec_reads_model_json_of_older_runs() -> None:
+    spec = _net().spec
+    data = spec.to_json()
+    assert "extra" not in data
+    assert NetSpec.from_json({**data, "extra": {}}) == spec  # written before the unused field went away

@@ -19,9 +19,8 @@ from models.stages.common import Reporter, batches, make_optimizer, train_epoch
 
 @dataclass
 class SavedRepresentations:
-    """Stage-1 outputs for the training rows, in the order of ``rows``."""
+    """Stage-1 outputs for the training rows, in their order."""
 
-    rows: Tensor  # dataset row indices
     unimodal: dict[str, Tensor]  # x_m  [N, d_m]
     projected: dict[str, Tensor]  # x_m' [N, d_m]
     projected_pred: dict[str, Tensor]  # yhat_m' [N]
@@ -79,6 +78,4 @@ def collect_representations(
             proj[m].append(out["proj"][m].cpu())
             proj_pred[m].append(out["proj_pred"][m].cpu())
     cat = lambda d: {m: torch.cat(v) for m, v in d.items()}  # noqa: E731
-    return SavedRepresentations(
-        rows=rows.clone(), unimodal=cat(uni), projected=cat(proj), projected_pred=cat(proj_pred)
-    )
+    return SavedRepresentations(unimodal=cat(uni), projected=cat(proj), projected_pred=cat(proj_pred))
