@@ -48,8 +48,8 @@ class NetSpec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NetSpec:
         mods = {m: ModalitySpec(**s) for m, s in data["modalities"].items()}
-        legacy = {"extra"}  # an unused field model.json files written before 2026-12 carry
-        return cls(**{k: v for k, v in data.items() if k not in legacy}, modalities=mods)
+        kept = {k: v for k, v in data.items() if k != "extra"}  # unused; in model.json files before 2026-12
+        return cls(**{**kept, "modalities": mods})
 
 
 def mlp_head(in_dim: int, hidden: int, out_dim: int = 1) -> nn.Sequential:
