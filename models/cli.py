@@ -242,6 +242,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         meta_threads=_meta_threads(args),
         preset=args.preset,
+        overwrite=args.overwrite,
+        say=lambda line: print(line, file=sys.stderr),
     )
     print(table)
     return 0
@@ -373,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", default=DEFAULT_SEEDS)
     c.add_argument("--out", default="runs/compare", help="folder for the runs and the table")
     c.add_argument("--split", default="valid", help="split whose metrics go in the table")
+    c.add_argument(
+        "--overwrite", action="store_true", help="replace runs in --out trained with other settings"
+    )
     add_hp(c)
     c.set_defaults(func=cmd_compare)
 

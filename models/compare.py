@@ -4,6 +4,7 @@ and per-seed differences against a reference strategy (the first one unless name
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,13 @@ def compare(
     progress: bool = True,
     meta_threads: int | None = None,
     preset: str | None = None,
+    overwrite: bool = False,
+    say: Callable[[str], None] | None = None,
 ) -> str:
-    """Runs land in OUT/<strategy>/seed<seed>; an existing finished run is reused (same settings), so an
-    interrupted comparison resumes. Writes OUT/results.json and OUT/table.md; returns the table."""
+    """Runs land in OUT/<strategy>/seed<seed>. A finished run there with the same dataset, strategy, seed,
+    settings and code is reused (so an interrupted comparison resumes) and ``say`` is told which; one trained
+    otherwise is a FileExistsError naming what differs, unless ``overwrite``. Writes OUT/results.json and
+    OUT/table.md; returns the table."""
     from tqdm import tqdm
 
     from models.strategies import get_strategy
@@ -44,7 +49,16 @@ def compare(
     jobs = [(s, seed) for s in strategies for seed in seeds]
     for strategy, seed in tqdm(jobs, desc="compare", unit="run", disable=not progress):
         run_dir = out / strategy / f"seed{seed}"
-        metrics = _reuse(run_dir, ds.sha256, strategy, seed, hyperparameters, preset)
+        metrics, differs = _earlier_run(run_dir, ds.sha256, strategy, seed, hyperparameters, preset)
+        if metrics is not None and say is not None:
+            say(f"reused {run_dir} (same dataset, strategy, seed, settings and code)")
+        if differs and not overwrite:
+            raise FileExistsError(
+                f"out: {run_dir} holds a run trained with another {differs}; give --overwrite to replace it, "
+                "or another --out"
+            )
+        if differs and say is not None:
+            say(f"replacing {run_dir} (trained with another {differs})")
         if metrics is None:
             metrics = train(
                 ds,
@@ -133,25 +147,33 @@ def _metric_names(summary: dict[str, Any]) -> list[str]:
     return ["mae", "corr"]
 
 
-def _reuse(
+def _earlier_run(
     run_dir: Path, sha: str, strategy: str, seed: int, overrides: dict | None, preset: str | None
-) -> dict | None:
+) -> tuple[dict | None, str]:
+    """(metrics of the finished run in ``run_dir`` when it was trained the same way, what differs when it
+    was not); (None, "") when there is no run."""
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return None, ""
     try:
         config = json.loads((run_dir / "config.json").read_text())
         metrics = json.loads((run_dir / "metrics.json").read_text())
     except (OSError, json.JSONDecodeError):
-        return None
+        return None, "content (not a finished run)"
     from models.config import resolve_hyperparameters
 
-    same = (
-        config.get("dataset", {}).get("sha256") == sha
-        and config.get("strategy") == strategy
-        and config.get("seed") == seed
-        and config.get("hyperparameters")
-        == resolve_hyperparameters(overrides, rho=config["dataset"]["summary"]["rho"], preset=preset).record()
-        and config.get("code_version") == _code_version()
-    )
-    return metrics if same else None
+    settings = resolve_hyperparameters(
+        overrides, rho=config["dataset"]["summary"]["rho"], preset=preset
+    ).record()
+    recorded = config.get("hyperparameters") or {}
+    changed = sorted(k for k in set(settings) | set(recorded) if settings.get(k) != recorded.get(k))
+    differs = [
+        *(["dataset"] if config.get("dataset", {}).get("sha256") != sha else []),
+        *(["strategy"] if config.get("strategy") != strategy else []),
+        *(["seed"] if config.get("seed") != seed else []),
+        *([f"setting ({', '.join(changed)})"] if changed else []),
+        *(["code version"] if config.get("code_version") != _code_version() else []),
+    ]
+    return (None, " and ".join(differs)) if differs else (metrics, "")
 
 
 def _code_version() -> str:

@@ -306,3 +306,25 @@ def test_cli_train_prints_what_each_modality_carries(small_synth: Path, tmp_path
     out = capsys.readouterr().out
     assert "head on valid corr" in out and "MUCN denoising" in out and "preset mosi" in out
     assert out.count("MUCN denoising") == 3
+
+
+def test_compare_says_what_it_reused_and_refuses_to_replace_other_runs(
+    small_synth: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "cmp"
+    base = ["compare", str(small_synth), "--strategies", "copy", "--seeds", "1", "--out", str(out), "--quiet"]
+    sets = [
+        x for k, v in {"multitask_max_epochs": 2, "pretrain_epochs": 1}.items() for x in ("--set", f"{k}={v}")
+    ]
+    assert main([*base, *sets]) == 0
+    capsys.readouterr()
+    assert main([*base, *sets]) == 0  # the same again: reused, and said so
+    assert f"reused {out / 'copy' / 'seed1'}" in capsys.readouterr().err
+    before = (out / "copy" / "seed1" / "config.json").read_text()
+    assert main([*base, *sets, "--set", "beta=0.5"]) == 2  # other settings: refused, nothing replaced
+    err = capsys.readouterr().err
+    assert "holds a run trained with another setting (beta)" in err and "--overwrite" in err
+    assert (out / "copy" / "seed1" / "config.json").read_text() == before
+    assert main([*base, *sets, "--set", "beta=0.5", "--overwrite"]) == 0
+    assert "replacing" in capsys.readouterr().err
+    assert json.loads((out / "copy" / "seed1" / "config.json").read_text())["hyperparameters"]["beta"] == 0.5
