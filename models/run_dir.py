@@ -31,6 +31,13 @@ RUN_FILES = (
 )
 
 
+def clip_unimodal(pred: torch.Tensor, rho: float) -> torch.Tensor:
+    """A unimodal head's predictions clipped to [-rho, rho]: they are labels (an audio head that extrapolates
+    to -5.6 on MOSI's [-3, 3] says nothing a -3 would not). The multimodal prediction stays as the model gives
+    it, since the metrics are MMSA's, computed on the unclipped prediction (docs/metrics.md)."""
+    return pred.clamp(-rho, rho)
+
+
 def staging_dir(out: Path, overwrite: bool) -> Path:
     """A fresh folder beside ``out`` to write the run into; FileExistsError if ``out`` holds files and
     ``overwrite`` is false."""
@@ -63,6 +70,8 @@ def write_outputs(
     metrics. A modality the run left out, or every unimodal column when no unimodal task was trained, is
     blank."""
     preds = predict_rows(net, inputs, torch.arange(len(ds)), dev)
+    for m in net.modalities:  # a unimodal prediction is a label: kept in the label range (see clip_unimodal)
+        preds[m] = clip_unimodal(preds[m], ds.rho)
     frame = pd.DataFrame({"id": ds.ids, "split": ds.split, "pred": preds["pred"].numpy()})
     for m, letter in LETTER.items():
         frame[f"pred_{letter}"] = preds[m].numpy() if labels is not None and m in preds else np.nan

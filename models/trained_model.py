@@ -15,6 +15,7 @@ from models.data import Dataset
 from models.inputs import InputError, TensorInputs, build_inputs
 from models.modalities import LETTER
 from models.nets import MultimodalNet, NetSpec
+from models.run_dir import clip_unimodal
 from models.stages.common import resolve_device
 
 MAX_BATCH = 512  # utterances per forward pass
@@ -91,7 +92,8 @@ class TrainedModel:
         trained = self.info["unimodal_heads_trained"]
         for m, letter in LETTER.items():  # a modality the model left out, or heads never trained: blank
             if m in self.net.modalities and trained:
-                result[f"pred_{letter}"] = torch.cat([o["uni_pred"][m] for o in outs]).cpu().numpy()
+                uni = torch.cat([o["uni_pred"][m] for o in outs]).cpu()
+                result[f"pred_{letter}"] = clip_unimodal(uni, self.info["rho"]).numpy()
             else:
                 result[f"pred_{letter}"] = np.full(n, np.nan, np.float32)
         return result

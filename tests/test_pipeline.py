@@ -328,3 +328,23 @@ def test_compare_says_what_it_reused_and_refuses_to_replace_other_runs(
     assert main([*base, *sets, "--set", "beta=0.5", "--overwrite"]) == 0
     assert "replacing" in capsys.readouterr().err
     assert json.loads((out / "copy" / "seed1" / "config.json").read_text())["hyperparameters"]["beta"] == 0.5
+
+
+def test_unimodal_predictions_stay_in_the_label_range(small_synth: Path, tmp_path: Path, tiny_hp) -> None:
+    """A unimodal prediction is a label: an input far outside training makes a head extrapolate beyond rho,
+    and the written predictions (and predict_batch's) are clipped to [-rho, rho]; the multimodal one is not."""
+    ds = load_dataset(small_synth)
+    result = train(ds, tmp_path / "run", seed=1, hyperparameters=tiny_hp, device="cpu")
+    model = TrainedModel.load(result.out_dir)
+    far = {m: [f.values[0] * 200.0] for m, f in ds.features.items()}
+    out = model.predict_batch(far)
+    raw = model.net({m: torch.from_numpy(v[0][None]) for m, v in far.items()})
+    unclipped = {m: float(raw["uni_pred"][m]) for m in model.net.modalities}
+    assert max(abs(v) for v in unclipped.values()) > ds.rho  # the heads do leave the range here
+    for m, letter in (("text", "T"), ("audio", "A"), ("vision", "V")):
+        assert abs(float(out[f"pred_{letter}"][0])) <= ds.rho
+        assert float(out[f"pred_{letter}"][0]) == pytest.approx(
+            max(-ds.rho, min(ds.rho, unclipped[m])), abs=1e-5
+        )
+    preds = pd.read_csv(result.out_dir / "predictions.csv")
+    assert preds[["pred_T", "pred_A", "pred_V"]].abs().max().max() <= ds.rho
