@@ -21,7 +21,8 @@ FINAL_STATES = frozenset({JobState.succeeded, JobState.failed, JobState.cancelle
 
 
 class JobCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a seed of "5" is refused, not read as 5 (the request says what it means)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     dataset_id: str = Field(min_length=1, max_length=128, description="An id returned by POST /v1/datasets.")
     strategy: str = Field("mug", min_length=1, max_length=64, description="Unimodal label strategy.")
@@ -52,7 +53,7 @@ class Job(BaseModel):
     preset: str | None = None
     hyperparameters: dict[str, Any] = Field(description="The full resolved set, defaults included.")
     code_version: str
-    stage: str | None = Field(None, description="pretrain, meta or multitask while running.")
+    stage: str | None = Field(None, description="encode, pretrain, meta or multitask while running.")
     epoch: int | None = None
     epochs: int | None = None
     progress: float = Field(0.0, ge=0.0, le=1.0, description="Overall fraction done.")

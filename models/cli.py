@@ -50,8 +50,9 @@ class ProgressBars:
         if bar is None:
             for other in self.bars.values():
                 other.close()
-            bar = self.bars[event.stage] = tqdm(total=event.epochs, desc=event.stage, unit="ep", leave=True)
-        bar.update(1)
+            unit = "batch" if event.stage == "encode" else "ep"
+            bar = self.bars[event.stage] = tqdm(total=event.epochs, desc=event.stage, unit=unit, leave=True)
+        bar.update(event.epoch - bar.n)  # the event's count within its stage (a cached encoding: all at once)
         shown = {
             k: v for k, v in {**event.losses, **event.metrics}.items() if "[" not in k or k.startswith("L_")
         }

@@ -7,7 +7,7 @@ go through the encoder inside the network, Eq. 1).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,16 +94,20 @@ def modality_specs(
 
 
 def build_inputs(
-    ds: Dataset, specs: dict[str, ModalitySpec], text_source: str, text_encoder: object | None = None
+    ds: Dataset,
+    specs: dict[str, ModalitySpec],
+    text_source: str,
+    text_encoder: object | None = None,
+    on_encode: Callable[[int, int], None] | None = None,
 ) -> TensorInputs:
     """Tensors for every row of ``ds``. ``text_encoder`` (a models.text_encoder.TextEncoder) is needed for
-    the transcript-based text sources."""
+    the transcript-based text sources; ``on_encode(done, total)`` follows the frozen encoder's batches."""
     tensors: dict[str, Tensor] = {}
     kinds: dict[str, str] = {}
     for m, spec in specs.items():
         kinds[m] = spec.kind
         if m == "text" and text_source == "encoder":
-            emb, _ = text_encoder.encode_cached(list(ds.transcripts))  # type: ignore[union-attr]
+            emb, _ = text_encoder.encode_cached(list(ds.transcripts), on_batch=on_encode)  # type: ignore[union-attr]
             tensors[m] = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
         elif m == "text" and text_source == "finetune":
             tok = text_encoder.tokenize(list(ds.transcripts))  # type: ignore[union-attr]

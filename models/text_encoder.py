@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import hashlib  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -23,6 +23,12 @@ import torch  # noqa: E402
 __all__ = ["POOLINGS", "TextEncoder", "default_cache_dir", "default_text_model_path"]
 
 POOLINGS = ("cls", "mean")
+ENCODE_BATCH = 64  # transcripts per forward pass of the frozen encoder
+
+
+def encode_batches(n_texts: int, batch_size: int = ENCODE_BATCH) -> int:
+    """How many batches ``encode`` takes for ``n_texts`` texts (the units of its progress)."""
+    return -(-n_texts // batch_size)
 
 
 def default_text_model_path() -> Path:
@@ -130,9 +136,14 @@ class TextEncoder(torch.nn.Module):
 
     @torch.no_grad()
     def encode(
-        self, texts: Sequence[str], batch_size: int = 64, device: str | torch.device = "cpu"
+        self,
+        texts: Sequence[str],
+        batch_size: int = ENCODE_BATCH,
+        device: str | torch.device = "cpu",
+        on_batch: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
-        """Frozen features: float32 ``[N, hidden_size]`` in eval mode, no gradients.
+        """Frozen features: float32 ``[N, hidden_size]`` in eval mode, no gradients; ``on_batch(done, total)``
+        after each batch of ``batch_size`` texts (progress, and the place a cancellation can stop it).
 
         The module runs on ``device`` for the call; its device and train/eval mode are restored afterwards.
         """
@@ -148,15 +159,23 @@ class TextEncoder(torch.nn.Module):
         self.eval()
         try:
             out = []
+            total = encode_batches(len(texts), batch_size)
             for start in range(0, len(texts), batch_size):
                 batch = {k: v.to(target) for k, v in self.tokenize(texts[start : start + batch_size]).items()}
                 out.append(self(**batch).float().cpu().numpy())
+                if on_batch is not None:
+                    on_batch(len(out), total)
         finally:
             self.train(was_training)
             self.to(orig_device)
         return np.concatenate(out, axis=0).astype(np.float32, copy=False)
 
-    def encode_cached(self, texts: Sequence[str], cache_dir: Path | None = None) -> tuple[np.ndarray, bool]:
+    def encode_cached(
+        self,
+        texts: Sequence[str],
+        cache_dir: Path | None = None,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> tuple[np.ndarray, bool]:
         """``encode(texts)``, kept on disk under ``cache_dir`` (default: ``default_cache_dir()``) by a key of
         the model (its path and config), pooling, normalisation, max_length and the texts themselves, so a
         second run on the same transcripts does not encode again. Returns (embeddings, found in the cache).
@@ -171,10 +190,13 @@ class TextEncoder(torch.nn.Module):
         try:
             cached = np.load(path, allow_pickle=False)
             if cached.shape == (len(texts), self.hidden_size) and cached.dtype == np.float32:
+                if on_batch is not None:
+                    total = encode_batches(len(texts))
+                    on_batch(total, total)
                 return cached, True
         except (OSError, ValueError):
             pass
-        emb = self.encode(texts)
+        emb = self.encode(texts, on_batch=on_batch)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

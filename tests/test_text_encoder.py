@@ -204,3 +204,33 @@ def test_embedding_cache_location_and_read_only_cache(
     blocked.write_text("a file where the cache folder should be")
     emb, hit = enc.encode_cached(TEXTS, blocked)  # cannot write: still the embeddings, not an error
     assert not hit and emb.shape == (len(TEXTS), 32)
+
+
+def test_encoding_transcripts_is_a_stage_with_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The frozen encoder's batches report as stage "encode" (CLI bars, the job's stage and progress);
+    a second run reads the cache and reports the stage done at once."""
+    import shutil
+
+    import pandas as pd
+
+    from models.data import load_dataset
+    from models.synth import make_synthetic
+    from tests.conftest import TINY, train_recording
+
+    monkeypatch.setenv("UNILABEL_CACHE_DIR", str(tmp_path / "cache"))
+    data = make_synthetic(tmp_path / "ds", n_train=100, n_valid=20, n_test=10, seed=1)
+    table = pd.read_csv(data / "utterances.csv", dtype={"id": str})
+    table["transcript"] = [TEXTS[i % len(TEXTS)] + f" {i}" for i in range(len(table))]
+    table.to_csv(data / "utterances.csv", index=False)
+    ds = load_dataset(data)
+    hp = {**TINY, "text_source": "encoder", "text_max_length": 16}
+    _, events = train_recording(ds, tmp_path / "a", "copy", hp)
+    encode = [e for e in events if e.stage == "encode"]
+    assert [e.epoch for e in encode] == [1, 2, 3] and all(e.epochs == 3 for e in encode)  # 130 texts / 64
+    assert events[0].stage == "encode" and encode[-1].fraction < events[-1].fraction == 1.0
+    _, again = train_recording(ds, tmp_path / "b", "copy", hp)
+    cached = [e for e in again if e.stage == "encode"]
+    assert [(e.epoch, e.epochs) for e in cached] == [(3, 3)]  # from the cache: done at once
+    shutil.rmtree(tmp_path / "cache")

@@ -22,7 +22,7 @@ class Cancelled(Exception):
 
 @dataclass
 class ProgressEvent:
-    stage: str  # "pretrain" | "meta" | "multitask"
+    stage: str  # "encode" | "pretrain" | "meta" | "multitask" (others for the related strategies)
     epoch: int  # 1-based, within the stage
     epochs: int  # planned epochs of the stage
     fraction: float  # overall progress of the run, 0..1
