@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from models.data import Dataset
 from models.inputs import build_inputs, modality_specs, resolve_text_source
 from models.nets import MultimodalNet, NetSpec
 from models.report import publish_dir, write_json
-from models.run_dir import staging_dir, write_outputs
+from models.run_dir import staging_dir, write_history, write_outputs
 from models.stages.common import (
     Cancelled,
     ProgressEvent,
@@ -137,7 +137,15 @@ def train(
         # the frozen encoder's batches are a stage of their own (34 s on MOSI the first time)
         encoding = encode_batches(len(dataset)) if text_source == "encoder" and encoder is not None else 0
         plan = {"encode": encoding, **strat.plan(hp), "multitask": hp.multitask_max_epochs}
-        reporter = Reporter(plan, progress, should_stop)
+        events: list[ProgressEvent] = []  # every event, for history.csv; the caller's callback sees each too
+
+        def record(event: ProgressEvent) -> None:
+            # a copy: the caller's callback may keep or change the event it is given
+            events.append(replace(event, losses=dict(event.losses), metrics=dict(event.metrics)))
+            if progress is not None:
+                progress(event)
+
+        reporter = Reporter(plan, record, should_stop)
         reporter.check_stop()
         t0 = time.perf_counter()
         inputs = build_inputs(
@@ -209,6 +217,7 @@ def train(
             "timings": {k: round(v, 3) for k, v in timings.items()},
         }
         write_json(staging / "config.json", config)
+        write_history(staging, events)
         run = RunResult(
             out_dir=out, metrics=metrics, config=config, input_spec=input_spec_of(spec, text_source)
         )

@@ -1,11 +1,14 @@
 """What a finished run directory holds, written into its staging folder before the one publish
-(models.report.publish_dir): predictions.csv, unimodal_labels.csv, metrics.json (config.json, model.json and
-model.safetensors are written by models.pipeline.train)."""
+(models.report.publish_dir): predictions.csv, unimodal_labels.csv, metrics.json, history.csv (config.json,
+model.json and model.safetensors are written by models.pipeline.train)."""
 
 from __future__ import annotations
 
+import numbers
 import os
+import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +19,10 @@ import torch
 from models.data import Dataset
 from models.inputs import TensorInputs
 from models.metrics import pearson, sentiment_metrics, unimodal_label_agreement
-from models.modalities import LETTER
+from models.modalities import LETTER, MODALITIES
 from models.nets import MultimodalNet
 from models.report import write_csv_atomic, write_json
+from models.stages.common import ProgressEvent
 from models.stages.multitask import predict_rows
 
 RUN_FILES = (
@@ -26,9 +30,12 @@ RUN_FILES = (
     "unimodal_labels.csv",
     "predictions.csv",
     "metrics.json",
+    "history.csv",
     "model.safetensors",
     "model.json",
 )
+HISTORY_COLUMNS = ("stage", "epoch", "modality", "name", "value")
+_PER_MODALITY = re.compile(r"^(?P<name>.+)\[(?P<modality>[a-z]+)\]$")  # "L_pre_all[text]"
 
 
 def clip_unimodal(pred: torch.Tensor, rho: float) -> torch.Tensor:
@@ -119,3 +126,36 @@ def _agreement_with_sub_labels(
                 "corr"
             ]
     return agreement
+
+
+def write_history(staging: Path, events: Iterable[ProgressEvent]) -> None:
+    """history.csv: every loss and metric of every progress event, one row each (stage, epoch, modality, name,
+    value). A name like "L_pre_all[text]" is split into name L_pre_all and modality text; other rows have no
+    modality. The epoch of a per-modality row counts that modality's events in its stage, because MUG's meta
+    events carry a running count over the modalities, which interleave when they run side by side; rows are
+    ordered by stage, modality (text, audio, vision) and epoch so the file does not depend on that
+    interleaving."""
+    # (stage order, stage, epoch, modality, name, value)
+    rows: list[tuple[int, str, int, str, str, float]] = []
+    stage_order: dict[str, int] = {}
+    seen: dict[tuple[str, str], int] = {}  # (stage, modality) -> events so far
+    for event in events:
+        order = stage_order.setdefault(event.stage, len(stage_order))
+        values = {**event.losses, **event.metrics}
+        modalities = set()
+        for key in values:
+            match = _PER_MODALITY.match(key)
+            modalities.add(match["modality"] if match else "")
+        for m in modalities:
+            seen[(event.stage, m)] = seen.get((event.stage, m), 0) + 1
+        for key, value in values.items():
+            if not isinstance(value, numbers.Real):  # a stray non-number is left out, not the run
+                continue
+            match = _PER_MODALITY.match(key)
+            name, m = (match["name"], match["modality"]) if match else (key, "")
+            epoch = seen[(event.stage, m)] if m else event.epoch
+            rows.append((order, event.stage, epoch, m, name, float(value)))
+    rank = {m: i for i, m in enumerate(("", *MODALITIES))}
+    rows.sort(key=lambda r: (r[0], rank.get(r[3], len(rank)), r[3], r[2]))  # stable: names keep their order
+    frame = pd.DataFrame([(r[1], r[2], r[3], r[4], r[5]) for r in rows], columns=list(HISTORY_COLUMNS))
+    write_csv_atomic(staging / "history.csv", frame)
