@@ -3,10 +3,15 @@
 Every member is checked before anything is written: absolute paths, '..' components, links, devices
 and other special files are refused, and the total size is capped. Extraction writes plain files only
 (no permissions, owners or timestamps are taken from the archive).
+
+With ``max_ratio`` the content may not exceed that many times the archive's own size: checked on the sizes
+the archive declares before anything is written, and again on the bytes actually decompressed (a gzip stream
+is cut off once it yields more, so a compression bomb costs neither disk nor time).
 """
 
 from __future__ import annotations
 
+import gzip
 import re
 import stat
 import tarfile
@@ -92,14 +97,45 @@ def _tar_members(tf: tarfile.TarFile, problems: list[tuple[str, str]]) -> list[_
     return out
 
 
+class _Bounded:
+    """A decompressing file object that fails once its position passes ``limit`` bytes (tarfile reads and
+    seeks forward through it; both decompress)."""
+
+    def __init__(self, raw: IO[bytes], limit: int) -> None:
+        self.raw, self.limit = raw, limit
+
+    def _check(self) -> None:
+        if self.raw.tell() > self.limit:
+            raise ArchiveError([("", f"content exceeds the limit of {self.limit} bytes")])
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size if size >= 0 else self.limit + 1)
+        self._check()
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        position = self.raw.seek(offset, whence)
+        self._check()
+        return position
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def close(self) -> None:
+        self.raw.close()
+
+
 @contextmanager
-def _open(path: Path, problems: list[tuple[str, str]]) -> Iterator[tuple[list[_Member], object]]:
+def _open(path: Path, problems: list[tuple[str, str]], limit: int) -> Iterator[tuple[list[_Member], object]]:
     name = path.name.lower()
     if name.endswith(".zip"):
         with zipfile.ZipFile(path) as zf:
             yield _zip_members(zf, problems), zf
+    elif name.endswith(".tar"):
+        with tarfile.open(path, "r:") as tf:
+            yield _tar_members(tf, problems), tf
     else:
-        with tarfile.open(path, "r:" if name.endswith(".tar") else "r:gz") as tf:
+        with gzip.open(path, "rb") as gz, tarfile.open(fileobj=_Bounded(gz, limit), mode="r:") as tf:  # type: ignore[arg-type]
             yield _tar_members(tf, problems), tf
 
 
@@ -118,21 +154,29 @@ def extract_archive(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_members: int = DEFAULT_MAX_MEMBERS,
+    max_ratio: float | None = None,
 ) -> None:
     """Extract `path` into the existing directory `dest` after checking every member.
 
     Raises ArchiveError listing every unsafe member (nothing is written then), or when the archive
-    is unreadable or its content exceeds `max_bytes` / `max_members`.
+    is unreadable or its content exceeds `max_bytes` / `max_members` / `max_ratio` times its size.
     """
     path, dest = Path(path), Path(dest).resolve()
     problems: list[tuple[str, str]] = []
+    limit = max_bytes
+    if max_ratio is not None:
+        limit = min(limit, int(max_ratio * max(path.stat().st_size, 1)))
     try:
-        with _open(path, problems) as (members, archive):
+        with _open(path, problems, limit) as (members, archive):
             if len(members) > max_members:
                 problems.append(("", f"{len(members)} members, more than the limit of {max_members}"))
             declared = sum(m.size for m in members if not m.is_dir)
             if declared > max_bytes:
                 problems.append(("", f"content is {declared} bytes, more than the limit of {max_bytes}"))
+            elif declared > limit:
+                ratio = declared / max(path.stat().st_size, 1)
+                message = f"content is {declared} bytes, {ratio:.0f} times the archive's size"
+                problems.append(("", f"{message} (the limit is {max_ratio:g} times)"))
             if problems:
                 raise ArchiveError(problems)
             written = 0
@@ -147,8 +191,8 @@ def extract_archive(
                 with _reader(archive, m) as src, open(target, "wb") as dst:
                     while chunk := src.read(_CHUNK):
                         written += len(chunk)
-                        if written > max_bytes:
-                            raise ArchiveError([("", f"content exceeds the limit of {max_bytes} bytes")])
+                        if written > limit:
+                            raise ArchiveError([("", f"content exceeds the limit of {limit} bytes")])
                         dst.write(chunk)
     except ArchiveError:
         raise

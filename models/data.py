@@ -6,6 +6,7 @@ bad input never surfaces as a stack trace. features.npz is always read with allo
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import math
 import tempfile
@@ -208,9 +209,29 @@ class _Table:
     sub_labels: dict[str, np.ndarray]
 
 
+def _duplicate_columns(path: Path, problems: list[Problem]) -> bool:
+    """Whether the header names a column twice (pandas would rename the second ``label.1`` and read the
+    first alone): each such name is a problem."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            header = [c.strip() for c in next(csv.reader(fh), [])]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False  # pandas reports what is wrong with the file
+    seen: dict[str, int] = {}
+    for name in header:
+        seen[name] = seen.get(name, 0) + 1
+    for name, count in seen.items():
+        if count > 1:
+            msg = f"column appears {count} times; column names must be unique"
+            problems.append(Problem(CSV_FILE, name, msg))
+    return any(count > 1 for count in seen.values())
+
+
 def _read_table(path: Path, problems: list[Problem]) -> _Table | None:
     if not path.is_file():
         problems.append(Problem(CSV_FILE, "", "file not found"))
+        return None
+    if _duplicate_columns(path, problems):
         return None
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
@@ -269,10 +290,83 @@ def _read_table(path: Path, problems: list[Problem]) -> _Table | None:
 # ---------------------------------------------------------------------------------------------- npz
 
 
-def _read_arrays(path: Path, problems: list[Problem]) -> dict[str, np.ndarray] | None:
+_NPY_MAGIC = b"\x93NUMPY"
+_DTYPE_KINDS = "biufUS"  # numbers and strings; objects (pickles), void, dates never
+_RATIO_FLOOR = 1 << 20  # arrays below 1 MiB may compress as well as they like
+
+
+@dataclass(frozen=True)
+class ArrayLimits:
+    """Caps on what features.npz may make the reader allocate: its arrays' bytes in total, and each
+    array's bytes over its compressed size in the archive (``None``: no cap)."""
+
+    max_bytes: int | None = None
+    max_ratio: float | None = None
+
+
+def _npy_header(f: Any) -> tuple[tuple[int, ...], np.dtype] | str:
+    """(shape, dtype) from a .npy member's header, without reading its data; or what is wrong."""
+    if f.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+        return "not a .npy array"
+    f.seek(0)
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    else:
+        return f".npy format {version} is not supported"
+    if dtype.hasobject:
+        return "object array: pickled data is never loaded; store numbers or strings"
+    if dtype.kind not in _DTYPE_KINDS or len(shape) > 3:
+        return f"unsupported array: dtype {dtype}, shape {list(shape)}"
+    return shape, dtype
+
+
+def _declared(path: Path, limits: ArrayLimits, problems: list[Problem]) -> set[str] | None:
+    """Each member's .npy header (shape and dtype) checked before any array is read: the keys whose arrays
+    may be loaded, or None when nothing may be (the arrays together exceed the byte cap)."""
+    keys, total = set(), 0
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                key = info.filename.removesuffix(".npy")
+                with zf.open(info) as f:
+                    header = _npy_header(f)
+                if isinstance(header, str):
+                    problems.append(Problem(NPZ_FILE, key, header))
+                    continue
+                shape, dtype = header
+                nbytes = math.prod(shape) * dtype.itemsize
+                total += nbytes
+                ratio = nbytes / max(info.compress_size, 1)
+                if limits.max_ratio is not None and nbytes > _RATIO_FLOOR and ratio > limits.max_ratio:
+                    msg = f"shape {list(shape)} declares {nbytes} bytes, {ratio:.0f} times its compressed"
+                    msg += f" size (the limit is {limits.max_ratio:g} times)"
+                    problems.append(Problem(NPZ_FILE, key, msg))
+                    continue
+                keys.add(key)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        problems.append(Problem(NPZ_FILE, "", f"not a readable .npz archive: {e}"))
+        return None
+    if limits.max_bytes is not None and total > limits.max_bytes:
+        msg = f"arrays hold {total} bytes, more than the limit of {limits.max_bytes}"
+        problems.append(Problem(NPZ_FILE, "", msg))
+        return None
+    return keys
+
+
+def _read_arrays(
+    path: Path, problems: list[Problem], limits: ArrayLimits | None = None
+) -> dict[str, np.ndarray] | None:
     if not path.is_file():
         problems.append(Problem(NPZ_FILE, "", "file not found"))
         return None
+    allowed = None
+    if limits is not None and zipfile.is_zipfile(path):
+        allowed = _declared(path, limits, problems)
+        if allowed is None:
+            return None
     try:
         z = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
@@ -285,6 +379,8 @@ def _read_arrays(path: Path, problems: list[Problem]) -> dict[str, np.ndarray] |
     arrays: dict[str, np.ndarray] = {}
     with z:
         for key in z.files:
+            if allowed is not None and key not in allowed:
+                continue  # refused by its header, already reported
             try:
                 a = z[key]
             except ValueError as e:
@@ -472,10 +568,12 @@ def _check_ids(t: _Table, npz_ids: np.ndarray, problems: list[Problem]) -> None:
         )
 
 
-def _load_dir(root: Path, rho: float | None, for_training: bool, keep_root: bool) -> Dataset:
+def _load_dir(
+    root: Path, rho: float | None, for_training: bool, keep_root: bool, limits: ArrayLimits | None = None
+) -> Dataset:
     problems: list[Problem] = []
     table = _read_table(root / CSV_FILE, problems)
-    arrays = _read_arrays(root / NPZ_FILE, problems)
+    arrays = _read_arrays(root / NPZ_FILE, problems, limits)
     features: dict[str, ModalityFeatures] = {}
     if arrays is not None:
         npz_ids = _npz_ids(arrays, problems)
@@ -526,9 +624,9 @@ def _load_dir(root: Path, rho: float | None, for_training: bool, keep_root: bool
     )
 
 
-def _extracted_root(path: Path, dest: Path, max_bytes: int) -> Path:
+def _extracted_root(path: Path, dest: Path, max_bytes: int, max_ratio: float | None = None) -> Path:
     try:
-        extract_archive(path, dest, max_bytes=max_bytes)
+        extract_archive(path, dest, max_bytes=max_bytes, max_ratio=max_ratio)
     except ArchiveError as e:
         raise DatasetError([Problem(path.name, member, msg) for member, msg in e.problems]) from None
     if (dest / CSV_FILE).exists() or (dest / NPZ_FILE).exists():
@@ -556,34 +654,49 @@ def load_dataset(
     *,
     for_training: bool = True,
     max_archive_bytes: int = DEFAULT_MAX_BYTES,
+    extract_dir: str | Path | None = None,
+    max_ratio: float | None = None,
+    max_array_bytes: int | None = None,
 ) -> Dataset:
     """Load and validate a dataset directory or archive (.zip, .tar.gz, .tgz).
 
     rho: label range (3 MOSI-style, 1 SIMS-style); inferred from the labels when None.
     for_training: also require labeled train and valid splits. Raises DatasetError listing all problems.
+    For untrusted input (the service): ``extract_dir`` is where an archive is unpacked (default: $TMPDIR),
+    ``max_ratio`` caps decompressed over compressed bytes (archives and features.npz's arrays) and
+    ``max_array_bytes`` the arrays' bytes; every .npy header is checked before its array is read.
     """
     if rho is not None and not (math.isfinite(rho) and rho > 0):
         raise ValueError(f"rho must be a positive number, got {rho!r}")
     given, path = str(path), Path(path)  # errors about the path itself show it as the user gave it
+    limits = None
+    if max_ratio is not None or max_array_bytes is not None:
+        limits = ArrayLimits(max_array_bytes, max_ratio)
     if path.is_dir():
-        return _load_dir(path, rho, for_training, keep_root=True)
+        return _load_dir(path, rho, for_training, keep_root=True, limits=limits)
     if not path.exists():
         raise DatasetError([Problem(given, "", "no such file or directory")])
     if not is_archive(path):
         msg = "neither a dataset directory nor a .zip/.tar.gz/.tgz archive"
         raise DatasetError([Problem(given, "", msg)])
-    with tempfile.TemporaryDirectory(prefix="unilabel-ds-") as tmp:
-        root = _extracted_root(path, Path(tmp), max_archive_bytes)
-        return _load_dir(root, rho, for_training, keep_root=False)
+    with tempfile.TemporaryDirectory(prefix="extract-", dir=extract_dir) as tmp:
+        root = _extracted_root(path, Path(tmp), max_archive_bytes, max_ratio)
+        return _load_dir(root, rho, for_training, keep_root=False, limits=limits)
 
 
-def dataset_sha256(path: str | Path, *, max_archive_bytes: int = DEFAULT_MAX_BYTES) -> str:
+def dataset_sha256(
+    path: str | Path,
+    *,
+    max_archive_bytes: int = DEFAULT_MAX_BYTES,
+    extract_dir: str | Path | None = None,
+    max_ratio: float | None = None,
+) -> str:
     """sha256 over utterances.csv then features.npz bytes (of a directory or an archive's content)."""
     path = Path(path)
     if path.is_dir():
         return _sha256_files(path / CSV_FILE, path / NPZ_FILE)
-    with tempfile.TemporaryDirectory(prefix="unilabel-ds-") as tmp:
-        root = _extracted_root(path, Path(tmp), max_archive_bytes)
+    with tempfile.TemporaryDirectory(prefix="extract-", dir=extract_dir) as tmp:
+        root = _extracted_root(path, Path(tmp), max_archive_bytes, max_ratio)
         return _sha256_files(root / CSV_FILE, root / NPZ_FILE)
 
 
