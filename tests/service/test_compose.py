@@ -34,7 +34,7 @@ def test_compose_file_matches_the_compose_spec() -> None:
 
 def test_services_volumes_and_healthchecks(compose: dict) -> None:
     services = compose["services"]
-    assert set(services) == {"redis", "api", "worker"}
+    assert set(services) == {"redis", "cache", "api", "worker"}  # cache: the prediction cache's own Redis
     for name, svc in services.items():
         assert "healthcheck" in svc, name
     for name in ("api", "worker"):
@@ -112,3 +112,41 @@ def test_dockerignore_sends_what_the_images_copy_and_nothing_else() -> None:
     for kept_out in (".venv", "runs", "data", ".git", "tests", "docs", "bench"):
         assert not any(p == kept_out or p.startswith(kept_out + "/") for p in sent), kept_out
     assert not any("__pycache__" in p or p.endswith(".pyc") for p in sent)
+
+
+# hardening (issue 12) -----------------------------------------------------------------------------------
+def _conf(compose: dict, service: str) -> str:
+    mounted = [v for v in compose["services"][service]["volumes"] if "redis.conf" in v][0].split(":")[0]
+    return (REPO / mounted).read_text()
+
+
+def test_api_is_published_on_loopback_by_default(compose: dict) -> None:
+    (port,) = compose["services"]["api"]["ports"]
+    assert port.startswith("${API_BIND:-127.0.0.1}:"), port  # API_BIND=0.0.0.0 publishes it (see the top)
+    assert "API_BIND" in COMPOSE.read_text().split("services:")[0]  # the how-to is in the file's header
+    assert compose["services"]["api"]["environment"]["ALLOWED_HOSTS"].startswith("${ALLOWED_HOSTS:-")
+
+
+def test_redis_needs_a_password_and_runs_in_protected_mode(compose: dict) -> None:
+    for name in ("redis", "cache"):
+        svc = compose["services"][name]
+        command = " ".join(svc["command"])
+        assert '--requirepass "$$REDIS_PASSWORD"' in command, name
+        assert svc["environment"]["REDIS_PASSWORD"].startswith("${REDIS_PASSWORD:?"), name  # required
+        assert "REDISCLI_AUTH" in " ".join(svc["healthcheck"]["test"]), name
+        assert re.search(r"^protected-mode yes$", _conf(compose, name), re.M), name
+    for name in ("api", "worker"):
+        assert compose["services"][name]["environment"]["REDIS_URL"] == "redis://:${REDIS_PASSWORD}@redis:6379/0"
+    assert compose["services"]["api"]["environment"]["CACHE_REDIS_URL"] == (
+        "redis://:${REDIS_PASSWORD}@cache:6379/0"
+    )
+
+
+def test_prediction_cache_is_bounded_and_apart_from_the_job_store(compose: dict) -> None:
+    conf = _conf(compose, "cache")
+    assert re.search(r"^maxmemory-policy allkeys-lru$", conf, re.M)
+    assert re.search(r"^maxmemory \d+[kmg]b$", conf, re.M)
+    assert '--maxmemory "$$CACHE_MAXMEMORY"' in " ".join(compose["services"]["cache"]["command"])
+    assert re.search(r"^appendonly no$", conf, re.M)
+    assert _conf(compose, "redis") != conf
+    assert "cache" in compose["services"]["api"]["depends_on"]
