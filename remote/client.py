@@ -8,7 +8,8 @@
     predict MODEL_ID          predict for --input FILE.json, or --dataset PATH [--split test] [--n 5]
     run PATH                  all of it: upload, submit, wait, labels (OUT/<job id>/labels.csv), predict
 
-Needs only httpx, numpy/pandas (to read a dataset for predict) and tqdm; never torch.
+Every command needs an API key (``--key`` or env UNILABEL_API_KEY; ``unilabel-admin keys create NAME`` makes
+one). Needs only httpx, numpy/pandas (to read a dataset for predict) and tqdm; never torch.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import httpx
 from api_schemas.jobs import FINAL_STATES
 
 DEFAULT_URL = os.environ.get("UNILABEL_URL", "http://127.0.0.1:8000")
+KEY_ENV = "UNILABEL_API_KEY"
 RUN_OUT = "runs/remote"  # ``run``'s default --out: each job's files in a folder of its own below it
 FINAL = tuple(s.value for s in FINAL_STATES)
 
@@ -42,8 +44,11 @@ class ClientError(Exception):
 
 
 class LabelClient:
-    def __init__(self, url: str = DEFAULT_URL, timeout: float = 60.0) -> None:
-        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout)
+    def __init__(self, url: str = DEFAULT_URL, timeout: float = 60.0, api_key: str | None = None) -> None:
+        """``api_key``: sent as ``Authorization: Bearer``; default env UNILABEL_API_KEY."""
+        key = api_key if api_key is not None else os.environ.get(KEY_ENV)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=headers)
 
     def close(self) -> None:
         self.http.close()
@@ -292,6 +297,7 @@ def run_all(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unilabel-remote", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default=DEFAULT_URL, help="service base URL (env UNILABEL_URL)")
+    parser.add_argument("--key", help=f"API key (env {KEY_ENV}); unilabel-admin keys create NAME makes one")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("upload", help="upload a dataset; prints its id, size, splits and whether it is new")
     p.add_argument("paths", nargs="+", help="a dataset folder, an archive, or utterances.csv features.npz")
@@ -334,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        with LabelClient(args.url) as c:
+        with LabelClient(args.url, api_key=args.key) as c:
             cmd = args.command
             if cmd == "upload":
                 summary, created = c.upload_with_status(*args.paths)
@@ -389,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
                 _print(c.predict(args.model_id, utterances))
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if exc.status == 401 and not (args.key or os.environ.get(KEY_ENV)):
+            print(f"  pass an API key: --key KEY or env {KEY_ENV}", file=sys.stderr)
         for d in exc.error.get("details", [])[1:]:
             print(f"  {d.get('field')}: {d.get('problem')}", file=sys.stderr)
         return 2

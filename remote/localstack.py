@@ -1,12 +1,15 @@
 """Run the whole stack as local processes: redis-server, one Celery worker, the API (service/serve.py).
 
 Used by scripts/stack.py (the README's main command), the integration tests and bench/bench_service.py.
-Every process gets its own session, logs to ``<dir>/logs/`` and is stopped by its own process group.
+Every process gets its own session, logs to ``<dir>/logs/`` and is stopped by its own process group. The
+stack makes its API keys with ``unilabel-admin`` (``api_key``, an ordinary key; ``admin_key`` for /metrics and
+every key's resources).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -93,6 +96,9 @@ class LocalStack:
     api_workers: int = 1
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    api_key: str | None = None  # made by start() unless given (or auto_keys is off)
+    admin_key: str | None = None
+    auto_keys: bool = True
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -133,6 +139,20 @@ class LocalStack:
         log.close()
         self.procs[name] = proc
         return proc
+
+    def create_key(self, name: str | None = None, admin: bool = False, *limits: str) -> str:
+        """A new API key in this stack's Redis (``unilabel-admin keys create``); ``limits``: NAME=VALUE."""
+        name = name or f"{'admin' if admin else 'local'}-{secrets.token_hex(3)}"
+        cmd = [sys.executable, "-m", "service.admin", "--redis-url", self.redis_url, "keys", "create", name]
+        cmd += ["--quiet", *(["--admin"] if admin else []), *(f"--limit={x}" for x in limits)]
+        done = subprocess.run(cmd, cwd=REPO, env=self.env(), capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"unilabel-admin keys create failed: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def headers(self, admin: bool = False) -> dict[str, str]:
+        """The Authorization header of the stack's key (or its admin key)."""
+        return {"Authorization": f"Bearer {self.admin_key if admin else self.api_key}"}
 
     # the three processes -------------------------------------------------------------------------
     def start_redis(self) -> None:
@@ -218,9 +238,16 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         self.start_redis()
+        if self.auto_keys:
+            self.make_keys()
         self.start_worker()
         self.start_api()
         return self
+
+    def make_keys(self) -> None:
+        """The stack's keys, unless given."""
+        self.api_key = self.api_key or self.create_key()
+        self.admin_key = self.admin_key or self.create_key(admin=True)
 
     def stop_process(self, name: str) -> None:
         """SIGTERM to the process group; for Celery that ends a training child too, so its job goes back to

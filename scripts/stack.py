@@ -12,10 +12,13 @@ dataset upload, a MUG job and a prediction through it, print where to look next,
     python scripts/stack.py down                 # stop it, from any shell
 
 State (Redis AOF, artifacts, logs) lives in --dir (default .stack/), so a second run finds its dataset and
-its finished job again instead of training twice. While a stack runs (in the foreground or detached), its pid
-is in <dir>/stack.pid and its URL in <dir>/stack.url; SIGTERM to that pid (what `down` sends, or
-`kill $(cat .stack/stack.pid)`) stops it like Ctrl-C: the API, the worker, then Redis. A detached stack logs
-to <dir>/logs/stack.log. One stack per --dir: a second one there is refused.
+its finished job again instead of training twice. The stack's API key is made on the first run (it is
+printed, and kept in <dir>/api-key, readable by you only) and used again while Redis knows it; clients send it
+as `Authorization: Bearer <key>` (`export UNILABEL_API_KEY=$(cat .stack/api-key)` for unilabel-remote). While
+a stack runs (in the foreground or detached), its pid is in <dir>/stack.pid and its URL in <dir>/stack.url;
+SIGTERM to that pid (what `down` sends, or `kill $(cat .stack/stack.pid)`) stops it like Ctrl-C: the API, the
+worker, then Redis. A detached stack logs to <dir>/logs/stack.log. One stack per --dir: a second one there is
+refused.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ QUICK_SCHEDULE = {"pretrain_epochs": 3, "meta_epochs": 3, "multitask_max_epochs"
 MOSI_PRESET = "mosi"
 MOSI_SETTINGS = {"beta": 1.0, "modalities": ["text", "audio"]}
 PID_FILE, URL_FILE = "stack.pid", "stack.url"  # in --dir while a stack runs
+KEY_FILE = "api-key"  # in --dir: the stack's API key, kept across runs
 DETACH_TIMEOUT = 300.0  # seconds `up --detach` waits for the API (the worker imports torch first)
 STOP_TIMEOUT = 120.0  # seconds `down` waits (LocalStack.stop escalates to SIGKILL well within it)
 
@@ -75,6 +79,24 @@ def port_or_free(port: int) -> int:
         except OSError:
             return free_port()
     return port
+
+
+def stack_key(stack: LocalStack) -> tuple[str, bool]:
+    """The stack's API key: the one kept in <dir>/api-key while the API still accepts it, else a new one
+    (kept there, mode 0600). Returns (key, made now)."""
+    path = stack.root / KEY_FILE
+    saved = path.read_text().strip() if path.is_file() else ""
+    if saved:
+        answer = httpx.get(
+            f"{stack.url}/v1/datasets", params={"limit": 1}, headers={"Authorization": f"Bearer {saved}"}
+        )
+        if answer.status_code == 200:
+            return saved, False
+    key = stack.create_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key, True
 
 
 def _interrupt(*_: object) -> None:
@@ -107,6 +129,17 @@ def _answers(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _key_works(url: str, path: Path) -> bool:
+    """Whether the key kept in ``path`` is one the API at ``url`` accepts (the stack has made it)."""
+    try:
+        key = path.read_text().strip()
+        headers = {"Authorization": f"Bearer {key}"}
+        answer = httpx.get(f"{url}/v1/datasets", params={"limit": 1}, headers=headers)
+    except (OSError, httpx.HTTPError):
+        return False
+    return answer.status_code == 200
 
 
 def _already(root: Path, state: tuple[int, str]) -> int:
@@ -174,8 +207,10 @@ def detach(args: argparse.Namespace) -> int:
             print(f"error: the stack exited with {proc.returncode}:\n{tail}", file=sys.stderr)
             return 1
         state = running(args.dir)
-        if state and state[0] == proc.pid and _answers(state[1]):
+        up = state and state[0] == proc.pid and _answers(state[1])
+        if up and _key_works(state[1], args.dir / KEY_FILE):
             print(f"API up at {state[1]} (docs {state[1]}/docs), pid {proc.pid}")
+            print(f"API key in {args.dir / KEY_FILE} (export UNILABEL_API_KEY=$(cat {args.dir / KEY_FILE}))")
             print("`python scripts/stack.py status` shows it, `python scripts/stack.py down` stops it")
             return 0
         time.sleep(0.2)
@@ -218,7 +253,14 @@ def main(argv: list[str] | None = None) -> int:
         return _already(args.dir, state)
 
     signal.signal(signal.SIGTERM, _interrupt)
-    stack = LocalStack(args.dir, api_port=port_or_free(args.port), device=args.device)
+    # the docs describe the API only, so a browser may read them without a key on this loopback stack
+    stack = LocalStack(
+        args.dir,
+        api_port=port_or_free(args.port),
+        device=args.device,
+        auto_keys=False,
+        extra_env={"PUBLIC_DOCS": "1"},
+    )
     print(
         f"starting redis-server, a Celery worker and the API (logs in {stack.root / 'logs'}) ...", flush=True
     )
@@ -226,7 +268,13 @@ def main(argv: list[str] | None = None) -> int:
         (stack.root / URL_FILE).write_text(stack.url + "\n")
         (stack.root / PID_FILE).write_text(f"{os.getpid()}\n")  # last: a pid file means the URL is there
         stack.start()
+        stack.api_key, made = stack_key(stack)
         print(f"API up at {stack.url} (docs {stack.url}/docs), Redis at {stack.redis_url}", flush=True)
+        print(
+            f"API key ({'new' if made else 'kept'}, in {stack.root / KEY_FILE}): {stack.api_key}\n"
+            f"  clients send `Authorization: Bearer <key>`; unilabel-remote reads env UNILABEL_API_KEY",
+            flush=True,
+        )
         if args.command == "demo":
             data = pick_data(args.data, stack.root)
             mosi = data == MOSI
@@ -242,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"overrides {hp}",
                 flush=True,
             )
-            with LabelClient(stack.url, timeout=600) as client:
+            with LabelClient(stack.url, timeout=600, api_key=stack.api_key) as client:
                 result = run_all(
                     client, data, stack.root / "labels", args.strategy, args.seed, hp, preset=preset
                 )

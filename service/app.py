@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+import redis.asyncio as aioredis
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service import errors
+from service import audit, errors, maintenance
 from service.deps import Services
+from service.guard import Gate, KeyVerifier
 from service.metrics import Metrics, MetricsMiddleware
+from service.openapi import document
+from service.quotas import ExactRate, SyncedRate
 from service.routes import datasets, health, jobs, models
 from service.routes.models import PredictFastPath, is_predict
 from service.serving import ModelPool, PredictionCache, settle_heap
@@ -23,16 +30,26 @@ from worker.settings import Settings, get_settings
 DESCRIPTION = """Learn unimodal labels with MUG (and its yardsticks) as a service.
 
 Upload a dataset, start a training job, follow it, download the learned labels, predict with the model.
-Every error is `{"error": {"code", "message", "field", "details": [{"field", "problem"}]}}`."""
+Every request but /healthz and /readyz needs an API key: `Authorization: Bearer <key>` (`unilabel-admin keys
+create NAME` makes one). Every error is `{"error": {"code", "message", "field", "details": [{"field",
+"problem"}]}}`."""
 
 
 class LabelServiceAPI(FastAPI):
-    """FastAPI, except that POST /v1/models/{id}/predict goes straight to ``PredictFastPath``
-    (service/routes/models.py)."""
+    """FastAPI behind ``entry``: the metrics middleware, then the Host/Origin and API key gate
+    (service/guard.py), then POST /v1/models/{id}/predict straight to ``PredictFastPath``
+    (service/routes/models.py) and everything else to FastAPI's own stack."""
 
+    entry: ASGIApp | None = None
     fast_path: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.entry is not None and scope["type"] == "http":
+            await self.entry(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.fast_path is not None and is_predict(scope):
             await self.fast_path(scope, receive, send)
             return
@@ -44,15 +61,24 @@ def create_app(settings: Settings | None = None) -> LabelServiceAPI:
     store = ArtifactStore(settings.artifact_dir)
     metrics = Metrics()
     cache = PredictionCache(settings.cache_redis_url or settings.redis_url, settings.predict_cache_ttl)
+    aredis = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+    predictions = SyncedRate(aredis, "predictions_per_minute")
     svc = Services(
         settings=settings,
         jobs=JobStore.from_url(settings.redis_url),
         store=store,
         celery=make_celery(settings),
         cache=cache,
-        models=ModelPool(store, cache, settings, metrics),
+        models=ModelPool(
+            store, cache, settings, metrics, lambda caller, n: predictions.take(settings, caller, n)
+        ),
         metrics=metrics,
+        keys=KeyVerifier(settings.redis_url, settings.api_key_cache_s),
+        aredis=aredis,
+        uploads=ExactRate(aredis, "uploads_per_minute"),
+        predictions=predictions,
     )
+    audit.configure(settings.audit_log)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -60,8 +86,15 @@ def create_app(settings: Settings | None = None) -> LabelServiceAPI:
 
         torch.set_num_threads(settings.api_torch_threads)
         settle_heap()
+        stop = asyncio.Event()
+        background = asyncio.create_task(maintenance.run(svc, stop))
         yield
+        stop.set()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(background, 10)
         await svc.cache.close()
+        await svc.keys.close()
+        await svc.aredis.aclose()
         svc.jobs.r.close()
 
     app = LabelServiceAPI(
@@ -76,11 +109,16 @@ def create_app(settings: Settings | None = None) -> LabelServiceAPI:
     errors.install(app)
     for module in (datasets, jobs, models, health):
         app.include_router(module.router)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees every other request
-    app.fast_path = MetricsMiddleware(
-        PredictFastPath(svc.models, settings.max_predict_body_bytes), metrics=metrics
-    )
+    app.fast_path = PredictFastPath(svc.models, settings.max_predict_body_bytes)
+    # outermost: the metrics see every request, refused ones included
+    app.entry = MetricsMiddleware(Gate(app.dispatch, settings, svc.keys, app.router.routes), metrics=metrics)
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

@@ -16,6 +16,7 @@ from models.report import write_json
 from service.errors import ApiError
 from service.uploads import Upload
 from worker.artifacts import ARCHIVE_NAMES, ArtifactStore, json_safe
+from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +70,20 @@ def dataset_error(exc: DatasetError) -> ApiError:
     )
 
 
-def _load(store: ArtifactStore, staging: Path, dataset_id: str | None) -> Dataset:
+def _load(store: ArtifactStore, staging: Path, dataset_id: str | None, settings: Settings) -> Dataset:
     try:
-        return load_dataset(store.dataset_input(staging), for_training=True)
+        return load_dataset(
+            store.dataset_input(staging),
+            for_training=True,
+            max_archive_bytes=settings.max_dataset_bytes,
+            extract_dir=staging,  # on the artifact volume, removed with the staging folder; never $TMPDIR
+            max_ratio=settings.max_compression_ratio,
+            max_array_bytes=settings.max_dataset_bytes,
+        )
     except DatasetError as exc:
         raise dataset_error(exc) from None
+    except OSError:  # the volume itself (full, read-only): the route answers 507
+        raise
     except Exception as exc:  # a reader error on hostile bytes is still the upload's problem, not a 500
         log.warning("upload %s could not be read", dataset_id, exc_info=exc)
         raise ApiError(
@@ -84,22 +94,27 @@ def _load(store: ArtifactStore, staging: Path, dataset_id: str | None) -> Datase
         ) from None
 
 
-def ingest(store: ArtifactStore, staging: Path, upload: Upload) -> tuple[dict[str, Any], bool]:
-    """Publish the upload staged in ``staging`` (its ``data/`` folder). Returns (summary, created).
+def ingest(
+    store: ArtifactStore, owner: str, staging: Path, upload: Upload, settings: Settings
+) -> tuple[dict[str, Any], bool]:
+    """Publish the upload staged in ``staging`` (its ``data/`` folder) as a dataset of ``owner`` (an API
+    key's id). Returns (summary, created).
 
     The id is the library's dataset sha256 (utterances.csv bytes then features.npz bytes), so the same
-    content gets the same id whether it came as two files or inside an archive."""
+    content gets the same id whether it came as two files or inside an archive; it is deduplicated within
+    the owner's datasets only (another key's copy is neither found nor revealed)."""
     dataset_id = upload.content_sha256
     if dataset_id is None and upload.archive_kind is None:
         dataset_id = dataset_sha256(store.dataset_input(staging))
-    if dataset_id is not None and (existing := store.dataset_summary(dataset_id)) is not None:
+    if dataset_id is not None and (existing := store.dataset_summary(owner, dataset_id)) is not None:
         return existing, False
-    dataset = _load(store, staging, dataset_id)
+    dataset = _load(store, staging, dataset_id, settings)
     dataset_id = dataset.sha256
-    if (existing := store.dataset_summary(dataset_id)) is not None:
+    if (existing := store.dataset_summary(owner, dataset_id)) is not None:
         return existing, False
     summary = summarize(dataset, dataset_id, upload)
     write_json(staging / "summary.json", summary, sort_keys=True)
-    if store.publish(staging, store.datasets / dataset_id):
+    (store.datasets / owner).mkdir(parents=True, exist_ok=True)
+    if store.publish(staging, store.datasets / owner / dataset_id):
         return summary, True
-    return store.dataset_summary(dataset_id) or summary, False
+    return store.dataset_summary(owner, dataset_id) or summary, False

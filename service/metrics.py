@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -58,12 +58,25 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
             registry=self.registry,
         )
+        self._pool: Callable[[], dict[str, int]] | None = None
+
+    def watch_pool(self, sizes: Callable[[], dict[str, int]]) -> None:
+        """Report the model pool's sizes ({"loaded", "loading"}) of the process that answers a scrape."""
+        self._pool = sizes
 
     def render(self, jobs: JobStore, queues: list[str]) -> bytes:
         """The exposition text: this process's metrics, or every API process's in multiprocess mode, then the
         job and queue gauges read from Redis now (raises RedisError when Redis is unreachable)."""
         state = CollectorRegistry()
-        state.register(_Snapshot(_state_families(jobs, queues)))
+        families = _state_families(jobs, queues)
+        if self._pool is not None:
+            pool = GaugeMetricFamily(
+                "unilabel_model_pool", "Models of the answering API process, by state", labels=["state"]
+            )
+            for name, n in self._pool().items():
+                pool.add_metric([name], n)
+            families.append(pool)
+        state.register(_Snapshot(families))
         if multiprocess_dir() is None:
             return generate_latest(self.registry) + generate_latest(state)
         merged = CollectorRegistry()

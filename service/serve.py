@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         workers=workers,
-        access_log=False,
+        access_log=settings.access_log,  # ACCESS_LOG=1: one line per request (off: it costs the hot path)
         timeout_graceful_shutdown=10,
     )
     return 0

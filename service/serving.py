@@ -1,7 +1,9 @@
 """Prediction in the API process: ``ModelPool.answer`` turns a predict request's bytes into the response's.
 
-Each step answers what it can: (1) the response memo, the same body again, before any parsing; (2) the request
-is parsed and every utterance checked against the model's input spec, once; (3) the row memo, by the hash of
+Each step answers what it can: (1) the response memo, the same body again, before any parsing (once the
+caller is known to own the model); (2) the request is parsed and every utterance checked against the model's
+input spec, once, within a memory budget (service/predict_input.py; large bodies in a thread); (3) the row
+memo, by the hash of
 each utterance's canonical input; (4) the micro-batcher: requests for one model that arrive together share one
 Redis ``MGET``, one ``TrainedModel.predict_batch`` for their misses and one Lua call writing the new rows.
 Models load lazily, at most MODEL_CACHE_SIZE per process (LRU); the memos live with their model (a model never
@@ -18,28 +20,29 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, TypeVar
 
 import anyio
 import numpy as np
 import redis.asyncio as aioredis
-from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from api_schemas.errors import ErrorDetail
-from api_schemas.predict import PredictRequest
 from models.trained_model import TrainedModel
-from service.errors import ApiError, not_found, validation_error
+from service.errors import ApiError, not_found
+from service.keys import Caller
 from service.metrics import Metrics
-from worker.artifacts import ArtifactStore
+from service.predict_input import Limits, Parsed, parse, precheck
+from worker.artifacts import JOB_ID, ArtifactStore
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 K, V = TypeVar("K"), TypeVar("V")
 OUTPUTS = ("pred", "pred_T", "pred_A", "pred_V")
 INLINE_MAX = 64  # forward passes up to this many utterances run on the event loop; larger ones in a thread
+PARSE_INLINE_BYTES = 64 * 1024  # bodies up to this size are parsed on the event loop; larger ones in a thread
+PARSE_THREADS = 2  # large bodies parsed at once per process: what parsing may cost in memory at any moment
 GROUP_MAX = 4096  # utterances per micro-batch
 ROW_BYTES = 320  # what one memoized row costs in CPython: a 64-char hex key, a list of four floats, the entry
 CACHE_PREFIX = "unilabel:pred:"
@@ -151,9 +154,11 @@ class ServedModel:
         memo_bytes: int = 0,
         row_memo_bytes: int = 0,
         on_forward: Callable[[int], None] | None = None,
+        owner: str | None = None,
     ) -> None:
         self.model_id = model_id
         self.model = model
+        self.owner = owner  # the API key whose model it is (card.json)
         self.cache = cache
         self.on_forward = on_forward  # told the number of utterances of each forward pass (a metric)
         self.responses: SizedLRU[bytes, tuple[bytes, int]] = SizedLRU(memo_bytes)  # (payload, utterances)
@@ -233,71 +238,101 @@ class ServedModel:
         return run() if len(features) <= INLINE_MAX else await anyio.to_thread.run_sync(run)
 
 
+@dataclass
+class _Loading:
+    """A model being loaded, and how many requests wait for it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 class ModelPool:
     """The models this process serves, at most MODEL_CACHE_SIZE, least recently used evicted first."""
 
     def __init__(
-        self, store: ArtifactStore, cache: PredictionCache, settings: Settings, metrics: Metrics
+        self,
+        store: ArtifactStore,
+        cache: PredictionCache,
+        settings: Settings,
+        metrics: Metrics,
+        take: Callable[[Caller, int], None] | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
         self.settings = settings
+        self.take = take  # counts a caller's predictions against its quota (raises ApiError 429)
+        self.limits = Limits(settings.max_predict_batch, settings.max_predict_values)
         self._hits, self._misses = metrics.predictions.labels("hit"), metrics.predictions.labels("miss")
         self._on_forward = metrics.forward_utterances.observe
         self._models: OrderedDict[str, ServedModel] = OrderedDict()
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, _Loading] = {}  # one per model being loaded now, and no longer
+        self._parsing = anyio.CapacityLimiter(PARSE_THREADS)
+        metrics.watch_pool(lambda: {"loaded": len(self._models), "loading": len(self._locks)})
 
     def loaded(self, model_id: str) -> ServedModel | None:
         """The model if this process has it loaded already (no disk access, no await)."""
         return self._models.get(model_id)
 
-    async def get(self, model_id: str) -> ServedModel:
+    async def get(self, caller: Caller, model_id: str) -> ServedModel:
+        """The model, loaded if need be; 404 when there is none by that id or it is not the caller's."""
         served = self._models.get(model_id)
         if served is not None:
+            if not caller.may_see(served.owner):
+                raise not_found("model", model_id, field="model_id")
             self._models.move_to_end(model_id)
             return served
-        async with self._locks.setdefault(model_id, asyncio.Lock()):
-            if model_id not in self._models:
-                run_dir = self.store.run_dir(model_id)
-                if run_dir is None or not (run_dir / "card.json").is_file():
-                    raise not_found("model", model_id, field="model_id")
-                model = await anyio.to_thread.run_sync(TrainedModel.load, run_dir, "cpu")
-
-                settle_heap()
-                memo = (self.settings.predict_memo_bytes, self.settings.predict_row_memo_bytes)
-                self._models[model_id] = ServedModel(model_id, model, self.cache, *memo, self._on_forward)
-                while len(self._models) > self.settings.model_cache_size:
-                    self._models.popitem(last=False)
-        self._locks.pop(model_id, None)
+        card = self.store.model_card(model_id) if JOB_ID.match(model_id) else None
+        if card is None or not caller.may_see(card.get("owner")):  # known before any lock or load
+            raise not_found("model", model_id, field="model_id")
+        loading = self._locks.setdefault(model_id, _Loading())
+        loading.users += 1
+        try:
+            async with loading.lock:
+                if model_id not in self._models:
+                    run_dir = self.store.run_dir(model_id)
+                    if run_dir is None:
+                        raise not_found("model", model_id, field="model_id")
+                    model = await anyio.to_thread.run_sync(TrainedModel.load, run_dir, "cpu")
+                    settle_heap()
+                    memo = (self.settings.predict_memo_bytes, self.settings.predict_row_memo_bytes)
+                    self._models[model_id] = ServedModel(
+                        model_id, model, self.cache, *memo, self._on_forward, card.get("owner")
+                    )
+                    while len(self._models) > self.settings.model_cache_size:
+                        self._models.popitem(last=False)
+        finally:
+            loading.users -= 1
+            if not loading.users:  # not kept per model id for ever (each unknown id used to leave one)
+                self._locks.pop(model_id, None)
         return self._models[model_id]
 
-    async def answer(self, model_id: str, body: bytes) -> bytes:
+    async def answer(self, caller: Caller, model_id: str, body: bytes) -> bytes:
         """The response body of POST /v1/models/{model_id}/predict for a request body (raises ApiError)."""
         key = body_key(body)
         served = self.loaded(model_id)
+        if served is not None and not caller.may_see(served.owner):
+            raise not_found("model", model_id, field="model_id")
         memo = served.responses.get(key) if served is not None else None
         if memo is not None:  # the same body again: the whole answer is known
+            self._count(caller, memo[1])
             self._hits.inc(memo[1])
             return memo[0]
-        limits = self.settings
-        if len(body) > limits.max_predict_body_bytes:
-            raise ApiError(
-                413, f"body larger than MAX_PREDICT_BODY_BYTES={limits.max_predict_body_bytes}", field="body"
-            )
-        try:
-            req = PredictRequest.model_validate_json(body)
-        except ValidationError as exc:
-            raise validation_error(list(exc.errors()), prefix=("body",)) from None
-        if len(req.utterances) > limits.max_predict_batch:
-            message = f"at most {limits.max_predict_batch} utterances per request"
-            raise ApiError(422, message, field="body.utterances")
-        served = await self.get(model_id)
-        features, transcripts = prepare(served.model.input_spec, req)
-        hashes = [input_hash(f, t) for f, t in zip(features, transcripts, strict=True)]
-        rows, cached = await served.predict(features, transcripts, hashes)
+        limit = self.settings.max_predict_body_bytes
+        if len(body) > limit:
+            raise ApiError(413, f"body larger than MAX_PREDICT_BODY_BYTES={limit}", field="body")
+        precheck(body, self.limits)
+        served = await self.get(caller, model_id)
+        spec = served.model.input_spec
+        if len(body) <= PARSE_INLINE_BYTES:
+            req, hashes = _checked(body, spec, self.limits)
+        else:  # off the event loop, and only PARSE_THREADS at a time
+            run = partial(_checked, body, spec, self.limits)
+            req, hashes = await anyio.to_thread.run_sync(run, limiter=self._parsing)
+        self._count(caller, len(hashes))
+        rows, cached = await served.predict(req.features, req.transcripts, hashes)
         predictions = [
-            {"id": utt.id, "sentiment": r[0], "text": r[1], "audio": r[2], "vision": r[3], "cached": c}
-            for utt, r, c in zip(req.utterances, rows, cached, strict=True)
+            {"id": uid, "sentiment": r[0], "text": r[1], "audio": r[2], "vision": r[3], "cached": c}
+            for uid, r, c in zip(req.ids, rows, cached, strict=True)
         ]
         self._hits.inc(sum(cached))
         self._misses.inc(len(cached) - sum(cached))
@@ -309,6 +344,16 @@ class ModelPool:
             served.responses.put(key, (whole, len(predictions)), len(whole))
         return payload.encode()
 
+    def _count(self, caller: Caller, utterances: int) -> None:
+        if self.take is not None:
+            self.take(caller, utterances)
+
+
+def _checked(body: bytes, spec: dict[str, dict], limits: Limits) -> tuple[Parsed, list[str]]:
+    """The parsed request and each utterance's input hash."""
+    req = parse(body, spec, limits)
+    return req, [input_hash(f, t) for f, t in zip(req.features, req.transcripts, strict=True)]
+
 
 def settle_heap() -> None:
     """Collect, then move every object alive now (torch, the app, loaded models: some 300,000) out of the
@@ -316,50 +361,6 @@ def settle_heap() -> None:
     pause of the event loop that stalls every request in flight."""
     gc.collect()
     gc.freeze()
-
-
-# the request ---------------------------------------------------------------------------------------------
-def _bad(field: str, problem: str) -> ApiError:
-    return ApiError(422, problem, field=field, details=[ErrorDetail(field=field, problem=problem)])
-
-
-def prepare(
-    spec: dict[str, dict], req: PredictRequest
-) -> tuple[list[dict[str, np.ndarray]], list[str | None]]:
-    """Check every utterance against the model's input spec; returns float32 arrays and transcripts."""
-    uses_transcript = any(s.get("transcript") for s in spec.values())
-    features, transcripts = [], []
-    for i, utt in enumerate(req.utterances):
-        where = f"body.utterances.{i}"
-        arrays = {}
-        for name, value in utt.features.items():
-            field = f"{where}.features.{name}"
-            if name not in spec:
-                raise _bad(field, f"this model has no modality {name!r} (it takes {sorted(spec)})")
-            if spec[name].get("transcript"):
-                raise _bad(field, f"this model reads {name} from the transcript; send the transcript instead")
-            try:
-                arr = np.asarray(value, dtype=np.float32)
-            except ValueError:
-                raise _bad(field, "rows of a sequence must all have the same length") from None
-            dim = spec[name].get("dim")
-            if arr.ndim not in (1, 2) or arr.shape[0] == 0 or arr.size == 0:
-                raise _bad(field, "expected a non-empty [d] vector or [T, d] sequence")
-            if dim is not None and arr.shape[-1] != dim:
-                raise _bad(field, f"expected dimension {dim}, got {arr.shape[-1]}")
-            if not np.isfinite(arr).all():
-                raise _bad(field, "values must be finite numbers")
-            arrays[name] = arr
-        for name, s in spec.items():
-            if name in arrays:
-                continue
-            if not s.get("transcript"):
-                raise _bad(f"{where}.features.{name}", f"missing (this model takes {sorted(spec)})")
-            if utt.transcript is None or not utt.transcript.strip():
-                raise _bad(f"{where}.transcript", f"missing (this model reads {name} from the transcript)")
-        features.append(arrays)
-        transcripts.append(utt.transcript if uses_transcript else None)
-    return features, transcripts
 
 
 def _value(x: Any) -> float | None:

@@ -2,19 +2,23 @@
 
 Layout::
 
-    datasets/<sha256>/data/{utterances.csv,features.npz} | data/dataset.{zip,tar.gz}
-    datasets/<sha256>/summary.json
+    datasets/<owner>/<sha256>/data/{utterances.csv,features.npz} | data/dataset.{zip,tar.gz}
+    datasets/<owner>/<sha256>/summary.json
     runs/<job id>/{config.json,unimodal_labels.csv,predictions.csv,metrics.json,
                    model.safetensors,model.json,card.json}
     runs/.<job id>.partial-<pid>/   a run being written (models.pipeline.train stages it beside its place)
-    tmp/                      uploads being received (same filesystem, so publishing is one rename)
+    tmp/upload-*, tmp/extract-*    uploads being received, archives being read (same filesystem, so
+                                   publishing is one rename; never $TMPDIR)
 
-Every file is written with ``models.report.write_json`` (temp file, fsync, rename) and every dataset or run
-appears in one rename (``models.report.publish_dir``).
+A dataset belongs to the API key that uploaded it (``<owner>`` is the key's id): the same bytes uploaded by
+two keys are two datasets with the same id, each visible to its own key only. A run's owner is in its
+card.json. Every file is written with ``models.report.write_json`` (temp file, fsync, rename) and every
+dataset or run appears in one rename (``models.report.publish_dir``).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -22,7 +26,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +36,26 @@ from models.report import publish_dir
 
 DATASET_ID = re.compile(r"^[0-9a-f]{64}$")
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+OWNER = re.compile(r"^[0-9a-f]{16}$")
+PARTIAL = re.compile(r"^\.([0-9a-f]{32})\.partial-(\d+)$")
 ARCHIVE_NAMES = ("dataset.zip", "dataset.tar.gz")
+TRASH_GRACE_S = 60.0  # a discard in progress renames and removes within moments
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def storage_problem(exc: BaseException, root: Path | None = None) -> str | None:
+    """What an OSError says about the artifact volume itself (full, read-only, gone: a missing or forbidden
+    path under ``root``), or None."""
+    if not isinstance(exc, OSError):
+        return None
+    if exc.errno in NO_SPACE:
+        return "no space left on the artifact volume (ARTIFACT_DIR)"
+    if exc.errno == errno.EROFS:
+        return "the artifact volume (ARTIFACT_DIR) is read-only"
+    lost = exc.errno in (errno.ENOENT, errno.EACCES, errno.EPERM)
+    if lost and root is not None and str(exc.filename or "").startswith(str(root)):
+        return "the artifact volume (ARTIFACT_DIR) is missing or not writable"
+    return None
 
 
 def json_safe(obj: Any, sort_keys: bool = False) -> Any:
@@ -66,13 +89,42 @@ class ArtifactStore:
         self.datasets = self.root / "datasets"
         self.runs = self.root / "runs"
         self.tmp = self.root / "tmp"
+        try:
+            self.ensure()
+        except OSError:  # a volume that is read-only or gone now: every use says so (probe), none crashes
+            pass
+
+    def ensure(self) -> None:
         for d in (self.datasets, self.runs, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
 
+    def probe(self) -> None:
+        """Raise OSError unless the volume is there and takes a file (read-only or full volumes fail here)."""
+        self.ensure()
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="probe-")
+        try:
+            os.write(fd, b"x")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(name)
+
+    def scrub(self, text: str) -> str:
+        """``text`` without this server's artifact path (messages that leave the server)."""
+        for form in {str(self.root.resolve()), str(self.root)}:
+            if len(form) > 1:
+                text = text.replace(form, "ARTIFACT_DIR")
+        return text
+
     # staging and publication -------------------------------------------------------------------------
     def staging_dir(self, prefix: str) -> Path:
-        """A fresh private directory on the artifact volume, to be published or removed."""
-        return Path(tempfile.mkdtemp(dir=self.tmp, prefix=prefix))
+        """A fresh private directory on the artifact volume, to be published or removed (the volume's
+        folders are made again if they vanished)."""
+        try:
+            return Path(tempfile.mkdtemp(dir=self.tmp, prefix=prefix))
+        except FileNotFoundError:
+            self.ensure()
+            return Path(tempfile.mkdtemp(dir=self.tmp, prefix=prefix))
 
     @staticmethod
     def publish(staging: Path, final: Path) -> bool:
@@ -80,30 +132,74 @@ class ArtifactStore:
         return publish_dir(staging, final)
 
     def discard(self, path: Path) -> None:
-        """Remove a staging or published directory: renamed aside first, so it vanishes at once."""
-        if not path.exists():
+        """Remove a staging or published directory: renamed aside first, so it vanishes at once. Never
+        raises (it runs in ``finally`` blocks, where it must not hide the error being reported): on a full or
+        read-only volume it removes what it can where it is."""
+        try:
+            if not path.exists():
+                return
+            trash = Path(tempfile.mkdtemp(dir=self.tmp, prefix="trash-"))
+            os.rename(path, trash / path.name)
+        except OSError:
+            shutil.rmtree(path, ignore_errors=True)
             return
-        trash = Path(tempfile.mkdtemp(dir=self.tmp, prefix="trash-"))
-        os.rename(path, trash / path.name)
         shutil.rmtree(trash, ignore_errors=True)
 
-    def sweep_staging(self, older_than_s: float = 24 * 3600) -> int:
-        """Remove what processes that died mid-write left behind. Returns how many entries were removed."""
+    def sweep_staging(
+        self,
+        idle_s: float = 24 * 3600,
+        run_is_live: Callable[[str, int], bool] | None = None,
+        *,
+        older_than_s: float | None = None,
+    ) -> int:
+        """Remove what processes that died mid-write left behind; returns how many entries went.
+
+        tmp/: an entry none of whose files changed for ``idle_s`` (an upload or extraction that died; one in
+        progress keeps writing), and trash left by an interrupted discard. runs/.<job>.partial-<pid>: a run
+        being written unless ``run_is_live(job id, pid)`` (its job runs in that process; without the
+        predicate: when idle for ``idle_s``)."""
+        idle_s = older_than_s if older_than_s is not None else idle_s  # its former name
         removed = 0
-        cutoff = time.time() - older_than_s
-        leftovers = [*self.tmp.iterdir(), *self.runs.glob(".*.partial-*")]
-        for entry in leftovers:
-            if entry.stat().st_mtime < cutoff:
-                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
-                removed += 1
+        now = time.time()
+        for entry in _entries(self.tmp):
+            grace = TRASH_GRACE_S if entry.name.startswith("trash-") else idle_s
+            if now - _newest_mtime(entry) > grace:
+                removed += _remove(entry)
+        for entry in _entries(self.runs):
+            match = PARTIAL.match(entry.name)
+            if match is None or now - _newest_mtime(entry) < TRASH_GRACE_S:
+                continue
+            if run_is_live is not None:
+                live = run_is_live(match[1], int(match[2]))
+            else:
+                live = now - _newest_mtime(entry) < idle_s
+            if not live:
+                removed += _remove(entry)
         return removed
 
+    def discard_partial_runs(self, job_id: str) -> int:
+        """An attempt's start: earlier attempts of the job are dead (this one holds its lease), so their
+        half-written runs go."""
+        return sum(_remove(p) for p in _entries(self.runs) if (m := PARTIAL.match(p.name)) and m[1] == job_id)
+
+    def extraction_dir(self) -> Path:
+        """Where an archive is unpacked to be read: staging on the artifact volume, never $TMPDIR."""
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        return self.staging_dir("extract-")
+
     # datasets ----------------------------------------------------------------------------------------
-    def dataset_dir(self, dataset_id: str) -> Path | None:
-        if not DATASET_ID.match(dataset_id):
+    def dataset_dir(self, owner: str, dataset_id: str) -> Path | None:
+        if not OWNER.match(owner or "") or not DATASET_ID.match(dataset_id):
             return None
-        path = self.datasets / dataset_id
+        path = self.datasets / owner / dataset_id
         return path if (path / "summary.json").is_file() else None
+
+    def owners_of(self, dataset_id: str) -> list[str]:
+        """The keys that hold a dataset with this id (an admin's view)."""
+        if not DATASET_ID.match(dataset_id):
+            return []
+        owners = [o.name for o in _entries(self.datasets) if OWNER.match(o.name)]
+        return sorted(o for o in owners if self.dataset_dir(o, dataset_id))
 
     @staticmethod
     def dataset_input(dataset_dir: Path) -> Path:
@@ -114,15 +210,20 @@ class ArtifactStore:
                 return data / name
         return data
 
-    def dataset_summary(self, dataset_id: str) -> dict[str, Any] | None:
-        path = self.dataset_dir(dataset_id)
+    def dataset_summary(self, owner: str, dataset_id: str) -> dict[str, Any] | None:
+        path = self.dataset_dir(owner, dataset_id)
         return read_json(path / "summary.json") if path else None
 
-    def iter_dataset_summaries(self) -> Iterator[dict[str, Any]]:
-        for path in self.datasets.iterdir():
-            summary = path / "summary.json"
-            if summary.is_file():
-                yield read_json(summary)
+    def iter_dataset_summaries(self, owner: str | None) -> Iterator[dict[str, Any]]:
+        """The datasets of one key, or of every key (``owner`` None: an admin's view)."""
+        owners = [owner] if owner is not None else [o.name for o in _entries(self.datasets)]
+        for name in owners:
+            if not OWNER.match(name or ""):
+                continue
+            for path in _entries(self.datasets / name):
+                summary = path / "summary.json"
+                if summary.is_file():
+                    yield read_json(summary)
 
     # runs --------------------------------------------------------------------------------------------
     def run_dir(self, job_id: str) -> Path | None:
@@ -137,7 +238,41 @@ class ArtifactStore:
         return read_json(card) if card and card.is_file() else None
 
     def iter_model_cards(self) -> Iterator[dict[str, Any]]:
-        for path in self.runs.iterdir():
+        for path in _entries(self.runs):
             card = path / "card.json"
             if JOB_ID.match(path.name) and card.is_file():  # not a run still being written
                 yield read_json(card)
+
+
+def _entries(path: Path) -> list[Path]:
+    """The entries of a folder; none when it is not there (a volume that vanished lists as empty)."""
+    try:
+        return list(path.iterdir())
+    except OSError:
+        return []
+
+
+def _newest_mtime(path: Path) -> float:
+    """The latest modification time in a tree: an upload in progress touches its files, not its folder."""
+    newest = 0.0
+    for root, _, files in os.walk(path):
+        for name in (root, *(os.path.join(root, f) for f in files)):
+            try:
+                newest = max(newest, os.lstat(name).st_mtime)
+            except OSError:
+                continue
+    try:
+        return max(newest, path.lstat().st_mtime)
+    except OSError:
+        return newest
+
+
+def _remove(entry: Path) -> int:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        try:
+            entry.unlink()
+        except OSError:
+            return 0
+    return 0 if entry.exists() else 1

@@ -23,11 +23,49 @@ class Settings(BaseSettings):
     artifact_dir: Path = Path("artifacts")
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
+    # access (service/guard.py, service/keys.py)
+    allowed_hosts: str = Field(
+        "localhost,127.0.0.1,::1",
+        description="Comma-separated host names the API answers to (Host and Origin headers; DNS rebinding "
+        "protection); * = any.",
+    )
+    public_docs: bool = Field(False, description="Serve /docs and /openapi.json without an API key.")
+    api_key_cache_s: float = Field(
+        2.0, ge=0, description="Seconds an API process trusts a verified key before asking Redis again."
+    )
+    access_log: bool = Field(False, description="uvicorn's access log (one line per request).")
+    audit_log: Path | None = Field(
+        None, description="File for the audit log (uploads, submissions, cancels, deletes); default: stderr."
+    )
+    text_model_dir: Path | None = Field(
+        None,
+        description="Directory of the local text models a job may name (text_model=NAME); unset: only the "
+        "packaged default.",
+    )
+
+    # per-key quotas (0 = unlimited; a key may carry its own, see service/keys.py)
+    quota_queued_jobs: int = Field(20, ge=0, description="Queued jobs per key.")
+    quota_concurrent_jobs: int = Field(25, ge=0, description="Queued or running jobs per key.")
+    quota_stored_bytes: int = Field(20 * 1024**3, ge=0, description="Dataset and model bytes per key.")
+    quota_uploads_per_minute: int = Field(10, ge=0)
+    quota_predictions_per_minute: int = Field(600_000, ge=0, description="Predicted utterances per key.")
+
     # limits
     max_upload_bytes: int = Field(2 * 1024**3, gt=0)
     max_upload_parts: int = Field(8, gt=0)
+    max_dataset_bytes: int = Field(
+        2 * 1024**3,
+        gt=0,
+        description="Decompressed bytes of an archive's content and of features.npz's arrays.",
+    )
+    max_compression_ratio: float = Field(
+        100.0, gt=1, description="Decompressed over compressed bytes allowed (archives, npz members)."
+    )
     max_predict_batch: int = Field(4096, gt=0)
-    max_predict_body_bytes: int = Field(64 * 1024**2, gt=0)
+    max_predict_body_bytes: int = Field(8 * 1024**2, gt=0)
+    max_predict_values: int = Field(
+        1_000_000, gt=0, description="Numbers in one predict request (utterances x dims, sequences included)."
+    )
 
     # jobs
     train_queue: str = "train"
@@ -41,6 +79,16 @@ class Settings(BaseSettings):
         600.0, gt=0, description="Seconds a worker keeps retrying to record a job's end while Redis is down."
     )
     idempotency_ttl: int = Field(24 * 3600, gt=0)
+    job_lease_s: float = Field(
+        30.0, gt=0, description="A running job whose worker has not renewed its lease for this long is lost."
+    )
+    job_heartbeat_s: float = Field(5.0, gt=0, description="How often a training worker renews its lease.")
+    maintenance_interval_s: float = Field(
+        10.0, gt=0, description="How often the API re-queues lost jobs and sweeps staging leftovers."
+    )
+    staging_idle_s: float = Field(
+        3600.0, gt=0, description="Staging (uploads, extractions) untouched this long is a leftover."
+    )
 
     # prediction
     model_cache_size: int = Field(4, ge=1, description="Trained models kept loaded in each API process.")
@@ -76,6 +124,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_limits(self) -> Settings:
+        if self.job_heartbeat_s * 2 > self.job_lease_s:
+            raise ValueError("JOB_HEARTBEAT_S must be at most half of JOB_LEASE_S")
         if self.job_soft_time_limit >= self.job_time_limit:
             raise ValueError("JOB_SOFT_TIME_LIMIT must be below JOB_TIME_LIMIT")
         if self.visibility_timeout is None:
@@ -85,6 +135,10 @@ class Settings(BaseSettings):
                 "VISIBILITY_TIMEOUT must be above JOB_TIME_LIMIT, or a running job is delivered twice"
             )
         return self
+
+    def host_names(self) -> frozenset[str]:
+        """ALLOWED_HOSTS as a set of lower-case names (``*`` allows any)."""
+        return frozenset(h.strip().lower().strip("[]") for h in self.allowed_hosts.split(",") if h.strip())
 
 
 @lru_cache(maxsize=1)

@@ -1,6 +1,10 @@
-"""The training task: one delivery of a job starts its record, trains with the library, which publishes the
-run, and finishes the record. ``run_job`` is that delivery as a plain function of a job id (no Celery);
-``train_job`` is the Celery task around it, and the signal handlers prepare the worker's processes."""
+"""The training task: one delivery of a job starts its record (and its lease, renewed by a heartbeat while it
+trains), trains with the library, which publishes the run, and finishes the record. ``run_job`` is that
+delivery as a plain function of a job id (no Celery); ``train_job`` is the Celery task around it, and the
+signal handlers prepare the worker's processes.
+
+Every way an attempt can fail ends in a ``failed`` record with the reason (a full, read-only or missing
+artifact volume included), written by the lease holder; messages never carry this server's paths."""
 
 from __future__ import annotations
 
@@ -15,9 +19,11 @@ from celery.signals import worker_init, worker_process_init, worker_ready
 from api_schemas.jobs import JobState
 from models.data import load_dataset
 from models.pipeline import Cancelled, RunResult, train
+from worker import textmodels
 from worker.app import TRAIN_TASK
-from worker.artifacts import ArtifactStore, json_safe
-from worker.lifecycle import JobStore, flat_metrics, is_final, until_redis_answers
+from worker.artifacts import ArtifactStore, json_safe, storage_problem
+from worker.heartbeat import Heartbeat
+from worker.lifecycle import JobStore, flat_metrics, is_final, new_token, until_redis_answers
 from worker.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,7 @@ def model_card(job: dict[str, Any], dataset_sha256: str, run: RunResult) -> dict
         {
             "id": job["id"],
             "job_id": job["id"],
+            "owner": job.get("owner") or None,  # the API key whose model this is
             "dataset_id": job["dataset_id"],
             "dataset_sha256": dataset_sha256,
             "strategy": job["strategy"],
@@ -48,27 +55,56 @@ def model_card(job: dict[str, Any], dataset_sha256: str, run: RunResult) -> dict
     )
 
 
-def _published_run(job: dict[str, Any], jobs: JobStore, store: ArtifactStore, settings: Settings) -> dict:
+def _overrides(job: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The job's hyperparameter overrides for ``train``: a text_model name becomes its directory under
+    TEXT_MODEL_DIR; anything else there is refused again (the API refused it already)."""
+    overrides = dict(job.get("overrides") or {})
+    name = overrides.get("text_model")
+    if name is not None:
+        model_dir = settings.text_model_dir
+        path = textmodels.resolve(name, model_dir) if isinstance(name, str) and model_dir else None
+        if path is None:  # the same words whatever the value: nothing about the host's paths
+            raise JobFailed(f"hyperparameters.text_model: {textmodels.problem(object(), model_dir)}")
+        overrides["text_model"] = path
+    return overrides
+
+
+def _dataset(job: dict[str, Any], store: ArtifactStore, settings: Settings) -> Any:
+    dataset_dir = store.dataset_dir(job.get("owner") or "", job["dataset_id"])
+    if dataset_dir is None:
+        if not store.datasets.is_dir():
+            raise JobFailed("the artifact volume (ARTIFACT_DIR) is missing")
+        raise JobFailed(f"dataset {job['dataset_id']} was deleted")
+    return load_dataset(
+        store.dataset_input(dataset_dir),
+        max_archive_bytes=settings.max_dataset_bytes,
+        extract_dir=store.tmp,
+        max_ratio=settings.max_compression_ratio,
+    )
+
+
+def _published_run(
+    job: dict[str, Any], jobs: JobStore, store: ArtifactStore, settings: Settings, beat: Heartbeat | None
+) -> dict:
     """The metrics of runs/<job id>, trained and published (card.json included) unless it is there already:
     published by an earlier delivery that died before recording it, or by a concurrent one."""
     card = store.model_card(job["id"])
     if card is not None:
         return card["metrics"]
-    dataset_dir = store.dataset_dir(job["dataset_id"])
-    if dataset_dir is None:
-        raise JobFailed(f"dataset {job['dataset_id']} was deleted")
-    dataset = load_dataset(store.dataset_input(dataset_dir))
+    overrides = _overrides(job, settings)
+    dataset = _dataset(job, store, settings)
+    token = beat.token if beat is not None else None
     try:
         run = train(
             dataset,
             store.runs / job["id"],
             strategy=job["strategy"],
             seed=job["seed"],
-            hyperparameters=job.get("overrides") or {},
+            hyperparameters=overrides,
             preset=job.get("preset"),
             device=settings.device,
-            progress=jobs.progress_writer(job["id"]),
-            should_stop=jobs.stop_check(job["id"]),
+            progress=jobs.progress_writer(job["id"], token),
+            should_stop=jobs.stop_check(job["id"], (lambda: beat.lost) if beat is not None else None),
             meta_threads=settings.worker_meta_threads or None,
             extra_files=lambda run: {"card.json": model_card(job, dataset.sha256, run)},
         )
@@ -85,10 +121,31 @@ def run_job(job_id: str, jobs: JobStore, store: ArtifactStore, settings: Setting
     if job is None:
         log.warning("job %s has no record; dropping the message", job_id)
         return "missing"
-    if is_final(job["state"]) or not jobs.start(job, settings.job_max_attempts):
+    token = new_token()
+    if is_final(job["state"]) or not jobs.start(job, settings.job_max_attempts, token, settings.job_lease_s):
         return (jobs.get(job_id) or job)["state"]
+    with Heartbeat(jobs, job_id, token, settings.job_heartbeat_s, settings.job_lease_s) as beat:
+        end = _attempt(job, jobs, store, settings, beat)
+    jobs.finish(job_id, settings.job_record_patience, token, **end)
+    return until_redis_answers(
+        f"job {job_id}", lambda: (jobs.get(job_id) or job)["state"], settings.job_record_patience
+    )
+
+
+def _attempt(
+    job: dict[str, Any], jobs: JobStore, store: ArtifactStore, settings: Settings, beat: Heartbeat
+) -> dict[str, Any]:
+    """One attempt, from the volume's check to the published run; returns the record's final fields (it
+    catches every Exception: whatever happens, the job gets a final state and the reason)."""
+    job_id = job["id"]
     try:
-        metrics = _published_run(job, jobs, store, settings)
+        try:
+            store.probe()
+        except OSError as exc:
+            reason = storage_problem(exc) or f"the artifact volume (ARTIFACT_DIR) cannot be written: {exc}"
+            raise JobFailed(reason) from None
+        store.discard_partial_runs(job_id)  # left by earlier attempts, dead since this one holds the lease
+        metrics = _published_run(job, jobs, store, settings, beat)
         end: dict[str, Any] = {
             "state": JobState.succeeded.value,
             "progress": 1.0,
@@ -103,14 +160,14 @@ def run_job(job_id: str, jobs: JobStore, store: ArtifactStore, settings: Setting
             message = str(exc)
         elif type(exc).__name__ == "SoftTimeLimitExceeded":
             message = f"time limit exceeded (JOB_SOFT_TIME_LIMIT={settings.job_soft_time_limit} s)"
+        elif (problem := storage_problem(exc)) is not None:
+            log.warning("job %s failed: %s", job_id, exc)
+            message = f"training failed: {problem}"
         else:
             log.exception("job %s failed", job_id)
             message = f"training failed: {type(exc).__name__}: {exc}"
-        end = {"state": JobState.failed.value, "error": message[:2000]}
-    jobs.finish(job_id, settings.job_record_patience, **end)
-    return until_redis_answers(
-        f"job {job_id}", lambda: (jobs.get(job_id) or job)["state"], settings.job_record_patience
-    )
+        end = {"state": JobState.failed.value, "error": store.scrub(message)[:2000]}
+    return end
 
 
 # Celery ------------------------------------------------------------------------------------------------
@@ -150,8 +207,15 @@ def _init_child(**_: object) -> None:
 
 @worker_ready.connect
 def _sweep(**_: object) -> None:
+    """Leftovers of processes that died mid-write (the API sweeps too: service/maintenance.py)."""
     settings = get_settings()
-    removed = ArtifactStore(settings.artifact_dir).sweep_staging(older_than_s=settings.job_time_limit + 3600)
+    try:
+        jobs = JobStore.from_url(settings.redis_url)
+        store = ArtifactStore(settings.artifact_dir)
+        removed = store.sweep_staging(settings.staging_idle_s, jobs.runs_in)
+    except Exception as exc:  # noqa: BLE001 - a sweep that cannot run must not stop the worker
+        log.warning("staging not swept: %s", exc)
+        return
     if removed:
         log.info("removed %d stale staging entries", removed)
 

@@ -1,17 +1,26 @@
-"""POST/GET/DELETE /v1/datasets."""
+"""POST/GET/DELETE /v1/datasets, each within the caller's key (an admin key sees every key's datasets).
+
+An upload is counted against the key's uploads per minute (429) and stored bytes (413) before it is received;
+a full or read-only artifact volume answers 507 with the reason, after the request body has been read, so the
+client gets the answer rather than a reset connection."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api_schemas.datasets import DatasetList, DatasetSummary
 from api_schemas.errors import ErrorResponse
-from api_schemas.jobs import JobState
+from service import audit
 from service.datasets import ingest
-from service.deps import Limit, Offset, Svc
+from service.deps import Limit, Offset, Services, Svc, Who
 from service.errors import ApiError, not_found
+from service.keys import Caller
+from service.quotas import limit_of, too_large, tree_bytes
 from service.uploads import receive_upload
+from worker.artifacts import storage_problem
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 ERRORS = {
@@ -21,6 +30,7 @@ ERRORS = {
     415: {"model": ErrorResponse},
     422: {"model": ErrorResponse},
 }
+UPLOAD_ERRORS = {**ERRORS, **{status: {"model": ErrorResponse} for status in (400, 429, 507)}}
 UPLOAD_BODY = {
     "required": True,
     "content": {
@@ -38,57 +48,120 @@ UPLOAD_BODY = {
 }
 
 
+def stored_bytes(svc: Services, owner: str) -> int:
+    """What a key stores: its datasets and the runs of its jobs."""
+    runs = [j["id"] for j in svc.jobs.list(0, svc.jobs.total(owner), owner) if j["state"] == "succeeded"]
+    return tree_bytes(svc.store.datasets / owner) + sum(tree_bytes(svc.store.runs / r) for r in runs)
+
+
+def _room(svc: Services, caller: Caller) -> tuple[int, str]:
+    """The most bytes this upload may have, and the limit that sets it."""
+    upload_limit = svc.settings.max_upload_bytes
+    quota = limit_of(svc.settings, caller, "stored_bytes")
+    if not quota:
+        return upload_limit, f"MAX_UPLOAD_BYTES={upload_limit}"
+    stored = stored_bytes(svc, caller.owner)
+    if stored >= quota:
+        raise too_large("stored_bytes", quota, f"{stored} bytes stored; delete datasets to make room")
+    left = quota - stored
+    if left < upload_limit:
+        return left, f"QUOTA_STORED_BYTES={quota} ({stored} bytes stored)"
+    return upload_limit, f"MAX_UPLOAD_BYTES={upload_limit}"
+
+
+async def _drain(request: Request, limit: int) -> None:
+    """Read what is left of the request body (at most ``limit`` bytes), so that the answer reaches a client
+    that is still sending instead of a reset connection."""
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                return
+    except Exception:  # noqa: BLE001 - the client went away or the body already ended
+        return
+
+
+def insufficient_storage(exc: OSError, root: Path) -> ApiError | None:
+    problem = storage_problem(exc, root)
+    return ApiError(507, problem, field="storage", code="insufficient_storage") if problem else None
+
+
 @router.post(
     "",
     status_code=201,
     response_model=DatasetSummary,
-    responses={200: {"model": DatasetSummary, "description": "Already uploaded"}, **ERRORS},
+    responses={200: {"model": DatasetSummary, "description": "Already uploaded"}, **UPLOAD_ERRORS},
     openapi_extra={"requestBody": UPLOAD_BODY},
     summary="Upload a dataset (content-addressed: the same bytes give the same id)",
 )
-async def upload_dataset(request: Request, response: Response, svc: Svc) -> DatasetSummary:
-    staging = svc.store.staging_dir("upload-")
+async def upload_dataset(request: Request, response: Response, svc: Svc, caller: Who) -> DatasetSummary:
     try:
-        data_dir = staging / "data"
-        data_dir.mkdir()
-        upload = await receive_upload(
-            request, data_dir, svc.settings.max_upload_bytes, svc.settings.max_upload_parts
-        )
-        summary, created = await run_in_threadpool(ingest, svc.store, staging, upload)
-    finally:
-        svc.store.discard(staging)  # a no-op once published
+        await svc.uploads.take(svc.settings, caller)
+        max_bytes, limit_name = await run_in_threadpool(_room, svc, caller)
+        summary, created = await _receive(request, svc, caller, max_bytes, limit_name)
+    except ApiError as exc:
+        audit.record("upload", caller, "dataset", None, f"refused {exc.status}", reason=exc.message[:200])
+        raise
+    audit.record("upload", caller, "dataset", summary["id"], "created" if created else "existing")
     response.status_code = 201 if created else 200
     response.headers["Location"] = f"/v1/datasets/{summary['id']}"
     return DatasetSummary.model_validate(summary)
 
 
+async def _receive(
+    request: Request, svc: Services, caller: Caller, max_bytes: int, limit_name: str
+) -> tuple[dict, bool]:
+    staging: Path | None = None
+    try:
+        staging = svc.store.staging_dir("upload-")
+        data_dir = staging / "data"
+        data_dir.mkdir()
+        upload = await receive_upload(request, data_dir, max_bytes, svc.settings.max_upload_parts, limit_name)
+        return await run_in_threadpool(ingest, svc.store, caller.owner, staging, upload, svc.settings)
+    except OSError as exc:
+        full = insufficient_storage(exc, svc.store.root)
+        if full is None:
+            raise
+        await _drain(request, svc.settings.max_upload_bytes)
+        raise full from None
+    finally:
+        if staging is not None:
+            svc.store.discard(staging)  # a no-op once published; never raises
+
+
+def _summary(svc: Services, caller: Caller, dataset_id: str) -> tuple[str, dict]:
+    """(owner, summary) of a dataset the caller may see: its own, or for an admin any key's."""
+    owners = [caller.owner] if not caller.admin else [caller.owner, *svc.store.owners_of(dataset_id)]
+    for owner in owners:
+        summary = svc.store.dataset_summary(owner, dataset_id)
+        if summary is not None:
+            return owner, summary
+    raise not_found("dataset", dataset_id, field="dataset_id")
+
+
 @router.get("", response_model=DatasetList, responses=ERRORS)
-def list_datasets(svc: Svc, limit: Limit = 100, offset: Offset = 0) -> DatasetList:
-    items = sorted(svc.store.iter_dataset_summaries(), key=lambda s: s["created_at"], reverse=True)
+def list_datasets(svc: Svc, caller: Who, limit: Limit = 100, offset: Offset = 0) -> DatasetList:
+    owner = None if caller.admin else caller.owner
+    items = sorted(svc.store.iter_dataset_summaries(owner), key=lambda s: s["created_at"], reverse=True)
     page = [DatasetSummary.model_validate(s) for s in items[offset : offset + limit]]
     return DatasetList(items=page, total=len(items))
 
 
 @router.get("/{dataset_id}", response_model=DatasetSummary, responses=ERRORS)
-def get_dataset(dataset_id: str, svc: Svc) -> DatasetSummary:
-    summary = svc.store.dataset_summary(dataset_id)
-    if summary is None:
-        raise not_found("dataset", dataset_id, field="dataset_id")
-    return DatasetSummary.model_validate(summary)
+def get_dataset(dataset_id: str, svc: Svc, caller: Who) -> DatasetSummary:
+    return DatasetSummary.model_validate(_summary(svc, caller, dataset_id)[1])
 
 
 @router.delete("/{dataset_id}", status_code=204, responses=ERRORS)
-def delete_dataset(dataset_id: str, svc: Svc) -> Response:
-    path = svc.store.dataset_dir(dataset_id)
-    if path is None:
-        raise not_found("dataset", dataset_id, field="dataset_id")
-    active = (JobState.queued.value, JobState.running.value)
-    users = [
-        j["id"]
-        for j in svc.jobs.list(0, svc.jobs.total())
-        if j["dataset_id"] == dataset_id and j["state"] in active
-    ]
+def delete_dataset(dataset_id: str, svc: Svc, caller: Who) -> Response:
+    owner, _ = _summary(svc, caller, dataset_id)
+    users = [j["id"] for j in svc.jobs.active(owner) if j["dataset_id"] == dataset_id]
     if users:
+        audit.record("delete", caller, "dataset", dataset_id, "refused 409", jobs=users)
         raise ApiError(409, f"dataset is in use by jobs {users}; cancel them first", field="dataset_id")
-    svc.store.discard(path)
+    path = svc.store.dataset_dir(owner, dataset_id)
+    if path is not None:
+        svc.store.discard(path)
+    audit.record("delete", caller, "dataset", dataset_id, "deleted", owner=owner)
     return Response(status_code=204)

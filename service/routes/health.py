@@ -1,14 +1,18 @@
-"""/healthz (alive), /readyz (Redis and a worker answer), /metrics (Prometheus)."""
+"""/healthz (alive), /readyz (Redis and a worker answer), /metrics (Prometheus).
+
+/healthz and /readyz answer without an API key (probes); /readyz names the workers that answered only to an
+admin key (a host name is of use to an attacker), and /metrics, which counts every key's jobs, needs one."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
 from api_schemas.errors import ErrorDetail, ErrorResponse
-from service.deps import Svc
+from service.deps import Svc, Who
 from service.errors import ApiError, error_response, unavailable_redis
+from service.guard import CALLER
 
 router = APIRouter(tags=["health"])
 
@@ -19,7 +23,7 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"model": ErrorResponse}})
-def readyz(svc: Svc) -> Response:
+def readyz(svc: Svc, request: Request) -> Response:
     problems = []
     workers: list = []
     try:
@@ -38,15 +42,24 @@ def readyz(svc: Svc) -> Response:
         return error_response(
             ApiError(503, "not ready", code="not_ready", field=problems[0].field, details=problems)
         )
-    return JSONResponse({"status": "ready", "redis": "ok", "workers": [next(iter(w)) for w in workers]})
+    caller = request.scope.get(CALLER)
+    if caller is not None and caller.admin:
+        return JSONResponse({"status": "ready", "redis": "ok", "workers": [next(iter(w)) for w in workers]})
+    return JSONResponse({"status": "ready", "redis": "ok", "workers": len(workers)})
 
 
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain; version=0.0.4": {}}}, 503: {"model": ErrorResponse}},
+    responses={
+        200: {"content": {"text/plain; version=0.0.4": {}}},
+        **{status: {"model": ErrorResponse} for status in (403, 503)},
+    },
 )
-def metrics(svc: Svc) -> Response:
+def metrics(svc: Svc, caller: Who) -> Response:
+    if not caller.admin:
+        message = "/metrics needs an admin key (it counts every key's jobs)"
+        raise ApiError(403, message, field="header.authorization")
     try:
         text = svc.metrics.render(svc.jobs, [svc.settings.train_queue])
     except RedisError:

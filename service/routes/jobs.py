@@ -1,7 +1,9 @@
 """POST/GET /v1/jobs, cancel, and the learned labels of a finished job.
 
-Submitting resolves the hyperparameters with the library, checks what the strategy needs of the dataset, then
-claims and queues the job (worker/lifecycle.py) and sends the worker's task message.
+Submitting resolves the hyperparameters with the library, checks what the strategy needs of the dataset and
+that ``text_model`` names an installed model (never a path), then claims and queues the job within the
+caller's key (worker/lifecycle.py: deduplication, idempotency keys and the key's job quotas) and sends the
+worker's task message. A job of another key is a 404, as if it did not exist (an admin key sees all).
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ from models.data import SUB_LABEL_COLUMNS
 from models.pipeline import STRATEGIES, HyperparameterError, resolve_hyperparameters
 from models.strategies.mtcl import MTCLStrategy
 from models.version import code_version
-from service.deps import Limit, Offset, Services, Svc
+from service import audit
+from service.deps import Limit, Offset, Services, Svc, Who
 from service.errors import ApiError, not_found
+from service.keys import Caller
+from service.quotas import limit_of, too_many
+from worker import textmodels
 from worker.app import train_signature
 from worker.artifacts import JOB_ID
-from worker.lifecycle import IdempotencyKeyReused, canonical_json, is_final
+from worker.lifecycle import IdempotencyKeyReused, QuotaExceeded, canonical_json, is_final
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 ERRORS = {
@@ -33,6 +39,8 @@ ERRORS = {
     422: {"model": ErrorResponse},
     503: {"model": ErrorResponse},
 }
+SUBMIT_ERRORS = {**ERRORS, 429: {"model": ErrorResponse}}
+JOB_QUOTA_RETRY_S = 30  # a queued job takes at least this long to leave the queue
 LABEL_COLUMNS = ("label", "label_T", "label_A", "label_V")
 # strategies that train on the human sub-labels of every modality they see (mtcl: required_sub_labels)
 NEEDS_SUB_LABELS = frozenset({MTCLStrategy.name})
@@ -80,12 +88,12 @@ def to_job(rec: dict[str, Any]) -> Job:
     )
 
 
-def _check_sub_labels(body: JobCreate, svc: Services, modalities: list[str]) -> None:
+def _check_sub_labels(body: JobCreate, svc: Services, owner: str, modalities: list[str]) -> None:
     """422 now, not a failed job later, when the strategy needs sub-label columns the dataset lacks (as its
     stored summary says; a summary from before it recorded them is let through)."""
     if body.strategy not in NEEDS_SUB_LABELS:
         return
-    summary = svc.store.dataset_summary(body.dataset_id) or {}
+    summary = svc.store.dataset_summary(owner, body.dataset_id) or {}
     present = (summary.get("library") or {}).get("sub_labels")
     if present is None:
         return
@@ -100,8 +108,8 @@ def _check_sub_labels(body: JobCreate, svc: Services, modalities: list[str]) -> 
         )
 
 
-def resolve(body: JobCreate, svc: Services) -> dict[str, Any]:
-    if svc.store.dataset_dir(body.dataset_id) is None:
+def resolve(body: JobCreate, svc: Services, caller: Caller) -> dict[str, Any]:
+    if svc.store.dataset_dir(caller.owner, body.dataset_id) is None:
         raise ApiError(
             422, f"no dataset with id {body.dataset_id!r}; upload it first", field="body.dataset_id"
         )
@@ -114,8 +122,11 @@ def resolve(body: JobCreate, svc: Services) -> dict[str, Any]:
     except HyperparameterError as exc:
         where = "body.preset" if exc.field == "preset" else f"body.hyperparameters.{exc.field}"
         raise ApiError(422, exc.message, field=where) from None
-    _check_sub_labels(body, svc, hyper.modalities)
+    if (problem := textmodels.problem(body.hyperparameters.get("text_model"), svc.settings.text_model_dir)):
+        raise ApiError(422, problem, field="body.hyperparameters.text_model")
+    _check_sub_labels(body, svc, caller.owner, hyper.modalities)
     return {
+        "owner": caller.owner,
         "dataset_id": body.dataset_id,
         "strategy": body.strategy,
         "seed": body.seed,
@@ -126,13 +137,13 @@ def resolve(body: JobCreate, svc: Services) -> dict[str, Any]:
     }
 
 
-def submit(body: JobCreate, svc: Services, idempotency_key: str | None) -> dict[str, Any]:
-    """The job record for ``body``: a new queued job, the job of the same run (queued, running or succeeded),
-    or the job this Idempotency-Key was first used for."""
+def submit(body: JobCreate, svc: Services, caller: Caller, idempotency_key: str | None) -> dict[str, Any]:
+    """The job record for ``body``: a new queued job, the caller's job of the same run (queued, running or
+    succeeded), or the job this Idempotency-Key was first used for by the caller."""
     request_body = canonical_json(body.model_dump())
     if idempotency_key:
         try:
-            rec = svc.jobs.replay(idempotency_key, request_body)
+            rec = svc.jobs.replay(idempotency_key, request_body, caller.owner)
         except IdempotencyKeyReused:
             raise ApiError(
                 422,
@@ -142,14 +153,18 @@ def submit(body: JobCreate, svc: Services, idempotency_key: str | None) -> dict[
             ) from None
         if rec is not None:
             return rec
-    owner, created = svc.jobs.claim(resolve(body, svc))
+    limits = tuple(limit_of(svc.settings, caller, name) for name in ("queued_jobs", "concurrent_jobs"))
+    try:
+        owner, created = svc.jobs.claim(resolve(body, svc, caller), limits)
+    except QuotaExceeded as exc:
+        raise too_many(exc.name, exc.limit, JOB_QUOTA_RETRY_S, f"{exc.count} jobs now") from None
     if created:
         message = train_signature(svc.celery, owner, svc.settings.train_queue)
         if not svc.jobs.enqueue(owner, message.apply_async):
             raise ApiError(503, "the job queue is unreachable; try again", field=None)
     if idempotency_key:
         owner = svc.jobs.remember_idempotency_key(
-            idempotency_key, owner, request_body, svc.settings.idempotency_ttl
+            idempotency_key, owner, request_body, svc.settings.idempotency_ttl, caller.owner
         )
     rec = svc.jobs.get(owner)
     if rec is None:  # deleted between the two reads: extremely unlikely, still not a 500
@@ -157,9 +172,9 @@ def submit(body: JobCreate, svc: Services, idempotency_key: str | None) -> dict[
     return rec
 
 
-def _job(svc: Svc, job_id: str) -> dict:
+def _job(svc: Services, caller: Caller, job_id: str) -> dict:
     rec = svc.jobs.get(job_id) if JOB_ID.match(job_id) else None
-    if rec is None:
+    if rec is None or not caller.may_see(rec.get("owner") or None):
         raise not_found("job", job_id, field="job_id")
     return rec
 
@@ -168,38 +183,49 @@ def _job(svc: Svc, job_id: str) -> dict:
     "",
     status_code=202,
     response_model=Job,
-    responses={200: {"model": Job, "description": "The same run already succeeded"}, **ERRORS},
+    responses={200: {"model": Job, "description": "The same run already succeeded"}, **SUBMIT_ERRORS},
     summary="Start a training job (or get the equivalent one)",
 )
 def create_job(
     body: JobCreate,
     response: Response,
     svc: Svc,
+    caller: Who,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Job:
-    rec = submit(body, svc, idempotency_key)
+    try:
+        rec = submit(body, svc, caller, idempotency_key)
+    except ApiError as exc:
+        audit.record("submit", caller, "job", None, f"refused {exc.status}", reason=exc.message[:200])
+        raise
+    audit.record("submit", caller, "job", rec["id"], rec["state"], dataset=body.dataset_id)
     response.status_code = 200 if rec["state"] == JobState.succeeded.value else 202
     response.headers["Location"] = f"/v1/jobs/{rec['id']}"
     return to_job(rec)
 
 
 @router.get("", response_model=JobList, responses=ERRORS)
-def list_jobs(svc: Svc, limit: Limit = 100, offset: Offset = 0) -> JobList:
-    return JobList(items=[to_job(r) for r in svc.jobs.list(offset, limit)], total=svc.jobs.total())
+def list_jobs(svc: Svc, caller: Who, limit: Limit = 100, offset: Offset = 0) -> JobList:
+    owner = None if caller.admin else caller.owner
+    items = [to_job(r) for r in svc.jobs.list(offset, limit, owner)]
+    return JobList(items=items, total=svc.jobs.total(owner))
 
 
 @router.get("/{job_id}", response_model=Job, responses=ERRORS)
-def get_job(job_id: str, svc: Svc) -> Job:
-    return to_job(_job(svc, job_id))
+def get_job(job_id: str, svc: Svc, caller: Who) -> Job:
+    return to_job(_job(svc, caller, job_id))
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=Job, responses=ERRORS)
-def cancel_job(job_id: str, svc: Svc) -> Job:
-    rec = _job(svc, job_id)
-    if is_final(rec["state"]) or svc.jobs.request_cancel(job_id) is None:
-        rec = _job(svc, job_id)
+def cancel_job(job_id: str, svc: Svc, caller: Who) -> Job:
+    rec = _job(svc, caller, job_id)
+    if is_final(rec["state"]) or svc.jobs.request_cancel(job_id, svc.settings.job_lease_s) is None:
+        rec = _job(svc, caller, job_id)
+        audit.record("cancel", caller, "job", job_id, "refused 409", state=rec["state"])
         raise ApiError(409, f"job already {rec['state']}", field="job_id")
-    return to_job(_job(svc, job_id))
+    rec = _job(svc, caller, job_id)
+    audit.record("cancel", caller, "job", job_id, rec["state"])
+    return to_job(rec)
 
 
 def _number(text: str) -> float | None:
@@ -217,9 +243,9 @@ def _number(text: str) -> float | None:
     summary="The learned unimodal labels (id,label,label_T,label_A,label_V)",
 )
 def get_labels(
-    job_id: str, svc: Svc, format: Literal["csv", "json"] = Query("json")
+    job_id: str, svc: Svc, caller: Who, format: Literal["csv", "json"] = Query("json")
 ) -> Response | LabelsResponse:
-    rec = _job(svc, job_id)
+    rec = _job(svc, caller, job_id)
     run_dir = svc.store.run_dir(job_id)
     if rec["state"] != JobState.succeeded.value or run_dir is None:
         raise ApiError(409, f"labels exist once the job has succeeded; it is {rec['state']}", field="job_id")

@@ -1,4 +1,8 @@
-"""GET /v1/models (model cards), artifact downloads, and POST /v1/models/{id}/predict."""
+"""GET /v1/models (model cards), artifact downloads, and POST /v1/models/{id}/predict.
+
+A model belongs to the API key whose job trained it (card.json's owner): any other key gets 404 and never
+sees it listed (an admin key sees all). Downloads carry no server path: config.json and model.json are served
+with the dataset's path removed and the text model's path cut to its name (service/downloads.py)."""
 
 from __future__ import annotations
 
@@ -8,21 +12,31 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from api_schemas.errors import ErrorResponse
 from api_schemas.models import ModelCard, ModelList
 from api_schemas.predict import PredictResponse
 from models.run_dir import RUN_FILES
-from service.deps import Limit, Offset, Svc, services
+from service.deps import Limit, Offset, Svc, Who, services
+from service.downloads import SANITIZED, sanitized
 from service.errors import ApiError, error_response, not_found
+from service.guard import CALLER
 from service.serving import ModelPool
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/models", tags=["models"])
 ERRORS = {404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+PREDICT_ERRORS = {**ERRORS, 429: {"model": ErrorResponse}}
 FILES = (*RUN_FILES, "card.json")  # card.json: written by the worker (worker/tasks.py)
+
+
+def _card(svc: Svc, caller: Who, model_id: str) -> dict[str, Any]:
+    card = svc.store.model_card(model_id)
+    if card is None or not caller.may_see(card.get("owner")):
+        raise not_found("model", model_id, field="model_id")
+    return card
 
 
 def to_card(card: dict[str, Any]) -> ModelCard:
@@ -39,28 +53,28 @@ def to_card(card: dict[str, Any]) -> ModelCard:
 
 
 @router.get("", response_model=ModelList, responses=ERRORS)
-def list_models(svc: Svc, limit: Limit = 100, offset: Offset = 0) -> ModelList:
-    cards = sorted(svc.store.iter_model_cards(), key=lambda c: c["created_at"], reverse=True)
+def list_models(svc: Svc, caller: Who, limit: Limit = 100, offset: Offset = 0) -> ModelList:
+    mine = [c for c in svc.store.iter_model_cards() if caller.may_see(c.get("owner"))]
+    cards = sorted(mine, key=lambda c: c["created_at"], reverse=True)
     return ModelList(items=[to_card(c) for c in cards[offset : offset + limit]], total=len(cards))
 
 
 @router.get("/{model_id}", response_model=ModelCard, responses=ERRORS)
-def get_model(model_id: str, svc: Svc) -> ModelCard:
-    card = svc.store.model_card(model_id)
-    if card is None:
-        raise not_found("model", model_id, field="model_id")
-    return to_card(card)
+def get_model(model_id: str, svc: Svc, caller: Who) -> ModelCard:
+    return to_card(_card(svc, caller, model_id))
 
 
 @router.get(
     "/{model_id}/files/{name}", responses={200: {"content": {"application/octet-stream": {}}}, **ERRORS}
 )
-def get_model_file(model_id: str, name: str, svc: Svc) -> FileResponse:
+def get_model_file(model_id: str, name: str, svc: Svc, caller: Who) -> Response:
+    _card(svc, caller, model_id)
     run_dir = svc.store.run_dir(model_id)
-    if run_dir is None or not (run_dir / "card.json").is_file():
-        raise not_found("model", model_id, field="model_id")
-    if name not in FILES or not (run_dir / name).is_file():
+    if run_dir is None or name not in FILES or not (run_dir / name).is_file():
         raise ApiError(404, f"no file {name!r}; one of {list(FILES)}", field="name")
+    if name in SANITIZED:
+        disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
+        return JSONResponse(sanitized(name, run_dir / name), headers=disposition)
     return FileResponse(run_dir / name, filename=name)
 
 
@@ -73,13 +87,13 @@ PREDICT_BODY = {
 @router.post(
     "/{model_id}/predict",
     response_model=PredictResponse,
-    responses=ERRORS,
+    responses=PREDICT_ERRORS,
     openapi_extra={"requestBody": PREDICT_BODY},
     summary="Multimodal and per-modality sentiment for a batch of utterances",
 )
 async def predict_route(model_id: str, request: Request) -> Response:
     """Documents the operation; requests are answered by ``PredictFastPath`` before routing."""
-    payload = await services(request).models.answer(model_id, await request.body())
+    payload = await services(request).models.answer(request.scope[CALLER], model_id, await request.body())
     return Response(payload, media_type="application/json")
 
 
@@ -104,7 +118,7 @@ class PredictFastPath:
         scope["unilabel.route"] = "/v1/models/{model_id}/predict"  # the route label of MetricsMiddleware
         model_id = PREDICT_PATH.match(scope["path"]).group(1)
         try:
-            payload = await self.models.answer(model_id, await self._body(receive))
+            payload = await self.models.answer(scope[CALLER], model_id, await self._body(scope, receive))
         except ApiError as exc:
             await error_response(exc)(scope, receive, send)
             return
@@ -116,7 +130,11 @@ class PredictFastPath:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
-    async def _body(self, receive: Receive) -> bytes:
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:  # refused before a byte is read
+            limit = self.max_body_bytes
+            raise ApiError(413, f"body larger than MAX_PREDICT_BODY_BYTES={limit}", field="body")
         chunks, size = [], 0
         while True:
             message = await receive()

@@ -1,10 +1,12 @@
 """Fixtures of the service tests: a real redis-server on a free loopback port, small synthetic data,
-in-process apps over that Redis, and a model trained once (in-process, tiny schedule)."""
+in-process apps over that Redis (their clients carry an API key: ``client.admin_headers`` has an admin's),
+and a model trained once (in-process, tiny schedule)."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,30 @@ from remote.localstack import LocalStack
 from worker.settings import Settings
 
 TINY = {"pretrain_epochs": 1, "meta_epochs": 1, "multitask_max_epochs": 2, "early_stop": 2}
+TEST_HOSTS = "testserver,localhost,127.0.0.1"  # Starlette's TestClient sends Host: testserver
+
+
+def make_key(settings: Settings, admin: bool = False, name: str | None = None, **limits: int) -> str:
+    """A new API key in the settings' Redis."""
+    from service.keys import KeyStore
+
+    name = name or f"{'admin' if admin else 'key'}-{uuid.uuid4().hex[:8]}"
+    return KeyStore.from_url(settings.redis_url).create(name, admin=admin, limits=limits)
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def new_client(settings: Settings, key: str | None = None, **kwargs):
+    """An in-process client of a fresh app with an API key (a new ordinary one unless given)."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    client = TestClient(create_app(settings), headers=auth(key or make_key(settings)), **kwargs)
+    client.admin_headers = auth(make_key(settings, admin=True))
+    return client
 
 
 def _need_redis() -> None:
@@ -41,7 +67,14 @@ def settings(redis_stack: LocalStack, tmp_path: Path) -> Iterator[Settings]:
 
     url = f"redis://127.0.0.1:{redis_stack.redis_port}/1"
     redis.Redis.from_url(url).flushdb()
-    yield Settings(redis_url=url, artifact_dir=tmp_path / "artifacts", device="cpu")
+    # keys verified once stay trusted for the test (some tests empty Redis midway)
+    yield Settings(
+        redis_url=url,
+        artifact_dir=tmp_path / "artifacts",
+        device="cpu",
+        allowed_hosts=TEST_HOSTS,
+        api_key_cache_s=600,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -53,11 +86,9 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def client(settings: Settings):
-    from fastapi.testclient import TestClient
-
-    from service.app import create_app
-
-    with TestClient(create_app(settings), raise_server_exceptions=False) as c:
+    with new_client(settings, raise_server_exceptions=False) as c:
+        assert c.get("/v1/datasets").status_code == 200  # both keys verified (and kept) before the test
+        assert c.get("/metrics", headers=c.admin_headers).status_code == 200
         yield c
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.service.conftest import TINY, upload_dir
+from tests.service.conftest import TINY, new_client, upload_dir
 from worker.settings import Settings
 
 
@@ -121,12 +121,8 @@ def test_upload_needs_multipart(client) -> None:
 
 
 def test_upload_size_limit(settings: Settings, synth_dir: Path) -> None:
-    from fastapi.testclient import TestClient
-
-    from service.app import create_app
-
     small = settings.model_copy(update={"max_upload_bytes": 10_000, "max_upload_parts": 2})
-    with TestClient(create_app(small)) as c:
+    with new_client(small) as c:
         r = upload_dir(c, synth_dir)
         assert r.status_code == 413 and "MAX_UPLOAD_BYTES" in error_of(r)["message"]
         parts = [("a", ("utterances.csv", b"x")), ("b", ("features.npz", b"y")), ("c", ("x.zip", b"z"))]
@@ -242,14 +238,15 @@ def test_unexpected_errors_leave_no_traceback(client, monkeypatch: pytest.Monkey
     assert r.status_code == 500
     err = error_of(r)
     assert err["code"] == "internal" and "secret" not in r.text
-    assert 'route="/v1/models/{model_id}/predict",status="500"' in client.get("/metrics").text
+    metrics = client.get("/metrics", headers=client.admin_headers).text
+    assert 'route="/v1/models/{model_id}/predict",status="500"' in metrics
 
 
 def test_health_readiness_and_metrics(client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     r = client.get("/readyz")  # Redis is up, no worker runs in this test
     assert r.status_code == 503 and error_of(r)["details"][0]["field"] == "workers"
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=client.admin_headers).text
     for name in (
         "unilabel_http_requests_total",
         "unilabel_http_request_duration_seconds_bucket",
@@ -323,7 +320,7 @@ def test_predict_and_cache(client, trained: dict) -> None:
     }
     bare = model.predict_batch(feats)
     assert np.allclose(bare["pred"], [p["sentiment"] for p in out["predictions"]], atol=1e-5)
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=client.admin_headers).text
     assert 'unilabel_predicted_utterances_total{cache="hit"} 2.0' in text
     # two forward passes: the five new utterances, then the one new among three
     assert "unilabel_predict_forward_utterances_count 2.0" in text
@@ -380,7 +377,8 @@ def test_repeated_requests_are_answered_in_process(client, trained: dict, monkey
         p["sentiment"] for p in first["predictions"]
     ]
     assert calls == {"predict": 1, "redis": 0}
-    assert 'unilabel_predicted_utterances_total{cache="hit"} 6.0' in client.get("/metrics").text
+    metrics = client.get("/metrics", headers=client.admin_headers).text
+    assert 'unilabel_predicted_utterances_total{cache="hit"} 6.0' in metrics
     # a new utterance goes to Redis and the model; an error is never memoized
     _post_bytes(client, model_id, json.dumps({"utterances": [_utterance(rng, "x")]}).encode())
     assert calls == {"predict": 2, "redis": 1}
@@ -395,13 +393,11 @@ def test_repeated_requests_are_answered_in_process(client, trained: dict, monkey
 
 def test_memos_off_leave_only_the_redis_cache(settings: Settings, synth_dir: Path) -> None:
     import redis
-    from fastapi.testclient import TestClient
 
-    from service.app import create_app
     from worker.tasks import run_job
 
     off = settings.model_copy(update={"predict_memo_bytes": 0, "predict_row_memo_bytes": 0})
-    with TestClient(create_app(off), raise_server_exceptions=False) as c:
+    with new_client(off, raise_server_exceptions=False) as c:
         dataset_id = upload_dir(c, synth_dir).json()["id"]
         job = c.post("/v1/jobs", json={"dataset_id": dataset_id, "hyperparameters": TINY}).json()
         svc = c.app.state.services

@@ -1,18 +1,31 @@
-"""Contract: schemathesis fuzzes every operation of /openapi.json and the API never answers 5xx.
+"""Contract: schemathesis fuzzes every operation of /openapi.json with every check it has (server errors,
+status codes and response schemas as documented, content types and headers, schema-valid data accepted and
+invalid data refused, authentication not ignored, ...), positive and negative data, the predict body
+included, then runs stateful sequences along the links it infers between operations (a created dataset's
+id used by the job and delete operations, ...).
 
-The app runs in-process over the test Redis, with one dataset and one trained model in place so that
-generated requests reach real resources too. Examples per operation are bounded to keep this under a minute.
+The app runs in-process over the test Redis with an API key, with one dataset and one trained model in place
+so that generated requests reach real resources too. Examples per operation are bounded to keep this under a
+minute.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.config import SchemathesisConfig
 
-from tests.service.conftest import TINY, upload_dir
+from tests.service.conftest import TEST_HOSTS, TINY, auth, make_key, upload_dir
 
 EXAMPLES = 25
+STATEFUL_EXAMPLES = 15
+# Schema-valid requests the API may still refuse: a key that is refused or lacks rights, an id that names
+# nothing, a conflict, semantics the schema cannot say (a hyperparameter's range, a model's input dimension)
+# and quotas.
+VALID_BUT_REFUSED = ["2XX", "401", "403", "404", "409", "422", "429"]
 
 
 @pytest.fixture(scope="module")
@@ -26,58 +39,107 @@ def contract_app(redis_stack, synth_dir, tmp_path_factory):
 
     url = f"redis://127.0.0.1:{redis_stack.redis_port}/2"
     redis.Redis.from_url(url).flushdb()
-    app = create_app(
-        Settings(
-            redis_url=url,
-            artifact_dir=tmp_path_factory.mktemp("contract"),
-            device="cpu",
-            max_upload_bytes=1_000_000,
-        )
+    app_settings = Settings(
+        redis_url=url,
+        artifact_dir=tmp_path_factory.mktemp("contract"),
+        device="cpu",
+        max_upload_bytes=1_000_000,
+        allowed_hosts=TEST_HOSTS,
     )
-    with TestClient(app) as client:
+    app = create_app(app_settings)
+    key = make_key(app_settings, uploads_per_minute=0, queued_jobs=0, concurrent_jobs=0)  # fuzz past quotas
+    with TestClient(app, headers=auth(key)) as client:
         ds = upload_dir(client, synth_dir).json()["id"]
         job = client.post("/v1/jobs", json={"dataset_id": ds, "hyperparameters": TINY}).json()["id"]
         svc = app.state.services
         run_job(job, svc.jobs, svc.store, svc.settings)
+    app.state.contract_key, app.state.model_id = key, job
     return app
 
 
 @pytest.fixture(scope="module")
-def operations(contract_app) -> list:
-    schema = schemathesis.openapi.from_asgi("/openapi.json", contract_app)
+def schema(contract_app):
+    headers = auth(contract_app.state.contract_key)
+    config = SchemathesisConfig.from_dict(
+        {
+            "headers": headers,
+            "generation": {"mode": "all"},  # positive and negative data
+            "checks": {"positive_data_acceptance": {"expected-statuses": VALID_BUT_REFUSED}},
+        }
+    )
+    return schemathesis.openapi.from_asgi("/openapi.json", contract_app, config=config, headers=headers)
+
+
+@pytest.fixture(scope="module")
+def operations(schema) -> list:
     return [result.ok() for result in schema.get_all_operations()]
 
 
-def test_no_server_errors(operations: list) -> None:
-    failures: list[str] = []
+def _fuzz(operation, model_id: str, seen: Counter, failures: list[str]) -> None:
+    """EXAMPLES requests to one operation, each answer run through every check."""
     calls = [0]
+
+    @given(case=operation.as_strategy())
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def fuzz(case) -> None:
+        if "model_id" in (case.path_parameters or {}) and case.method.upper() == "POST":
+            # the predict body against the real model (its id is a path parameter the fuzzer would only
+            # guess) three times in four, else an id that names nothing
+            calls[0] += 1
+            if calls[0] % 4:
+                case.path_parameters["model_id"] = model_id
+        try:
+            response = case.call_and_validate()  # every check
+        except Exception as exc:  # noqa: BLE001 - collected, reported together
+            failures.append(f"{case.method} {case.formatted_path}: {str(exc)[:1500]}")
+            return
+        seen[response.status_code] += 1
+
+    fuzz()
+
+
+@pytest.mark.timeout(240)
+def test_every_check_on_every_operation(operations: list, contract_app) -> None:
+    failures: list[str] = []
+    statuses: dict[str, Counter] = {}
     for operation in operations:
         if operation.path == "/readyz":  # waits a second for a worker that this in-process app never has
             continue
+        seen = statuses.setdefault(f"{operation.method.upper()} {operation.path}", Counter())
+        _fuzz(operation, contract_app.state.model_id, seen, failures)
+    assert not failures, "\n\n".join(failures[:10])
+    assert all(statuses.values()), statuses  # it really generated requests
+    predict = statuses["POST /v1/models/{model_id}/predict"]
+    assert predict[422] >= 5 and predict[404], predict  # bodies checked against a real model, unknown ids
 
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None
+
+@pytest.mark.timeout(240)
+def test_stateful_sequences(schema) -> None:
+    seen: Counter = Counter()
+
+    class Counted(schema.as_state_machine()):  # type: ignore[misc]
+        def after_call(self, response, case) -> None:
+            super().after_call(response, case)
+            seen[f"{case.method.upper()} {case.operation.path} {response.status_code}"] += 1
+
+    Counted.run(
+        settings=settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
         )
-        def fuzz(case) -> None:
-            response = case.call()
-            calls[0] += 1
-            if response.status_code >= 500:
-                failures.append(
-                    f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:300]}"
-                )
-            else:
-                assert response.headers.get("content-type"), case.formatted_path
-
-        fuzz()
-    assert not failures, "\n".join(failures[:20])
-    assert calls[0] >= 5 * len(operations), calls  # it really generated requests
+    )
+    print(dict(seen))
+    assert sum(seen.values()) >= STATEFUL_EXAMPLES, seen
 
 
 def test_openapi_names_every_route(contract_app) -> None:
     from fastapi.testclient import TestClient
 
-    paths = TestClient(contract_app).get("/openapi.json").json()["paths"]
+    spec = TestClient(contract_app, headers=auth(contract_app.state.contract_key)).get("/openapi.json").json()
+    paths = spec["paths"]
     for path in (
         "/v1/datasets",
         "/v1/datasets/{dataset_id}",
@@ -95,3 +157,19 @@ def test_openapi_names_every_route(contract_app) -> None:
         assert path in paths, path
     assert "multipart/form-data" in paths["/v1/datasets"]["post"]["requestBody"]["content"]
     assert "$ref" in str(paths["/v1/models/{model_id}/predict"]["post"]["requestBody"])
+
+
+def test_openapi_is_valid_and_defines_what_it_references(contract_app, schema) -> None:
+    """Every $ref resolves (PredictRequest was referenced but not defined), and the document validates."""
+    import json
+    import re
+
+    from fastapi.testclient import TestClient
+
+    spec = TestClient(contract_app, headers=auth(contract_app.state.contract_key)).get("/openapi.json").json()
+    schema.validate()  # against the OpenAPI 3.1 meta-schema
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(spec)))
+    assert refs <= set(spec["components"]["schemas"]), refs - set(spec["components"]["schemas"])
+    assert "PredictRequest" in refs
+    assert spec["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    assert spec["paths"]["/healthz"]["get"]["security"] == []

@@ -34,7 +34,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def api(stack: LocalStack):
-    with LabelClient(stack.url, timeout=30) as c:
+    with LabelClient(stack.url, timeout=30, api_key=stack.api_key) as c:
         yield c
 
 
@@ -74,7 +74,7 @@ def test_upload_train_labels_predict(api: LabelClient, done: dict, stack: LocalS
         p.name for p in run_dir.iterdir()
     }
     out = tmp_path / "labels.csv"
-    assert main(["--url", stack.url, "labels", job["id"], "-o", str(out)]) == 0
+    assert main(["--url", stack.url, "--key", stack.api_key, "labels", job["id"], "-o", str(out)]) == 0
     lines = out.read_text().splitlines()
     assert lines[0] == "id,label,label_T,label_A,label_V" and len(lines) == 81
     card = api.model(job["model_id"])
@@ -83,7 +83,10 @@ def test_upload_train_labels_predict(api: LabelClient, done: dict, stack: LocalS
     from remote.client import utterances_from_dataset
 
     utterances = utterances_from_dataset(
-        stack.artifact_dir / "datasets" / done["dataset"]["id"] / "data", "test", 4
+        # datasets/<the key's id>/<dataset id>: each API key has its own datasets
+        stack.artifact_dir / "datasets" / stack.api_key.split("_")[1] / done["dataset"]["id"] / "data",
+        "test",
+        4,
     )
     first = api.predict(job["model_id"], utterances)
     assert first["model_id"] == job["model_id"] and len(first["predictions"]) == 4
@@ -91,7 +94,7 @@ def test_upload_train_labels_predict(api: LabelClient, done: dict, stack: LocalS
     second = api.predict(job["model_id"], utterances)
     assert all(p["cached"] for p in second["predictions"])
     assert [p["sentiment"] for p in second["predictions"]] == [p["sentiment"] for p in first["predictions"]]
-    metrics = httpx.get(f"{stack.url}/metrics").text
+    metrics = httpx.get(f"{stack.url}/metrics", headers=stack.headers(admin=True)).text
     assert (
         'unilabel_jobs{state="succeeded"}' in metrics
         and 'unilabel_predicted_utterances_total{cache="hit"} 4.0' in metrics
@@ -130,7 +133,7 @@ def running_pid(stack: LocalStack, job_id: str) -> int:
 
 def test_unknown_ids_over_http(stack: LocalStack) -> None:
     for path in ("/v1/jobs/" + "0" * 32, "/v1/models/" + "0" * 32, "/v1/datasets/" + "0" * 64):
-        r = httpx.get(stack.url + path)
+        r = httpx.get(stack.url + path, headers=stack.headers())
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
 
 
@@ -156,7 +159,8 @@ def test_api_restart_keeps_jobs_and_artifacts(api: LabelClient, done: dict, stac
 
 def test_cli_run_end_to_end(stack: LocalStack, synth_dir: Path, tmp_path: Path, capsys) -> None:
     hp = [f"--hp={k}={v}" for k, v in TINY.items()]
-    assert main(["--url", stack.url, "run", str(synth_dir), "--seed", "3", "--out", str(tmp_path), *hp]) == 0
+    cli = ["--url", stack.url, "--key", stack.api_key]
+    assert main([*cli, "run", str(synth_dir), "--seed", "3", "--out", str(tmp_path), *hp]) == 0
     printed = capsys.readouterr().out
     assert "labels:" in printed and "sentiment" in printed
     assert len(list(tmp_path.glob("*/labels.csv"))) == 1  # OUT/<job id>/labels.csv
@@ -171,7 +175,8 @@ def test_redis_killed_and_restarted_loses_nothing(api: LabelClient, done: dict, 
     running = api.submit(done["dataset"]["id"], "mug", 4141, LONG)
     wait_for(api, running["id"], lambda j: j["state"] == "running" and (j.get("epoch") or 0) >= 1)
     waited: dict = {}
-    with LabelClient(stack.url, timeout=30) as other:  # a user's `wait`, polling through the outage
+    # a user's `wait`, polling through the outage
+    with LabelClient(stack.url, timeout=30, api_key=stack.api_key) as other:
         follower = threading.Thread(
             target=lambda: waited.update(other.wait(running["id"], timeout=120, poll=0.1)), daemon=True
         )
@@ -179,7 +184,7 @@ def test_redis_killed_and_restarted_loses_nothing(api: LabelClient, done: dict, 
         redis_proc = stack.procs["redis"]
         os.killpg(redis_proc.pid, signal.SIGKILL)
         redis_proc.wait(10)
-        r = httpx.get(f"{stack.url}/v1/jobs/{running['id']}")
+        r = httpx.get(f"{stack.url}/v1/jobs/{running['id']}", headers=stack.headers())
         assert r.status_code == 503 and r.headers["retry-after"] == "2", r.text
         assert r.json()["error"] | {"details": None} == {
             "code": "unavailable",

@@ -31,6 +31,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     s = LocalStack(root / "stack", api_workers=2, extra_env={"PROMETHEUS_MULTIPROC_DIR": str(prom)})
     try:
         s.start_redis()
+        s.make_keys()
         s.start_api()
         yield s
     finally:
@@ -44,7 +45,8 @@ def writer_pids(stack: LocalStack) -> set[int]:
 
 
 def healthz_count(stack: LocalStack) -> float:
-    text = httpx.get(f"{stack.url}/metrics", timeout=10).text  # a new connection: any process may answer
+    # a new connection: any process may answer
+    text = httpx.get(f"{stack.url}/metrics", timeout=10, headers=stack.headers(admin=True)).text
     assert text.count("# TYPE unilabel_jobs gauge") == 1
     assert 'unilabel_jobs{state="queued"} 0.0' in text
     assert 'unilabel_queue_depth{queue="train"} 0.0' in text

@@ -33,7 +33,7 @@ def test_docs_and_openapi_are_labelled_with_their_paths(client) -> None:
     assert client.get("/docs").status_code == 200
     assert client.get("/openapi.json").status_code == 200
     assert client.get("/no/such/path").status_code == 404
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=client.admin_headers).text
     assert 'method="GET",route="/docs",status="200"' in text
     assert 'method="GET",route="/openapi.json",status="200"' in text
     assert 'method="GET",route="unmatched",status="404"' in text

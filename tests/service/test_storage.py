@@ -57,7 +57,8 @@ def test_publish_is_one_rename_and_never_overwrites(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", ["../etc", "a" * 63, "A" * 64, "../" + "a" * 61, ""])
 def test_ids_are_validated_before_touching_paths(tmp_path: Path, bad: str) -> None:
     store = ArtifactStore(tmp_path)
-    assert store.dataset_dir(bad) is None
+    assert store.dataset_dir("0" * 16, bad) is None  # datasets belong to a key (its 16-hex-digit id)
+    assert store.dataset_dir(bad, "0" * 64) is None
     assert store.run_dir(bad) is None
     assert store.model_card(bad) is None
 

@@ -29,9 +29,9 @@ def test_soft_time_limit_stops_a_side_by_side_stage_2(tmp_path: Path, synth_dir:
     stack = LocalStack(tmp_path / "stack", extra_env=env)
     try:
         stack.start()
-        with LabelClient(stack.url, timeout=30) as api:
+        with LabelClient(stack.url, timeout=30, api_key=stack.api_key) as api:
             dataset = api.upload(synth_dir)["id"]
-            long = api.submit(dataset, "mug", 1, {**TINY, "meta_epochs": 3000})  # ~30 s of stage 2 each
+            long = api.submit(dataset, "mug", 1, {**TINY, "meta_epochs": 1000})  # ~10 s of stage 2 each
             job = api.wait(long["id"], timeout=60, poll=0.1)
             assert job["state"] == "failed", job
             assert job["error"] == f"time limit exceeded (JOB_SOFT_TIME_LIMIT={SOFT_LIMIT_S} s)"

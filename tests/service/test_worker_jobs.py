@@ -93,7 +93,7 @@ def test_failures_are_recorded_without_traceback(svc, queued: str, monkeypatch: 
 
 def test_deleted_dataset_fails_the_job(svc, queued: str) -> None:
     rec = svc.jobs.get(queued)
-    svc.store.discard(svc.store.dataset_dir(rec["dataset_id"]))
+    svc.store.discard(svc.store.dataset_dir(rec["owner"], rec["dataset_id"]))
     assert run_job(queued, svc.jobs, svc.store, svc.settings) == "failed"
     assert "was deleted" in svc.jobs.get(queued)["error"]
 

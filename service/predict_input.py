@@ -1,0 +1,145 @@
+"""A predict request's body, parsed and checked within a memory budget.
+
+The body is parsed by pydantic-core's JSON parser into plain Python values (no model validation: pydantic's
+validation reports every bad element, and a 10 MB body of bad numbers made a 500 MB error list and 7 GB of
+errors in memory), then walked once, stopping at the first problem, and each feature becomes a float32 array
+straight away. What it may cost is bounded before it is parsed: MAX_PREDICT_BODY_BYTES, then an upper bound of
+its JSON arrays and numbers counted on the raw bytes (MAX_PREDICT_VALUES); the API parses large bodies in a
+worker thread, at most PARSE_THREADS at a time (service/serving.py), so the event loop keeps answering.
+
+The documented schema is api_schemas.predict.PredictRequest; this walk accepts exactly what it describes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pydantic_core
+
+from api_schemas.errors import ErrorDetail
+from service.errors import ApiError
+
+UTTERANCE_FIELDS = frozenset({"id", "features", "transcript"})
+MAX_ID, MAX_TRANSCRIPT = 256, 20_000  # as PredictRequest documents them
+NUMERIC = "iuf"  # integers and floats; booleans, strings and objects are refused
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_batch: int
+    max_values: int
+
+
+@dataclass
+class Parsed:
+    """One request, checked: each utterance's id, float32 arrays and transcript (if the model reads one)."""
+
+    ids: list[str | None]
+    features: list[dict[str, np.ndarray]]
+    transcripts: list[str | None]
+
+
+def bad(field: str, problem: str, status: int = 422) -> ApiError:
+    return ApiError(status, problem, field=field, details=[ErrorDetail(field=field, problem=problem)])
+
+
+def _too_many_values(limits: Limits) -> ApiError:
+    return bad("body", f"more than MAX_PREDICT_VALUES={limits.max_values} numbers in one request", 413)
+
+
+def precheck(body: bytes, limits: Limits) -> None:
+    """Refuse, before parsing, a body that may hold more numbers or arrays than allowed: every number but
+    the first of an array follows a comma, and every array opens with a bracket (a count that strings may
+    only inflate, never hide)."""
+    if body.count(b",") + body.count(b"[") > limits.max_values + 8 * limits.max_batch + 16:
+        raise _too_many_values(limits)
+
+
+def parse(body: bytes, spec: dict[str, dict], limits: Limits) -> Parsed:
+    """The request for a model with input spec ``spec``; raises ApiError naming the first problem."""
+    try:
+        data = pydantic_core.from_json(body, allow_inf_nan=False)
+    except ValueError as exc:
+        raise bad("body", f"not valid JSON: {str(exc)[:200]}") from None
+    if not isinstance(data, dict):
+        raise bad("body", "expected an object {\"utterances\": [...]}")
+    for key in data:
+        if key != "utterances":
+            raise bad(f"body.{key}", "extra inputs are not permitted")
+    utterances = data.get("utterances")
+    if not isinstance(utterances, list) or not utterances:
+        raise bad("body.utterances", "expected a non-empty list of utterances")
+    if len(utterances) > limits.max_batch:
+        raise bad("body.utterances", f"at most {limits.max_batch} utterances per request")
+    uses_transcript = any(s.get("transcript") for s in spec.values())
+    out = Parsed([], [], [])
+    budget = [limits.max_values]
+    for i, utt in enumerate(utterances):
+        uid, arrays, transcript = _utterance(f"body.utterances.{i}", utt, spec, budget, limits)
+        out.ids.append(uid)
+        out.features.append(arrays)
+        out.transcripts.append(transcript if uses_transcript else None)
+    return out
+
+
+def _text(where: str, value: Any, max_length: int) -> str | None:
+    if value is not None and (not isinstance(value, str) or len(value) > max_length):
+        raise bad(where, f"expected a string of at most {max_length} characters, or null")
+    return value
+
+
+def _utterance(
+    where: str, utt: Any, spec: dict[str, dict], budget: list[int], limits: Limits
+) -> tuple[str | None, dict[str, np.ndarray], str | None]:
+    if not isinstance(utt, dict):
+        raise bad(where, "expected an object {\"features\": {...}}")
+    for key in utt:
+        if key not in UTTERANCE_FIELDS:
+            raise bad(f"{where}.{key}", "extra inputs are not permitted")
+    uid = _text(f"{where}.id", utt.get("id"), MAX_ID)
+    transcript = _text(f"{where}.transcript", utt.get("transcript"), MAX_TRANSCRIPT)
+    features = utt.get("features", {})
+    if not isinstance(features, dict):
+        raise bad(f"{where}.features", "expected an object of modality -> vector or sequence")
+    arrays = {}
+    for name, value in features.items():
+        field = f"{where}.features.{name}"
+        if name not in spec:
+            raise bad(field, f"this model has no modality {name!r} (it takes {sorted(spec)})")
+        if spec[name].get("transcript"):
+            raise bad(field, f"this model reads {name} from the transcript; send the transcript instead")
+        arr = _array(field, value, spec[name].get("dim"))
+        budget[0] -= arr.size
+        if budget[0] < 0:
+            raise _too_many_values(limits)
+        arrays[name] = arr
+    for name, s in spec.items():
+        if name in arrays:
+            continue
+        if not s.get("transcript"):
+            raise bad(f"{where}.features.{name}", f"missing (this model takes {sorted(spec)})")
+        if transcript is None or not transcript.strip():
+            raise bad(f"{where}.transcript", f"missing (this model reads {name} from the transcript)")
+    return uid, arrays, transcript
+
+
+def _array(field: str, value: Any, dim: int | None) -> np.ndarray:
+    if not isinstance(value, list):
+        raise bad(field, "expected a [d] vector or a [T, d] sequence of numbers")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, OverflowError):
+        raise bad(field, "rows of a sequence must all have the same length") from None
+    if arr.dtype.kind not in NUMERIC:
+        raise bad(field, "values must be numbers")
+    if arr.ndim not in (1, 2) or arr.shape[0] == 0 or arr.size == 0:
+        raise bad(field, "expected a non-empty [d] vector or [T, d] sequence")
+    if dim is not None and arr.shape[-1] != dim:
+        raise bad(field, f"expected dimension {dim}, got {arr.shape[-1]}")
+    with np.errstate(over="ignore"):
+        arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise bad(field, "values must be finite numbers (within float32's range)")
+    return arr

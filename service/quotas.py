@@ -1,0 +1,153 @@
+"""Per-key quotas: requests per minute (429 + Retry-After) and bytes stored (413), each naming its limit.
+
+Limits come from the QUOTA_* settings unless the key carries its own (``unilabel-admin keys create --limit``);
+0 means unlimited. Jobs in flight are counted where jobs are claimed (worker/lifecycle.py, one Lua call).
+
+Rates are counted per key in fixed one-minute windows in Redis. Uploads are rare: each is counted there
+before it is received (``ExactRate``). Predictions are the hot path, where a Redis round trip per request
+would double the CPU of a cache hit: each API process counts them locally and adds its counts to Redis every
+half second (``SyncedRate``), so with several API processes a key may exceed its rate by what the others
+admitted in the last half second.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from service.errors import ApiError
+from service.keys import Caller
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+WINDOW_S = 60
+PREFIX = "unilabel:rate:"
+
+
+def limit_of(settings: Settings, caller: Caller, name: str) -> int:
+    """The caller's limit ``name`` (e.g. ``uploads_per_minute``): its own, else QUOTA_<NAME>; 0 = none."""
+    value = caller.limits.get(name)
+    return int(value) if value is not None else int(getattr(settings, f"quota_{name}"))
+
+
+def too_many(name: str, limit: int, retry_after: float, what: str) -> ApiError:
+    seconds = max(1, math.ceil(retry_after))
+    return ApiError(
+        429,
+        f"quota QUOTA_{name.upper()}={limit} reached for this key ({what}); retry in {seconds} s",
+        field=f"quota.{name}",
+        headers={"Retry-After": str(seconds)},
+    )
+
+
+def too_large(name: str, limit: int, what: str) -> ApiError:
+    return ApiError(
+        413, f"quota QUOTA_{name.upper()}={limit} bytes reached for this key ({what})", field=f"quota.{name}"
+    )
+
+
+def _window(now: float) -> tuple[int, float]:
+    """The current window's number and the seconds left in it."""
+    return int(now // WINDOW_S), WINDOW_S - now % WINDOW_S
+
+
+class ExactRate:
+    """Counted in Redis before the request is served: one Lua call, nothing counted when refused."""
+
+    TAKE = """
+    local n, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+    local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+    if limit > 0 and used + n > limit then return -1 end
+    used = redis.call('INCRBY', KEYS[1], n)
+    redis.call('EXPIRE', KEYS[1], ARGV[3])
+    return used
+    """
+
+    def __init__(self, client: aioredis.Redis, name: str) -> None:
+        self.name = name
+        self._take = client.register_script(self.TAKE)
+
+    async def take(self, settings: Settings, caller: Caller, n: int = 1) -> None:
+        limit = limit_of(settings, caller, self.name)
+        if not limit:
+            return
+        window, left = _window(time.time())
+        key = f"{PREFIX}{self.name}:{caller.owner}:{window}"
+        if await self._take(keys=[key], args=[n, limit, 2 * WINDOW_S]) < 0:
+            raise too_many(self.name, limit, left, "per minute")
+
+
+@dataclass
+class _Count:
+    window: int
+    seen: int = 0  # this window's total in Redis as of the last sync (every process's)
+    pending: int = 0  # admitted here since the last sync
+
+
+class SyncedRate:
+    """Counted in this process at once; ``sync()`` (service/maintenance.py, twice a second) adds the counts
+    to Redis."""
+
+    def __init__(self, client: aioredis.Redis, name: str) -> None:
+        self.r = client
+        self.name = name
+        self._counts: dict[str, _Count] = {}
+
+    def take(self, settings: Settings, caller: Caller, n: int) -> None:
+        limit = limit_of(settings, caller, self.name)
+        if not limit:
+            return
+        window, left = _window(time.time())
+        count = self._counts.get(caller.owner)
+        if count is None or count.window != window:
+            count = self._counts[caller.owner] = _Count(window)
+        if count.seen + count.pending + n > limit:
+            raise too_many(self.name, limit, left, f"{count.seen + count.pending} this minute")
+        count.pending += n
+
+    async def sync(self) -> None:
+        """Add this process's counts to Redis and learn every process's totals (errors only logged)."""
+        window = _window(time.time())[0]
+        for owner in [o for o, c in self._counts.items() if c.window != window]:
+            del self._counts[owner]  # a past window: its counts no longer matter
+        flushing = {o: c.pending for o, c in self._counts.items() if c.pending}
+        if not flushing:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        for owner, n in flushing.items():
+            key = f"{PREFIX}{self.name}:{owner}:{window}"
+            pipe.incrby(key, n)
+            pipe.expire(key, 2 * WINDOW_S)
+        try:
+            totals = (await pipe.execute())[::2]
+        except RedisError as exc:
+            log.warning("quota counts not synced (Redis: %s); kept for the next try", exc)
+            return
+        for (owner, n), total in zip(flushing.items(), totals, strict=True):
+            count = self._counts.get(owner)
+            if count is not None and count.window == window:
+                count.seen, count.pending = int(total), count.pending - n
+
+
+def tree_bytes(path: Path) -> int:
+    """Bytes of the files under ``path`` (0 when it is not there); links are not followed."""
+    total = 0
+    stack = [str(path)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue
+    return total

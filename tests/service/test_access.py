@@ -1,0 +1,323 @@
+"""Access (issue 12) against a real API process under uvicorn and a real redis-server: API keys, each
+key's own datasets, jobs and models, quotas, text models by name only, downloads without server paths, the
+Host/Origin check, the audit log and uvicorn's access log. Models are trained in this process by the
+worker's own code (worker.tasks.run_job) over the stack's Redis and artifact volume: no Celery worker runs
+here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import redis
+
+from remote.localstack import REPO, LocalStack
+from tests.service.conftest import TINY, _need_redis, auth
+from worker.settings import Settings
+
+pytestmark = pytest.mark.slow
+PROTECTED = [
+    ("GET", "/v1/datasets"),
+    ("POST", "/v1/datasets"),
+    ("GET", "/v1/datasets/" + "0" * 64),
+    ("DELETE", "/v1/datasets/" + "0" * 64),
+    ("GET", "/v1/jobs"),
+    ("POST", "/v1/jobs"),
+    ("GET", "/v1/jobs/" + "0" * 32),
+    ("POST", "/v1/jobs/" + "0" * 32 + "/cancel"),
+    ("GET", "/v1/jobs/" + "0" * 32 + "/labels"),
+    ("GET", "/v1/models"),
+    ("GET", "/v1/models/" + "0" * 32),
+    ("GET", "/v1/models/" + "0" * 32 + "/files/config.json"),
+    ("POST", "/v1/models/" + "0" * 32 + "/predict"),
+    ("GET", "/metrics"),
+    ("GET", "/docs"),
+    ("GET", "/openapi.json"),
+]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    _need_redis()
+    root = tmp_path_factory.mktemp("access")
+    models = root / "text-models"
+    (models / "tiny").mkdir(parents=True)
+    (models / "tiny" / "config.json").write_text("{}")
+    env = {
+        "API_KEY_CACHE_S": "0",  # a revoked key is refused at once
+        "AUDIT_LOG": str(root / "audit.log"),
+        "ACCESS_LOG": "1",
+        "TEXT_MODEL_DIR": str(models),
+    }
+    s = LocalStack(root / "stack", extra_env=env)
+    try:
+        s.start_redis()
+        s.make_keys()
+        s.start_api()
+        yield s
+    finally:
+        s.stop()
+
+
+def settings_of(stack: LocalStack) -> Settings:
+    """What a worker of this stack would run with."""
+    return Settings(
+        redis_url=stack.redis_url,
+        artifact_dir=stack.artifact_dir,
+        device="cpu",
+        text_model_dir=Path(stack.extra_env["TEXT_MODEL_DIR"]),
+    )
+
+
+def http(stack: LocalStack, key: str | None) -> httpx.Client:
+    return httpx.Client(base_url=stack.url, headers=auth(key) if key else {}, timeout=30)
+
+
+def upload(client: httpx.Client, path: Path) -> httpx.Response:
+    with open(path / "utterances.csv", "rb") as u, open(path / "features.npz", "rb") as f:
+        return client.post(
+            "/v1/datasets", files={"utterances": ("utterances.csv", u), "features": ("features.npz", f)}
+        )
+
+
+def train(stack: LocalStack, job_id: str) -> str:
+    from worker.artifacts import ArtifactStore
+    from worker.lifecycle import JobStore
+    from worker.tasks import run_job
+
+    s = settings_of(stack)
+    return run_job(job_id, JobStore.from_url(s.redis_url), ArtifactStore(s.artifact_dir), s)
+
+
+@pytest.fixture(scope="module")
+def alice(stack: LocalStack, synth_dir: Path) -> dict:
+    """Key A with a dataset and a trained model."""
+    key = stack.create_key("alice")
+    with http(stack, key) as c:
+        dataset = upload(c, synth_dir).json()
+        job = c.post("/v1/jobs", json={"dataset_id": dataset["id"], "hyperparameters": TINY}).json()
+        assert train(stack, job["id"]) == "succeeded"
+    return {"key": key, "dataset": dataset["id"], "job": job["id"]}
+
+
+def error_of(r: httpx.Response) -> dict:
+    assert set(r.json()) == {"error"}, r.text
+    return r.json()["error"]
+
+
+# keys ---------------------------------------------------------------------------------------------------
+def test_anonymous_requests_are_refused(stack: LocalStack) -> None:
+    with http(stack, None) as c:
+        for method, path in PROTECTED:
+            r = c.request(method, path)
+            assert r.status_code == 401, (method, path, r.status_code, r.text[:200])
+            assert r.headers["www-authenticate"] == "Bearer"
+            assert error_of(r)["code"] == "unauthorized" and error_of(r)["field"] == "header.authorization"
+        assert c.get("/healthz").json() == {"status": "ok"}
+        ready = c.get("/readyz")  # no worker in this stack: 503, and nothing names a host
+        assert ready.status_code == 503 and error_of(ready)["details"][0]["field"] == "workers"
+
+
+def test_bad_and_revoked_keys_are_refused(stack: LocalStack) -> None:
+    key = stack.create_key("soon-revoked")
+    with http(stack, key) as c:
+        assert c.get("/v1/datasets").status_code == 200
+    key_id, secret = key.split("_")[1], key.split("_")[2]
+    for bad in ("nonsense", f"ulk_{key_id}_{'A' * 43}", f"ulk_{'1' * 16}_{secret}", key[:-1]):
+        with http(stack, bad) as c:
+            assert c.get("/v1/datasets").status_code == 401, bad
+    with httpx.Client(base_url=stack.url, headers={"Authorization": f"Basic {key}"}) as c:
+        assert c.get("/v1/datasets").status_code == 401
+    admin = [sys.executable, "-m", "service.admin", "--redis-url", stack.redis_url, "keys"]
+    out = subprocess.run([*admin, "revoke", "soon-revoked"], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0 and key_id in out.stdout, out.stderr
+    with http(stack, key) as c:
+        assert c.get("/v1/datasets").status_code == 401  # API_KEY_CACHE_S=0: at once
+
+
+def test_admin_cli_and_hashed_storage(stack: LocalStack) -> None:
+    exe = shutil.which("unilabel-admin") or str(Path(sys.executable).with_name("unilabel-admin"))
+    base = [exe, "--redis-url", stack.redis_url, "keys"]
+    created = subprocess.run([*base, "create", "carol"], capture_output=True, text=True)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[1]
+    assert key.startswith("ulk_")
+    listed = subprocess.run([*base, "list", "--json"], capture_output=True, text=True)
+    carol = next(k for k in json.loads(listed.stdout) if k["name"] == "carol")
+    assert carol["admin"] is False and carol["revoked_at"] is None and key.split("_")[1] == carol["id"]
+    assert key not in listed.stdout and key.split("_")[2] not in listed.stdout
+    again = subprocess.run([*base, "create", "carol"], capture_output=True, text=True)
+    assert again.returncode == 2 and "exists" in again.stderr
+    # Redis holds a salted hash, never the key: no value anywhere contains the secret
+    r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    secret = key.split("_")[2]
+    for name in r.scan_iter("*"):
+        kind = r.type(name)
+        value = {"hash": r.hgetall, "string": r.get, "set": r.smembers}.get(kind, lambda n: "")(name)
+        assert secret not in str(value), name
+    record = r.hgetall(f"unilabel:key:{carol['id']}")
+    assert set(record) >= {"salt", "hash"} and record["hash"] != secret
+
+
+# each key's own space -----------------------------------------------------------------------------------
+def test_another_key_never_sees_a_keys_resources(stack: LocalStack, alice: dict, synth_dir: Path) -> None:
+    bob = stack.create_key("bob")
+    ds, job = alice["dataset"], alice["job"]
+    utt = {"features": {m: np.zeros(d).tolist() for m, d in (("text", 32), ("audio", 16), ("vision", 24))}}
+    with http(stack, bob) as c:
+        assert c.get("/v1/datasets").json() == {"items": [], "total": 0}
+        assert c.get("/v1/jobs").json() == {"items": [], "total": 0}
+        assert c.get("/v1/models").json() == {"items": [], "total": 0}
+        for method, path, body in [
+            ("GET", f"/v1/datasets/{ds}", None),
+            ("DELETE", f"/v1/datasets/{ds}", None),
+            ("GET", f"/v1/jobs/{job}", None),
+            ("POST", f"/v1/jobs/{job}/cancel", None),
+            ("GET", f"/v1/jobs/{job}/labels", None),
+            ("GET", f"/v1/models/{job}", None),
+            ("GET", f"/v1/models/{job}/files/model.safetensors", None),
+            ("POST", f"/v1/models/{job}/predict", {"utterances": [utt]}),
+        ]:
+            r = c.request(method, path, json=body)
+            assert r.status_code == 404, (method, path, r.status_code, r.text[:200])  # not 403: not there
+        # deduplication within a key's space only: the same bytes are B's own new dataset, the same run
+        # B's own job
+        mine = upload(c, synth_dir)
+        assert mine.status_code == 201 and mine.json()["id"] == ds
+        same_run = c.post("/v1/jobs", json={"dataset_id": ds, "hyperparameters": TINY})
+        assert same_run.status_code == 202 and same_run.json()["id"] != job
+        keyed = {"dataset_id": ds, "seed": 9}
+        b1 = c.post("/v1/jobs", json=keyed, headers={"Idempotency-Key": "shared"}).json()["id"]
+    with http(stack, alice["key"]) as c:
+        a1 = c.post("/v1/jobs", json=keyed, headers={"Idempotency-Key": "shared"}).json()["id"]
+        assert a1 != b1 and c.get(f"/v1/jobs/{b1}").status_code == 404
+        assert c.post(f"/v1/models/{job}/predict", json={"utterances": [utt]}).status_code == 200
+        assert {d["id"] for d in c.get("/v1/jobs").json()["items"]} == {job, a1}
+    with http(stack, stack.admin_key) as c:  # an admin key sees every key's
+        jobs = {j["id"] for j in c.get("/v1/jobs").json()["items"]}
+        assert {job, a1, b1, same_run.json()["id"]} <= jobs
+        assert c.get(f"/v1/jobs/{b1}").status_code == 200 and c.get(f"/v1/models/{job}").status_code == 200
+        assert c.get("/v1/datasets").json()["total"] >= 2
+
+
+def test_quotas_answer_429_or_413_naming_the_limit(stack: LocalStack, alice: dict, synth_dir: Path) -> None:
+    uploads = stack.create_key("dora", False, "uploads_per_minute=2")
+    with http(stack, uploads) as c:
+        assert [upload(c, synth_dir).status_code for _ in range(2)] == [201, 200]
+        r = upload(c, synth_dir)
+        assert r.status_code == 429 and 1 <= int(r.headers["retry-after"]) <= 60
+        assert "QUOTA_UPLOADS_PER_MINUTE=2" in error_of(r)["message"]
+    small = stack.create_key("erin", False, "stored_bytes=10000")
+    with http(stack, small) as c:
+        r = upload(c, synth_dir)
+        assert r.status_code == 413 and "QUOTA_STORED_BYTES=10000" in error_of(r)["message"], r.text
+        assert c.get("/v1/datasets").json()["total"] == 0
+    queued = stack.create_key("fred", False, "queued_jobs=1")
+    with http(stack, queued) as c:
+        ds = upload(c, synth_dir).json()["id"]
+        assert c.post("/v1/jobs", json={"dataset_id": ds, "seed": 1}).status_code == 202
+        assert c.post("/v1/jobs", json={"dataset_id": ds, "seed": 1}).status_code == 202  # the same job
+        r = c.post("/v1/jobs", json={"dataset_id": ds, "seed": 2})
+        assert r.status_code == 429 and "QUOTA_QUEUED_JOBS=1" in error_of(r)["message"]
+        assert int(r.headers["retry-after"]) > 0 and c.get("/v1/jobs").json()["total"] == 1
+    predictions = stack.create_key("gina", False, "predictions_per_minute=3")
+    rng = np.random.default_rng(0)
+    dims = (("text", 32), ("audio", 16), ("vision", 24))
+    utt = [{"features": {m: rng.normal(size=d).tolist() for m, d in dims}} for _ in range(2)]
+    with http(stack, predictions) as c:
+        ds = upload(c, synth_dir).json()["id"]
+        model = c.post("/v1/jobs", json={"dataset_id": ds, "hyperparameters": TINY}).json()["id"]
+        assert train(stack, model) == "succeeded"
+        assert c.post(f"/v1/models/{model}/predict", json={"utterances": utt}).status_code == 200
+        again = c.post(f"/v1/models/{model}/predict", json={"utterances": utt})  # 4 > 3 this minute
+        assert again.status_code == 429 and "QUOTA_PREDICTIONS_PER_MINUTE=3" in error_of(again)["message"]
+        assert 1 <= int(again.headers["retry-after"]) <= 60
+
+
+# hyperparameters, downloads ---------------------------------------------------------------------------------
+def test_text_model_names_an_installed_model_never_a_path(stack: LocalStack, alice: dict) -> None:
+    with http(stack, alice["key"]) as c:
+        answers = {}
+        body = {"dataset_id": alice["dataset"]}
+        for value in ("/etc", "/nonexistent/model", "../tiny", "/", "tiny/..", 5):
+            r = c.post("/v1/jobs", json={**body, "hyperparameters": {"text_model": value}})
+            assert r.status_code == 422 and error_of(r)["field"] == "body.hyperparameters.text_model", r.text
+            answers[str(value)] = error_of(r)["message"]
+        # nothing about the host's paths
+        assert answers["/etc"] == answers["/nonexistent/model"] == answers["../tiny"]
+        assert "tiny" in answers["/etc"]  # what is installed is named
+        ok = c.post("/v1/jobs", json={**body, "hyperparameters": {"text_model": "tiny"}})
+        assert ok.status_code == 202, ok.text
+    # the worker refuses it again: a record that names a path fails with the same words
+    r = redis.Redis.from_url(stack.redis_url)
+    job = ok.json()["id"]
+    r.hset(f"unilabel:job:{job}", "overrides", json.dumps({**TINY, "text_model": "/etc"}))
+    assert train(stack, job) == "failed"
+    with http(stack, alice["key"]) as c:
+        error = c.get(f"/v1/jobs/{job}").json()["error"]
+    assert error.startswith("hyperparameters.text_model: must be null") and "/etc" not in error
+
+
+def test_downloads_carry_no_server_path(stack: LocalStack, alice: dict) -> None:
+    root = str(stack.artifact_dir.resolve())
+    with http(stack, alice["key"]) as c:
+        for name in ("config.json", "model.json", "card.json"):
+            r = c.get(f"/v1/models/{alice['job']}/files/{name}")
+            assert r.status_code == 200, r.text
+            assert root not in r.text and str(REPO) not in r.text, (name, r.text[:300])
+            assert not any(isinstance(v, str) and v.startswith("/") for v in _strings(r.json())), name
+        config = c.get(f"/v1/models/{alice['job']}/files/config.json").json()
+    assert config["dataset"]["path"] is None and config["dataset"]["sha256"] == alice["dataset"]
+    on_disk = json.loads((stack.artifact_dir / "runs" / alice["job"] / "config.json").read_text())
+    assert on_disk["dataset"]["path"].startswith(root)  # the library's record itself is left as it was
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+# where requests come from, and what is recorded -------------------------------------------------------------
+def test_host_and_origin_must_be_served_here(stack: LocalStack, alice: dict) -> None:
+    port = stack.api_port
+    with http(stack, alice["key"]) as c:
+        assert c.get("/v1/datasets", headers={"Host": f"localhost:{port}"}).status_code == 200
+        rebound = c.get("/v1/datasets", headers={"Host": f"attacker.example:{port}"})
+        assert rebound.status_code == 403 and error_of(rebound)["field"] == "header.host"
+        assert c.get("/healthz", headers={"Host": "attacker.example"}).status_code == 403
+        cross = c.get("/v1/datasets", headers={"Origin": "http://attacker.example"})
+        assert cross.status_code == 403 and error_of(cross)["field"] == "header.origin"
+        assert c.get("/v1/datasets", headers={"Origin": f"http://127.0.0.1:{port}"}).status_code == 200
+
+
+def test_audit_and_access_logs(stack: LocalStack, alice: dict, synth_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"  # other bytes, so another dataset (Alice's first one has queued jobs)
+    shutil.copytree(synth_dir, copy)
+    (copy / "utterances.csv").write_text((copy / "utterances.csv").read_text() + "\n")
+    with http(stack, alice["key"]) as c:
+        job = c.post("/v1/jobs", json={"dataset_id": alice["dataset"], "seed": 77}).json()["id"]
+        assert c.post(f"/v1/jobs/{job}/cancel").json()["state"] == "cancelled"
+        created = upload(c, copy)
+        ds = created.json()["id"]
+        assert created.status_code == 201 and c.delete(f"/v1/datasets/{ds}").status_code == 204
+    time.sleep(0.2)
+    lines = [json.loads(line) for line in Path(stack.extra_env["AUDIT_LOG"]).read_text().splitlines()]
+    mine = [line for line in lines if line["key"] == "alice"]
+    events = {(line["event"], line.get("job") or line.get("dataset"), line["outcome"]) for line in mine}
+    assert ("submit", job, "queued") in events and ("cancel", job, "cancelled") in events
+    assert ("upload", ds, "created") in events and ("delete", ds, "deleted") in events
+    key_id = alice["key"].split("_")[1]
+    assert all(line["key_id"] == key_id and line["time"].endswith("+00:00") for line in mine)
+    assert alice["key"].split("_")[2] not in Path(stack.extra_env["AUDIT_LOG"]).read_text()
+    access = (stack.root / "logs" / "api.log").read_text()
+    assert '"GET /healthz HTTP/1.1" 200' in access  # ACCESS_LOG=1
