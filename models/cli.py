@@ -1,5 +1,5 @@
-"""`unilabel` command line: train, evaluate, compare, table, baseline, hyperparameters, predict, synth,
-import-mmsa.
+"""`unilabel` command line: train, evaluate, compare, table, report, baseline, hyperparameters, predict,
+synth, import-mmsa.
 
 The service client is a separate command, `unilabel-remote` (service/client.py): models/ has no HTTP.
 """
@@ -247,6 +247,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
         say=lambda line: print(line, file=sys.stderr),
     )
     print(table)
+    print(f"report written to {Path(args.out) / 'report.html'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from models.label_report import write_compare_report, write_report
+
+    run = Path(args.run)
+    if not (run / "config.json").is_file() and (run / "results.json").is_file():  # a compare folder
+        if args.data:
+            raise ValueError("--data: a comparison's page shows no transcripts; give it for a run only")
+        path = write_compare_report(run, args.out)
+    else:
+        path = write_report(run, args.out, args.data)
+    print(f"report written to {path}")
     return 0
 
 
@@ -386,6 +401,17 @@ def build_parser() -> argparse.ArgumentParser:
     tb.add_argument("out", help="the --out folder of `unilabel compare`")
     tb.add_argument("--reference", help="strategy the others are paired against (default: the first)")
     tb.set_defaults(func=cmd_table)
+
+    rp = sub.add_parser(
+        "report",
+        help="a label report (report.html with plots, report.json, the PNGs) for a run or a comparison",
+    )
+    rp.add_argument("run", help="a run directory (or the --out folder of `unilabel compare`)")
+    rp.add_argument("--out", help="folder to write (default RUN/report/; a comparison: its folder)")
+    rp.add_argument(
+        "--data", help="the run's dataset, for the transcripts (default: the path recorded in config.json)"
+    )
+    rp.set_defaults(func=cmd_report)
 
     pr = sub.add_parser("predict", help="predict a dataset with a trained run")
     pr.add_argument("run")

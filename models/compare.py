@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from models.data import load_dataset
+from models.label_report import write_compare_report
 from models.metrics import PRIMARY_METRICS
 from models.pipeline import train
 from models.report import mean_std_table, n_seeds, paired_table
@@ -32,8 +33,8 @@ def compare(
 ) -> str:
     """Runs land in OUT/<strategy>/seed<seed>. A finished run there with the same dataset, strategy, seed,
     settings and code is reused (so an interrupted comparison resumes) and ``say`` is told which; one trained
-    otherwise is a FileExistsError naming what differs, unless ``overwrite``. Writes OUT/results.json and
-    OUT/table.md; returns the table."""
+    otherwise is a FileExistsError naming what differs, unless ``overwrite``. Writes OUT/results.json,
+    OUT/table.md and the page OUT/report.html (models.label_report); returns the table."""
     from tqdm import tqdm
 
     from models.strategies import get_strategy
@@ -88,6 +89,7 @@ def compare(
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(table + "\n")
     (out / "results.json").write_text(json.dumps(summary, indent=2))
+    write_compare_report(out)  # OUT/report.html: the same figures as the tables, with error bars
     return table
 
 

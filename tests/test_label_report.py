@@ -1,0 +1,272 @@
+"""The label report (models/label_report.py) and the history.csv it plots, on tiny synthetic runs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.cli import main
+from models.compare import compare
+from models.data import load_dataset
+from models.label_report import build_compare_report, build_report, write_compare_report, write_report
+from models.run_dir import RUN_FILES
+from tests.conftest import TINY, train_recording
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def runs(small_synth: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """mug (every modality), copy, none, and mug on text and audio only; each with its progress events."""
+    root = tmp_path_factory.mktemp("runs")
+    ds = load_dataset(small_synth)
+    out = {}
+    for name, strategy, extra in [
+        ("mug", "mug", {}),
+        ("copy", "copy", {}),
+        ("none", "none", {}),
+        ("subset", "mug", {"modalities": "text,audio"}),
+    ]:
+        result, events = train_recording(ds, root / name, strategy, {**TINY, **extra})
+        out[name] = (result.out_dir, events)
+    return out
+
+
+@pytest.fixture(scope="module")
+def mug_page(runs: dict) -> Path:
+    return write_report(runs["mug"][0])
+
+
+def _history(run: Path) -> pd.DataFrame:
+    return pd.read_csv(run / "history.csv", dtype={"modality": str}, keep_default_na=False)
+
+
+def test_history_csv_records_every_event(runs: dict) -> None:
+    run, events = runs["mug"]
+    assert "history.csv" in RUN_FILES and (run / "history.csv").is_file()
+    h = _history(run)
+    assert list(h.columns) == ["stage", "epoch", "modality", "name", "value"]
+    assert list(dict.fromkeys(h["stage"])) == ["pretrain", "meta", "multitask"]
+    # MUG's meta losses come per modality (split from "L_pre_all[text]"), epochs 1..meta_epochs for each
+    meta = h[h["stage"] == "meta"]
+    assert list(dict.fromkeys(meta["modality"])) == ["text", "audio", "vision"]
+    for m in ("text", "audio", "vision"):
+        rows = meta[(meta["modality"] == m) & (meta["name"] == "L_pre_all")]
+        assert rows["epoch"].tolist() == list(range(1, TINY["meta_epochs"] + 1))
+        sent = [e.losses[f"L_pre_all[{m}]"] for e in events if f"L_pre_all[{m}]" in e.losses]
+        assert rows["value"].tolist() == pytest.approx(sent)  # the caller's callback saw the same events
+    assert (h.loc[h["stage"] != "meta", "modality"] == "").all()
+    multitask = h[(h["stage"] == "multitask") & (h["name"] == "valid_mae")]
+    config = json.loads((run / "config.json").read_text())
+    assert multitask["epoch"].tolist() == list(range(1, config["stage3"]["epochs_run"] + 1))
+    sent = [e.metrics["valid_mae"] for e in events if e.stage == "multitask"]
+    assert multitask["value"].tolist() == pytest.approx(sent)
+    pre = h[h["stage"] == "pretrain"]
+    assert {"L_M", "L_text'", "Lc_text"} <= set(pre["name"]) and pre["epoch"].max() == TINY["pretrain_epochs"]
+    assert set(_history(runs["none"][0])["stage"]) == {"multitask"}
+
+
+def _images(page: str) -> list[bytes]:
+    return [
+        base64.b64decode(b) for b in re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    ]
+
+
+def test_report_page_is_self_contained(runs: dict, mug_page: Path, small_synth: Path) -> None:
+    run = runs["mug"][0]
+    assert mug_page == run / "report" / "report.html"
+    page = mug_page.read_text()
+    assert "http://" not in page and "https://" not in page and "<script" not in page.lower()
+    links = re.findall(r'(?:src|href)="([^"]*)"', page)
+    assert links and all(u.startswith(("data:image/png;base64,", "#")) for u in links)
+    images = _images(page)
+    written = sorted(p.name for p in mug_page.parent.glob("*.png"))
+    assert len(images) == len(written) >= 6 and all(img.startswith(PNG) for img in images)
+    assert "labels_vs_multimodal.png" in written and "mucn.png" in written
+    for name in written:  # the PNGs beside the page are the ones embedded in it
+        assert (mug_page.parent / name).read_bytes() in images
+    # report.json is the plotted data, strict JSON (no NaN), without the server's dataset path
+    text = (mug_page.parent / "report.json").read_text()
+    data = json.loads(text, parse_constant=lambda c: pytest.fail(f"report.json holds {c}"))
+    assert data == build_report(run, figures=False).data
+    assert str(small_synth) not in text and str(small_synth) not in page
+    assert data["labels"]["modalities"] == ["text", "audio", "vision"]
+    assert len(data["labels"]["per_modality"]["text"]["scatter"]["y"]) == 160
+
+
+def test_disagreement_table_lists_the_largest_shifts(runs: dict, mug_page: Path) -> None:
+    run = runs["mug"][0]
+    labels = pd.read_csv(run / "unimodal_labels.csv", dtype={"id": str})
+    gap = np.max([np.abs(labels[f"label_{x}"] - labels["label"]) for x in "TAV"], axis=0)
+    expected = labels["id"].to_numpy()[np.argsort(-gap, kind="stable")[:15]].tolist()
+    rows = build_report(run, figures=False).data["disagreements"]["rows"]
+    assert [r["id"] for r in rows] == expected
+    assert rows[0]["max_abs_shift"] == pytest.approx(gap.max(), abs=1e-4)
+    page = mug_page.read_text()
+    table = page.split('id="disagreements"')[1].split("<h2")[0]
+    assert re.findall(r"<tr><td>(syn\d+)</td>", table) == expected
+    assert "has no transcripts" in table  # the synthetic dataset has none: ids only, and said so
+
+
+def test_transcripts_come_from_the_dataset(runs: dict, small_synth: Path, tmp_path: Path) -> None:
+    run = runs["mug"][0]
+    data = tmp_path / "with-text"
+    shutil.copytree(small_synth, data)
+    utt = pd.read_csv(data / "utterances.csv", dtype={"id": str})
+    utt["transcript"] = "said <b>" + utt["id"] + "</b>"
+    utt.to_csv(data / "utterances.csv", index=False)
+    report = build_report(run, dataset_dir=data, figures=False)
+    rows = report.data["disagreements"]["rows"]
+    assert rows and all(r["transcript"] == f"said <b>{r['id']}</b>" for r in rows)
+    page = report.html()
+    assert f"said &lt;b&gt;{rows[0]['id']}&lt;/b&gt;" in page and "<b>" not in page  # escaped
+    assert "not the dataset the run was trained on" in page  # another sha256: matched by id, and said so
+    # the dataset recorded in config.json has gone: ids only, said so; a --data that is not there: an error
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved, ignore=shutil.ignore_patterns("report"))
+    config = json.loads((moved / "config.json").read_text())
+    config["dataset"]["path"] = str(tmp_path / "gone")
+    (moved / "config.json").write_text(json.dumps(config))
+    page = build_report(moved, figures=False).html()
+    assert "is no longer there (give --data DATASET)" in page
+    with pytest.raises(FileNotFoundError, match="data: .* does not exist"):
+        build_report(moved, dataset_dir=tmp_path / "gone")
+
+
+def test_mucn_diagnostics_for_mug_and_none_for_copy(runs: dict, mug_page: Path) -> None:
+    page = mug_page.read_text()
+    section = page.split('id="mucn"')[1]
+    meta = json.loads((runs["mug"][0] / "config.json").read_text())["strategy_diagnostics"]["meta"]
+    for m in ("text", "audio", "vision"):
+        d = meta[m]
+        assert f"<td>{m}</td>" in section
+        for key in ("L_pre_all_start", "L_pre_all_end", "noisy_input_mae", "label_shift_mae"):
+            assert f"{d[key]:.3f}" in section
+    assert "denoising loss, start" in section and "mucn.png" in section
+    copy = build_report(runs["copy"][0])
+    page = copy.html()
+    assert "No MUCN diagnostics: the copy strategy does not meta-learn its labels" in page
+    assert "mucn.png" not in copy.figures and not copy.data["mucn"]
+    assert "equal the multimodal label (copies)" in page  # copies: shifts of 0
+    assert "No disagreements: every learned label equals the multimodal label." in page
+
+
+def test_a_none_run_and_a_modality_subset_render(runs: dict) -> None:
+    none = build_report(runs["none"][0])
+    page = none.html()
+    assert "learned no unimodal labels (strategy none" in page
+    assert set(none.figures) == {"training_curves.png"} and all(i.startswith(PNG) for i in _images(page))
+    assert "No unimodal heads were trained in this run." in page
+    assert "The dataset has sub-labels, but this run learned no labels" in page
+    subset = build_report(runs["subset"][0])
+    data = subset.data
+    assert data["run"]["modalities"] == ["text", "audio"] and data["labels"]["modalities"] == [
+        "text",
+        "audio",
+    ]
+    assert set(data["mucn"]) == {"text", "audio"} and set(data["heads"]["valid"]) == {"text", "audio"}
+    rows = data["disagreements"]["rows"]
+    assert rows and all(r["label_V"] is None and r["label_T"] is not None for r in rows)
+    page = subset.html()
+    assert "Left out of this run: vision (its label columns are blank)." in page
+    assert {"labels_vs_multimodal.png", "mucn.png", "heads_valid.png"} <= set(subset.figures)
+
+
+def test_an_older_run_without_history_or_sub_labels(runs: dict, tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(runs["mug"][0], old, ignore=shutil.ignore_patterns("report", "history.csv"))
+    metrics = json.loads((old / "metrics.json").read_text())
+    del metrics["unimodal_labels_vs_sub_labels"]
+    (old / "metrics.json").write_text(json.dumps(metrics))
+    config = json.loads((old / "config.json").read_text())
+    config["dataset"]["summary"]["sub_labels"] = []
+    (old / "config.json").write_text(json.dumps(config))
+    report = build_report(old)
+    page = report.html()
+    assert "Training curves are not recorded in this run" in page
+    assert "The losses by meta epoch are not recorded in this run" in page and "denoising loss, start" in page
+    assert "The dataset has no reference sub-labels (label_T/A/V)" in page
+    assert not {"training_curves.png", "mucn.png", "sub_labels.png"} & set(report.figures)
+
+
+def _results(tmp_path: Path, strategies: tuple[str, ...], seeds: list[int]) -> Path:
+    """A comparison's results.json with known per-seed numbers (no training)."""
+    rng = np.random.default_rng(0)
+    names = ["acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7", "acc5", "mae", "corr"]
+    results = {
+        s: [{m: round(float(rng.uniform(0.4, 0.9)), 4) for m in names} for _ in seeds] for s in strategies
+    }
+    out = tmp_path / "cmp"
+    out.mkdir(parents=True)
+    summary = {"dataset": "synth", "rho": 3.0, "split": "valid", "seeds": seeds, "results": results}
+    (out / "results.json").write_text(json.dumps(summary))
+    return out
+
+
+def test_compare_report(tmp_path: Path) -> None:
+    out = _results(tmp_path, ("mug", "copy", "none"), [1111, 1112, 1113])
+    page_path = write_compare_report(out)
+    assert page_path == out / "report.html"
+    page = page_path.read_text()
+    assert "http://" not in page and "https://" not in page
+    images = _images(page)
+    assert len(images) == 2 and all(i.startswith(PNG) for i in images)
+    assert {"compare_metrics.png", "compare_paired.png", "report.json"} <= {p.name for p in out.iterdir()}
+    assert "<td>mug - copy</td>" in page and "<td>mug - none</td>" in page  # the paired table, as HTML
+    results = json.loads((out / "results.json").read_text())["results"]
+    report = build_compare_report(out)
+    for name, png in report.figures.items():  # the same input, the same bytes
+        assert (out / name).read_bytes() == png
+    diffs = report.data["paired"]["others"]["copy"]["mae"]["diffs"]
+    expected = [a["mae"] - b["mae"] for a, b in zip(results["mug"], results["copy"], strict=True)]
+    assert diffs == pytest.approx(expected, abs=1e-5)
+    assert report.data["by_strategy"]["none"]["corr"]["std"] == pytest.approx(
+        np.std([r["corr"] for r in results["none"]], ddof=1), abs=1e-5
+    )
+    paired = build_compare_report(out, reference="none", figures=False).data["paired"]
+    assert paired["reference"] == "none" and set(paired["others"]) == {"mug", "copy"}
+    one = _results(tmp_path / "one", ("mug",), [1])
+    single = build_compare_report(one)
+    assert set(single.figures) == {"compare_metrics.png"} and "No paired differences" in single.html()
+
+
+def test_compare_writes_its_page(small_synth: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    compare(
+        small_synth, ["copy"], [1], out, hyperparameters={**TINY, "multitask_max_epochs": 2}, progress=False
+    )
+    page = (out / "report.html").read_text()
+    assert "Comparison on" in page and "compare_metrics.png" in page
+
+
+def test_cli_report(runs: dict, tmp_path: Path, capsys) -> None:
+    run = runs["copy"][0]
+    assert main(["report", str(run), "--out", str(tmp_path / "page")]) == 0
+    assert f"report written to {tmp_path / 'page' / 'report.html'}" in capsys.readouterr().out
+    assert (tmp_path / "page" / "labels_vs_multimodal.png").read_bytes().startswith(PNG)
+    cmp = _results(tmp_path, ("mug", "copy"), [1])
+    assert main(["report", str(cmp)]) == 0  # a comparison's folder gets the comparison's page
+    assert f"report written to {cmp / 'report.html'}" in capsys.readouterr().out
+
+
+def test_cli_report_errors_are_named(runs: dict, tmp_path: Path, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    broken = tmp_path / "broken"
+    shutil.copytree(runs["copy"][0], broken)
+    (broken / "config.json").write_text("{not json")
+    for args, problem in [
+        ([str(tmp_path / "nowhere")], "is not a directory (give the --out folder of `unilabel train`)"),
+        ([str(tmp_path / "empty")], "is not a finished run directory (no config.json, metrics.json"),
+        ([str(broken)], "config.json: not valid JSON"),
+        ([str(runs["copy"][0]), "--data", str(tmp_path / "gone")], "data: "),
+    ]:
+        assert main(["report", *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("unilabel report: error:") and problem in err and "Traceback" not in err
