@@ -16,6 +16,9 @@ clients (a minimal asyncio HTTP/1.1 client, so the load generator costs little C
 - time to first epoch: POST /v1/jobs to the job's started_at and first progress event, idle worker;
 - micro-batching: mean utterances per model forward pass in the single-miss and batched phases, read from the
   API's /metrics (unilabel_predict_forward_utterances).
+
+Every request carries the stack's API key; the stack runs without per-key quotas (QUOTA_*=0), whose counting
+is part of what is measured.
 """
 
 from __future__ import annotations
@@ -46,13 +49,16 @@ from remote.localstack import LocalStack, child_pids, process_table  # noqa: E40
 CLIENTS = 32
 SCHEDULE = {"pretrain_epochs": 2, "meta_epochs": 2, "multitask_max_epochs": 5}
 LENGTH = re.compile(rb"content-length:\s*(\d+)", re.I)
+# the load is measured, not limited: no per-key quotas (their counting still runs)
+NO_QUOTAS = {f"QUOTA_{name}": "0" for name in ("PREDICTIONS_PER_MINUTE", "UPLOADS_PER_MINUTE")}
+KEY = {"value": ""}  # the API key every request carries (set once the stack is up)
 
 
-def request_bytes(host: str, path: str, body: dict) -> bytes:
-    data = json.dumps(body, separators=(",", ":")).encode()
+def request_bytes(host: str, path: str, body: dict | None, method: str = "POST") -> bytes:
+    data = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
     head = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(data)}\r\n\r\n"
+        f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {KEY['value']}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
     ).encode()
     return head + data
 
@@ -124,11 +130,12 @@ def measured(
     }
 
 
-def forward_passes(url: str) -> tuple[float, float]:
-    """(forward passes, utterances forwarded) so far, from the API's /metrics histogram."""
+def forward_passes(url: str, admin_key: str) -> tuple[float, float]:
+    """(forward passes, utterances forwarded) so far, from the API's /metrics histogram (an admin's)."""
     import urllib.request
 
-    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
+    request = urllib.request.Request(f"{url}/metrics", headers={"Authorization": f"Bearer {admin_key}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
         text = r.read().decode()
     count = re.search(r"^unilabel_predict_forward_utterances_count (\S+)$", text, re.M)
     total = re.search(r"^unilabel_predict_forward_utterances_sum (\S+)$", text, re.M)
@@ -249,11 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="unilabel-bench-") as tmp:
         data = make_synthetic(Path(tmp) / "data", seed=0)
         stack = LocalStack(
-            Path(tmp) / "stack", api_workers=args.api_workers, extra_env={"WORKER_TORCH_THREADS": "1"}
+            Path(tmp) / "stack",
+            api_workers=args.api_workers,
+            extra_env={"WORKER_TORCH_THREADS": "1", **NO_QUOTAS},
         )
         stack.start()
+        KEY["value"] = stack.api_key or ""
         try:
-            with LabelClient(stack.url, timeout=600) as client:
+            with LabelClient(stack.url, timeout=600, api_key=stack.api_key) as client:
                 dataset = client.upload(data)
                 dims = {m: v["dim"] for m, v in dataset["modalities"].items()}
                 job = client.wait(client.submit(dataset["id"], "mug", 1111, SCHEDULE)["id"], timeout=900)
@@ -272,9 +282,9 @@ def main(argv: list[str] | None = None) -> int:
             drive(stack.url, warm, api_pid)
             single_utts = [[utterance(rng, dims) for _ in range(args.requests)] for _ in range(CLIENTS)]
             singles = [[request_bytes(host, path, {"utterances": [u]}) for u in per] for per in single_utts]
-            before = forward_passes(stack.url)
+            before = forward_passes(stack.url, stack.admin_key)
             single = drive(stack.url, singles, api_pid)
-            single["utterances_per_forward"] = per_forward(before, forward_passes(stack.url))
+            single["utterances_per_forward"] = per_forward(before, forward_passes(stack.url, stack.admin_key))
             hit = drive(stack.url, singles, api_pid)
             # the same utterances under new ids: other request bytes, so the Redis cache answers
             renamed = [
@@ -299,9 +309,10 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(CLIENTS)
             ]
             batch_reqs = [[request_bytes(host, path, {"utterances": b}) for b in per] for per in batch_utts]
-            before = forward_passes(stack.url)
+            before = forward_passes(stack.url, stack.admin_key)
             batched = drive(stack.url, batch_reqs, api_pid)
-            batched["utterances_per_forward"] = per_forward(before, forward_passes(stack.url))
+            after = forward_passes(stack.url, stack.admin_key)
+            batched["utterances_per_forward"] = per_forward(before, after)
             batched["ups"] = batched["rps"] * args.batch_size
             bare = bare_throughput(
                 stack.artifact_dir / "runs" / model_id, [b for per in batch_utts for b in per]

@@ -37,15 +37,26 @@ def _host_of(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
-def host_problem(scope: Scope, allowed: frozenset[str]) -> ApiError | None:
+def _headers(scope: Scope) -> tuple[bytes, bytes | None, bytes | None]:
+    """Host, Origin and Authorization, in one pass over the request's headers."""
+    host, origin, authorization = b"", None, None
+    for name, value in scope.get("headers") or ():
+        if name == b"host":
+            host = value
+        elif name == b"authorization":
+            authorization = value
+        elif name == b"origin":
+            origin = value
+    return host, origin, authorization
+
+
+def host_problem(host: bytes, origin: bytes | None, allowed: frozenset[str]) -> ApiError | None:
     """403 when Host or Origin names a host that is not allowed."""
     if "*" in allowed:
         return None
-    headers = dict(scope.get("headers") or [])
-    host = _host_of(headers.get(b"host", b"").decode("latin-1"))
-    if host not in allowed:
-        return ApiError(403, f"host {host!r} is not served here (ALLOWED_HOSTS)", field="header.host")
-    origin = headers.get(b"origin")
+    name = _host_of(host.decode("latin-1"))
+    if name not in allowed:
+        return ApiError(403, f"host {name!r} is not served here (ALLOWED_HOSTS)", field="header.host")
     if origin is not None:
         name = (urlsplit(origin.decode("latin-1")).hostname or "").lower()
         if name not in allowed:
@@ -71,28 +82,28 @@ class KeyVerifier:
     def __init__(self, redis_url: str, cache_s: float) -> None:
         self.r = aioredis.Redis.from_url(redis_url, decode_responses=True)
         self.cache_s = cache_s
-        self._cache: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
+        self._cache: OrderedDict[bytes, tuple[Caller, float]] = OrderedDict()  # by the header's bytes
 
     async def caller(self, authorization: bytes | None) -> Caller:
         """The caller of an Authorization header value; raises ApiError(401)."""
         if not authorization:
             raise unauthorized("an API key is required: Authorization: Bearer <key>")
+        now = time.monotonic()
+        hit = self._cache.get(authorization)
+        if hit is not None and hit[1] > now:
+            return hit[0]
         scheme, _, token = authorization.decode("latin-1").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise unauthorized("send the API key as Authorization: Bearer <key>")
-        now = time.monotonic()
-        hit = self._cache.get(token)
-        if hit is not None and hit[1] > now:
-            return hit[0]
         parsed = parse_token(token)
         caller = verify(await self.r.hgetall(key_name(parsed[0])), parsed[1]) if parsed else None
         if caller is None:
-            self._cache.pop(token, None)
+            self._cache.pop(authorization, None)
             raise unauthorized("the API key is not valid (unknown, malformed or revoked)")
         if self.cache_s > 0:
-            self._cache[token] = (caller, now + self.cache_s)
-            self._cache.move_to_end(token)
+            self._cache[authorization] = (caller, now + self.cache_s)
+            self._cache.move_to_end(authorization)
             while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
         return caller
@@ -110,13 +121,18 @@ class Gate:
         self.open = OPEN_PATHS | (DOC_PATHS if settings.public_docs else frozenset())
         self.verifier = verifier
         self.routes = routes  # to label a refused request with its route in /metrics
+        self._hosts_ok: set[bytes] = set()  # Host values found allowed already: not parsed again
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        problem = host_problem(scope, self.allowed)
-        authorization = dict(scope.get("headers") or []).get(b"authorization")
+        host, origin, authorization = _headers(scope)
+        problem = None
+        if origin is not None or host not in self._hosts_ok:
+            problem = host_problem(host, origin, self.allowed)
+            if problem is None and origin is None and len(self._hosts_ok) < 64:
+                self._hosts_ok.add(host)
         if problem is None:
             try:
                 if scope["path"] in self.open:  # a valid key still counts (an admin's /readyz names workers)
