@@ -526,6 +526,14 @@ def _curves_figure(data: dict[str, Any], panels: list[tuple[str, list[dict[str, 
     return _png(fig)
 
 
+_MUCN_LEGEND = {
+    "L_pre_all": "L_pre_all: multimodal denoising, all rows",
+    "L_uni": "L_uni: unimodal denoising",
+    "L_pre": "L_pre (batches)",
+    "L_post": "L_post (batches)",
+}
+
+
 def _mucn_figure(data: dict[str, Any]) -> bytes:
     series = data["history"]["stages"]["meta"]
     mods = [m for m in data["run"]["modalities"] if any(s["modality"] == m for s in series)]
@@ -544,17 +552,23 @@ def _mucn_figure(data: dict[str, Any]) -> bytes:
                     linewidth=width,
                     color=color,
                     alpha=alpha,
-                    label=s["name"],
                 )
         d = data["mucn"].get(m, {})
         if d.get("noisy_input_mae") is not None:
-            ax.axhline(d["noisy_input_mae"], color="0.3", linewidth=1, linestyle="-.", label="noisy input")
+            ax.axhline(d["noisy_input_mae"], color="0.3", linewidth=1, linestyle="-.")
         title = m
         if d.get("L_pre_all_start") is not None and d.get("L_pre_all_end") is not None:
             title = f"{m}: denoising {d['L_pre_all_start']:.3f} -> {d['L_pre_all_end']:.3f}"
         _style(ax, title, "meta epoch", "L1 loss")
-        ax.legend(fontsize=7, frameon=False)
-    fig.suptitle("MUCN by meta epoch (L_pre_all: multimodal denoising over all training rows)", fontsize=10.5)
+    from matplotlib.lines import Line2D
+
+    # one legend below the panels (inside, it covers the curves), in grey: the colour is the modality's
+    names = [n for n in styles if any(s["name"] == n for s in series)]
+    handles = [Line2D([], [], color="0.3", linestyle=styles[n][0], linewidth=styles[n][1]) for n in names]
+    handles.append(Line2D([], [], color="0.3", linestyle="-.", linewidth=1))
+    labels = [*(_MUCN_LEGEND.get(n, n) for n in names), "noisy input's error"]
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=7.5, frameon=False)
+    fig.suptitle("MUCN by meta epoch", fontsize=10.5)
     return _png(fig)
 
 
