@@ -8,9 +8,10 @@ file name; ``report.html()`` is the page, the PNGs embedded as data: URIs (no ne
 ``write_compare_report`` does the same for a ``unilabel compare`` folder (its results.json): metrics by
 strategy with error bars and the paired differences by seed.
 
-The plots are drawn with matplotlib's Agg renderer on ``matplotlib.figure.Figure`` objects, never pyplot: no
-global backend is chosen and nothing is shared between calls, so a server may build reports in threads. The
-PNGs carry no metadata (no version, no date), so the same run gives the same bytes.
+The plots are drawn with matplotlib's Agg renderer on ``matplotlib.figure.Figure`` objects, never pyplot, so
+no global backend is chosen; matplotlib is not thread-safe, so drawing holds a lock and a server may build
+reports from several threads. The PNGs carry no metadata (no version, no date): the same run gives the same
+bytes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import math
 import os
 import re
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +47,7 @@ DISAGREEMENT_ROWS = 15
 COLORS = {"text": "#1f77b4", "audio": "#ff7f0e", "vision": "#2ca02c"}
 _DPI = 100
 _SAME = 1e-6  # a learned label this close to y is a copy of it (the copy strategy's float32 round trip)
+_DRAWING = threading.Lock()  # matplotlib's font and text caches are shared and not thread-safe
 
 
 @dataclass
@@ -301,11 +304,6 @@ def build_report(
     transcript_note = "No table: the run has no learned labels."
     if learned:
         transcripts, transcript_note = _transcripts(config, dataset_dir)
-    if history is None:
-        notes.append(
-            "Training curves are not recorded in this run (it has no history.csv: it was trained before runs "
-            "recorded one)."
-        )
     diagnostics = config.get("strategy_diagnostics") or {}
     meta = diagnostics.get("meta") or {}
     mucn = {m: {k: v for k, v in meta[m].items() if k != "final"} for m in modalities if m in meta}
@@ -360,7 +358,8 @@ def build_report(
         title=f"Label report: {strategy}, seed {config.get('seed')} ({run.resolve().name})", data=data
     )
     if figures:
-        report.figures = _run_figures(data)
+        with _DRAWING:
+            report.figures = _run_figures(data)
     return report
 
 
@@ -855,8 +854,15 @@ def _run_html(report: LabelReport) -> str:
     body.append('<h2 id="curves">Training curves</h2>')
     nav.append(("curves", "Curves"))
     if d["history"] is None:
-        body.append(_note("Training curves are not recorded in this run (no history.csv)."))
-    elif "training_curves.png" in report.figures:
+        body.append(
+            _note(
+                "Training curves are not recorded in this run (no history.csv: it was trained before runs "
+                "recorded one)."
+            )
+        )
+    elif not _curve_panels(d["history"]):
+        body.append(_note("history.csv records no losses outside the meta stage."))
+    else:
         body.append(
             "<p>Losses by epoch for each stage as history.csv records them (training losses are means over "
             "the epoch's batches; valid dashed). Stage 3 keeps the epoch with the lowest valid MAE.</p>"
@@ -1071,9 +1077,10 @@ def build_compare_report(
         kind="compare",
     )
     if figures:
-        report.figures = {"compare_metrics.png": _compare_metrics_figure(data)}
-        if paired:
-            report.figures["compare_paired.png"] = _compare_paired_figure(data)
+        with _DRAWING:
+            report.figures = {"compare_metrics.png": _compare_metrics_figure(data)}
+            if paired:
+                report.figures["compare_paired.png"] = _compare_paired_figure(data)
     return report
 
 
