@@ -332,7 +332,7 @@ def test_compare_says_what_it_reused_and_refuses_to_replace_other_runs(
 
 def test_unimodal_predictions_stay_in_the_label_range(small_synth: Path, tmp_path: Path, tiny_hp) -> None:
     """A unimodal prediction is a label: an input far outside training makes a head extrapolate beyond rho,
-    and the written predictions (and predict_batch's) are clipped to [-rho, rho]; the multimodal one is not."""
+    and the written predictions (and predict_batch's) are clipped to [-rho, rho]; not the multimodal one."""
     ds = load_dataset(small_synth)
     result = train(ds, tmp_path / "run", seed=1, hyperparameters=tiny_hp, device="cpu")
     model = TrainedModel.load(result.out_dir)
