@@ -44,7 +44,11 @@ INLINE_MAX = 64  # forward passes up to this many utterances run on the event lo
 PARSE_INLINE_BYTES = 64 * 1024  # bodies up to this size are parsed on the event loop; larger ones in a thread
 PARSE_THREADS = 2  # large bodies parsed at once per process: what parsing may cost in memory at any moment
 GROUP_MAX = 4096  # utterances per micro-batch
-ROW_BYTES = 320  # what one memoized row costs in CPython: a 64-char hex key, a list of four floats, the entry
+# What a memo entry costs in CPython (measured with tracemalloc: a row, its 64-char hex key, a list of four
+# floats and the LRU's entry, 444 B; a response, 300 B besides its bytes), so that the memos' byte limits
+# bound the API's memory and not only the payloads' (the load test's RSS flattens at them).
+ROW_BYTES = 450
+RESPONSE_OVERHEAD = 300
 CACHE_PREFIX = "unilabel:pred:"
 
 
@@ -341,7 +345,7 @@ class ModelPool:
             # asked again, every utterance is a hit; inside a JSON string a quote is escaped, so this byte
             # sequence only ever is the flag itself
             whole = payload.replace('"cached":false', '"cached":true').encode()
-            served.responses.put(key, (whole, len(predictions)), len(whole))
+            served.responses.put(key, (whole, len(predictions)), len(whole) + RESPONSE_OVERHEAD)
         return payload.encode()
 
     def _count(self, caller: Caller, utterances: int) -> None:

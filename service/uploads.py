@@ -162,17 +162,23 @@ def _finish(upload: Upload) -> Upload:
 
 
 async def receive_upload(
-    request: Request, data_dir: Path, max_bytes: int, max_parts: int, limit_name: str | None = None
+    request: Request,
+    data_dir: Path,
+    max_bytes: int,
+    max_parts: int,
+    limit_name: str | None = None,
+    limit_field: str = "body",
 ) -> Upload:
     """Stream the request body into ``data_dir`` (which must exist); raises ApiError on any problem (and
-    OSError when the volume cannot take it). ``limit_name`` names the limit that sets ``max_bytes``."""
+    OSError when the volume cannot take it). ``limit_name`` names the limit that sets ``max_bytes`` and
+    ``limit_field`` is the field of the 413 that answers a larger upload."""
     too_large = f"upload is larger than {limit_name or f'MAX_UPLOAD_BYTES={max_bytes}'}"
     ctype, options = parse_options_header(request.headers.get("content-type", ""))
     if ctype != b"multipart/form-data" or not options.get(b"boundary"):
         raise ApiError(415, "send multipart/form-data with a boundary", field="header.content-type")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise ApiError(413, too_large, field="body")
+        raise ApiError(413, too_large, field=limit_field)
 
     writer = _PartWriter(data_dir, max_parts)
     parser = MultipartParser(options[b"boundary"], writer.callbacks(), max_header_size=16 * 1024)
@@ -181,7 +187,7 @@ async def receive_upload(
         async for chunk in request.stream():
             received += len(chunk)
             if received > max_bytes:
-                raise ApiError(413, too_large, field="body")
+                raise ApiError(413, too_large, field=limit_field)
             parser.write(chunk)
         parser.finalize()
     except MultipartParseError as exc:

@@ -54,19 +54,19 @@ def stored_bytes(svc: Services, owner: str) -> int:
     return tree_bytes(svc.store.datasets / owner) + sum(tree_bytes(svc.store.runs / r) for r in runs)
 
 
-def _room(svc: Services, caller: Caller) -> tuple[int, str]:
-    """The most bytes this upload may have, and the limit that sets it."""
+def _room(svc: Services, caller: Caller) -> tuple[int, str, str]:
+    """The most bytes this upload may have, the limit that sets it and the field a 413 names."""
     upload_limit = svc.settings.max_upload_bytes
     quota = limit_of(svc.settings, caller, "stored_bytes")
     if not quota:
-        return upload_limit, f"MAX_UPLOAD_BYTES={upload_limit}"
+        return upload_limit, f"MAX_UPLOAD_BYTES={upload_limit}", "body"
     stored = stored_bytes(svc, caller.owner)
     if stored >= quota:
         raise too_large("stored_bytes", quota, f"{stored} bytes stored; delete datasets to make room")
     left = quota - stored
     if left < upload_limit:
-        return left, f"QUOTA_STORED_BYTES={quota} ({stored} bytes stored)"
-    return upload_limit, f"MAX_UPLOAD_BYTES={upload_limit}"
+        return left, f"QUOTA_STORED_BYTES={quota} ({stored} bytes stored)", "quota.stored_bytes"
+    return upload_limit, f"MAX_UPLOAD_BYTES={upload_limit}", "body"
 
 
 async def _drain(request: Request, limit: int) -> None:
@@ -98,8 +98,8 @@ def insufficient_storage(exc: OSError, root: Path) -> ApiError | None:
 async def upload_dataset(request: Request, response: Response, svc: Svc, caller: Who) -> DatasetSummary:
     try:
         await svc.uploads.take(svc.settings, caller)
-        max_bytes, limit_name = await run_in_threadpool(_room, svc, caller)
-        summary, created = await _receive(request, svc, caller, max_bytes, limit_name)
+        room = await run_in_threadpool(_room, svc, caller)
+        summary, created = await _receive(request, svc, caller, *room)
     except ApiError as exc:
         audit.record("upload", caller, "dataset", None, f"refused {exc.status}", reason=exc.message[:200])
         raise
@@ -110,14 +110,16 @@ async def upload_dataset(request: Request, response: Response, svc: Svc, caller:
 
 
 async def _receive(
-    request: Request, svc: Services, caller: Caller, max_bytes: int, limit_name: str
+    request: Request, svc: Services, caller: Caller, max_bytes: int, limit_name: str, limit_field: str
 ) -> tuple[dict, bool]:
     staging: Path | None = None
     try:
         staging = svc.store.staging_dir("upload-")
         data_dir = staging / "data"
         data_dir.mkdir()
-        upload = await receive_upload(request, data_dir, max_bytes, svc.settings.max_upload_parts, limit_name)
+        upload = await receive_upload(
+            request, data_dir, max_bytes, svc.settings.max_upload_parts, limit_name, limit_field
+        )
         return await run_in_threadpool(ingest, svc.store, caller.owner, staging, upload, svc.settings)
     except OSError as exc:
         full = insufficient_storage(exc, svc.store.root)
