@@ -108,7 +108,7 @@ def render_tables(summary: dict[str, Any], reference: str | None = None) -> str:
     learned labels against reference sub-labels when the dataset has them."""
     results = summary["results"]
     seeds = summary["seeds"]
-    names = _metric_names(summary)
+    names = metric_names(summary)
     where = f" ({summary['dataset']})" if summary.get("dataset") else ""
     table = mean_std_table(results, names, title=f"{summary['split']} split, {n_seeds(len(seeds))}{where}")
     if reference is not None and reference not in results:
@@ -137,7 +137,7 @@ def tables_from_results(out_dir: str | Path, reference: str | None = None) -> st
     return render_tables(summary, reference)
 
 
-def _metric_names(summary: dict[str, Any]) -> list[str]:
+def metric_names(summary: dict[str, Any]) -> list[str]:
     """The headline metrics for the label range (results.json written before rho was recorded: the range
     whose metrics the runs have)."""
     if "rho" in summary:

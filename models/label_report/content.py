@@ -1,0 +1,31 @@
+"""The report's content: the ``LabelReport`` dataclass (its data, figures and title); ``html()`` hands it to
+the run page (page.py) or the comparison page (compare.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["LabelReport"]
+
+
+@dataclass
+class LabelReport:
+    """A report's content: ``data`` (JSON-able: what every plot and table shows), ``figures`` (PNG bytes by
+    file name, in page order) and the page's title; ``html()`` renders the self-contained page."""
+
+    title: str
+    data: dict[str, Any]
+    figures: dict[str, bytes] = field(default_factory=dict)
+    kind: str = "run"  # "run" | "compare"
+
+    def html(self) -> str:
+        """The page: every figure embedded as a data: URI, inline CSS, no script, no external resource."""
+        # imported here: compare.py builds LabelReports, so importing it at the top would be a cycle
+        if self.kind == "compare":
+            from models.label_report.compare import compare_html
+
+            return compare_html(self)
+        from models.label_report.page import run_html
+
+        return run_html(self)

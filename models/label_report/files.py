@@ -1,0 +1,52 @@
+"""Writing a report into a folder: its PNGs, report.json and report.html, each through a temp file and a
+rename; ``write_report`` for a run."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from models.label_report.content import LabelReport
+from models.label_report.run_data import build_report
+
+__all__ = ["write_files", "write_report"]
+
+
+def _write_bytes(path: Path, content: bytes) -> None:
+    """Through a temp file and a rename: a reader never sees half a page. (models.report's atomic writers
+    write text, and its write_json another JSON layout; the PNGs are bytes and report.json keeps its own.)"""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_files(report: LabelReport, out: Path) -> Path:
+    """The PNGs, report.json and report.html into ``out``; returns the page's path."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, png in report.figures.items():
+            _write_bytes(out / name, png)
+        _write_bytes(
+            out / "report.json", (json.dumps(report.data, indent=1, allow_nan=False) + "\n").encode()
+        )
+        _write_bytes(out / "report.html", report.html().encode("utf-8"))
+    except OSError as err:
+        raise ValueError(f"out: cannot write the report into {out}: {err.strerror or err}") from None
+    return out / "report.html"
+
+
+def write_report(
+    run_dir: str | Path, out_dir: str | Path | None = None, dataset_dir: str | Path | None = None
+) -> Path:
+    """Write report.html (self-contained), report.json (the plotted data) and the PNGs into ``out_dir``
+    (default RUN/report/); returns the page's path."""
+    report = build_report(run_dir, dataset_dir)
+    return write_files(report, Path(out_dir) if out_dir is not None else Path(run_dir) / "report")

@@ -1,0 +1,316 @@
+"""Reading a run directory (models/run_dir.py) and the run report's data: config.json, metrics.json,
+unimodal_labels.csv, history.csv and the dataset's transcripts, turned into one JSON-able dict (no NaN: a
+missing number is None; no server path: a dataset is named by its folder's name); ``build_report`` adds the
+figures (figures.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.label_report.content import LabelReport
+from models.label_report.figures import DRAWING, run_figures
+from models.metrics import PRIMARY_METRICS, unimodal_label_agreement
+from models.modalities import LETTER, MODALITIES
+
+__all__ = ["DISAGREEMENT_ROWS", "build_report", "clean", "read_json"]
+
+#: Rows of the table of utterances whose learned labels are farthest from the multimodal label.
+DISAGREEMENT_ROWS = 15
+_SAME = 1e-6  # a learned label this close to y is a copy of it (the copy strategy's float32 round trip)
+
+
+def read_json(path: Path) -> Any:
+    """The file's JSON, or a ValueError naming the file and where it is broken."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
+
+
+def _run_files(run_dir: str | Path) -> Path:
+    """The run directory, or a named FileNotFoundError saying what is missing."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise FileNotFoundError(f"run: {run} is not a directory (give the --out folder of `unilabel train`)")
+    missing = [n for n in ("config.json", "metrics.json", "unimodal_labels.csv") if not (run / n).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"run: {run} is not a finished run directory (no {', '.join(missing)}; "
+            "give the --out folder of `unilabel train`)"
+        )
+    return run
+
+
+def _read_labels(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype={"id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a CSV file ({err})") from None
+    need = ["id", "label", *(f"label_{letter}" for letter in LETTER.values())]
+    missing = [c for c in need if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    return frame
+
+
+def _read_history(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_csv(path, dtype={"stage": str, "modality": str, "name": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a CSV file ({err})") from None
+    if not {"stage", "epoch", "modality", "name", "value"} <= set(frame.columns):
+        raise ValueError(f"{path}: needs the columns stage, epoch, modality, name, value")
+    frame["modality"] = frame["modality"].fillna("")
+    return frame
+
+
+def _transcripts(config: dict[str, Any], dataset_dir: str | Path | None) -> tuple[dict[str, str] | None, str]:
+    """Transcripts by id from ``dataset_dir``, else from the dataset recorded in config.json when it is still
+    there; and a sentence for the page saying where they came from or why there are none. Only the dataset's
+    folder name is said, never its path (the service shows this page to its callers)."""
+    recorded = (config.get("dataset") or {}).get("path")
+    path = Path(dataset_dir) if dataset_dir is not None else Path(recorded) if recorded else None
+    given = "given" if dataset_dir is not None else "recorded in config.json"
+    if path is None:
+        return None, "Transcripts are not shown: config.json records no dataset path (give --data DATASET)."
+    if not path.exists():
+        if dataset_dir is not None:
+            raise FileNotFoundError(f"data: {dataset_dir} does not exist")
+        return None, (
+            f"Transcripts are not shown: the dataset recorded in config.json ({path.name}) is no longer "
+            "there (give --data DATASET); the table shows ids only."
+        )
+    from models.data import DatasetError, load_dataset
+
+    try:
+        ds = load_dataset(path, for_training=False)
+    except (DatasetError, OSError, ValueError) as err:
+        if dataset_dir is not None:
+            raise
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return None, f"Transcripts are not shown: the dataset {given} ({path.name}) cannot be read: {first}."
+    if ds.transcripts is None:
+        return None, f"The dataset {given} ({path.name}) has no transcripts; the table shows ids only."
+    note = f"Transcripts from the dataset {given} ({path.name})"
+    if ds.sha256 != (config.get("dataset") or {}).get("sha256"):
+        note += ", which is not the dataset the run was trained on (another sha256): matched by id"
+    return {str(i): t for i, t in zip(ds.ids, ds.transcripts, strict=True)}, note + "."
+
+
+def clean(obj: Any, digits: int = 5) -> Any:
+    """JSON-able copy: numpy scalars and arrays as Python numbers and lists, floats rounded, NaN and infinity
+    as None (strict JSON, as a web response needs)."""
+    if isinstance(obj, dict):
+        return {str(k): clean(v, digits) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | np.ndarray):
+        return [clean(v, digits) for v in obj]
+    if isinstance(obj, bool | np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        value = float(obj)
+        return round(value, digits) if math.isfinite(value) else None
+    return obj
+
+
+def _modalities(config: dict[str, Any]) -> list[str]:
+    chosen = (config.get("hyperparameters") or {}).get("modalities") or list(MODALITIES)
+    return [m for m in MODALITIES if m in chosen]
+
+
+def _rho(config: dict[str, Any]) -> float:
+    summary = (config.get("dataset") or {}).get("summary") or {}
+    return float(summary.get("rho", 3.0))
+
+
+def _label_data(labels: pd.DataFrame, modalities: list[str], rho: float) -> dict[str, Any]:
+    """Per modality with learned labels: agreement with y, the shift label - y and its histogram, and the
+    points of the scatter."""
+    y = labels["label"].to_numpy(dtype=np.float64)
+    learned = [m for m in modalities if labels[f"label_{LETTER[m]}"].notna().any()]
+    shifts = {m: labels[f"label_{LETTER[m]}"].to_numpy(dtype=np.float64) - y for m in learned}
+    # one set of bins for every modality, symmetric about 0, so the histograms compare
+    reach = max([float(np.nanmax(np.abs(s))) for s in shifts.values()] + [0.05])
+    edges = np.linspace(-reach, reach, 41)
+    per: dict[str, Any] = {}
+    for m in learned:
+        label = labels[f"label_{LETTER[m]}"].to_numpy(dtype=np.float64)
+        ok = np.isfinite(label) & np.isfinite(y)
+        shift = shifts[m][ok]
+        counts, _ = np.histogram(shift, bins=edges)
+        per[m] = {
+            "n": int(ok.sum()),
+            "vs_y": unimodal_label_agreement(label[ok], y[ok]),  # corr, mae, sign_agreement
+            "shift_mean": float(shift.mean()),
+            "shift_std": float(shift.std()),
+            "shift_max_abs": float(np.abs(shift).max()),
+            "copies_y": bool(np.abs(shift).max() <= _SAME),
+            "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+            "scatter": {"y": y[ok].tolist(), "label": label[ok].tolist()},
+        }
+    return {"modalities": learned, "rho": rho, "per_modality": per}
+
+
+def _disagreements(
+    labels: pd.DataFrame, learned: list[str], transcripts: dict[str, str] | None, rows: int
+) -> list[dict[str, Any]]:
+    """The training rows whose learned labels are farthest from y (largest |label_m - y| over the
+    modalities), farthest first; ties keep the file's order."""
+    if not learned:
+        return []
+    y = labels["label"].to_numpy(dtype=np.float64)
+    gaps = np.stack([np.abs(labels[f"label_{LETTER[m]}"].to_numpy(dtype=np.float64) - y) for m in learned])
+    gaps = np.where(np.isfinite(gaps), gaps, -1.0)
+    worst = gaps.max(axis=0)
+    order = np.argsort(-worst, kind="stable")[:rows]
+    out = []
+    for i in order:
+        if worst[i] <= _SAME:
+            break
+        row = labels.iloc[int(i)]
+        out.append(
+            {
+                "id": str(row["id"]),
+                "transcript": None if transcripts is None else transcripts.get(str(row["id"])),
+                "y": float(row["label"]),
+                **{f"label_{LETTER[m]}": float(row[f"label_{LETTER[m]}"]) for m in MODALITIES},
+                "max_abs_shift": float(worst[i]),
+                "modality": learned[int(gaps[:, i].argmax())],
+            }
+        )
+    return out
+
+
+def _history_data(history: pd.DataFrame | None) -> dict[str, Any] | None:
+    """history.csv as series: per stage, one (name, modality) series of values by epoch, in file order."""
+    if history is None:
+        return None
+    stages: dict[str, list[dict[str, Any]]] = {}
+    for (stage, modality, name), part in history.groupby(["stage", "modality", "name"], sort=False):
+        part = part.sort_values("epoch", kind="stable")
+        stages.setdefault(str(stage), []).append(
+            {
+                "name": str(name),
+                "modality": str(modality) or None,
+                "epoch": part["epoch"].astype(int).tolist(),
+                "value": part["value"].astype(float).tolist(),
+            }
+        )
+    return {"stages": stages}
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def build_report(
+    run_dir: str | Path,
+    dataset_dir: str | Path | None = None,
+    *,
+    rows: int = DISAGREEMENT_ROWS,
+    figures: bool = True,
+) -> LabelReport:
+    """The label report of a finished run directory.
+
+    ``dataset_dir``: where to read the transcripts (default: the dataset recorded in config.json when it is
+    still there; without one the disagreement table shows ids). ``rows``: length of that table.
+    ``figures=False`` skips drawing (``data`` alone, e.g. for a JSON response).
+    Raises FileNotFoundError for a folder that is not a finished run, ValueError for a damaged file."""
+    run = _run_files(run_dir)
+    config = read_json(run / "config.json")
+    metrics = read_json(run / "metrics.json")
+    if not isinstance(config, dict) or not isinstance(metrics, dict):
+        raise ValueError(f"run: {run}'s config.json and metrics.json must each hold a JSON object")
+    labels = _read_labels(run / "unimodal_labels.csv")
+    history = _read_history(run / "history.csv")
+    modalities = _modalities(config)
+    rho = _rho(config)
+    strategy = str(config.get("strategy", "?"))
+    notes: list[str] = []
+
+    label_data = _label_data(labels, modalities, rho)
+    learned = label_data["modalities"]
+    if not learned:
+        notes.append(
+            f"This run learned no unimodal labels (strategy {strategy}: no unimodal tasks), so there are no "
+            "labels to plot; its training curves and metrics follow."
+        )
+    left_out = [m for m in MODALITIES if m not in modalities]
+    if left_out:
+        notes.append(f"Left out of this run: {', '.join(left_out)} (its label columns are blank).")
+    transcripts: dict[str, str] | None = None
+    transcript_note = "No table: the run has no learned labels."
+    if learned:
+        transcripts, transcript_note = _transcripts(config, dataset_dir)
+    diagnostics = config.get("strategy_diagnostics") or {}
+    meta = diagnostics.get("meta") or {}
+    mucn = {m: {k: v for k, v in meta[m].items() if k != "final"} for m in modalities if m in meta}
+    other = {
+        section: {m: _flatten(v) if isinstance(v, dict) else v for m, v in values.items()}
+        for section, values in diagnostics.items()
+        if section != "meta" and isinstance(values, dict)
+    }
+    dataset = config.get("dataset") or {}
+    summary = dataset.get("summary") or {}
+    splits = [s for s in ("train", "valid", "test") if isinstance(metrics.get(s), dict)]
+    data = {
+        "run": {
+            "name": run.resolve().name,
+            "strategy": strategy,
+            "seed": config.get("seed"),
+            "preset": config.get("preset"),
+            "modalities": modalities,
+            "created": config.get("created"),
+            "code_version": config.get("code_version"),
+            "device": config.get("device"),
+            "text_source": config.get("text_source"),
+            "dataset": {
+                "name": Path(dataset["path"]).name if dataset.get("path") else None,
+                "sha256": dataset.get("sha256"),
+                "n": summary.get("n"),
+                "splits": summary.get("splits"),
+                "sub_labels": summary.get("sub_labels") or [],
+            },
+            "rho": rho,
+            "stage3": config.get("stage3"),
+        },
+        "metrics": {s: metrics[s] for s in splits},
+        "metric_names": [
+            m for m in PRIMARY_METRICS.get(rho, ["mae", "corr"]) if splits and m in metrics[splits[0]]
+        ],
+        "labels": label_data,
+        "disagreements": {
+            "rows": _disagreements(labels, learned, transcripts, rows),
+            "transcripts": transcripts is not None,
+            "note": transcript_note,
+        },
+        "heads": metrics.get("unimodal_heads_vs_label") or {},
+        "sub_labels": metrics.get("unimodal_labels_vs_sub_labels") or {},
+        "history": _history_data(history),
+        "mucn": mucn,
+        "diagnostics": other,
+        "notes": notes,
+    }
+    data = clean(data)
+    report = LabelReport(
+        title=f"Label report: {strategy}, seed {config.get('seed')} ({run.resolve().name})", data=data
+    )
+    if figures:
+        with DRAWING:
+            report.figures = run_figures(data)
+    return report
