@@ -1,10 +1,12 @@
 #!/usr/bin/env python
-"""Load test of the label service: 32 clients for 3 rounds of 60 s, on loopback; prints, per round, the
-requests, errors, latency percentiles, the API's memory (RSS at the round's end and its peak during the
-round) and Redis's memory, so that a leak shows as growth from round to round.
+"""Load test of the label service: 32 clients for 3 rounds of 60 s, on loopback, after a warm-up round;
+prints, per round, the requests, errors, latency percentiles, the API's memory (RSS at the round's end and its
+peak during the round) and Redis's memory, so that a leak shows as growth from round to round. The warm-up
+(60 s of the same load) fills the API's bounded memos (PREDICT_MEMO_BYTES, PREDICT_ROW_MEMO_BYTES), after
+which the API's memory should stay flat.
 
-    python bench/bench_load.py                           # 32 clients, 3 x 60 s (about 5 minutes in all)
-    python bench/bench_load.py --rounds 3 --seconds 60 --clients 32 --json FILE
+    python bench/bench_load.py                           # 32 clients, 60 s warm-up + 3 x 60 s (about 6 min)
+    python bench/bench_load.py --rounds 3 --seconds 60 --warmup 60 --clients 32 --json FILE
 
 Brings up the local stack (redis-server, one Celery worker, the API; remote/localstack.py) with its default
 settings (per-key quotas on: the load stays within them), trains one small model through the API, then every
@@ -167,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of a round")
+    parser.add_argument("--warmup", type=float, default=60.0, help="seconds of load before the rounds")
     parser.add_argument("--per-client", type=int, default=6000, help="requests prepared per client and round")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -190,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
             rss = _kb(stack.procs["api"].pid, "VmRSS") / 1024
             print(f"API at {stack.url}; {args.clients} clients, {args.rounds} x {args.seconds:.0f} s")
             print(f"before the load: API RSS {rss:.1f} MB", flush=True)
+            if args.warmup:
+                plan = Plan(host, job["model_id"], job["id"], dims, args.per_client, seed=1000)
+                warm = run_round(stack, plan, args.warmup)
+                print(f"warm-up: {json.dumps(warm)}", flush=True)
             for k in range(args.rounds):
                 plan = Plan(host, job["model_id"], job["id"], dims, args.per_client, seed=k)
                 figures = run_round(stack, plan, args.seconds)

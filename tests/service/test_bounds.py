@@ -94,6 +94,14 @@ class Cost:
         self.rss = peak_rss(self.pid) - self.rss0
         self.written = written(self.pid) - self.written0
 
+    def report(self, what: str, response: httpx.Response) -> None:
+        """One line of figures (pytest -s shows them; docs/reliability.md quotes them)."""
+        print(
+            f"\n{what}: {response.status_code}, answer {len(response.content)} B, API peak RSS "
+            f"+{self.rss / MB:.1f} MB, written {self.written / MB:.1f} MB, slowest /healthz "
+            f"{max(self.healthz, default=0) * 1000:.0f} ms"
+        )
+
 
 def csv_of(synth_dir: Path) -> bytes:
     return (synth_dir / "utterances.csv").read_bytes()
@@ -118,6 +126,7 @@ def test_zip_bomb_is_refused_unwritten(stack: LocalStack, api: httpx.Client, syn
     assert len(bomb) < MB
     with Cost(stack) as cost:
         r = api.post("/v1/datasets", files={"archive": ("bomb.zip", bomb)})
+    cost.report(f"zip bomb ({len(bomb) / MB:.2f} MB, 300 MB inside)", r)
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_dataset", r.text
     assert "times the archive's size" in r.text
     assert cost.written < 16 * MB, cost.written  # the upload itself, not its content
@@ -138,6 +147,7 @@ def test_tar_gz_bomb_stops_at_the_ratio(stack: LocalStack, api: httpx.Client, sy
     bomb = raw.getvalue()
     with Cost(stack) as cost:
         r = api.post("/v1/datasets", files={"archive": ("bomb.tar.gz", bomb)})
+    cost.report(f"tar.gz bomb ({len(bomb) / MB:.2f} MB, 300 MB inside)", r)
     assert r.status_code == 422 and "exceeds the limit" in r.text, r.text
     assert cost.written < 16 * MB + 100 * len(bomb), cost.written
     assert list(Path(stack.extra_env["TMPDIR"]).iterdir()) == []
@@ -180,6 +190,7 @@ def test_npz_bomb_is_refused_on_its_headers(stack: LocalStack, api: httpx.Client
             "/v1/datasets",
             files={"utterances": ("utterances.csv", csv_of(synth_dir)), "features": ("features.npz", npz)},
         )
+    cost.report(f"npz bomb ({len(npz) / MB:.2f} MB, 400 MB declared)", r)
     assert r.status_code == 422, r.text
     assert any(d["field"] == "features.npz.text" for d in r.json()["error"]["details"]), r.text
     assert cost.rss < 64 * MB, cost.rss / MB
@@ -200,6 +211,7 @@ def test_predict_bodies_cost_little(stack: LocalStack, api: httpx.Client, synth_
     for body, status in cases:
         with Cost(stack) as cost:
             r = api.post(f"/v1/models/{model}/predict", content=body, headers=JSON)
+        cost.report(f"predict body of {len(body) / MB:.1f} MB ({body[:48]}...)", r)
         assert r.status_code == status, (len(body), r.status_code, r.text[:300])
         assert len(r.content) < 2000  # one problem named, not one per element
         assert cost.rss < 200 * MB, (len(body), cost.rss / MB)
