@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     torch.set_num_threads(1)
 
-    from models.data import load_dataset
+    from models.dataset_loader import load_dataset
     from models.pipeline import train
     from models.synth import make_synthetic
     from models.trained_model import TrainedModel

@@ -46,7 +46,7 @@ def saved_representations(random: bool, threads: int) -> tuple[dict, torch.Tenso
             for m, d in dims.items()
         }
         return reps, torch.randn(n, generator=g).clamp(-3, 3)
-    from models.data import load_dataset
+    from models.dataset_loader import load_dataset
     from models.inputs import build_inputs, modality_specs
     from models.nets import MultimodalNet
     from models.pipeline import net_spec

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from models.config import resolve_hyperparameters
-from models.data import Dataset
+from models.dataset import Dataset
 from models.metrics import sentiment_metrics
 
 PENALTIES = np.logspace(-2, 5, 29)

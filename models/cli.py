@@ -98,7 +98,7 @@ def _meta_threads(args: argparse.Namespace) -> int | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from models.data import load_dataset
+    from models.dataset_loader import load_dataset
     from models.pipeline import train
 
     ds = load_dataset(args.data, rho=args.rho)
@@ -200,7 +200,7 @@ def cmd_hyperparameters(args: argparse.Namespace) -> int:
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     from models.baseline import floor_table, linear_floor
-    from models.data import load_dataset
+    from models.dataset_loader import load_dataset
     from models.report import write_json
 
     ds = load_dataset(args.data, rho=args.rho)
@@ -273,7 +273,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from models.data import load_dataset
+    from models.dataset_loader import load_dataset
     from models.report import write_csv_atomic
     from models.trained_model import TrainedModel
 
@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
-    from models.data import DatasetError
+    from models.dataset import DatasetError
     from models.inputs import InputError
     from models.stages.common import Cancelled
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from models.data import load_dataset
+from models.dataset_loader import load_dataset
 from models.label_report import write_compare_report
 from models.metrics import PRIMARY_METRICS
 from models.pipeline import train

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.data import Dataset
+from models.dataset import Dataset
 from models.modalities import MODALITIES
 from models.nets import ModalitySpec
 

@@ -14,7 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from models.data import MODALITIES, DatasetError, ModalityFeatures, Problem, load_dataset, write_dataset
+from models.dataset import DatasetError, ModalityFeatures, Problem
+from models.dataset_loader import load_dataset
+from models.dataset_writer import write_dataset
+from models.modalities import MODALITIES
 
 DEFAULT_KEYS: dict[str, str | None] = {"text": "text", "audio": "audio", "vision": "vision"}
 _SPLITS = {"train": "train", "valid": "valid", "dev": "valid", "test": "test"}

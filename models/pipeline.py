@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save_file
 
 from models.config import HyperparameterError, Hyperparameters, check_seed, resolve_hyperparameters
-from models.data import Dataset
+from models.dataset import Dataset
 from models.inputs import build_inputs, modality_specs, resolve_text_source
 from models.nets import MultimodalNet, NetSpec
 from models.report import publish_dir, write_json

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models.data import Dataset
+from models.dataset import Dataset
 from models.inputs import TensorInputs
 from models.metrics import pearson, sentiment_metrics, unimodal_label_agreement
 from models.modalities import LETTER, MODALITIES

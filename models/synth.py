@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import ModalityFeatures, write_dataset
+from models.dataset import ModalityFeatures
+from models.dataset_writer import write_dataset
 
 DIMS = {"text": 32, "audio": 16, "vision": 24}
 NUISANCE_DIMS = 4  # pure-noise feature dims appended to every modality

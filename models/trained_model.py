@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models.data import Dataset
+from models.dataset import Dataset
 from models.inputs import InputError, TensorInputs, build_inputs
 from models.modalities import LETTER
 from models.nets import MultimodalNet, NetSpec

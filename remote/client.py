@@ -177,7 +177,7 @@ def utterances_from_dataset(
     """The first ``n`` utterances of ``split`` as prediction inputs. With a model card's ``input_spec``: only
     the modalities the model takes, as features or (``transcript: true``) through the transcript; without it
     every feature array, and the transcript if any."""
-    from models.data import load_dataset  # numpy/pandas only
+    from models.dataset_loader import load_dataset  # numpy/pandas only
 
     ds = load_dataset(path, for_training=False)
     rows = [i for i in range(len(ds.ids)) if split is None or ds.split[i] == split][:n]

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from api_schemas.errors import ErrorDetail
-from models.data import Dataset, DatasetError, dataset_sha256, load_dataset
+from models.dataset import Dataset, DatasetError
+from models.dataset_loader import dataset_sha256, load_dataset
 from models.report import write_json
 from service.errors import ApiError
 from service.uploads import Upload

@@ -11,7 +11,7 @@ from sklearn.linear_model import Ridge
 
 from models.baseline import PENALTIES, linear_floor, ridge_floor_row, ridge_predict
 from models.cli import main
-from models.data import load_dataset
+from models.dataset_loader import load_dataset
 from models.metrics import sentiment_metrics
 from tests.conftest import MOSI_DIR
 

@@ -12,17 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.data import (
-    CSV_FILE,
-    NPZ_FILE,
-    Dataset,
-    DatasetError,
-    ModalityFeatures,
-    Problem,
-    dataset_sha256,
-    load_dataset,
-    save_dataset,
-)
+from models.dataset import CSV_FILE, NPZ_FILE, Dataset, DatasetError, ModalityFeatures, Problem
+from models.dataset_loader import dataset_sha256, load_dataset
+from models.dataset_writer import write_dataset
 
 MOSI = Path(__file__).resolve().parents[2] / "shared/data/mosi"
 N = 12
@@ -430,6 +422,19 @@ def test_problem_str() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- round trip
+
+
+def save_dataset(ds: Dataset, out_dir: Path) -> Path:
+    """Write a Dataset as utterances.csv + features.npz; round-trips with load_dataset."""
+    return write_dataset(
+        out_dir,
+        ids=ds.ids,
+        split=ds.split,
+        label=ds.label,
+        features=ds.features,
+        transcripts=ds.transcripts,
+        sub_labels=ds.sub_labels,
+    )
 
 
 def test_round_trip(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from models.cli import main
 from models.compare import compare
-from models.data import load_dataset
+from models.dataset_loader import load_dataset
 from models.label_report import build_compare_report, build_report, write_compare_report, write_report
 from models.run_dir import RUN_FILES
 from tests.conftest import TINY, train_recording

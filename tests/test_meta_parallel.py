@@ -15,7 +15,7 @@ import torch
 
 from models.cli import main
 from models.config import resolve_hyperparameters
-from models.data import load_dataset
+from models.dataset_loader import load_dataset
 from models.pipeline import train
 from models.stages.common import Cancelled, available_cpus, resolve_meta_threads
 from models.stages.meta import MetaDraws, SavedModality, meta_learn_labels, meta_learn_modalities

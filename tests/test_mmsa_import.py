@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.data import DatasetError, load_dataset
+from models.dataset import DatasetError
+from models.dataset_loader import load_dataset
 from models.mmsa_import import import_mmsa_pkl
 
 

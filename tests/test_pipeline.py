@@ -12,7 +12,7 @@ import torch
 
 from models.cli import main
 from models.config import HyperparameterError, resolve_hyperparameters
-from models.data import load_dataset
+from models.dataset_loader import load_dataset
 from models.pipeline import Cancelled, train
 from models.run_dir import RUN_FILES
 from models.strategies import STRATEGIES, get_strategy

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from models.data import load_dataset
+from models.dataset_loader import load_dataset
 from models.pipeline import train
 from models.synth import make_synthetic
 from models.trained_model import TrainedModel

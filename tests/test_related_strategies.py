@@ -14,7 +14,7 @@ import torch
 from torch.func import grad
 
 from models.config import HyperparameterError, resolve_hyperparameters
-from models.data import load_dataset
+from models.dataset_loader import load_dataset
 from models.nets import MUCN, mucn_forward
 from models.pipeline import train
 from models.run_dir import RUN_FILES

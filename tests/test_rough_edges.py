@@ -10,7 +10,8 @@ import pytest
 
 from models.cli import main
 from models.compare import render_tables
-from models.data import DatasetError, load_dataset
+from models.dataset import DatasetError
+from models.dataset_loader import load_dataset
 from models.mmsa_import import import_mmsa_pkl
 from models.report import paired_table
 

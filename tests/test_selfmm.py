@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import models.stages.multitask as multitask
-from models.data import load_dataset
+from models.dataset_loader import load_dataset
 from models.nets import MultimodalNet
 from models.pipeline import train
 from models.stages.common import train_epoch

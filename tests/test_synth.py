@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.data import CSV_FILE, NPZ_FILE, load_dataset
+from models.dataset import CSV_FILE, NPZ_FILE
+from models.dataset_loader import load_dataset
 from models.synth import DIMS, make_synthetic
 
 

@@ -215,7 +215,7 @@ def test_encoding_transcripts_is_a_stage_with_progress(
 
     import pandas as pd
 
-    from models.data import load_dataset
+    from models.dataset_loader import load_dataset
     from models.synth import make_synthetic
     from tests.conftest import TINY, train_recording
 

@@ -203,7 +203,7 @@ class ArtifactStore:
 
     @staticmethod
     def dataset_input(dataset_dir: Path) -> Path:
-        """What to hand to ``models.data.load_dataset``: the data folder or the uploaded archive."""
+        """What to hand to ``models.dataset_loader.load_dataset``: the data folder or the uploaded archive."""
         data = dataset_dir / "data"
         for name in ARCHIVE_NAMES:
             if (data / name).is_file():

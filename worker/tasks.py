@@ -17,7 +17,7 @@ from celery import shared_task
 from celery.signals import worker_init, worker_process_init, worker_ready
 
 from api_schemas.jobs import JobState
-from models.data import load_dataset
+from models.dataset_loader import load_dataset
 from models.pipeline import Cancelled, RunResult, train
 from worker import textmodels
 from worker.app import TRAIN_TASK

@@ -88,7 +88,8 @@ def _transcripts(config: dict[str, Any], dataset_dir: str | Path | None) -> tupl
             f"Transcripts are not shown: the dataset recorded in config.json ({path.name}) is no longer "
             "there (give --data DATASET); the table shows ids only."
         )
-    from models.data import DatasetError, load_dataset
+    from models.dataset import DatasetError
+    from models.dataset_loader import load_dataset
 
     try:
         ds = load_dataset(path, for_training=False)

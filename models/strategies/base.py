@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from models.config import Hyperparameters
-from models.data import Dataset
+from models.dataset import Dataset
 from models.inputs import TensorInputs
 from models.nets import MultimodalNet
 from models.stages.common import Reporter

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from models.data import SUB_LABEL_COLUMNS
+from models.dataset import SUB_LABEL_COLUMNS
 from models.stages.common import Reporter, batches, make_optimizer
 from models.stages.multitask import predict_rows
 from models.strategies.base import FixedLabels, Strategy, StrategyContext

@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse
 
 from api_schemas.errors import ErrorResponse
 from api_schemas.jobs import Job, JobCreate, JobLinks, JobList, JobState, LabelRow, LabelsResponse
-from models.data import SUB_LABEL_COLUMNS
+from models.dataset import SUB_LABEL_COLUMNS
 from models.pipeline import STRATEGIES, HyperparameterError, resolve_hyperparameters
 from models.strategies.mtcl import MTCLStrategy
 from models.version import code_version

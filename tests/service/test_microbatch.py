@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.data import load_dataset
+from models.dataset_loader import load_dataset
 from models.pipeline import train
 from models.trained_model import TrainedModel
 from service.errors import ApiError

@@ -1,0 +1,139 @@
+"""What a dataset is once loaded: the format's names, the Problem a check reports, DatasetError, and the
+in-memory Dataset with its per-modality features.
+
+The format is documented in docs/dataset-format.md; reading and checking it is models/dataset_loader.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.modalities import MODALITIES
+
+SUB_LABEL_COLUMNS = {"text": "label_T", "audio": "label_A", "vision": "label_V"}
+SPLITS = ("train", "valid", "test")
+CSV_FILE = "utterances.csv"
+NPZ_FILE = "features.npz"
+_ROWS_KEPT = 100  # rows stored per Problem; messages carry the full count
+_ROWS_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem: where it is and what is wrong."""
+
+    file: str
+    field: str
+    message: str
+    rows: tuple[int, ...] = ()
+
+    def __str__(self) -> str:
+        kind = {CSV_FILE: "column", NPZ_FILE: "key"}.get(self.file, "member")
+        message = " ".join(self.message.split())  # one line per problem
+        where = f" {kind} '{self.field}'" if self.field else ""
+        text = f"{self.file}:{where}: {message}" if where else f"{self.file}: {message}"
+        if self.rows:
+            shown = ", ".join(str(r) for r in self.rows[:_ROWS_SHOWN])
+            more = ", ..." if len(self.rows) > _ROWS_SHOWN else ""
+            text += f" ({'rows' if len(self.rows) > 1 else 'row'} {shown}{more})"
+        return text
+
+
+class DatasetError(ValueError):
+    """Invalid dataset; `problems` lists everything found, str() gives one problem per line."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass(frozen=True)
+class ModalityFeatures:
+    """Features of one modality: vectors [N, d] or padded sequences [N, T, d] with lengths [N]."""
+
+    values: np.ndarray
+    lengths: np.ndarray | None = None
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.values.ndim == 3
+
+    @property
+    def dim(self) -> int:
+        return int(self.values.shape[-1])
+
+    def take(self, idx: np.ndarray) -> ModalityFeatures:
+        idx = np.asarray(idx)
+        return ModalityFeatures(self.values[idx], None if self.lengths is None else self.lengths[idx])
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A validated dataset held in memory."""
+
+    ids: np.ndarray
+    split: np.ndarray
+    label: np.ndarray
+    features: dict[str, ModalityFeatures]
+    transcripts: list[str] | None
+    sub_labels: dict[str, np.ndarray]
+    rho: float
+    sha256: str
+    root: Path | None = field(default=None, compare=False)
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def indices(self, split: str) -> np.ndarray:
+        """Row indices (int64) of one split."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        return np.flatnonzero(self.split == split).astype(np.int64)
+
+    def labeled(self, split: str) -> np.ndarray:
+        """Row indices of one split that carry a finite label."""
+        idx = self.indices(split)
+        return idx[np.isfinite(self.label[idx])]
+
+    def take(self, idx: np.ndarray) -> Dataset:
+        """Subset of rows; its sha256 is derived from the parent's and the row indices."""
+        rows = np.arange(len(self))[np.asarray(idx)].astype(np.int64)
+        digest = hashlib.sha256(f"{self.sha256}:take:".encode() + rows.tobytes()).hexdigest()
+        return Dataset(
+            ids=self.ids[rows],
+            split=self.split[rows],
+            label=self.label[rows],
+            features={m: f.take(rows) for m, f in self.features.items()},
+            transcripts=None if self.transcripts is None else [self.transcripts[i] for i in rows],
+            sub_labels={m: v[rows] for m, v in self.sub_labels.items()},
+            rho=self.rho,
+            sha256=digest,
+            root=None,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able description: sizes per split, modalities, transcripts, sub-labels, rho, sha256."""
+        return {
+            "n": len(self),
+            "splits": {
+                s: {"n": int(self.indices(s).size), "labeled": int(self.labeled(s).size)} for s in SPLITS
+            },
+            "modalities": {
+                m: {"shape": [int(x) for x in f.values.shape], "sequence": f.is_sequence}
+                for m, f in self.features.items()
+            },
+            "has_transcripts": self.transcripts is not None,
+            "sub_labels": [m for m in MODALITIES if m in self.sub_labels],
+            "rho": float(self.rho),
+            "sha256": self.sha256,
+        }
+
+
+def problem_rows(idx: Any) -> tuple[int, ...]:
+    """The row numbers a Problem keeps: the first hundred of ``idx``."""
+    return tuple(int(i) for i in np.asarray(idx).ravel()[:_ROWS_KEPT])

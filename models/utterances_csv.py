@@ -1,0 +1,145 @@
+"""utterances.csv read and checked: ids, splits, labels, sub-labels and transcripts as columns, every
+problem found reported (docs/dataset-format.md)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.dataset import CSV_FILE, SPLITS, SUB_LABEL_COLUMNS, Problem, problem_rows
+
+
+@dataclass
+class UtteranceTable:
+    """utterances.csv's columns as read; a column that is missing is None (ids, split, label) or absent."""
+
+    n: int
+    ids: np.ndarray | None
+    split: np.ndarray | None
+    label: np.ndarray | None
+    transcripts: list[str] | None
+    sub_labels: dict[str, np.ndarray]
+
+
+def _parse_floats(values: Sequence[str], column: str, problems: list[Problem]) -> np.ndarray:
+    """Parse a text column into float64; blank cells become NaN, anything else bad is a Problem."""
+    out = np.full(len(values), np.nan)
+    bad: list[int] = []
+    nonfinite: list[int] = []
+    for i, v in enumerate(values):
+        s = v.strip()
+        if not s:
+            continue
+        try:
+            x = float(s)
+        except ValueError:
+            bad.append(i)
+            continue
+        if math.isfinite(x):
+            out[i] = x
+        else:
+            nonfinite.append(i)
+    if bad:
+        problems.append(
+            Problem(
+                CSV_FILE,
+                column,
+                f"{len(bad)} non-numeric value(s), e.g. {values[bad[0]][:40]!r}",
+                problem_rows(bad),
+            )
+        )
+    if nonfinite:
+        problems.append(
+            Problem(
+                CSV_FILE,
+                column,
+                f"{len(nonfinite)} non-finite value(s) ('nan', 'inf'); leave the cell blank if unlabeled",
+                problem_rows(nonfinite),
+            )
+        )
+    return out
+
+
+def _duplicate_columns(path: Path, problems: list[Problem]) -> bool:
+    """Whether the header names a column twice (pandas would rename the second ``label.1`` and read the
+    first alone): each such name is a problem."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            header = [c.strip() for c in next(csv.reader(fh), [])]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False  # pandas reports what is wrong with the file
+    seen: dict[str, int] = {}
+    for name in header:
+        seen[name] = seen.get(name, 0) + 1
+    for name, count in seen.items():
+        if count > 1:
+            msg = f"column appears {count} times; column names must be unique"
+            problems.append(Problem(CSV_FILE, name, msg))
+    return any(count > 1 for count in seen.values())
+
+
+def read_utterances(path: Path, problems: list[Problem]) -> UtteranceTable | None:
+    """utterances.csv's columns, each problem appended to ``problems``; None when the file cannot be read."""
+    if not path.is_file():
+        problems.append(Problem(CSV_FILE, "", "file not found"))
+        return None
+    if _duplicate_columns(path, problems):
+        return None
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as e:
+        problems.append(Problem(CSV_FILE, "", f"cannot be read as CSV: {e}"))
+        return None
+    df.columns = [str(c).strip() for c in df.columns]
+    df = df.fillna("")
+    for col in ("id", "split", "label"):
+        if col not in df.columns:
+            problems.append(Problem(CSV_FILE, col, "required column missing"))
+    n = len(df)
+    if n == 0:
+        problems.append(Problem(CSV_FILE, "", "no data rows"))
+    col = {c: [str(v) for v in df[c].tolist()] for c in df.columns}
+
+    ids = None
+    if "id" in col:
+        ids = np.asarray(col["id"], dtype=str)
+        blank = [i for i, v in enumerate(col["id"]) if not v.strip()]
+        if blank:
+            problems.append(Problem(CSV_FILE, "id", f"{len(blank)} empty id(s)", problem_rows(blank)))
+        s = pd.Series(col["id"])
+        dup = s.duplicated(keep=False).to_numpy() & (s.str.strip() != "").to_numpy()
+        if dup.any():
+            first = s[dup].iloc[0]
+            problems.append(
+                Problem(
+                    CSV_FILE,
+                    "id",
+                    f"{s[dup].nunique()} id(s) appear more than once, e.g. {first!r}",
+                    problem_rows(np.flatnonzero(dup)),
+                )
+            )
+    split = None
+    if "split" in col:
+        split = np.asarray([v.strip() for v in col["split"]], dtype=object)
+        bad = np.flatnonzero(~np.isin(split, SPLITS))
+        if bad.size:
+            seen = sorted({str(split[i]) for i in bad})[:5]
+            problems.append(
+                Problem(
+                    CSV_FILE,
+                    "split",
+                    f"{bad.size} unknown value(s) {seen}; expected one of {', '.join(SPLITS)}",
+                    problem_rows(bad),
+                )
+            )
+        split = split.astype(str)
+    label = _parse_floats(col["label"], "label", problems) if "label" in col else None
+    transcripts = col.get("transcript")
+    subs = {m: _parse_floats(col[c], c, problems) for m, c in SUB_LABEL_COLUMNS.items() if c in col}
+    return UtteranceTable(n, ids, split, label, transcripts, subs)
