@@ -19,6 +19,7 @@ import anyio
 
 from service.deps import Services
 from worker.app import train_signature
+from worker.leases import reap_expired
 
 log = logging.getLogger(__name__)
 SYNC_EVERY_S = 0.5
@@ -28,7 +29,8 @@ def housekeeping(svc: Services) -> None:
     """One round: lost jobs, then staging leftovers."""
     settings = svc.settings
     try:
-        ended = svc.jobs.reap(
+        ended = reap_expired(
+            svc.jobs,
             settings.job_lease_s,
             settings.job_max_attempts,
             lambda job_id: train_signature(svc.celery, job_id, settings.train_queue).apply_async,

@@ -7,25 +7,20 @@
               that its heartbeat renews every JOB_HEARTBEAT_S; a delivery of a job whose lease is still held
               is dropped, one whose lease expired (or whose holder died on this host) is a retry after a
               lost worker, and after JOB_MAX_ATTEMPTS the job fails instead
-    progress  each epoch's event, best effort (training does not need Redis)
+    progress  each epoch's event, by the lease holder only, best effort (training does not need Redis; its
+              callbacks are worker/tasks.py's)
     cancel    queued: ``cancelled`` at once; running: a flag that training reads between epochs; running
               with an expired lease (nobody trains it): ``cancelled`` at once
     reap      the API, every MAINTENANCE_INTERVAL_S: a running job whose lease expired (its worker died
               whole, or its host was lost) is re-queued with a new message, or failed after the last attempt
+              (``reap_expired`` in worker/leases.py)
     finish    ``succeeded``, ``failed`` or ``cancelled`` by the lease holder only, retried while Redis is
               unreachable
 
 Celery's result backend only knows task states; a job's life is kept here so that an unknown id is a 404 and
-the states are ours. Every change of state is a guarded transition: a Lua compare-and-set on the state. Keys
-(all under ``unilabel:``)::
-
-    job:<id>                 hash, one per job (fields: see ``Job`` in api_schemas/jobs.py; also owner,
-                             lease_token, lease_until, heartbeat_at)
-    jobs                     sorted set of job ids by creation time
-    owner:<key id>:jobs      the same, for one API key
-    active, owner:<o>:active ids of queued and running jobs (what the reaper and the quotas look at)
-    fp:<o>:<fingerprint>     the job that trains (dataset, strategy, seed, hyperparameters, code version)
-    idem:<o>:<key>           Idempotency-Key -> {"job_id", "body"} for 24 h
+the states are ours. Every change of state is a guarded transition: a Lua compare-and-set on the state. The
+records, their keys and their reads are worker/job_records.py's; leases, their heartbeat and the reaper are
+worker/leases.py's.
 
 Lease times are Redis's clock (``TIME``), so hosts whose clocks disagree still agree on a lease.
 """
@@ -35,51 +30,32 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import socket
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import redis
-from redis.exceptions import RedisError
 
 from api_schemas.jobs import FINAL_STATES, JobState
-
-if TYPE_CHECKING:
-    from models.stages.common import ProgressEvent
+from worker.job_records import (
+    LUA_FINAL,
+    PREFIX,
+    QUEUED,
+    RUNNING,
+    JobRecords,
+    canonical_json,
+    encode_fields,
+    flat_fields,
+    until_redis_answers,
+)
+from worker.leases import lease_is_held, new_token
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-PREFIX = "unilabel:"
-QUEUED, RUNNING = JobState.queued.value, JobState.running.value
 SUCCEEDED, FAILED, CANCELLED = JobState.succeeded.value, JobState.failed.value, JobState.cancelled.value
-JSON_FIELDS = ("hyperparameters", "overrides", "losses", "metrics")
-INT_FIELDS = ("seed", "epoch", "epochs", "attempts", "worker_pid")
-FLOAT_FIELDS = (
-    "progress",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "updated_at",
-    "first_progress_at",
-    "lease_until",
-    "heartbeat_at",
-)
 ANY_TOKEN = "*"  # transition without a lease condition (a real token is host:pid:nonce)
-# Lua: the owner's set of active jobs, and leaving both active sets when a state is final
-LUA_FINAL = """
-local function leave_active(prefix, id, jobkey)
-  redis.call('SREM', prefix .. 'active', id)
-  local owner = redis.call('HGET', jobkey, 'owner')
-  if owner and owner ~= '' then redis.call('SREM', prefix .. 'owner:' .. owner .. ':active', id) end
-end
-local function is_final(st) return st == 'succeeded' or st == 'failed' or st == 'cancelled' end
-local function now() local t = redis.call('TIME'); return tonumber(t[1]) + tonumber(t[2]) / 1e6 end
-"""
 
 
 class IdempotencyKeyReused(Exception):
@@ -94,32 +70,6 @@ class QuotaExceeded(Exception):
         self.name, self.count, self.limit = name, count, limit
 
 
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process of this host (this pid namespace) still runs; a zombie does not count."""
-    if not pid:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return state != "Z"
-
-
-def new_token() -> str:
-    """A lease token naming its holder: host, process, and a nonce (one per attempt)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
 def fingerprint(dataset_id: str, strategy: str, seed: int, hyperparameters: dict, code_version: str) -> str:
     """What makes two jobs the same training run."""
     key = canonical_json([dataset_id, strategy, seed, hyperparameters, code_version])
@@ -130,139 +80,16 @@ def is_final(state: str) -> bool:
     return state in {s.value for s in FINAL_STATES}
 
 
-def finite(values: dict[str, Any] | None) -> dict[str, float | None]:
-    """JSON-safe numbers: NaN and infinities become null."""
-    out: dict[str, float | None] = {}
-    for k, v in (values or {}).items():
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            continue
-        out[str(k)] = f if math.isfinite(f) else None
-    return out
-
-
-def flat_metrics(metrics: dict[str, dict[str, Any]]) -> dict[str, float | None]:
-    """A run's metrics.json as the record's ``metrics``: ``{"valid.mae": ...}``."""
-    return finite({f"{split}.{name}": v for split, ms in metrics.items() for name, v in ms.items()})
-
-
-def until_redis_answers(what: str, call: Callable[[], T], patience_s: float) -> T:
-    """``call()``, retried with backoff while Redis is unreachable, for at most ``patience_s`` seconds: the
-    final state of a job that trained for hours must not be lost to a Redis restart."""
-    deadline = time.monotonic() + patience_s
-    delay = 0.2
-    while True:
-        try:
-            return call()
-        except RedisError as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning("%s: Redis unreachable (%s); retrying in %.1f s", what, exc, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
-def _encode(fields: dict[str, Any]) -> dict[str, str]:
-    out = {}
-    for k, v in fields.items():
-        if k in JSON_FIELDS:
-            out[k] = canonical_json(v)
-        elif isinstance(v, bool):
-            out[k] = "1" if v else "0"
-        elif v is None:
-            out[k] = ""
-        else:
-            out[k] = str(v)
-    return out
-
-
-def _decode(raw: dict[str, str]) -> dict[str, Any]:
-    rec: dict[str, Any] = {}
-    for k, v in raw.items():
-        if k in JSON_FIELDS:
-            rec[k] = json.loads(v) if v else {}
-        elif v == "":
-            rec[k] = None
-        elif k in INT_FIELDS:
-            rec[k] = int(v)
-        elif k in FLOAT_FIELDS:
-            rec[k] = float(v)
-        elif k == "cancel_requested":
-            rec[k] = v == "1"
-        else:
-            rec[k] = v
-    return rec
-
-
-def _flat(fields: dict[str, Any]) -> list[str]:
-    return [x for kv in _encode(fields).items() for x in kv]
-
-
-class JobStore:
-    """Every read and write of job records, for the API and the worker alike."""
+class JobStore(JobRecords):
+    """Every change of a job's state but the reaper's, for the API and the worker alike (the reads:
+    ``JobRecords``)."""
 
     def __init__(self, client: redis.Redis) -> None:
-        self.r = client
+        super().__init__(client)
         self._transition = client.register_script(self.TRANSITION)
         self._holder_set = client.register_script(self.HOLDER_SET)
         self._claim = client.register_script(self.CLAIM)
-        self._renew = client.register_script(self.RENEW)
         self._cancel = client.register_script(self.CANCEL)
-        self._reap = client.register_script(self.REAP)
-
-    @classmethod
-    def from_url(cls, url: str) -> JobStore:
-        return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30))
-
-    @staticmethod
-    def key(job_id: str) -> str:
-        return f"{PREFIX}job:{job_id}"
-
-    # reads -------------------------------------------------------------------------------------------
-    def get(self, job_id: str) -> dict[str, Any] | None:
-        raw = self.r.hgetall(self.key(job_id))
-        return _decode(raw) if raw else None
-
-    @staticmethod
-    def _index(owner: str | None) -> str:
-        return f"{PREFIX}owner:{owner}:jobs" if owner is not None else f"{PREFIX}jobs"
-
-    def total(self, owner: str | None = None) -> int:
-        """Jobs of one API key, or of all (``owner`` None)."""
-        return self.r.zcard(self._index(owner))
-
-    def list(self, offset: int = 0, limit: int = 100, owner: str | None = None) -> list[dict[str, Any]]:
-        """Newest first; one API key's jobs, or all (``owner`` None)."""
-        ids = self.r.zrevrange(self._index(owner), offset, offset + limit - 1)
-        pipe = self.r.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hgetall(self.key(job_id))
-        return [_decode(raw) for raw in pipe.execute() if raw]
-
-    def active(self, owner: str | None = None) -> list[dict[str, Any]]:
-        """The queued and running jobs of one API key, or of all."""
-        name = f"{PREFIX}owner:{owner}:active" if owner is not None else f"{PREFIX}active"
-        pipe = self.r.pipeline(transaction=False)
-        for job_id in self.r.smembers(name):
-            pipe.hgetall(self.key(job_id))
-        jobs = [_decode(raw) for raw in pipe.execute() if raw]
-        return [j for j in jobs if j["state"] in (QUEUED, RUNNING)]
-
-    def redis_now(self) -> float:
-        seconds, micros = self.r.time()
-        return seconds + micros / 1e6
-
-    def counts_by_state(self) -> dict[str, int]:
-        counts = {s.value: 0 for s in JobState}
-        ids = self.r.zrange(f"{PREFIX}jobs", 0, -1)
-        pipe = self.r.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hget(self.key(job_id), "state")
-        for state in pipe.execute():
-            if state in counts:
-                counts[state] += 1
-        return counts
 
     # writes: every change of state goes through ``transition`` -----------------------------------------
     # Set fields only while the job is in one of the allowed states (ARGV[1] = comma-separated states) and,
@@ -291,24 +118,9 @@ class JobStore:
         """Write ``fields`` only if the job's state is in ``allowed`` (and, when given, its lease token is
         ``expect_token``); returns the state it was in or None."""
         fields["updated_at"] = time.time()
-        args = [",".join(allowed), expect_token, PREFIX, job_id, *_flat(fields)]
+        args = [",".join(allowed), expect_token, PREFIX, job_id, *flat_fields(fields)]
         before = self._transition(keys=[self.key(job_id)], args=args)
         return before or None
-
-    # Progress of the lease holder only: a worker that lost its lease (re-queued, cancelled) writes nothing.
-    HOLDER_SET = """
-    if (redis.call('HGET', KEYS[1], 'lease_token') or '') ~= ARGV[1] then return 0 end
-    redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-    return 1
-    """
-
-    def update(self, job_id: str, *, token: str | None = None, **fields: Any) -> None:
-        """Fields that are not the state (progress): only while ``token`` holds the lease, when given."""
-        fields["updated_at"] = time.time()
-        if token is None:
-            self.r.hset(self.key(job_id), mapping=_encode(fields))
-        else:
-            self._holder_set(keys=[self.key(job_id)], args=[token, *_flat(fields)])
 
     # claim -------------------------------------------------------------------------------------------
     # Create a job unless the fingerprint already points at one that is queued, running or succeeded, and
@@ -371,7 +183,7 @@ class JobStore:
             f"{PREFIX}owner:{owner}:jobs",
             f"{PREFIX}active",
         ]
-        reply = self._claim(keys=keys, args=[job_id, now, f"{PREFIX}job:", *limits, *_flat(fields)])
+        reply = self._claim(keys=keys, args=[job_id, now, f"{PREFIX}job:", *limits, *flat_fields(fields)])
         if reply[0] == "quota":
             raise QuotaExceeded(reply[1], int(reply[2]), int(reply[3]))
         return reply[1]
@@ -431,17 +243,6 @@ class JobStore:
         return True
 
     # start (and retry) -------------------------------------------------------------------------------
-    def lease_is_held(self, job: dict[str, Any], now: float) -> bool:
-        """Whether another delivery holds the job's lease: not expired, and its holder is not a process of
-        this host that has died (a killed training process is known dead at once, without waiting)."""
-        if not job.get("lease_token") or (job.get("lease_until") or 0.0) <= now:
-            return False
-        host, _, rest = job["lease_token"].partition(":")
-        pid = int(rest.split(":", 1)[0]) if rest.split(":", 1)[0].isdigit() else 0
-        if host == socket.gethostname() and (pid == os.getpid() or not pid_alive(pid)):
-            return False
-        return True
-
     def start(
         self, job: dict[str, Any], max_attempts: int, token: str | None = None, lease_s: float | None = None
     ) -> bool:
@@ -450,11 +251,11 @@ class JobStore:
 
         A delivery of a job that is running without a live lease comes after its worker was lost: it runs
         again from scratch, as the next attempt, until ``max_attempts`` deliveries have been made. The lease
-        lasts ``lease_s`` and is renewed by the worker's heartbeat (``renew_lease``)."""
+        lasts ``lease_s`` and is renewed by the worker's heartbeat (worker/leases.py)."""
         job_id, attempts = job["id"], job.get("attempts") or 0
         now = time.time()
         held_by = job.get("lease_token") or ""
-        if job["state"] == RUNNING and self.lease_is_held(job, self.redis_now()):
+        if job["state"] == RUNNING and lease_is_held(job, self.redis_now()):
             log.info("job %s: another delivery holds its lease; dropping this one", job_id)
             return False
         if job["state"] == RUNNING and attempts >= max_attempts:
@@ -491,55 +292,21 @@ class JobStore:
             )
         )
 
-    # Renew the lease of its holder: lease_until = Redis's now + ARGV[2]. 0 when the lease is no longer
-    # this token's (the job was re-queued, cancelled or finished meanwhile): the holder must stop.
-    RENEW = LUA_FINAL + """
-    if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+    # progress ----------------------------------------------------------------------------------------
+    # Progress of the lease holder only: a worker that lost its lease (re-queued, cancelled) writes nothing.
+    HOLDER_SET = """
     if (redis.call('HGET', KEYS[1], 'lease_token') or '') ~= ARGV[1] then return 0 end
-    local t = now()
-    redis.call('HSET', KEYS[1], 'lease_until', tostring(t + tonumber(ARGV[2])), 'heartbeat_at', tostring(t))
+    redis.call('HSET', KEYS[1], unpack(ARGV, 2))
     return 1
     """
 
-    def renew_lease(self, job_id: str, token: str, lease_s: float) -> bool:
-        return bool(self._renew(keys=[self.key(job_id)], args=[token, lease_s]))
-
-    # progress ----------------------------------------------------------------------------------------
-    def progress_writer(self, job_id: str, token: str | None = None) -> Callable[[ProgressEvent], None]:
-        """``progress`` for training: each event into the record. Best effort: while Redis is unreachable
-        training goes on and the events are skipped (the next one after Redis is back carries the state)."""
-        status: dict[str, Any] = {"first_at": None, "first_recorded": False, "down": False}
-
-        def on_progress(event: ProgressEvent) -> None:
-            fields: dict[str, Any] = {
-                "stage": event.stage,
-                "epoch": event.epoch,
-                "epochs": event.epochs,
-                "progress": min(max(float(event.fraction), 0.0), 1.0),
-                "losses": finite(event.losses),
-                "metrics": finite(event.metrics),
-            }
-            if status["first_at"] is None:
-                status["first_at"] = time.time()
-            if not status["first_recorded"]:  # the time of the first event, even if Redis missed that one
-                fields["first_progress_at"] = status["first_at"]
-            try:
-                if token is None:
-                    self.update(job_id, **fields)
-                else:
-                    self.update(job_id, token=token, **fields)
-            except RedisError as exc:
-                if not status["down"]:
-                    log.warning(
-                        "job %s: progress not recorded, Redis unreachable (%s); training goes on", job_id, exc
-                    )
-                status["down"] = True
-                return
-            if status["down"]:
-                log.info("job %s: Redis reachable again; progress recorded", job_id)
-            status["first_recorded"], status["down"] = True, False
-
-        return on_progress
+    def update(self, job_id: str, *, token: str | None = None, **fields: Any) -> None:
+        """Fields that are not the state (progress): only while ``token`` holds the lease, when given."""
+        fields["updated_at"] = time.time()
+        if token is None:
+            self.r.hset(self.key(job_id), mapping=encode_fields(fields))
+        else:
+            self._holder_set(keys=[self.key(job_id)], args=[token, *flat_fields(fields)])
 
     # cancel ------------------------------------------------------------------------------------------
     # Queued: cancelled at once. Running: flagged, unless nobody holds its lease any more (its worker was
@@ -575,94 +342,6 @@ class JobStore:
 
     def cancel_requested(self, job_id: str) -> bool:
         return self.r.hget(self.key(job_id), "cancel_requested") == "1"
-
-    def stop_check(self, job_id: str, lost: Callable[[], bool] | None = None) -> Callable[[], bool]:
-        """``should_stop`` for training: a cancel request in the record (not while Redis cannot be asked),
-        or ``lost()``: the worker's lease was taken from it."""
-
-        def should_stop() -> bool:
-            if lost is not None and lost():
-                return True
-            try:
-                return self.cancel_requested(job_id)
-            except RedisError:
-                return False
-
-        return should_stop
-
-    def runs_in(self, job_id: str, pid: int) -> bool:
-        """Whether job ``job_id`` is running in process ``pid`` now (the writer of runs/.<id>.partial-<pid>);
-        True too while Redis cannot tell, so that a sweep never removes a live run."""
-        try:
-            rec = self.r.hmget(self.key(job_id), "state", "worker_pid")
-        except RedisError:
-            return True
-        return rec[0] == RUNNING and rec[1] == str(pid)
-
-    # reap --------------------------------------------------------------------------------------------
-    # A running job whose lease expired ARGV[1] ago or more: nobody trains it. Cancelled if that was asked,
-    # failed after ARGV[2] attempts, else queued again (the caller sends a new message).
-    REAP = LUA_FINAL + """
-    if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return false end
-    local lease = tonumber(redis.call('HGET', KEYS[1], 'lease_until') or '')
-    local t = now()
-    if lease and lease > t then return false end
-    local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
-    local silent = lease and string.format('no heartbeat for %d s', math.floor(t - lease + tonumber(ARGV[1])))
-      or 'no heartbeat'
-    local state = 'queued'
-    local error = 'attempt ' .. attempts .. ' lost with its worker (' .. silent .. '); re-queued'
-    if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
-      state, error = 'cancelled', ''
-    elseif attempts >= tonumber(ARGV[2]) then
-      state = 'failed'
-      error = 'worker lost ' .. attempts .. ' times (' .. silent .. '; JOB_MAX_ATTEMPTS=' .. ARGV[2] .. ')'
-    end
-    redis.call('HSET', KEYS[1], 'state', state, 'error', error, 'lease_token', '', 'lease_until', '',
-      'updated_at', ARGV[3])
-    if state ~= 'queued' then
-      redis.call('HSET', KEYS[1], 'finished_at', ARGV[3])
-      leave_active(ARGV[4], ARGV[5], KEYS[1])
-    end
-    return state
-    """
-
-    def reap(
-        self, lease_s: float, max_attempts: int, send: Callable[[str], Callable[[], object]]
-    ) -> dict[str, str]:
-        """End or re-queue every running job whose lease expired; ``send(job_id)`` gives the function that
-        sends a re-queued job's new message. Returns {job id: state now}."""
-        out = {}
-        now = self.redis_now()
-        for job in self.active():
-            if job["state"] != RUNNING or (job.get("lease_until") or 0.0) > now:
-                continue
-            if job.get("lease_until") is None and (job.get("updated_at") or 0.0) > time.time() - lease_s:
-                continue  # a delivery that has just started: its heartbeat writes the first lease at once
-            state = self._reap(
-                keys=[self.key(job["id"])], args=[lease_s, max_attempts, repr(time.time()), PREFIX, job["id"]]
-            )
-            if not state:
-                continue
-            log.warning("job %s: lease expired (worker lost); now %s", job["id"], state)
-            if state == QUEUED and not self.enqueue(job["id"], send(job["id"])):
-                state = FAILED
-            out[job["id"]] = state
-        return out
-
-    def adopt_untracked(self) -> int:
-        """Put queued and running jobs recorded before the active sets existed into them (once, at start)."""
-        ids = self.r.zrange(f"{PREFIX}jobs", 0, -1)
-        pipe = self.r.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hmget(self.key(job_id), "state", "owner")
-        added = 0
-        for job_id, (state, owner) in zip(ids, pipe.execute(), strict=True):
-            if state in (QUEUED, RUNNING):
-                added += self.r.sadd(f"{PREFIX}active", job_id)
-                if owner:
-                    self.r.sadd(f"{PREFIX}owner:{owner}:active", job_id)
-        return added
 
     # finish ------------------------------------------------------------------------------------------
     def finish(self, job_id: str, patience_s: float, token: str | None = None, **fields: Any) -> None:

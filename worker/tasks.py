@@ -1,7 +1,8 @@
 """The training task: one delivery of a job starts its record (and its lease, renewed by a heartbeat while it
-trains), trains with the library, which publishes the run, and finishes the record. ``run_job`` is that
-delivery as a plain function of a job id (no Celery); ``train_job`` is the Celery task around it, and the
-signal handlers prepare the worker's processes.
+trains), trains with the library, which publishes the run, and finishes the record; training's callbacks
+(``progress_writer``, ``stop_check``) write its progress into the record and read a cancel request.
+``run_job`` is that delivery as a plain function of a job id (no Celery); ``train_job`` is the Celery task
+around it, and the signal handlers prepare the worker's processes.
 
 Every way an attempt can fail ends in a ``failed`` record with the reason (a full, read-only or missing
 artifact volume included), written by the lease holder; messages never carry this server's paths."""
@@ -11,19 +12,22 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_init, worker_process_init, worker_ready
+from redis.exceptions import RedisError
 
 from api_schemas.jobs import JobState
 from models.dataset_loader import load_dataset
-from models.pipeline import Cancelled, RunResult, train
+from models.pipeline import Cancelled, ProgressEvent, RunResult, train
 from worker import textmodels
 from worker.app import TRAIN_TASK
 from worker.artifacts import ArtifactStore, json_safe, storage_problem
-from worker.heartbeat import Heartbeat
-from worker.lifecycle import JobStore, flat_metrics, is_final, new_token, until_redis_answers
+from worker.job_records import finite, flat_metrics, until_redis_answers
+from worker.leases import Heartbeat, new_token
+from worker.lifecycle import JobStore, is_final
 from worker.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -83,6 +87,58 @@ def _dataset(job: dict[str, Any], store: ArtifactStore, settings: Settings) -> A
     )
 
 
+def progress_writer(jobs: JobStore, job_id: str, token: str | None = None) -> Callable[[ProgressEvent], None]:
+    """``progress`` for training: each event into the record. Best effort: while Redis is unreachable
+    training goes on and the events are skipped (the next one after Redis is back carries the state)."""
+    status: dict[str, Any] = {"first_at": None, "first_recorded": False, "down": False}
+
+    def on_progress(event: ProgressEvent) -> None:
+        fields: dict[str, Any] = {
+            "stage": event.stage,
+            "epoch": event.epoch,
+            "epochs": event.epochs,
+            "progress": min(max(float(event.fraction), 0.0), 1.0),
+            "losses": finite(event.losses),
+            "metrics": finite(event.metrics),
+        }
+        if status["first_at"] is None:
+            status["first_at"] = time.time()
+        if not status["first_recorded"]:  # the time of the first event, even if Redis missed that one
+            fields["first_progress_at"] = status["first_at"]
+        try:
+            if token is None:
+                jobs.update(job_id, **fields)
+            else:
+                jobs.update(job_id, token=token, **fields)
+        except RedisError as exc:
+            if not status["down"]:
+                log.warning(
+                    "job %s: progress not recorded, Redis unreachable (%s); training goes on", job_id, exc
+                )
+            status["down"] = True
+            return
+        if status["down"]:
+            log.info("job %s: Redis reachable again; progress recorded", job_id)
+        status["first_recorded"], status["down"] = True, False
+
+    return on_progress
+
+
+def stop_check(jobs: JobStore, job_id: str, lost: Callable[[], bool] | None = None) -> Callable[[], bool]:
+    """``should_stop`` for training: a cancel request in the record (not while Redis cannot be asked),
+    or ``lost()``: the worker's lease was taken from it."""
+
+    def should_stop() -> bool:
+        if lost is not None and lost():
+            return True
+        try:
+            return jobs.cancel_requested(job_id)
+        except RedisError:
+            return False
+
+    return should_stop
+
+
 def _published_run(
     job: dict[str, Any], jobs: JobStore, store: ArtifactStore, settings: Settings, beat: Heartbeat | None
 ) -> dict:
@@ -103,8 +159,8 @@ def _published_run(
             hyperparameters=overrides,
             preset=job.get("preset"),
             device=settings.device,
-            progress=jobs.progress_writer(job["id"], token),
-            should_stop=jobs.stop_check(job["id"], (lambda: beat.lost) if beat is not None else None),
+            progress=progress_writer(jobs, job["id"], token),
+            should_stop=stop_check(jobs, job["id"], (lambda: beat.lost) if beat is not None else None),
             meta_threads=settings.worker_meta_threads or None,
             extra_files=lambda run: {"card.json": model_card(job, dataset.sha256, run)},
         )

@@ -138,7 +138,7 @@ def test_redis_outage_during_training_is_ridden_out(
         return flaky("finish", transition)(*args, **kwargs)
 
     monkeypatch.setattr(svc.jobs, "transition", transition_after_claim)
-    monkeypatch.setattr("worker.lifecycle.time.sleep", lambda s: None)
+    monkeypatch.setattr("worker.job_records.time.sleep", lambda s: None)
     assert run_job(queued, svc.jobs, svc.store, svc.settings) == "succeeded"
     assert down == {"progress": 0, "cancel": 0, "finish": 0}
     rec = svc.jobs.get(queued)
@@ -152,11 +152,11 @@ def test_redis_outage_during_training_is_ridden_out(
 def test_final_state_gives_up_after_the_patience(monkeypatch: pytest.MonkeyPatch) -> None:
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from worker.lifecycle import until_redis_answers
+    from worker.job_records import until_redis_answers
 
     clock = {"t": 0.0, "calls": 0}
-    monkeypatch.setattr("worker.lifecycle.time.monotonic", lambda: clock["t"])
-    monkeypatch.setattr("worker.lifecycle.time.sleep", lambda s: clock.__setitem__("t", clock["t"] + s))
+    monkeypatch.setattr("worker.job_records.time.monotonic", lambda: clock["t"])
+    monkeypatch.setattr("worker.job_records.time.sleep", lambda s: clock.__setitem__("t", clock["t"] + s))
 
     def never() -> None:
         clock["calls"] += 1
