@@ -18,9 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from models.modalities import MODALITIES
 
 TEXT_SOURCES = ("auto", "features", "encoder", "finetune")
-SEED_LIMIT = (
-    2**32
-)  # seeds are whole numbers in [0, 2**32): numpy's seed range, the same in the CLI and the API
+# seeds are whole numbers in [0, 2**32): numpy's seed range, the same in the CLI and the API
+SEED_LIMIT = 2**32
 EPOCHS_MAX = 1000  # bounds what one job may cost (a run of the paper's schedule has at most 65 per stage)
 WIDTH_MAX = 4096  # layer widths and batch sizes
 
@@ -360,44 +359,6 @@ def _named(err: ValidationError) -> HyperparameterError:
     else:
         message = first["msg"]
     return HyperparameterError(name, message)
-
-
-def describe_hyperparameters(preset: str | None = None) -> list[dict[str, Any]]:
-    """Every hyperparameter: name, section, default (under ``preset``), range, meaning and source."""
-    defaults = resolve_hyperparameters(None, preset=preset).record()
-    section_of = {
-        name: section.__name__.removesuffix("Settings")
-        for section in Hyperparameters.__bases__
-        for name in section.model_fields
-    }
-    rows = []
-    for name, info in Hyperparameters.model_fields.items():
-        limits = [
-            f"{sign} {getattr(m, attr)}"
-            for m in info.metadata
-            for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
-            if getattr(m, attr, None) is not None
-        ]
-        choices = [c for c in get_args(info.annotation) if isinstance(c, str)]
-        if info.annotation is bool:
-            valid = "true or false"
-        elif name == "modalities":
-            valid = "any of " + ", ".join(MODALITIES)
-        elif name == "text_model":
-            valid = "a local directory, or null"
-        else:
-            valid = ", ".join(choices) or " and ".join(limits)
-        rows.append(
-            {
-                "name": name,
-                "section": section_of[name],
-                "default": defaults[name],
-                "range": valid,
-                "meaning": info.description or "",
-                "source": (info.json_schema_extra or {}).get("source", "choice"),
-            }
-        )
-    return rows
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -136,7 +136,7 @@ def test_docs_list_every_hyperparameter_as_generated() -> None:
     """docs/hyperparameters.md is `unilabel hyperparameters --doc`: regenerate it when a field changes."""
     from pathlib import Path
 
-    from models.cli import hyperparameters_doc
+    from models.hyperparameter_docs import hyperparameters_doc
 
     doc = Path(__file__).resolve().parents[1] / "docs" / "hyperparameters.md"
     assert doc.read_text() == hyperparameters_doc()
@@ -152,7 +152,7 @@ def test_hyperparameters_command(capsys) -> None:
 
 
 def test_every_field_says_what_it_is_and_where_it_comes_from() -> None:
-    from models.config import describe_hyperparameters
+    from models.hyperparameter_docs import describe_hyperparameters
 
     rows = describe_hyperparameters()
     assert all(r["meaning"] and r["source"] and r["range"] for r in rows), [
