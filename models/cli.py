@@ -1,7 +1,7 @@
 """`unilabel` command line: train, evaluate, compare, table, report, baseline, hyperparameters, predict,
 synth, import-mmsa.
 
-The service client is a separate command, `unilabel-remote` (service/client.py): models/ has no HTTP.
+The service client is a separate command, `unilabel-remote` (remote/client.py): models/ has no HTTP.
 """
 
 from __future__ import annotations
@@ -32,36 +32,6 @@ def _overrides(pairs: list[str] | None, json_file: str | None) -> dict[str, Any]
         name, value = parse_override(pair)
         values[name] = value
     return values
-
-
-class ProgressBars:
-    """One tqdm bar per stage, advanced per epoch, with the latest losses."""
-
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled
-        self.bars: dict[str, Any] = {}
-
-    def __call__(self, event: Any) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        bar = self.bars.get(event.stage)
-        if bar is None:
-            for other in self.bars.values():
-                other.close()
-            unit = "batch" if event.stage == "encode" else "ep"
-            bar = self.bars[event.stage] = tqdm(total=event.epochs, desc=event.stage, unit=unit, leave=True)
-        bar.update(event.epoch - bar.n)  # the event's count within its stage (a cached encoding: all at once)
-        shown = {
-            k: v for k, v in {**event.losses, **event.metrics}.items() if "[" not in k or k.startswith("L_")
-        }
-        bar.set_postfix({k: f"{v:.3f}" for k, v in list(shown.items())[:4]}, refresh=False)
-
-    def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
-        self.bars.clear()
 
 
 def _thread_count(value: int | None, flag: str, env: str) -> int | None:
@@ -98,6 +68,7 @@ def _meta_threads(args: argparse.Namespace) -> int | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from models.cli_output import ProgressBars, modality_summary
     from models.dataset_loader import load_dataset
     from models.pipeline import train
 
@@ -126,30 +97,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{f', preset {preset}' if preset else ''})"
     )
     return 0
-
-
-def modality_summary(config: dict[str, Any], metrics: dict[str, Any]) -> str:
-    """Per modality, one line: what its unimodal head predicts of the multimodal label on valid (a modality
-    that carries nothing shows a correlation near 0), and for MUG whether MUCN learned: its multimodal
-    denoising loss over the training samples at the start and end of stage 2 against the noisy input's
-    |ybar - y|, the labels' mean shift from y, and the shift's correlation with the untrained MUCN's."""
-    heads = metrics.get("unimodal_heads_vs_label", {}).get("valid", {})
-    meta = config.get("strategy_diagnostics", {}).get("meta", {})
-    lines = []
-    for m in config["hyperparameters"]["modalities"]:
-        parts = [f"{m:>6}:"]
-        if m in heads:
-            h = heads[m]
-            parts.append(f"head on valid corr {h['corr']:.3f}, MAE {h['mae']:.3f}")
-        if m in meta and "L_pre_all_end" in meta[m]:
-            d = meta[m]
-            parts.append(
-                f"MUCN denoising {d['L_pre_all_start']:.3f} -> {d['L_pre_all_end']:.3f} "
-                f"(noisy input {d['noisy_input_mae']:.3f}), mean |label - y| {d['label_shift_mae']:.3f}, "
-                f"shift corr with untrained MUCN {d['shift_corr_untrained']:.2f}"
-            )
-        lines.append(" ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if len(parts) > 2 else ""))
-    return "modalities (unimodal heads vs the multimodal label; MUG's MUCN):\n" + "\n".join(lines)
 
 
 def cmd_hyperparameters(args: argparse.Namespace) -> int:

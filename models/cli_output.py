@@ -1,0 +1,60 @@
+"""What `unilabel train` prints: one progress bar per stage while it trains, and after it, per modality, what
+its unimodal head predicts and whether MUG's MUCN learned."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ProgressBars:
+    """One tqdm bar per stage, advanced per epoch, with the latest losses."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, event: Any) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(event.stage)
+        if bar is None:
+            for other in self.bars.values():
+                other.close()
+            unit = "batch" if event.stage == "encode" else "ep"
+            bar = self.bars[event.stage] = tqdm(total=event.epochs, desc=event.stage, unit=unit, leave=True)
+        bar.update(event.epoch - bar.n)  # the event's count within its stage (a cached encoding: all at once)
+        shown = {
+            k: v for k, v in {**event.losses, **event.metrics}.items() if "[" not in k or k.startswith("L_")
+        }
+        bar.set_postfix({k: f"{v:.3f}" for k, v in list(shown.items())[:4]}, refresh=False)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+def modality_summary(config: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """Per modality, one line: what its unimodal head predicts of the multimodal label on valid (a modality
+    that carries nothing shows a correlation near 0), and for MUG whether MUCN learned: its multimodal
+    denoising loss over the training samples at the start and end of stage 2 against the noisy input's
+    |ybar - y|, the labels' mean shift from y, and the shift's correlation with the untrained MUCN's."""
+    heads = metrics.get("unimodal_heads_vs_label", {}).get("valid", {})
+    meta = config.get("strategy_diagnostics", {}).get("meta", {})
+    lines = []
+    for m in config["hyperparameters"]["modalities"]:
+        parts = [f"{m:>6}:"]
+        if m in heads:
+            h = heads[m]
+            parts.append(f"head on valid corr {h['corr']:.3f}, MAE {h['mae']:.3f}")
+        if m in meta and "L_pre_all_end" in meta[m]:
+            d = meta[m]
+            parts.append(
+                f"MUCN denoising {d['L_pre_all_start']:.3f} -> {d['L_pre_all_end']:.3f} "
+                f"(noisy input {d['noisy_input_mae']:.3f}), mean |label - y| {d['label_shift_mae']:.3f}, "
+                f"shift corr with untrained MUCN {d['shift_corr_untrained']:.2f}"
+            )
+        lines.append(" ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if len(parts) > 2 else ""))
+    return "modalities (unimodal heads vs the multimodal label; MUG's MUCN):\n" + "\n".join(lines)
