@@ -40,6 +40,7 @@ class JobCreate(BaseModel):
 class JobLinks(BaseModel):
     self: str
     labels: str | None = None
+    report: str | None = Field(None, description="The label report (HTML; ?format=json: its data).")
     model: str | None = None
     cancel: str | None = None
 

@@ -19,7 +19,8 @@ from service.guard import Gate, KeyVerifier
 from service.metrics import Metrics, MetricsMiddleware
 from service.openapi import document
 from service.quotas import ExactRate, SyncedRate
-from service.routes import datasets, health, jobs, models
+from service.reports import ReportCache
+from service.routes import datasets, health, jobs, models, reports
 from service.routes.models import PredictFastPath, is_predict
 from service.serving import ModelPool, PredictionCache, settle_heap
 from worker.app import make_celery
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> LabelServiceAPI:
         aredis=aredis,
         uploads=ExactRate(aredis, "uploads_per_minute"),
         predictions=predictions,
+        reports=ReportCache(),
     )
     audit.configure(settings.audit_log)
 
@@ -107,7 +109,7 @@ def create_app(settings: Settings | None = None) -> LabelServiceAPI:
     )
     app.state.services = svc
     errors.install(app)
-    for module in (datasets, jobs, models, health):
+    for module in (datasets, jobs, reports, models, health):
         app.include_router(module.router)
     app.fast_path = PredictFastPath(svc.models, settings.max_predict_body_bytes)
     # outermost: the metrics see every request, refused ones included

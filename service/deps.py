@@ -13,6 +13,7 @@ from service.guard import CALLER, KeyVerifier
 from service.keys import Caller
 from service.metrics import Metrics
 from service.quotas import ExactRate, SyncedRate
+from service.reports import ReportCache
 from service.serving import ModelPool, PredictionCache
 from worker.artifacts import ArtifactStore
 from worker.lifecycle import JobStore
@@ -32,6 +33,7 @@ class Services:
     aredis: aioredis.Redis  # the job Redis, for the event loop (quotas)
     uploads: ExactRate
     predictions: SyncedRate
+    reports: ReportCache  # label reports: kept ones read, missing ones built one at a time
 
 
 def services(request: Request) -> Services:

@@ -56,6 +56,7 @@ def to_job(rec: dict[str, Any]) -> Job:
     links = JobLinks(
         self=f"/v1/jobs/{job_id}",
         labels=f"/v1/jobs/{job_id}/labels" if done else None,
+        report=f"/v1/jobs/{job_id}/report" if done else None,
         model=f"/v1/models/{rec['model_id']}" if done and rec.get("model_id") else None,
         cancel=f"/v1/jobs/{job_id}/cancel"
         if state in (JobState.queued.value, JobState.running.value)
@@ -172,7 +173,8 @@ def submit(body: JobCreate, svc: Services, caller: Caller, idempotency_key: str 
     return rec
 
 
-def _job(svc: Services, caller: Caller, job_id: str) -> dict:
+def visible_job(svc: Services, caller: Caller, job_id: str) -> dict:
+    """The job's record, or a 404 when it does not exist or is another key's."""
     rec = svc.jobs.get(job_id) if JOB_ID.match(job_id) else None
     if rec is None or not caller.may_see(rec.get("owner") or None):
         raise not_found("job", job_id, field="job_id")
@@ -213,17 +215,17 @@ def list_jobs(svc: Svc, caller: Who, limit: Limit = 100, offset: Offset = 0) -> 
 
 @router.get("/{job_id}", response_model=Job, responses=ERRORS)
 def get_job(job_id: str, svc: Svc, caller: Who) -> Job:
-    return to_job(_job(svc, caller, job_id))
+    return to_job(visible_job(svc, caller, job_id))
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=Job, responses=ERRORS)
 def cancel_job(job_id: str, svc: Svc, caller: Who) -> Job:
-    rec = _job(svc, caller, job_id)
+    rec = visible_job(svc, caller, job_id)
     if is_final(rec["state"]) or svc.jobs.request_cancel(job_id, svc.settings.job_lease_s) is None:
-        rec = _job(svc, caller, job_id)
+        rec = visible_job(svc, caller, job_id)
         audit.record("cancel", caller, "job", job_id, "refused 409", state=rec["state"])
         raise ApiError(409, f"job already {rec['state']}", field="job_id")
-    rec = _job(svc, caller, job_id)
+    rec = visible_job(svc, caller, job_id)
     audit.record("cancel", caller, "job", job_id, rec["state"])
     return to_job(rec)
 
@@ -245,7 +247,7 @@ def _number(text: str) -> float | None:
 def get_labels(
     job_id: str, svc: Svc, caller: Who, format: Literal["csv", "json"] = Query("json")
 ) -> Response | LabelsResponse:
-    rec = _job(svc, caller, job_id)
+    rec = visible_job(svc, caller, job_id)
     run_dir = svc.store.run_dir(job_id)
     if rec["state"] != JobState.succeeded.value or run_dir is None:
         raise ApiError(409, f"labels exist once the job has succeeded; it is {rec['state']}", field="job_id")

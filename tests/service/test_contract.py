@@ -147,6 +147,7 @@ def test_openapi_names_every_route(contract_app) -> None:
         "/v1/jobs/{job_id}",
         "/v1/jobs/{job_id}/cancel",
         "/v1/jobs/{job_id}/labels",
+        "/v1/jobs/{job_id}/report",
         "/v1/models",
         "/v1/models/{model_id}",
         "/v1/models/{model_id}/predict",

@@ -1,0 +1,107 @@
+"""A finished job's label report (models.label_report): built once, kept in its run directory, served from
+there.
+
+A report is deterministic for a run and the code that draws it. Drawing a MOSI-size report takes about 1.5 s
+of CPU (matplotlib, under the library's drawing lock), reading the kept files a millisecond, so the first
+request builds it in a worker thread (one build at a time per API process: ``ReportCache.builds``; waiting
+requests hold no thread) and writes it into ``RUN/report/`` as ``unilabel report RUN`` does (report.html,
+report.json, the PNGs), with ``.code-version`` naming the code that drew it; later requests read the files,
+and a new code version builds it again. A volume that cannot be written (read-only, full) costs only the
+caching: the report built in memory is served.
+
+Nothing of the server's filesystem is served: the library names a dataset by its folder's name only, and any
+absolute path in the report's sentences (an error message quoting a file, say) is cut to its last component
+before the page is drawn, so the page and its JSON say the same.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from models.label_report import LabelReport, build_report
+from models.label_report.files import write_files
+from models.version import code_version
+
+log = logging.getLogger(__name__)
+
+REPORT_DIR = "report"  # RUN/report/, the CLI's default place
+STAMP = ".code-version"
+# An absolute path inside a sentence: "/" not preceded by a word character (so "and/or" and "1/2" stay),
+# then segments up to the next space, quote, colon or bracket.
+_ABSOLUTE = re.compile(r"(?<![\w.~])(?:/[^\s/\"'():,;]+)+/?")
+_KEEP = frozenset({"transcript"})  # what people said is shown as they said it
+
+
+@dataclass(frozen=True)
+class ServedReport:
+    """The page (self-contained HTML, UTF-8) and the plotted data (report.json's bytes)."""
+
+    html: bytes
+    data: bytes
+
+
+def scrub_paths(value: Any) -> Any:
+    """Every string of a JSON value with its absolute paths cut to their last component, transcripts left
+    alone."""
+    if isinstance(value, dict):
+        return {k: v if k in _KEEP else scrub_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub_paths(v) for v in value]
+    if isinstance(value, str) and "/" in value:
+        return _ABSOLUTE.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1], value)
+    return value
+
+
+def _read_cached(run_dir: Path) -> ServedReport | None:
+    folder = run_dir / REPORT_DIR
+    try:
+        if (folder / STAMP).read_text().strip() != code_version():
+            return None
+        html, data = (folder / "report.html").read_bytes(), (folder / "report.json").read_bytes()
+    except OSError:  # not built yet, or only partly (the stamp is written last)
+        return None
+    return ServedReport(html=html, data=data)
+
+
+def _build(run_dir: Path) -> ServedReport:
+    """Draw the report and keep it in RUN/report/; when it cannot be written, serve it all the same."""
+    cached = _read_cached(run_dir)  # built by the request this one waited for
+    if cached is not None:
+        return cached
+    report = build_report(run_dir)
+    report = LabelReport(
+        title=report.title, data=scrub_paths(report.data), figures=report.figures, kind=report.kind
+    )
+    folder = run_dir / REPORT_DIR
+    try:
+        (folder / STAMP).unlink(missing_ok=True)  # files being replaced are not the stamped ones
+        write_files(report, folder)
+        (folder / STAMP).write_text(code_version() + "\n")
+    except (ValueError, OSError) as exc:  # write_files says ValueError for an OSError beneath
+        log.warning("report of %s not kept (%s); served from memory", run_dir.name, type(exc).__name__)
+    return ServedReport(
+        html=report.html().encode("utf-8"),
+        data=(json.dumps(report.data, indent=1, allow_nan=False) + "\n").encode(),
+    )
+
+
+class ReportCache:
+    """Per API process: reads kept reports in the thread pool, builds missing ones one at a time."""
+
+    def __init__(self) -> None:
+        self.builds = anyio.CapacityLimiter(1)
+
+    async def get(self, run_dir: Path) -> ServedReport:
+        """The report of the finished run in ``run_dir``; raises FileNotFoundError or ValueError (from the
+        library) for a run whose files are missing or damaged."""
+        cached = await anyio.to_thread.run_sync(_read_cached, run_dir)
+        if cached is not None:
+            return cached
+        return await anyio.to_thread.run_sync(_build, run_dir, limiter=self.builds)
