@@ -5,8 +5,10 @@
     wait JOB_ID               follow a job with a progress bar until it finishes
     status JOB_ID | cancel JOB_ID | jobs | datasets | models | model MODEL_ID
     labels JOB_ID             download the learned unimodal labels (--format csv|json, -o FILE)
+    report JOB_ID             download a finished job's label report (--format html|json, -o FILE)
     predict MODEL_ID          predict for --input FILE.json, or --dataset PATH [--split test] [--n 5]
-    run PATH                  all of it: upload, submit, wait, labels (OUT/<job id>/labels.csv), predict
+    run PATH                  all of it: upload, submit, wait, labels and report (OUT/<job id>/labels.csv,
+                              report.html), predict
 
 Every command needs an API key (``--key`` or env UNILABEL_API_KEY; ``unilabel-admin keys create NAME`` makes
 one). Needs only httpx, numpy/pandas (to read a dataset for predict) and tqdm; never torch.
@@ -160,6 +162,12 @@ class LabelClient:
         response = self._call("GET", f"/v1/jobs/{job_id}/labels", params={"format": fmt})
         return response.text if fmt == "csv" else response.json()
 
+    def report(self, job_id: str, fmt: str = "html") -> str | dict[str, Any]:
+        """A finished job's label report: the self-contained page (html) or the data it plots (json). The
+        first request of a job's report draws it (a second or two)."""
+        response = self._call("GET", f"/v1/jobs/{job_id}/report", params={"format": fmt})
+        return response.text if fmt == "html" else response.json()
+
     # models --------------------------------------------------------------------------------------
     def models(self) -> dict[str, Any]:
         return self._call("GET", "/v1/models").json()
@@ -267,8 +275,8 @@ def run_all(
     say: Callable[[str], None] = print,
     preset: str | None = None,
 ) -> dict[str, Any]:
-    """Upload, train, wait (with a progress bar), save the labels as ``out_dir/<job id>/labels.csv``, predict
-    a few test utterances."""
+    """Upload, train, wait (with a progress bar), save the labels and the label report as
+    ``out_dir/<job id>/labels.csv`` and ``report.html``, predict a few test utterances."""
     summary = client.upload(data)
     shapes = ", ".join(f"{m} {v['shape']}" for m, v in summary["modalities"].items())
     say(f"dataset {summary['id']}: {summary['n']} utterances {summary['splits']}; {shapes}")
@@ -282,6 +290,9 @@ def run_all(
     labels_path = job_dir / "labels.csv"
     labels_path.write_text(client.labels(job["id"], "csv"))
     say(f"labels: {labels_path}")
+    report_path = job_dir / "report.html"
+    report_path.write_text(client.report(job["id"]), encoding="utf-8")
+    say(f"report: {report_path}")
     spec = client.model(job["model_id"])["input_spec"]
     utterances = utterances_from_dataset(data, "test", n_predict, spec) or utterances_from_dataset(
         data, None, n_predict, spec
@@ -291,7 +302,13 @@ def run_all(
     for p in prediction["predictions"]:
         parts = " ".join(f"{k}={p[k]:+.3f}" for k in ("text", "audio", "vision") if p[k] is not None)
         say(f"  {p['id']}: sentiment {p['sentiment']:+.3f}  {parts}")
-    return {"dataset": summary, "job": job, "labels": labels_path, "prediction": prediction}
+    return {
+        "dataset": summary,
+        "job": job,
+        "labels": labels_path,
+        "report": report_path,
+        "prediction": prediction,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -313,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--idempotency-key")
         else:
             p.add_argument(
-                "--out", default=RUN_OUT, help=f"labels go to OUT/<job id>/labels.csv (default {RUN_OUT})"
+                "--out",
+                default=RUN_OUT,
+                help=f"labels and report go to OUT/<job id>/labels.csv, report.html (default {RUN_OUT})",
             )
     p = sub.add_parser("wait", help="follow a job until it finishes")
     p.add_argument("job_id")
@@ -328,6 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job_id")
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.add_argument("-o", "--output")
+    p = sub.add_parser("report", help="download a finished job's label report (its page, or its data)")
+    p.add_argument("job_id")
+    p.add_argument("--format", choices=("html", "json"), default="html")
+    p.add_argument("-o", "--output", help="write to this file (default: standard output)")
     p = sub.add_parser("predict", help="predict with a trained model")
     p.add_argument("model_id")
     p.add_argument("--input", help='JSON file: {"utterances": [...]} or a list of utterances')
@@ -376,11 +399,11 @@ def main(argv: list[str] | None = None) -> int:
                 _print(getattr(c, cmd)())
             elif cmd == "model":
                 _print(c.model(args.model_id))
-            elif cmd == "labels":
-                data = c.labels(args.job_id, args.format)
+            elif cmd in ("labels", "report"):
+                data = getattr(c, cmd)(args.job_id, args.format)
                 text = data if isinstance(data, str) else json.dumps(data, indent=2)
                 if args.output:
-                    Path(args.output).write_text(text)
+                    Path(args.output).write_text(text, encoding="utf-8")
                 else:
                     sys.stdout.write(text)
             elif cmd == "predict":
