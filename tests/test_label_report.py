@@ -1,4 +1,4 @@
-"""The label report (models/label_report.py) and the history.csv it plots, on tiny synthetic runs."""
+"""The label report (models/label_report/) and the history.csv it plots, on tiny synthetic runs."""
 
 from __future__ import annotations
 
