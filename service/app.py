@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service import audit, errors, maintenance
+from service import audit, docs, errors, maintenance
 from service.deps import Services
 from service.guard import Gate, KeyVerifier
 from service.metrics import Metrics, MetricsMiddleware
@@ -104,6 +104,8 @@ def create_app(settings: Settings | None = None) -> LabelServiceAPI:
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc from local assets (service/docs.py), not a CDN
+        redoc_url=None,
         # our metrics are Prometheus (service/metrics.py); FastAPI's OpenTelemetry hooks cost per request
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
@@ -111,6 +113,7 @@ def create_app(settings: Settings | None = None) -> LabelServiceAPI:
     errors.install(app)
     for module in (datasets, jobs, reports, models, health):
         app.include_router(module.router)
+    docs.install(app)
     app.fast_path = PredictFastPath(svc.models, settings.max_predict_body_bytes)
     # outermost: the metrics see every request, refused ones included
     app.entry = MetricsMiddleware(Gate(app.dispatch, settings, svc.keys, app.router.routes), metrics=metrics)

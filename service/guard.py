@@ -2,10 +2,11 @@
 
 - **Host and Origin** must name an allowed host (ALLOWED_HOSTS): a page on another site that rebinds its DNS
   name to 127.0.0.1 sends its own name in Host (and Origin), so a loopback API never answers it (403).
-- **API key** (``Authorization: Bearer ulk_...``) on everything but /healthz and /readyz (and the docs with
-  PUBLIC_DOCS): 401 without a valid one. The caller goes into the ASGI scope (``unilabel.caller``) for the
-  routes. A verified key is trusted for API_KEY_CACHE_S seconds per process (a revoked key stops working
-  within that time) so that the predict fast path does not pay a Redis round trip per request.
+- **API key** (``Authorization: Bearer ulk_...``) on everything but /healthz and /readyz, the files under
+  /static/ (the docs' assets: public files that hold no data), and the docs with PUBLIC_DOCS: 401 without a
+  valid one. The caller goes into the ASGI scope (``unilabel.caller``) for the routes. A verified key is
+  trusted for API_KEY_CACHE_S seconds per process (a revoked key stops working within that time) so that the
+  predict fast path does not pay a Redis round trip per request.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from service.keys import Caller, key_name, parse_token, verify
 from worker.settings import Settings
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+STATIC_PREFIX = "/static/"  # the docs' assets (service/docs.py)
 DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 CALLER = "unilabel.caller"
 CACHE_SIZE = 4096  # verified keys kept per process
@@ -135,7 +137,9 @@ class Gate:
                 self._hosts_ok.add(host)
         if problem is None:
             try:
-                if scope["path"] in self.open:  # a valid key still counts (an admin's /readyz names workers)
+                path = scope["path"]
+                if path in self.open or path.startswith(STATIC_PREFIX):
+                    # a valid key still counts (an admin's /readyz names workers)
                     scope[CALLER] = await self._optional(authorization)
                 else:
                     scope[CALLER] = await self.verifier.caller(authorization)

@@ -113,14 +113,19 @@ class _Snapshot(Collector):
         return iter(self.families)
 
 
+def _answered(route: object, endpoint: object) -> bool:
+    return endpoint is getattr(route, "endpoint", None) or endpoint is getattr(route, "app", None)
+
+
 def _route_path(scope: Scope) -> str:
     """The path template of the route that answered: FastAPI's routes put themselves in the scope; plain
-    Starlette routes (FastAPI's /docs, /openapi.json) only their endpoint, found again among the app's routes.
-    ``unmatched`` when no route matched (404), so raw paths never become labels."""
+    Starlette routes (/openapi.json) only their endpoint, and mounts (the static files under /static/) their
+    app, found again among the app's routes. ``unmatched`` when no route matched (404), so raw paths never
+    become labels."""
     route = scope.get("route")
     if route is None and "endpoint" in scope:
         routes = getattr(scope.get("app"), "routes", ())
-        route = next((r for r in routes if getattr(r, "endpoint", None) is scope["endpoint"]), None)
+        route = next((r for r in routes if _answered(r, scope["endpoint"])), None)
     return getattr(route, "path", None) or scope.get("unilabel.route") or "unmatched"
 
 
