@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from models.modalities import MODALITIES
 
-TEXT_SOURCES = ("auto", "features", "encoder", "finetune")
 # seeds are whole numbers in [0, 2**32): numpy's seed range, the same in the CLI and the API
 SEED_LIMIT = 2**32
 EPOCHS_MAX = 1000  # bounds what one job may cost (a run of the paper's schedule has at most 65 per stage)

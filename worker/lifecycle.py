@@ -54,7 +54,7 @@ from worker.job_records import (
 from worker.leases import lease_is_held, new_token
 
 log = logging.getLogger(__name__)
-SUCCEEDED, FAILED, CANCELLED = JobState.succeeded.value, JobState.failed.value, JobState.cancelled.value
+FAILED, CANCELLED = JobState.failed.value, JobState.cancelled.value
 ANY_TOKEN = "*"  # transition without a lease condition (a real token is host:pid:nonce)
 
 
