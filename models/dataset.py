@@ -44,6 +44,11 @@ class Problem:
         return text
 
 
+def problem_rows(idx: Any) -> tuple[int, ...]:
+    """The row numbers a Problem keeps: the first hundred of ``idx``."""
+    return tuple(int(i) for i in np.asarray(idx).ravel()[:_ROWS_KEPT])
+
+
 class DatasetError(ValueError):
     """Invalid dataset; `problems` lists everything found, str() gives one problem per line."""
 
@@ -132,8 +137,3 @@ class Dataset:
             "rho": float(self.rho),
             "sha256": self.sha256,
         }
-
-
-def problem_rows(idx: Any) -> tuple[int, ...]:
-    """The row numbers a Problem keeps: the first hundred of ``idx``."""
-    return tuple(int(i) for i in np.asarray(idx).ravel()[:_ROWS_KEPT])
