@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service import audit, docs, errors, maintenance
+from service import audit, docs, errors, maintenance, page
 from service.deps import Services
 from service.guard import Gate, KeyVerifier
 from service.metrics import Metrics, MetricsMiddleware
@@ -33,7 +33,8 @@ DESCRIPTION = """Learn unimodal labels with MUG (and its yardsticks) as a servic
 Upload a dataset, start a training job, follow it, download the learned labels, predict with the model.
 Every request but /healthz and /readyz needs an API key: `Authorization: Bearer <key>` (`unilabel-admin keys
 create NAME` makes one). Every error is `{"error": {"code", "message", "field", "details": [{"field",
-"problem"}]}}`."""
+"problem"}]}}`. In a browser, the page at `/` shows a key's datasets, jobs (live), models and label reports:
+open `/#key=<key>` (the part after `#` never leaves the browser)."""
 
 
 class LabelServiceAPI(FastAPI):
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None) -> LabelServiceAPI:
     for module in (datasets, jobs, reports, models, health):
         app.include_router(module.router)
     docs.install(app)
+    page.install(app)
     app.fast_path = PredictFastPath(svc.models, settings.max_predict_body_bytes)
     # outermost: the metrics see every request, refused ones included
     app.entry = MetricsMiddleware(Gate(app.dispatch, settings, svc.keys, app.router.routes), metrics=metrics)

@@ -2,11 +2,12 @@
 
 - **Host and Origin** must name an allowed host (ALLOWED_HOSTS): a page on another site that rebinds its DNS
   name to 127.0.0.1 sends its own name in Host (and Origin), so a loopback API never answers it (403).
-- **API key** (``Authorization: Bearer ulk_...``) on everything but /healthz and /readyz, the files under
-  /static/ (the docs' assets: public files that hold no data), and the docs with PUBLIC_DOCS: 401 without a
-  valid one. The caller goes into the ASGI scope (``unilabel.caller``) for the routes. A verified key is
-  trusted for API_KEY_CACHE_S seconds per process (a revoked key stops working within that time) so that the
-  predict fast path does not pay a Redis round trip per request.
+- **API key** (``Authorization: Bearer ulk_...``) on everything but /healthz and /readyz, the page at / and
+  the files under /static/ (public files that hold no data: the page calls the API with the key, see
+  service/page.py), and the docs with PUBLIC_DOCS: 401 without a valid one. The caller goes into the ASGI
+  scope (``unilabel.caller``) for the routes. A verified key is trusted for API_KEY_CACHE_S seconds per
+  process (a revoked key stops working within that time) so that the predict fast path does not pay a
+  Redis round trip per request.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from service.errors import ApiError, error_response, unavailable_redis
 from service.keys import Caller, key_name, parse_token, verify
 from worker.settings import Settings
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-STATIC_PREFIX = "/static/"  # the docs' assets (service/docs.py)
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/"})
+STATIC_PREFIX = "/static/"  # the page's and the docs' assets (service/page.py, service/docs.py)
 DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 CALLER = "unilabel.caller"
 CACHE_SIZE = 4096  # verified keys kept per process

@@ -81,3 +81,6 @@ def test_wheel_from_the_build_context_is_complete(tmp_path: Path) -> None:
     assert set(found["files"]) == set(names)
     # no git in an image: the version names the source, the same hash as this checkout's
     assert found["version"] == f"{PACKAGE_VERSION}+src.{source_hash(REPO / 'models')}"
+    # the page at / is files, not modules: they must be in the wheel too (package data)
+    static = sorted(p.name for p in (REPO / "service" / "static").iterdir())
+    assert static and all((site / "service" / "static" / name).is_file() for name in static), static

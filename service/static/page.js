@@ -1,0 +1,353 @@
+// The page at /: the key's datasets, jobs and models from the JSON API, refreshed by polling; a finished
+// job's report shown in a frame. Plain DOM, no framework. The key never leaves this tab except as the
+// Authorization header of calls to this server (service/page.py says why).
+//
+// What the page shows is also written into data- attributes (body[data-state], body[data-refreshes],
+// body[data-location], tr[data-job-id][data-state], #viewer[data-images][data-decoded]), so a headless
+// browser's --dump-dom can check it (tests/service/test_page_browser.py).
+"use strict";
+
+(() => {
+  const KEY_STORE = "unilabel.key";
+  const BUSY_POLL_MS = 2000; // while a job is queued or running
+  const IDLE_POLL_MS = 15000;
+  const LIVE = new Set(["queued", "running"]);
+
+  const $ = (id) => document.getElementById(id);
+  const state = { key: null, wanted: null, shown: null, reportUrl: null, timer: null, busy: false };
+
+  // Elements are built, never parsed from strings: every value from the API lands as text.
+  function el(tag, props = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(props)) {
+      if (value === undefined || value === null) continue;
+      if (name === "dataset") Object.assign(node.dataset, value);
+      else if (name in node && name !== "list") node[name] = value;
+      else node.setAttribute(name, value);
+    }
+    for (const child of children) {
+      if (child !== null && child !== undefined) node.append(child);
+    }
+    return node;
+  }
+
+  const short = (id) => (id ? String(id).slice(0, 10) : "");
+  const pct = (x) => `${Math.round((x || 0) * 100)}%`;
+
+  function ago(iso) {
+    if (!iso) return "";
+    const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+    if (s < 60) return `${Math.round(s)} s ago`;
+    if (s < 3600) return `${Math.round(s / 60)} min ago`;
+    if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+    return new Date(iso).toLocaleDateString();
+  }
+
+  function setStatus(text, pageState) {
+    $("status").textContent = text;
+    if (pageState) document.body.dataset.state = pageState;
+  }
+
+  // The key: from the fragment (#key=...), else this tab's storage. The fragment is removed at once, so the
+  // key is not left in the address bar, the history or a bookmark; #job=ID stays (the report to show).
+  function readKey() {
+    const params = new URLSearchParams(location.hash.slice(1));
+    state.wanted = params.get("job");
+    const given = params.get("key");
+    if (given) {
+      sessionStorage.setItem(KEY_STORE, given.trim());
+      const rest = state.wanted ? `#job=${encodeURIComponent(state.wanted)}` : "";
+      history.replaceState(null, "", location.pathname + location.search + rest);
+    }
+    document.body.dataset.location = location.href;
+    state.key = sessionStorage.getItem(KEY_STORE);
+  }
+
+  class ApiError extends Error {
+    constructor(status, error) {
+      super(error.message || `HTTP ${status}`);
+      this.status = status;
+      this.error = error;
+    }
+  }
+
+  async function api(path) {
+    const response = await fetch(path, {
+      headers: { Authorization: `Bearer ${state.key}` },
+      cache: "no-store",
+      credentials: "omit",
+    });
+    if (!response.ok) {
+      let error = { code: `http_${response.status}`, message: response.statusText };
+      try {
+        error = (await response.json()).error || error;
+      } catch (_) {
+        // not the API's error shape (a proxy's page): keep the status
+      }
+      throw new ApiError(response.status, error);
+    }
+    return response;
+  }
+
+  function describe(err) {
+    if (err instanceof ApiError) {
+      const field = err.error.field ? ` [${err.error.field}]` : "";
+      return `HTTP ${err.status} ${err.error.code}${field}: ${err.error.message}`;
+    }
+    return `the server cannot be reached (${err.message})`;
+  }
+
+  function askForKey(message) {
+    state.key = null;
+    sessionStorage.removeItem(KEY_STORE);
+    clearTimeout(state.timer);
+    $("main").hidden = true;
+    $("key-section").hidden = false;
+    $("forget").hidden = true;
+    $("refresh").hidden = true;
+    setStatus(message, "no-key");
+    $("key-input").focus();
+  }
+
+  // --- the lists -------------------------------------------------------------------------------------
+  function fill(table, rows, emptyId) {
+    table.tBodies[0].replaceChildren(...rows);
+    table.hidden = rows.length === 0;
+    $(emptyId).hidden = rows.length !== 0;
+  }
+
+  function button(text, action, id, onClick) {
+    return el("button", { type: "button", className: "link", dataset: { action, id }, onclick: onClick }, text);
+  }
+
+  function jobActions(job) {
+    if (job.state !== "succeeded") return el("td");
+    return el(
+      "td",
+      { className: "actions" },
+      button("report", "report", job.id, () => showReport(job.id)),
+      button("labels CSV", "labels", job.id, () => downloadLabels(job.id)),
+    );
+  }
+
+  function progressCell(job) {
+    if (job.state === "succeeded") return el("td", {}, "done");
+    if (!LIVE.has(job.state)) return el("td", { className: "muted" }, job.error || "");
+    const where = job.stage ? `${job.stage}${job.epochs ? ` ${job.epoch || 0}/${job.epochs}` : ""} · ` : "";
+    return el(
+      "td",
+      {},
+      el("progress", { max: 1, value: job.progress || 0 }),
+      el("span", { className: "progress-text" }, ` ${where}${pct(job.progress)}`),
+    );
+  }
+
+  function jobRow(job) {
+    return el(
+      "tr",
+      { dataset: { jobId: job.id, state: job.state } },
+      el("td", { title: job.id }, el("code", {}, short(job.id))),
+      el("td", {}, job.strategy),
+      el("td", {}, String(job.seed)),
+      el("td", { title: job.dataset_id }, el("code", {}, short(job.dataset_id))),
+      el("td", {}, el("span", { className: `state state-${job.state}` }, job.state)),
+      progressCell(job),
+      el("td", { title: job.updated_at }, ago(job.updated_at)),
+      jobActions(job),
+    );
+  }
+
+  function datasetRow(ds) {
+    const splits = Object.entries(ds.splits || {}).map(([s, n]) => `${s} ${n}`).join(" · ");
+    const modalities = Object.entries(ds.modalities || {})
+      .map(([m, spec]) => `${m} ${spec.sequence ? "[T, " + spec.dim + "]" : spec.dim}`)
+      .join(" · ");
+    return el(
+      "tr",
+      { dataset: { datasetId: ds.id } },
+      el("td", { title: ds.id }, el("code", {}, short(ds.id))),
+      el("td", {}, String(ds.n)),
+      el("td", {}, splits),
+      el("td", {}, modalities),
+      el("td", { title: ds.created_at }, ago(ds.created_at)),
+    );
+  }
+
+  function modelRow(card) {
+    const valid = (card.metrics || {}).valid || {};
+    const shown = ["mae", "corr"].filter((m) => typeof valid[m] === "number");
+    return el(
+      "tr",
+      { dataset: { modelId: card.id } },
+      el("td", { title: card.id }, el("code", {}, short(card.id))),
+      el("td", {}, card.strategy),
+      el("td", {}, String(card.seed)),
+      el("td", { title: card.dataset_id }, el("code", {}, short(card.dataset_id))),
+      el("td", {}, shown.map((m) => `${m} ${valid[m].toFixed(3)}`).join(" · ")),
+      el("td", { title: card.created_at }, ago(card.created_at)),
+      el(
+        "td",
+        { className: "actions" },
+        button("report", "report", card.job_id, () => showReport(card.job_id)),
+        button("labels CSV", "labels", card.job_id, () => downloadLabels(card.job_id)),
+      ),
+    );
+  }
+
+  async function refresh() {
+    clearTimeout(state.timer);
+    if (!state.key) return;
+    if (state.busy) return;
+    state.busy = true;
+    try {
+      const [jobs, datasets, models] = await Promise.all(
+        ["/v1/jobs", "/v1/datasets", "/v1/models"].map((path) => api(path).then((r) => r.json())),
+      );
+      fill($("jobs"), jobs.items.map(jobRow), "jobs-empty");
+      fill($("datasets"), datasets.items.map(datasetRow), "datasets-empty");
+      fill($("models"), models.items.map(modelRow), "models-empty");
+      $("key-section").hidden = true;
+      $("main").hidden = false;
+      $("forget").hidden = false;
+      $("refresh").hidden = false;
+      document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
+      const live = jobs.items.filter((j) => LIVE.has(j.state)).length;
+      const more = jobs.total > jobs.items.length ? ` (the latest ${jobs.items.length} shown)` : "";
+      setStatus(
+        `${jobs.total} job${jobs.total === 1 ? "" : "s"}${more}, ${live} queued or running · ` +
+          `${datasets.total} dataset${datasets.total === 1 ? "" : "s"} · ` +
+          `${models.total} model${models.total === 1 ? "" : "s"} · updated ${new Date().toLocaleTimeString()}`,
+        "ready",
+      );
+      const wanted = state.wanted && jobs.items.find((j) => j.id === state.wanted);
+      if (wanted && wanted.state === "succeeded" && state.shown !== wanted.id) {
+        state.wanted = null; // once: closing the report keeps it closed
+        showReport(wanted.id, false); // the page opens at its top: the lists, then the report below
+      }
+      schedule(live ? BUSY_POLL_MS : IDLE_POLL_MS);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) {
+        askForKey(`The key was not accepted: ${describe(err)}`);
+      } else {
+        setStatus(`Cannot refresh: ${describe(err)}; trying again`, "error");
+        schedule(BUSY_POLL_MS * 2);
+      }
+    } finally {
+      state.busy = false;
+    }
+  }
+
+  function schedule(ms) {
+    clearTimeout(state.timer);
+    state.timer = setTimeout(() => {
+      if (document.hidden) schedule(ms); // a background tab does not poll; it refreshes when shown
+      else refresh();
+    }, ms);
+  }
+
+  // --- downloads and the report ----------------------------------------------------------------------
+  function saveBlob(blob, name) {
+    const url = URL.createObjectURL(blob);
+    const link = el("a", { href: url, download: name });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  }
+
+  async function downloadLabels(jobId) {
+    try {
+      const response = await api(`/v1/jobs/${encodeURIComponent(jobId)}/labels?format=csv`);
+      saveBlob(await response.blob(), `labels-${jobId}.csv`);
+    } catch (err) {
+      setStatus(`Labels of ${short(jobId)}: ${describe(err)}`);
+    }
+  }
+
+  async function downloadReportData(jobId) {
+    try {
+      const response = await api(`/v1/jobs/${encodeURIComponent(jobId)}/report?format=json`);
+      saveBlob(await response.blob(), `report-${jobId}.json`);
+    } catch (err) {
+      $("viewer-status").textContent = `Report data: ${describe(err)}`;
+    }
+  }
+
+  // The report is fetched with the key and shown from a blob: URL in a frame without scripts
+  // (sandbox="allow-same-origin" lets this page count the frame's decoded images).
+  async function showReport(jobId, scroll = true) {
+    const viewer = $("viewer");
+    const frame = $("viewer-frame");
+    state.shown = jobId;
+    viewer.hidden = false;
+    Object.assign(viewer.dataset, { jobId, state: "loading", images: "", decoded: "" });
+    $("viewer-title").textContent = `of job ${short(jobId)}`;
+    $("viewer-status").textContent = "Building or fetching the report…";
+    if (scroll) viewer.scrollIntoView({ block: "start" });
+    try {
+      const response = await api(`/v1/jobs/${encodeURIComponent(jobId)}/report`);
+      const blob = new Blob([await response.arrayBuffer()], { type: "text/html" });
+      if (state.shown !== jobId) return; // another report was asked for meanwhile
+      if (state.reportUrl) URL.revokeObjectURL(state.reportUrl);
+      state.reportUrl = URL.createObjectURL(blob);
+      $("viewer-open").href = state.reportUrl;
+      $("viewer-download").href = state.reportUrl;
+      $("viewer-download").download = `report-${jobId}.html`;
+      $("viewer-json").onclick = () => downloadReportData(jobId);
+      frame.onload = () => inspectFrame(jobId);
+      frame.src = state.reportUrl;
+    } catch (err) {
+      viewer.dataset.state = "error";
+      $("viewer-status").textContent = `Report of ${short(jobId)}: ${describe(err)}`;
+    }
+  }
+
+  function inspectFrame(jobId) {
+    const viewer = $("viewer");
+    const frame = $("viewer-frame");
+    if (state.shown !== jobId) return;
+    const doc = frame.contentDocument;
+    const images = doc ? Array.from(doc.images) : [];
+    const decoded = images.filter((img) => img.complete && img.naturalWidth > 0).length;
+    Object.assign(viewer.dataset, { state: "shown", images: String(images.length), decoded: String(decoded) });
+    $("viewer-status").textContent =
+      decoded === images.length ? "" : `${images.length - decoded} of ${images.length} figures did not load`;
+    if (doc) frame.style.height = `${doc.documentElement.scrollHeight + 24}px`;
+  }
+
+  function closeReport() {
+    state.shown = null;
+    $("viewer").hidden = true;
+    $("viewer-frame").removeAttribute("src");
+    if (state.reportUrl) URL.revokeObjectURL(state.reportUrl);
+    state.reportUrl = null;
+  }
+
+  // --- start -----------------------------------------------------------------------------------------
+  function start() {
+    $("key-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const key = $("key-input").value.trim();
+      $("key-input").value = "";
+      if (!key) return;
+      sessionStorage.setItem(KEY_STORE, key);
+      state.key = key;
+      setStatus("Loading…", "loading");
+      refresh();
+    });
+    $("forget").addEventListener("click", () => {
+      closeReport();
+      askForKey("The key is forgotten in this tab.");
+    });
+    $("refresh").addEventListener("click", () => refresh());
+    $("viewer-close").addEventListener("click", closeReport);
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden && state.key) refresh();
+    });
+    readKey();
+    if (state.key) refresh();
+    else askForKey("Give an API key to see its datasets, jobs and models.");
+  }
+
+  start();
+})();
