@@ -1,0 +1,190 @@
+"""The page at / in a real browser: headless Chromium (Debian's ``chromium``) loads it from a running stack
+(redis-server, a Celery worker and the API under uvicorn, all on loopback) with the key in the fragment, and
+the test reads what the page shows from the DOM Chromium dumps: each job's row and state text, a live job's
+progress refreshed by polling, the finished job's report in the page's viewer with every figure decoded
+(naturalWidth > 0); and /docs rendered by Swagger UI from the app's own assets.
+
+Why --dump-dom rather than Selenium or the DevTools protocol: one command per check, no driver to match
+Chromium's version and no extra Python package. The page writes what it shows into data- attributes
+(page.js), and --virtual-time-budget lets its timers (polling) run while Chromium waits for every fetch.
+The flags turn off Chromium's own traffic (component updates, sync, QUIC ...): in a sandbox without a network
+those connections are refused, and they have nothing to do with the page.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import struct
+import subprocess
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from remote.client import LabelClient
+from remote.localstack import LocalStack
+from tests.service.conftest import TINY, _need_redis
+
+pytestmark = pytest.mark.slow
+INSTALL = "apt-get install -y chromium"
+FLAGS = (
+    "--headless",
+    "--no-sandbox",  # as root (CI) Chromium refuses to start with its sandbox
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
+# runs long enough to be seen running (about a minute here; cancelled after)
+LIVE = {**TINY, "pretrain_epochs": 1000, "meta_epochs": 1000}
+
+
+def chromium() -> str:
+    """Chromium's executable; a skip naming the install command, or a failure when CI is set."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        message = f"chromium is not installed ({INSTALL}; scripts/test.sh installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return exe
+
+
+def run_chromium(url: str, profile: Path, *args: str, budget_ms: int = 8000, timeout: float = 120) -> str:
+    """Chromium's standard output for ``url``, after ``budget_ms`` of the page's virtual time."""
+    cmd = [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}", *args, url]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+class Elements(HTMLParser):
+    """The attributes and text of the body, of every element with an id and of every job's row."""
+
+    VOID = frozenset(
+        {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_id: dict[str, dict[str, str]] = {}
+        self.rows: dict[str, dict[str, str]] = {}
+        self.body: dict[str, str] = {}
+        self._open: list[tuple[str, dict[str, str], list[str]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "body":
+            self.body = {k: v or "" for k, v in attrs}
+        if tag not in self.VOID:
+            self._open.append((tag, {k: v or "" for k, v in attrs}, []))
+
+    def handle_data(self, data: str) -> None:
+        for _, _, texts in self._open:
+            texts.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        while self._open:
+            name, attrs, texts = self._open.pop()
+            attrs["text"] = " ".join("".join(texts).split())
+            if attrs.get("id"):
+                self.by_id[attrs["id"]] = attrs
+            if name == "tr" and attrs.get("data-job-id"):
+                self.rows[attrs["data-job-id"]] = attrs
+            if name == tag:
+                return
+
+
+def parse(dom: str) -> Elements:
+    parser = Elements()
+    parser.feed(dom)
+    return parser
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    chromium()  # skip before starting anything
+    _need_redis()
+    # PUBLIC_DOCS as scripts/stack.py sets it: Swagger UI fetches /openapi.json without a key
+    env = {"WORKER_TORCH_THREADS": "1", "PUBLIC_DOCS": "1"}
+    s = LocalStack(tmp_path_factory.mktemp("browser"), extra_env=env)
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def jobs(stack: LocalStack, synth_dir: Path):
+    """A TINY job that succeeded, then one that runs (cancelled at the end)."""
+    with LabelClient(stack.url, timeout=60, api_key=stack.api_key) as api:
+        dataset = api.upload(synth_dir)
+        done = api.wait(api.submit(dataset["id"], "mug", 1111, TINY)["id"], timeout=120, poll=0.1)
+        assert done["state"] == "succeeded", done
+        live = api.submit(dataset["id"], "mug", 7, LIVE)
+        deadline = time.monotonic() + 60
+        while api.job(live["id"])["stage"] != "pretrain" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        try:
+            yield {"done": done, "live": live, "dataset": dataset}
+        finally:
+            api.cancel(live["id"])
+
+
+def test_page_shows_jobs_live_and_the_report_with_its_figures(
+    stack: LocalStack, jobs: dict, tmp_path: Path
+) -> None:
+    done, live = jobs["done"]["id"], jobs["live"]["id"]
+    url = f"{stack.url}/#key={stack.api_key}&job={done}"
+    page = parse(run_chromium(url, tmp_path / "profile", "--dump-dom", budget_ms=9000))
+    assert page.body.get("data-state") == "ready", (page.body, page.by_id.get("status"))
+    status = page.by_id["status"]["text"]
+    assert "2 jobs, 1 queued or running · 1 dataset · 1 model" in status, status
+    assert int(page.body["data-refreshes"]) >= 3, page.body  # polled while a job runs
+
+    row = page.rows[done]
+    assert row["data-state"] == "succeeded" and "succeeded" in row["text"] and "report" in row["text"]
+    assert "labels CSV" in row["text"]
+    running = page.rows[live]
+    assert running["data-state"] == "running" and "running" in running["text"], running
+    assert re.search(r"(pretrain|meta) \d+/\d+ · \d+%", running["text"]), running  # stage and progress
+
+    viewer = page.by_id["viewer"]
+    assert viewer["data-job-id"] == done and viewer["data-state"] == "shown", viewer
+    images, decoded = int(viewer["data-images"]), int(viewer["data-decoded"])
+    assert images >= 4 and decoded == images, viewer  # every figure of the report decoded
+    # the key left the address bar: only the job to show stays in the fragment
+    assert page.body.get("data-location", "").endswith(f"/#job={done}"), page.body
+
+
+def test_page_without_a_key_asks_for_one(stack: LocalStack, tmp_path: Path) -> None:
+    page = parse(run_chromium(f"{stack.url}/", tmp_path / "profile", "--dump-dom", budget_ms=3000))
+    assert page.body.get("data-state") == "no-key"
+    assert "hidden" not in page.by_id["key-section"] and "hidden" in page.by_id["main"]
+    bad = parse(
+        run_chromium(f"{stack.url}/#key=ulk_nope", tmp_path / "profile2", "--dump-dom", budget_ms=3000)
+    )
+    assert bad.body.get("data-state") == "no-key"
+    assert "The key was not accepted: HTTP 401 unauthorized" in bad.by_id["status"]["text"]
+
+
+def test_docs_render_from_the_apps_own_assets(stack: LocalStack, tmp_path: Path) -> None:
+    dom = run_chromium(f"{stack.url}/docs", tmp_path / "profile", "--dump-dom", budget_ms=6000)
+    # Swagger UI drew the operations from /openapi.json: none of this is in the HTML the app sends
+    assert 'class="swagger-ui' in dom and "/v1/jobs/{job_id}/report" in dom, dom[-2000:]
+
+
+def test_screenshot_of_the_page(stack: LocalStack, jobs: dict, tmp_path: Path) -> None:
+    """The command docs/service.md gives for a screenshot works: a PNG of the page with its lists."""
+    shot = tmp_path / "page.png"
+    url = f"{stack.url}/#key={stack.api_key}"
+    run_chromium(url, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,900", budget_ms=6000)
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    assert struct.unpack(">II", png[16:24]) == (1280, 900)
