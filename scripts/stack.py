@@ -12,13 +12,16 @@ dataset upload, a MUG job and a prediction through it, print where to look next,
     python scripts/stack.py down                 # stop it, from any shell
 
 State (Redis AOF, artifacts, logs) lives in --dir (default .stack/), so a second run finds its dataset and
-its finished job again instead of training twice. The stack's API key is made on the first run (it is
-printed, and kept in <dir>/api-key, readable by you only) and used again while Redis knows it; clients send it
-as `Authorization: Bearer <key>` (`export UNILABEL_API_KEY=$(cat .stack/api-key)` for unilabel-remote). While
-a stack runs (in the foreground or detached), its pid is in <dir>/stack.pid and its URL in <dir>/stack.url;
-SIGTERM to that pid (what `down` sends, or `kill $(cat .stack/stack.pid)`) stops it like Ctrl-C: the API, the
-worker, then Redis. A detached stack logs to <dir>/logs/stack.log. One stack per --dir: a second one there is
-refused.
+its finished job again instead of training twice. The demo saves the job's labels and label report in
+<dir>/labels/<job id>/ (labels.csv, report.html) and prints the report's path at the end. The stack's API
+key is made on the first run (it is printed, and kept in <dir>/api-key, readable by you only) and used again
+while Redis knows it; clients send it as `Authorization: Bearer <key>` (`export UNILABEL_API_KEY=$(cat
+.stack/api-key)` for unilabel-remote). The stack prints the page's address with the key in its fragment
+(<url>/#key=<key>; a browser never sends the part after # to a server): open it to see the datasets, jobs,
+models and label reports. While a stack runs (in the foreground or detached), its pid is in <dir>/stack.pid
+and its URL in <dir>/stack.url; SIGTERM to that pid (what `down` sends, or `kill $(cat .stack/stack.pid)`)
+stops it like Ctrl-C: the API, the worker, then Redis. A detached stack logs to <dir>/logs/stack.log. One
+stack per --dir: a second one there is refused.
 """
 
 from __future__ import annotations
@@ -97,6 +100,11 @@ def stack_key(stack: LocalStack) -> tuple[str, bool]:
     with os.fdopen(fd, "w") as fh:
         fh.write(key + "\n")
     return key, True
+
+
+def page_url(url: str, key: str) -> str:
+    """The page at / with the key in the fragment, which the page reads and the browser never sends."""
+    return f"{url}/#key={key}"
 
 
 def _interrupt(*_: object) -> None:
@@ -211,6 +219,8 @@ def detach(args: argparse.Namespace) -> int:
         if up and _key_works(state[1], args.dir / KEY_FILE):
             print(f"API up at {state[1]} (docs {state[1]}/docs), pid {proc.pid}")
             print(f"API key in {args.dir / KEY_FILE} (export UNILABEL_API_KEY=$(cat {args.dir / KEY_FILE}))")
+            key = (args.dir / KEY_FILE).read_text().strip()
+            print(f"page: {page_url(state[1], key)}  (datasets, jobs, models and label reports)")
             print("`python scripts/stack.py status` shows it, `python scripts/stack.py down` stops it")
             return 0
         time.sleep(0.2)
@@ -275,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  clients send `Authorization: Bearer <key>`; unilabel-remote reads env UNILABEL_API_KEY",
             flush=True,
         )
+        print(f"page: {page_url(stack.url, stack.api_key)}  (datasets, jobs, models and label reports)")
         if args.command == "demo":
             data = pick_data(args.data, stack.root)
             mosi = data == MOSI
@@ -309,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
             if shown:
                 print(f"  valid metrics             {shown}")
             if not args.keep:
-                print("  (add --keep to leave the API up and browse /docs)")
+                print("  (add --keep to leave the API up and browse the page and /docs)")
+            print(f"  label report              {result['report']}  (GET /v1/jobs/{job['id']}/report)")
         if args.command == "up" or args.keep:
             print("stack is up; Ctrl-C or SIGTERM (`python scripts/stack.py down`) stops it", flush=True)
             while True:

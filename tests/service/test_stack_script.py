@@ -43,6 +43,8 @@ def test_up_detached_status_down(tmp_path: Path) -> None:
         up = stack_py(root, "up", "--detach", "--port", str(port), "--device", "cpu")
         assert up.returncode == 0, up.stdout + up.stderr
         assert f"API up at {url}" in up.stdout
+        key = (root / "api-key").read_text().strip()
+        assert f"page: {url}/#key={key}  (" in up.stdout  # the page's address, the key in its fragment
         pid = int((root / "stack.pid").read_text())
         assert (root / "stack.url").read_text().strip() == url
         assert httpx.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}  # up returned: it answers
@@ -77,3 +79,26 @@ def test_up_detached_status_down(tmp_path: Path) -> None:
 def test_detach_only_with_up(tmp_path: Path) -> None:
     r = stack_py(tmp_path, "status", "--detach")
     assert r.returncode == 2 and "--detach goes with up" in r.stderr
+
+
+def test_demo_saves_the_jobs_report_and_prints_its_path_last(tmp_path: Path) -> None:
+    """The README's demo (scripts/demo.sh runs this script) on a synthetic dataset with a tiny schedule: the
+    job's label report is fetched over REST, saved beside its labels and its path printed at the end."""
+    _need_redis()
+    from tests.service.conftest import TINY
+
+    root = tmp_path / "stack"
+    hp = [f"--hp={k}={v}" for k, v in TINY.items()]
+    demo = stack_py(root, "--data", "synthetic", "--port", str(free_port()), "--device", "cpu", *hp)
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    lines = demo.stdout.splitlines()
+    key = (root / "api-key").read_text().strip()
+    assert any(line.startswith("page: http://127.0.0.1:") and f"/#key={key}  (" in line for line in lines)
+    where = lines.index("where to look next:")
+    reported = [line for line in lines[where:] if line.startswith("  label report ")]
+    assert len(reported) == 1 and lines[lines.index(reported[0]) + 1 :] == ["stack stopped"], lines[where:]
+    path = Path(reported[0].split()[2])
+    assert path.parent.parent == root / "labels" and path.name == "report.html"
+    html = path.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and html.count('<img src="data:image/png;base64,') >= 4
+    assert (path.parent / "labels.csv").is_file()
