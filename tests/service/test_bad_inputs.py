@@ -122,6 +122,10 @@ def _labels_unfinished(ctx: dict):
     return ctx["c"].get(f"/v1/jobs/{_job(ctx, {'seed': 31}).json()['id']}/labels")
 
 
+def _report_unfinished(ctx: dict):
+    return ctx["c"].get(f"/v1/jobs/{_job(ctx, {'seed': 32}).json()['id']}/report")
+
+
 def _revoked(ctx: dict):
     from service.keys import KeyStore
 
@@ -256,6 +260,9 @@ CASES: list[Case] = [
          "header.idempotency-key"),
     Case("job", "cancel of a finished job", "a succeeded job", _cancel_finished, 409, "job_id"),
     Case("job", "labels before the end", "a queued job", _labels_unfinished, 409, "job_id"),
+    Case("job", "report before the end", "a queued job", _report_unfinished, 409, "job_id"),
+    Case("job", "unknown report format", "report?format=pdf",
+         _get("/v1/jobs/{model}/report", params={"format": "pdf"}), 422, "query.format"),
     # prediction
     Case("predict", "not JSON", "{not json", lambda x: _predict(x, raw=b"{not json"), 422, "body"),
     Case("predict", "no utterances", "utterances: []", lambda x: _predict(x, []), 422, "body.utterances"),

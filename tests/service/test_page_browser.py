@@ -184,7 +184,7 @@ def test_screenshot_of_the_page(stack: LocalStack, jobs: dict, tmp_path: Path) -
     """The command docs/service.md gives for a screenshot works: a PNG of the page with its lists."""
     shot = tmp_path / "page.png"
     url = f"{stack.url}/#key={stack.api_key}"
-    run_chromium(url, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,900", budget_ms=6000)
+    run_chromium(url, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,1300", budget_ms=6000)
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
-    assert struct.unpack(">II", png[16:24]) == (1280, 900)
+    assert struct.unpack(">II", png[16:24]) == (1280, 1300)
