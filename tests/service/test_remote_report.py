@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from remote.client import main
+from tests.service import test_rough_edges_service as rough
 from tests.service.conftest import TINY
-from tests.service.test_rough_edges_service import IN_PROCESS, remote  # noqa: F401 - the fixture
+
+IN_PROCESS = rough.IN_PROCESS
+remote = rough.remote  # the fixture: LabelClient over the in-process app, jobs trained in this process
 
 
 @IN_PROCESS
@@ -18,7 +21,7 @@ def test_report_command_writes_the_page_or_its_data(
     remote,
     trained: dict,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture,  # noqa: F811
+    capsys: pytest.CaptureFixture,
 ) -> None:
     page = tmp_path / "report.html"
     assert main(["report", trained["job_id"], "-o", str(page)]) == 0
@@ -33,7 +36,7 @@ def test_report_command_writes_the_page_or_its_data(
 def test_report_of_an_unfinished_job_is_a_named_error(
     remote,
     trained: dict,
-    capsys: pytest.CaptureFixture,  # noqa: F811
+    capsys: pytest.CaptureFixture,
 ) -> None:
     queued = remote.post("/v1/jobs", json={"dataset_id": trained["dataset_id"], "seed": 5}).json()["id"]
     assert main(["report", queued]) == 2
@@ -47,7 +50,7 @@ def test_run_saves_the_report_beside_the_labels(
     remote,
     synth_dir: Path,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture,  # noqa: F811
+    capsys: pytest.CaptureFixture,
 ) -> None:
     hp = [f"--hp={k}={v}" for k, v in TINY.items()]
     assert main(["run", str(synth_dir), "--out", str(tmp_path / "out"), *hp]) == 0
