@@ -131,7 +131,7 @@ def test_bad_and_revoked_keys_are_refused(stack: LocalStack) -> None:
     key = stack.create_key("soon-revoked")
     with http(stack, key) as c:
         assert c.get("/v1/datasets").status_code == 200
-    key_id, secret = key.split("_")[1], key.split("_")[2]
+    key_id, secret = key.split("_", 2)[1:]
     for bad in ("nonsense", f"ulk_{key_id}_{'A' * 43}", f"ulk_{'1' * 16}_{secret}", key[:-1]):
         with http(stack, bad) as c:
             assert c.get("/v1/datasets").status_code == 401, bad
@@ -154,12 +154,12 @@ def test_admin_cli_and_hashed_storage(stack: LocalStack) -> None:
     listed = subprocess.run([*base, "list", "--json"], capture_output=True, text=True)
     carol = next(k for k in json.loads(listed.stdout) if k["name"] == "carol")
     assert carol["admin"] is False and carol["revoked_at"] is None and key.split("_")[1] == carol["id"]
-    assert key not in listed.stdout and key.split("_")[2] not in listed.stdout
+    assert key not in listed.stdout and key.split("_", 2)[2] not in listed.stdout
     again = subprocess.run([*base, "create", "carol"], capture_output=True, text=True)
     assert again.returncode == 2 and "exists" in again.stderr
     # Redis holds a salted hash, never the key: no value anywhere contains the secret
     r = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-    secret = key.split("_")[2]
+    secret = key.split("_", 2)[2]
     for name in r.scan_iter("*"):
         kind = r.type(name)
         value = {"hash": r.hgetall, "string": r.get, "set": r.smembers}.get(kind, lambda n: "")(name)
@@ -321,6 +321,6 @@ def test_audit_and_access_logs(stack: LocalStack, alice: dict, synth_dir: Path, 
     assert ("upload", ds, "created") in events and ("delete", ds, "deleted") in events
     key_id = alice["key"].split("_")[1]
     assert all(line["key_id"] == key_id and line["time"].endswith("+00:00") for line in mine)
-    assert alice["key"].split("_")[2] not in Path(stack.extra_env["AUDIT_LOG"]).read_text()
+    assert alice["key"].split("_", 2)[2] not in Path(stack.extra_env["AUDIT_LOG"]).read_text()
     access = (stack.root / "logs" / "api.log").read_text()
     assert '"GET /healthz HTTP/1.1" 200' in access  # ACCESS_LOG=1
