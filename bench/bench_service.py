@@ -9,7 +9,7 @@ model on synthetic vector features through the API, then drives the API with 32 
 clients (a minimal asyncio HTTP/1.1 client, so the load generator costs little CPU of its own):
 - single: one new utterance per request (cache misses);
 - cache hit: the same requests again (answered from the API process's response memo);
-- cache hit, new request bytes: the same utterances under new ids (answered from the Redis cache);
+- cache hit, new request bytes: the same utterances under new ids (answered from the row memo);
 - batched: 64 new utterances per request;
 - bare model: TrainedModel.predict_batch on the same batches in this process (1 torch thread), to give the
   ratio of served to bare throughput;
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         ("single-utterance predict (cache miss)", single, f"{single['rps']:.0f} req/s", "p99 <= 20 ms"),
         ("single-utterance predict (cache hit)", hit, f"{hit['rps']:.0f} req/s", "p99 <= 5 ms"),
         (
-            "single-utterance predict (cache hit, new request bytes: Redis)",
+            "single-utterance predict (cache hit, new request bytes: row memo)",
             hit_redis,
             f"{hit_redis['rps']:.0f} req/s",
             "-",

@@ -48,7 +48,7 @@ class NetSpec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NetSpec:
         mods = {m: ModalitySpec(**s) for m, s in data["modalities"].items()}
-        kept = {k: v for k, v in data.items() if k != "extra"}  # unused; in model.json files before 2026-12
+        kept = {k: v for k, v in data.items() if k != "extra"}  # unused; older model.json files carry it
         return cls(**{**kept, "modalities": mods})
 
 

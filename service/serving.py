@@ -3,9 +3,9 @@
 Each step answers what it can: (1) the response memo, the same body again, before any parsing (once the
 caller is known to own the model); (2) the request is parsed and every utterance checked against the model's
 input spec, once, within a memory budget (service/predict_input.py; large bodies in a thread); (3) the row
-memo, by the hash of
-each utterance's canonical input; (4) the micro-batcher: requests for one model that arrive together share one
-Redis ``MGET``, one ``TrainedModel.predict_batch`` for their misses and one Lua call writing the new rows.
+memo, by the hash of each utterance's canonical input; (4) the micro-batcher: requests for one model that
+arrive together share one Redis ``MGET``, one ``TrainedModel.predict_batch`` for their misses and one Lua call
+writing the new rows.
 Models load lazily, at most MODEL_CACHE_SIZE per process (LRU); the memos live with their model (a model never
 changes under its id, so nothing goes stale); Redis is the cache all API processes share, best effort.
 """
@@ -306,7 +306,7 @@ class ModelPool:
                         self._models.popitem(last=False)
         finally:
             loading.users -= 1
-            if not loading.users:  # not kept per model id for ever (each unknown id used to leave one)
+            if not loading.users:  # not kept per model id for ever: each unknown id would leave one behind
                 self._locks.pop(model_id, None)
         return self._models[model_id]
 

@@ -110,7 +110,7 @@ class Settings(BaseSettings):
         description="API processes (service/serve.py); more than one turns on Prometheus multiprocess mode.",
     )
     worker_torch_threads: int = Field(
-        1, ge=0, description="0 = torch's default; 1 was fastest for feature-vector models (benchmarks.md)."
+        1, ge=0, description="0 = torch's default; 1 is fastest for feature-vector models (benchmarks.md)."
     )
     worker_meta_threads: int = Field(
         0,
