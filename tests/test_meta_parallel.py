@@ -199,7 +199,15 @@ def test_ctrl_c_stops_a_side_by_side_stage_2_at_once(small_synth: Path, tmp_path
     cmd = [sys.executable, "-m", "models.cli", "train", str(small_synth), "--out", str(tmp_path / "run")]
     cmd += ["--device", "cpu", "--meta-threads", "3", *hp]
     with err.open("wb") as stderr:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, cwd=Path(__file__).parents[1])
+        # A shell's background job starts with SIGINT ignored and Python keeps an inherited SIG_IGN (no
+        # KeyboardInterrupt); Ctrl-C at a terminal finds it at its default, so the child starts from that.
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            cwd=Path(__file__).parents[1],
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         try:
             deadline = time.monotonic() + 120
             while b"meta:" not in err.read_bytes():  # stage 2's progress bar: the threads are running
