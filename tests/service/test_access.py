@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from remote.localstack import REPO, LocalStack
-from tests.service.conftest import TINY, _need_redis, auth
+from tests.service.conftest import TINY, _need_redis, auth, running_stack
 from worker.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -58,14 +58,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         "ACCESS_LOG": "1",
         "TEXT_MODEL_DIR": str(models),
     }
-    s = LocalStack(root / "stack", extra_env=env)
-    try:
-        s.start_redis()
-        s.make_keys()
-        s.start_api()
+    with running_stack(root / "stack", worker=False, extra_env=env) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def settings_of(stack: LocalStack) -> Settings:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from remote.localstack import LocalStack
-from tests.service.conftest import TINY, _need_redis
+from tests.service.conftest import TINY, _need_redis, running_stack
 
 pytestmark = pytest.mark.slow
 MB = 1 << 20
@@ -30,14 +30,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     _need_redis()
     root = tmp_path_factory.mktemp("bounds")
     (root / "api-tmp").mkdir()
-    s = LocalStack(root / "stack", extra_env={"TMPDIR": str(root / "api-tmp")})
-    try:
-        s.start_redis()
-        s.make_keys()
-        s.start_api()
+    with running_stack(root / "stack", worker=False, extra_env={"TMPDIR": str(root / "api-tmp")}) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 
 from remote.client import LabelClient, main
 from remote.localstack import LocalStack
-from tests.service.conftest import TINY, _need_redis
+from tests.service.conftest import TINY, _need_redis, running_stack
 
 pytestmark = pytest.mark.slow
 LONG = {**TINY, "pretrain_epochs": 400}  # long enough to act on while it runs (~10 ms per epoch here)
@@ -24,12 +24,8 @@ LONG = {**TINY, "pretrain_epochs": 400}  # long enough to act on while it runs (
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
     _need_redis()
-    s = LocalStack(tmp_path_factory.mktemp("stack"), extra_env={"WORKER_TORCH_THREADS": "1"})
-    try:
-        s.start()
+    with running_stack(tmp_path_factory.mktemp("stack"), extra_env={"WORKER_TORCH_THREADS": "1"}) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")

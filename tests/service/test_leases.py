@@ -18,7 +18,7 @@ import redis
 
 from remote.client import LabelClient
 from remote.localstack import LocalStack
-from tests.service.conftest import TINY, _need_redis
+from tests.service.conftest import TINY, _need_redis, running_stack
 
 pytestmark = pytest.mark.slow
 LEASE_S, HEARTBEAT_S, MAINTENANCE_S = 4, 1, 1
@@ -34,12 +34,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         "JOB_HEARTBEAT_S": str(HEARTBEAT_S),
         "MAINTENANCE_INTERVAL_S": str(MAINTENANCE_S),
     }
-    s = LocalStack(tmp_path_factory.mktemp("leases"), extra_env=env)
-    try:
-        s.start()
+    with running_stack(tmp_path_factory.mktemp("leases"), extra_env=env) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")

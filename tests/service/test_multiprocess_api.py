@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from remote.localstack import LocalStack, child_pids
-from tests.service.conftest import _need_redis
+from tests.service.conftest import _need_redis, running_stack
 
 pytestmark = pytest.mark.slow
 HEALTHZ = re.compile(
@@ -28,14 +28,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     prom = root / "prom"
     prom.mkdir()
     (prom / "counter_999999.db").write_bytes(b"stale")  # left by an earlier server: must not be read
-    s = LocalStack(root / "stack", api_workers=2, extra_env={"PROMETHEUS_MULTIPROC_DIR": str(prom)})
-    try:
-        s.start_redis()
-        s.make_keys()
-        s.start_api()
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(prom)}
+    with running_stack(root / "stack", worker=False, api_workers=2, extra_env=env) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def writer_pids(stack: LocalStack) -> set[int]:

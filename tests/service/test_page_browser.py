@@ -26,7 +26,7 @@ import pytest
 
 from remote.client import LabelClient
 from remote.localstack import LocalStack
-from tests.service.conftest import TINY, _need_redis
+from tests.service.conftest import TINY, _need_redis, running_stack
 
 pytestmark = pytest.mark.slow
 INSTALL = "apt-get install -y chromium"
@@ -112,12 +112,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     _need_redis()
     # PUBLIC_DOCS as scripts/stack.py sets it: Swagger UI fetches /openapi.json without a key
     env = {"WORKER_TORCH_THREADS": "1", "PUBLIC_DOCS": "1"}
-    s = LocalStack(tmp_path_factory.mktemp("browser"), extra_env=env)
-    try:
-        s.start()
+    with running_stack(tmp_path_factory.mktemp("browser"), extra_env=env) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")
