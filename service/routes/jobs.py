@@ -30,7 +30,8 @@ from service.quotas import limit_of, too_many
 from worker import textmodels
 from worker.app import train_signature
 from worker.artifacts import JOB_ID
-from worker.lifecycle import IdempotencyKeyReused, QuotaExceeded, canonical_json, is_final
+from worker.job_records import canonical_json
+from worker.lifecycle import IdempotencyKeyReused, QuotaExceeded, is_final
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 ERRORS = {
