@@ -182,11 +182,6 @@ class ArtifactStore:
         half-written runs go."""
         return sum(_remove(p) for p in _entries(self.runs) if (m := PARTIAL.match(p.name)) and m[1] == job_id)
 
-    def extraction_dir(self) -> Path:
-        """Where an archive is unpacked to be read: staging on the artifact volume, never $TMPDIR."""
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        return self.staging_dir("extract-")
-
     # datasets ----------------------------------------------------------------------------------------
     def dataset_dir(self, owner: str, dataset_id: str) -> Path | None:
         if not OWNER.match(owner or "") or not DATASET_ID.match(dataset_id):
