@@ -106,10 +106,7 @@ def progress_writer(jobs: JobStore, job_id: str, token: str | None = None) -> Ca
         if not status["first_recorded"]:  # the time of the first event, even if Redis missed that one
             fields["first_progress_at"] = status["first_at"]
         try:
-            if token is None:
-                jobs.update(job_id, **fields)
-            else:
-                jobs.update(job_id, token=token, **fields)
+            jobs.update(job_id, token=token, **fields)
         except RedisError as exc:
             if not status["down"]:
                 log.warning(
