@@ -145,9 +145,3 @@ class KeyStore:
         pipe.delete(f"{PREFIX}keyname:{rec['name']}")
         pipe.execute()
         return key_id
-
-    def authenticate(self, token: str) -> Caller | None:
-        parsed = parse_token(token)
-        if parsed is None:
-            return None
-        return verify(self.r.hgetall(key_name(parsed[0])), parsed[1])
