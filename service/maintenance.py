@@ -29,14 +29,12 @@ def housekeeping(svc: Services) -> None:
     """One round: lost jobs, then staging leftovers."""
     settings = svc.settings
     try:
-        ended = reap_expired(
+        reap_expired(  # logs each job it takes back
             svc.jobs,
             settings.job_lease_s,
             settings.job_max_attempts,
             lambda job_id: train_signature(svc.celery, job_id, settings.train_queue).apply_async,
         )
-        for job_id, state in ended.items():
-            log.warning("job %s lost its worker: %s", job_id, state)
     except Exception as exc:  # noqa: BLE001 - Redis away: next round
         log.warning("lost jobs not checked: %s", exc)
     try:
