@@ -29,6 +29,7 @@ __all__ = [
     "METRIC_LABELS",
     "format_cell",
     "mean_std_table",
+    "paired_differences",
     "paired_table",
     "publish_dir",
     "write_csv_atomic",
@@ -129,6 +130,20 @@ PAIRED_FOOTNOTE = (
 )
 
 
+def paired_differences(
+    reference_runs: Sequence[Mapping[str, float]], other_runs: Sequence[Mapping[str, float]], metric: str
+) -> tuple[np.ndarray, int]:
+    """Seed by seed, ``metric`` of the reference run minus the other's (float noise, e.g. two F1s computed in
+    another order, is a tie: 0), and the number of seeds where the reference is better (lower MAE, higher
+    otherwise). A run without ``metric`` is a KeyError."""
+    diff = np.array([float(r[metric]) for r in reference_runs]) - np.array(
+        [float(r[metric]) for r in other_runs]
+    )
+    diff[np.abs(diff) < 1e-12] = 0.0
+    better = int((diff < 0).sum() if metric in LOWER_IS_BETTER else (diff > 0).sum())
+    return diff, better
+
+
 def paired_table(
     results: Mapping[str, Sequence[Mapping[str, float]]],
     metrics: Sequence[str],
@@ -161,13 +176,9 @@ def paired_table(
         cells = [f"{reference} - {other}".replace("|", "\\|"), str(n)]
         for metric in metrics:
             try:
-                ref = np.array([float(r[metric]) for r in results[reference]])
-                oth = np.array([float(r[metric]) for r in results[other]])
+                diff, better = paired_differences(results[reference], results[other], metric)
             except KeyError:
                 raise ValueError(f"metric {metric!r} is missing from a run; cannot pair") from None
-            diff = ref - oth
-            diff[np.abs(diff) < 1e-12] = 0.0  # float noise (e.g. two F1s computed in another order) is a tie
-            better = int((diff < 0).sum() if metric in LOWER_IS_BETTER else (diff > 0).sum())
             scale, decimals = (100.0, 2) if _is_percent(metric) else (1.0, 4)
             mean = round(float(diff.mean()) * scale, decimals) + 0.0  # + 0.0: no "-0.00"
             cell = f"{mean:+.{decimals}f}"

@@ -17,7 +17,7 @@ from models.label_report.files import write_files
 from models.label_report.page import esc, html_img, html_note, html_page, html_table
 from models.label_report.run_data import clean, read_json
 from models.modalities import MODALITIES
-from models.report import LOWER_IS_BETTER, METRIC_LABELS, n_seeds
+from models.report import LOWER_IS_BETTER, METRIC_LABELS, n_seeds, paired_differences
 
 __all__ = ["build_compare_report", "compare_html", "write_compare_report"]
 
@@ -65,11 +65,7 @@ def build_compare_report(
         for other in (s for s in results if s != ref):
             per = {}
             for m in names:
-                diff = np.array([a[m] for a in results[ref]], float) - np.array(
-                    [b[m] for b in results[other]], float
-                )
-                diff[np.abs(diff) < 1e-12] = 0.0  # as paired_table: float noise is a tie
-                better = int((diff < 0).sum() if m in LOWER_IS_BETTER else (diff > 0).sum())
+                diff, better = paired_differences(results[ref], results[other], m)
                 std = float(diff.std(ddof=1))
                 per[m] = {
                     "diffs": diff.tolist(),
