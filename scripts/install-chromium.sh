@@ -6,7 +6,5 @@ if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null
   exit 0
 fi
 echo "test: installing Debian's chromium (for the browser test of the page)"
-SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-# DPkg::Lock::Timeout: wait up to 2 minutes for another apt/dpkg process's lock instead of failing at once
-$SUDO apt-get -o DPkg::Lock::Timeout=120 update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=120 install -y -qq chromium >/dev/null
+source "${BASH_SOURCE%/*}/apt.sh"
+apt_install chromium

@@ -6,10 +6,8 @@ cd "$(dirname "$0")/.."
 
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "setup: installing Debian's redis-server"
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  # DPkg::Lock::Timeout: wait up to 2 minutes for another apt/dpkg process's lock instead of failing at once
-  $SUDO apt-get -o DPkg::Lock::Timeout=120 update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=120 install -y -qq redis-server >/dev/null
+  source scripts/apt.sh
+  apt_install redis-server
   # the package starts a system service on :6379; unilabel starts its own servers, so stop that one
   $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || $SUDO service redis-server stop >/dev/null 2>&1 || true
 fi
