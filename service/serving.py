@@ -34,7 +34,7 @@ from service.errors import ApiError, not_found
 from service.keys import Caller
 from service.metrics import Metrics
 from service.predict_input import Limits, Parsed, parse, precheck
-from worker.artifacts import JOB_ID, ArtifactStore
+from worker.artifacts import ArtifactStore
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -242,6 +242,14 @@ class ServedModel:
         return run() if len(features) <= INLINE_MAX else await anyio.to_thread.run_sync(run)
 
 
+def visible_card(store: ArtifactStore, caller: Caller, model_id: str) -> dict[str, Any]:
+    """The model's card.json, or a 404 when there is no model by that id or it is another key's."""
+    card = store.model_card(model_id)
+    if card is None or not caller.may_see(card.get("owner")):
+        raise not_found("model", model_id, field="model_id")
+    return card
+
+
 @dataclass
 class _Loading:
     """A model being loaded, and how many requests wait for it."""
@@ -285,9 +293,7 @@ class ModelPool:
                 raise not_found("model", model_id, field="model_id")
             self._models.move_to_end(model_id)
             return served
-        card = self.store.model_card(model_id) if JOB_ID.match(model_id) else None
-        if card is None or not caller.may_see(card.get("owner")):  # known before any lock or load
-            raise not_found("model", model_id, field="model_id")
+        card = visible_card(self.store, caller, model_id)  # known before any lock or load
         loading = self._locks.setdefault(model_id, _Loading())
         loading.users += 1
         try:

@@ -21,22 +21,15 @@ from api_schemas.predict import PredictResponse
 from models.run_dir import RUN_FILES
 from service.deps import Limit, Offset, Svc, Who, services
 from service.downloads import SANITIZED, sanitized
-from service.errors import ApiError, error_response, not_found
+from service.errors import ApiError, error_response
 from service.guard import CALLER
-from service.serving import ModelPool
+from service.serving import ModelPool, visible_card
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/models", tags=["models"])
 ERRORS = {404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
 PREDICT_ERRORS = {**ERRORS, 429: {"model": ErrorResponse}}
 FILES = (*RUN_FILES, "card.json")  # card.json: written by the worker (worker/tasks.py)
-
-
-def _card(svc: Svc, caller: Who, model_id: str) -> dict[str, Any]:
-    card = svc.store.model_card(model_id)
-    if card is None or not caller.may_see(card.get("owner")):
-        raise not_found("model", model_id, field="model_id")
-    return card
 
 
 def to_card(card: dict[str, Any]) -> ModelCard:
@@ -61,14 +54,14 @@ def list_models(svc: Svc, caller: Who, limit: Limit = 100, offset: Offset = 0) -
 
 @router.get("/{model_id}", response_model=ModelCard, responses=ERRORS)
 def get_model(model_id: str, svc: Svc, caller: Who) -> ModelCard:
-    return to_card(_card(svc, caller, model_id))
+    return to_card(visible_card(svc.store, caller, model_id))
 
 
 @router.get(
     "/{model_id}/files/{name}", responses={200: {"content": {"application/octet-stream": {}}}, **ERRORS}
 )
 def get_model_file(model_id: str, name: str, svc: Svc, caller: Who) -> Response:
-    _card(svc, caller, model_id)
+    visible_card(svc.store, caller, model_id)
     run_dir = svc.store.run_dir(model_id)
     if run_dir is None or name not in FILES or not (run_dir / name).is_file():
         raise ApiError(404, f"no file {name!r}; one of {list(FILES)}", field="name")
