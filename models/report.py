@@ -32,6 +32,7 @@ __all__ = [
     "paired_differences",
     "paired_table",
     "publish_dir",
+    "write_bytes_atomic",
     "write_csv_atomic",
     "write_json",
 ]
@@ -205,13 +206,16 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
 
 
-def _atomic_write(path: str | os.PathLike[str], write: Callable[[IO[str]], None]) -> None:
-    """Write through a temp file in the target's directory, fsync, then ``os.replace`` onto ``path``."""
+def _atomic_write(
+    path: str | os.PathLike[str], write: Callable[[IO[Any]], None], *, binary: bool = False
+) -> None:
+    """Write through a temp file in the target's directory, fsync, then ``os.replace`` onto ``path``;
+    ``write`` is given a text file (UTF-8), or a binary one with ``binary``."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
@@ -260,6 +264,11 @@ def publish_dir(
             raise
     _fsync_dir(out.parent)
     return True
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], content: bytes) -> None:
+    """Write ``content`` atomically (a reader never sees part of it)."""
+    _atomic_write(path, lambda fh: fh.write(content), binary=True)
 
 
 def write_json(path: str | os.PathLike[str], obj: Any, *, sort_keys: bool = False) -> None:

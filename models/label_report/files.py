@@ -4,28 +4,13 @@ rename; ``write_report`` for a run."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from models.label_report.content import LabelReport
 from models.label_report.run_data import build_report
+from models.report import write_bytes_atomic
 
 __all__ = ["write_files", "write_report"]
-
-
-def _write_bytes(path: Path, content: bytes) -> None:
-    """Through a temp file and a rename: a reader never sees half a page. (models.report's atomic writers
-    write text, and its write_json another JSON layout; the PNGs are bytes and report.json keeps its own.)"""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(content)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_files(report: LabelReport, out: Path) -> Path:
@@ -33,11 +18,11 @@ def write_files(report: LabelReport, out: Path) -> Path:
     try:
         out.mkdir(parents=True, exist_ok=True)
         for name, png in report.figures.items():
-            _write_bytes(out / name, png)
-        _write_bytes(
+            write_bytes_atomic(out / name, png)
+        write_bytes_atomic(
             out / "report.json", (json.dumps(report.data, indent=1, allow_nan=False) + "\n").encode()
         )
-        _write_bytes(out / "report.html", report.html().encode("utf-8"))
+        write_bytes_atomic(out / "report.html", report.html().encode("utf-8"))
     except OSError as err:
         raise ValueError(f"out: cannot write the report into {out}: {err.strerror or err}") from None
     return out / "report.html"
