@@ -322,7 +322,7 @@ def resolve_hyperparameters(
     except ValidationError as err:
         raise _named(err) from None
     if rho is not None and hp.label_noise_std is None:
-        hp = hp.model_copy(update={"label_noise_std": float(rho) / 3.0})
+        hp = hp.model_copy(update={"label_noise_std": hp.noise_std(rho)})
     return hp
 
 
