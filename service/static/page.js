@@ -120,13 +120,13 @@
     return el("button", { type: "button", className: "link", dataset: { action, id }, onclick: onClick }, text);
   }
 
-  function jobActions(job) {
-    if (job.state !== "succeeded") return el("td");
+  // A finished job's report and labels, in the jobs' and the models' lists.
+  function actionsCell(jobId) {
     return el(
       "td",
       { className: "actions" },
-      button("report", "report", job.id, () => showReport(job.id)),
-      button("labels CSV", "labels", job.id, () => downloadLabels(job.id)),
+      button("report", "report", jobId, () => showReport(jobId)),
+      button("labels CSV", "labels", jobId, () => downloadLabels(jobId)),
     );
   }
 
@@ -153,7 +153,7 @@
       el("td", {}, el("span", { className: `state state-${job.state}` }, job.state)),
       progressCell(job),
       el("td", { title: job.updated_at }, ago(job.updated_at)),
-      jobActions(job),
+      job.state === "succeeded" ? actionsCell(job.id) : el("td"),
     );
   }
 
@@ -185,12 +185,7 @@
       el("td", { title: card.dataset_id }, el("code", {}, short(card.dataset_id))),
       el("td", {}, shown.map((m) => `${m} ${valid[m].toFixed(3)}`).join(" · ")),
       el("td", { title: card.created_at }, ago(card.created_at)),
-      el(
-        "td",
-        { className: "actions" },
-        button("report", "report", card.job_id, () => showReport(card.job_id)),
-        button("labels CSV", "labels", card.job_id, () => downloadLabels(card.job_id)),
-      ),
+      actionsCell(card.job_id),
     );
   }
 
