@@ -17,7 +17,7 @@ def problem(value: object, model_dir: Path | None) -> str | None:
         return None
     if model_dir is None:
         return "must be null (the packaged all-MiniLM-L6-v2): this service offers no other text model"
-    if not isinstance(value, str) or not NAME.match(value) or value in (".", ".."):
+    if not isinstance(value, str) or not NAME.match(value):  # NAME starts alphanumeric: never . or ..
         return (
             "must be null (the packaged all-MiniLM-L6-v2) or the name of a model installed in the "
             f"service's TEXT_MODEL_DIR{_offer(model_dir)}"
@@ -29,7 +29,7 @@ def problem(value: object, model_dir: Path | None) -> str | None:
 
 def resolve(value: str, model_dir: Path) -> str | None:
     """The directory of model ``value`` under ``model_dir``, or None when there is none by that name."""
-    if not NAME.match(value) or value in (".", ".."):
+    if not NAME.match(value):
         return None
     root = model_dir.resolve()
     path = (root / value).resolve()
