@@ -13,6 +13,7 @@ from models.label_report import write_compare_report
 from models.metrics import PRIMARY_METRICS
 from models.pipeline import train
 from models.report import mean_std_table, n_seeds, paired_table
+from models.version import code_version
 
 
 def compare(
@@ -173,15 +174,9 @@ def _earlier_run(
         *(["strategy"] if config.get("strategy") != strategy else []),
         *(["seed"] if config.get("seed") != seed else []),
         *([f"setting ({', '.join(changed)})"] if changed else []),
-        *(["code version"] if config.get("code_version") != _code_version() else []),
+        *(["code version"] if config.get("code_version") != code_version() else []),
     ]
     return (None, " and ".join(differs)) if differs else (metrics, "")
-
-
-def _code_version() -> str:
-    from models.version import code_version
-
-    return code_version()
 
 
 def _label_table(quality: dict[str, list[dict]]) -> str:
