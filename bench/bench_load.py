@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE.parent))
 import bench_service as bs  # noqa: E402
 
 from remote.client import LabelClient  # noqa: E402
-from remote.localstack import LocalStack  # noqa: E402
+from remote.localstack import LocalStack, running_stack  # noqa: E402
 
 MIX = (("miss", 60), ("hit", 15), ("batch", 5), ("job", 5), ("models", 5), ("datasets", 5), ("anonymous", 5))
 EXPECTED = {"anonymous": 401}  # everything else: 200
@@ -180,15 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     rounds = []
     with tempfile.TemporaryDirectory(prefix="unilabel-load-") as tmp:
         data = make_synthetic(Path(tmp) / "data", seed=0)
-        stack = LocalStack(Path(tmp) / "stack", extra_env={"WORKER_TORCH_THREADS": "1"})
-        stack.start()
-        bs.KEY["value"] = stack.api_key or ""
-        try:
+        with running_stack(Path(tmp) / "stack", extra_env={"WORKER_TORCH_THREADS": "1"}) as stack:
+            bs.KEY["value"] = stack.api_key or ""
             with LabelClient(stack.url, timeout=600, api_key=stack.api_key) as client:
-                dataset = client.upload(data)
-                dims = {m: v["dim"] for m, v in dataset["modalities"].items()}
-                job = client.wait(client.submit(dataset["id"], "mug", 1111, bs.SCHEDULE)["id"], timeout=900)
-                assert job["state"] == "succeeded", job
+                _, dims, job = bs.trained_model(client, data)
             host = stack.url.removeprefix("http://")
             rss = _kb(stack.procs["api"].pid, "VmRSS") / 1024
             print(f"API at {stack.url}; {args.clients} clients, {args.rounds} x {args.seconds:.0f} s")
@@ -202,8 +197,6 @@ def main(argv: list[str] | None = None) -> int:
                 figures = run_round(stack, plan, args.seconds)
                 rounds.append(figures)
                 print(f"round {k + 1}: {json.dumps(figures)}", flush=True)
-        finally:
-            stack.stop()
 
     when = datetime.now().isoformat(timespec="seconds")
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"

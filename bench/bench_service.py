@@ -44,7 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from remote.client import LabelClient  # noqa: E402
-from remote.localstack import LocalStack, child_pids, process_table  # noqa: E402
+from remote.localstack import child_pids, process_table, running_stack  # noqa: E402
 
 CLIENTS = 32
 SCHEDULE = {"pretrain_epochs": 2, "meta_epochs": 2, "multitask_max_epochs": 5}
@@ -216,6 +216,16 @@ def time_to_first_epoch(
     return out
 
 
+def trained_model(client: LabelClient, data: Path) -> tuple[dict, dict[str, int], dict]:
+    """Upload ``data`` and train one small MUG model on it (SCHEDULE): the dataset's record, its feature
+    dimensions and the succeeded job."""
+    dataset = client.upload(data)
+    dims = {m: v["dim"] for m, v in dataset["modalities"].items()}
+    job = client.wait(client.submit(dataset["id"], "mug", 1111, SCHEDULE)["id"], timeout=900)
+    assert job["state"] == "succeeded", job
+    return dataset, dims, job
+
+
 def bare_throughput(run_dir: Path, batches: list[list[dict]], repeat: int = 3) -> float:
     import torch
 
@@ -255,19 +265,14 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="unilabel-bench-") as tmp:
         data = make_synthetic(Path(tmp) / "data", seed=0)
-        stack = LocalStack(
+        with running_stack(
             Path(tmp) / "stack",
             api_workers=args.api_workers,
             extra_env={"WORKER_TORCH_THREADS": "1", **NO_QUOTAS},
-        )
-        stack.start()
-        KEY["value"] = stack.api_key or ""
-        try:
+        ) as stack:
+            KEY["value"] = stack.api_key or ""
             with LabelClient(stack.url, timeout=600, api_key=stack.api_key) as client:
-                dataset = client.upload(data)
-                dims = {m: v["dim"] for m, v in dataset["modalities"].items()}
-                job = client.wait(client.submit(dataset["id"], "mug", 1111, SCHEDULE)["id"], timeout=900)
-                assert job["state"] == "succeeded", job
+                dataset, dims, job = trained_model(client, data)
                 first = time_to_first_epoch(client, stack.redis_url, dataset["id"], args.first_epoch_repeats)
             model_id = job["model_id"]
             api_pid = stack.procs["api"].pid
@@ -317,8 +322,6 @@ def main(argv: list[str] | None = None) -> int:
             bare = bare_throughput(
                 stack.artifact_dir / "runs" / model_id, [b for per in batch_utts for b in per]
             )
-        finally:
-            stack.stop()
 
     figures = {
         "date": datetime.now().isoformat(timespec="seconds"),
