@@ -31,7 +31,7 @@ from worker import textmodels
 from worker.app import train_signature
 from worker.artifacts import JOB_ID
 from worker.job_records import canonical_json
-from worker.lifecycle import IdempotencyKeyReused, QuotaExceeded, is_final
+from worker.lifecycle import IdempotencyKeyReused, QuotaExceeded
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 ERRORS = {
@@ -221,8 +221,8 @@ def get_job(job_id: str, svc: Svc, caller: Who) -> Job:
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=Job, responses=ERRORS)
 def cancel_job(job_id: str, svc: Svc, caller: Who) -> Job:
-    rec = visible_job(svc, caller, job_id)
-    if is_final(rec["state"]) or svc.jobs.request_cancel(job_id, svc.settings.job_lease_s) is None:
+    visible_job(svc, caller, job_id)
+    if svc.jobs.request_cancel(job_id, svc.settings.job_lease_s) is None:  # None: already final
         rec = visible_job(svc, caller, job_id)
         audit.record("cancel", caller, "job", job_id, "refused 409", state=rec["state"])
         raise ApiError(409, f"job already {rec['state']}", field="job_id")
