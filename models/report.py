@@ -63,7 +63,8 @@ def n_seeds(n: int) -> str:
     return f"{n} seed{'' if n == 1 else 's'}"
 
 
-def _is_percent(metric: str) -> bool:
+def is_percent(metric: str) -> bool:
+    """Whether ``metric`` is shown x100 (Acc, F1)."""
     return metric.startswith(("acc", "f1"))
 
 
@@ -72,7 +73,7 @@ def format_cell(metric: str, values: Sequence[float]) -> str:
     if len(values) == 0:
         return "n/a"
     arr = np.asarray(values, dtype=np.float64)
-    scale, decimals = (100.0, 2) if _is_percent(metric) else (1.0, 3)
+    scale, decimals = (100.0, 2) if is_percent(metric) else (1.0, 3)
     mean = float(arr.mean()) * scale
     if arr.size == 1:
         return f"{mean:.{decimals}f}"
@@ -180,7 +181,7 @@ def paired_table(
                 diff, better = paired_differences(results[reference], results[other], metric)
             except KeyError:
                 raise ValueError(f"metric {metric!r} is missing from a run; cannot pair") from None
-            scale, decimals = (100.0, 2) if _is_percent(metric) else (1.0, 4)
+            scale, decimals = (100.0, 2) if is_percent(metric) else (1.0, 4)
             mean = round(float(diff.mean()) * scale, decimals) + 0.0  # + 0.0: no "-0.00"
             cell = f"{mean:+.{decimals}f}"
             if n > 1:

@@ -17,7 +17,7 @@ from models.label_report.files import write_files
 from models.label_report.page import esc, html_img, html_note, html_page, html_table
 from models.label_report.run_data import clean, read_json
 from models.modalities import MODALITIES
-from models.report import LOWER_IS_BETTER, METRIC_LABELS, n_seeds, paired_differences
+from models.report import LOWER_IS_BETTER, METRIC_LABELS, is_percent, n_seeds, paired_differences
 
 __all__ = ["build_compare_report", "compare_html", "write_compare_report"]
 
@@ -113,7 +113,7 @@ def build_compare_report(
 
 
 def _percent(metric: str) -> float:
-    return 100.0 if metric.startswith(("acc", "f1")) else 1.0
+    return 100.0 if is_percent(metric) else 1.0
 
 
 def _compare_metrics_figure(data: dict[str, Any]) -> bytes:
