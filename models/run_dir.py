@@ -141,18 +141,15 @@ def write_history(staging: Path, events: Iterable[ProgressEvent]) -> None:
     seen: dict[tuple[str, str], int] = {}  # (stage, modality) -> events so far
     for event in events:
         order = stage_order.setdefault(event.stage, len(stage_order))
-        values = {**event.losses, **event.metrics}
-        modalities = set()
-        for key in values:
+        entries = []  # (name, modality, value), the key split once
+        for key, value in {**event.losses, **event.metrics}.items():
             match = _PER_MODALITY.match(key)
-            modalities.add(match["modality"] if match else "")
-        for m in modalities:
+            entries.append((match["name"], match["modality"], value) if match else (key, "", value))
+        for m in {m for _, m, _ in entries}:
             seen[(event.stage, m)] = seen.get((event.stage, m), 0) + 1
-        for key, value in values.items():
+        for name, m, value in entries:
             if not isinstance(value, numbers.Real):  # a stray non-number is left out, not the run
                 continue
-            match = _PER_MODALITY.match(key)
-            name, m = (match["name"], match["modality"]) if match else (key, "")
             epoch = seen[(event.stage, m)] if m else event.epoch
             rows.append((order, event.stage, epoch, m, name, float(value)))
     rank = {m: i for i, m in enumerate(("", *MODALITIES))}
