@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from models.modalities import MODALITIES
+from models.modalities import LETTER, MODALITIES
 
-SUB_LABEL_COLUMNS = {"text": "label_T", "audio": "label_A", "vision": "label_V"}
+SUB_LABEL_COLUMNS = {m: f"label_{LETTER[m]}" for m in MODALITIES}  # text: label_T, ...
 SPLITS = ("train", "valid", "test")
 CSV_FILE = "utterances.csv"
 NPZ_FILE = "features.npz"
