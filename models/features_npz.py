@@ -18,6 +18,7 @@ from models.dataset import NPZ_FILE, ModalityFeatures, Problem, problem_rows
 _NPY_MAGIC = b"\x93NUMPY"
 _DTYPE_KINDS = "biufUS"  # numbers and strings; objects (pickles), void, dates never
 _RATIO_FLOOR = 1 << 20  # arrays below 1 MiB may compress as well as they like
+_PICKLED = "object array: pickled data is never loaded; store numbers or strings"
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def _npy_header(f: Any) -> tuple[tuple[int, ...], np.dtype] | str:
     else:
         return f".npy format {version} is not supported"
     if dtype.hasobject:
-        return "object array: pickled data is never loaded; store numbers or strings"
+        return _PICKLED
     if dtype.kind not in _DTYPE_KINDS or len(shape) > 3:
         return f"unsupported array: dtype {dtype}, shape {list(shape)}"
     return shape, dtype
@@ -111,11 +112,7 @@ def read_features_npz(
             try:
                 a = z[key]
             except ValueError as e:
-                msg = (
-                    "object array: pickled data is never loaded; store numbers or strings"
-                    if "pickle" in str(e)
-                    else f"cannot be read: {e}"
-                )
+                msg = _PICKLED if "pickle" in str(e) else f"cannot be read: {e}"
                 problems.append(Problem(NPZ_FILE, key, msg))
                 continue
             except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
