@@ -6,17 +6,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Vector = list[float]
 Sequence = list[list[float]]
+MAX_ID, MAX_TRANSCRIPT = 256, 20_000  # characters; service/predict_input.py checks the same
 
 
 class Utterance(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str | None = Field(None, max_length=256, description="Echoed back; optional.")
+    id: str | None = Field(None, max_length=MAX_ID, description="Echoed back; optional.")
     features: dict[str, Vector | Sequence] = Field(
         default_factory=dict,
         description="Per modality (text, audio, vision): a [d] vector or a [T, d] sequence.",
     )
-    transcript: str | None = Field(None, max_length=20_000)
+    transcript: str | None = Field(None, max_length=MAX_TRANSCRIPT)
 
 
 class PredictRequest(BaseModel):

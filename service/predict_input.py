@@ -19,10 +19,10 @@ import numpy as np
 import pydantic_core
 
 from api_schemas.errors import ErrorDetail
+from api_schemas.predict import MAX_ID, MAX_TRANSCRIPT
 from service.errors import ApiError
 
 UTTERANCE_FIELDS = frozenset({"id", "features", "transcript"})
-MAX_ID, MAX_TRANSCRIPT = 256, 20_000  # as PredictRequest documents them
 NUMERIC = "iuf"  # integers and floats; booleans, strings and objects are refused
 
 
