@@ -39,7 +39,7 @@ class TrainedModel:
         self.info = info
         self.net = net.eval()
         self.device = device
-        self.spec = NetSpec.from_json(info["net_spec"])
+        self.spec = net.spec  # the NetSpec of model.json the net was built from
         self.text_source = info["text_source"]
         self._encoder = None
         config_path = run_dir / "config.json"
