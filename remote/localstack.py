@@ -265,9 +265,18 @@ class LocalStack:
 
 
 @contextmanager
-def running_stack(root: Path, **kwargs) -> Iterator[LocalStack]:
+def running_stack(root: Path, *, worker: bool = True, **kwargs) -> Iterator[LocalStack]:
+    """A LocalStack in ``root`` (keyword arguments as LocalStack's) running redis-server, a Celery worker
+    unless ``worker`` is False, and the API; stopped on the way out, also when starting fails part-way."""
     stack = LocalStack(root, **kwargs)
     try:
-        yield stack.start()
+        if worker:
+            stack.start()
+        else:
+            stack.start_redis()
+            if stack.auto_keys:
+                stack.make_keys()
+            stack.start_api()
+        yield stack
     finally:
         stack.stop()

@@ -8,7 +8,6 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,23 +40,6 @@ def new_client(settings: Settings, key: str | None = None, **kwargs):
     client = TestClient(create_app(settings), headers=auth(key or make_key(settings)), **kwargs)
     client.admin_headers = auth(make_key(settings, admin=True))
     return client
-
-
-@contextmanager
-def running_stack(root: Path, *, worker: bool = True, **kwargs) -> Iterator[LocalStack]:
-    """A LocalStack in ``root`` (keyword arguments as LocalStack's) running redis-server, a Celery worker
-    unless ``worker`` is False, and the API with the stack's keys; stopped on the way out."""
-    s = LocalStack(root, **kwargs)
-    try:
-        if worker:
-            s.start()
-        else:
-            s.start_redis()
-            s.make_keys()
-            s.start_api()
-        yield s
-    finally:
-        s.stop()
 
 
 def _need_redis() -> None:

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import redis
 
-from remote.localstack import REPO, LocalStack
-from tests.service.conftest import TINY, _need_redis, auth, running_stack
+from remote.localstack import REPO, LocalStack, running_stack
+from tests.service.conftest import TINY, _need_redis, auth
 from worker.settings import Settings
 
 pytestmark = pytest.mark.slow

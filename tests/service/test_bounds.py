@@ -17,8 +17,8 @@ import httpx
 import numpy as np
 import pytest
 
-from remote.localstack import LocalStack
-from tests.service.conftest import TINY, _need_redis, running_stack
+from remote.localstack import LocalStack, running_stack
+from tests.service.conftest import TINY, _need_redis
 
 pytestmark = pytest.mark.slow
 MB = 1 << 20

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from remote.client import LabelClient, main
-from remote.localstack import LocalStack
-from tests.service.conftest import TINY, _need_redis, running_stack
+from remote.localstack import LocalStack, running_stack
+from tests.service.conftest import TINY, _need_redis
 
 pytestmark = pytest.mark.slow
 LONG = {**TINY, "pretrain_epochs": 400}  # long enough to act on while it runs (~10 ms per epoch here)

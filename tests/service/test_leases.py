@@ -17,8 +17,8 @@ import pytest
 import redis
 
 from remote.client import LabelClient
-from remote.localstack import LocalStack
-from tests.service.conftest import TINY, _need_redis, running_stack
+from remote.localstack import LocalStack, running_stack
+from tests.service.conftest import TINY, _need_redis
 
 pytestmark = pytest.mark.slow
 LEASE_S, HEARTBEAT_S, MAINTENANCE_S = 4, 1, 1

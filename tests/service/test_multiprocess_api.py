@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from remote.localstack import LocalStack, child_pids
-from tests.service.conftest import _need_redis, running_stack
+from remote.localstack import LocalStack, child_pids, running_stack
+from tests.service.conftest import _need_redis
 
 pytestmark = pytest.mark.slow
 HEALTHZ = re.compile(

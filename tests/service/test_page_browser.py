@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 from remote.client import LabelClient
-from remote.localstack import LocalStack
-from tests.service.conftest import TINY, _need_redis, running_stack
+from remote.localstack import LocalStack, running_stack
+from tests.service.conftest import TINY, _need_redis
 
 pytestmark = pytest.mark.slow
 INSTALL = "apt-get install -y chromium"
