@@ -146,11 +146,7 @@ class ArtifactStore:
         shutil.rmtree(trash, ignore_errors=True)
 
     def sweep_staging(
-        self,
-        idle_s: float = 24 * 3600,
-        run_is_live: Callable[[str, int], bool] | None = None,
-        *,
-        older_than_s: float | None = None,
+        self, idle_s: float = 24 * 3600, run_is_live: Callable[[str, int], bool] | None = None
     ) -> int:
         """Remove what processes that died mid-write left behind; returns how many entries went.
 
@@ -158,7 +154,6 @@ class ArtifactStore:
         progress keeps writing), and trash left by an interrupted discard. runs/.<job>.partial-<pid>: a run
         being written unless ``run_is_live(job id, pid)`` (its job runs in that process; without the
         predicate: when idle for ``idle_s``)."""
-        idle_s = older_than_s if older_than_s is not None else idle_s  # its former name
         removed = 0
         now = time.time()
         for entry in _entries(self.tmp):
