@@ -129,15 +129,11 @@ def create_app(settings: Settings | None = None) -> LabelServiceAPI:
     return app
 
 
-def _default_app() -> FastAPI:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return create_app()
-
-
 def __getattr__(name: str) -> FastAPI:
     """``uvicorn service.app:app`` builds the app on first access, so importing this module is cheap."""
     if name == "app":
-        app = _default_app()
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        app = create_app()
         globals()["app"] = app
         return app
     raise AttributeError(name)

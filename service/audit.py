@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,9 +29,8 @@ def configure(path: Path | None) -> None:
 
 def record(event: str, caller: Caller, resource: str, ident: str, outcome: str, **extra: object) -> None:
     """``event`` (upload, submit, cancel, delete) by ``caller`` on ``resource`` ``ident``: ``outcome``."""
-    now = time.time()
     line = {
-        "time": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "event": event,
         "key": caller.name,
         "key_id": caller.key_id,

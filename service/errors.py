@@ -70,20 +70,17 @@ def error_response(exc: ApiError) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=exc.status, headers=exc.headers)
 
 
-def validation_details(errors: list[dict], prefix: tuple[str, ...] = ()) -> list[ErrorDetail]:
-    """pydantic errors -> details with dotted fields such as ``body.utterances.0.features.audio``."""
-    out = []
-    for err in errors:
-        loc = [*prefix, *(str(p) for p in err.get("loc", ()))]
-        out.append(ErrorDetail(field=".".join(loc) or None, problem=str(err.get("msg", "invalid"))))
-    return out
-
-
-def validation_error(
-    errors: list[dict], message: str = "request is not valid", prefix: tuple[str, ...] = ()
-) -> ApiError:
-    details = validation_details(errors, prefix)
-    return ApiError(422, message, field=details[0].field if details else None, details=details)
+def validation_error(errors: list[dict], prefix: tuple[str, ...] = ()) -> ApiError:
+    """pydantic errors -> a 422, each detail naming a dotted field (``body.utterances.0.features.audio``)."""
+    details = [
+        ErrorDetail(
+            field=".".join([*prefix, *(str(p) for p in err.get("loc", ()))]) or None,
+            problem=str(err.get("msg", "invalid")),
+        )
+        for err in errors
+    ]
+    field = details[0].field if details else None
+    return ApiError(422, "request is not valid", field=field, details=details)
 
 
 def install(app: FastAPI) -> None:
