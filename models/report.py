@@ -98,12 +98,7 @@ def mean_std_table(
         raise ValueError("results is empty: nothing to tabulate")
     if not metrics:
         raise ValueError("metrics is empty: name at least one metric column")
-    header = ["strategy", "n", *(METRIC_LABELS.get(m, m) for m in metrics)]
-    lines = []
-    if title:
-        lines += [f"### {title}", ""]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|---|---:|" + "---:|" * len(metrics))
+    rows = []
     for strategy, runs in results.items():
         if len(runs) == 0:
             raise ValueError(f"strategy {strategy!r} has no seed results")
@@ -115,9 +110,21 @@ def mean_std_table(
                     f"metric {metric!r} is present in {len(present)} of {len(runs)} seeds of {strategy!r}"
                 )
             cells.append(format_cell(metric, present))
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", FOOTNOTE]
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return _markdown_table(metrics, rows, FOOTNOTE, title)
+
+
+def _markdown_table(metrics: Sequence[str], rows: list[list[str]], footnote: str, title: str | None) -> str:
+    """A ``###`` title when given, the header (strategy, n, then ``metrics``), ``rows`` and the footnote."""
+    header = ["strategy", "n", *(METRIC_LABELS.get(m, m) for m in metrics)]
+    lines = [f"### {title}", ""] if title else []
+    lines += [_markdown_row(header), "|---|---:|" + "---:|" * len(metrics)]
+    lines += [_markdown_row(cells) for cells in rows]
+    return "\n".join([*lines, "", footnote]) + "\n"
+
+
+def _markdown_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
 #: Metrics where a smaller value is the better one (every other metric: larger is better).
@@ -165,10 +172,7 @@ def paired_table(
     if not others:
         raise ValueError("reference: a paired table needs at least one other strategy")
     n = len(results[reference])
-    header = ["strategy", "n", *(METRIC_LABELS.get(m, m) for m in metrics)]
-    lines = [f"### {title}", ""] if title else []
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|---|---:|" + "---:|" * len(metrics))
+    rows = []
     for other in others:
         if len(results[other]) != n:
             raise ValueError(
@@ -188,20 +192,13 @@ def paired_table(
                 std = float(diff.std(ddof=1)) * scale
                 cell += f" ± {std:.{decimals}f}, se {std / np.sqrt(n):.{decimals}f}"
             cells.append(f"{cell} ({better}/{n})")
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", PAIRED_FOOTNOTE.format(ref=reference)]
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    return _markdown_table(metrics, rows, PAIRED_FOOTNOTE.format(ref=reference), title)
 
 
 def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
+    if isinstance(obj, np.generic | np.ndarray):
+        return obj.tolist()  # a numpy scalar as the Python number, an array as a list
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
@@ -223,10 +220,7 @@ def _atomic_write(
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(target.parent)  # the rename itself survives a crash of the host
 
