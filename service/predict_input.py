@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pydantic_core
 
-from api_schemas.errors import ErrorDetail
 from api_schemas.predict import MAX_ID, MAX_TRANSCRIPT
 from service.errors import ApiError
 
@@ -42,7 +41,11 @@ class Parsed:
 
 
 def bad(field: str, problem: str, status: int = 422) -> ApiError:
-    return ApiError(status, problem, field=field, details=[ErrorDetail(field=field, problem=problem)])
+    return ApiError(status, problem, field=field)
+
+
+def body_too_large(limit: int) -> ApiError:
+    return ApiError(413, f"body larger than MAX_PREDICT_BODY_BYTES={limit}", field="body")
 
 
 def _too_many_values(limits: Limits) -> ApiError:
@@ -64,7 +67,7 @@ def parse(body: bytes, spec: dict[str, dict], limits: Limits) -> Parsed:
     except ValueError as exc:
         raise bad("body", f"not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
-        raise bad("body", "expected an object {\"utterances\": [...]}")
+        raise bad("body", 'expected an object {"utterances": [...]}')
     for key in data:
         if key != "utterances":
             raise bad(f"body.{key}", "extra inputs are not permitted")
@@ -94,7 +97,7 @@ def _utterance(
     where: str, utt: Any, spec: dict[str, dict], budget: list[int], limits: Limits
 ) -> tuple[str | None, dict[str, np.ndarray], str | None]:
     if not isinstance(utt, dict):
-        raise bad(where, "expected an object {\"features\": {...}}")
+        raise bad(where, 'expected an object {"features": {...}}')
     for key in utt:
         if key not in UTTERANCE_FIELDS:
             raise bad(f"{where}.{key}", "extra inputs are not permitted")

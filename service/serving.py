@@ -33,7 +33,7 @@ from models.trained_model import TrainedModel
 from service.errors import ApiError, not_found
 from service.keys import Caller
 from service.metrics import Metrics
-from service.predict_input import Limits, Parsed, parse, precheck
+from service.predict_input import Limits, Parsed, body_too_large, parse, precheck
 from worker.artifacts import ArtifactStore
 from worker.settings import Settings
 
@@ -267,7 +267,7 @@ class ModelPool:
         cache: PredictionCache,
         settings: Settings,
         metrics: Metrics,
-        take: Callable[[Caller, int], None] | None = None,
+        take: Callable[[Caller, int], None],
     ) -> None:
         self.store = store
         self.cache = cache
@@ -324,12 +324,11 @@ class ModelPool:
             raise not_found("model", model_id, field="model_id")
         memo = served.responses.get(key) if served is not None else None
         if memo is not None:  # the same body again: the whole answer is known
-            self._count(caller, memo[1])
+            self.take(caller, memo[1])
             self._hits.inc(memo[1])
             return memo[0]
-        limit = self.settings.max_predict_body_bytes
-        if len(body) > limit:
-            raise ApiError(413, f"body larger than MAX_PREDICT_BODY_BYTES={limit}", field="body")
+        if len(body) > self.settings.max_predict_body_bytes:
+            raise body_too_large(self.settings.max_predict_body_bytes)
         precheck(body, self.limits)
         served = await self.get(caller, model_id)
         spec = served.model.input_spec
@@ -338,7 +337,7 @@ class ModelPool:
         else:  # off the event loop, and only PARSE_THREADS at a time
             run = partial(_checked, body, spec, self.limits)
             req, hashes = await anyio.to_thread.run_sync(run, limiter=self._parsing)
-        self._count(caller, len(hashes))
+        self.take(caller, len(hashes))
         rows, cached = await served.predict(req.features, req.transcripts, hashes)
         predictions = [
             {"id": uid, "sentiment": r[0], "text": r[1], "audio": r[2], "vision": r[3], "cached": c}
@@ -353,10 +352,6 @@ class ModelPool:
             whole = payload.replace('"cached":false', '"cached":true').encode()
             served.responses.put(key, (whole, len(predictions)), len(whole) + RESPONSE_OVERHEAD)
         return payload.encode()
-
-    def _count(self, caller: Caller, utterances: int) -> None:
-        if self.take is not None:
-            self.take(caller, utterances)
 
 
 def _checked(body: bytes, spec: dict[str, dict], limits: Limits) -> tuple[Parsed, list[str]]:

@@ -23,6 +23,7 @@ from service.deps import Limit, Offset, Svc, Who, services
 from service.downloads import SANITIZED, sanitized
 from service.errors import ApiError, error_response
 from service.guard import CALLER
+from service.predict_input import body_too_large
 from service.serving import ModelPool, visible_card
 
 log = logging.getLogger(__name__)
@@ -124,10 +125,10 @@ class PredictFastPath:
         await send({"type": "http.response.body", "body": payload})
 
     async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.max_body_bytes
         declared = dict(scope.get("headers") or []).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:  # refused before a byte is read
-            limit = self.max_body_bytes
-            raise ApiError(413, f"body larger than MAX_PREDICT_BODY_BYTES={limit}", field="body")
+        if declared.isdigit() and int(declared) > limit:  # refused before a byte is read
+            raise body_too_large(limit)
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -135,9 +136,8 @@ class PredictFastPath:
                 raise ApiError(400, "client disconnected", field="body")
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
-                limit = self.max_body_bytes
-                raise ApiError(413, f"body larger than MAX_PREDICT_BODY_BYTES={limit}", field="body")
+            if size > limit:
+                raise body_too_large(limit)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
