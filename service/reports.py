@@ -16,7 +16,6 @@ before the page is drawn, so the page and its JSON say the same.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from typing import Any
 
 import anyio
 
-from models.label_report import LabelReport, build_report
+from models.label_report import build_report
 from models.label_report.files import write_files
 from models.version import code_version
 
@@ -76,20 +75,16 @@ def _build(run_dir: Path) -> ServedReport:
     if cached is not None:
         return cached
     report = build_report(run_dir)
-    report = LabelReport(
-        title=report.title, data=scrub_paths(report.data), figures=report.figures, kind=report.kind
-    )
+    report.data = scrub_paths(report.data)
+    files = report.files()
     folder = run_dir / REPORT_DIR
     try:
         (folder / STAMP).unlink(missing_ok=True)  # files being replaced are not the stamped ones
-        write_files(report, folder)
+        write_files(files, folder)
         (folder / STAMP).write_text(code_version() + "\n")
     except (ValueError, OSError) as exc:  # write_files says ValueError for an OSError beneath
         log.warning("report of %s not kept (%s); served from memory", run_dir.name, type(exc).__name__)
-    return ServedReport(
-        html=report.html().encode("utf-8"),
-        data=(json.dumps(report.data, indent=1, allow_nan=False) + "\n").encode(),
-    )
+    return ServedReport(html=files["report.html"], data=files["report.json"])
 
 
 class ReportCache:

@@ -258,4 +258,4 @@ def write_compare_report(
     """Write report.html, report.json and the PNGs of a ``unilabel compare`` folder into ``out_dir``
     (default: that folder); returns the page's path."""
     report = build_compare_report(compare_out_dir, reference)
-    return write_files(report, Path(out_dir) if out_dir is not None else Path(compare_out_dir))
+    return write_files(report.files(), Path(out_dir) if out_dir is not None else Path(compare_out_dir))

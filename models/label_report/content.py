@@ -3,6 +3,7 @@ the run page (page.py) or the comparison page (compare.py)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,3 +30,12 @@ class LabelReport:
         from models.label_report.page import run_html
 
         return run_html(self)
+
+    def files(self) -> dict[str, bytes]:
+        """Every file of the report by name, in the order they are written: the PNGs, report.json (the data,
+        strict JSON) and report.html."""
+        return {
+            **self.figures,
+            "report.json": (json.dumps(self.data, indent=1, allow_nan=False) + "\n").encode(),
+            "report.html": self.html().encode("utf-8"),
+        }
