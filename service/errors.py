@@ -54,6 +54,11 @@ class ApiError(Exception):
         self.headers = headers
 
 
+def error_responses(*statuses: int) -> dict[int | str, dict]:
+    """A route's OpenAPI ``responses``: these statuses answer with ``ErrorResponse``."""
+    return {status: {"model": ErrorResponse} for status in statuses}
+
+
 def not_found(kind: str, ident: str, field: str = "id") -> ApiError:
     return ApiError(404, f"no {kind} with id {ident!r}", field=field)
 

@@ -12,25 +12,18 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api_schemas.datasets import DatasetList, DatasetSummary
-from api_schemas.errors import ErrorResponse
 from service import audit
 from service.datasets import ingest
 from service.deps import Limit, Offset, Services, Svc, Who
-from service.errors import ApiError, not_found
+from service.errors import ApiError, error_responses, not_found
 from service.keys import Caller
 from service.quotas import limit_of, too_large, tree_bytes
 from service.uploads import receive_upload
 from worker.artifacts import storage_problem
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
-ERRORS = {
-    404: {"model": ErrorResponse},
-    409: {"model": ErrorResponse},
-    413: {"model": ErrorResponse},
-    415: {"model": ErrorResponse},
-    422: {"model": ErrorResponse},
-}
-UPLOAD_ERRORS = {**ERRORS, **{status: {"model": ErrorResponse} for status in (400, 429, 507)}}
+ERRORS = error_responses(404, 409, 413, 415, 422)
+UPLOAD_ERRORS = {**ERRORS, **error_responses(400, 429, 507)}
 UPLOAD_BODY = {
     "required": True,
     "content": {

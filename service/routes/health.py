@@ -9,9 +9,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 
-from api_schemas.errors import ErrorDetail, ErrorResponse
+from api_schemas.errors import ErrorDetail
 from service.deps import Svc, Who
-from service.errors import ApiError, error_response, unavailable_redis
+from service.errors import ApiError, error_response, error_responses, unavailable_redis
 from service.guard import CALLER
 
 router = APIRouter(tags=["health"])
@@ -22,7 +22,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"model": ErrorResponse}})
+@router.get("/readyz", responses=error_responses(503))
 def readyz(svc: Svc, request: Request) -> Response:
     problems = []
     workers: list = []
@@ -53,7 +53,7 @@ def readyz(svc: Svc, request: Request) -> Response:
     response_class=Response,
     responses={
         200: {"content": {"text/plain; version=0.0.4": {}}},
-        **{status: {"model": ErrorResponse} for status in (403, 503)},
+        **error_responses(403, 503),
     },
 )
 def metrics(svc: Svc, caller: Who) -> Response:

@@ -16,7 +16,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import FileResponse
 
-from api_schemas.errors import ErrorResponse
 from api_schemas.jobs import Job, JobCreate, JobLinks, JobList, JobState, LabelRow, LabelsResponse
 from models.dataset import SUB_LABEL_COLUMNS
 from models.pipeline import STRATEGIES, HyperparameterError, resolve_hyperparameters
@@ -24,7 +23,7 @@ from models.strategies.mtcl import MTCLStrategy
 from models.version import code_version
 from service import audit
 from service.deps import Limit, Offset, Services, Svc, Who
-from service.errors import ApiError, not_found
+from service.errors import ApiError, error_responses, not_found
 from service.keys import Caller
 from service.quotas import limit_of, too_many
 from worker import textmodels
@@ -34,13 +33,8 @@ from worker.job_records import canonical_json
 from worker.lifecycle import IdempotencyKeyReused, QuotaExceeded
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-ERRORS = {
-    404: {"model": ErrorResponse},
-    409: {"model": ErrorResponse},
-    422: {"model": ErrorResponse},
-    503: {"model": ErrorResponse},
-}
-SUBMIT_ERRORS = {**ERRORS, 429: {"model": ErrorResponse}}
+ERRORS = error_responses(404, 409, 422, 503)
+SUBMIT_ERRORS = {**ERRORS, **error_responses(429)}
 JOB_QUOTA_RETRY_S = 30  # a queued job takes at least this long to leave the queue
 LABEL_COLUMNS = ("label", "label_T", "label_A", "label_V")
 # strategies that train on the human sub-labels of every modality they see (mtcl: required_sub_labels)
@@ -124,7 +118,7 @@ def resolve(body: JobCreate, svc: Services, caller: Caller) -> dict[str, Any]:
     except HyperparameterError as exc:
         where = "body.preset" if exc.field == "preset" else f"body.hyperparameters.{exc.field}"
         raise ApiError(422, exc.message, field=where) from None
-    if (problem := textmodels.problem(body.hyperparameters.get("text_model"), svc.settings.text_model_dir)):
+    if problem := textmodels.problem(body.hyperparameters.get("text_model"), svc.settings.text_model_dir):
         raise ApiError(422, problem, field="body.hyperparameters.text_model")
     _check_sub_labels(body, svc, caller.owner, hyper.modalities)
     return {

@@ -15,21 +15,20 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from api_schemas.errors import ErrorResponse
 from api_schemas.models import ModelCard, ModelList
 from api_schemas.predict import PredictResponse
 from models.run_dir import RUN_FILES
 from service.deps import Limit, Offset, Svc, Who, services
 from service.downloads import SANITIZED, sanitized
-from service.errors import ApiError, error_response
+from service.errors import ApiError, error_response, error_responses
 from service.guard import CALLER
 from service.predict_input import body_too_large
 from service.serving import ModelPool, visible_card
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/models", tags=["models"])
-ERRORS = {404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
-PREDICT_ERRORS = {**ERRORS, 429: {"model": ErrorResponse}}
+ERRORS = error_responses(404, 413, 422)
+PREDICT_ERRORS = {**ERRORS, **error_responses(429)}
 FILES = (*RUN_FILES, "card.json")  # card.json: written by the worker (worker/tasks.py)
 
 
