@@ -6,7 +6,7 @@ import os
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -118,18 +118,21 @@ def train_epoch(
     batch_loss: Callable[[Tensor, dict], tuple[Tensor, dict[str, float]]],
     after_step: Callable[[Tensor, dict], None] | None = None,
     accumulate: int = 1,
+    forward: Callable[[dict[str, Tensor]], Any] | None = None,
 ) -> dict[str, float]:
-    """One shuffled epoch over ``rows``: forward, ``batch_loss(idx, out) -> (loss, parts)``, backward,
-    ``after_step(idx, out)``, and an optimiser step on the summed gradients of every ``accumulate`` batches
-    (the gradients of an unfinished group at the end of the epoch are dropped, as MMSA's Self-MM trainer
-    does). Returns each part's mean over the batches (5 decimals)."""
+    """One shuffled epoch over ``rows``: ``out = forward(batch inputs)`` (default: ``net``),
+    ``batch_loss(idx, out) -> (loss, parts)``, backward, ``after_step(idx, out)``, and an optimiser step on
+    the summed gradients of every ``accumulate`` batches (the gradients of an unfinished group at the end of
+    the epoch are dropped, as MMSA's Self-MM trainer does). Returns each part's mean over the batches
+    (5 decimals)."""
     net.train()
+    forward = forward or net
     sums: dict[str, float] = {}
     n_batches = 0
     for idx in batches(rows, batch_size, gen):
         if n_batches % accumulate == 0:
             opt.zero_grad(set_to_none=True)
-        out = net(inputs.batch(idx, device))
+        out = forward(inputs.batch(idx, device))
         loss, parts = batch_loss(idx, out)
         loss.backward()
         n_batches += 1

@@ -50,6 +50,13 @@ class StrategyContext:
     def valid_rows(self) -> Tensor:
         return torch.from_numpy(self.dataset.labeled("valid"))
 
+    @cached_property
+    def train_position(self) -> Tensor:
+        """Each dataset row's position among the training rows (-1 elsewhere)."""
+        position = torch.full((len(self.y),), -1, dtype=torch.long)
+        position[self.train_rows] = torch.arange(len(self.train_rows))
+        return position
+
     @property
     def rho(self) -> float:
         return float(self.dataset.rho)

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from models.nets import mlp_head
-from models.stages.common import Reporter, batches, make_optimizer
+from models.stages.common import make_optimizer, train_epoch
 from models.strategies.base import FixedLabels, Strategy, StrategyContext
 
 N_CLASSES = 3  # neg, neu, pos
@@ -104,7 +104,6 @@ class CMCStrategy(Strategy):
 
     def label_source(self, ctx: StrategyContext) -> FixedLabels:
         hp = ctx.hp
-        quiet = Reporter({}, None, ctx.reporter.should_stop)  # stage-3-only progress (see mlc.py)
         net = ctx.build_net(False).to(ctx.device)  # only its encoders F^m are used
         modalities = list(net.modalities)
         dims = {m: net.spec.modalities[m].out_dim for m in modalities}
@@ -118,58 +117,44 @@ class CMCStrategy(Strategy):
         opt = make_optimizer(model, hp.lr, hp.lr_text_encoder, hp.weight_decay)
 
         y_train = ctx.y[ctx.train_rows]
-        band = hp.cmc_neutral_band
-        init_class = sentiment_class(y_train, band)
-        position = torch.full((len(ctx.y),), -1, dtype=torch.long)
-        position[ctx.train_rows] = torch.arange(len(ctx.train_rows))
+        init_class = sentiment_class(y_train, hp.cmc_neutral_band)
         pseudo = {m: F.one_hot(init_class, N_CLASSES).float() for m in modalities}
         m0 = {m: getattr(hp, f"cmc_momentum_{m}") for m in modalities}
-        history = []
+
+        def batch_loss(idx: Tensor, reps: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+            pos = ctx.train_position[idx]
+            loss = torch.zeros((), device=ctx.device)
+            parts: dict[str, float] = {}
+            feats, polar = [], []
+            for m in modalities:
+                logits = cls_heads[m](reps[m])
+                hard = pseudo[m][pos].argmax(-1)
+                probs = torch.softmax(logits.detach(), -1).cpu()
+                pseudo[m][pos] = plgm_update(pseudo[m][pos], probs, momentum[m])
+                loss_m = F.cross_entropy(logits, hard.to(ctx.device))
+                loss = loss + loss_m
+                parts[f"CE_{m}"] = loss_m.item()
+                feats.append(embed[m](reps[m]))
+                polar.append((hard == 2) if ctx.rho == 1.0 else (hard >= 1))
+            if hp.cmc_contrastive_weight > 0:
+                loss_c = supcon_loss(torch.cat(feats), torch.cat(polar).to(ctx.device), hp.cmc_temperature)
+                loss = loss + hp.cmc_contrastive_weight * loss_c
+                parts["SupCon"] = loss_c.item()
+            return loss, parts
+
+        epoch_args = (model, opt, ctx.inputs, ctx.train_rows, hp.batch_size, ctx.gen, ctx.device, batch_loss)
         for epoch in range(1, hp.cmc_epochs + 1):
             momentum = {m: momentum_at(m0[m], epoch, hp.cmc_momentum_gamma) for m in modalities}
-            model.train()
-            sums: dict[str, float] = {}
-            n_batches = 0
-            for idx in batches(ctx.train_rows, hp.batch_size, ctx.gen):
-                pos = position[idx]
-                reps = net.encode(ctx.inputs.batch(idx, ctx.device))
-                loss = torch.zeros((), device=ctx.device)
-                feats, polar = [], []
-                for m in modalities:
-                    logits = cls_heads[m](reps[m])
-                    hard = pseudo[m][pos].argmax(-1)
-                    probs = torch.softmax(logits.detach(), -1).cpu()
-                    pseudo[m][pos] = plgm_update(pseudo[m][pos], probs, momentum[m])
-                    loss_m = F.cross_entropy(logits, hard.to(ctx.device))
-                    loss = loss + loss_m
-                    sums[f"CE_{m}"] = sums.get(f"CE_{m}", 0.0) + loss_m.item()
-                    feats.append(embed[m](reps[m]))
-                    polar.append((hard == 2) if ctx.rho == 1.0 else (hard >= 1))
-                if hp.cmc_contrastive_weight > 0:
-                    loss_c = supcon_loss(
-                        torch.cat(feats), torch.cat(polar).to(ctx.device), hp.cmc_temperature
-                    )
-                    loss = loss + hp.cmc_contrastive_weight * loss_c
-                    sums["SupCon"] = sums.get("SupCon", 0.0) + loss_c.item()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                n_batches += 1
-            history.append({k: round(v / max(n_batches, 1), 5) for k, v in sums.items()})
-            quiet.check_stop()
+            final = train_epoch(*epoch_args, forward=net.encode)
+            ctx.reporter.check_stop()  # progress is reported for stage 3 only (see mlc.py)
         centres = class_centres(y_train, init_class, ctx.rho)
-        labels: dict[str, Tensor] = {}
-        diagnostics: dict = {
+        changed = {m: (pseudo[m].argmax(-1) != init_class).float().mean() for m in modalities}
+        ctx.diagnostics["cmc"] = {
             "centres": [round(float(c), 5) for c in centres],
-            "final": history[-1] if history else {},
+            "final": final,
+            **{m: {"class_changed_share": round(float(changed[m]), 5)} for m in modalities},
         }
-        for m in modalities:
-            labels[m] = ctx.on_all_rows(pseudo[m] @ centres)
-            final_class = pseudo[m].argmax(-1)
-            diagnostics[m] = {
-                "class_changed_share": round(float((final_class != init_class).float().mean()), 5),
-            }
-        ctx.diagnostics["cmc"] = diagnostics
+        labels = {m: ctx.on_all_rows(pseudo[m] @ centres) for m in modalities}
         # CMC fine-tunes from its pre-trained unimodal encoders (src/utils.py transfer_models)
         encoders = {f"encoders.{k}": v.detach().cpu().clone() for k, v in net.encoders.state_dict().items()}
         return FixedLabels(labels, ctx.train_rows, initial_state=encoders)

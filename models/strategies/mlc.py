@@ -235,7 +235,7 @@ class MLCStrategy(Strategy):
             )
             for m in saved.unimodal
         }
-        results = run_jobs(jobs, ctx.gen, ctx.meta_threads, lambda m, epoch, stats: quiet.check_stop())
+        results = run_jobs(jobs, ctx.gen, ctx.meta_threads, lambda m, epoch, stats: ctx.reporter.check_stop())
         for m, result in results.items():
             labels[m] = ctx.on_all_rows(result.labels)
             diagnostics[m] = {

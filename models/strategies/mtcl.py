@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from models.dataset import SUB_LABEL_COLUMNS
-from models.stages.common import Reporter, batches, make_optimizer
+from models.stages.common import batches, make_optimizer, train_epoch
 from models.stages.multitask import predict_rows
 from models.strategies.base import FixedLabels, Strategy, StrategyContext
 
@@ -121,51 +121,46 @@ class MTCLStrategy(Strategy):
         rate = hp.mtcl_eliminate_rate
         modalities = list(ctx.inputs.kinds)
         sub = required_sub_labels(ctx, modalities)
-        quiet = Reporter({}, None, ctx.reporter.should_stop)  # stage-3-only progress (see mlc.py)
         fuse = ctx.build_net(False).to(ctx.device)  # f encoders, fusion, P^M and the fuse heads
         uni = ctx.build_net(False).to(ctx.device)  # only its encoders (c) and heads (uni heads) are used
         model = nn.ModuleDict({"fuse": fuse, "uni_encoders": uni.encoders, "uni_heads": uni.heads})
         opt = make_optimizer(model, hp.lr, hp.lr_text_encoder, hp.weight_decay)
 
-        best_mae, best_state, bad = float("inf"), None, 0
-        history = []
+        def forward(inputs: dict[str, Tensor]) -> tuple[dict, dict[str, Tensor]]:
+            return fuse(inputs), uni.encode(inputs)
+
+        def batch_loss(idx: Tensor, outs: tuple[dict, dict[str, Tensor]]) -> tuple[Tensor, dict[str, float]]:
+            out, c_reps = outs
+            y_m = ctx.y[idx].to(ctx.device)
+            loss = F.mse_loss(out["pred"], y_m)
+            parts = {"L_M": loss.item()}
+            for m in modalities:
+                loss_u = branch_loss(
+                    out["reps"][m],
+                    c_reps[m],
+                    out["uni_pred"][m],
+                    uni.heads[m](c_reps[m]).squeeze(-1),
+                    sub[m][idx].to(ctx.device),
+                    y_m,
+                    rate,
+                )
+                loss = loss + loss_u
+                parts[f"L_{m}"] = loss_u.item()
+            return loss, parts
+
+        epoch_args = (model, opt, ctx.inputs, ctx.train_rows, hp.batch_size, ctx.gen, ctx.device, batch_loss)
+        best_mae, best_state, bad, epochs_run = float("inf"), None, 0, 0
         for _ in range(hp.mtcl_epochs):
-            model.train()
-            sums: dict[str, float] = {}
-            n_batches = 0
-            for idx in batches(ctx.train_rows, hp.batch_size, ctx.gen):
-                inputs = ctx.inputs.batch(idx, ctx.device)
-                out = fuse(inputs)
-                c_reps = uni.encode(inputs)
-                y_m = ctx.y[idx].to(ctx.device)
-                loss = F.mse_loss(out["pred"], y_m)
-                sums["L_M"] = sums.get("L_M", 0.0) + loss.item()
-                for m in modalities:
-                    loss_u = branch_loss(
-                        out["reps"][m],
-                        c_reps[m],
-                        out["uni_pred"][m],
-                        uni.heads[m](c_reps[m]).squeeze(-1),
-                        sub[m][idx].to(ctx.device),
-                        y_m,
-                        rate,
-                    )
-                    loss = loss + loss_u
-                    sums[f"L_{m}"] = sums.get(f"L_{m}", 0.0) + loss_u.item()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                n_batches += 1
+            train_epoch(*epoch_args, forward=forward)
+            epochs_run += 1
             valid = predict_rows(fuse, ctx.inputs, ctx.valid_rows, ctx.device)["pred"]
             mae = float((valid - ctx.y[ctx.valid_rows]).abs().mean())
-            losses = {k: round(v / max(n_batches, 1), 5) for k, v in sums.items()}
-            history.append({**losses, "valid_mae": round(mae, 5)})
             if mae < best_mae:
                 best_mae, bad = mae, 0
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 bad += 1
-            quiet.check_stop()
+            ctx.reporter.check_stop()  # progress is reported for stage 3 only (see mlc.py)
             if bad >= hp.early_stop:
                 break
         if best_state is not None:
@@ -174,7 +169,7 @@ class MTCLStrategy(Strategy):
         js = self._divergences(fuse, uni, ctx)
         labels: dict[str, Tensor] = {}
         weights: dict[str, Tensor] = {}
-        diagnostics: dict = {"best_valid_mae": round(best_mae, 5), "epochs_run": len(history)}
+        diagnostics: dict = {"best_valid_mae": round(best_mae, 5), "epochs_run": epochs_run}
         n = len(ctx.train_rows)
         for m in modalities:
             y_u = sub[m][ctx.train_rows]

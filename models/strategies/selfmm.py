@@ -66,18 +66,16 @@ def ulgm_update(
 class SelfMMLabels:
     uses_unimodal_tasks = True
 
-    def __init__(self, ctx: StrategyContext, fused_dim: int, hidden_dim: int, modalities: list[str]) -> None:
+    def __init__(self, ctx: StrategyContext) -> None:
         self.unimodal_weight = ctx.hp.selfmm_weight
         self.accumulate = ctx.hp.selfmm_update_every
-        self.train_rows = ctx.train_rows
-        self.position = torch.full((len(ctx.y),), -1, dtype=torch.long)
-        self.position[ctx.train_rows] = torch.arange(len(ctx.train_rows))
+        self.position = ctx.train_position
         n = len(ctx.train_rows)
         self.y_m = ctx.y[ctx.train_rows].clone()
         self.bound = ctx.rho
-        self.labels = {m: self.y_m.clone() for m in modalities}
-        self.bank = {m: torch.zeros(n, hidden_dim) for m in modalities}
-        self.bank_fused = torch.zeros(n, fused_dim)
+        self.labels = {m: self.y_m.clone() for m in ctx.inputs.kinds}
+        self.bank = {m: torch.zeros(n, ctx.hp.predictor_hidden) for m in self.labels}
+        self.bank_fused = torch.zeros(n, ctx.hp.fusion_dim)
         self.snapshot = {m: v.clone() for m, v in self.labels.items()}
 
     def targets(self, rows: Tensor) -> dict[str, tuple[Tensor, Tensor | None]]:
@@ -113,4 +111,4 @@ class SelfMMStrategy(Strategy):
     sections = ("Shared", "Multitask", "Text", "SelfMM")
 
     def label_source(self, ctx: StrategyContext) -> SelfMMLabels:
-        return SelfMMLabels(ctx, ctx.hp.fusion_dim, ctx.hp.predictor_hidden, list(ctx.inputs.kinds))
+        return SelfMMLabels(ctx)
