@@ -47,11 +47,15 @@ def _run_files(run_dir: str | Path) -> Path:
     return run
 
 
-def _read_labels(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path, dtype: dict[str, type]) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(path, dtype={"id": str})
+        return pd.read_csv(path, dtype=dtype)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a CSV file ({err})") from None
+
+
+def _read_labels(path: Path) -> pd.DataFrame:
+    frame = _read_csv(path, {"id": str})
     need = ["id", "label", *(f"label_{letter}" for letter in LETTER.values())]
     missing = [c for c in need if c not in frame.columns]
     if missing:
@@ -62,21 +66,20 @@ def _read_labels(path: Path) -> pd.DataFrame:
 def _read_history(path: Path) -> pd.DataFrame | None:
     if not path.is_file():
         return None
-    try:
-        frame = pd.read_csv(path, dtype={"stage": str, "modality": str, "name": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a CSV file ({err})") from None
+    frame = _read_csv(path, {"stage": str, "modality": str, "name": str})
     if not {"stage", "epoch", "modality", "name", "value"} <= set(frame.columns):
         raise ValueError(f"{path}: needs the columns stage, epoch, modality, name, value")
     frame["modality"] = frame["modality"].fillna("")
     return frame
 
 
-def _transcripts(config: dict[str, Any], dataset_dir: str | Path | None) -> tuple[dict[str, str] | None, str]:
-    """Transcripts by id from ``dataset_dir``, else from the dataset recorded in config.json when it is still
+def _transcripts(
+    dataset: dict[str, Any], dataset_dir: str | Path | None
+) -> tuple[dict[str, str] | None, str]:
+    """Transcripts by id from ``dataset_dir``, else from ``dataset`` (config.json's record) when it is still
     there; and a sentence for the page saying where they came from or why there are none. Only the dataset's
     folder name is said, never its path (the service shows this page to its callers)."""
-    recorded = (config.get("dataset") or {}).get("path")
+    recorded = dataset.get("path")
     path = Path(dataset_dir) if dataset_dir is not None else Path(recorded) if recorded else None
     given = "given" if dataset_dir is not None else "recorded in config.json"
     if path is None:
@@ -101,7 +104,7 @@ def _transcripts(config: dict[str, Any], dataset_dir: str | Path | None) -> tupl
     if ds.transcripts is None:
         return None, f"The dataset {given} ({path.name}) has no transcripts; the table shows ids only."
     note = f"Transcripts from the dataset {given} ({path.name})"
-    if ds.sha256 != (config.get("dataset") or {}).get("sha256"):
+    if ds.sha256 != dataset.get("sha256"):
         note += ", which is not the dataset the run was trained on (another sha256): matched by id"
     return {str(i): t for i, t in zip(ds.ids, ds.transcripts, strict=True)}, note + "."
 
@@ -123,30 +126,19 @@ def clean(obj: Any, digits: int = 5) -> Any:
     return obj
 
 
-def _modalities(config: dict[str, Any]) -> list[str]:
-    chosen = (config.get("hyperparameters") or {}).get("modalities") or list(MODALITIES)
-    return [m for m in MODALITIES if m in chosen]
-
-
-def _rho(config: dict[str, Any]) -> float:
-    summary = (config.get("dataset") or {}).get("summary") or {}
-    return float(summary.get("rho", 3.0))
-
-
 def _label_data(labels: pd.DataFrame, modalities: list[str], rho: float) -> dict[str, Any]:
     """Per modality with learned labels: agreement with y, the shift label - y and its histogram, and the
     points of the scatter."""
     y = labels["label"].to_numpy(dtype=np.float64)
     learned = [m for m in modalities if labels[f"label_{LETTER[m]}"].notna().any()]
-    shifts = {m: labels[f"label_{LETTER[m]}"].to_numpy(dtype=np.float64) - y for m in learned}
+    columns = {m: labels[f"label_{LETTER[m]}"].to_numpy(dtype=np.float64) for m in learned}
     # one set of bins for every modality, symmetric about 0, so the histograms compare
-    reach = max([float(np.nanmax(np.abs(s))) for s in shifts.values()] + [0.05])
+    reach = max([float(np.nanmax(np.abs(c - y))) for c in columns.values()] + [0.05])
     edges = np.linspace(-reach, reach, 41)
     per: dict[str, Any] = {}
-    for m in learned:
-        label = labels[f"label_{LETTER[m]}"].to_numpy(dtype=np.float64)
+    for m, label in columns.items():
         ok = np.isfinite(label) & np.isfinite(y)
-        shift = shifts[m][ok]
+        shift = label[ok] - y[ok]
         counts, _ = np.histogram(shift, bins=edges)
         per[m] = {
             "n": int(ok.sum()),
@@ -239,8 +231,11 @@ def build_report(
         raise ValueError(f"run: {run}'s config.json and metrics.json must each hold a JSON object")
     labels = _read_labels(run / "unimodal_labels.csv")
     history = _read_history(run / "history.csv")
-    modalities = _modalities(config)
-    rho = _rho(config)
+    dataset = config.get("dataset") or {}
+    summary = dataset.get("summary") or {}
+    chosen = (config.get("hyperparameters") or {}).get("modalities") or MODALITIES
+    modalities = [m for m in MODALITIES if m in chosen]
+    rho = float(summary.get("rho", 3.0))
     strategy = str(config.get("strategy", "?"))
     notes: list[str] = []
 
@@ -257,7 +252,7 @@ def build_report(
     transcripts: dict[str, str] | None = None
     transcript_note = "No table: the run has no learned labels."
     if learned:
-        transcripts, transcript_note = _transcripts(config, dataset_dir)
+        transcripts, transcript_note = _transcripts(dataset, dataset_dir)
     diagnostics = config.get("strategy_diagnostics") or {}
     meta = diagnostics.get("meta") or {}
     mucn = {m: {k: v for k, v in meta[m].items() if k != "final"} for m in modalities if m in meta}
@@ -266,8 +261,6 @@ def build_report(
         for section, values in diagnostics.items()
         if section != "meta" and isinstance(values, dict)
     }
-    dataset = config.get("dataset") or {}
-    summary = dataset.get("summary") or {}
     splits = [s for s in ("train", "valid", "test") if isinstance(metrics.get(s), dict)]
     data = {
         "run": {
