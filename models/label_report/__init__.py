@@ -16,9 +16,7 @@ several threads); page.py builds the HTML; files.py writes the files; compare.py
 
 from models.label_report.compare import build_compare_report, write_compare_report
 from models.label_report.content import LabelReport
-from models.label_report.figures import COLORS as COLORS
 from models.label_report.files import write_report
-from models.label_report.run_data import DISAGREEMENT_ROWS as DISAGREEMENT_ROWS
 from models.label_report.run_data import build_report
 
 __all__ = ["LabelReport", "build_compare_report", "build_report", "write_compare_report", "write_report"]
