@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,21 +68,6 @@ def _stop(proc: subprocess.Popen | None, signals: tuple[tuple[int, float], ...])
         proc.wait(10)
     except ProcessLookupError:
         pass
-
-
-def _wait(check, what: str, timeout: float, proc: subprocess.Popen | None = None, log: Path | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text()[-3000:] if log and log.exists() else ""
-            raise RuntimeError(f"{what} exited with {proc.returncode}\n{tail}")
-        try:
-            if check():
-                return
-        except Exception:  # not up yet
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
 
 
 @dataclass
@@ -140,6 +125,23 @@ class LocalStack:
         self.procs[name] = proc
         return proc
 
+    def _wait(self, name: str, what: str, check: Callable[[], object], timeout: float) -> None:
+        """Until ``check()`` is true; raises when process ``name`` exits first (with its log's tail) or after
+        ``timeout`` seconds."""
+        proc, log = self.procs[name], self.root / "logs" / f"{name}.log"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = log.read_text()[-3000:] if log.exists() else ""
+                raise RuntimeError(f"{what} exited with {proc.returncode}\n{tail}")
+            try:
+                if check():
+                    return
+            except Exception:  # not up yet
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
+
     def create_key(self, name: str | None = None, admin: bool = False, *limits: str) -> str:
         """A new API key in this stack's Redis (``unilabel-admin keys create``); ``limits``: NAME=VALUE."""
         name = name or f"{'admin' if admin else 'local'}-{secrets.token_hex(3)}"
@@ -159,7 +161,7 @@ class LocalStack:
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError("redis-server not found: apt-get install -y redis-server")
-        proc = self._spawn(
+        self._spawn(
             "redis",
             [
                 exe,
@@ -176,8 +178,7 @@ class LocalStack:
         )
         import redis
 
-        client = redis.Redis(port=self.redis_port)
-        _wait(client.ping, "redis-server", 15, proc, self.root / "logs" / "redis.log")
+        self._wait("redis", "redis-server", redis.Redis(port=self.redis_port).ping, 15)
 
     def start_worker(self, wait: bool = True) -> None:
         cmd = [
@@ -198,20 +199,14 @@ class LocalStack:
             "--without-gossip",
             "--without-mingle",
         ]
-        proc = self._spawn("worker", cmd)
+        self._spawn("worker", cmd)
         if wait:
             from worker.app import make_celery
             from worker.settings import Settings
 
             app = make_celery(Settings(redis_url=self.redis_url, artifact_dir=self.artifact_dir))
             try:
-                _wait(
-                    lambda: app.control.ping(timeout=0.5),
-                    "celery worker",
-                    90,
-                    proc,
-                    self.root / "logs" / "worker.log",
-                )
+                self._wait("worker", "celery worker", lambda: app.control.ping(timeout=0.5), 90)
             finally:
                 app.close()
 
@@ -227,20 +222,17 @@ class LocalStack:
             "--workers",
             str(self.api_workers),
         ]
-        proc = self._spawn("api", cmd)
-        _wait(
-            lambda: httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200,
-            "API",
-            90,
-            proc,
-            self.root / "logs" / "api.log",
-        )
+        self._spawn("api", cmd)
+        self._wait("api", "API", lambda: httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200, 90)
 
-    def start(self) -> LocalStack:
+    def start(self, worker: bool = True) -> LocalStack:
+        """redis-server, the stack's keys (unless ``auto_keys`` is off), a Celery worker unless ``worker`` is
+        False, and the API."""
         self.start_redis()
         if self.auto_keys:
             self.make_keys()
-        self.start_worker()
+        if worker:
+            self.start_worker()
         self.start_api()
         return self
 
@@ -270,13 +262,6 @@ def running_stack(root: Path, *, worker: bool = True, **kwargs) -> Iterator[Loca
     unless ``worker`` is False, and the API; stopped on the way out, also when starting fails part-way."""
     stack = LocalStack(root, **kwargs)
     try:
-        if worker:
-            stack.start()
-        else:
-            stack.start_redis()
-            if stack.auto_keys:
-                stack.make_keys()
-            stack.start_api()
-        yield stack
+        yield stack.start(worker=worker)
     finally:
         stack.stop()
