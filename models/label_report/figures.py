@@ -61,12 +61,18 @@ def style_axes(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
     ax.grid(alpha=0.25, linewidth=0.6)
 
 
+def _or_nan(value: float | None) -> float:
+    """A bar's height: NaN (no bar) for a missing number."""
+    return np.nan if value is None else value
+
+
 def _scatter_figure(data: dict[str, Any]) -> bytes:
     labels = data["labels"]
     learned, rho = labels["modalities"], labels["rho"]
-    worst = {r["id"] for r in data["disagreements"]["rows"]}
+    table = data["disagreements"]["rows"]
     fig, axes = new_figure(len(learned))
     for ax, m in zip(axes, learned, strict=True):
+        column = f"label_{LETTER[m]}"
         d = labels["per_modality"][m]
         y, lab = np.array(d["scatter"]["y"]), np.array(d["scatter"]["label"])
         reach = max(rho, float(np.abs(lab).max(initial=0.0)), float(np.abs(y).max(initial=0.0))) * 1.05
@@ -81,38 +87,33 @@ def _scatter_figure(data: dict[str, Any]) -> bytes:
             ax,
             f"{m}: r = {d['vs_y']['corr']:.3f}, mean |label - y| = {d['vs_y']['mae']:.3f}",
             "multimodal label y",
-            f"learned label_{LETTER[m]}",
+            f"learned {column}",
         )
-        ax.legend(fontsize=7.5, loc="upper left", frameon=False)
-    if worst:
-        # the rows of the disagreement table, ringed, so the plot and the table point at the same cases
-        ids = [r["id"] for r in data["disagreements"]["rows"]]
-        for ax, m in zip(axes, learned, strict=True):
-            rows = [r for r in data["disagreements"]["rows"] if r.get(f"label_{LETTER[m]}") is not None]
+        if table:
+            # the rows of the disagreement table, ringed, so the plot and the table point at the same cases
+            rows = [r for r in table if r.get(column) is not None]
             ax.scatter(
                 [r["y"] for r in rows],
-                [r[f"label_{LETTER[m]}"] for r in rows],
+                [r[column] for r in rows],
                 s=30,
                 facecolors="none",
                 edgecolors="#c0392b",
                 linewidths=0.9,
-                label=f"the {len(ids)} rows of the table",
+                label=f"the {len(table)} rows of the table",
             )
-            ax.legend(fontsize=7.5, loc="upper left", frameon=False)
+        ax.legend(fontsize=7.5, loc="upper left", frameon=False)
     fig.suptitle("Learned unimodal labels against the multimodal label (training rows)", fontsize=10.5)
     return to_png(fig)
 
 
 def _shift_figure(data: dict[str, Any]) -> bytes:
     labels = data["labels"]
-    fig, axes = new_figure(1, width=5.2, height=3.1)
-    ax = axes[0]
+    fig, (ax,) = new_figure(1, width=5.2, height=3.1)
     for m in labels["modalities"]:
-        h = labels["per_modality"][m]["histogram"]
         d = labels["per_modality"][m]
         ax.stairs(
-            h["counts"],
-            h["edges"],
+            d["histogram"]["counts"],
+            d["histogram"]["edges"],
             color=COLORS.get(m, "C0"),
             linewidth=1.5,
             label=f"{m} (mean {d['shift_mean']:+.3f}, sd {d['shift_std']:.3f})",
@@ -129,7 +130,7 @@ def _heads_figure(data: dict[str, Any]) -> bytes:
     model = data["metrics"].get("valid", {})
     fig, axes = new_figure(2, width=3.4, height=2.9)
     for ax, key, title in zip(axes, ("corr", "mae"), ("Pearson r with y", "MAE against y"), strict=True):
-        values = [heads[m][key] if heads[m][key] is not None else np.nan for m in names]
+        values = [_or_nan(heads[m][key]) for m in names]
         bars = ax.bar(names, values, color=[COLORS.get(m, "C0") for m in names], width=0.6)
         ax.bar_label(bars, fmt="%.3f", fontsize=7.5)
         if model.get(key) is not None:
@@ -162,10 +163,6 @@ def curve_panels(history: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]
     return panels
 
 
-def _series_label(s: dict[str, Any]) -> str:
-    return f"{s['name']}[{s['modality']}]" if s["modality"] else s["name"]
-
-
 def _curves_figure(data: dict[str, Any], panels: list[tuple[str, list[dict[str, Any]]]]) -> bytes:
     fig, axes = new_figure(len(panels), width=3.9, height=3.0)
     best = (data["run"].get("stage3") or {}).get("best_epoch")
@@ -180,7 +177,7 @@ def _curves_figure(data: dict[str, Any], panels: list[tuple[str, list[dict[str, 
                 linewidth=1.4,
                 marker="o" if len(s["epoch"]) <= 12 else None,
                 markersize=3,
-                label=_series_label(s),
+                label=f"{s['name']}[{s['modality']}]" if s["modality"] else s["name"],
             )
         if title == "multitask" and best:
             ax.axvline(best, color="#c0392b", linewidth=1, linestyle=":", label=f"kept: epoch {best}")
@@ -190,11 +187,12 @@ def _curves_figure(data: dict[str, Any], panels: list[tuple[str, list[dict[str, 
     return to_png(fig)
 
 
-_MUCN_LEGEND = {
-    "L_pre_all": "L_pre_all: multimodal denoising, all rows",
-    "L_uni": "L_uni: unimodal denoising",
-    "L_pre": "L_pre (batches)",
-    "L_post": "L_post (batches)",
+# each MUCN loss's line style, width and legend entry
+_MUCN_LINES = {
+    "L_pre_all": ("-", 1.8, "L_pre_all: multimodal denoising, all rows"),
+    "L_uni": ("-", 1.0, "L_uni: unimodal denoising"),
+    "L_pre": (":", 1.0, "L_pre (batches)"),
+    "L_post": ("--", 1.0, "L_post (batches)"),
 }
 
 
@@ -202,12 +200,11 @@ def _mucn_figure(data: dict[str, Any]) -> bytes:
     series = data["history"]["stages"]["meta"]
     mods = [m for m in data["run"]["modalities"] if any(s["modality"] == m for s in series)]
     fig, axes = new_figure(len(mods), width=3.9, height=3.1)
-    styles = {"L_pre_all": ("-", 1.8), "L_uni": ("-", 1.0), "L_pre": (":", 1.0), "L_post": ("--", 1.0)}
     for ax, m in zip(axes, mods, strict=True):
         color = COLORS.get(m, "C0")
         for s in series:
-            if s["modality"] == m and s["name"] in styles:
-                style, width = styles[s["name"]]
+            if s["modality"] == m and s["name"] in _MUCN_LINES:
+                style, width, _ = _MUCN_LINES[s["name"]]
                 alpha = 1.0 if s["name"] == "L_pre_all" else 0.6
                 ax.plot(
                     s["epoch"],
@@ -227,10 +224,10 @@ def _mucn_figure(data: dict[str, Any]) -> bytes:
     from matplotlib.lines import Line2D
 
     # one legend below the panels (inside, it covers the curves), in grey: the colour is the modality's
-    names = [n for n in styles if any(s["name"] == n for s in series)]
-    handles = [Line2D([], [], color="0.3", linestyle=styles[n][0], linewidth=styles[n][1]) for n in names]
+    lines = [line for n, line in _MUCN_LINES.items() if any(s["name"] == n for s in series)]
+    handles = [Line2D([], [], color="0.3", linestyle=style, linewidth=width) for style, width, _ in lines]
     handles.append(Line2D([], [], color="0.3", linestyle="-.", linewidth=1))
-    labels = [*(_MUCN_LEGEND.get(n, n) for n in names), "noisy input's error"]
+    labels = [*(label for _, _, label in lines), "noisy input's error"]
     fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=7.5, frameon=False)
     fig.suptitle("MUCN by meta epoch", fontsize=10.5)
     return to_png(fig)
@@ -239,12 +236,10 @@ def _mucn_figure(data: dict[str, Any]) -> bytes:
 def _sub_label_figure(data: dict[str, Any]) -> bytes:
     sub = data["sub_labels"]
     names = [m for m in MODALITIES if m in sub]
-    fig, axes = new_figure(1, width=4.6, height=3.0)
-    ax = axes[0]
+    fig, (ax,) = new_figure(1, width=4.6, height=3.0)
     x = np.arange(len(names))
-    learned = [sub[m]["corr"] if sub[m]["corr"] is not None else np.nan for m in names]
-    copies = [sub[m].get("copy_baseline_corr") for m in names]
-    copies = [c if c is not None else np.nan for c in copies]
+    learned = [_or_nan(sub[m]["corr"]) for m in names]
+    copies = [_or_nan(sub[m].get("copy_baseline_corr")) for m in names]
     a = ax.bar(x - 0.18, learned, 0.36, color=[COLORS.get(m, "C0") for m in names], label="learned labels")
     b = ax.bar(x + 0.18, copies, 0.36, color="0.7", label="copies of y")
     ax.bar_label(a, fmt="%.3f", fontsize=7.5)
