@@ -176,7 +176,7 @@ def train(
         )
         timings["multitask_s"] = time.perf_counter() - t0
         net.load_state_dict(result.state)
-        spec = net_spec(specs, hp, False, text_model)
+        spec = net.spec
         labels = source.final_labels()
         metrics = write_outputs(staging, dataset, net, inputs, dev, labels, train_rows_np)
         save_file(

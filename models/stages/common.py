@@ -127,22 +127,28 @@ def train_epoch(
     (5 decimals)."""
     net.train()
     forward = forward or net
-    sums: dict[str, float] = {}
-    n_batches = 0
+    batch_parts: list[dict[str, float]] = []
     for idx in batches(rows, batch_size, gen):
-        if n_batches % accumulate == 0:
+        if len(batch_parts) % accumulate == 0:
             opt.zero_grad(set_to_none=True)
         out = forward(inputs.batch(idx, device))
         loss, parts = batch_loss(idx, out)
         loss.backward()
-        n_batches += 1
-        if n_batches % accumulate == 0:
+        batch_parts.append(parts)
+        if len(batch_parts) % accumulate == 0:
             opt.step()
         if after_step is not None:
             after_step(idx, out)
+    return mean_parts(batch_parts)
+
+
+def mean_parts(batch_parts: list[dict[str, float]]) -> dict[str, float]:
+    """Each part summed over the batches in order, over the number of batches (5 decimals)."""
+    sums: dict[str, float] = {}
+    for parts in batch_parts:
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + v
-    return {k: round(v / max(n_batches, 1), 5) for k, v in sums.items()}
+    return {k: round(v / max(len(batch_parts), 1), 5) for k, v in sums.items()}
 
 
 def make_optimizer(

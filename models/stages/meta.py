@@ -33,6 +33,7 @@ from torch import Tensor
 
 from models.config import Hyperparameters
 from models.nets import MUCN, l1, mucn_forward
+from models.stages.common import mean_parts
 from models.stages.parallel import GeneratorJob, built_with_seed, draw_seed, run_jobs
 
 Params = dict[str, Tensor]
@@ -265,22 +266,19 @@ def meta_learn_labels(
     epochs = hp.meta_epochs
     for epoch in range(epochs):
         target = denoising_target(epoch, epochs, y, previous, hp.lambda_init)
-        sums: dict[str, float] = {}
-        count = 0
+        batch_stats = []
         for b in draws.epoch():
             uni = (unimodal[b.s], y[b.s] + b.eps, target[b.s])  # Eq. 13
             multi = None
             if b.d is not None and b.eps_d is not None:
                 multi = (projected[b.d], projected_pred[b.d] + b.eps_d, y[b.d])  # Eq. 19, 21
             stats = learner.step(params, opt, uni, multi)
-            count += 1
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + v
+            batch_stats.append(stats)
             if multi is not None:
                 result.kept += int(stats["kept"])
                 result.meta_updates += 1 - int(stats["kept"])
         previous = read_out(learner, params, unimodal, y, draws.readout_noise())
-        summary = {k: round(v / max(count, 1), 5) for k, v in sums.items()}
+        summary = mean_parts(batch_stats)
         if "kept" in summary:
             summary["kept_share"] = summary.pop("kept")
         summary["L_pre_all"] = round(probe.loss(learner, params), 5)

@@ -68,14 +68,11 @@ def collect_representations(
 ) -> SavedRepresentations:
     """x_m, x_m' and yhat_m' in eval mode for ``rows`` (Sec. 3.2, last step of stage 1)."""
     net.eval()
-    uni: dict[str, list[Tensor]] = {m: [] for m in net.modalities}
-    proj: dict[str, list[Tensor]] = {m: [] for m in net.modalities}
-    proj_pred: dict[str, list[Tensor]] = {m: [] for m in net.modalities}
+    fields = {"unimodal": "reps", "projected": "proj", "projected_pred": "proj_pred"}  # field: net output
+    parts: dict[str, dict[str, list[Tensor]]] = {f: {m: [] for m in net.modalities} for f in fields}
     for idx in batches(rows, batch_size, None):
         out = net(inputs.batch(idx, device))
-        for m in net.modalities:
-            uni[m].append(out["reps"][m].cpu())
-            proj[m].append(out["proj"][m].cpu())
-            proj_pred[m].append(out["proj_pred"][m].cpu())
-    cat = lambda d: {m: torch.cat(v) for m, v in d.items()}  # noqa: E731
-    return SavedRepresentations(unimodal=cat(uni), projected=cat(proj), projected_pred=cat(proj_pred))
+        for f, key in fields.items():
+            for m in net.modalities:
+                parts[f][m].append(out[key][m].cpu())
+    return SavedRepresentations(**{f: {m: torch.cat(v) for m, v in d.items()} for f, d in parts.items()})

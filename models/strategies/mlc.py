@@ -46,7 +46,7 @@ from torch.nn import functional as F
 
 from models.config import Hyperparameters
 from models.nets import MUCN, mucn_forward
-from models.stages.common import Reporter
+from models.stages.common import Reporter, mean_parts
 from models.stages.parallel import GeneratorJob, built_with_seed, draw_seed, run_jobs
 from models.stages.pretrain import collect_representations, pretrain
 from models.strategies.base import FixedLabels, Strategy, StrategyContext
@@ -173,35 +173,29 @@ def mlc_learn_labels(
     learner = MLCLearner(rho, hp.mucn_residual, hp.mlc_main_lr)
     seed = draws.init_seed()  # the LCN's initial weights come from ``gen`` too
     lcn_module = built_with_seed(seed, lambda: MUCN(dim, hp.mucn_hidden, rho, hp.mucn_residual))
-    lcn_params = list(lcn_module.mlp.parameters())
-    lcn_names = [k for k, _ in lcn_module.mlp.named_parameters()]
-    meta_opt = torch.optim.Adam(lcn_params, lr=hp.mlc_meta_lr)
+    lcn = dict(lcn_module.mlp.named_parameters())  # updated in place by the meta-optimiser
+    meta_opt = torch.optim.Adam(lcn.values(), lr=hp.mlc_meta_lr)
     main = {k: v.detach().clone() for k, v in head.items()}
     result = MLCResult(labels=y.clone())
     for epoch in range(hp.mlc_epochs):
-        sums: dict[str, float] = {}
-        count = 0
+        batch_stats = []
         for s, c in draws.epoch():
             c1, c2 = c[: len(c) // 2], c[len(c) // 2 :]
             if len(c2) == 0:  # a one-sample batch: its clean sample is for the meta loss
                 c1, c2 = c2, c1
             batch = MLCBatch(unimodal[s], lcn_in[s], y[s], projected[c1], y[c1], projected[c2], y[c2])
-            lcn = dict(zip(lcn_names, lcn_params, strict=True))
             grads, main, stats = learner.hypergradient(main, lcn, batch)
             meta_opt.zero_grad(set_to_none=True)
-            for p, g in zip(lcn_params, grads.values(), strict=True):
-                p.grad = g
+            for k, p in lcn.items():
+                p.grad = grads[k]
             meta_opt.step()
-            count += 1
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + v
-        summary = {k: round(v / max(count, 1), 5) for k, v in sums.items()}
+            batch_stats.append(stats)
+        summary = mean_parts(batch_stats)
         result.history.append(summary)
         if on_epoch is not None:
             on_epoch(epoch + 1, summary)
     with torch.no_grad():
-        lcn = {k: p.detach() for k, p in zip(lcn_names, lcn_params, strict=True)}
-        result.labels = learner.corrected(lcn, lcn_in, y)
+        result.labels = learner.corrected({k: p.detach() for k, p in lcn.items()}, lcn_in, y)
     return result
 
 
@@ -223,8 +217,6 @@ class MLCStrategy(Strategy):
         }
         del net
         y_train = ctx.y[ctx.train_rows]
-        labels: dict[str, Tensor] = {}
-        diagnostics = {}
         hp, rho = ctx.hp, ctx.rho
         jobs = {
             m: GeneratorJob(
@@ -236,11 +228,12 @@ class MLCStrategy(Strategy):
             for m in saved.unimodal
         }
         results = run_jobs(jobs, ctx.gen, ctx.meta_threads, lambda m, epoch, stats: ctx.reporter.check_stop())
-        for m, result in results.items():
-            labels[m] = ctx.on_all_rows(result.labels)
-            diagnostics[m] = {
-                "mean_abs_change": round(float((result.labels - y_train).abs().mean()), 5),
-                "final": result.history[-1] if result.history else {},
+        ctx.diagnostics["mlc"] = {
+            m: {
+                "mean_abs_change": round(float((r.labels - y_train).abs().mean()), 5),
+                "final": r.history[-1] if r.history else {},
             }
-        ctx.diagnostics["mlc"] = diagnostics
+            for m, r in results.items()
+        }
+        labels = {m: ctx.on_all_rows(r.labels) for m, r in results.items()}
         return FixedLabels(labels, ctx.train_rows)
