@@ -256,7 +256,7 @@ def run_figures(data: dict[str, Any]) -> dict[str, bytes]:
     if data["labels"]["modalities"]:
         figures["labels_vs_multimodal.png"] = _scatter_figure(data)
         figures["label_shifts.png"] = _shift_figure(data)
-    if (data["heads"] or {}).get("valid"):
+    if data["heads"].get("valid"):
         figures["heads_valid.png"] = _heads_figure(data)
     if data["sub_labels"]:
         figures["sub_labels.png"] = _sub_label_figure(data)

@@ -41,9 +41,7 @@ def fmt_num(value: Any, digits: int = 3) -> str:
     """A table cell's number: floats with ``digits`` decimals, None empty."""
     if value is None:
         return ""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
+    if isinstance(value, int):  # bool too
         return str(value)
     if isinstance(value, float):
         return f"{value:.{digits}f}"
@@ -84,6 +82,11 @@ def html_page(title: str, subtitle: str, nav: list[tuple[str, str]], body: list[
         + "\n".join(body)
         + "\n</body>\n</html>\n"
     )
+
+
+def _num_cells(values: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
+    """The numbers of ``values`` under ``keys`` as table cells (a missing one empty)."""
+    return [fmt_num(values.get(k)) for k in keys]
 
 
 def _metric_cell(metric: str, value: Any) -> str:
@@ -139,12 +142,8 @@ def run_html(report: LabelReport) -> str:
             [
                 esc(m),
                 fmt_num(per[m]["n"]),
-                fmt_num(per[m]["vs_y"]["corr"]),
-                fmt_num(per[m]["vs_y"]["mae"]),
-                fmt_num(per[m]["vs_y"]["sign_agreement"]),
-                fmt_num(per[m]["shift_mean"]),
-                fmt_num(per[m]["shift_std"]),
-                fmt_num(per[m]["shift_max_abs"]),
+                *_num_cells(per[m]["vs_y"], ("corr", "mae", "sign_agreement")),
+                *_num_cells(per[m], ("shift_mean", "shift_std", "shift_max_abs")),
             ]
             for m in learned
         ]
@@ -204,28 +203,19 @@ def run_html(report: LabelReport) -> str:
 
     body.append('<h2 id="heads">How well each unimodal head predicts (valid)</h2>')
     nav.append(("heads", "Heads"))
-    heads = (d["heads"] or {}).get("valid") or {}
-    if heads:
+    if d["heads"].get("valid"):
         body.append(
             "<p>Each modality's head of the multimodal model, trained on the learned labels, predicting the "
             "multimodal label alone on the valid split: a modality that carries nothing has r near 0. The "
             "dashed line is the multimodal model itself.</p>"
         )
         body.append(html_img(report, "heads_valid.png", "unimodal heads on valid"))
-        head_rows = []
-        for split, per_split in (d["heads"] or {}).items():
-            for m in MODALITIES:
-                if m in per_split:
-                    h = per_split[m]
-                    head_rows.append(
-                        [
-                            esc(split),
-                            esc(m),
-                            fmt_num(h.get("corr")),
-                            fmt_num(h.get("mae")),
-                            fmt_num(h.get("sign_agreement")),
-                        ]
-                    )
+        head_rows = [
+            [esc(split), esc(m), *_num_cells(per_split[m], ("corr", "mae", "sign_agreement"))]
+            for split, per_split in d["heads"].items()
+            for m in MODALITIES
+            if m in per_split
+        ]
         body.append(html_table(["split", "head", "r with y", "MAE", "same sign as y"], head_rows, {2, 3, 4}))
     else:
         body.append(html_note("No unimodal heads were trained in this run."))
@@ -241,13 +231,7 @@ def run_html(report: LabelReport) -> str:
         )
         body.append(html_img(report, "sub_labels.png", "agreement with the sub-labels"))
         sub_rows = [
-            [
-                esc(m),
-                fmt_num(sub[m].get("corr")),
-                fmt_num(sub[m].get("copy_baseline_corr")),
-                fmt_num(sub[m].get("mae")),
-                fmt_num(sub[m].get("sign_agreement")),
-            ]
+            [esc(m), *_num_cells(sub[m], ("corr", "copy_baseline_corr", "mae", "sign_agreement"))]
             for m in MODALITIES
             if m in sub
         ]
