@@ -166,13 +166,13 @@ async def receive_upload(
     data_dir: Path,
     max_bytes: int,
     max_parts: int,
-    limit_name: str | None = None,
-    limit_field: str = "body",
+    limit_name: str,
+    limit_field: str,
 ) -> Upload:
     """Stream the request body into ``data_dir`` (which must exist); raises ApiError on any problem (and
     OSError when the volume cannot take it). ``limit_name`` names the limit that sets ``max_bytes`` and
     ``limit_field`` is the field of the 413 that answers a larger upload."""
-    too_large = f"upload is larger than {limit_name or f'MAX_UPLOAD_BYTES={max_bytes}'}"
+    too_large = f"upload is larger than {limit_name}"
     ctype, options = parse_options_header(request.headers.get("content-type", ""))
     if ctype != b"multipart/form-data" or not options.get(b"boundary"):
         raise ApiError(415, "send multipart/form-data with a boundary", field="header.content-type")

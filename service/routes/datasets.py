@@ -51,14 +51,12 @@ def _room(svc: Services, caller: Caller) -> tuple[int, str, str]:
     """The most bytes this upload may have, the limit that sets it and the field a 413 names."""
     upload_limit = svc.settings.max_upload_bytes
     quota = limit_of(svc.settings, caller, "stored_bytes")
-    if not quota:
-        return upload_limit, f"MAX_UPLOAD_BYTES={upload_limit}", "body"
-    stored = stored_bytes(svc, caller.owner)
-    if stored >= quota:
-        raise too_large("stored_bytes", quota, f"{stored} bytes stored; delete datasets to make room")
-    left = quota - stored
-    if left < upload_limit:
-        return left, f"QUOTA_STORED_BYTES={quota} ({stored} bytes stored)", "quota.stored_bytes"
+    if quota:
+        stored = stored_bytes(svc, caller.owner)
+        if stored >= quota:
+            raise too_large("stored_bytes", quota, f"{stored} bytes stored; delete datasets to make room")
+        if quota - stored < upload_limit:
+            return quota - stored, f"QUOTA_STORED_BYTES={quota} ({stored} bytes stored)", "quota.stored_bytes"
     return upload_limit, f"MAX_UPLOAD_BYTES={upload_limit}", "body"
 
 
