@@ -216,11 +216,11 @@ def get_job(job_id: str, svc: Svc, caller: Who) -> Job:
 @router.post("/{job_id}/cancel", status_code=202, response_model=Job, responses=ERRORS)
 def cancel_job(job_id: str, svc: Svc, caller: Who) -> Job:
     visible_job(svc, caller, job_id)
-    if svc.jobs.request_cancel(job_id, svc.settings.job_lease_s) is None:  # None: already final
-        rec = visible_job(svc, caller, job_id)
+    after = svc.jobs.request_cancel(job_id, svc.settings.job_lease_s)
+    rec = visible_job(svc, caller, job_id)
+    if after is None:  # already final
         audit.record("cancel", caller, "job", job_id, "refused 409", state=rec["state"])
         raise ApiError(409, f"job already {rec['state']}", field="job_id")
-    rec = visible_job(svc, caller, job_id)
     audit.record("cancel", caller, "job", job_id, rec["state"])
     return to_job(rec)
 
