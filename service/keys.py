@@ -119,19 +119,18 @@ class KeyStore:
         pipe = self.r.pipeline(transaction=False)
         for key_id in sorted(self.r.smembers(f"{PREFIX}keys")):
             pipe.hgetall(key_name(key_id))
-        out = []
-        for rec in pipe.execute():
-            if rec:
-                out.append(
-                    {
-                        "id": rec["id"],
-                        "name": rec["name"],
-                        "admin": rec.get("admin") == "1",
-                        "created_at": float(rec["created_at"]),
-                        "revoked_at": float(rec["revoked_at"]) if rec.get("revoked_at") else None,
-                        "limits": json.loads(rec.get("limits") or "{}"),
-                    }
-                )
+        out = [
+            {
+                "id": rec["id"],
+                "name": rec["name"],
+                "admin": rec.get("admin") == "1",
+                "created_at": float(rec["created_at"]),
+                "revoked_at": float(rec["revoked_at"]) if rec.get("revoked_at") else None,
+                "limits": json.loads(rec.get("limits") or "{}"),
+            }
+            for rec in pipe.execute()
+            if rec
+        ]
         return sorted(out, key=lambda r: r["created_at"])
 
     def revoke(self, name_or_id: str) -> str:

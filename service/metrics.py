@@ -77,16 +77,11 @@ class Metrics:
                 pool.add_metric([name], n)
             families.append(pool)
         state.register(_Snapshot(families))
-        if multiprocess_dir() is None:
-            return generate_latest(self.registry) + generate_latest(state)
-        merged = CollectorRegistry()
-        MultiProcessCollector(merged)
-        return generate_latest(merged) + generate_latest(state)
-
-
-def multiprocess_dir() -> str | None:
-    """The directory of prometheus-client's multiprocess mode, or None when each process counts alone."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+        counted = self.registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # every API process's files, summed
+            counted = CollectorRegistry()
+            MultiProcessCollector(counted)
+        return generate_latest(counted) + generate_latest(state)
 
 
 def _state_families(jobs: JobStore, queues: list[str]) -> list[Metric]:
