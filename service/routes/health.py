@@ -24,28 +24,25 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses=error_responses(503))
 def readyz(svc: Svc, request: Request) -> Response:
-    problems = []
-    workers: list = []
     try:
         svc.jobs.r.ping()
     except RedisError as exc:
-        problems.append(ErrorDetail(field="redis", problem=f"unreachable: {exc}"))
-    if not problems:
-        try:
-            workers = svc.celery.control.ping(timeout=1.0, limit=1) or []
-        except Exception as exc:  # a broker hiccup is a readiness answer, not a 500
-            problems.append(ErrorDetail(field="workers", problem=f"ping failed: {exc}"))
-        else:
-            if not workers:
-                problems.append(ErrorDetail(field="workers", problem="no Celery worker answered within 1 s"))
-    if problems:
-        return error_response(
-            ApiError(503, "not ready", code="not_ready", field=problems[0].field, details=problems)
-        )
+        return _not_ready("redis", f"unreachable: {exc}")
+    try:
+        workers = svc.celery.control.ping(timeout=1.0, limit=1) or []
+    except Exception as exc:  # a broker hiccup is a readiness answer, not a 500
+        return _not_ready("workers", f"ping failed: {exc}")
+    if not workers:
+        return _not_ready("workers", "no Celery worker answered within 1 s")
     caller = request.scope.get(CALLER)
     if caller is not None and caller.admin:
         return JSONResponse({"status": "ready", "redis": "ok", "workers": [next(iter(w)) for w in workers]})
     return JSONResponse({"status": "ready", "redis": "ok", "workers": len(workers)})
+
+
+def _not_ready(field: str, problem: str) -> Response:
+    details = [ErrorDetail(field=field, problem=problem)]
+    return error_response(ApiError(503, "not ready", code="not_ready", field=field, details=details))
 
 
 @router.get(
