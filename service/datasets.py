@@ -13,7 +13,7 @@ import numpy as np
 from api_schemas.errors import ErrorDetail
 from models.dataset import Dataset, DatasetError
 from models.dataset_loader import dataset_sha256, load_dataset
-from models.report import write_json
+from models.report import publish_dir, write_json
 from service.errors import ApiError
 from service.uploads import Upload
 from worker.artifacts import ARCHIVE_NAMES, ArtifactStore, json_safe
@@ -116,6 +116,6 @@ def ingest(
     summary = summarize(dataset, dataset_id, upload)
     write_json(staging / "summary.json", summary, sort_keys=True)
     (store.datasets / owner).mkdir(parents=True, exist_ok=True)
-    if store.publish(staging, store.datasets / owner / dataset_id):
+    if publish_dir(staging, store.datasets / owner / dataset_id):
         return summary, True
     return store.dataset_summary(owner, dataset_id) or summary, False

@@ -32,8 +32,6 @@ from typing import Any
 
 import numpy as np
 
-from models.report import publish_dir
-
 DATASET_ID = re.compile(r"^[0-9a-f]{64}$")
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 OWNER = re.compile(r"^[0-9a-f]{16}$")
@@ -125,11 +123,6 @@ class ArtifactStore:
         except FileNotFoundError:
             self.ensure()
             return Path(tempfile.mkdtemp(dir=self.tmp, prefix=prefix))
-
-    @staticmethod
-    def publish(staging: Path, final: Path) -> bool:
-        """Rename ``staging`` to ``final`` in one step; False (``staging`` left alone) if ``final`` exists."""
-        return publish_dir(staging, final)
 
     def discard(self, path: Path) -> None:
         """Remove a staging or published directory: renamed aside first, so it vanishes at once. Never

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from models import report
-from models.report import write_json
+from models.report import publish_dir, write_json
 from worker.artifacts import ArtifactStore, json_safe, read_json
 
 
@@ -45,10 +45,10 @@ def test_publish_is_one_rename_and_never_overwrites(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path)
     first = store.staging_dir("x-")
     (first / "f").write_text("1")
-    assert store.publish(first, store.runs / ("a" * 32))
+    assert publish_dir(first, store.runs / ("a" * 32))
     second = store.staging_dir("x-")
     (second / "f").write_text("2")
-    assert not store.publish(second, store.runs / ("a" * 32))
+    assert not publish_dir(second, store.runs / ("a" * 32))
     assert (store.runs / ("a" * 32) / "f").read_text() == "1"
     store.discard(second)
     assert not second.exists()
