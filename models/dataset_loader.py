@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +34,9 @@ DEFAULT_RHO = 3.0  # used when rho is inferred from a dataset without any label
 _RHO_TOL = 1e-6
 
 
-def _sha256_files(*paths: Path) -> str:
+def _sha256_files(root: Path) -> str:
     h = hashlib.sha256()
-    for p in paths:
+    for p in (root / CSV_FILE, root / NPZ_FILE):
         with open(p, "rb") as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
@@ -44,15 +45,7 @@ def _sha256_files(*paths: Path) -> str:
 
 def _resolve_rho(rho: float | None, columns: dict[str, np.ndarray], problems: list[Problem]) -> float:
     if rho is not None:
-        for name, v in columns.items():
-            with np.errstate(invalid="ignore"):
-                out = np.flatnonzero(np.abs(v) > rho + _RHO_TOL)
-            if out.size:
-                problems.append(
-                    Problem(
-                        CSV_FILE, name, f"{out.size} value(s) outside [-{rho:g}, {rho:g}]", problem_rows(out)
-                    )
-                )
+        _flag_beyond(rho, columns, problems, lambda n: f"{n} value(s) outside [-{rho:g}, {rho:g}]")
         return float(rho)
     finite = [np.abs(v[np.isfinite(v)]) for v in columns.values()]
     top = max((float(f.max()) for f in finite if f.size), default=None)
@@ -62,20 +55,22 @@ def _resolve_rho(rho: float | None, columns: dict[str, np.ndarray], problems: li
         return 1.0
     if top <= 3 + _RHO_TOL:
         return 3.0
+    message = (
+        f"labels reach |{top:g}|, beyond both known ranges (1 SIMS-style, 3 MOSI-style): pass rho explicitly"
+    )
+    _flag_beyond(3.0, columns, problems, lambda n: message)
+    return top
+
+
+def _flag_beyond(
+    bound: float, columns: dict[str, np.ndarray], problems: list[Problem], message: Callable[[int], str]
+) -> None:
+    """A problem for each column with values beyond +-``bound``; ``message(count)`` says what is wrong."""
     for name, v in columns.items():
         with np.errstate(invalid="ignore"):
-            out = np.flatnonzero(np.abs(v) > 3 + _RHO_TOL)
+            out = np.flatnonzero(np.abs(v) > bound + _RHO_TOL)
         if out.size:
-            problems.append(
-                Problem(
-                    CSV_FILE,
-                    name,
-                    f"labels reach |{top:g}|, beyond both known ranges "
-                    "(1 SIMS-style, 3 MOSI-style): pass rho explicitly",
-                    problem_rows(out),
-                )
-            )
-    return top
+            problems.append(Problem(CSV_FILE, name, message(out.size), problem_rows(out)))
 
 
 def _check_training(t: UtteranceTable, problems: list[Problem]) -> None:
@@ -163,7 +158,7 @@ def _load_dir(
         transcripts=table.transcripts,
         sub_labels={m: v.astype(np.float32) for m, v in table.sub_labels.items()},
         rho=rho_value,
-        sha256=_sha256_files(root / CSV_FILE, root / NPZ_FILE),
+        sha256=_sha256_files(root),
         root=root.resolve() if keep_root else None,
     )
 
@@ -238,7 +233,7 @@ def dataset_sha256(
     """sha256 over utterances.csv then features.npz bytes (of a directory or an archive's content)."""
     path = Path(path)
     if path.is_dir():
-        return _sha256_files(path / CSV_FILE, path / NPZ_FILE)
+        return _sha256_files(path)
     with tempfile.TemporaryDirectory(prefix="extract-", dir=extract_dir) as tmp:
         root = _extracted_root(path, Path(tmp), max_archive_bytes, max_ratio)
-        return _sha256_files(root / CSV_FILE, root / NPZ_FILE)
+        return _sha256_files(root)

@@ -17,11 +17,10 @@ import numpy as np
 from models.dataset import DatasetError, ModalityFeatures, Problem
 from models.dataset_loader import load_dataset
 from models.dataset_writer import write_dataset
-from models.modalities import MODALITIES
+from models.modalities import LETTER, MODALITIES
 
-DEFAULT_KEYS: dict[str, str | None] = {"text": "text", "audio": "audio", "vision": "vision"}
+DEFAULT_KEYS: dict[str, str | None] = {m: m for m in MODALITIES}
 _SPLITS = {"train": "train", "valid": "valid", "dev": "valid", "test": "test"}
-_SUB = {"text": "T", "audio": "A", "vision": "V"}
 
 
 def _lengths(part: Mapping[str, Any], modality: str, values: np.ndarray) -> np.ndarray:
@@ -100,7 +99,7 @@ def import_mmsa_pkl(
         split += [s] * n
         labels.append(label)
         texts.append([str(t) for t in part["raw_text"]] if "raw_text" in part else None)
-        for m, suffix in _SUB.items():
+        for m, suffix in LETTER.items():
             sub = part.get(f"regression_labels_{suffix}")
             subs[m].append(np.full(n, np.nan) if sub is None else np.asarray(sub, np.float64).reshape(n))
         for m in values:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,14 +75,10 @@ def _duplicate_columns(path: Path, problems: list[Problem]) -> bool:
             header = [c.strip() for c in next(csv.reader(fh), [])]
     except (OSError, UnicodeDecodeError, csv.Error):
         return False  # pandas reports what is wrong with the file
-    seen: dict[str, int] = {}
-    for name in header:
-        seen[name] = seen.get(name, 0) + 1
-    for name, count in seen.items():
-        if count > 1:
-            msg = f"column appears {count} times; column names must be unique"
-            problems.append(Problem(CSV_FILE, name, msg))
-    return any(count > 1 for count in seen.values())
+    twice = {name: count for name, count in Counter(header).items() if count > 1}
+    for name, count in twice.items():
+        problems.append(Problem(CSV_FILE, name, f"column appears {count} times; column names must be unique"))
+    return bool(twice)
 
 
 def read_utterances(path: Path, problems: list[Problem]) -> UtteranceTable | None:
