@@ -45,19 +45,7 @@ def build_compare_report(
     seeds = list(summary["seeds"])
     tables = render_tables(summary, reference)  # also checks the reference and that runs pair
     names = metric_names(summary)
-    by_strategy = {
-        s: {
-            m: {
-                "values": [r.get(m) for r in runs],
-                "mean": float(np.mean([r[m] for r in runs])) if runs and all(m in r for r in runs) else None,
-                "std": float(np.std([r[m] for r in runs], ddof=1))
-                if len(runs) > 1 and all(m in r for r in runs)
-                else None,
-            }
-            for m in names
-        }
-        for s, runs in results.items()
-    }
+    by_strategy = {s: {m: _spread(runs, m) for m in names} for s, runs in results.items()}
     paired: dict[str, Any] = {}
     if len(results) >= 2 and len(seeds) >= 2:
         ref = reference or next(iter(results))
@@ -112,14 +100,24 @@ def build_compare_report(
     return report
 
 
+def _spread(runs: list[dict[str, float]], metric: str) -> dict[str, Any]:
+    """Each seed's ``metric``, their mean and sample std: None where a run lacks it (the std: one seed)."""
+    values = [r.get(metric) for r in runs]
+    complete = bool(runs) and all(metric in r for r in runs)
+    return {
+        "values": values,
+        "mean": float(np.mean(values)) if complete else None,
+        "std": float(np.std(values, ddof=1)) if complete and len(runs) > 1 else None,
+    }
+
+
 def _percent(metric: str) -> float:
     return 100.0 if is_percent(metric) else 1.0
 
 
 def _compare_metrics_figure(data: dict[str, Any]) -> bytes:
     names, strategies = data["metric_names"], list(data["by_strategy"])
-    rows = 2 if len(names) > 4 else 1
-    fig, axes = new_figure(len(names), width=2.9, height=2.7, rows=rows)
+    fig, axes = new_figure(len(names), width=2.9, height=2.7, rows=2 if len(names) > 4 else 1)
     x = np.arange(len(strategies))
     for ax, m in zip(axes, names, strict=True):
         scale = _percent(m)
@@ -153,8 +151,7 @@ def _compare_metrics_figure(data: dict[str, Any]) -> bytes:
 def _compare_paired_figure(data: dict[str, Any]) -> bytes:
     paired, names, seeds = data["paired"], data["metric_names"], data["seeds"]
     others = list(paired["others"])
-    rows = 2 if len(names) > 4 else 1
-    fig, axes = new_figure(len(names), width=2.9, height=2.7, rows=rows)
+    fig, axes = new_figure(len(names), width=2.9, height=2.7, rows=2 if len(names) > 4 else 1)
     for ax, m in zip(axes, names, strict=True):
         scale = _percent(m)
         ax.axhline(0, color="0.35", linewidth=1, linestyle="--")
