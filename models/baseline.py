@@ -17,6 +17,7 @@ import numpy as np
 from models.config import resolve_hyperparameters
 from models.dataset import Dataset
 from models.metrics import sentiment_metrics
+from models.modalities import MODALITIES
 
 PENALTIES = np.logspace(-2, 5, 29)
 
@@ -71,7 +72,7 @@ def feature_blocks(ds: Dataset, overrides: dict[str, Any] | None = None) -> dict
     text_pooling, text_normalize, text_max_length)."""
     hp = resolve_hyperparameters(overrides)
     blocks: dict[str, np.ndarray] = {}
-    for m in ("text", "audio", "vision"):
+    for m in MODALITIES:
         feats = ds.features.get(m)
         if feats is not None:
             values = feats.values

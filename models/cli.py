@@ -89,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     finally:
         bars.close()
-    print(json.dumps({k: v for k, v in result.metrics.items()}, indent=2))
+    print(json.dumps(result.metrics, indent=2))
     print(modality_summary(result.config, result.metrics))
     preset = result.config.get("preset")
     print(

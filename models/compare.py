@@ -11,6 +11,7 @@ from typing import Any
 from models.dataset_loader import load_dataset
 from models.label_report import write_compare_report
 from models.metrics import PRIMARY_METRICS
+from models.modalities import MODALITIES
 from models.pipeline import train
 from models.report import mean_std_table, n_seeds, paired_table
 from models.version import code_version
@@ -191,7 +192,7 @@ def _label_table(quality: dict[str, list[dict]]) -> str:
         if not runs:
             continue
         cells = []
-        for m in ("text", "audio", "vision"):
+        for m in MODALITIES:
             vals = [r[m]["corr"] for r in runs if m in r]
             cells.append(f"{sum(vals) / len(vals):.3f}" if vals else "n/a")
         lines.append(f"| {strategy} | " + " | ".join(cells) + " |")

@@ -12,11 +12,8 @@ from models.dataset_writer import write_dataset
 DIMS = {"text": 32, "audio": 16, "vision": 24}
 NUISANCE_DIMS = 4  # pure-noise feature dims appended to every modality
 NOISE = {"text": 0.4, "audio": 0.8, "vision": 0.5}  # feature noise sd per modality
-LABEL_NOISE = {
-    "text": 0.1,
-    "audio": 0.25,
-    "vision": 0.15,
-}  # sd of y_m around the shared sentiment (units of rho)
+# sd of y_m around the shared sentiment (units of rho)
+LABEL_NOISE = {"text": 0.1, "audio": 0.25, "vision": 0.15}
 WEIGHTS = {"text": 0.5, "audio": 0.3, "vision": 0.2}  # y = sum_m w_m y_m + noise
 
 

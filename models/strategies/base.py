@@ -33,9 +33,7 @@ class StrategyContext:
     build_net: Callable[[bool], MultimodalNet]  # argument: with the projection modules (stage 1) or not
     meta_threads: int = 1  # modalities meta-learned side by side in MUG's stage 2 (same result for any value)
     diagnostics: dict[str, Any] = field(default_factory=dict)  # config.json's strategy_diagnostics
-    timings: dict[str, float] = field(
-        default_factory=dict
-    )  # a strategy's own stages (MUG: pretrain_s, meta_s)
+    timings: dict[str, float] = field(default_factory=dict)  # its own stages' (MUG: pretrain_s, meta_s)
 
     @cached_property
     def y(self) -> Tensor:
