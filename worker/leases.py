@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from api_schemas.jobs import JobState
 from worker.job_records import LUA_FINAL, PREFIX, QUEUED, RUNNING, JobRecords
 
 if TYPE_CHECKING:
@@ -63,10 +62,9 @@ def lease_is_held(job: dict[str, Any], now: float) -> bool:
     if not job.get("lease_token") or (job.get("lease_until") or 0.0) <= now:
         return False
     host, _, rest = job["lease_token"].partition(":")
-    pid = int(rest.split(":", 1)[0]) if rest.split(":", 1)[0].isdigit() else 0
-    if host == socket.gethostname() and (pid == os.getpid() or not pid_alive(pid)):
-        return False
-    return True
+    pid_text = rest.partition(":")[0]
+    pid = int(pid_text) if pid_text.isdigit() else 0
+    return not (host == socket.gethostname() and (pid == os.getpid() or not pid_alive(pid)))
 
 
 # Renew the lease of its holder: lease_until = Redis's now + ARGV[2]. 0 when the lease is no longer this
@@ -107,15 +105,11 @@ class Heartbeat:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def renew(self) -> bool:
-        """The lease renewed for ``lease_s``; False when it is no longer this attempt's."""
-        return bool(self._renew(keys=[self.jobs.key(self.job_id)], args=[self.token, self.lease_s]))
-
     def _run(self) -> None:
         down = False
         while not self._stop.wait(self.every_s):
             try:
-                held = self.renew()
+                held = self._renew(keys=[self.jobs.key(self.job_id)], args=[self.token, self.lease_s])
             except RedisError as exc:
                 if not down:
                     log.warning("job %s: lease not renewed, Redis unreachable (%s)", self.job_id, exc)
@@ -161,11 +155,10 @@ return state
 
 def reap_expired(
     jobs: JobStore, lease_s: float, max_attempts: int, send: Callable[[str], Callable[[], object]]
-) -> dict[str, str]:
+) -> None:
     """End or re-queue every running job whose lease expired; ``send(job_id)`` gives the function that
-    sends a re-queued job's new message. Returns {job id: state now}."""
+    sends a re-queued job's new message."""
     reap = jobs.r.register_script(REAP)
-    out = {}
     now = jobs.redis_now()
     for job in jobs.active():
         if job["state"] != RUNNING or (job.get("lease_until") or 0.0) > now:
@@ -178,7 +171,5 @@ def reap_expired(
         if not state:
             continue
         log.warning("job %s: lease expired (worker lost); now %s", job["id"], state)
-        if state == QUEUED and not jobs.enqueue(job["id"], send(job["id"])):
-            state = JobState.failed.value
-        out[job["id"]] = state
-    return out
+        if state == QUEUED:
+            jobs.enqueue(job["id"], send(job["id"]))  # a send that fails fails the job
