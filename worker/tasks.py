@@ -87,9 +87,10 @@ def _dataset(job: dict[str, Any], store: ArtifactStore, settings: Settings) -> A
     )
 
 
-def progress_writer(jobs: JobStore, job_id: str, token: str | None = None) -> Callable[[ProgressEvent], None]:
-    """``progress`` for training: each event into the record. Best effort: while Redis is unreachable
-    training goes on and the events are skipped (the next one after Redis is back carries the state)."""
+def progress_writer(jobs: JobStore, job_id: str, token: str) -> Callable[[ProgressEvent], None]:
+    """``progress`` for training: each event into the record while ``token`` holds the lease. Best effort:
+    while Redis is unreachable training goes on and the events are skipped (the next one after Redis is back
+    carries the state)."""
     status: dict[str, Any] = {"first_at": None, "first_recorded": False, "down": False}
 
     def on_progress(event: ProgressEvent) -> None:
@@ -121,12 +122,12 @@ def progress_writer(jobs: JobStore, job_id: str, token: str | None = None) -> Ca
     return on_progress
 
 
-def stop_check(jobs: JobStore, job_id: str, lost: Callable[[], bool] | None = None) -> Callable[[], bool]:
+def stop_check(jobs: JobStore, job_id: str, lost: Callable[[], bool]) -> Callable[[], bool]:
     """``should_stop`` for training: a cancel request in the record (not while Redis cannot be asked),
     or ``lost()``: the worker's lease was taken from it."""
 
     def should_stop() -> bool:
-        if lost is not None and lost():
+        if lost():
             return True
         try:
             return jobs.cancel_requested(job_id)
@@ -137,7 +138,7 @@ def stop_check(jobs: JobStore, job_id: str, lost: Callable[[], bool] | None = No
 
 
 def _published_run(
-    job: dict[str, Any], jobs: JobStore, store: ArtifactStore, settings: Settings, beat: Heartbeat | None
+    job: dict[str, Any], jobs: JobStore, store: ArtifactStore, settings: Settings, beat: Heartbeat
 ) -> dict:
     """The metrics of runs/<job id>, trained and published (card.json included) unless it is there already:
     published by an earlier delivery that died before recording it, or by a concurrent one."""
@@ -146,7 +147,6 @@ def _published_run(
         return card["metrics"]
     overrides = _overrides(job, settings)
     dataset = _dataset(job, store, settings)
-    token = beat.token if beat is not None else None
     try:
         run = train(
             dataset,
@@ -156,8 +156,8 @@ def _published_run(
             hyperparameters=overrides,
             preset=job.get("preset"),
             device=settings.device,
-            progress=progress_writer(jobs, job["id"], token),
-            should_stop=stop_check(jobs, job["id"], (lambda: beat.lost) if beat is not None else None),
+            progress=progress_writer(jobs, job["id"], beat.token),
+            should_stop=stop_check(jobs, job["id"], lambda: beat.lost),
             meta_threads=settings.worker_meta_threads or None,
             extra_files=lambda run: {"card.json": model_card(job, dataset.sha256, run)},
         )
