@@ -51,7 +51,7 @@ from worker.job_records import (
     flat_fields,
     until_redis_answers,
 )
-from worker.leases import lease_is_held, new_token
+from worker.leases import lease_is_held
 
 log = logging.getLogger(__name__)
 FAILED, CANCELLED = JobState.failed.value, JobState.cancelled.value
@@ -94,7 +94,9 @@ class JobStore(JobRecords):
     # writes: every change of state goes through ``transition`` -----------------------------------------
     # Set fields only while the job is in one of the allowed states (ARGV[1] = comma-separated states) and,
     # unless ARGV[2] is ANY_TOKEN, while its lease token is ARGV[2]. A final state leaves the active sets.
-    TRANSITION = LUA_FINAL + """
+    TRANSITION = (
+        LUA_FINAL
+        + """
     local st = redis.call('HGET', KEYS[1], 'state')
     if not st then return nil end
     if ARGV[2] ~= '*' and (redis.call('HGET', KEYS[1], 'lease_token') or '') ~= ARGV[2] then
@@ -111,6 +113,7 @@ class JobStore(JobRecords):
     end
     return false
     """
+    )
 
     def transition(
         self, job_id: str, allowed: tuple[str, ...], *, expect_token: str = ANY_TOKEN, **fields: Any
@@ -243,9 +246,7 @@ class JobStore(JobRecords):
         return True
 
     # start (and retry) -------------------------------------------------------------------------------
-    def start(
-        self, job: dict[str, Any], max_attempts: int, token: str | None = None, lease_s: float | None = None
-    ) -> bool:
+    def start(self, job: dict[str, Any], max_attempts: int, token: str, lease_s: float) -> bool:
         """Move the job to running for this delivery, holding its lease under ``token``; False when it must
         not run (cancelled, out of attempts, or held by a live delivery, which this one must leave alone).
 
@@ -287,8 +288,8 @@ class JobStore(JobRecords):
                 stage=None,
                 epoch=None,
                 progress=0.0,
-                lease_token=token or new_token(),
-                lease_until=self.redis_now() + lease_s if lease_s else None,
+                lease_token=token,
+                lease_until=self.redis_now() + lease_s,
             )
         )
 
@@ -313,7 +314,9 @@ class JobStore(JobRecords):
     # lost): then cancelled at once too. A record without a lease (written before leases existed) counts as
     # held for ARGV[4] seconds after its last update. Returns the state after the request, or false when
     # already final.
-    CANCEL = LUA_FINAL + """
+    CANCEL = (
+        LUA_FINAL
+        + """
     local st = redis.call('HGET', KEYS[1], 'state')
     local fields = {'cancel_requested', '1', 'updated_at', ARGV[1]}
     if st == 'running' then
@@ -331,6 +334,7 @@ class JobStore(JobRecords):
     leave_active(ARGV[2], ARGV[3], KEYS[1])
     return 'cancelled'
     """
+    )
 
     def request_cancel(self, job_id: str, lease_s: float = 30.0) -> str | None:
         """Queued, or running without a live lease: cancelled at once. Running: flagged, the worker stops
@@ -344,16 +348,15 @@ class JobStore(JobRecords):
         return self.r.hget(self.key(job_id), "cancel_requested") == "1"
 
     # finish ------------------------------------------------------------------------------------------
-    def finish(self, job_id: str, patience_s: float, token: str | None = None, **fields: Any) -> None:
+    def finish(self, job_id: str, patience_s: float, token: str, **fields: Any) -> None:
         """The running job's end (``state`` succeeded, failed or cancelled, and its fields), written once
         Redis answers, for at most ``patience_s`` seconds (a published run is also found on redelivery).
-        With ``token``, only while that lease is still the job's: a worker whose job was taken from it (the
-        lease expired and it was re-queued or cancelled) writes nothing."""
-        guard = {"expect_token": token} if token is not None else {}
+        Only while ``token``'s lease is still the job's: a worker whose job was taken from it (the lease
+        expired and it was re-queued or cancelled) writes nothing."""
         until_redis_answers(
             f"job {job_id}: recording {fields['state']}",
             lambda: self.transition(
-                job_id, (RUNNING,), finished_at=time.time(), lease_until=None, **guard, **fields
+                job_id, (RUNNING,), expect_token=token, finished_at=time.time(), lease_until=None, **fields
             ),
             patience_s,
         )
