@@ -159,22 +159,21 @@ class JobRecords:
         """Jobs of one API key, or of all (``owner`` None)."""
         return self.r.zcard(self._index(owner))
 
-    def list(self, offset: int = 0, limit: int = 100, owner: str | None = None) -> list[dict[str, Any]]:
-        """Newest first; one API key's jobs, or all (``owner`` None)."""
-        ids = self.r.zrevrange(self._index(owner), offset, offset + limit - 1)
+    def _records(self, ids: list[str] | set[str]) -> list[dict[str, Any]]:
+        """The records of these jobs, in one round trip; ids without a record are left out."""
         pipe = self.r.pipeline(transaction=False)
         for job_id in ids:
             pipe.hgetall(self.key(job_id))
         return [decode_record(raw) for raw in pipe.execute() if raw]
 
+    def list(self, offset: int = 0, limit: int = 100, owner: str | None = None) -> list[dict[str, Any]]:
+        """Newest first; one API key's jobs, or all (``owner`` None)."""
+        return self._records(self.r.zrevrange(self._index(owner), offset, offset + limit - 1))
+
     def active(self, owner: str | None = None) -> list[dict[str, Any]]:
         """The queued and running jobs of one API key, or of all."""
         name = f"{PREFIX}owner:{owner}:active" if owner is not None else f"{PREFIX}active"
-        pipe = self.r.pipeline(transaction=False)
-        for job_id in self.r.smembers(name):
-            pipe.hgetall(self.key(job_id))
-        jobs = [decode_record(raw) for raw in pipe.execute() if raw]
-        return [j for j in jobs if j["state"] in (QUEUED, RUNNING)]
+        return [j for j in self._records(self.r.smembers(name)) if j["state"] in (QUEUED, RUNNING)]
 
     def redis_now(self) -> float:
         seconds, micros = self.r.time()
