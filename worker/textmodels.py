@@ -38,14 +38,11 @@ def resolve(value: str, model_dir: Path) -> str | None:
     return str(path)
 
 
-def available(model_dir: Path) -> list[str]:
+def _offer(model_dir: Path) -> str:
+    """`` (installed: a, b)``: the models under ``model_dir``, for a refusal's message."""
     try:
         entries = list(model_dir.iterdir())
     except OSError:
-        return []
-    return sorted(p.name for p in entries if NAME.match(p.name) and (p / "config.json").is_file())
-
-
-def _offer(model_dir: Path) -> str:
-    names = available(model_dir)
+        return ""
+    names = sorted(p.name for p in entries if NAME.match(p.name) and (p / "config.json").is_file())
     return f" (installed: {', '.join(names)})" if names else ""
