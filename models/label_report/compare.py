@@ -101,7 +101,7 @@ def build_compare_report(
 
 
 def _spread(runs: list[dict[str, float]], metric: str) -> dict[str, Any]:
-    """Each seed's ``metric``, their mean and sample std: None where a run lacks it (the std: one seed)."""
+    """Each seed's ``metric``, their mean and sample std (None where a run lacks it; no std of one seed)."""
     values = [r.get(metric) for r in runs]
     complete = bool(runs) and all(metric in r for r in runs)
     return {

@@ -1,5 +1,4 @@
-"""The report's content: the ``LabelReport`` dataclass (its data, figures and title); ``html()`` hands it to
-the run page (page.py) or the comparison page (compare.py)."""
+"""The report's content, ``LabelReport``, shared by the run report and the comparison report."""
 
 from __future__ import annotations
 

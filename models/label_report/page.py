@@ -240,7 +240,7 @@ def run_html(report: LabelReport) -> str:
                 ["modality", "r (learned)", "r (copies of y)", "MAE", "same sign"], sub_rows, {1, 2, 3, 4}
             )
         )
-    elif run["dataset"]["sub_labels"]:
+    elif ds["sub_labels"]:
         body.append(
             html_note("The dataset has sub-labels, but this run learned no labels to compare with them.")
         )

@@ -249,10 +249,9 @@ def build_report(
     left_out = [m for m in MODALITIES if m not in modalities]
     if left_out:
         notes.append(f"Left out of this run: {', '.join(left_out)} (its label columns are blank).")
-    transcripts: dict[str, str] | None = None
-    transcript_note = "No table: the run has no learned labels."
-    if learned:
-        transcripts, transcript_note = _transcripts(dataset, dataset_dir)
+    transcripts, transcript_note = (
+        _transcripts(dataset, dataset_dir) if learned else (None, "No table: the run has no learned labels.")
+    )
     diagnostics = config.get("strategy_diagnostics") or {}
     meta = diagnostics.get("meta") or {}
     mucn = {m: {k: v for k, v in meta[m].items() if k != "final"} for m in modalities if m in meta}
