@@ -73,11 +73,6 @@ async def _drain(request: Request, limit: int) -> None:
         return
 
 
-def insufficient_storage(exc: OSError, root: Path) -> ApiError | None:
-    problem = storage_problem(exc, root)
-    return ApiError(507, problem, field="storage", code="insufficient_storage") if problem else None
-
-
 @router.post(
     "",
     status_code=201,
@@ -113,11 +108,11 @@ async def _receive(
         )
         return await run_in_threadpool(ingest, svc.store, caller.owner, staging, upload, svc.settings)
     except OSError as exc:
-        full = insufficient_storage(exc, svc.store.root)
-        if full is None:
+        problem = storage_problem(exc, svc.store.root)
+        if problem is None:
             raise
         await _drain(request, svc.settings.max_upload_bytes)
-        raise full from None
+        raise ApiError(507, problem, field="storage", code="insufficient_storage") from None
     finally:
         if staging is not None:
             svc.store.discard(staging)  # a no-op once published; never raises
