@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from models.config import HyperparameterError, parse_override
+from models.config import PRESETS, SEED_LIMIT, HyperparameterError, parse_override
 
 DEFAULT_SEEDS = "1111,1112,1113,1114,1115"
 
@@ -51,8 +51,6 @@ def _thread_count(value: int | None, flag: str, env: str) -> int | None:
 
 def _seed(text: str) -> int:
     """argparse type of --seed (and each of --seeds): 0 <= seed < 2**32, the rule of the API's job body."""
-    from models.config import SEED_LIMIT
-
     try:
         seed = int(text)
     except ValueError:
@@ -223,7 +221,6 @@ def cmd_import_mmsa(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from models.config import PRESETS
     from models.strategies import STRATEGIES
 
     p = argparse.ArgumentParser(prog="unilabel", description=__doc__)

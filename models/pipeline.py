@@ -127,9 +127,7 @@ def train(
     try:
         gen = seed_everything(seed)
         encoder = _load_text_encoder(hp, text_source)
-        text_model = None
-        if encoder is not None:
-            text_model = str(hp.text_model or encoder.model_path)
+        text_model = None if encoder is None else str(hp.text_model or encoder.model_path)
         dims = {"text": hp.text_dim, "audio": hp.audio_dim, "vision": hp.vision_dim}
         specs = modality_specs(
             dataset, text_source, dims, encoder.hidden_size if encoder else None, hp.modalities

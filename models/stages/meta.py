@@ -123,12 +123,12 @@ class MetaLearner:
         """d L_post / d theta: second order through the inner step, or first order (FOMAML) as an ablation."""
         if self.second_order:
             leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-            grads = torch.autograd.grad(self.post_loss(leaves, uni, multi), list(leaves.values()))
-            return dict(zip(leaves, grads, strict=True))
-        adapted, _ = self.inner_step(params, uni)
-        leaves = {k: v.detach().requires_grad_(True) for k, v in adapted.items()}
-        grads = torch.autograd.grad(self.task_loss(leaves, multi), list(leaves.values()))
-        return dict(zip(leaves, grads, strict=True))
+            loss = self.post_loss(leaves, uni, multi)
+        else:
+            adapted, _ = self.inner_step(params, uni)
+            leaves = {k: v.detach().requires_grad_(True) for k, v in adapted.items()}
+            loss = self.task_loss(leaves, multi)
+        return dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values())), strict=True))
 
     def step(
         self, params: Params, opt: torch.optim.Optimizer, uni: Task, multi: Task | None
