@@ -29,8 +29,8 @@ def summarize(dataset: Dataset, dataset_id: str, upload: Upload) -> dict[str, An
         {
             "id": dataset_id,
             "created_at": time.time(),
-            "size_bytes": upload.size_bytes,
-            "source": upload.source,
+            "size_bytes": sum(upload.sizes.values()),
+            "source": upload.archive_kind or "files",
             "files": {
                 role: {"name": path.name, "sha256": upload.sha256[role], "bytes": upload.sizes[role]}
                 for role, path in upload.files.items()

@@ -39,14 +39,6 @@ class Upload:
     archive_kind: str | None = None
     content_sha256: str | None = None  # sha256 of utterances.csv then features.npz, when sent in that order
 
-    @property
-    def source(self) -> str:
-        return self.archive_kind or "files"
-
-    @property
-    def size_bytes(self) -> int:
-        return sum(self.sizes.values())
-
 
 def _role(name: str, filename: str | None) -> str | None:
     if name in ("utterances", "features", "archive"):
