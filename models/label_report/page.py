@@ -283,8 +283,7 @@ def run_html(report: LabelReport) -> str:
     return html_page(report.title, subtitle, nav, body)
 
 
-def _short(text: str | None, limit: int = 300) -> str:
-    text = text or ""
+def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
