@@ -127,10 +127,7 @@ class TrainedModel:
                 enc = self._text_encoder()
                 if s.kind == "transformer":
                     tok = enc.tokenize(list(transcripts))
-                    tensors["text_input_ids"], tensors["text_attention_mask"] = (
-                        tok["input_ids"],
-                        tok["attention_mask"],
-                    )
+                    tensors.update(text_input_ids=tok["input_ids"], text_attention_mask=tok["attention_mask"])
                 else:
                     tensors[m] = torch.from_numpy(enc.encode(list(transcripts)))
                 continue
