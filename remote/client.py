@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -82,17 +83,13 @@ class LabelClient:
         if len(items) == 1 and items[0].is_dir():
             items = [items[0] / "utterances.csv", items[0] / "features.npz"]
         roles = {"utterances.csv": "utterances", "features.npz": "features"}
-        handles = [open(p, "rb") for p in items]  # noqa: SIM115 - closed below
-        try:
+        with ExitStack() as opened:
             files = [
-                (roles.get(p.name, "archive"), (p.name, fh)) for p, fh in zip(items, handles, strict=True)
+                (roles.get(p.name, "archive"), (p.name, opened.enter_context(open(p, "rb")))) for p in items
             ]
             files.sort(key=lambda f: ("utterances", "features", "archive").index(f[0]))
             response = self._call("POST", "/v1/datasets", files=files, timeout=None)
             return response.json(), response.status_code == 201
-        finally:
-            for fh in handles:
-                fh.close()
 
     def datasets(self) -> dict[str, Any]:
         return self._call("GET", "/v1/datasets").json()
