@@ -138,15 +138,12 @@ class ArtifactStore:
             return
         shutil.rmtree(trash, ignore_errors=True)
 
-    def sweep_staging(
-        self, idle_s: float = 24 * 3600, run_is_live: Callable[[str, int], bool] | None = None
-    ) -> int:
+    def sweep_staging(self, idle_s: float, run_is_live: Callable[[str, int], bool]) -> int:
         """Remove what processes that died mid-write left behind; returns how many entries went.
 
         tmp/: an entry none of whose files changed for ``idle_s`` (an upload or extraction that died; one in
         progress keeps writing), and trash left by an interrupted discard. runs/.<job>.partial-<pid>: a run
-        being written unless ``run_is_live(job id, pid)`` (its job runs in that process; without the
-        predicate: when idle for ``idle_s``)."""
+        being written unless ``run_is_live(job id, pid)`` (its job runs in that process)."""
         removed = 0
         now = time.time()
         for entry in _entries(self.tmp):
@@ -157,11 +154,7 @@ class ArtifactStore:
             match = PARTIAL.match(entry.name)
             if match is None or now - _newest_mtime(entry) < TRASH_GRACE_S:
                 continue
-            if run_is_live is not None:
-                live = run_is_live(match[1], int(match[2]))
-            else:
-                live = now - _newest_mtime(entry) < idle_s
-            if not live:
+            if not run_is_live(match[1], int(match[2])):
                 removed += _remove(entry)
         return removed
 

@@ -67,5 +67,5 @@ def test_sweep_removes_only_old_staging(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path)
     old, new = store.staging_dir("old-"), store.staging_dir("new-")
     os.utime(old, (0, 0))
-    assert store.sweep_staging(idle_s=3600) == 1
+    assert store.sweep_staging(idle_s=3600, run_is_live=lambda job_id, pid: True) == 1
     assert not old.exists() and new.exists()
