@@ -8,6 +8,7 @@ every key's resources).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -56,7 +57,7 @@ def _stop(proc: subprocess.Popen | None, signals: tuple[tuple[int, float], ...])
     """Signal the process group we started, escalating through ``(signal, seconds to wait)``, then SIGKILL."""
     if proc is None or proc.poll() is not None:
         return
-    try:
+    with contextlib.suppress(ProcessLookupError):
         for sig, wait in signals:
             os.killpg(proc.pid, sig)
             try:
@@ -66,8 +67,6 @@ def _stop(proc: subprocess.Popen | None, signals: tuple[tuple[int, float], ...])
                 continue
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
-    except ProcessLookupError:
-        pass
 
 
 @dataclass
@@ -134,11 +133,9 @@ class LocalStack:
             if proc.poll() is not None:
                 tail = log.read_text()[-3000:] if log.exists() else ""
                 raise RuntimeError(f"{what} exited with {proc.returncode}\n{tail}")
-            try:
+            with contextlib.suppress(Exception):  # not up yet
                 if check():
                     return
-            except Exception:  # not up yet
-                pass
             time.sleep(0.1)
         raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
 

@@ -12,6 +12,7 @@ Nothing here may stop the API: errors are logged and the next round tries again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -58,7 +59,5 @@ async def run(svc: Services, stop: asyncio.Event) -> None:
                     log.warning("older jobs not adopted yet: %s", exc)
             await anyio.to_thread.run_sync(housekeeping, svc)
             next_round = time.monotonic() + svc.settings.maintenance_interval_s
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), SYNC_EVERY_S)
-        except TimeoutError:
-            pass

@@ -18,6 +18,7 @@ dataset or run appears in one rename (``models.report.publish_dir``).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
@@ -87,10 +88,8 @@ class ArtifactStore:
         self.datasets = self.root / "datasets"
         self.runs = self.root / "runs"
         self.tmp = self.root / "tmp"
-        try:
+        with contextlib.suppress(OSError):  # a read-only or missing volume: every use says so (probe)
             self.ensure()
-        except OSError:  # a volume that is read-only or gone now: every use says so (probe), none crashes
-            pass
 
     def ensure(self) -> None:
         for d in (self.datasets, self.runs, self.tmp):
