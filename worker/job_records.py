@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, Self, TypeVar
 
@@ -179,16 +180,17 @@ class JobRecords:
         seconds, micros = self.r.time()
         return seconds + micros / 1e6
 
-    def counts_by_state(self) -> dict[str, int]:
-        counts = {s.value: 0 for s in JobState}
+    def _every_job(self, *fields: str) -> list[tuple[str, list[str | None]]]:
+        """(id, values of ``fields``) of every job, in one round trip."""
         ids = self.r.zrange(f"{PREFIX}jobs", 0, -1)
         pipe = self.r.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hget(self.key(job_id), "state")
-        for state in pipe.execute():
-            if state in counts:
-                counts[state] += 1
-        return counts
+            pipe.hmget(self.key(job_id), *fields)
+        return list(zip(ids, pipe.execute(), strict=True))
+
+    def counts_by_state(self) -> dict[str, int]:
+        seen = Counter(state for _, (state,) in self._every_job("state"))
+        return {s.value: seen[s.value] for s in JobState}
 
     def runs_in(self, job_id: str, pid: int) -> bool:
         """Whether job ``job_id`` is running in process ``pid`` now (the writer of runs/.<id>.partial-<pid>);
@@ -199,16 +201,10 @@ class JobRecords:
             return True
         return rec[0] == RUNNING and rec[1] == str(pid)
 
-    def adopt_untracked(self) -> int:
+    def adopt_untracked(self) -> None:
         """Put queued and running jobs recorded before the active sets existed into them (once, at start)."""
-        ids = self.r.zrange(f"{PREFIX}jobs", 0, -1)
-        pipe = self.r.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hmget(self.key(job_id), "state", "owner")
-        added = 0
-        for job_id, (state, owner) in zip(ids, pipe.execute(), strict=True):
+        for job_id, (state, owner) in self._every_job("state", "owner"):
             if state in (QUEUED, RUNNING):
-                added += self.r.sadd(f"{PREFIX}active", job_id)
+                self.r.sadd(f"{PREFIX}active", job_id)
                 if owner:
                     self.r.sadd(f"{PREFIX}owner:{owner}:active", job_id)
-        return added
