@@ -68,6 +68,11 @@ def unavailable_redis() -> ApiError:
     return ApiError(503, "Redis unreachable; retry shortly", field="redis", headers={"Retry-After": "2"})
 
 
+def not_json(problem: str) -> ApiError:
+    """422 for a body that is not JSON (bad syntax, or bytes that are not UTF-8), alike on every route."""
+    return ApiError(422, f"not valid JSON: {problem[:200]}", field="body")
+
+
 def error_response(exc: ApiError) -> JSONResponse:
     body = ErrorResponse(
         error=ErrorInfo(code=exc.code, message=exc.message, field=exc.field, details=exc.details)
@@ -95,7 +100,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(validation_error(list(exc.errors())))
+        errors = list(exc.errors())
+        if errors and errors[0].get("type") == "json_invalid":  # FastAPI's loc is ("body", char offset)
+            return error_response(not_json(str(errors[0].get("ctx", {}).get("error", "JSON decode error"))))
+        return error_response(validation_error(errors))
 
     @app.exception_handler(ValidationError)
     async def _pydantic_validation(_: Request, exc: ValidationError) -> JSONResponse:
@@ -103,6 +111,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI's 400 for a JSON body that is not UTF-8
+            return error_response(
+                not_json(f"not UTF-8 text ({exc.__cause__.reason} at byte {exc.__cause__.start})")
+            )
         message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         return error_response(ApiError(exc.status_code, message, headers=getattr(exc, "headers", None)))
 

@@ -19,7 +19,7 @@ import numpy as np
 import pydantic_core
 
 from api_schemas.predict import MAX_ID, MAX_TRANSCRIPT
-from service.errors import ApiError
+from service.errors import ApiError, not_json
 
 UTTERANCE_FIELDS = frozenset({"id", "features", "transcript"})
 NUMERIC = "iuf"  # integers and floats; booleans, strings and objects are refused
@@ -65,7 +65,7 @@ def parse(body: bytes, spec: dict[str, dict], limits: Limits) -> Parsed:
     try:
         data = pydantic_core.from_json(body, allow_inf_nan=False)
     except ValueError as exc:
-        raise bad("body", f"not valid JSON: {str(exc)[:200]}") from None
+        raise not_json(str(exc)) from None
     if not isinstance(data, dict):
         raise bad("body", 'expected an object {"utterances": [...]}')
     for key in data:

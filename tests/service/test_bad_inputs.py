@@ -240,7 +240,9 @@ CASES: list[Case] = [
          lambda x: _arrays(x, audio=x["arrays"]["audio"][:, 0]), 422, "features.npz.audio"),
     # jobs
     Case("job", "not JSON", "{not json",
-         lambda x: x["c"].post("/v1/jobs", content=b"{not json", headers=JSON), 422, None),
+         lambda x: x["c"].post("/v1/jobs", content=b"{not json", headers=JSON), 422, "body"),
+    Case("job", "not UTF-8", "a byte 0xff in a string",
+         lambda x: x["c"].post("/v1/jobs", content=b'{"dataset_id": "\xff"}', headers=JSON), 422, "body"),
     Case("job", "unknown field", "extra: 1", lambda x: _job(x, {"extra": 1}), 422, "body.extra"),
     Case("job", "seed as a string", 'seed: "5"', lambda x: _job(x, {"seed": "5"}), 422, "body.seed"),
     Case("job", "seed out of range", "seed: -1", lambda x: _job(x, {"seed": -1}), 422, "body.seed"),
@@ -265,6 +267,8 @@ CASES: list[Case] = [
          _get("/v1/jobs/{model}/report", params={"format": "pdf"}), 422, "query.format"),
     # prediction
     Case("predict", "not JSON", "{not json", lambda x: _predict(x, raw=b"{not json"), 422, "body"),
+    Case("predict", "not UTF-8", "a byte 0xff in a string",
+         lambda x: _predict(x, raw=b'{"utterances": [{"id": "\xff"}]}'), 422, "body"),
     Case("predict", "no utterances", "utterances: []", lambda x: _predict(x, []), 422, "body.utterances"),
     Case("predict", "too many utterances", "4097 of them",
          lambda x: _predict(x, [{"features": {}}] * 4097), 422, "body.utterances"),
