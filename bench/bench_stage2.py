@@ -108,7 +108,7 @@ def naive_meta(unimodal, projected, projected_pred, y, hp, rho, gen) -> None:
 def micro(reps_dim: int = 256, repeats: int = 300) -> dict[str, float]:
     torch.manual_seed(0)
     mucn = MUCN(reps_dim, 64, 3.0)
-    learner = MetaLearner(3.0, "atanh", 5e-3, 1e-3)
+    learner = MetaLearner(3.0, "atanh", 5e-3)
     p = MetaLearner.init_params(mucn)
     uni = (torch.randn(32, reps_dim), torch.randn(32), torch.randn(32))
     multi = (torch.randn(352, reps_dim), torch.randn(352), torch.randn(352))

@@ -73,8 +73,8 @@ def test_second_order_meta_gradient_matches_torch_func_and_differs_from_first_or
     params = MetaLearner.init_params(mucn)
     uni, multi = _tasks()
     alpha = 0.5  # large enough that the second-order term is visible
-    second = MetaLearner(3.0, "atanh", alpha, 1e-3, second_order=True).meta_gradient(params, uni, multi)
-    first = MetaLearner(3.0, "atanh", alpha, 1e-3, second_order=False).meta_gradient(params, uni, multi)
+    second = MetaLearner(3.0, "atanh", alpha, second_order=True).meta_gradient(params, uni, multi)
+    first = MetaLearner(3.0, "atanh", alpha, second_order=False).meta_gradient(params, uni, multi)
 
     # reference: torch.func.grad of L_post(theta - alpha * grad L_uni(theta)) on the module itself
     def f(p, x, yb):
@@ -106,7 +106,7 @@ def _copy(params):
 def test_keep_branch_takes_adapted_parameters() -> None:
     """Eq. 22: when L_post < L_pre, theta becomes theta' (the inner step) exactly; no optimiser step."""
     torch.manual_seed(1)
-    learner = MetaLearner(3.0, "atanh", 0.05, 1e-3)
+    learner = MetaLearner(3.0, "atanh", 0.05)
     params = MetaLearner.init_params(MUCN(8, 16, 3.0))
     opt = make_meta_optimizer("adamw", params, 1e-3, 0.01)
     g = torch.Generator().manual_seed(3)
@@ -124,7 +124,7 @@ def test_keep_branch_takes_adapted_parameters() -> None:
 
 def _meta_update_case():
     torch.manual_seed(2)
-    learner = MetaLearner(3.0, "atanh", 0.5, 1e-2)
+    learner = MetaLearner(3.0, "atanh", 0.5)
     params = MetaLearner.init_params(MUCN(8, 16, 3.0))
     g = torch.Generator().manual_seed(4)
     x = torch.randn(16, 8, generator=g)

@@ -83,13 +83,10 @@ class MetaLearner:
     """The bi-level optimisation of one MUCN: MUCN as a pure function of a parameter dict, so the inner step
     is a differentiable expression of the original parameters."""
 
-    def __init__(
-        self, rho: float, residual: str, alpha: float, alpha_meta: float, second_order: bool = True
-    ) -> None:
+    def __init__(self, rho: float, residual: str, alpha: float, second_order: bool = True) -> None:
         self.rho = rho
         self.residual = residual
-        self.alpha = alpha
-        self.alpha_meta = alpha_meta
+        self.alpha = alpha  # the inner step; the meta-update's alpha' is the meta-optimiser's learning rate
         self.second_order = second_order
 
     @staticmethod
@@ -254,7 +251,7 @@ def meta_learn_labels(
     n, dim = unimodal.shape
     std = hp.noise_std(rho)
     draws = MetaDraws(n, hp, std, gen)
-    learner = MetaLearner(rho, hp.mucn_residual, hp.meta_lr, hp.meta_test_lr, hp.second_order)
+    learner = MetaLearner(rho, hp.mucn_residual, hp.meta_lr, hp.second_order)
     mucn = built_with_seed(draws.init_seed(), lambda: MUCN(dim, hp.mucn_hidden, rho, hp.mucn_residual))
     params = learner.init_params(mucn)
     opt = make_meta_optimizer(hp.meta_optimizer, params, hp.meta_test_lr, hp.weight_decay)
