@@ -79,7 +79,7 @@ def schema(contract_app):
 
 @pytest.fixture(scope="module")
 def restore_state(contract_app) -> Callable[[], None]:
-    """Puts the service back as contract_app left it (its Redis keys and its artifact folder). A stateful
+    """Puts the service back as it was when first asked for (Redis keys, artifact folder). A stateful
     case draws its requests from the answers to the ones before it, and hypothesis refuses a case whose
     draws change when it is replayed ("FlakyStrategyDefinition"): without a reset, a dataset that an earlier
     case deleted or a job it queued changed them."""
@@ -87,7 +87,8 @@ def restore_state(contract_app) -> Callable[[], None]:
 
     settings = contract_app.state.services.settings
     r = redis.Redis.from_url(settings.redis_url)
-    saved = {key: (max(r.pttl(key), 0), r.dump(key)) for key in r.scan_iter()}
+    dumps = {key: (max(r.pttl(key), 0), r.dump(key)) for key in r.scan_iter()}
+    saved = {key: kept for key, kept in dumps.items() if kept[1] is not None}  # not expired since the scan
     root = Path(settings.artifact_dir)
     snapshot = root.with_name(f"{root.name}-snapshot")
     shutil.copytree(root, snapshot)
