@@ -9,13 +9,13 @@ WORKDIR /app
 # CPU torch first, from the CPU index, so nothing below pulls a CUDA build.
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY models ./models
 COPY api_schemas ./api_schemas
 COPY service ./service
 COPY worker ./worker
 COPY remote ./remote
-RUN pip install . \
+RUN pip install -c constraints.txt . \
     && useradd --system --uid 10001 --home /app unilabel \
     && mkdir -p /artifacts && chown unilabel /artifacts
 

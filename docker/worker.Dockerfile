@@ -18,13 +18,13 @@ COPY --from=ghcr.io/astral-sh/uv:0.9 /uv /usr/local/bin/uv
 RUN uv venv /opt/venv --python 3.11 \
     && uv pip install torch==2.13.0
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY models ./models
 COPY api_schemas ./api_schemas
 COPY service ./service
 COPY worker ./worker
 COPY remote ./remote
-RUN uv pip install . \
+RUN uv pip install -c constraints.txt . \
     && useradd --system --uid 10001 --home /app unilabel \
     && mkdir -p /artifacts && chown unilabel /artifacts
 
