@@ -1,7 +1,5 @@
 """`unilabel` command line: train, evaluate, compare, table, report, baseline, hyperparameters, predict,
-synth, import-mmsa.
-
-The service client is a separate command, `unilabel-remote` (remote/client.py): models/ has no HTTP.
+synth, import-mmsa. The label service has its own client command, `unilabel-remote`.
 """
 
 from __future__ import annotations
