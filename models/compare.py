@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from models.config import resolve_hyperparameters
 from models.dataset_loader import load_dataset
 from models.label_report import write_compare_report
 from models.metrics import PRIMARY_METRICS
@@ -43,9 +44,11 @@ def compare(
 
     _check_unique("strategies", strategies)
     _check_unique("seeds", seeds)
-    for name in strategies:
-        get_strategy(name)  # unknown names fail before any training
+    strats = [get_strategy(name) for name in strategies]  # unknown names fail before any training
     ds = load_dataset(data, rho=rho)
+    hp = resolve_hyperparameters(hyperparameters, rho=ds.rho, preset=preset)
+    for strat in strats:  # and so does a strategy the dataset cannot serve (mtcl without sub-labels)
+        strat.check(ds, hp.modalities)
     out = Path(out_dir)
     results: dict[str, list[dict[str, float]]] = {s: [] for s in strategies}
     label_quality: dict[str, list[dict]] = {s: [] for s in strategies}

@@ -122,6 +122,7 @@ def train(
     if train_rows_np.size == 0 or valid_rows_np.size == 0:
         raise ValueError("dataset: training needs labeled train and valid rows")
     text_source = resolve_text_source(dataset, hp.text_source)
+    strat.check(dataset, hp.modalities)
     out = Path(out_dir)
     staging = staging_dir(out, overwrite)
     try:

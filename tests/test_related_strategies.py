@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ import pytest
 import torch
 from torch.func import grad
 
+from models import pipeline
+from models.compare import compare
 from models.config import HyperparameterError, resolve_hyperparameters
 from models.dataset_loader import load_dataset
 from models.nets import MUCN, mucn_forward
@@ -289,6 +292,34 @@ def test_mtcl_needs_sub_labels_and_names_them(small_synth: Path, tmp_path: Path,
     with pytest.raises(ValueError, match=r"no label_A, label_V columns"):
         train(partial, tmp_path / "b", strategy="mtcl", hyperparameters=tiny_hp, device="cpu")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_mtcl_without_sub_labels_fails_before_any_input_is_built(
+    small_synth: Path, tmp_path: Path, tiny_hp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check comes before the transcripts are encoded (40 s on MOSI) or any stage runs."""
+    ds = dataclasses.replace(load_dataset(small_synth), sub_labels={})
+
+    def build_inputs(*args, **kwargs):
+        raise AssertionError("inputs built before the strategy's check")
+
+    monkeypatch.setattr(pipeline, "build_inputs", build_inputs)
+    events = []
+    with pytest.raises(ValueError, match=r"strategy mtcl: "):
+        train(ds, tmp_path / "a", strategy="mtcl", hyperparameters=tiny_hp, progress=events.append)
+    assert events == []
+
+
+def test_compare_refuses_mtcl_on_a_dataset_without_sub_labels_before_training(
+    small_synth: Path, tmp_path: Path, tiny_hp
+) -> None:
+    data = tmp_path / "no-sub-labels"
+    shutil.copytree(small_synth, data)
+    csv = pd.read_csv(data / "utterances.csv")
+    csv.drop(columns=["label_T", "label_A", "label_V"]).to_csv(data / "utterances.csv", index=False)
+    with pytest.raises(ValueError, match=r"strategy mtcl: .*label_T, label_A, label_V"):
+        compare(data, ["copy", "mtcl"], [1], tmp_path / "cmp", hyperparameters=tiny_hp, progress=False)
+    assert not (tmp_path / "cmp" / "copy").exists()
 
 
 def test_related_hyperparameters_are_validated() -> None:

@@ -76,6 +76,11 @@ class Strategy(ABC):
         """Epochs per stage before stage 3 (for progress reporting)."""
         return {}
 
+    def check(self, dataset: Dataset, modalities: list[str]) -> None:
+        """Raise ValueError when ``dataset`` cannot serve this strategy for ``modalities``; train() asks
+        before it encodes or trains anything, so a run that cannot succeed fails at once."""
+        return None  # most strategies train on any valid dataset
+
     @abstractmethod
     def label_source(self, ctx: StrategyContext):  # -> LabelSource
         """Run whatever the strategy needs before stage 3 and return stage 3's label source."""

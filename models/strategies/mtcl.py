@@ -1,7 +1,8 @@
 """`mtcl`: MTCL's correlation-aware training (Zhang et al., tiggers23/MTCL) picks each unimodal target.
 
 MTCL needs human unimodal sub-labels (utterances.csv columns label_T, label_A, label_V); without them this
-strategy raises ValueError naming the missing columns. Our synthetic datasets (models.synth) carry them.
+strategy's check raises ValueError naming the missing columns before anything is trained. Our synthetic
+datasets (models.synth) carry them.
 
 Reproduced (MTCL, tiggers23/MTCL), as a pre-stage on the raw features: MTCL's dual-branch
 model - per modality a "fuse" encoder f (it feeds the fusion) and a "uni" encoder c, each with its own
@@ -37,7 +38,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from models.dataset import SUB_LABEL_COLUMNS
+from models.dataset import SUB_LABEL_COLUMNS, Dataset
 from models.stages.common import batches, make_optimizer, train_epoch
 from models.stages.multitask import predict_rows
 from models.strategies.base import FixedLabels, Strategy, StrategyContext
@@ -71,9 +72,9 @@ def subset_weights(n: int, beneficial: Tensor) -> Tensor:
     return w
 
 
-def required_sub_labels(ctx: StrategyContext, modalities: list[str]) -> dict[str, Tensor]:
+def required_sub_labels(dataset: Dataset, modalities: list[str]) -> dict[str, Tensor]:
     """The human sub-labels of every modality (NaN where blank); ValueError naming what is missing."""
-    subs = ctx.dataset.sub_labels
+    subs = dataset.sub_labels
     missing = [SUB_LABEL_COLUMNS[m] for m in modalities if m not in subs]
     if missing:
         raise ValueError(
@@ -81,7 +82,8 @@ def required_sub_labels(ctx: StrategyContext, modalities: list[str]) -> dict[str
             f"column{'s' if len(missing) > 1 else ''} (MTCL trains on label_T, label_A, label_V)"
         )
     out = {m: torch.from_numpy(np.asarray(subs[m], dtype=np.float32)) for m in modalities}
-    empty = [SUB_LABEL_COLUMNS[m] for m in modalities if not torch.isfinite(out[m][ctx.train_rows]).any()]
+    train_rows = torch.from_numpy(dataset.labeled("train"))
+    empty = [SUB_LABEL_COLUMNS[m] for m in modalities if not torch.isfinite(out[m][train_rows]).any()]
     if empty:
         raise ValueError(
             f"strategy mtcl: needs human unimodal sub-labels; {', '.join(empty)} "
@@ -116,11 +118,14 @@ class MTCLStrategy(Strategy):
     description = "MTCL: human sub-labels on the beneficial share, multimodal label on the harmful one"
     sections = ("Shared", "Multitask", "Text", "MTCL")
 
+    def check(self, dataset: Dataset, modalities: list[str]) -> None:
+        required_sub_labels(dataset, modalities)
+
     def label_source(self, ctx: StrategyContext) -> FixedLabels:
         hp = ctx.hp
         rate = hp.mtcl_eliminate_rate
         modalities = list(ctx.inputs.kinds)
-        sub = required_sub_labels(ctx, modalities)
+        sub = required_sub_labels(ctx.dataset, modalities)
         fuse = ctx.build_net(False).to(ctx.device)  # f encoders, fusion, P^M and the fuse heads
         uni = ctx.build_net(False).to(ctx.device)  # only its encoders (c) and heads (uni heads) are used
         model = nn.ModuleDict({"fuse": fuse, "uni_encoders": uni.encoders, "uni_heads": uni.heads})
