@@ -202,6 +202,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         n_test=args.n_test,
         seed=args.seed,
         sequence=args.sequence,
+        overwrite=args.overwrite,
     )
     print(
         f"synthetic dataset written to {path} (true unimodal labels in label_T, label_A, label_V; "
@@ -213,7 +214,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_import_mmsa(args: argparse.Namespace) -> int:
     from models.mmsa_import import import_mmsa_pkl
 
-    path = import_mmsa_pkl(args.pkl, args.out)
+    path = import_mmsa_pkl(args.pkl, args.out, overwrite=args.overwrite)
     print(f"dataset written to {path}")
     return 0
 
@@ -332,11 +333,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-test", type=int, default=150)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--sequence", action="store_true", help="padded sequences instead of vectors")
+    s.add_argument("--overwrite", action="store_true", help="replace a dataset already in OUT")
     s.set_defaults(func=cmd_synth)
 
     im = sub.add_parser("import-mmsa", help="convert a TRUSTED local MMSA .pkl into the dataset format")
     im.add_argument("pkl")
     im.add_argument("out")
+    im.add_argument("--overwrite", action="store_true", help="replace a dataset already in OUT")
     im.set_defaults(func=cmd_import_mmsa)
     return p
 

@@ -29,6 +29,18 @@ def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
                 np.lib.format.write_array(f, np.ascontiguousarray(a), allow_pickle=False)
 
 
+def check_target(out_dir: str | Path, overwrite: bool = False) -> Path:
+    """``out_dir`` as a Path; FileExistsError when it already holds a dataset and ``overwrite`` is False, so
+    a dataset is never replaced by accident."""
+    out = Path(out_dir)
+    held = [name for name in (CSV_FILE, NPZ_FILE) if (out / name).exists()]
+    if held and not overwrite:
+        raise FileExistsError(
+            f"{out}: already holds a dataset ({', '.join(held)}); choose another folder or pass --overwrite"
+        )
+    return out
+
+
 def write_dataset(
     out_dir: str | Path,
     *,
@@ -39,9 +51,11 @@ def write_dataset(
     transcripts: Sequence[str] | None = None,
     sub_labels: Mapping[str, np.ndarray] | None = None,
     extra_columns: Mapping[str, Sequence[Any]] | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write utterances.csv + features.npz from plain arrays (NaN label = blank cell); returns out_dir."""
-    out = Path(out_dir)
+    """Write utterances.csv + features.npz from plain arrays (NaN label = blank cell); returns out_dir.
+    A folder that already holds a dataset is refused unless ``overwrite`` (check_target)."""
+    out = check_target(out_dir, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     cols: dict[str, list[Any]] = {
         "id": [str(i) for i in ids],

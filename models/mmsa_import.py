@@ -16,7 +16,7 @@ import numpy as np
 
 from models.dataset import DatasetError, ModalityFeatures, Problem
 from models.dataset_loader import load_dataset
-from models.dataset_writer import write_dataset
+from models.dataset_writer import check_target, write_dataset
 from models.modalities import LETTER, MODALITIES
 
 DEFAULT_KEYS: dict[str, str | None] = {m: m for m in MODALITIES}
@@ -63,6 +63,7 @@ def import_mmsa_pkl(
     out_dir: str | Path,
     *,
     modalities_keys: Mapping[str, str | None] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Convert a TRUSTED local MMSA pickle to utterances.csv + features.npz in `out_dir`; returns out_dir.
 
@@ -73,11 +74,13 @@ def import_mmsa_pkl(
     Sequences keep their lengths ('audio_lengths', 'vision_lengths'; text from the 'text_bert' attention
     mask, else full length). Non-finite feature values (MMSA audio holds -inf) are set to 0.
     The result is validated with load_dataset(for_training=False). A missing file, or one that is no
-    pickle or not MMSA's dict of splits, raises DatasetError naming the file.
+    pickle or not MMSA's dict of splits, raises DatasetError naming the file. A folder that already holds a
+    dataset is refused, before the pickle is read, unless ``overwrite``.
 
     WARNING: uses pickle.load; local CLI use on files the user trusts only, never on uploads.
     """
     keys = {**DEFAULT_KEYS, **(modalities_keys or {})}
+    check_target(out_dir, overwrite)
     name = Path(pkl_path).name
     data = _read_pickle(pkl_path)
     parts = [(_SPLITS[s], data[s]) for s in _SPLITS if isinstance(data, dict) and s in data]
@@ -119,6 +122,7 @@ def import_mmsa_pkl(
         features=features,
         transcripts=None if any(t is None for t in texts) else [t for ts in texts for t in ts],
         sub_labels={m: np.concatenate(v) for m, v in subs.items() if not np.isnan(np.concatenate(v)).all()},
+        overwrite=overwrite,
     )
     load_dataset(out, for_training=False)
     return out

@@ -45,6 +45,7 @@ def make_synthetic(
     rho: float = 3.0,
     conflict_frac: float = 0.4,
     seq_len: int = 20,
+    overwrite: bool = False,
 ) -> Path:
     """Write a dataset (utterances.csv + features.npz) whose true unimodal labels are known.
 
@@ -59,7 +60,8 @@ def make_synthetic(
     padded sequences [N, seq_len, d] (signal + per-step noise, random lengths 5..seq_len, zero padding).
     The true y_T, y_A, y_V are written as label_T, label_A, label_V (methods must not train on them) and
     the column vision_conflict (1 on conflicting rows). No transcripts; test labels are present.
-    Deterministic for a seed (byte-identical files). Returns out_dir.
+    Deterministic for a seed (byte-identical files). Returns out_dir. A folder that already holds a dataset is
+    refused unless ``overwrite``.
     """
     for name, value, least in (("n_train", n_train, 1), ("n_valid", n_valid, 1), ("n_test", n_test, 0)):
         if value < least:
@@ -86,4 +88,5 @@ def make_synthetic(
         features=features,
         sub_labels=rounded,
         extra_columns={"vision_conflict": conflict.astype(int).tolist()},
+        overwrite=overwrite,
     )

@@ -77,3 +77,24 @@ def test_one_seed_is_singular() -> None:
     assert "### valid split, 2 seeds\n" in render_tables(summary)
     with pytest.raises(ValueError, match="'copy' has 1 seed and 'none' 2; cannot pair"):
         paired_table({"copy": [{"mae": 0.7}], "none": [{"mae": 0.7}, {"mae": 0.8}]}, ["mae"], "copy")
+
+
+def test_synth_and_import_never_replace_a_dataset_by_accident(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "data"
+    assert main(["synth", str(out), "--n-train", "20", "--n-valid", "5", "--n-test", "0"]) == 0
+    first = (out / "utterances.csv").read_bytes()
+    capsys.readouterr()
+    assert main(["synth", str(out), "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: already holds a dataset (utterances.csv, features.npz)" in err and "--overwrite" in err
+    assert (out / "utterances.csv").read_bytes() == first
+    # import-mmsa refuses before it reads the pickle (this file is not one)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a pickle\n")
+    assert main(["import-mmsa", str(notes), str(out)]) == 2
+    assert "already holds a dataset" in capsys.readouterr().err
+    assert main(["synth", str(out), "--seed", "1", "--overwrite"]) == 0
+    assert (out / "utterances.csv").read_bytes() != first
+
