@@ -37,6 +37,13 @@ def read_labels(path: str | Path) -> pd.DataFrame:
 def evaluate_run(run_dir: str | Path, labels_csv: str | Path, rho: float | None = None) -> dict[str, Any]:
     """Metrics of RUN/predictions.csv on the ids of ``labels_csv`` (every id must have a prediction)."""
     run = Path(run_dir)
+    if not (run / "predictions.csv").is_file():
+        raise ValueError(f"run: {run} has no predictions.csv; is it a finished unilabel run?")
+    if not Path(labels_csv).is_file():
+        raise ValueError(f"labels: {labels_csv}: no such file")
+    model_json = run / "model.json"
+    if rho is None and not model_json.is_file():
+        raise ValueError(f"run: {run} has no model.json to read rho from; pass --rho")
     preds = pd.read_csv(run / "predictions.csv", dtype={"id": str}, keep_default_na=False)
     labels = read_labels(labels_csv)
     merged = labels.merge(preds[["id", "pred"]], on="id", how="left")
@@ -47,8 +54,7 @@ def evaluate_run(run_dir: str | Path, labels_csv: str | Path, rho: float | None 
             f"{Path(labels_csv).name}: {int(missing.sum())} id(s) have no prediction in the run ({ids})"
         )
     if rho is None:
-        model_json = run / "model.json"
-        rho = json.loads(model_json.read_text())["rho"] if model_json.exists() else 3.0
+        rho = json.loads(model_json.read_text())["rho"]
     result = sentiment_metrics(
         merged["pred"].astype(float).to_numpy(), merged["label"].to_numpy(), float(rho)
     )

@@ -49,7 +49,7 @@ def staging_dir(out: Path, overwrite: bool) -> Path:
     """A fresh folder beside ``out`` to write the run into; FileExistsError if ``out`` holds files and
     ``overwrite`` is false."""
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"out: {out} already holds files; choose another directory or overwrite")
+        raise FileExistsError(f"out: {out} already holds files; choose another directory or pass --overwrite")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)

@@ -98,3 +98,14 @@ def test_synth_and_import_never_replace_a_dataset_by_accident(
     assert main(["synth", str(out), "--seed", "1", "--overwrite"]) == 0
     assert (out / "utterances.csv").read_bytes() != first
 
+def test_evaluate_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\na,0.5\n")
+    assert main(["evaluate", str(tmp_path), "--labels", str(labels)]) == 2
+    assert f"run: {tmp_path} has no predictions.csv" in capsys.readouterr().err
+    (tmp_path / "predictions.csv").write_text("id,split,pred\na,test,0.4\n")
+    assert main(["evaluate", str(tmp_path), "--labels", str(tmp_path / "nope.csv")]) == 2
+    assert f"labels: {tmp_path / 'nope.csv'}: no such file" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path), "--labels", str(labels)]) == 2  # rho: no silent default
+    assert "has no model.json to read rho from; pass --rho" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path), "--labels", str(labels), "--rho", "3"]) == 0
