@@ -1,5 +1,5 @@
-"""Issue 13's rough edges on the library side: import-mmsa on a wrong file, the dataset path as given, and
-"1 seed" in the result tables."""
+"""Rough edges a new user meets on the library side: import-mmsa on a wrong file, the dataset path as given,
+"1 seed" in the result tables, a dataset folder written over, and evaluate on a folder that is no run."""
 
 from __future__ import annotations
 
