@@ -80,9 +80,17 @@ class LabelClient:
     def upload_with_status(self, *paths: str | Path) -> tuple[dict[str, Any], bool]:
         """As ``upload``, and whether the dataset is new (201) rather than already uploaded (200)."""
         items = [Path(p) for p in paths]
-        if len(items) == 1 and items[0].is_dir():
-            items = [items[0] / "utterances.csv", items[0] / "features.npz"]
         roles = {"utterances.csv": "utterances", "features.npz": "features"}
+        if len(items) == 1 and items[0].is_dir():
+            missing = [name for name in roles if not (items[0] / name).is_file()]
+            if missing:
+                raise ValueError(f"{items[0]}: not a dataset folder (no {' or '.join(missing)} in it)")
+            items = [items[0] / name for name in roles]
+        for p in items:  # named here, before anything is sent
+            if not p.is_file():
+                raise ValueError(
+                    f"{p}: no such file (upload a dataset folder, an archive, or utterances.csv features.npz)"
+                )
         with ExitStack() as opened:
             files = [
                 (roles.get(p.name, "archive"), (p.name, opened.enter_context(open(p, "rb")))) for p in items
@@ -426,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    except (httpx.HTTPError, OSError, TimeoutError, RuntimeError) as exc:
+    except (httpx.HTTPError, OSError, TimeoutError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,8 +1,10 @@
-"""The service client's command line without a service: bad or unreachable URLs are named, no traceback."""
+"""The service client's command line without a service: bad or unreachable URLs and upload paths that hold no
+dataset are named, no traceback."""
 
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -21,3 +23,18 @@ def test_unreachable_or_malformed_url_is_named(url: str, capsys) -> None:
     err = capsys.readouterr().err
     assert f"error: --url {url}: cannot reach the service (" in err and "UNILABEL_URL" in err
     assert "Traceback" not in err
+
+
+def test_upload_names_a_path_that_holds_no_dataset_before_calling(tmp_path: Path, capsys) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"  # nothing listens: each case fails before any request
+    (tmp_path / "utterances.csv").write_text("id,split,label\n")
+    pair = [str(tmp_path / "utterances.csv"), str(tmp_path / "features.npz")]
+    cases = [
+        ([str(tmp_path / "nope")], f"{tmp_path / 'nope'}: no such file (upload a dataset folder, an archive"),
+        ([str(tmp_path)], f"{tmp_path}: not a dataset folder (no features.npz in it)"),
+        (pair, f"{tmp_path / 'features.npz'}: no such file"),
+    ]
+    for args, message in cases:
+        assert main(["--url", url, "upload", *args]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {message}") and "Traceback" not in err
