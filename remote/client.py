@@ -1,7 +1,7 @@
 """A small client of the label service, and its CLI (``unilabel-remote ...`` / ``python -m remote.client``).
 
     upload PATH...            a dataset folder, an archive, or utterances.csv + features.npz (--json)
-    submit DATASET_ID         start a job (--strategy, --seed, --hp name=value, --idempotency-key)
+    submit DATASET_ID         start a job (--strategy, --seed, --set name=value, --idempotency-key)
     wait JOB_ID               follow a job with a progress bar until it finishes
     status JOB_ID | cancel JOB_ID | jobs | datasets | models | model MODEL_ID
     labels JOB_ID             download the learned unimodal labels (--format csv|json, -o FILE)
@@ -248,7 +248,7 @@ def _parse_hp(items: Iterable[str]) -> dict[str, Any]:
     for item in items:
         name, sep, raw = item.partition("=")
         if not sep:
-            raise SystemExit(f"--hp expects name=value, got {item!r}")
+            raise SystemExit(f"--set expects NAME=VALUE, got {item!r}")
         try:
             out[name.strip()] = json.loads(raw)
         except json.JSONDecodeError:
@@ -329,7 +329,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("dataset_id" if name == "submit" else "path")
         p.add_argument("--strategy", default="mug")
         p.add_argument("--seed", type=int, default=1111)
-        p.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help="hyperparameter")
+        p.add_argument(
+            "--set",
+            "--hp",
+            dest="hp",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="a hyperparameter, as `unilabel train --set` (`unilabel hyperparameters` lists them)",
+        )
         p.add_argument("--preset", help="a column of the MUG paper's Table 2: mosi, mosei or sims")
         if name == "submit":
             p.add_argument("--idempotency-key")

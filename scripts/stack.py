@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--strategy", default="mug")
     parser.add_argument("--seed", type=int, default=1111)
-    parser.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--set", "--hp", dest="hp", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument(
         "--quick", action="store_true", help=f"{QUICK_SCHEDULE} instead of the paper's schedule (Table 2)"
     )

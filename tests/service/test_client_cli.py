@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from remote.client import main
+from remote.client import build_parser, main
 
 
 def _closed_port() -> int:
@@ -38,3 +38,12 @@ def test_upload_names_a_path_that_holds_no_dataset_before_calling(tmp_path: Path
         assert main(["--url", url, "upload", *args]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: {message}") and "Traceback" not in err
+
+
+def test_hyperparameters_are_set_as_in_unilabel_train() -> None:
+    """`--set` as `unilabel train` spells it; `--hp`, the client's earlier name, still works."""
+    for name in ("submit", "run"):
+        args = build_parser().parse_args([name, "X", "--set", "beta=1", "--hp", "modalities=text,audio"])
+        assert args.hp == ["beta=1", "modalities=text,audio"]
+    with pytest.raises(SystemExit, match="--set expects NAME=VALUE, got 'beta'"):
+        main(["submit", "X", "--set", "beta"])
