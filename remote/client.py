@@ -260,6 +260,20 @@ def _print(obj: Any) -> None:
     print(obj if isinstance(obj, str) else json.dumps(obj, indent=2))
 
 
+def read_utterances(path: str | Path) -> list[Any]:
+    """The utterances of a predict --input file: a JSON list, or an object with an "utterances" list."""
+    try:
+        loaded = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"--input {path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"--input {path}: not JSON ({err})") from None
+    utterances = loaded.get("utterances") if isinstance(loaded, dict) else loaded
+    if not isinstance(utterances, list):
+        raise ValueError(f'--input {path}: expected a JSON list of utterances or {{"utterances": [...]}}')
+    return utterances
+
+
 def upload_line(summary: dict[str, Any], created: bool) -> str:
     """``dataset ID: 130 utterances (train 80, valid 30, test 20); new`` (or ``already uploaded``)."""
     order = {"train": 0, "valid": 1, "test": 2}
@@ -424,8 +438,7 @@ def main(argv: list[str] | None = None) -> int:
                     spec = c.model(args.model_id)["input_spec"]
                     utterances = utterances_from_dataset(args.dataset, args.split, args.n, spec)
                 elif args.input:
-                    loaded = json.loads(Path(args.input).read_text())
-                    utterances = loaded["utterances"] if isinstance(loaded, dict) else loaded
+                    utterances = read_utterances(args.input)
                 else:
                     raise SystemExit("predict needs --input FILE.json or --dataset PATH")
                 _print(c.predict(args.model_id, utterances))

@@ -47,3 +47,17 @@ def test_hyperparameters_are_set_as_in_unilabel_train() -> None:
         assert args.hp == ["beta=1", "modalities=text,audio"]
     with pytest.raises(SystemExit, match="--set expects NAME=VALUE, got 'beta'"):
         main(["submit", "X", "--set", "beta"])
+
+
+def test_predict_input_file_is_named(tmp_path: Path, capsys) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"  # nothing listens: each case fails before any request
+    (tmp_path / "bad.json").write_text("{bad")
+    (tmp_path / "other.json").write_text('{"rows": []}')
+    for name, message in (
+        ("nope.json", "no such file"),
+        ("bad.json", "not JSON (Expecting property name"),
+        ("other.json", 'expected a JSON list of utterances or {"utterances": [...]}'),
+    ):
+        assert main(["--url", url, "predict", "0" * 32, "--input", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: --input {tmp_path / name}: {message}") and "Traceback" not in err
