@@ -104,17 +104,25 @@ def cmd_hyperparameters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _file_to_write(value: str | None) -> Path | None:
+    """--out as a file path, refused before any work when it names a folder."""
+    if value is not None and Path(value).is_dir():
+        raise ValueError(f"--out {value}: is a folder; give the path of a file to write")
+    return None if value is None else Path(value)
+
+
 def cmd_baseline(args: argparse.Namespace) -> int:
     from models.baseline import floor_table, linear_floor
     from models.dataset_loader import load_dataset
     from models.report import write_json
 
+    out = _file_to_write(args.out)
     ds = load_dataset(args.data, rho=args.rho)
     rows = linear_floor(ds, _overrides(args.set, None))
     print(floor_table(rows))
-    if args.out:
-        write_json(Path(args.out), {"dataset": ds.sha256, "rows": [r.to_json() for r in rows]})
-        print(f"floor written to {args.out}")
+    if out is not None:
+        write_json(out, {"dataset": ds.sha256, "rows": [r.to_json() for r in rows]})
+        print(f"floor written to {out}")
     return 0
 
 
@@ -183,10 +191,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from models.report import write_csv_atomic
     from models.trained_model import TrainedModel
 
+    out = _file_to_write(args.out) or Path(args.run) / "predictions-new.csv"
     model = TrainedModel.load(args.run, device=args.device)
     ds = load_dataset(args.data, rho=model.info["rho"], for_training=False)
     frame = model.predict_dataset(ds)
-    out = Path(args.out) if args.out else Path(args.run) / "predictions-new.csv"
     write_csv_atomic(out, frame)
     print(f"{len(frame)} predictions written to {out}")
     return 0
@@ -358,14 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         # (docs/benchmarks.md). Raise it for the fine-tuned text encoder.
         torch.set_num_threads(_thread_count(args.threads, "--threads", "UNILABEL_THREADS") or 1)
         return args.func(args)
-    except (
-        DatasetError,
-        HyperparameterError,
-        InputError,
-        FileExistsError,
-        FileNotFoundError,
-        ValueError,
-    ) as err:
+    except (DatasetError, HyperparameterError, InputError, OSError, ValueError) as err:
         print(f"unilabel {args.command}: error:\n{err}", file=sys.stderr)
         return 2
     except Cancelled:

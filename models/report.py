@@ -210,6 +210,8 @@ def _atomic_write(
     """Write through a temp file in the target's directory, fsync, then ``os.replace`` onto ``path``;
     ``write`` is given a text file (UTF-8), or a binary one with ``binary``."""
     target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(f"{target}: is a folder; give the path of a file to write")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:

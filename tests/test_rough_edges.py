@@ -13,7 +13,7 @@ from models.compare import render_tables
 from models.dataset import DatasetError
 from models.dataset_loader import load_dataset
 from models.mmsa_import import import_mmsa_pkl
-from models.report import paired_table
+from models.report import paired_table, write_json
 
 
 @pytest.mark.parametrize(
@@ -109,3 +109,17 @@ def test_evaluate_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["evaluate", str(tmp_path), "--labels", str(labels)]) == 2  # rho: no silent default
     assert "has no model.json to read rho from; pass --rho" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path), "--labels", str(labels), "--rho", "3"]) == 0
+
+
+def test_out_naming_a_folder_is_refused_before_any_work(tmp_path: Path, capsys) -> None:
+    # the run and the dataset need not exist: --out is checked first
+    for argv in (["predict", "RUN", "DATA"], ["baseline", "DATA"]):
+        assert main([*argv, "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {tmp_path}: is a folder; give the path of a file to write" in err
+
+
+def test_atomic_writes_onto_a_folder_name_it(tmp_path: Path) -> None:
+    with pytest.raises(IsADirectoryError, match=f"{tmp_path}: is a folder"):
+        write_json(tmp_path, {"a": 1})
+    assert list(tmp_path.iterdir()) == []  # no temp file left behind
