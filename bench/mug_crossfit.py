@@ -1,0 +1,158 @@
+"""Experiment: does MUG beat copies when stage 2 sees out-of-fold stage-1 representations?
+
+On MOSI, MUG's labels stay close to ``y`` and stage 3 ends where plain copies do (docs/results.md). One
+explanation: stage 1 is fitted on the very training rows whose representations MUCN then reads, so ``y`` is
+in them. This script tests it: stage 1 is trained K times, each time on K-1 folds of the training rows, and
+each row's x_m, x_m' and yhat_m' come from the network that did not see it (cross-fitting); stage 2 and
+stage 3 are MUG's, unchanged. It is not part of the library: the paper reads in-sample representations.
+
+It trains in the MOSI configuration (`--preset mosi --set beta=1 --set modalities=text,audio`) and pairs its
+runs by seed with the runs of a `unilabel compare` folder trained in the same configuration:
+
+    unilabel compare ../shared/data/mosi --preset mosi --set beta=1 --set modalities=text,audio \\
+        --strategies mug,copy --seeds 1111,1112,1113,1114,1115 --out runs/mosi-main
+    python bench/mug_crossfit.py ../shared/data/mosi --seeds 1111,1112,1113,1114,1115 \\
+        --compare runs/mosi-main --out runs/mosi-crossfit
+
+A strategy is paired only when every seed has a run in one of the ``--compare`` folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from models import strategies
+from models.compare import render_tables
+from models.dataset_loader import load_dataset
+from models.pipeline import train
+from models.stages.meta import SavedModality, meta_learn_modalities
+from models.stages.pretrain import SavedRepresentations, collect_representations, pretrain
+from models.strategies.base import FixedLabels, StrategyContext
+from models.strategies.mug import MugStrategy
+
+NAME = "mug-crossfit"
+MOSI_CONFIGURATION = {"beta": 1, "modalities": "text,audio"}
+
+
+class OffsetReporter:
+    """Reports the k-th fold's stage-1 epochs after the earlier folds' ones."""
+
+    def __init__(self, reporter, offset: int) -> None:
+        self.reporter, self.offset = reporter, offset
+
+    def epoch(self, stage: str, epoch: int, losses: dict | None = None) -> None:
+        self.reporter.epoch(stage, self.offset + epoch, losses)
+
+
+def out_of_fold_representations(ctx: StrategyContext, folds: int) -> SavedRepresentations:
+    """x_m, x_m', yhat_m' of every training row, each from the stage-1 network trained without its fold."""
+    rows = ctx.train_rows
+    order = torch.randperm(len(rows), generator=ctx.gen)
+    parts = []
+    for k in range(folds):
+        held = order[k::folds]
+        fitted = torch.cat([order[j::folds] for j in range(folds) if j != k])
+        net = ctx.build_net(True).to(ctx.device)
+        reporter = OffsetReporter(ctx.reporter, k * ctx.hp.pretrain_epochs)
+        pretrain(net, ctx.inputs, ctx.y, rows[fitted], ctx.hp, ctx.gen, ctx.device, reporter)
+        parts.append((held, collect_representations(net, ctx.inputs, rows[held], ctx.device)))
+
+    def assemble(field: str) -> dict[str, torch.Tensor]:
+        out = {}
+        for m, first in getattr(parts[0][1], field).items():
+            full = first.new_empty((len(rows), *first.shape[1:]))
+            for held, saved in parts:
+                full[held] = getattr(saved, field)[m]
+            out[m] = full
+        return out
+
+    return SavedRepresentations(assemble("unimodal"), assemble("projected"), assemble("projected_pred"))
+
+
+def crossfit_strategy(folds: int) -> type[MugStrategy]:
+    class CrossFitMug(MugStrategy):
+        name = NAME
+        description = f"MUG with out-of-fold stage-1 representations ({folds} folds)"
+
+        def plan(self, hp):
+            return {"pretrain": hp.pretrain_epochs * folds, "meta": hp.meta_epochs * 3}
+
+        def label_source(self, ctx: StrategyContext) -> FixedLabels:
+            saved = out_of_fold_representations(ctx, folds)
+            modalities = {
+                m: SavedModality(saved.unimodal[m], saved.projected[m], saved.projected_pred[m])
+                for m in saved.unimodal
+            }
+
+            def on_epoch(m: str, epoch: int, stats: dict) -> None:
+                count = ctx.reporter.done["meta"] + 1
+                ctx.reporter.epoch("meta", count, {f"{k}[{m}]": v for k, v in stats.items()})
+
+            results = meta_learn_modalities(
+                modalities, ctx.y[ctx.train_rows], ctx.hp, ctx.rho, ctx.gen, ctx.meta_threads, on_epoch
+            )
+            ctx.diagnostics["meta"] = {m: r.diagnostics for m, r in results.items()}
+            labels = {m: ctx.on_all_rows(r.labels) for m, r in results.items()}
+            return FixedLabels(labels, ctx.train_rows)
+
+    return CrossFitMug
+
+
+def compared_run(folders: list[Path], strategy: str, seed: int) -> Path | None:
+    """metrics.json of STRATEGY/seedSEED in the first of ``folders`` that has it."""
+    for folder in folders:
+        path = folder / strategy / f"seed{seed}" / "metrics.json"
+        if path.is_file():
+            return path
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("data")
+    parser.add_argument("--seeds", required=True, help="comma-separated, as in the compare folder")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        action="append",
+        required=True,
+        help="a `unilabel compare` folder to pair with (repeat it for seeds compared in several folders)",
+    )
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--folds", type=int, default=5)
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    # the threads `unilabel` runs with (its default 1), so the runs pair with the compare folder's bit for bit
+    torch.set_num_threads(int(os.environ.get("UNILABEL_THREADS", "1")))
+    # an experiment, so it joins the strategies for this process only
+    strategies._REGISTRY[NAME] = crossfit_strategy(args.folds)
+    ds = load_dataset(args.data)
+    results: dict[str, list[dict]] = {NAME: []}
+    shifts = []
+    for seed in seeds:
+        run = args.out / f"seed{seed}"
+        if not (run / "metrics.json").is_file():
+            train(ds, run, strategy=NAME, seed=seed, preset="mosi", hyperparameters=MOSI_CONFIGURATION)
+        results[NAME].append(json.loads((run / "metrics.json").read_text())["valid"])
+        meta = json.loads((run / "config.json").read_text())["strategy_diagnostics"]["meta"]
+        shifts.append({m: d["label_shift_mae"] for m, d in meta.items()})
+    names = sorted({p.name for folder in args.compare for p in folder.iterdir() if p.is_dir()})
+    for name in names:
+        runs = [compared_run(args.compare, name, seed) for seed in seeds]
+        if all(runs):
+            results[name] = [json.loads(p.read_text())["valid"] for p in runs]
+    summary = {"results": results, "seeds": seeds, "split": "valid", "dataset": ds.root.name, "rho": ds.rho}
+    print(render_tables(summary, reference=NAME))
+    print(
+        f"\nmean |label - y| per modality ({NAME}):",
+        {m: round(sum(s[m] for s in shifts) / len(shifts), 3) for m in shifts[0]},
+    )
+
+
+if __name__ == "__main__":
+    main()
