@@ -30,9 +30,8 @@ from models import strategies
 from models.compare import render_tables
 from models.dataset_loader import load_dataset
 from models.pipeline import train
-from models.stages.meta import SavedModality, meta_learn_modalities
 from models.stages.pretrain import SavedRepresentations, collect_representations, pretrain
-from models.strategies.base import FixedLabels, StrategyContext
+from models.strategies.base import StrategyContext
 from models.strategies.mug import MugStrategy
 
 NAME = "mug-crossfit"
@@ -82,23 +81,8 @@ def crossfit_strategy(folds: int) -> type[MugStrategy]:
         def plan(self, hp):
             return {"pretrain": hp.pretrain_epochs * folds, "meta": hp.meta_epochs * 3}
 
-        def label_source(self, ctx: StrategyContext) -> FixedLabels:
-            saved = out_of_fold_representations(ctx, folds)
-            modalities = {
-                m: SavedModality(saved.unimodal[m], saved.projected[m], saved.projected_pred[m])
-                for m in saved.unimodal
-            }
-
-            def on_epoch(m: str, epoch: int, stats: dict) -> None:
-                count = ctx.reporter.done["meta"] + 1
-                ctx.reporter.epoch("meta", count, {f"{k}[{m}]": v for k, v in stats.items()})
-
-            results = meta_learn_modalities(
-                modalities, ctx.y[ctx.train_rows], ctx.hp, ctx.rho, ctx.gen, ctx.meta_threads, on_epoch
-            )
-            ctx.diagnostics["meta"] = {m: r.diagnostics for m, r in results.items()}
-            labels = {m: ctx.on_all_rows(r.labels) for m, r in results.items()}
-            return FixedLabels(labels, ctx.train_rows)
+        def representations(self, ctx: StrategyContext) -> SavedRepresentations:
+            return out_of_fold_representations(ctx, folds)
 
     return CrossFitMug
 

@@ -6,7 +6,7 @@ import time
 
 from models.config import Hyperparameters
 from models.stages.meta import SavedModality, meta_learn_modalities
-from models.stages.pretrain import collect_representations, pretrain
+from models.stages.pretrain import SavedRepresentations, collect_representations, pretrain
 from models.strategies.base import FixedLabels, Strategy, StrategyContext
 
 
@@ -18,12 +18,15 @@ class MugStrategy(Strategy):
     def plan(self, hp: Hyperparameters) -> dict[str, int]:
         return {"pretrain": hp.pretrain_epochs, "meta": hp.meta_epochs * 3}
 
-    def label_source(self, ctx: StrategyContext) -> FixedLabels:
-        t0 = time.perf_counter()
+    def representations(self, ctx: StrategyContext) -> SavedRepresentations:
+        """Stage 1: pre-train with the projection modules; x_m, x_m' and yhat_m' of the training rows."""
         net = ctx.build_net(True).to(ctx.device)
         pretrain(net, ctx.inputs, ctx.y, ctx.train_rows, ctx.hp, ctx.gen, ctx.device, ctx.reporter)
-        saved = collect_representations(net, ctx.inputs, ctx.train_rows, ctx.device)
-        del net
+        return collect_representations(net, ctx.inputs, ctx.train_rows, ctx.device)
+
+    def label_source(self, ctx: StrategyContext) -> FixedLabels:
+        t0 = time.perf_counter()
+        saved = self.representations(ctx)
         t1 = time.perf_counter()
         modalities = {
             m: SavedModality(saved.unimodal[m], saved.projected[m], saved.projected_pred[m])
