@@ -253,6 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
         sp.add_argument("--rho", type=float, default=None, help="label range (inferred when omitted)")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        # also after the command (`unilabel train DATA --threads 2`), where users type it
+        sp.add_argument(
+            "--threads",
+            type=int,
+            default=argparse.SUPPRESS,
+            metavar="N",
+            help="torch's CPU threads for stages 1 and 3, as `unilabel --threads N` "
+            "(default $UNILABEL_THREADS, else 1)",
+        )
         sp.add_argument(
             "--meta-threads",
             type=int,
