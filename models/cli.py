@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -21,15 +22,28 @@ def _overrides(pairs: list[str] | None, json_file: str | None) -> dict[str, Any]
     if json_file:
         try:
             loaded = json.loads(Path(json_file).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise HyperparameterError("*", f"cannot read {json_file}: {err}") from None
+        except OSError as err:
+            raise ValueError(f"--hyperparameters: cannot read {json_file}: {err.strerror or err}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"--hyperparameters: {json_file} is not JSON: {err}") from None
         if not isinstance(loaded, dict):
-            raise HyperparameterError("*", f"{json_file} must hold a JSON object")
+            raise ValueError(f"--hyperparameters: {json_file} must hold a JSON object of name: value")
         values.update(loaded)
     for pair in pairs or []:
         name, value = parse_override(pair)
         values[name] = value
     return values
+
+
+def _label_range(text: str) -> float:
+    """The --rho argument: a finite number > 0 (argparse names the flag in its error)."""
+    try:
+        rho = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(rho) and rho > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return rho
 
 
 def _thread_count(value: int | None, flag: str, env: str) -> int | None:
@@ -68,6 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models.dataset_loader import load_dataset
     from models.pipeline import train
 
+    overrides = _overrides(args.set, args.hyperparameters)  # a bad file is named before the dataset is read
     ds = load_dataset(args.data, rho=args.rho)
     bars = ProgressBars(not args.quiet)
     try:
@@ -76,7 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             args.out,
             strategy=args.strategy,
             seed=args.seed,
-            hyperparameters=_overrides(args.set, args.hyperparameters),
+            hyperparameters=overrides,
             device=args.device,
             progress=bars,
             overwrite=args.overwrite,
@@ -251,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a hyperparameter")
         sp.add_argument("--hyperparameters", metavar="FILE.json", help="overrides from a JSON object")
         sp.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
-        sp.add_argument("--rho", type=float, default=None, help="label range (inferred when omitted)")
+        sp.add_argument("--rho", type=_label_range, default=None, help="label range (inferred when omitted)")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
         # also after the command (`unilabel train DATA --threads 2`), where users type it
         sp.add_argument(
@@ -298,14 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--set", action="append", metavar="NAME=VALUE", help="text encoder settings (text_model, ...)"
     )
-    b.add_argument("--rho", type=float, default=None, help="label range (inferred when omitted)")
+    b.add_argument("--rho", type=_label_range, default=None, help="label range (inferred when omitted)")
     b.add_argument("--out", metavar="FILE.json", help="also write the rows as JSON")
     b.set_defaults(func=cmd_baseline)
 
     e = sub.add_parser("evaluate", help="score RUN/predictions.csv against an id,label CSV")
     e.add_argument("run")
     e.add_argument("--labels", required=True, help="CSV with columns id,label")
-    e.add_argument("--rho", type=float, default=None)
+    e.add_argument("--rho", type=_label_range, default=None)
     e.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("compare", help="train strategies x seeds, print a mean/std table")

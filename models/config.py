@@ -72,7 +72,9 @@ class SharedSettings(_Section):
     def _modalities(cls, value: Any) -> list[str]:
         """A list of names or one comma-separated string (the CLI's `--set modalities=text,audio`), returned
         in the canonical order text, audio, vision."""
-        names = value.split(",") if isinstance(value, str) else value
+        # `--set modalities=` or a trailing comma leaves empty parts: "name at least one" says more
+        # than "unknown ''"
+        names = [n for n in value.split(",") if n.strip()] if isinstance(value, str) else value
         if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
             raise ValueError(f"must be a list of modality names, got {value!r}")
         names = [n.strip() for n in names]

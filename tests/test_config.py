@@ -43,6 +43,7 @@ def test_unknown_preset_is_named() -> None:
     [
         ("text,audio", ["text", "audio"]),
         ("audio, text", ["text", "audio"]),  # canonical order
+        ("text,audio,", ["text", "audio"]),  # a trailing comma
         (["vision"], ["vision"]),
         (("text", "audio", "vision"), ["text", "audio", "vision"]),
     ],
@@ -57,6 +58,9 @@ def test_modalities_accept_a_list_or_a_comma_separated_string(given, expected) -
         ("text,smell", "unknown modality 'smell'"),
         (["text", "text"], "named twice"),
         ([], "at least one"),
+        ("", "at least one"),  # `--set modalities=`
+        (" , ", "at least one"),
+        ([""], "unknown modality ''"),
         (3, "must be a list"),
     ],
 )

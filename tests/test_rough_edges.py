@@ -123,3 +123,29 @@ def test_atomic_writes_onto_a_folder_name_it(tmp_path: Path) -> None:
     with pytest.raises(IsADirectoryError, match=f"{tmp_path}: is a folder"):
         write_json(tmp_path, {"a": 1})
     assert list(tmp_path.iterdir()) == []  # no temp file left behind
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "three"])
+def test_rho_flag_names_itself(value: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "anywhere", "--out", "anything", "--rho", value])
+    assert exit_.value.code == 2
+    assert "argument --rho: must be a" in capsys.readouterr().err
+
+
+def test_hyperparameters_file_errors_name_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = tmp_path / "no-dataset"
+    cases = {
+        tmp_path / "missing.json": "cannot read",
+        tmp_path / "bad.json": "is not JSON",
+        tmp_path / "list.json": "must hold a JSON object",
+        tmp_path / "binary.json": "is not JSON",
+    }
+    (tmp_path / "bad.json").write_text("{beta: 1}")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00garbage")
+    for path, message in cases.items():
+        assert main(["train", str(data), "--out", str(tmp_path / "run"), "--hyperparameters", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert "--hyperparameters: " in err and str(path) in err and message in err, err
+        assert "Errno" not in err and "Traceback" not in err
