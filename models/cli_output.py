@@ -3,18 +3,35 @@ its unimodal head predicts and whether MUG's MUCN learned."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 
 class ProgressBars:
-    """One tqdm bar per stage, advanced per epoch, with the latest losses."""
+    """One tqdm bar per stage, advanced per epoch, with the latest losses, on a terminal; elsewhere (a log
+    file, a pipe) a line per stage at every tenth of it, since a bar's carriage returns would make a log
+    one endless line."""
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, enabled: bool = True, stream: Any = None) -> None:
         self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.lines = not self.stream.isatty()
         self.bars: dict[str, Any] = {}
+        self.shown: tuple = ()
 
     def __call__(self, event: Any) -> None:
         if not self.enabled:
+            return
+        shown = {
+            k: v for k, v in {**event.losses, **event.metrics}.items() if "[" not in k or k.startswith("L_")
+        }
+        postfix = {k: f"{v:.3f}" for k, v in list(shown.items())[:4]}
+        if self.lines:
+            key = (event.stage, 10 * event.epoch // max(event.epochs, 1))
+            if key != self.shown:
+                self.shown = key
+                values = "".join(f" {k}={v}" for k, v in postfix.items())
+                print(f"{event.stage} {event.epoch}/{event.epochs}{values}", file=self.stream, flush=True)
             return
         from tqdm import tqdm
 
@@ -23,12 +40,11 @@ class ProgressBars:
             for other in self.bars.values():
                 other.close()
             unit = "batch" if event.stage == "encode" else "ep"
-            bar = self.bars[event.stage] = tqdm(total=event.epochs, desc=event.stage, unit=unit, leave=True)
+            bar = self.bars[event.stage] = tqdm(
+                total=event.epochs, desc=event.stage, unit=unit, leave=True, file=self.stream
+            )
         bar.update(event.epoch - bar.n)  # the event's count within its stage (a cached encoding: all at once)
-        shown = {
-            k: v for k, v in {**event.losses, **event.metrics}.items() if "[" not in k or k.startswith("L_")
-        }
-        bar.set_postfix({k: f"{v:.3f}" for k, v in list(shown.items())[:4]}, refresh=False)
+        bar.set_postfix(postfix, refresh=False)
 
     def close(self) -> None:
         for bar in self.bars.values():
