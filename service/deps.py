@@ -8,7 +8,9 @@ from typing import Annotated
 import redis.asyncio as aioredis
 from celery import Celery
 from fastapi import Depends, Query, Request
+from fastapi.dependencies.models import Dependant
 
+from service.errors import ApiError
 from service.guard import CALLER, KeyVerifier
 from service.keys import Caller
 from service.metrics import Metrics
@@ -49,3 +51,28 @@ Svc = Annotated[Services, Depends(services)]
 Who = Annotated[Caller, Depends(caller)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, le=10**9, description="Items to skip.")]
+
+
+def known_query_only(request: Request) -> None:
+    """A query parameter the route does not take is a 422 naming it, not ignored: `GET /v1/jobs?state=failed`
+    would otherwise list every job, and `labels?fmt=csv` answer JSON."""
+    route = request.scope["route"]
+    names = getattr(route, "query_names", None)  # worked out on the route's first request
+    if names is None:
+        names = frozenset(_query_names(route.dependant))
+        route.query_names = names
+    unknown = next((k for k in request.query_params if k not in names), None)
+    if unknown is not None:
+        raise unknown_query(unknown, names)
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def unknown_query(name: str, names: frozenset[str] = frozenset()) -> ApiError:
+    takes = f"it takes {', '.join(sorted(names))}" if names else "it takes none"
+    return ApiError(422, f"unknown query parameter; {takes}", field=f"query.{name}")

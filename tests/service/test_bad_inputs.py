@@ -297,6 +297,9 @@ CASES: list[Case] = [
          lambda x: _predict(x, [_utt(x, audio=[0.0] * 1_200_000)]), 413, "body"),
     Case("predict", "unknown model", "a 32-hex id",
          lambda x: _predict(x, [_utt(x)], model="0" * 32), 404, "model_id"),
+    Case("predict", "a query parameter", "predict?explain=1",
+         lambda x: x["c"].post(f"/v1/models/{x['model']}/predict", params={"explain": 1},
+                               json={"utterances": [_utt(x)]}), 422, "query.explain"),
     # ids, paths, methods
     Case("ids", "malformed id", "/v1/jobs/not-an-id", _get("/v1/jobs/not-an-id"), 404, "job_id"),
     Case("ids", "path traversal", "/v1/jobs/..%2f..", _get("/v1/jobs/..%2f.."), 404, None),
@@ -306,6 +309,10 @@ CASES: list[Case] = [
          _get("/v1/models/{model}/files/..%2Fcard.json"), 404, None),
     Case("ids", "page size out of range", "limit=0",
          _get("/v1/jobs", params={"limit": 0}), 422, "query.limit"),
+    Case("ids", "unknown query parameter", "GET /v1/jobs?state=failed",
+         _get("/v1/jobs", params={"state": "failed"}), 422, "query.state"),
+    Case("ids", "misspelt query parameter", "labels?fmt=csv",
+         _get("/v1/jobs/{model}/labels", params={"fmt": "csv"}), 422, "query.fmt"),
     Case("ids", "unknown route", "/nothing", _get("/nothing"), 404, None),
     Case("ids", "wrong method", "PUT /v1/jobs", lambda x: x["c"].put("/v1/jobs"), 405, None),
     # access
