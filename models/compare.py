@@ -4,6 +4,7 @@ and per-seed differences against a reference strategy (the first one unless name
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,8 @@ def compare(
 ) -> str:
     """Runs land in OUT/<strategy>/seed<seed>. A finished run there with the same dataset, strategy, seed,
     settings and code is reused (so an interrupted comparison resumes) and ``say`` is told which; one trained
-    otherwise is a FileExistsError naming what differs, unless ``overwrite``. Writes OUT/results.json,
+    otherwise is a FileExistsError naming what differs, unless ``overwrite``. With ``progress``: a bar over
+    the runs on a terminal, else a line a run to ``say`` with its scores. Writes OUT/results.json,
     OUT/table.md and the page OUT/report.html (models.label_report); returns the table."""
     from tqdm import tqdm
 
@@ -53,7 +55,9 @@ def compare(
     results: dict[str, list[dict[str, float]]] = {s: [] for s in strategies}
     label_quality: dict[str, list[dict]] = {s: [] for s in strategies}
     jobs = [(s, seed) for s in strategies for seed in seeds]
-    for strategy, seed in tqdm(jobs, desc="compare", unit="run", disable=not progress):
+    # a bar on a terminal; into a log file, a line a run (a bar's carriage returns make one endless line)
+    bar = progress and sys.stderr.isatty()
+    for k, (strategy, seed) in enumerate(tqdm(jobs, desc="compare", unit="run", disable=not bar), 1):
         run_dir = out / strategy / f"seed{seed}"
         metrics, differs = _earlier_run(run_dir, ds.sha256, strategy, seed, hyperparameters, preset)
         if metrics is not None and say is not None:
@@ -80,6 +84,10 @@ def compare(
         if split not in metrics:
             raise ValueError(f"split: {split!r} has no labels in this dataset")
         results[strategy].append(metrics[split])
+        if progress and not bar and say is not None:
+            got = metrics[split]
+            scores = f"{split} MAE {got['mae']:.4f} Corr {got['corr']:.4f}"
+            say(f"compare {k}/{len(jobs)}: {strategy} seed {seed}: {scores}")
         if "unimodal_labels_vs_sub_labels" in metrics:
             label_quality[strategy].append(metrics["unimodal_labels_vs_sub_labels"])
     summary = {

@@ -1,5 +1,5 @@
 """Progress on a terminal is a bar; in a log file or a pipe it is lines (a bar's carriage returns would make
-the log one endless line): `unilabel train`'s bars and `unilabel-remote`'s job bar."""
+the log one endless line): `unilabel train`'s bars, `unilabel compare`'s and `unilabel-remote`'s job bar."""
 
 from __future__ import annotations
 
@@ -80,3 +80,25 @@ def test_job_progress_on_a_terminal_is_a_bar() -> None:
     for job in _job_records():
         bar(job)
     assert "\r" in screen.getvalue() and "100%" in screen.getvalue()
+
+
+def test_compare_in_a_log_says_a_line_a_run(small_synth, tiny_hp, tmp_path) -> None:
+    from models.compare import compare
+
+    said: list[str] = []
+    compare(
+        small_synth,
+        ["copy", "none"],
+        [1, 2],
+        tmp_path / "cmp",
+        hyperparameters=tiny_hp,
+        device="cpu",
+        say=said.append,
+    )  # pytest's stderr is no terminal
+    assert [line.split(": valid MAE")[0] for line in said] == [
+        "compare 1/4: copy seed 1",
+        "compare 2/4: copy seed 2",
+        "compare 3/4: none seed 1",
+        "compare 4/4: none seed 2",
+    ]
+    assert all(" Corr " in line for line in said)
