@@ -352,8 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("submit", "run"):
         p = sub.add_parser(name, help="start a job" if name == "submit" else "upload, train, label, predict")
         p.add_argument("dataset_id" if name == "submit" else "path")
-        p.add_argument("--strategy", default="mug")
-        p.add_argument("--seed", type=int, default=1111)
+        p.add_argument(
+            "--strategy", default="mug", help="label strategy: mug, selfmm, copy, none, mlc, cmc or mtcl"
+        )
+        p.add_argument("--seed", type=int, default=1111, help="training seed (default 1111)")
         p.add_argument(
             "--set",
             "--hp",

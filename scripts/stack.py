@@ -234,8 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data", default="auto", help="auto (MOSI, else synthetic), mosi, synthetic or a PATH"
     )
-    parser.add_argument("--strategy", default="mug")
-    parser.add_argument("--seed", type=int, default=1111)
+    parser.add_argument(
+        "--strategy", default="mug", help="label strategy: mug, selfmm, copy, none, mlc, cmc or mtcl"
+    )
+    parser.add_argument("--seed", type=int, default=1111, help="training seed (default 1111)")
     parser.add_argument("--set", "--hp", dest="hp", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument(
         "--quick", action="store_true", help=f"{QUICK_SCHEDULE} instead of the paper's schedule (Table 2)"

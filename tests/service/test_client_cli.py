@@ -61,3 +61,13 @@ def test_predict_input_file_is_named(tmp_path: Path, capsys) -> None:
         assert main(["--url", url, "predict", "0" * 32, "--input", str(tmp_path / name)]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: --input {tmp_path / name}: {message}") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["submit", "run"])
+def test_strategy_help_names_every_strategy(command: str, capsys) -> None:
+    from models.strategies import STRATEGIES
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "label strategy: " + ", ".join(STRATEGIES[:-1]) + f" or {STRATEGIES[-1]}" in text
