@@ -221,7 +221,7 @@ def test_ctrl_c_stops_a_side_by_side_stage_2_at_once(small_synth: Path, tmp_path
         )
         try:
             deadline = time.monotonic() + 120
-            while b"meta:" not in err.read_bytes():  # stage 2's progress bar: the threads are running
+            while b"\nmeta 1/" not in err.read_bytes():  # stage 2 began (a log gets lines): the threads run
                 assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
                 time.sleep(0.05)
             time.sleep(0.5)

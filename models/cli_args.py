@@ -1,0 +1,75 @@
+"""What the `unilabel` command line's values mean: each is read and checked here, and a bad one is an error
+naming its flag (or environment variable) before any work starts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from models.config import SEED_LIMIT, parse_override
+
+
+def hyperparameter_overrides(pairs: list[str] | None, json_file: str | None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if json_file:
+        try:
+            loaded = json.loads(Path(json_file).read_text())
+        except OSError as err:
+            raise ValueError(f"--hyperparameters: cannot read {json_file}: {err.strerror or err}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"--hyperparameters: {json_file} is not JSON: {err}") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"--hyperparameters: {json_file} must hold a JSON object of name: value")
+        values.update(loaded)
+    for pair in pairs or []:
+        name, value = parse_override(pair)
+        values[name] = value
+    return values
+
+
+def label_range(text: str) -> float:
+    """The --rho argument: a finite number > 0 (argparse names the flag in its error)."""
+    try:
+        rho = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(rho) and rho > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return rho
+
+
+def thread_count(value: int | None, flag: str, env: str) -> int | None:
+    """A thread count from the command line, else from the environment variable ``env``, else None.
+    Anything but a whole number >= 1 is a ValueError naming the flag or the variable."""
+    if value is not None:
+        if value < 1:
+            raise ValueError(f"{flag}: must be a whole number >= 1, got {value}")
+        return value
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{env}: must be a whole number >= 1, got {raw!r}")
+    return int(raw)
+
+
+def seed_value(text: str) -> int:
+    """argparse type of --seed (and each of --seeds): 0 <= seed < 2**32, the rule of the API's job body."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= seed < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be a whole number in [0, 2**32), got {seed}")
+    return seed
+
+
+def file_to_write(value: str | None) -> Path | None:
+    """--out as a file path, refused before any work when it names a folder."""
+    if value is not None and Path(value).is_dir():
+        raise ValueError(f"--out {value}: is a folder; give the path of a file to write")
+    return None if value is None else Path(value)
