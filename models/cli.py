@@ -6,75 +6,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import sys
 from pathlib import Path
-from typing import Any
 
-from models.config import PRESETS, SEED_LIMIT, HyperparameterError, parse_override
+from models.cli_args import file_to_write, hyperparameter_overrides, label_range, seed_value, thread_count
+from models.config import PRESETS, HyperparameterError
 
 DEFAULT_SEEDS = "1111,1112,1113,1114,1115"
 
 
-def _overrides(pairs: list[str] | None, json_file: str | None) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    if json_file:
-        try:
-            loaded = json.loads(Path(json_file).read_text())
-        except OSError as err:
-            raise ValueError(f"--hyperparameters: cannot read {json_file}: {err.strerror or err}") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"--hyperparameters: {json_file} is not JSON: {err}") from None
-        if not isinstance(loaded, dict):
-            raise ValueError(f"--hyperparameters: {json_file} must hold a JSON object of name: value")
-        values.update(loaded)
-    for pair in pairs or []:
-        name, value = parse_override(pair)
-        values[name] = value
-    return values
-
-
-def _label_range(text: str) -> float:
-    """The --rho argument: a finite number > 0 (argparse names the flag in its error)."""
-    try:
-        rho = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not (math.isfinite(rho) and rho > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return rho
-
-
-def _thread_count(value: int | None, flag: str, env: str) -> int | None:
-    """A thread count from the command line, else from the environment variable ``env``, else None.
-    Anything but a whole number >= 1 is a ValueError naming the flag or the variable."""
-    if value is not None:
-        if value < 1:
-            raise ValueError(f"{flag}: must be a whole number >= 1, got {value}")
-        return value
-    raw = os.environ.get(env, "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"{env}: must be a whole number >= 1, got {raw!r}")
-    return int(raw)
-
-
-def _seed(text: str) -> int:
-    """argparse type of --seed (and each of --seeds): 0 <= seed < 2**32, the rule of the API's job body."""
-    try:
-        seed = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= seed < SEED_LIMIT:
-        raise argparse.ArgumentTypeError(f"must be a whole number in [0, 2**32), got {seed}")
-    return seed
-
-
 def _meta_threads(args: argparse.Namespace) -> int | None:
     """--meta-threads, else $UNILABEL_META_THREADS, else None (automatic)."""
-    return _thread_count(args.meta_threads, "--meta-threads", "UNILABEL_META_THREADS")
+    return thread_count(args.meta_threads, "--meta-threads", "UNILABEL_META_THREADS")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -82,7 +25,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models.dataset_loader import load_dataset
     from models.pipeline import train
 
-    overrides = _overrides(args.set, args.hyperparameters)  # a bad file is named before the dataset is read
+    overrides = hyperparameter_overrides(
+        args.set, args.hyperparameters
+    )  # a bad file is named before the dataset is read
     ds = load_dataset(args.data, rho=args.rho)
     bars = ProgressBars(not args.quiet)
     try:
@@ -119,21 +64,14 @@ def cmd_hyperparameters(args: argparse.Namespace) -> int:
     return 0
 
 
-def _file_to_write(value: str | None) -> Path | None:
-    """--out as a file path, refused before any work when it names a folder."""
-    if value is not None and Path(value).is_dir():
-        raise ValueError(f"--out {value}: is a folder; give the path of a file to write")
-    return None if value is None else Path(value)
-
-
 def cmd_baseline(args: argparse.Namespace) -> int:
     from models.baseline import floor_table, linear_floor
     from models.dataset_loader import load_dataset
     from models.report import write_json
 
-    out = _file_to_write(args.out)
+    out = file_to_write(args.out)
     ds = load_dataset(args.data, rho=args.rho)
-    rows = linear_floor(ds, _overrides(args.set, None))
+    rows = linear_floor(ds, hyperparameter_overrides(args.set, None))
     print(floor_table(rows))
     if out is not None:
         write_json(out, {"dataset": ds.sha256, "rows": [r.to_json() for r in rows]})
@@ -157,7 +95,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for text in (s.strip() for s in args.seeds.split(",")):
         if text:
             try:
-                seeds.append(_seed(text))
+                seeds.append(seed_value(text))
             except argparse.ArgumentTypeError as err:
                 raise ValueError(f"--seeds: {err}") from None
     table = compare(
@@ -165,7 +103,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         strategies,
         seeds,
         args.out,
-        hyperparameters=_overrides(args.set, args.hyperparameters),
+        hyperparameters=hyperparameter_overrides(args.set, args.hyperparameters),
         device=args.device,
         split=args.split,
         rho=args.rho,
@@ -206,7 +144,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from models.report import write_csv_atomic
     from models.trained_model import TrainedModel
 
-    out = _file_to_write(args.out) or Path(args.run) / "predictions-new.csv"
+    out = file_to_write(args.out) or Path(args.run) / "predictions-new.csv"
     model = TrainedModel.load(args.run, device=args.device)
     ds = load_dataset(args.data, rho=model.info["rho"], for_training=False)
     frame = model.predict_dataset(ds)
@@ -266,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a hyperparameter")
         sp.add_argument("--hyperparameters", metavar="FILE.json", help="overrides from a JSON object")
         sp.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
-        sp.add_argument("--rho", type=_label_range, default=None, help="label range (inferred when omitted)")
+        sp.add_argument("--rho", type=label_range, default=None, help="label range (inferred when omitted)")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
         # also after the command (`unilabel train DATA --threads 2`), where users type it
         sp.add_argument(
@@ -289,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="learn unimodal labels and train the multitask model")
     t.add_argument("data", help="dataset directory or .zip/.tar.gz")
     t.add_argument("--strategy", default="mug", choices=STRATEGIES)
-    t.add_argument("--seed", type=_seed, default=1111, help="0 <= seed < 2**32 (default 1111)")
+    t.add_argument("--seed", type=seed_value, default=1111, help="0 <= seed < 2**32 (default 1111)")
     t.add_argument("--out", required=True, help="run directory to write")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     add_hp(t)
@@ -313,14 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--set", action="append", metavar="NAME=VALUE", help="text encoder settings (text_model, ...)"
     )
-    b.add_argument("--rho", type=_label_range, default=None, help="label range (inferred when omitted)")
+    b.add_argument("--rho", type=label_range, default=None, help="label range (inferred when omitted)")
     b.add_argument("--out", metavar="FILE.json", help="also write the rows as JSON")
     b.set_defaults(func=cmd_baseline)
 
     e = sub.add_parser("evaluate", help="score RUN/predictions.csv against an id,label CSV")
     e.add_argument("run")
     e.add_argument("--labels", required=True, help="CSV with columns id,label")
-    e.add_argument("--rho", type=_label_range, default=None)
+    e.add_argument("--rho", type=label_range, default=None)
     e.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("compare", help="train strategies x seeds, print a mean/std table")
@@ -388,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Default 1: the networks on feature vectors are small and gain nothing from more intra-op threads
         # (docs/benchmarks.md). Raise it for the fine-tuned text encoder.
-        torch.set_num_threads(_thread_count(args.threads, "--threads", "UNILABEL_THREADS") or 1)
+        torch.set_num_threads(thread_count(args.threads, "--threads", "UNILABEL_THREADS") or 1)
         return args.func(args)
     except (DatasetError, HyperparameterError, InputError, OSError, ValueError) as err:
         print(f"unilabel {args.command}: error:\n{err}", file=sys.stderr)
