@@ -86,6 +86,9 @@ class LabelClient:
             if missing:
                 raise ValueError(f"{items[0]}: not a dataset folder (no {' or '.join(missing)} in it)")
             items = [items[0] / name for name in roles]
+        if len(items) == 1 and items[0].name in roles:  # half a dataset: the service would refuse it
+            other = next(name for name in roles if name != items[0].name)
+            raise ValueError(f"{items[0]}: give {other} beside it, or the dataset folder {items[0].parent}")
         for p in items:  # named here, before anything is sent
             if not p.is_file():
                 raise ValueError(

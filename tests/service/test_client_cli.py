@@ -33,6 +33,7 @@ def test_upload_names_a_path_that_holds_no_dataset_before_calling(tmp_path: Path
         ([str(tmp_path / "nope")], f"{tmp_path / 'nope'}: no such file (upload a dataset folder, an archive"),
         ([str(tmp_path)], f"{tmp_path}: not a dataset folder (no features.npz in it)"),
         (pair, f"{tmp_path / 'features.npz'}: no such file"),
+        (pair[:1], f"{pair[0]}: give features.npz beside it, or the dataset folder {tmp_path}"),
     ]
     for args, message in cases:
         assert main(["--url", url, "upload", *args]) == 2
