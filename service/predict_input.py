@@ -110,7 +110,7 @@ def _utterance(
     for name, value in features.items():
         field = f"{where}.features.{name}"
         if name not in spec:
-            raise bad(field, f"this model has no modality {name!r} (it takes {sorted(spec)})")
+            raise bad(field, f"this model has no modality {name!r} ({_takes(spec)})")
         if spec[name].get("transcript"):
             raise bad(field, f"this model reads {name} from the transcript; send the transcript instead")
         arr = _array(field, value, spec[name].get("dim"))
@@ -122,10 +122,20 @@ def _utterance(
         if name in arrays:
             continue
         if not s.get("transcript"):
-            raise bad(f"{where}.features.{name}", f"missing (this model takes {sorted(spec)})")
+            raise bad(f"{where}.features.{name}", f"missing ({_takes(spec)})")
         if transcript is None or not transcript.strip():
-            raise bad(f"{where}.transcript", f"missing (this model reads {name} from the transcript)")
+            state = "missing" if transcript is None else "empty"
+            raise bad(f"{where}.transcript", f"{state} (this model reads {name} from the transcript)")
     return uid, arrays, transcript
+
+
+def _takes(spec: dict[str, dict]) -> str:
+    """'this model takes features for audio, vision and text from the transcript', from its input spec."""
+    features = [m for m, s in spec.items() if not s.get("transcript")]
+    read = [m for m, s in spec.items() if s.get("transcript")]
+    parts = [f"features for {', '.join(features)}"] if features else []
+    parts += [f"{', '.join(read)} from the transcript"] if read else []
+    return "this model takes " + " and ".join(parts)
 
 
 def _array(field: str, value: Any, dim: int | None) -> np.ndarray:
