@@ -25,9 +25,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models.dataset_loader import load_dataset
     from models.pipeline import train
 
-    overrides = hyperparameter_overrides(
-        args.set, args.hyperparameters
-    )  # a bad file is named before the dataset is read
+    overrides = hyperparameter_overrides(args.set, args.hyperparameters)  # a bad file: named before the data
     ds = load_dataset(args.data, rho=args.rho)
     bars = ProgressBars(not args.quiet)
     try:

@@ -33,6 +33,7 @@ from api_schemas.jobs import FINAL_STATES
 DEFAULT_URL = os.environ.get("UNILABEL_URL", "http://127.0.0.1:8000")
 KEY_ENV = "UNILABEL_API_KEY"
 RUN_OUT = "runs/remote"  # ``run``'s default --out: each job's files in a folder of its own below it
+STRATEGY_HELP = "label strategy: mug, selfmm, copy, none, mlc, cmc or mtcl"  # the service checks the name
 FINAL = tuple(s.value for s in FINAL_STATES)
 
 
@@ -355,9 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("submit", "run"):
         p = sub.add_parser(name, help="start a job" if name == "submit" else "upload, train, label, predict")
         p.add_argument("dataset_id" if name == "submit" else "path")
-        p.add_argument(
-            "--strategy", default="mug", help="label strategy: mug, selfmm, copy, none, mlc, cmc or mtcl"
-        )
+        p.add_argument("--strategy", default="mug", help=STRATEGY_HELP)
         p.add_argument("--seed", type=int, default=1111, help="training seed (default 1111)")
         p.add_argument(
             "--set",

@@ -40,7 +40,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from remote.client import LabelClient, _parse_hp, run_all  # noqa: E402
+from remote.client import STRATEGY_HELP, LabelClient, _parse_hp, run_all  # noqa: E402
 from remote.localstack import LocalStack, free_port  # noqa: E402
 
 MOSI = REPO.parent / "shared" / "data" / "mosi"
@@ -234,9 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data", default="auto", help="auto (MOSI, else synthetic), mosi, synthetic or a PATH"
     )
-    parser.add_argument(
-        "--strategy", default="mug", help="label strategy: mug, selfmm, copy, none, mlc, cmc or mtcl"
-    )
+    parser.add_argument("--strategy", default="mug", help=STRATEGY_HELP)
     parser.add_argument("--seed", type=int, default=1111, help="training seed (default 1111)")
     parser.add_argument("--set", "--hp", dest="hp", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument(

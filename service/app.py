@@ -10,11 +10,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service import audit, docs, errors, maintenance, page
-from service.deps import Services
+from service.deps import Services, known_query_only
 from service.guard import Gate, KeyVerifier
 from service.metrics import Metrics, MetricsMiddleware
 from service.openapi import document
@@ -112,8 +112,9 @@ def create_app(settings: Settings | None = None) -> LabelServiceAPI:
     )
     app.state.services = svc
     errors.install(app)
-    for module in (datasets, jobs, reports, models, health):
-        app.include_router(module.router)
+    for module in (datasets, jobs, reports, models):  # the /v1 API: unknown query parameters are 422s
+        app.include_router(module.router, dependencies=[Depends(known_query_only)])
+    app.include_router(health.router)
     docs.install(app)
     page.install(app)
     app.fast_path = PredictFastPath(svc.models, settings.max_predict_body_bytes)

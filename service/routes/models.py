@@ -12,14 +12,14 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from api_schemas.models import ModelCard, ModelList
 from api_schemas.predict import PredictResponse
 from models.run_dir import RUN_FILES
-from service.deps import Limit, Offset, Svc, Who, known_query_only, services, unknown_query
+from service.deps import Limit, Offset, Svc, Who, services, unknown_query
 from service.downloads import SANITIZED, sanitized
 from service.errors import ApiError, error_response, error_responses
 from service.guard import CALLER
@@ -27,7 +27,7 @@ from service.predict_input import body_too_large
 from service.serving import ModelPool, visible_card
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[Depends(known_query_only)])
+router = APIRouter(prefix="/v1/models", tags=["models"])
 ERRORS = error_responses(404, 413, 422)
 PREDICT_ERRORS = {**ERRORS, **error_responses(429)}
 FILES = (*RUN_FILES, "card.json")  # card.json: written by the worker (worker/tasks.py)
