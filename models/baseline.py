@@ -71,6 +71,13 @@ def feature_blocks(ds: Dataset, overrides: dict[str, Any] | None = None) -> dict
     transcripts), audio and vision. ``overrides`` may set the text encoder's settings (text_model,
     text_pooling, text_normalize, text_max_length)."""
     hp = resolve_hyperparameters(overrides)
+    if hp.text_model is not None and ds.transcripts is None:
+        from models.inputs import InputError  # torch comes with it: only on this path
+
+        raise InputError(
+            "hyperparameters.text_model: set, but the dataset has no transcripts (utterances.csv column "
+            "'transcript'), so no text encoder runs; leave text_model unset"
+        )
     blocks: dict[str, np.ndarray] = {}
     for m in MODALITIES:
         feats = ds.features.get(m)

@@ -157,7 +157,9 @@ class TextSettings(_Section):
         "finetune: Eq. 1",
     )
     text_model: str | None = _f(
-        None, "a local transformers model directory; null = the packaged all-MiniLM-L6-v2"
+        None,
+        "a local transformers model directory, read when text comes from the transcripts; null = the "
+        "packaged all-MiniLM-L6-v2",
     )
     text_pooling: Literal["cls", "mean"] = _f(
         "mean", "sentence vector: first token (Eq. 1) or mean of the tokens"

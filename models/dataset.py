@@ -105,6 +105,10 @@ class Dataset:
         idx = self.indices(split)
         return idx[np.isfinite(self.label[idx])]
 
+    def every_row_has_transcript(self) -> bool:
+        """Every row has a non-empty transcript (what a text encoder needs)."""
+        return self.transcripts is not None and all(str(t).strip() for t in self.transcripts)
+
     def take(self, idx: np.ndarray) -> Dataset:
         """Subset of rows; its sha256 is derived from the parent's and the row indices."""
         rows = np.arange(len(self))[np.asarray(idx)].astype(np.int64)
@@ -122,7 +126,8 @@ class Dataset:
         )
 
     def summary(self) -> dict[str, Any]:
-        """JSON-able description: sizes per split, modalities, transcripts, sub-labels, rho, sha256."""
+        """JSON-able description: sizes per split, modalities, transcripts (present; on every row),
+        sub-labels, rho, sha256."""
         return {
             "n": len(self),
             "splits": {
@@ -133,6 +138,7 @@ class Dataset:
                 for m, f in self.features.items()
             },
             "has_transcripts": self.transcripts is not None,
+            "transcript_on_every_row": self.every_row_has_transcript(),
             "sub_labels": [m for m in MODALITIES if m in self.sub_labels],
             "rho": float(self.rho),
             "sha256": self.sha256,

@@ -51,24 +51,65 @@ class TensorInputs:
         return {k: v.to(device) for k, v in out.items()}
 
 
-def resolve_text_source(ds: Dataset, requested: str) -> str:
-    """auto -> "encoder" (the frozen text encoder on the transcripts) when every row has a transcript, else
-    "features". Transcripts come first: text features of unknown provenance may have been fitted on the
-    very rows a model trains on (CMU-MOSI's text CNN was, docs/results.md), a frozen encoder was not."""
-    has_features = "text" in ds.features
-    has_transcripts = ds.transcripts is not None and all(str(t).strip() for t in ds.transcripts)
+def choose_text_source(
+    requested: str,
+    *,
+    text_features: bool,
+    transcripts: bool,
+    text_model: str | None = None,
+    modalities: Sequence[str] = MODALITIES,
+) -> str:
+    """The text source a run uses: auto -> "encoder" (the frozen text encoder on the transcripts) when
+    every row has a transcript, else "features". Transcripts come first: text features of unknown
+    provenance may have been fitted on the very rows a model trains on (CMU-MOSI's text CNN was,
+    docs/results.md), a frozen encoder was not.
+
+    ``text_features``: the dataset has a 'text' array; ``transcripts``: every row has a non-empty
+    transcript. A ``text_model`` that no encoder would read is an error, not a setting silently dropped.
+    """
     if requested == "auto":
-        return "encoder" if has_transcripts or not has_features else "features"
-    if requested == "features" and not has_features:
+        source = "encoder" if transcripts or not text_features else "features"
+    elif requested == "features" and not text_features:
         raise InputError(
             "hyperparameters.text_source: 'features' asked for, but features.npz has no 'text' array"
         )
-    if requested in ("encoder", "finetune") and not has_transcripts:
+    elif requested in ("encoder", "finetune") and not transcripts:
         raise InputError(
             f"hyperparameters.text_source: {requested!r} needs a transcript on every row (utterances.csv "
             "column 'transcript')"
         )
-    return requested
+    else:
+        source = requested
+    if text_model is not None and "text" not in modalities:
+        raise InputError(
+            "hyperparameters.text_model: set, but modalities has no 'text', so no text encoder runs; "
+            "add text to modalities or leave text_model unset"
+        )
+    if text_model is not None and source == "features":
+        why = (
+            "text_source 'features' reads the 'text' array of features.npz; set text_source to "
+            "'encoder' or 'finetune'"
+            if requested == "features"
+            else "not every row has a transcript (utterances.csv column 'transcript'), so text_source "
+            "'auto' reads the 'text' array of features.npz; give every row a transcript"
+        )
+        raise InputError(
+            f"hyperparameters.text_model: set, but no text encoder runs: {why}, or leave text_model unset"
+        )
+    return source
+
+
+def resolve_text_source(
+    ds: Dataset, requested: str, text_model: str | None = None, modalities: Sequence[str] = MODALITIES
+) -> str:
+    """``choose_text_source`` for ``ds``."""
+    return choose_text_source(
+        requested,
+        text_features="text" in ds.features,
+        transcripts=ds.every_row_has_transcript(),
+        text_model=text_model,
+        modalities=modalities,
+    )
 
 
 def modality_specs(

@@ -121,7 +121,7 @@ def train(
     train_rows_np, valid_rows_np = dataset.labeled("train"), dataset.labeled("valid")
     if train_rows_np.size == 0 or valid_rows_np.size == 0:
         raise ValueError("dataset: training needs labeled train and valid rows")
-    text_source = resolve_text_source(dataset, hp.text_source)
+    text_source = resolve_text_source(dataset, hp.text_source, hp.text_model, hp.modalities)
     strat.check(dataset, hp.modalities)
     out = Path(out_dir)
     staging = staging_dir(out, overwrite)

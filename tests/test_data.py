@@ -92,9 +92,16 @@ def test_valid_dataset_loads(tmp_path: Path) -> None:
     summary = json.loads(json.dumps(ds.summary()))
     assert summary["splits"]["train"] == {"n": 6, "labeled": 6}
     assert summary["modalities"]["audio"] == {"shape": [N, 3], "sequence": False}
-    assert summary["has_transcripts"] and summary["sub_labels"] == ["text"]
+    assert (
+        summary["has_transcripts"]
+        and summary["transcript_on_every_row"]
+        and summary["sub_labels"] == ["text"]
+    )
     with pytest.raises(ValueError):
         ds.indices("dev")
+    df.loc[2, "transcript"] = " "  # text features are there, so a blank transcript is allowed
+    gappy = load_dataset(write(tmp_path / "gappy", df, arrays)).summary()
+    assert gappy["has_transcripts"] and not gappy["transcript_on_every_row"]
 
 
 def test_sequences_and_int_features(tmp_path: Path) -> None:

@@ -98,6 +98,7 @@ def test_synth_and_import_never_replace_a_dataset_by_accident(
     assert main(["synth", str(out), "--seed", "1", "--overwrite"]) == 0
     assert (out / "utterances.csv").read_bytes() != first
 
+
 def test_evaluate_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     labels = tmp_path / "labels.csv"
     labels.write_text("id,label\na,0.5\n")
@@ -149,3 +150,60 @@ def test_hyperparameters_file_errors_name_the_flag(tmp_path: Path, capsys: pytes
         err = capsys.readouterr().err
         assert "--hyperparameters: " in err and str(path) in err and message in err, err
         assert "Errno" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "requested, text_features, transcripts, modalities, field, words",
+    [
+        ("auto", True, False, ("text", "audio"), "text_model", "not every row has a transcript"),
+        ("features", True, True, ("text", "audio"), "text_model", "set text_source to 'encoder'"),
+        ("auto", False, True, ("audio",), "text_model", "modalities has no 'text'"),
+        ("encoder", True, False, ("text",), "text_source", "needs a transcript on every row"),
+        ("features", False, True, ("text",), "text_source", "no 'text' array"),
+    ],
+)
+def test_text_settings_no_run_would_read_are_refused(
+    requested: str, text_features: bool, transcripts: bool, modalities: tuple, field: str, words: str
+) -> None:
+    """A text model the run would not load was silently dropped (the run trained on the text features)."""
+    from models.inputs import InputError, choose_text_source
+
+    model = "/models/my-encoder" if field == "text_model" else None
+    with pytest.raises(InputError) as err:
+        choose_text_source(
+            requested,
+            text_features=text_features,
+            transcripts=transcripts,
+            text_model=model,
+            modalities=modalities,
+        )
+    assert str(err.value).startswith(f"hyperparameters.{field}: ") and words in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "requested, text_features, transcripts, source",
+    [("auto", True, True, "encoder"), ("auto", False, True, "encoder"), ("finetune", True, True, "finetune")],
+)
+def test_a_text_model_the_run_reads_is_taken(
+    requested: str, text_features: bool, transcripts: bool, source: str
+) -> None:
+    from models.inputs import choose_text_source
+
+    chosen = choose_text_source(
+        requested, text_features=text_features, transcripts=transcripts, text_model="/models/my-encoder"
+    )
+    assert chosen == source
+
+
+def test_train_and_baseline_refuse_a_text_model_without_transcripts(
+    small_synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """small_synth has text features and no transcripts: `--set text_model=...` was ignored by both."""
+    model = ["--set", f"text_model={tmp_path / 'encoder'}"]
+    assert main(["train", str(small_synth), "--out", str(tmp_path / "run"), *model]) == 2
+    err = capsys.readouterr().err
+    assert "hyperparameters.text_model: set, but no text encoder runs" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+    assert main(["baseline", str(small_synth), *model]) == 2
+    err = capsys.readouterr().err
+    assert "hyperparameters.text_model: set, but the dataset has no transcripts" in err

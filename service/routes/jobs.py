@@ -1,9 +1,10 @@
 """POST/GET /v1/jobs, cancel, and the learned labels of a finished job.
 
-Submitting resolves the hyperparameters with the library, checks what the strategy needs of the dataset and
-that ``text_model`` names an installed model (never a path), then claims and queues the job within the
-caller's key (worker/lifecycle.py: deduplication, idempotency keys and the key's job quotas) and sends the
-worker's task message. A job of another key is a 404, as if it did not exist (an admin key sees all).
+Submitting resolves the hyperparameters with the library, checks what the strategy and the text settings
+need of the dataset and that ``text_model`` names an installed model (never a path), then claims and queues
+the job within the caller's key (worker/lifecycle.py: deduplication, idempotency keys and the key's job
+quotas) and sends the worker's task message. A job of another key is a 404, as if it did not exist (an
+admin key sees all).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import FileResponse
 
 from api_schemas.jobs import Job, JobCreate, JobLinks, JobList, JobState, LabelRow, LabelsResponse
+from models.config import Hyperparameters
 from models.dataset import SUB_LABEL_COLUMNS
+from models.inputs import InputError, choose_text_source
 from models.pipeline import STRATEGIES, HyperparameterError, resolve_hyperparameters
 from models.strategies.mtcl import MTCLStrategy
 from models.version import code_version
@@ -84,12 +87,11 @@ def to_job(rec: dict[str, Any]) -> Job:
     )
 
 
-def _check_sub_labels(body: JobCreate, svc: Services, owner: str, modalities: list[str]) -> None:
+def _check_sub_labels(body: JobCreate, summary: dict[str, Any], modalities: list[str]) -> None:
     """422 now, not a failed job later, when the strategy needs sub-label columns the dataset lacks (as its
     stored summary says; a summary from before it recorded them is let through)."""
     if body.strategy not in NEEDS_SUB_LABELS:
         return
-    summary = svc.store.dataset_summary(owner, body.dataset_id) or {}
     present = (summary.get("library") or {}).get("sub_labels")
     if present is None:
         return
@@ -102,6 +104,25 @@ def _check_sub_labels(body: JobCreate, svc: Services, owner: str, modalities: li
             f"column{'s' if len(missing) > 1 else ''} in utterances.csv",
             field="body.strategy",
         )
+
+
+def _check_text_source(body: JobCreate, summary: dict[str, Any], hyper: Hyperparameters) -> None:
+    """422 now, not a failed job later, when the dataset cannot give the text the settings ask for (a summary
+    from before it recorded transcripts on every row is let through; the worker checks again)."""
+    library = summary.get("library") or {}
+    if "transcript_on_every_row" not in library:
+        return
+    try:
+        choose_text_source(
+            hyper.text_source,
+            text_features="text" in (library.get("modalities") or {}),
+            transcripts=bool(library["transcript_on_every_row"]),
+            text_model=hyper.text_model,
+            modalities=hyper.modalities,
+        )
+    except InputError as exc:
+        field, _, message = str(exc).partition(": ")
+        raise ApiError(422, f"{message} (dataset {body.dataset_id})", field=f"body.{field}") from None
 
 
 def resolve(body: JobCreate, svc: Services, caller: Caller) -> dict[str, Any]:
@@ -120,7 +141,9 @@ def resolve(body: JobCreate, svc: Services, caller: Caller) -> dict[str, Any]:
         raise ApiError(422, exc.message, field=where) from None
     if problem := textmodels.problem(body.hyperparameters.get("text_model"), svc.settings.text_model_dir):
         raise ApiError(422, problem, field="body.hyperparameters.text_model")
-    _check_sub_labels(body, svc, caller.owner, hyper.modalities)
+    summary = svc.store.dataset_summary(caller.owner, body.dataset_id) or {}
+    _check_sub_labels(body, summary, hyper.modalities)
+    _check_text_source(body, summary, hyper)
     return {
         "owner": caller.owner,
         "dataset_id": body.dataset_id,

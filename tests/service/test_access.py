@@ -239,10 +239,23 @@ def test_quotas_answer_429_or_413_naming_the_limit(stack: LocalStack, alice: dic
 
 
 # hyperparameters, downloads ---------------------------------------------------------------------------------
-def test_text_model_names_an_installed_model_never_a_path(stack: LocalStack, alice: dict) -> None:
+def _with_transcripts(synth_dir: Path, out: Path) -> Path:
+    """synth_dir with a transcript on every row (so a text model has something to encode)."""
+    import pandas as pd
+
+    table = pd.read_csv(synth_dir / "utterances.csv", dtype=str, keep_default_na=False)
+    table["transcript"] = np.where(table["label"].astype(float) > 0, "a really good movie", "bad and boring")
+    table.to_csv(out / "utterances.csv", index=False)
+    shutil.copy(synth_dir / "features.npz", out / "features.npz")
+    return out
+
+
+def test_text_model_names_an_installed_model_never_a_path(
+    stack: LocalStack, alice: dict, synth_dir: Path, tmp_path: Path
+) -> None:
     with http(stack, alice["key"]) as c:
         answers = {}
-        body = {"dataset_id": alice["dataset"]}
+        body = {"dataset_id": upload(c, _with_transcripts(synth_dir, tmp_path)).json()["id"]}
         for value in ("/etc", "/nonexistent/model", "../tiny", "/", "tiny/..", 5):
             r = c.post("/v1/jobs", json={**body, "hyperparameters": {"text_model": value}})
             assert r.status_code == 422 and error_of(r)["field"] == "body.hyperparameters.text_model", r.text
@@ -252,6 +265,12 @@ def test_text_model_names_an_installed_model_never_a_path(stack: LocalStack, ali
         assert "tiny" in answers["/etc"]  # what is installed is named
         ok = c.post("/v1/jobs", json={**body, "hyperparameters": {"text_model": "tiny"}})
         assert ok.status_code == 202, ok.text
+        # an installed model on a dataset without transcripts would be read by nothing: refused, not dropped
+        unread = c.post(
+            "/v1/jobs", json={"dataset_id": alice["dataset"], "hyperparameters": {"text_model": "tiny"}}
+        )
+        assert unread.status_code == 422 and error_of(unread)["field"] == "body.hyperparameters.text_model"
+        assert "no text encoder runs" in error_of(unread)["message"], unread.text
     # the worker refuses it again: a record that names a path fails with the same words
     r = redis.Redis.from_url(stack.redis_url)
     job = ok.json()["id"]
