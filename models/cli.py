@@ -20,12 +20,29 @@ def _meta_threads(args: argparse.Namespace) -> int | None:
     return thread_count(args.meta_threads, "--meta-threads", "UNILABEL_META_THREADS")
 
 
+def _note_unread(strategies: list[str], overrides: dict | None) -> None:
+    """Say so when a setting is for a strategy not run (meta_epochs with --strategy copy)."""
+    from models.strategies import unread_settings
+
+    unread = unread_settings(strategies, overrides or {})
+    if unread:
+        one = len(unread) == 1
+        which = strategies[0] if len(strategies) == 1 else "NAME"
+        print(
+            f"note: {', '.join(unread)} {'is' if one else 'are'} not read by {' or '.join(strategies)} and "
+            f"change{'s' if one else ''} nothing here (`unilabel hyperparameters --strategy {which}` lists "
+            "what a strategy reads)",
+            file=sys.stderr,
+        )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from models.cli_output import ProgressBars, modality_summary
     from models.dataset_loader import load_dataset
     from models.pipeline import train
 
     overrides = hyperparameter_overrides(args.set, args.hyperparameters)  # a bad file: named before the data
+    _note_unread([args.strategy], overrides)
     ds = load_dataset(args.data, rho=args.rho)
     bars = ProgressBars(not args.quiet)
     try:
@@ -96,12 +113,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 seeds.append(seed_value(text))
             except argparse.ArgumentTypeError as err:
                 raise ValueError(f"--seeds: {err}") from None
+    overrides = hyperparameter_overrides(args.set, args.hyperparameters)
+    _note_unread(strategies, overrides)
     table = compare(
         args.data,
         strategies,
         seeds,
         args.out,
-        hyperparameters=hyperparameter_overrides(args.set, args.hyperparameters),
+        hyperparameters=overrides,
         device=args.device,
         split=args.split,
         rho=args.rho,

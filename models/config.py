@@ -284,6 +284,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def section_of(name: str) -> str:
+    """The section of a hyperparameter ("Meta" for meta_epochs), as a strategy's ``sections`` name it."""
+    for section in Hyperparameters.__bases__:
+        if name in section.model_fields:
+            return section.__name__.removesuffix("Settings")
+    raise KeyError(name)
+
+
 def check_seed(seed: Any) -> int:
     """A run's seed, or a ValueError naming ``seed`` (the rule the API's job body applies too)."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:

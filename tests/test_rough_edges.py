@@ -207,3 +207,32 @@ def test_train_and_baseline_refuse_a_text_model_without_transcripts(
     assert main(["baseline", str(small_synth), *model]) == 2
     err = capsys.readouterr().err
     assert "hyperparameters.text_model: set, but the dataset has no transcripts" in err
+
+
+def test_unread_settings_are_those_no_strategy_run_reads() -> None:
+    from models.strategies import unread_settings
+
+    names = ["meta_epochs", "pretrain_epochs", "beta", "selfmm_weight", "bogus"]
+    assert unread_settings(["copy"], names) == ["meta_epochs", "pretrain_epochs", "selfmm_weight"]
+    assert unread_settings(["mug"], names) == ["selfmm_weight"]  # "bogus" is resolve_hyperparameters' to name
+    assert unread_settings(["mug", "selfmm"], names) == []
+    with pytest.raises(ValueError, match="unknown strategy 'mugg'"):
+        unread_settings(["mugg"], names)
+
+
+def test_a_setting_for_another_strategy_is_noted_not_dropped_unsaid(
+    small_synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`--strategy copy --set meta_epochs=30` trained exactly as without it, and said nothing."""
+    quick = ["--set", "multitask_max_epochs=1", "--quiet"]
+    argv = ["train", str(small_synth), "--strategy", "copy", "--set", "meta_epochs=3", *quick]
+    assert main([*argv, "--out", str(tmp_path / "copy")]) == 0
+    err = capsys.readouterr().err
+    assert "note: meta_epochs is not read by copy and changes nothing here" in err
+    assert "--strategy copy` lists what a strategy reads" in err
+    argv = ["compare", str(small_synth), "--strategies", "copy,none", "--seeds", "1", *quick]
+    assert main([*argv, "--set", "selfmm_weight=2", "--out", str(tmp_path / "cmp")]) == 0
+    assert "note: selfmm_weight is not read by copy or none" in capsys.readouterr().err
+    argv = ["train", str(small_synth), "--strategy", "copy", *quick, "--set", "beta=1"]
+    assert main([*argv, "--out", str(tmp_path / "read")]) == 0
+    assert "note:" not in capsys.readouterr().err
