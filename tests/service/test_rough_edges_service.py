@@ -1,5 +1,6 @@
-"""Issue 13's rough edges of the service: /docs in /metrics, mtcl without sub-labels answered 422 at once, and
-the remote CLI's upload summary, run output folder and help texts. In-process API over a real Redis."""
+"""Rough edges of the service: /docs in /metrics, mtcl without sub-labels and text the dataset cannot give
+answered 422 at once, and the remote CLI's upload summary, run output folder and help texts. In-process API
+over a real Redis."""
 
 from __future__ import annotations
 
@@ -68,6 +69,30 @@ def test_mtcl_needs_the_sub_labels_of_the_modalities_it_trains(
     assert client.post("/v1/jobs", json=body).status_code == 202
     with_subs = upload_dir(client, synth_dir).json()["id"]
     assert client.post("/v1/jobs", json={"dataset_id": with_subs, "strategy": "mtcl"}).status_code == 202
+
+
+def test_text_the_dataset_cannot_give_is_refused_at_once(client, synth_dir: Path) -> None:
+    """text_source=encoder on a dataset without transcripts was queued, then failed in the worker."""
+    from worker.tasks import run_job
+
+    dataset_id = upload_dir(client, synth_dir).json()["id"]
+    body = {"dataset_id": dataset_id, "hyperparameters": {**TINY, "text_source": "encoder"}}
+    r = client.post("/v1/jobs", json=body)
+    err = error_of(r)
+    assert r.status_code == 422 and err["field"] == "body.hyperparameters.text_source", r.text
+    assert "'encoder' needs a transcript on every row" in err["message"] and dataset_id in err["message"]
+    assert client.get("/v1/jobs").json()["total"] == 0
+    # a summary stored before it recorded transcript_on_every_row: let through, the worker refuses the job
+    svc = client.app.state.services
+    [stored] = Path(svc.settings.artifact_dir).rglob(f"{dataset_id}/summary.json")
+    summary = json.loads(stored.read_text())
+    del summary["library"]["transcript_on_every_row"]
+    stored.write_text(json.dumps(summary))
+    job = client.post("/v1/jobs", json=body)
+    assert job.status_code == 202, job.text
+    assert run_job(job.json()["id"], svc.jobs, svc.store, svc.settings) == "failed"
+    error = client.get(f"/v1/jobs/{job.json()['id']}").json()["error"]
+    assert error.startswith("hyperparameters.text_source: 'encoder' needs a transcript on every row"), error
 
 
 # unilabel-remote ----------------------------------------------------------------------------------
