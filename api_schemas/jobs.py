@@ -63,6 +63,10 @@ class Job(BaseModel):
     )
     metrics: dict[str, float | None] = Field(default_factory=dict)
     error: str | None = None
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What the request asked for that changes nothing: settings the strategy does not read.",
+    )
     attempts: int = 0
     cancel_requested: bool = False
     created_at: datetime

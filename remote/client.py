@@ -316,6 +316,8 @@ def run_all(
     say(f"dataset {summary['id']}: {summary['n']} utterances {summary['splits']}; {shapes}")
     job = client.submit(summary["id"], strategy, seed, hyperparameters, preset=preset)
     say(f"job {job['id']} ({strategy}, seed {seed}{f', preset {preset}' if preset else ''}): {job['state']}")
+    for note in job.get("notes") or []:
+        say(f"note: {note}")
     job = client.wait(job["id"], on_update=ProgressBar())
     if job["state"] != "succeeded":
         raise RuntimeError(f"job {job['id']} {job['state']}: {job.get('error')}")

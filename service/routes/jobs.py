@@ -22,6 +22,7 @@ from models.config import Hyperparameters
 from models.dataset import SUB_LABEL_COLUMNS
 from models.inputs import InputError, choose_text_source
 from models.pipeline import STRATEGIES, HyperparameterError, resolve_hyperparameters
+from models.strategies import unread_settings
 from models.strategies.mtcl import MTCLStrategy
 from models.version import code_version
 from service import audit
@@ -46,6 +47,14 @@ NEEDS_SUB_LABELS = frozenset({MTCLStrategy.name})
 
 def _ts(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if value is not None else None
+
+
+def notes_on(rec: dict[str, Any]) -> list[str]:
+    """The settings the user gave that the job's strategy does not read (they change nothing)."""
+    if rec["strategy"] not in STRATEGIES:  # a record of a strategy this version no longer has
+        return []
+    unread = unread_settings([rec["strategy"]], rec.get("overrides") or {})
+    return [f"{name}: not read by strategy {rec['strategy']}; it changes nothing" for name in unread]
 
 
 def to_job(rec: dict[str, Any]) -> Job:
@@ -76,6 +85,7 @@ def to_job(rec: dict[str, Any]) -> Job:
         losses=rec.get("losses") or {},
         metrics=rec.get("metrics") or {},
         error=rec.get("error"),
+        notes=notes_on(rec),
         attempts=rec.get("attempts") or 0,
         cancel_requested=bool(rec.get("cancel_requested")),
         created_at=_ts(rec["created_at"]),

@@ -95,6 +95,18 @@ def test_text_the_dataset_cannot_give_is_refused_at_once(client, synth_dir: Path
     assert error.startswith("hyperparameters.text_source: 'encoder' needs a transcript on every row"), error
 
 
+def test_a_setting_the_strategy_does_not_read_is_noted_on_the_job(client, synth_dir: Path) -> None:
+    """{"strategy": "copy", "hyperparameters": {"meta_epochs": 30}} trained copy as without it, unsaid."""
+    dataset_id = upload_dir(client, synth_dir).json()["id"]
+    body = {"dataset_id": dataset_id, "strategy": "copy", "hyperparameters": {"beta": 1, "meta_epochs": 3}}
+    job = client.post("/v1/jobs", json=body).json()
+    assert job["notes"] == ["meta_epochs: not read by strategy copy; it changes nothing"]
+    assert client.get(f"/v1/jobs/{job['id']}").json()["notes"] == job["notes"]
+    assert client.get("/v1/jobs").json()["items"][0]["notes"] == job["notes"]
+    mug = client.post("/v1/jobs", json={**body, "strategy": "mug"}).json()
+    assert mug["notes"] == []
+
+
 # unilabel-remote ----------------------------------------------------------------------------------
 # LabelClient.upload passes timeout=None, which Starlette's TestClient (the service here) warns about
 IN_PROCESS = pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument")
@@ -138,12 +150,14 @@ def test_run_writes_into_the_jobs_folder(
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     hp = [f"--hp={k}={v}" for k, v in TINY.items()]
-    assert main(["run", str(synth_dir), "--out", "out", *hp]) == 0
+    assert main(["run", str(synth_dir), "--out", "out", *hp, "--hp=selfmm_weight=2"]) == 0
     (job_dir,) = (cwd / "out").iterdir()
     assert remote.get(f"/v1/jobs/{job_dir.name}").json()["state"] == "succeeded"
     labels = job_dir / "labels.csv"
     assert labels.read_text().splitlines()[0] == "id,label,label_T,label_A,label_V"
-    assert f"labels: {Path('out') / job_dir.name / 'labels.csv'}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"labels: {Path('out') / job_dir.name / 'labels.csv'}" in out
+    assert "note: selfmm_weight: not read by strategy mug; it changes nothing" in out
     assert [p.name for p in cwd.iterdir()] == ["out"]  # nothing else in the current folder
     assert build_parser().parse_args(["run", "x"]).out == "runs/remote"
 
