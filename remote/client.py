@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from api_schemas.jobs import FINAL_STATES
+from api_schemas.jobs import FINAL_STATES, JobState
 
 DEFAULT_URL = os.environ.get("UNILABEL_URL", "http://127.0.0.1:8000")
 KEY_ENV = "UNILABEL_API_KEY"
@@ -129,8 +129,8 @@ class LabelClient:
     def job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/jobs/{job_id}").json()
 
-    def jobs(self) -> dict[str, Any]:
-        return self._call("GET", "/v1/jobs").json()
+    def jobs(self, state: str | None = None) -> dict[str, Any]:
+        return self._call("GET", "/v1/jobs", params={"state": state} if state else None).json()
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._call("POST", f"/v1/jobs/{job_id}/cancel").json()
@@ -383,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float)
     sub.add_parser("status", help="show a job's record").add_argument("job_id")
     sub.add_parser("cancel", help="cancel a queued or running job").add_argument("job_id")
-    sub.add_parser("jobs", help="list jobs")
+    p = sub.add_parser("jobs", help="list jobs (the newest 100)")
+    p.add_argument("--state", choices=[s.value for s in JobState], help="only the jobs in this state")
     sub.add_parser("datasets", help="list uploaded datasets")
     sub.add_parser("models", help="list trained models")
     sub.add_parser("model", help="show a model's card").add_argument("model_id")
@@ -439,7 +440,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 0 if job["state"] == "succeeded" else 1
             elif cmd in ("status", "cancel"):
                 _print(c.job(args.job_id) if cmd == "status" else c.cancel(args.job_id))
-            elif cmd in ("jobs", "datasets", "models"):
+            elif cmd == "jobs":
+                _print(c.jobs(args.state))
+            elif cmd in ("datasets", "models"):
                 _print(getattr(c, cmd)())
             elif cmd == "model":
                 _print(c.model(args.model_id))

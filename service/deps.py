@@ -54,7 +54,7 @@ Offset = Annotated[int, Query(ge=0, le=10**9, description="Items to skip.")]
 
 
 def known_query_only(request: Request) -> None:
-    """A query parameter the route does not take is a 422 naming it, not ignored: `GET /v1/jobs?state=failed`
+    """A query parameter the route does not take is a 422 naming it, not ignored: `GET /v1/jobs?status=failed`
     would otherwise list every job, and `labels?fmt=csv` answer JSON."""
     route = request.scope["route"]
     names = getattr(route, "query_names", None)  # worked out on the route's first request

@@ -235,10 +235,19 @@ def create_job(
 
 
 @router.get("", response_model=JobList, responses=ERRORS)
-def list_jobs(svc: Svc, caller: Who, limit: Limit = 100, offset: Offset = 0) -> JobList:
+def list_jobs(
+    svc: Svc,
+    caller: Who,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    state: Annotated[JobState | None, Query(description="Only the jobs in this state.")] = None,
+) -> JobList:
     owner = None if caller.admin else caller.owner
-    items = [to_job(r) for r in svc.jobs.list(offset, limit, owner)]
-    return JobList(items=items, total=svc.jobs.total(owner))
+    if state is None:
+        records, total = svc.jobs.list(offset, limit, owner), svc.jobs.total(owner)
+    else:
+        records, total = svc.jobs.list_in_state(state.value, offset, limit, owner)
+    return JobList(items=[to_job(r) for r in records], total=total)
 
 
 @router.get("/{job_id}", response_model=Job, responses=ERRORS)

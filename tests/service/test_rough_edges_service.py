@@ -107,6 +107,34 @@ def test_a_setting_the_strategy_does_not_read_is_noted_on_the_job(client, synth_
     assert mug["notes"] == []
 
 
+def test_jobs_are_listed_by_state(client, synth_dir: Path) -> None:
+    """`GET /v1/jobs?state=failed`: the failed jobs among the key's, paged, with their count."""
+    from worker.tasks import run_job
+
+    svc = client.app.state.services
+    dataset_id = upload_dir(client, synth_dir).json()["id"]
+    bodies = [{"dataset_id": dataset_id, "seed": s, "hyperparameters": TINY} for s in range(4)]
+    ids = [client.post("/v1/jobs", json=body).json()["id"] for body in bodies]
+    assert run_job(ids[0], svc.jobs, svc.store, svc.settings) == "succeeded"
+    client.post(f"/v1/jobs/{ids[1]}/cancel")
+
+    def listed(**query: object) -> tuple[list[str], int]:
+        page = client.get("/v1/jobs", params=query)
+        assert page.status_code == 200, page.text
+        return [j["id"] for j in page.json()["items"]], page.json()["total"]
+
+    assert listed(state="succeeded") == ([ids[0]], 1)
+    assert listed(state="cancelled") == ([ids[1]], 1)
+    assert listed(state="queued") == ([ids[3], ids[2]], 2)  # newest first
+    assert listed(state="queued", limit=1, offset=1) == ([ids[2]], 2)
+    assert listed(state="failed") == ([], 0)
+    assert listed() == (ids[::-1], 4)
+    admin = client.get("/v1/jobs", params={"state": "queued"}, headers=client.admin_headers).json()
+    assert [j["id"] for j in admin["items"]] == [ids[3], ids[2]]  # an admin's view: every key's
+    r = client.get("/v1/jobs", params={"state": "done"})
+    assert r.status_code == 422 and error_of(r)["field"] == "query.state"
+
+
 # unilabel-remote ----------------------------------------------------------------------------------
 # LabelClient.upload passes timeout=None, which Starlette's TestClient (the service here) warns about
 IN_PROCESS = pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument")
@@ -160,6 +188,17 @@ def test_run_writes_into_the_jobs_folder(
     assert "note: selfmm_weight: not read by strategy mug; it changes nothing" in out
     assert [p.name for p in cwd.iterdir()] == ["out"]  # nothing else in the current folder
     assert build_parser().parse_args(["run", "x"]).out == "runs/remote"
+
+
+@IN_PROCESS
+def test_remote_jobs_lists_one_state(remote, synth_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    dataset_id = upload_dir(remote, synth_dir).json()["id"]
+    job = remote.post("/v1/jobs", json={"dataset_id": dataset_id, "hyperparameters": TINY}).json()
+    assert main(["jobs", "--state", "queued"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [j["id"] for j in listed["items"]] == [job["id"]] and listed["total"] == 1
+    assert main(["jobs", "--state", "failed"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"] == 0
 
 
 def test_every_remote_subcommand_has_help() -> None:
