@@ -14,7 +14,16 @@
   const LIVE = new Set(["queued", "running"]);
 
   const $ = (id) => document.getElementById(id);
-  const state = { key: null, wanted: null, shown: null, reportUrl: null, timer: null, busy: false };
+  const state = {
+    key: null,
+    wanted: null,
+    jobState: "", // the state the jobs list shows, "" for every state
+    shown: null,
+    reportUrl: null,
+    timer: null,
+    busy: false,
+    stale: false, // asked for again while a refresh ran
+  };
 
   // Elements are built, never parsed from strings: every value from the API lands as text.
   function el(tag, props = {}, ...children) {
@@ -48,19 +57,27 @@
     if (pageState) document.body.dataset.state = pageState;
   }
 
-  // The key: from the fragment (#key=...), else this tab's storage. The fragment is removed at once, so the
-  // key is not left in the address bar, the history or a bookmark; #job=ID stays (the report to show).
+  // The key: from the fragment (#key=...), else this tab's storage. The key is removed from the fragment at
+  // once, so it is not left in the address bar, the history or a bookmark; #job=ID (the report to show) and
+  // #state=S (the jobs shown) stay.
   function readKey() {
     const params = new URLSearchParams(location.hash.slice(1));
     state.wanted = params.get("job");
+    state.jobState = params.get("state") || "";
+    $("job-state").value = state.jobState;
     const given = params.get("key");
-    if (given) {
-      sessionStorage.setItem(KEY_STORE, given.trim());
-      const rest = state.wanted ? `#job=${encodeURIComponent(state.wanted)}` : "";
-      history.replaceState(null, "", location.pathname + location.search + rest);
-    }
-    document.body.dataset.location = location.href;
+    if (given) sessionStorage.setItem(KEY_STORE, given.trim());
+    writeFragment();
     state.key = sessionStorage.getItem(KEY_STORE);
+  }
+
+  function writeFragment() {
+    const keep = new URLSearchParams();
+    if (state.wanted) keep.set("job", state.wanted);
+    if (state.jobState) keep.set("state", state.jobState);
+    const rest = keep.toString() ? `#${keep}` : "";
+    history.replaceState(null, "", location.pathname + location.search + rest);
+    document.body.dataset.location = location.href;
   }
 
   class ApiError extends Error {
@@ -192,13 +209,19 @@
   async function refresh() {
     clearTimeout(state.timer);
     if (!state.key) return;
-    if (state.busy) return;
+    if (state.busy) {
+      state.stale = true;
+      return;
+    }
     state.busy = true;
+    state.stale = false;
     try {
+      const jobsPath = state.jobState ? `/v1/jobs?state=${encodeURIComponent(state.jobState)}` : "/v1/jobs";
       const [jobs, datasets, models] = await Promise.all(
-        ["/v1/jobs", "/v1/datasets", "/v1/models"].map((path) => api(path).then((r) => r.json())),
+        [jobsPath, "/v1/datasets", "/v1/models"].map((path) => api(path).then((r) => r.json())),
       );
-      fill($("jobs"), jobs.items.map(jobRow), "jobs-empty");
+      fill($("jobs"), jobs.items.map(jobRow), state.jobState ? "jobs-none" : "jobs-empty");
+      $(state.jobState ? "jobs-empty" : "jobs-none").hidden = true;
       fill($("datasets"), datasets.items.map(datasetRow), "datasets-empty");
       fill($("models"), models.items.map(modelRow), "models-empty");
       $("key-section").hidden = true;
@@ -208,8 +231,10 @@
       document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
       const live = jobs.items.filter((j) => LIVE.has(j.state)).length;
       const more = jobs.total > jobs.items.length ? ` (the latest ${jobs.items.length} shown)` : "";
+      const which = state.jobState ? `${state.jobState} ` : "";
+      const liveText = state.jobState ? "" : `, ${live} queued or running`;
       setStatus(
-        `${jobs.total} job${jobs.total === 1 ? "" : "s"}${more}, ${live} queued or running · ` +
+        `${jobs.total} ${which}job${jobs.total === 1 ? "" : "s"}${more}${liveText} · ` +
           `${datasets.total} dataset${datasets.total === 1 ? "" : "s"} · ` +
           `${models.total} model${models.total === 1 ? "" : "s"} · updated ${new Date().toLocaleTimeString()}`,
         "ready",
@@ -229,6 +254,7 @@
       }
     } finally {
       state.busy = false;
+      if (state.stale) refresh();
     }
   }
 
@@ -335,6 +361,11 @@
       askForKey("The key is forgotten in this tab.");
     });
     $("refresh").addEventListener("click", () => refresh());
+    $("job-state").addEventListener("change", () => {
+      state.jobState = $("job-state").value;
+      writeFragment();
+      refresh();
+    });
     $("viewer-close").addEventListener("click", closeReport);
     document.addEventListener("visibilitychange", () => {
       if (!document.hidden && state.key) refresh();

@@ -159,6 +159,21 @@ def test_page_shows_jobs_live_and_the_report_with_its_figures(
     assert page.body.get("data-location", "").endswith(f"/#job={done}"), page.body
 
 
+def test_page_shows_the_jobs_of_one_state(stack: LocalStack, jobs: dict, tmp_path: Path) -> None:
+    """#state=S (the list's state picker, kept in the address bar): only that state's jobs, counted so."""
+    done, live = jobs["done"]["id"], jobs["live"]["id"]
+    url = f"{stack.url}/#key={stack.api_key}&state=succeeded"
+    page = parse(run_chromium(url, tmp_path / "profile", "--dump-dom", budget_ms=4000))
+    assert page.body.get("data-state") == "ready", (page.body, page.by_id.get("status"))
+    assert list(page.rows) == [done], page.rows
+    assert page.by_id["status"]["text"].startswith("1 succeeded job · 1 dataset"), page.by_id["status"]
+    assert page.body.get("data-location", "").endswith("/#state=succeeded"), page.body  # the key left
+    url = f"{stack.url}/#key={stack.api_key}&state=failed"
+    page = parse(run_chromium(url, tmp_path / "profile2", "--dump-dom", budget_ms=4000))
+    assert page.rows == {} and "hidden" not in page.by_id["jobs-none"], page.by_id["jobs-none"]
+    assert "hidden" in page.by_id["jobs-empty"] and live not in str(page.rows)
+
+
 def test_page_without_a_key_asks_for_one(stack: LocalStack, tmp_path: Path) -> None:
     page = parse(run_chromium(f"{stack.url}/", tmp_path / "profile", "--dump-dom", budget_ms=3000))
     assert page.body.get("data-state") == "no-key"
