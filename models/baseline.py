@@ -75,8 +75,9 @@ def feature_blocks(ds: Dataset, overrides: dict[str, Any] | None = None) -> dict
         from models.inputs import InputError  # torch comes with it: only on this path
 
         raise InputError(
-            "hyperparameters.text_model: set, but the dataset has no transcripts (utterances.csv column "
-            "'transcript'), so no text encoder runs; leave text_model unset"
+            "hyperparameters.text_model",
+            "set, but the dataset has no transcripts (utterances.csv column 'transcript'), so no text "
+            "encoder runs; leave text_model unset",
         )
     blocks: dict[str, np.ndarray] = {}
     for m in MODALITIES:

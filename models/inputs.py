@@ -20,7 +20,12 @@ from models.nets import ModalitySpec
 
 
 class InputError(ValueError):
-    """The dataset cannot feed the requested model (names the field)."""
+    """The dataset cannot feed the requested model; names the field ("hyperparameters.text_model")."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
 
 
 @dataclass
@@ -71,19 +76,20 @@ def choose_text_source(
         source = "encoder" if transcripts or not text_features else "features"
     elif requested == "features" and not text_features:
         raise InputError(
-            "hyperparameters.text_source: 'features' asked for, but features.npz has no 'text' array"
+            "hyperparameters.text_source", "'features' asked for, but features.npz has no 'text' array"
         )
     elif requested in ("encoder", "finetune") and not transcripts:
         raise InputError(
-            f"hyperparameters.text_source: {requested!r} needs a transcript on every row (utterances.csv "
-            "column 'transcript')"
+            "hyperparameters.text_source",
+            f"{requested!r} needs a transcript on every row (utterances.csv column 'transcript')",
         )
     else:
         source = requested
     if text_model is not None and "text" not in modalities:
         raise InputError(
-            "hyperparameters.text_model: set, but modalities has no 'text', so no text encoder runs; "
-            "add text to modalities or leave text_model unset"
+            "hyperparameters.text_model",
+            "set, but modalities has no 'text', so no text encoder runs; add text to modalities or leave "
+            "text_model unset",
         )
     if text_model is not None and source == "features":
         why = (
@@ -94,7 +100,7 @@ def choose_text_source(
             "'auto' reads the 'text' array of features.npz; give every row a transcript"
         )
         raise InputError(
-            f"hyperparameters.text_model: set, but no text encoder runs: {why}, or leave text_model unset"
+            "hyperparameters.text_model", f"set, but no text encoder runs: {why}, or leave text_model unset"
         )
     return source
 
@@ -158,11 +164,11 @@ def build_inputs(
             feats = ds.features[m]
             if feats.dim != spec.in_dim:
                 raise InputError(
-                    f"features.npz: key '{m}': feature dim {feats.dim}, the model expects {spec.in_dim}"
+                    "features.npz", f"key '{m}': feature dim {feats.dim}, the model expects {spec.in_dim}"
                 )
             if feats.is_sequence != (spec.kind == "sequence"):
                 want = "padded sequences [N, T, d]" if spec.kind == "sequence" else "vectors [N, d]"
-                raise InputError(f"features.npz: key '{m}': the model expects {want}")
+                raise InputError("features.npz", f"key '{m}': the model expects {want}")
             tensors[m] = torch.from_numpy(np.ascontiguousarray(feats.values, dtype=np.float32))
             if feats.is_sequence:
                 tensors[f"{m}_lengths"] = torch.from_numpy(np.asarray(feats.lengths, dtype=np.int64))

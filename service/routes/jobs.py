@@ -131,8 +131,7 @@ def _check_text_source(body: JobCreate, summary: dict[str, Any], hyper: Hyperpar
             modalities=hyper.modalities,
         )
     except InputError as exc:
-        field, _, message = str(exc).partition(": ")
-        raise ApiError(422, f"{message} (dataset {body.dataset_id})", field=f"body.{field}") from None
+        raise ApiError(422, f"{exc.message} (dataset {body.dataset_id})", field=f"body.{exc.field}") from None
 
 
 def resolve(body: JobCreate, svc: Services, caller: Caller) -> dict[str, Any]:

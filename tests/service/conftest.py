@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from remote.localstack import LocalStack
@@ -90,6 +91,20 @@ def client(settings: Settings):
         assert c.get("/v1/datasets").status_code == 200  # both keys verified (and kept) before the test
         assert c.get("/metrics", headers=c.admin_headers).status_code == 200
         yield c
+
+
+def with_transcripts(src: Path, out: Path, text_features: bool = True) -> Path:
+    """A copy of the dataset in ``src`` with a transcript on every row, with or without its text features."""
+    import pandas as pd
+
+    table = pd.read_csv(src / "utterances.csv", dtype=str, keep_default_na=False)
+    table["transcript"] = np.where(table["label"].astype(float) > 0, "a really good movie", "bad and boring")
+    table.to_csv(out / "utterances.csv", index=False)
+    arrays = dict(np.load(src / "features.npz", allow_pickle=False))
+    if not text_features:
+        arrays.pop("text")
+    np.savez(out / "features.npz", **arrays)
+    return out
 
 
 def upload_dir(client, path: Path):

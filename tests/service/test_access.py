@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from remote.localstack import REPO, LocalStack, running_stack
-from tests.service.conftest import TINY, _need_redis, auth
+from tests.service.conftest import TINY, _need_redis, auth, with_transcripts
 from worker.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -239,23 +239,12 @@ def test_quotas_answer_429_or_413_naming_the_limit(stack: LocalStack, alice: dic
 
 
 # hyperparameters, downloads ---------------------------------------------------------------------------------
-def _with_transcripts(synth_dir: Path, out: Path) -> Path:
-    """synth_dir with a transcript on every row (so a text model has something to encode)."""
-    import pandas as pd
-
-    table = pd.read_csv(synth_dir / "utterances.csv", dtype=str, keep_default_na=False)
-    table["transcript"] = np.where(table["label"].astype(float) > 0, "a really good movie", "bad and boring")
-    table.to_csv(out / "utterances.csv", index=False)
-    shutil.copy(synth_dir / "features.npz", out / "features.npz")
-    return out
-
-
 def test_text_model_names_an_installed_model_never_a_path(
     stack: LocalStack, alice: dict, synth_dir: Path, tmp_path: Path
 ) -> None:
     with http(stack, alice["key"]) as c:
         answers = {}
-        body = {"dataset_id": upload(c, _with_transcripts(synth_dir, tmp_path)).json()["id"]}
+        body = {"dataset_id": upload(c, with_transcripts(synth_dir, tmp_path)).json()["id"]}
         for value in ("/etc", "/nonexistent/model", "../tiny", "/", "tiny/..", 5):
             r = c.post("/v1/jobs", json={**body, "hyperparameters": {"text_model": value}})
             assert r.status_code == 422 and error_of(r)["field"] == "body.hyperparameters.text_model", r.text

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.service.conftest import TINY, new_client, upload_dir
+from tests.service.conftest import TINY, new_client, upload_dir, with_transcripts
 from worker.settings import Settings
 
 
@@ -447,17 +447,9 @@ def test_api_schemas_and_client_import_without_torch() -> None:
 
 def test_transcript_model_reads_text_from_the_transcript(client, synth_dir: Path, tmp_path: Path) -> None:
     """A dataset without text features: the model encodes transcripts; predict takes them instead."""
-    import pandas as pd
-
     from worker.tasks import run_job
 
-    table = pd.read_csv(synth_dir / "utterances.csv", dtype=str, keep_default_na=False)
-    table["transcript"] = np.where(table["label"].astype(float) > 0, "a really good movie", "bad and boring")
-    table.to_csv(tmp_path / "utterances.csv", index=False)
-    arrays = dict(np.load(synth_dir / "features.npz", allow_pickle=False))
-    arrays.pop("text")
-    np.savez(tmp_path / "features.npz", **arrays)
-    ds = upload_dir(client, tmp_path).json()
+    ds = upload_dir(client, with_transcripts(synth_dir, tmp_path, text_features=False)).json()
     assert set(ds["modalities"]) == {"audio", "vision"}
     job = client.post("/v1/jobs", json={"dataset_id": ds["id"], "hyperparameters": TINY}).json()
     svc = client.app.state.services
