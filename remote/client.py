@@ -3,7 +3,8 @@
     upload PATH...            a dataset folder, an archive, or utterances.csv + features.npz (--json)
     submit DATASET_ID         start a job (--strategy, --seed, --set name=value, --idempotency-key)
     wait JOB_ID               follow a job with a progress bar until it finishes
-    status JOB_ID | cancel JOB_ID | jobs | datasets | models | model MODEL_ID
+    status JOB_ID | cancel JOB_ID | model MODEL_ID
+    jobs [--state S] | datasets | models    a line each (--json: the API's list)
     labels JOB_ID             download the learned unimodal labels (--format csv|json, -o FILE)
     report JOB_ID             download a finished job's label report (--format html|json, -o FILE)
     predict MODEL_ID          predict for --input FILE.json, or --dataset PATH [--split test] [--n 5]
@@ -29,12 +30,14 @@ from typing import Any
 import httpx
 
 from api_schemas.jobs import FINAL_STATES, JobState
+from remote.listing import datasets_table, jobs_table, models_table, splits_text
 
 DEFAULT_URL = os.environ.get("UNILABEL_URL", "http://127.0.0.1:8000")
 KEY_ENV = "UNILABEL_API_KEY"
 RUN_OUT = "runs/remote"  # ``run``'s default --out: each job's files in a folder of its own below it
 STRATEGY_HELP = "label strategy: mug, selfmm, copy, none, mlc, cmc or mtcl"  # the service checks the name
 FINAL = tuple(s.value for s in FINAL_STATES)
+LIST_TABLES = {"jobs": jobs_table, "datasets": datasets_table, "models": models_table}
 
 
 class ClientError(Exception):
@@ -291,11 +294,8 @@ def read_utterances(path: str | Path) -> list[Any]:
 
 def upload_line(summary: dict[str, Any], created: bool) -> str:
     """``dataset ID: 130 utterances (train 80, valid 30, test 20); new`` (or ``already uploaded``)."""
-    order = {"train": 0, "valid": 1, "test": 2}
-    counts = sorted(summary["splits"].items(), key=lambda kv: order.get(kv[0], len(order)))
-    splits = ", ".join(f"{name} {n}" for name, n in counts)
     state = "new" if created else "already uploaded"
-    return f"dataset {summary['id']}: {summary['n']} utterances ({splits}); {state}"
+    return f"dataset {summary['id']}: {summary['n']} utterances ({splits_text(summary['splits'])}); {state}"
 
 
 def run_all(
@@ -383,10 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float)
     sub.add_parser("status", help="show a job's record").add_argument("job_id")
     sub.add_parser("cancel", help="cancel a queued or running job").add_argument("job_id")
-    p = sub.add_parser("jobs", help="list jobs (the newest 100)")
+    p = sub.add_parser("jobs", help="list jobs (the newest 100), a line each")
     p.add_argument("--state", choices=[s.value for s in JobState], help="only the jobs in this state")
-    sub.add_parser("datasets", help="list uploaded datasets")
-    sub.add_parser("models", help="list trained models")
+    sub.add_parser("datasets", help="list uploaded datasets, a line each")
+    sub.add_parser("models", help="list trained models, a line each")
+    for name in ("jobs", "datasets", "models"):
+        sub.choices[name].add_argument("--json", action="store_true", help="print the API's list as JSON")
     sub.add_parser("model", help="show a model's card").add_argument("model_id")
     p = sub.add_parser("labels", help="download learned unimodal labels")
     p.add_argument("job_id")
@@ -440,10 +442,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 0 if job["state"] == "succeeded" else 1
             elif cmd in ("status", "cancel"):
                 _print(c.job(args.job_id) if cmd == "status" else c.cancel(args.job_id))
-            elif cmd == "jobs":
-                _print(c.jobs(args.state))
-            elif cmd in ("datasets", "models"):
-                _print(getattr(c, cmd)())
+            elif cmd in ("jobs", "datasets", "models"):
+                body = c.jobs(args.state) if cmd == "jobs" else getattr(c, cmd)()
+                _print(body if args.json else LIST_TABLES[cmd](body))
             elif cmd == "model":
                 _print(c.model(args.model_id))
             elif cmd in ("labels", "report"):

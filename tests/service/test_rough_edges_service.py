@@ -194,11 +194,46 @@ def test_run_writes_into_the_jobs_folder(
 def test_remote_jobs_lists_one_state(remote, synth_dir: Path, capsys: pytest.CaptureFixture) -> None:
     dataset_id = upload_dir(remote, synth_dir).json()["id"]
     job = remote.post("/v1/jobs", json={"dataset_id": dataset_id, "hyperparameters": TINY}).json()
-    assert main(["jobs", "--state", "queued"]) == 0
+    assert main(["jobs", "--state", "queued", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [j["id"] for j in listed["items"]] == [job["id"]] and listed["total"] == 1
-    assert main(["jobs", "--state", "failed"]) == 0
+    assert main(["jobs", "--state", "failed", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["total"] == 0
+    assert main(["jobs", "--state", "failed"]) == 0
+    assert capsys.readouterr().out == "no jobs\n"
+
+
+@IN_PROCESS
+def test_remote_lists_are_a_line_each(remote, trained: dict[str, str], capsys: pytest.CaptureFixture) -> None:
+    """``jobs``, ``datasets`` and ``models`` printed every item whole (a job's whole resolved set of
+    hyperparameters): about 90 lines of JSON a job. Now a header, a line per item and a count."""
+    body = {"dataset_id": trained["dataset_id"], "strategy": "copy", "hyperparameters": {"meta_epochs": 3}}
+    queued = remote.post("/v1/jobs", json=body).json()
+    assert main(["jobs"]) == 0
+    header, *rows, count = capsys.readouterr().out.splitlines()
+    assert header.split() == ["job", "state", "strategy", "seed", "dataset", "updated", "(UTC)", "progress"]
+    assert count == f"{len(rows)} jobs" and len(rows) >= 2
+    line = next(r for r in rows if r.startswith(queued["id"]))
+    assert line.split()[1:5] == ["queued", "copy", "1111", trained["dataset_id"][:12]]
+    assert line.endswith("0%; note: meta_epochs: not read by strategy copy; it changes nothing")
+    done = next(r for r in rows if r.startswith(trained["job_id"]))
+    assert done.split()[1] == "succeeded" and done.endswith("done")
+
+    assert main(["models"]) == 0
+    header, *rows, count = capsys.readouterr().out.splitlines()
+    model_id = remote.get(f"/v1/jobs/{trained['job_id']}").json()["model_id"]
+    valid = remote.get(f"/v1/models/{model_id}").json()["metrics"]["valid"]
+    line = next(r for r in rows if r.startswith(model_id))
+    assert trained["job_id"] in line.split()
+    assert line.endswith(f"mae {valid['mae']:.3f}  corr {valid['corr']:.3f}")
+
+    assert main(["datasets"]) == 0
+    header, *rows, count = capsys.readouterr().out.splitlines()
+    summary = remote.get(f"/v1/datasets/{trained['dataset_id']}").json()
+    line = next(r for r in rows if r.startswith(trained["dataset_id"]))
+    assert f"{summary['n']}  train " in line and count == f"{len(rows)} datasets"
+    assert main(["datasets", "--json"]) == 0
+    assert trained["dataset_id"] in [d["id"] for d in json.loads(capsys.readouterr().out)["items"]]
 
 
 def test_every_remote_subcommand_has_help() -> None:

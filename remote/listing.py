@@ -1,0 +1,117 @@
+"""The lists of ``unilabel-remote jobs | datasets | models`` as aligned tables, a row per item.
+
+The API's list bodies carry every item whole (a job's 70-odd resolved hyperparameters, a model's metrics of
+every split); a person looking for the job to wait on needs its id, state and progress. ``--json`` prints the
+body as the API sent it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SPLIT_ORDER = {"train": 0, "valid": 1, "test": 2}
+
+
+def splits_text(splits: dict[str, int]) -> str:
+    """``train 80, valid 30, test 20``: the usual splits first, any other after them."""
+    counts = sorted(splits.items(), key=lambda kv: SPLIT_ORDER.get(kv[0], len(SPLIT_ORDER)))
+    return ", ".join(f"{name} {n}" for name, n in counts)
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """Left-aligned columns two spaces apart; the last column is not padded (it may be long: an error)."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    lines = [
+        "  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]) for r in [header, *rows]
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _when(iso: str | None) -> str:
+    """``2026-12-03T05:57:39.123+00:00`` -> ``2026-12-03 05:57:39`` (UTC, as the API gives it)."""
+    return iso[:19].replace("T", " ") if iso else ""
+
+
+def _progress(job: dict[str, Any]) -> str:
+    if job["state"] == "succeeded":
+        return "done"
+    if job["state"] not in ("queued", "running"):
+        return job.get("error") or ""
+    stage = job.get("stage")
+    where = f"{stage} {job.get('epoch') or 0}/{job['epochs']} " if stage and job.get("epochs") else ""
+    return f"{where}{100 * (job.get('progress') or 0.0):.0f}%"
+
+
+def _footer(body: dict[str, Any], noun: str) -> str:
+    shown, total = len(body["items"]), body["total"]
+    if total == 0:
+        return f"no {noun}"
+    return f"{total} {noun}" if shown == total else f"the newest {shown} of {total} {noun}"
+
+
+def jobs_table(body: dict[str, Any]) -> str:
+    """A GET /v1/jobs body: id, state, strategy, seed, dataset, last update, then progress (or the error)."""
+    rows = [
+        [
+            j["id"],
+            j["state"],
+            j["strategy"],
+            str(j["seed"]),
+            j["dataset_id"][:12],
+            _when(j.get("updated_at")),
+            _progress(j) + "".join(f"; note: {n}" for n in j.get("notes") or []),
+        ]
+        for j in body["items"]
+    ]
+    header = ["job", "state", "strategy", "seed", "dataset", "updated (UTC)", "progress"]
+    return _with_footer(header, rows, _footer(body, "jobs"))
+
+
+def datasets_table(body: dict[str, Any]) -> str:
+    """A GET /v1/datasets body: id, utterances, splits, upload time, modalities (d, or [T, d])."""
+    rows = []
+    for d in body["items"]:
+        modalities = ", ".join(
+            f"{m} {'[T, ' + str(s['dim']) + ']' if s['sequence'] else s['dim']}"
+            for m, s in d["modalities"].items()
+        )
+        rows.append(
+            [
+                d["id"],
+                str(d["n"]),
+                splits_text(d["splits"]),
+                _when(d.get("created_at")),
+                modalities,
+            ]
+        )
+    header = ["dataset", "n", "splits", "uploaded (UTC)", "modalities"]
+    return _with_footer(header, rows, _footer(body, "datasets"))
+
+
+def models_table(body: dict[str, Any]) -> str:
+    """A GET /v1/models body: id, strategy, seed, dataset, job, creation time, then valid MAE and Corr."""
+    rows = []
+    for m in body["items"]:
+        valid = (m.get("metrics") or {}).get("valid") or {}
+        scores = "  ".join(
+            f"{name} {valid[name]:.3f}"
+            for name in ("mae", "corr")
+            if isinstance(valid.get(name), int | float)
+        )
+        rows.append(
+            [
+                m["id"],
+                m["strategy"],
+                str(m["seed"]),
+                m["dataset_id"][:12],
+                m["job_id"],
+                _when(m.get("created_at")),
+                scores,
+            ]
+        )
+    header = ["model", "strategy", "seed", "dataset", "job", "created (UTC)", "valid"]
+    return _with_footer(header, rows, _footer(body, "models"))
+
+
+def _with_footer(header: list[str], rows: list[list[str]], footer: str) -> str:
+    return f"{table(header, rows)}\n{footer}" if rows else footer
