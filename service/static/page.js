@@ -147,15 +147,18 @@
     );
   }
 
+  // Progress, "done" or the error, then the job's notes: settings its strategy does not read.
   function progressCell(job) {
-    if (job.state === "succeeded") return el("td", {}, "done");
-    if (!LIVE.has(job.state)) return el("td", { className: "muted" }, job.error || "");
+    const notes = (job.notes || []).map((note) => el("div", { className: "note" }, `note: ${note}`));
+    if (job.state === "succeeded") return el("td", {}, "done", ...notes);
+    if (!LIVE.has(job.state)) return el("td", { className: "muted" }, job.error || "", ...notes);
     const where = job.stage ? `${job.stage}${job.epochs ? ` ${job.epoch || 0}/${job.epochs}` : ""} · ` : "";
     return el(
       "td",
       {},
       el("progress", { max: 1, value: job.progress || 0 }),
       el("span", { className: "progress-text" }, ` ${where}${pct(job.progress)}`),
+      ...notes,
     );
   }
 

@@ -41,8 +41,9 @@ FLAGS = (
     "--disable-sync",
     "--disable-dev-shm-usage",
 )
-# runs long enough to be seen running (about a minute here; cancelled after)
-LIVE = {**TINY, "pretrain_epochs": 1000, "meta_epochs": 1000}
+# runs long enough to be seen running (about a minute here; cancelled after); selfmm_weight is a setting
+# MUG does not read, so the job has a note to show
+LIVE = {**TINY, "pretrain_epochs": 1000, "meta_epochs": 1000, "selfmm_weight": 2}
 
 
 def chromium() -> str:
@@ -150,6 +151,8 @@ def test_page_shows_jobs_live_and_the_report_with_its_figures(
     running = page.rows[live]
     assert running["data-state"] == "running" and "running" in running["text"], running
     assert re.search(r"(pretrain|meta) \d+/\d+ · \d+%", running["text"]), running  # stage and progress
+    assert "%note: selfmm_weight: not read by strategy mug; it changes nothing" in running["text"], running
+    assert "note:" not in row["text"]
 
     viewer = page.by_id["viewer"]
     assert viewer["data-job-id"] == done and viewer["data-state"] == "shown", viewer
