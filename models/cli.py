@@ -331,6 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def error_text(err: Exception) -> str:
+    """The message for the terminal: an operating-system error as ``PATH: reason`` (what Python prints as
+    ``[Errno 20] Not a directory: 'PATH'``), any other error as its text."""
+    if isinstance(err, OSError) and err.strerror and err.filename is not None:
+        return f"{err.filename}: {err.strerror}"
+    return str(err)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -346,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(thread_count(args.threads, "--threads", "UNILABEL_THREADS") or 1)
         return args.func(args)
     except (DatasetError, HyperparameterError, InputError, OSError, ValueError) as err:
-        print(f"unilabel {args.command}: error:\n{err}", file=sys.stderr)
+        print(f"unilabel {args.command}: error:\n{error_text(err)}", file=sys.stderr)
         return 2
     except Cancelled:
         print(f"unilabel {args.command}: cancelled", file=sys.stderr)

@@ -50,10 +50,15 @@ def staging_dir(out: Path, overwrite: bool) -> Path:
     ``overwrite`` is false."""
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"out: {out} already holds files; choose another directory or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    except OSError as err:  # named as the user gave it, not as the hidden staging folder beside it
+        # with exist_ok, mkdir's "File exists" means a part of the path is a file
+        reason = "a part of that path is a file" if isinstance(err, FileExistsError) else err.strerror
+        raise OSError(f"out: cannot write a run directory at {out}: {reason or err}") from None
     return staging
 
 

@@ -120,6 +120,22 @@ def test_out_naming_a_folder_is_refused_before_any_work(tmp_path: Path, capsys) 
         assert f"--out {tmp_path}: is a folder; give the path of a file to write" in err
 
 
+def test_an_out_that_cannot_be_written_is_named_as_given(
+    tmp_path: Path, small_synth: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A run was refused with ``[Errno 20] Not a directory: '.../.run.partial-123'``: the hidden staging
+    folder, not the --out the user gave."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["train", str(small_synth), "--out", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"out: cannot write a run directory at {blocker / 'run'}: a part of that path is a file" in err
+    assert "partial" not in err and "Errno" not in err
+    assert main(["synth", str(blocker / "ds")]) == 2
+    assert capsys.readouterr().err.endswith(f"error:\n{blocker / 'ds'}: Not a directory\n")
+    assert list(tmp_path.iterdir()) == [blocker]
+
+
 def test_atomic_writes_onto_a_folder_name_it(tmp_path: Path) -> None:
     with pytest.raises(IsADirectoryError, match=f"{tmp_path}: is a folder"):
         write_json(tmp_path, {"a": 1})
