@@ -308,6 +308,16 @@ def check_preset(preset: Any) -> str | None:
     )
 
 
+def unknown_name(name: str, most: int = 6) -> HyperparameterError:
+    """The error for a name no hyperparameter has, with the names it may have meant: those holding all
+    its words (``epochs`` -> pretrain_epochs, meta_epochs, ...), else the closest spellings (``betta``)."""
+    known, words = list(Hyperparameters.model_fields), set(name.lower().split("_"))
+    close = [k for k in known if words <= set(k.split("_"))][:most]
+    close = close or difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}?" if close else "`unilabel hyperparameters` lists them"
+    return HyperparameterError(name, f"unknown hyperparameter ({hint})")
+
+
 def resolve_hyperparameters(
     overrides: dict[str, Any] | None = None, *, rho: float | None = None, preset: str | None = None
 ) -> Hyperparameters:
@@ -318,16 +328,9 @@ def resolve_hyperparameters(
     """
     if overrides is not None and not isinstance(overrides, dict):
         raise HyperparameterError("*", "must be an object mapping names to values")
-    known = Hyperparameters.model_fields
     for name in overrides or {}:
-        if name not in known:
-            close = difflib.get_close_matches(str(name), list(known), n=3, cutoff=0.6)
-            hint = (
-                f" (did you mean {', '.join(close)}?)"
-                if close
-                else " (`unilabel hyperparameters` lists them)"
-            )
-            raise HyperparameterError(str(name), f"unknown hyperparameter{hint}")
+        if name not in Hyperparameters.model_fields:
+            raise unknown_name(str(name))
     values = {**(PRESETS[check_preset(preset)] if preset is not None else {}), **(overrides or {})}
     try:
         hp = Hyperparameters(**values)

@@ -181,3 +181,11 @@ def test_a_misspelt_name_gets_a_suggestion() -> None:
         resolve_hyperparameters({"betta": 0.1})
     with pytest.raises(HyperparameterError, match="unilabel hyperparameters"):
         resolve_hyperparameters({"zzz": 1})
+    # a bare word named only the three related systems' epochs, not the stages' (difflib's closest spellings)
+    with pytest.raises(HyperparameterError) as err:
+        resolve_hyperparameters({"epochs": 5})
+    assert err.value.message.startswith(
+        "unknown hyperparameter (did you mean pretrain_epochs, meta_epochs, multitask_max_epochs, "
+    )
+    with pytest.raises(HyperparameterError, match=r"did you mean meta_epochs"):
+        resolve_hyperparameters({"meta_epoch": 5})
