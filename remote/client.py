@@ -1,7 +1,7 @@
 """A small client of the label service, and its CLI (``unilabel-remote ...`` / ``python -m remote.client``).
 
     upload PATH...            a dataset folder, an archive, or utterances.csv + features.npz (--json)
-    submit DATASET_ID         start a job (--strategy, --seed, --set name=value, --idempotency-key)
+    submit DATASET_ID         start a job (--strategy, --seed, --set name=value, --idempotency-key, --json)
     wait JOB_ID               follow a job with a progress bar until it finishes
     status JOB_ID | cancel JOB_ID | model MODEL_ID
     jobs [--state S] | datasets | models    a line each (--json: the API's list)
@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from api_schemas.jobs import FINAL_STATES, JobState
-from remote.listing import datasets_table, jobs_table, models_table, splits_text
+from remote.listing import datasets_table, job_lines, jobs_table, models_table, splits_text
 
 DEFAULT_URL = os.environ.get("UNILABEL_URL", "http://127.0.0.1:8000")
 KEY_ENV = "UNILABEL_API_KEY"
@@ -315,9 +315,8 @@ def run_all(
     shapes = ", ".join(f"{m} {v['shape']}" for m, v in summary["modalities"].items())
     say(f"dataset {summary['id']}: {summary['n']} utterances {summary['splits']}; {shapes}")
     job = client.submit(summary["id"], strategy, seed, hyperparameters, preset=preset)
-    say(f"job {job['id']} ({strategy}, seed {seed}{f', preset {preset}' if preset else ''}): {job['state']}")
-    for note in job.get("notes") or []:
-        say(f"note: {note}")
+    for line in job_lines(job):
+        say(line)
     job = client.wait(job["id"], on_update=ProgressBar())
     if job["state"] != "succeeded":
         raise RuntimeError(f"job {job['id']} {job['state']}: {job.get('error')}")
@@ -372,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--preset", help="a column of the MUG paper's Table 2: mosi, mosei or sims")
         if name == "submit":
             p.add_argument("--idempotency-key")
+            p.add_argument("--json", action="store_true", help="print the job's whole record as JSON")
         else:
             p.add_argument(
                 "--out",
@@ -416,16 +416,9 @@ def main(argv: list[str] | None = None) -> int:
                 summary, created = c.upload_with_status(*args.paths)
                 _print(summary if args.json else upload_line(summary, created))
             elif cmd == "submit":
-                _print(
-                    c.submit(
-                        args.dataset_id,
-                        args.strategy,
-                        args.seed,
-                        _parse_hp(args.hp),
-                        args.idempotency_key,
-                        preset=args.preset,
-                    )
-                )
+                hp, key = _parse_hp(args.hp), args.idempotency_key
+                job = c.submit(args.dataset_id, args.strategy, args.seed, hp, key, preset=args.preset)
+                _print(job if args.json else "\n".join(job_lines(job)))
             elif cmd == "run":
                 run_all(
                     c,

@@ -43,10 +43,20 @@ def _progress(job: dict[str, Any]) -> str:
 
 
 def _footer(body: dict[str, Any], noun: str) -> str:
+    """``no jobs``, ``1 job``, ``12 jobs`` or ``the newest 100 of 130 jobs`` (``noun`` singular)."""
     shown, total = len(body["items"]), body["total"]
     if total == 0:
-        return f"no {noun}"
-    return f"{total} {noun}" if shown == total else f"the newest {shown} of {total} {noun}"
+        return f"no {noun}s"
+    return (
+        f"{total} {noun}{'s' * (total > 1)}" if shown == total else f"the newest {shown} of {total} {noun}s"
+    )
+
+
+def job_lines(job: dict[str, Any]) -> list[str]:
+    """``job ID (mug, seed 1111, preset mosi): queued``, then a line per note."""
+    preset = f", preset {job['preset']}" if job.get("preset") else ""
+    head = f"job {job['id']} ({job['strategy']}, seed {job['seed']}{preset}): {job['state']}"
+    return [head, *(f"note: {note}" for note in job.get("notes") or [])]
 
 
 def jobs_table(body: dict[str, Any]) -> str:
@@ -64,7 +74,7 @@ def jobs_table(body: dict[str, Any]) -> str:
         for j in body["items"]
     ]
     header = ["job", "state", "strategy", "seed", "dataset", "updated (UTC)", "progress"]
-    return _with_footer(header, rows, _footer(body, "jobs"))
+    return _with_footer(header, rows, _footer(body, "job"))
 
 
 def datasets_table(body: dict[str, Any]) -> str:
@@ -85,11 +95,11 @@ def datasets_table(body: dict[str, Any]) -> str:
             ]
         )
     header = ["dataset", "n", "splits", "uploaded (UTC)", "modalities"]
-    return _with_footer(header, rows, _footer(body, "datasets"))
+    return _with_footer(header, rows, _footer(body, "dataset"))
 
 
 def models_table(body: dict[str, Any]) -> str:
-    """A GET /v1/models body: id, strategy, seed, dataset, job, creation time, then valid MAE and Corr."""
+    """A GET /v1/models body: id (its job's id too), strategy, seed, dataset, creation time, valid scores."""
     rows = []
     for m in body["items"]:
         valid = (m.get("metrics") or {}).get("valid") or {}
@@ -104,13 +114,12 @@ def models_table(body: dict[str, Any]) -> str:
                 m["strategy"],
                 str(m["seed"]),
                 m["dataset_id"][:12],
-                m["job_id"],
                 _when(m.get("created_at")),
                 scores,
             ]
         )
-    header = ["model", "strategy", "seed", "dataset", "job", "created (UTC)", "valid"]
-    return _with_footer(header, rows, _footer(body, "models"))
+    header = ["model", "strategy", "seed", "dataset", "created (UTC)", "valid"]
+    return _with_footer(header, rows, _footer(body, "model"))
 
 
 def _with_footer(header: list[str], rows: list[list[str]], footer: str) -> str:

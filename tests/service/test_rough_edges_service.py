@@ -224,16 +224,33 @@ def test_remote_lists_are_a_line_each(remote, trained: dict[str, str], capsys: p
     model_id = remote.get(f"/v1/jobs/{trained['job_id']}").json()["model_id"]
     valid = remote.get(f"/v1/models/{model_id}").json()["metrics"]["valid"]
     line = next(r for r in rows if r.startswith(model_id))
-    assert trained["job_id"] in line.split()
+    assert line.split()[1:4] == ["mug", "1111", trained["dataset_id"][:12]] and count == "1 model"
     assert line.endswith(f"mae {valid['mae']:.3f}  corr {valid['corr']:.3f}")
 
     assert main(["datasets"]) == 0
     header, *rows, count = capsys.readouterr().out.splitlines()
     summary = remote.get(f"/v1/datasets/{trained['dataset_id']}").json()
     line = next(r for r in rows if r.startswith(trained["dataset_id"]))
-    assert f"{summary['n']}  train " in line and count == f"{len(rows)} datasets"
+    assert f"{summary['n']}  train " in line and count == "1 dataset"
     assert main(["datasets", "--json"]) == 0
     assert trained["dataset_id"] in [d["id"] for d in json.loads(capsys.readouterr().out)["items"]]
+
+
+@IN_PROCESS
+def test_remote_submit_says_the_job_and_its_notes(
+    remote, synth_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """submit printed the whole record (about 90 lines); now a line, the notes, and --json for the record."""
+    dataset_id = upload_dir(remote, synth_dir).json()["id"]
+    argv = ["submit", dataset_id, "--strategy", "copy", "--seed", "5", "--preset", "mosi"]
+    assert main([*argv, "--set", "meta_epochs=3"]) == 0
+    head, note = capsys.readouterr().out.splitlines()
+    job_id = head.split()[1]
+    assert head == f"job {job_id} (copy, seed 5, preset mosi): queued"
+    assert note == "note: meta_epochs: not read by strategy copy; it changes nothing"
+    assert main([*argv, "--json", "--seed", "6"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["seed"] == 6 and record["notes"] == [] and record["state"] == "queued"
 
 
 def test_every_remote_subcommand_has_help() -> None:
