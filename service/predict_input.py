@@ -70,7 +70,7 @@ def parse(body: bytes, spec: dict[str, dict], limits: Limits) -> Parsed:
         raise bad("body", 'expected an object {"utterances": [...]}')
     for key in data:
         if key != "utterances":
-            raise bad(f"body.{key}", "extra inputs are not permitted")
+            raise bad(f"body.{key}", 'extra inputs are not permitted (the body is {"utterances": [...]})')
     utterances = data.get("utterances")
     if not isinstance(utterances, list) or not utterances:
         raise bad("body.utterances", "expected a non-empty list of utterances")
@@ -99,8 +99,17 @@ def _utterance(
     if not isinstance(utt, dict):
         raise bad(where, 'expected an object {"features": {...}}')
     for key in utt:
+        if key in spec:  # {"audio": [...]} where {"features": {"audio": [...]}} was meant
+            goes = (
+                '{"transcript": "..."}'
+                if spec[key].get("transcript")
+                else f'{{"features": {{"{key}": [...]}}}}'
+            )
+            raise bad(f"{where}.{key}", f"this model takes {key} as {goes}")
         if key not in UTTERANCE_FIELDS:
-            raise bad(f"{where}.{key}", "extra inputs are not permitted")
+            raise bad(
+                f"{where}.{key}", "extra inputs are not permitted (an utterance has id, features, transcript)"
+            )
     uid = _text(f"{where}.id", utt.get("id"), MAX_ID)
     transcript = _text(f"{where}.transcript", utt.get("transcript"), MAX_TRANSCRIPT)
     features = utt.get("features", {})

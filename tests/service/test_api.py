@@ -431,6 +431,19 @@ def test_predict_input_errors_name_the_field(client, trained: dict, mutate, fiel
     assert err["field"] == field or any(d["field"].startswith(field) for d in err["details"]), err
 
 
+def test_a_modality_outside_features_says_where_it_goes(client, trained: dict) -> None:
+    utt = _utterance(np.random.default_rng(1))
+    utt["audio"] = utt["features"].pop("audio")
+    r = client.post(f"/v1/models/{trained['job_id']}/predict", json={"utterances": [utt]})
+    err = error_of(r)
+    assert r.status_code == 422 and err["field"] == "body.utterances.0.audio"
+    assert err["message"] == 'this model takes audio as {"features": {"audio": [...]}}'
+    del utt["audio"]
+    utt["label"] = 1.0
+    r = client.post(f"/v1/models/{trained['job_id']}/predict", json={"utterances": [utt]})
+    assert error_of(r)["message"].endswith("not permitted (an utterance has id, features, transcript)")
+
+
 def test_predict_limits_and_unknown_model(client, trained: dict, settings: Settings) -> None:
     r = client.post(
         f"/v1/models/{'0' * 32}/predict", json={"utterances": [_utterance(np.random.default_rng(0))]}
@@ -473,3 +486,9 @@ def test_transcript_model_reads_text_from_the_transcript(client, synth_dir: Path
     features = {**utt, "features": {**utt["features"], "text": [1.0]}}
     wrong = client.post(f"/v1/models/{job['id']}/predict", json={"utterances": [features]})
     assert wrong.status_code == 422 and error_of(wrong)["field"] == "body.utterances.0.features.text"
+    beside = client.post(f"/v1/models/{job['id']}/predict", json={"utterances": [{**utt, "text": "great"}]})
+    assert error_of(beside) == {
+        **error_of(beside),
+        "field": "body.utterances.0.text",
+        "message": 'this model takes text as {"transcript": "..."}',
+    }
