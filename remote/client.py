@@ -2,7 +2,7 @@
 
     upload PATH...            a dataset folder, an archive, or utterances.csv + features.npz (--json)
     submit DATASET_ID         start a job (--strategy, --seed, --set name=value, --idempotency-key, --json)
-    wait JOB_ID               follow a job with a progress bar until it finishes
+    wait JOB_ID               follow a job with a progress bar until it finishes (--json: its record)
     status JOB_ID | cancel JOB_ID | model MODEL_ID
     jobs [--state S] | datasets | models    a line each (--json: the API's list)
     labels JOB_ID             download the learned unimodal labels (--format csv|json, -o FILE)
@@ -30,7 +30,14 @@ from typing import Any
 import httpx
 
 from api_schemas.jobs import FINAL_STATES, JobState
-from remote.listing import datasets_table, job_lines, jobs_table, models_table, splits_text
+from remote.listing import (
+    datasets_table,
+    finished_lines,
+    job_lines,
+    jobs_table,
+    models_table,
+    splits_text,
+)
 
 DEFAULT_URL = os.environ.get("UNILABEL_URL", "http://127.0.0.1:8000")
 KEY_ENV = "UNILABEL_API_KEY"
@@ -378,9 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
                 default=RUN_OUT,
                 help=f"labels and report go to OUT/<job id>/labels.csv, report.html (default {RUN_OUT})",
             )
-    p = sub.add_parser("wait", help="follow a job until it finishes")
+    p = sub.add_parser("wait", help="follow a job until it finishes; then its scores, or its error")
     p.add_argument("job_id")
     p.add_argument("--timeout", type=float)
+    p.add_argument("--json", action="store_true", help="print the finished job's whole record as JSON")
     sub.add_parser("status", help="show a job's record").add_argument("job_id")
     sub.add_parser("cancel", help="cancel a queued or running job").add_argument("job_id")
     p = sub.add_parser("jobs", help="list jobs (the newest 100), a line each")
@@ -431,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             elif cmd == "wait":
                 job = c.wait(args.job_id, args.timeout, on_update=ProgressBar())
-                _print(job)
+                _print(job if args.json else "\n".join(finished_lines(job)))
                 return 0 if job["state"] == "succeeded" else 1
             elif cmd in ("status", "cancel"):
                 _print(c.job(args.job_id) if cmd == "status" else c.cancel(args.job_id))

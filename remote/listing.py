@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 SPLIT_ORDER = {"train": 0, "valid": 1, "test": 2}
+VALID_SCORES = ("mae", "corr", "acc2_non0", "acc7")  # what ``wait`` shows of a finished job (MMSA's names)
 
 
 def splits_text(splits: dict[str, int]) -> str:
@@ -57,6 +58,25 @@ def job_lines(job: dict[str, Any]) -> list[str]:
     preset = f", preset {job['preset']}" if job.get("preset") else ""
     head = f"job {job['id']} ({job['strategy']}, seed {job['seed']}{preset}): {job['state']}"
     return [head, *(f"note: {note}" for note in job.get("notes") or [])]
+
+
+def finished_lines(job: dict[str, Any]) -> list[str]:
+    """What ``wait`` says of a job that ended: its line and notes, then its valid scores and where its labels,
+    report and model are, or its error."""
+    lines = job_lines(job)
+    metrics = job.get("metrics") or {}
+    scores = [
+        f"{m} {metrics[f'valid.{m}']:.3f}" for m in VALID_SCORES if metrics.get(f"valid.{m}") is not None
+    ]
+    if scores:
+        lines.append(f"valid: {', '.join(scores)}")
+    if job["state"] == "succeeded":
+        lines.append(f"labels: unilabel-remote labels {job['id']} -o labels.csv")
+        lines.append(f"report: unilabel-remote report {job['id']} -o report.html")
+        lines.append(f"model:  unilabel-remote model {job['model_id']}")
+    elif job.get("error"):
+        lines.append(f"error: {job['error']}")
+    return lines
 
 
 def jobs_table(body: dict[str, Any]) -> str:

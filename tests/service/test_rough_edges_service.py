@@ -253,6 +253,35 @@ def test_remote_submit_says_the_job_and_its_notes(
     assert record["seed"] == 6 and record["notes"] == [] and record["state"] == "queued"
 
 
+@IN_PROCESS
+def test_remote_wait_ends_with_the_scores_and_where_the_results_are(
+    remote, synth_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """wait ended with the job's whole record (about 120 lines of JSON); now what a person reads next."""
+    dataset_id = upload_dir(remote, synth_dir).json()["id"]
+    job_id = remote.post("/v1/jobs", json={"dataset_id": dataset_id, "hyperparameters": TINY}).json()["id"]
+    assert main(["wait", job_id]) == 0
+    metrics = remote.get(f"/v1/jobs/{job_id}").json()["metrics"]
+    scores = ", ".join(f"{m} {metrics[f'valid.{m}']:.3f}" for m in ("mae", "corr", "acc2_non0", "acc7"))
+    assert capsys.readouterr().out.splitlines() == [
+        f"job {job_id} (mug, seed 1111): succeeded",
+        f"valid: {scores}",
+        f"labels: unilabel-remote labels {job_id} -o labels.csv",
+        f"report: unilabel-remote report {job_id} -o report.html",
+        f"model:  unilabel-remote model {job_id}",
+    ]
+    assert main(["wait", job_id, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == metrics
+    # a job whose workers all died: failed by the next delivery, with its error
+    failed = remote.post("/v1/jobs", json={"dataset_id": dataset_id, "seed": 2}).json()["id"]
+    svc = remote.app.state.services
+    svc.jobs.transition(failed, ("queued",), state="running", attempts=svc.settings.job_max_attempts)
+    assert main(["wait", failed]) == 1
+    head, error = capsys.readouterr().out.splitlines()
+    assert head == f"job {failed} (mug, seed 2): failed"
+    assert error == f"error: {svc.jobs.get(failed)['error']}" and "worker lost" in error
+
+
 def test_every_remote_subcommand_has_help() -> None:
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     helps = {a.dest: a.help for a in sub._choices_actions}
