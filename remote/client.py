@@ -390,7 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float)
     p.add_argument("--json", action="store_true", help="print the finished job's whole record as JSON")
     sub.add_parser("status", help="show a job's record").add_argument("job_id")
-    sub.add_parser("cancel", help="cancel a queued or running job").add_argument("job_id")
+    p = sub.add_parser("cancel", help="cancel a queued or running job; prints its state")
+    p.add_argument("job_id")
+    p.add_argument("--json", action="store_true", help="print the job's whole record as JSON")
     p = sub.add_parser("jobs", help="list jobs (the newest 100), a line each")
     p.add_argument("--state", choices=[s.value for s in JobState], help="only the jobs in this state")
     sub.add_parser("datasets", help="list uploaded datasets, a line each")
@@ -441,8 +443,11 @@ def main(argv: list[str] | None = None) -> int:
                 job = c.wait(args.job_id, args.timeout, on_update=ProgressBar())
                 _print(job if args.json else "\n".join(finished_lines(job)))
                 return 0 if job["state"] == "succeeded" else 1
-            elif cmd in ("status", "cancel"):
-                _print(c.job(args.job_id) if cmd == "status" else c.cancel(args.job_id))
+            elif cmd == "status":
+                _print(c.job(args.job_id))
+            elif cmd == "cancel":
+                job = c.cancel(args.job_id)
+                _print(job if args.json else "\n".join(job_lines(job)))
             elif cmd in ("jobs", "datasets", "models"):
                 body = c.jobs(args.state) if cmd == "jobs" else getattr(c, cmd)()
                 _print(body if args.json else LIST_TABLES[cmd](body))

@@ -54,9 +54,11 @@ def _footer(body: dict[str, Any], noun: str) -> str:
 
 
 def job_lines(job: dict[str, Any]) -> list[str]:
-    """``job ID (mug, seed 1111, preset mosi): queued``, then a line per note."""
+    """``job ID (mug, seed 1111, preset mosi): queued`` (``running, cancel requested``), then its notes."""
     preset = f", preset {job['preset']}" if job.get("preset") else ""
+    asked = job.get("cancel_requested") and job["state"] in ("queued", "running")
     head = f"job {job['id']} ({job['strategy']}, seed {job['seed']}{preset}): {job['state']}"
+    head += ", cancel requested" if asked else ""
     return [head, *(f"note: {note}" for note in job.get("notes") or [])]
 
 

@@ -251,6 +251,14 @@ def test_remote_submit_says_the_job_and_its_notes(
     assert main([*argv, "--json", "--seed", "6"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["seed"] == 6 and record["notes"] == [] and record["state"] == "queued"
+    assert main(["cancel", job_id]) == 0  # cancel printed the whole record too
+    assert capsys.readouterr().out.splitlines() == [
+        f"job {job_id} (copy, seed 5, preset mosi): cancelled",
+        note,
+    ]
+    remote.app.state.services.jobs.transition(record["id"], ("queued",), state="running")
+    assert main(["cancel", record["id"]]) == 0
+    assert capsys.readouterr().out.endswith(": running, cancel requested\n")
 
 
 @IN_PROCESS
