@@ -52,7 +52,7 @@ QUICK_SCHEDULE = {"pretrain_epochs": 3, "meta_epochs": 3, "multitask_max_epochs"
 # and are at chance on the clean valid split.
 MOSI_PRESET = "mosi"
 MOSI_SETTINGS = {"beta": 1.0, "modalities": ["text", "audio"]}
-PID_FILE, URL_FILE = "stack.pid", "stack.url"  # in --dir while a stack runs
+PID_FILE, URL_FILE, REDIS_FILE = "stack.pid", "stack.url", "redis.url"  # in --dir while a stack runs
 KEY_FILE = "api-key"  # in --dir: the stack's API key, kept across runs
 DETACH_TIMEOUT = 300.0  # seconds `up --detach` waits for the API (the worker imports torch first)
 STOP_TIMEOUT = 120.0  # seconds `down` waits (LocalStack.stop escalates to SIGKILL well within it)
@@ -127,6 +127,15 @@ def running(root: Path) -> tuple[int, str] | None:
     return (pid, url) if _alive(pid) else None
 
 
+def admin_hint(root: Path) -> str:
+    """Where the stack's Redis is (a free port, new at each start) and the operator command that uses it."""
+    try:
+        redis_url = (root / REDIS_FILE).read_text().strip()
+    except OSError:
+        return ""
+    return f"Redis at {redis_url}: `unilabel-admin --redis-url {redis_url} keys create NAME` makes a key"
+
+
 def _answers(url: str) -> bool:
     try:
         return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
@@ -163,6 +172,8 @@ def status(root: Path) -> int:
     pid, url = state
     note = "" if _answers(url) else "; the API does not answer yet"
     print(f"running at {url} (pid {pid}, docs {url}/docs, state in {root}){note}")
+    if hint := admin_hint(root):
+        print(hint)
     return 0
 
 
@@ -216,6 +227,7 @@ def detach(args: argparse.Namespace) -> int:
             print(f"API key in {args.dir / KEY_FILE} (export UNILABEL_API_KEY=$(cat {args.dir / KEY_FILE}))")
             key = (args.dir / KEY_FILE).read_text().strip()
             print(f"page: {page_url(state[1], key)}  (datasets, jobs, models and label reports)")
+            print(admin_hint(args.dir))
             print("`python scripts/stack.py status` shows it, `python scripts/stack.py down` stops it")
             return 0
         time.sleep(0.2)
@@ -271,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         (stack.root / URL_FILE).write_text(stack.url + "\n")
+        (stack.root / REDIS_FILE).write_text(stack.redis_url + "\n")
         (stack.root / PID_FILE).write_text(f"{os.getpid()}\n")  # last: a pid file means the URL is there
         stack.start()
         stack.api_key, made = stack_key(stack)
@@ -329,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the shutdown short
         stack.stop()
-        for name in (PID_FILE, URL_FILE):
+        for name in (PID_FILE, URL_FILE, REDIS_FILE):
             (stack.root / name).unlink(missing_ok=True)
         print("stack stopped", flush=True)
     return 0

@@ -51,13 +51,23 @@ def test_up_detached_status_down(tmp_path: Path) -> None:
 
         status = stack_py(root, "status")
         assert status.returncode == 0 and f"running at {url} (pid {pid}" in status.stdout, status.stdout
+        # the operator's command for this stack's Redis (on a port of its own), as status prints it, works
+        redis_url = (root / "redis.url").read_text().strip()
+        hint = f"Redis at {redis_url}: `unilabel-admin --redis-url {redis_url} keys create NAME` makes"
+        assert hint in status.stdout and hint in up.stdout, status.stdout
+        admin = [sys.executable, "-m", "service.admin", "--redis-url", redis_url, "keys", "create", "bob"]
+        admin.append("--quiet")
+        made = subprocess.run(admin, cwd=REPO, capture_output=True, text=True, timeout=60)
+        bob = made.stdout.strip() if made.returncode == 0 else made.stderr
+        answer = httpx.get(f"{url}/v1/jobs", headers={"Authorization": f"Bearer {bob}"}, timeout=5)
+        assert answer.status_code == 200 and answer.json()["total"] == 0, answer.text
         again = stack_py(root, "up", "--detach", "--port", str(free_port()))
         assert again.returncode == 1 and f"already runs from {root} at {url} (pid {pid})" in again.stderr
 
         down = stack_py(root, "down")
         assert down.returncode == 0 and "stack stopped" in down.stdout, down.stdout + down.stderr
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
-        assert not (root / "stack.pid").exists() and not (root / "stack.url").exists()
+        assert not any((root / name).exists() for name in ("stack.pid", "stack.url", "redis.url"))
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{url}/healthz", timeout=2)
         left = [c for c in cmdlines() if str(root) in c or f"--port {port} " in c or f"unilabel-{port}@" in c]
