@@ -37,6 +37,7 @@ from remote.listing import (
     jobs_table,
     models_table,
     splits_text,
+    valid_lines,
 )
 
 DEFAULT_URL = os.environ.get("UNILABEL_URL", "http://127.0.0.1:8000")
@@ -327,6 +328,8 @@ def run_all(
     job = client.wait(job["id"], on_update=ProgressBar())
     if job["state"] != "succeeded":
         raise RuntimeError(f"job {job['id']} {job['state']}: {job.get('error')}")
+    for line in valid_lines(job):
+        say(line)
     job_dir = out_dir / job["id"]
     job_dir.mkdir(parents=True, exist_ok=True)
     labels_path = job_dir / "labels.csv"

@@ -186,6 +186,8 @@ def test_run_writes_into_the_jobs_folder(
     out = capsys.readouterr().out
     assert f"labels: {Path('out') / job_dir.name / 'labels.csv'}" in out
     assert "note: selfmm_weight: not read by strategy mug; it changes nothing" in out
+    valid = remote.get(f"/v1/jobs/{job_dir.name}").json()["metrics"]
+    assert f"\nvalid: mae {valid['valid.mae']:.3f}, corr {valid['valid.corr']:.3f}, " in out
     assert [p.name for p in cwd.iterdir()] == ["out"]  # nothing else in the current folder
     assert build_parser().parse_args(["run", "x"]).out == "runs/remote"
 
