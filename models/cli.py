@@ -37,7 +37,7 @@ def _note_unread(strategies: list[str], overrides: dict | None) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from models.cli_output import ProgressBars, modality_summary
+    from models.cli_output import ProgressBars, metrics_table, modality_summary
     from models.dataset_loader import load_dataset
     from models.pipeline import train
 
@@ -60,12 +60,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     finally:
         bars.close()
-    print(json.dumps(result.metrics, indent=2))
+    print(metrics_table(result.metrics))
     print(modality_summary(result.config, result.metrics))
     preset = result.config.get("preset")
     print(
         f"run written to {result.out_dir} ({result.config['timings']['total_s']:.1f} s"
-        f"{f', preset {preset}' if preset else ''})"
+        f"{f', preset {preset}' if preset else ''}; every figure in metrics.json)"
     )
     return 0
 

@@ -1,10 +1,14 @@
-"""What `unilabel train` prints: one progress bar per stage while it trains, and after it, per modality, what
-its unimodal head predicts and whether MUG's MUCN learned."""
+"""What `unilabel train` prints: one progress bar per stage while it trains, and after it the metrics of every
+split with labels (a row each; metrics.json holds every figure) and, per modality, what its unimodal head
+predicts, how close its learned labels come to the dataset's sub-labels when it has them, and whether MUG's
+MUCN learned."""
 
 from __future__ import annotations
 
 import sys
 from typing import Any
+
+from models.modalities import LETTER
 
 
 class ProgressBars:
@@ -52,12 +56,27 @@ class ProgressBars:
         self.bars.clear()
 
 
+def metrics_table(metrics: dict[str, Any]) -> str:
+    """The multimodal prediction's metrics (MMSA's names), a row per split that has labels."""
+    splits = [s for s in ("train", "valid", "test") if s in metrics]
+    names = list(dict.fromkeys(name for s in splits for name in metrics[s]))
+    cells = [["split", *names]] + [
+        [s, *(f"{metrics[s][n]:.4f}" if metrics[s].get(n) is not None else "-" for n in names)]
+        for s in splits
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
+
+
 def modality_summary(config: dict[str, Any], metrics: dict[str, Any]) -> str:
     """Per modality, one line: what its unimodal head predicts of the multimodal label on valid (a modality
     that carries nothing shows a correlation near 0), and for MUG whether MUCN learned: its multimodal
     denoising loss over the training samples at the start and end of stage 2 against the noisy input's
     |ybar - y|, the labels' mean shift from y, and the shift's correlation with the untrained MUCN's."""
     heads = metrics.get("unimodal_heads_vs_label", {}).get("valid", {})
+    subs = metrics.get("unimodal_labels_vs_sub_labels", {})
     meta = config.get("strategy_diagnostics", {}).get("meta", {})
     lines = []
     for m in config["hyperparameters"]["modalities"]:
@@ -65,6 +84,11 @@ def modality_summary(config: dict[str, Any], metrics: dict[str, Any]) -> str:
         if m in heads:
             h = heads[m]
             parts.append(f"head on valid corr {h['corr']:.3f}, MAE {h['mae']:.3f}")
+        if m in subs:  # the planted truth of a synthetic dataset, or human sub-labels (SIMS)
+            sub = subs[m]
+            parts.append(
+                f"labels vs label_{LETTER[m]} corr {sub['corr']:.3f} (copies {sub['copy_baseline_corr']:.3f})"
+            )
         if m in meta and "L_pre_all_end" in meta[m]:
             d = meta[m]
             parts.append(
@@ -73,4 +97,5 @@ def modality_summary(config: dict[str, Any], metrics: dict[str, Any]) -> str:
                 f"shift corr with untrained MUCN {d['shift_corr_untrained']:.2f}"
             )
         lines.append(" ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if len(parts) > 2 else ""))
-    return "modalities (unimodal heads vs the multimodal label; MUG's MUCN):\n" + "\n".join(lines)
+    head = "per modality (its head vs the multimodal label; its labels vs the sub-labels; MUG's MUCN):"
+    return head + "\n" + "\n".join(lines)

@@ -306,6 +306,14 @@ def test_cli_train_prints_what_each_modality_carries(small_synth: Path, tmp_path
     out = capsys.readouterr().out
     assert "head on valid corr" in out and "MUCN denoising" in out and "preset mosi" in out
     assert out.count("MUCN denoising") == 3
+    # the splits' metrics a row each (they were metrics.json whole, about 100 lines), then a line per modality
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    lines = out.splitlines()
+    assert lines[0].split() == ["split", *metrics["valid"]]
+    assert lines[2].split() == ["valid", *(f"{v:.4f}" for v in metrics["valid"].values())]
+    assert len(lines) == 1 + 3 + 1 + 3 + 1
+    subs = metrics["unimodal_labels_vs_sub_labels"]["audio"]  # the synthetic set's planted labels
+    assert f"labels vs label_A corr {subs['corr']:.3f} (copies {subs['copy_baseline_corr']:.3f})" in out
 
 
 def test_compare_says_what_it_reused_and_refuses_to_replace_other_runs(
