@@ -332,10 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def error_text(err: Exception) -> str:
-    """The message for the terminal: an operating-system error as ``PATH: reason`` (what Python prints as
-    ``[Errno 20] Not a directory: 'PATH'``), any other error as its text."""
-    if isinstance(err, OSError) and err.strerror and err.filename is not None:
-        return f"{err.filename}: {err.strerror}"
+    """The message for the terminal: an operating-system error as ``PATH: reason`` or its reason (what Python
+    prints as ``[Errno 20] Not a directory: 'PATH'``), any other error as its text."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror if err.filename is None else f"{err.filename}: {err.strerror}"
     return str(err)
 
 

@@ -58,7 +58,8 @@ def staging_dir(out: Path, overwrite: bool) -> Path:
     except OSError as err:  # named as the user gave it, not as the hidden staging folder beside it
         # with exist_ok, mkdir's "File exists" means a part of the path is a file
         reason = "a part of that path is a file" if isinstance(err, FileExistsError) else err.strerror
-        raise OSError(f"out: cannot write a run directory at {out}: {reason or err}") from None
+        # errno kept: the worker tells a full or read-only artifact volume by it
+        raise OSError(err.errno, f"out: cannot write a run directory at {out}: {reason or err}") from None
     return staging
 
 

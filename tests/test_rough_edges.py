@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import pickle
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from models.dataset import DatasetError
 from models.dataset_loader import load_dataset
 from models.mmsa_import import import_mmsa_pkl
 from models.report import paired_table, write_json
+from models.run_dir import staging_dir
 
 
 @pytest.mark.parametrize(
@@ -131,6 +133,9 @@ def test_an_out_that_cannot_be_written_is_named_as_given(
     err = capsys.readouterr().err
     assert f"out: cannot write a run directory at {blocker / 'run'}: a part of that path is a file" in err
     assert "partial" not in err and "Errno" not in err
+    with pytest.raises(FileExistsError) as raised:  # errno kept (the worker reads a volume's state from it)
+        staging_dir(blocker / "run", overwrite=False)
+    assert raised.value.errno == errno.EEXIST
     assert main(["synth", str(blocker / "ds")]) == 2
     assert capsys.readouterr().err.endswith(f"error:\n{blocker / 'ds'}: Not a directory\n")
     assert list(tmp_path.iterdir()) == [blocker]
