@@ -415,8 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_id")
     p.add_argument("--input", help='JSON file: {"utterances": [...]} or a list of utterances')
     p.add_argument("--dataset", help="take utterances from this dataset instead")
-    p.add_argument("--split", default="test")
-    p.add_argument("--n", type=int, default=5)
+    p.add_argument("--split", default="test", help="with --dataset: the split to take utterances from")
+    p.add_argument("--n", type=int, default=5, help="with --dataset: how many (the split's first N)")
     return parser
 
 
@@ -465,8 +465,14 @@ def main(argv: list[str] | None = None) -> int:
                     sys.stdout.write(text)
             elif cmd == "predict":
                 if args.dataset:
+                    if args.n < 1:  # a slice [:-1] would have sent all but the last utterance
+                        raise ValueError(f"--n: must be at least 1, got {args.n}")
                     spec = c.model(args.model_id)["input_spec"]
                     utterances = utterances_from_dataset(args.dataset, args.split, args.n, spec)
+                    if not utterances:
+                        raise ValueError(
+                            f"--split {args.split}: {args.dataset} has no utterance in that split"
+                        )
                 elif args.input:
                     utterances = read_utterances(args.input)
                 else:

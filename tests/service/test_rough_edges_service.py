@@ -292,6 +292,24 @@ def test_remote_wait_ends_with_the_scores_and_where_the_results_are(
     assert error == f"error: {svc.jobs.get(failed)['error']}" and "worker lost" in error
 
 
+@IN_PROCESS
+def test_remote_predict_from_a_dataset_checks_n_and_split(
+    remote, trained: dict[str, str], synth_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """--n -1 sent all of the split but its last utterance; --n 0 and a split the dataset lacks got the
+    server's 'expected a non-empty list of utterances'."""
+    model_id = trained["job_id"]
+    base = ["predict", model_id, "--dataset", str(synth_dir)]
+    assert main([*base, "--n", "-1"]) == 2
+    assert capsys.readouterr().err == "error: --n: must be at least 1, got -1\n"
+    assert main([*base, "--n", "0"]) == 2
+    assert "--n: must be at least 1, got 0" in capsys.readouterr().err
+    assert main([*base, "--split", "tset"]) == 2
+    assert capsys.readouterr().err == f"error: --split tset: {synth_dir} has no utterance in that split\n"
+    assert main([*base, "--split", "valid", "--n", "3"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["predictions"]) == 3
+
+
 def test_every_remote_subcommand_has_help() -> None:
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     helps = {a.dest: a.help for a in sub._choices_actions}
