@@ -315,10 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="write a synthetic dataset with planted unimodal labels")
     s.add_argument("out")
-    s.add_argument("--n-train", type=int, default=600)
-    s.add_argument("--n-valid", type=int, default=150)
-    s.add_argument("--n-test", type=int, default=150)
-    s.add_argument("--seed", type=int, default=0)
+    for split, n in (("train", 600), ("valid", 150), ("test", 150)):
+        s.add_argument(f"--n-{split}", type=int, default=n, help=f"utterances in {split} (default {n})")
+    s.add_argument("--seed", type=seed_value, default=0, help="the random seed of the data (default 0)")
     s.add_argument("--sequence", action="store_true", help="padded sequences instead of vectors")
     s.add_argument("--overwrite", action="store_true", help="replace a dataset already in OUT")
     s.set_defaults(func=cmd_synth)

@@ -141,6 +141,15 @@ def test_an_out_that_cannot_be_written_is_named_as_given(
     assert list(tmp_path.iterdir()) == [blocker]
 
 
+def test_synth_seed_is_checked_as_trains(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``--seed -1`` got numpy's 'expected non-negative integer', naming no option."""
+    with pytest.raises(SystemExit) as exited:
+        main(["synth", str(tmp_path / "ds"), "--seed", "-1"])
+    assert exited.value.code == 2
+    assert "argument --seed: must be a whole number in [0, 2**32), got -1" in capsys.readouterr().err
+    assert not (tmp_path / "ds").exists()
+
+
 def test_atomic_writes_onto_a_folder_name_it(tmp_path: Path) -> None:
     with pytest.raises(IsADirectoryError, match=f"{tmp_path}: is a folder"):
         write_json(tmp_path, {"a": 1})
