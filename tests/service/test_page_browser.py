@@ -66,7 +66,7 @@ def run_chromium(url: str, profile: Path, *args: str, budget_ms: int = 8000, tim
 
 
 class Elements(HTMLParser):
-    """The attributes and text of the body, of every element with an id and of every job's row."""
+    """The attributes and text of the body, of every element with an id, of every job's and dataset's row."""
 
     VOID = frozenset(
         {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
@@ -76,6 +76,7 @@ class Elements(HTMLParser):
         super().__init__()
         self.by_id: dict[str, dict[str, str]] = {}
         self.rows: dict[str, dict[str, str]] = {}
+        self.datasets: dict[str, dict[str, str]] = {}
         self.body: dict[str, str] = {}
         self._open: list[tuple[str, dict[str, str], list[str]]] = []
 
@@ -97,6 +98,8 @@ class Elements(HTMLParser):
                 self.by_id[attrs["id"]] = attrs
             if name == "tr" and attrs.get("data-job-id"):
                 self.rows[attrs["data-job-id"]] = attrs
+            if name == "tr" and attrs.get("data-dataset-id"):
+                self.datasets[attrs["data-dataset-id"]] = attrs
             if name == tag:
                 return
 
@@ -153,6 +156,10 @@ def test_page_shows_jobs_live_and_the_report_with_its_figures(
     assert re.search(r"(pretrain|meta) \d+/\d+ · \d+%", running["text"]), running  # stage and progress
     assert "%note: selfmm_weight: not read by strategy mug; it changes nothing" in running["text"], running
     assert "note:" not in row["text"]
+
+    # the splits in their usual order (the API's keys come sorted by name: test, train, valid)
+    dataset = page.datasets[jobs["dataset"]["id"]]
+    assert "130train 80 · valid 30 · test 20audio" in dataset["text"], dataset
 
     viewer = page.by_id["viewer"]
     assert viewer["data-job-id"] == done and viewer["data-state"] == "shown", viewer
