@@ -52,6 +52,19 @@ def test_every_strategy_writes_a_complete_run(
     assert stages == set(plan) | {"multitask"}
 
 
+def test_meta_progress_counts_the_modalities_the_run_has(small_synth: Path, tmp_path: Path, tiny_hp) -> None:
+    """With two modalities, stage 2 said "meta 68/195" (three MUCNs planned, two trained) and its share of
+    the overall fraction jumped at its end."""
+    ds = load_dataset(small_synth)
+    _, events = train_recording(ds, tmp_path / "run", "mug", {**tiny_hp, "modalities": ["text", "audio"]})
+    meta = [e for e in events if e.stage == "meta"]
+    assert [e.epoch for e in meta] == list(range(1, 2 * tiny_hp["meta_epochs"] + 1))
+    assert {e.epochs for e in meta} == {2 * tiny_hp["meta_epochs"]}
+    pre, multitask = tiny_hp["pretrain_epochs"], tiny_hp["multitask_max_epochs"]
+    done = pre + 2 * tiny_hp["meta_epochs"]
+    assert meta[-1].fraction == pytest.approx(done / (done + multitask), abs=1e-4)  # stages 1-2 of the plan
+
+
 def test_same_seed_same_run(small_synth: Path, tmp_path: Path, tiny_hp) -> None:
     ds = load_dataset(small_synth)
     a = train(ds, tmp_path / "a", seed=5, hyperparameters=tiny_hp, device="cpu")

@@ -16,7 +16,7 @@ class MugStrategy(Strategy):
     sections = ("Shared", "Pretrain", "Meta", "Multitask", "Text")
 
     def plan(self, hp: Hyperparameters) -> dict[str, int]:
-        return {"pretrain": hp.pretrain_epochs, "meta": hp.meta_epochs * 3}
+        return {"pretrain": hp.pretrain_epochs, "meta": hp.meta_epochs * len(hp.modalities)}  # a MUCN each
 
     def representations(self, ctx: StrategyContext) -> SavedRepresentations:
         """Stage 1: pre-train with the projection modules; x_m, x_m' and yhat_m' of the training rows."""
