@@ -79,7 +79,7 @@ def crossfit_strategy(folds: int) -> type[MugStrategy]:
         description = f"MUG with out-of-fold stage-1 representations ({folds} folds)"
 
         def plan(self, hp):
-            return {"pretrain": hp.pretrain_epochs * folds, "meta": hp.meta_epochs * 3}
+            return {**super().plan(hp), "pretrain": hp.pretrain_epochs * folds}
 
         def representations(self, ctx: StrategyContext) -> SavedRepresentations:
             return out_of_fold_representations(ctx, folds)
