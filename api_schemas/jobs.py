@@ -54,7 +54,9 @@ class Job(BaseModel):
     preset: str | None = None
     hyperparameters: dict[str, Any] = Field(description="The full resolved set, defaults included.")
     code_version: str
-    stage: str | None = Field(None, description="encode, pretrain, meta or multitask while running.")
+    stage: str | None = Field(
+        None, description="encode, pretrain, meta (MUG), mlc, cmc or mtcl, then multitask, while running."
+    )
     epoch: int | None = None
     epochs: int | None = None
     progress: float = Field(0.0, ge=0.0, le=1.0, description="Overall fraction done.")

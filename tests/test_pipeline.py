@@ -19,6 +19,13 @@ from models.strategies import STRATEGIES, get_strategy
 from models.trained_model import TrainedModel
 from tests.conftest import train_recording
 
+STAGES_BEFORE_STAGE_3 = {
+    "mug": ["pretrain", "meta"],
+    "mlc": ["pretrain", "mlc"],
+    "cmc": ["cmc"],
+    "mtcl": ["mtcl"],
+}
+
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_strategy_writes_a_complete_run(
@@ -50,6 +57,11 @@ def test_every_strategy_writes_a_complete_run(
     stages = {e.stage for e in events}
     plan = get_strategy(strategy).plan(resolve_hyperparameters(config["hyperparameters"]))
     assert stages == set(plan) | {"multitask"}
+    # every stage that trains is reported, in order, and the fraction never goes back (the related systems'
+    # label stages were silent: a job sat at 0% through them)
+    in_order = list(dict.fromkeys(e.stage for e in events))
+    assert in_order == [*STAGES_BEFORE_STAGE_3.get(strategy, []), "multitask"]
+    assert all(a.fraction <= b.fraction for a, b in zip(events, events[1:], strict=False))
 
 
 def test_meta_progress_counts_the_modalities_the_run_has(small_synth: Path, tmp_path: Path, tiny_hp) -> None:

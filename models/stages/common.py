@@ -22,7 +22,7 @@ class Cancelled(Exception):
 
 @dataclass
 class ProgressEvent:
-    stage: str  # "encode" | "pretrain" | "meta" | "multitask" (others for the related strategies)
+    stage: str  # "encode" | "pretrain" | "meta" | "mlc" | "cmc" | "mtcl" | "multitask"
     epoch: int  # 1-based, within the stage
     epochs: int  # planned epochs of the stage
     fraction: float  # overall progress of the run, 0..1
@@ -67,6 +67,13 @@ class Reporter:
                 )
             )
         self.check_stop()
+
+    def modality_epoch(self, stage: str, modality: str, stats: dict[str, float]) -> None:
+        """One modality's epoch of a stage that trains a network per modality (MUG's MUCNs, MLC's correctors),
+        one after another or side by side: the stage's epoch count runs on over all of them
+        (1 .. modalities x epochs), and the stats are named per modality (``L_pre_all[text]``)."""
+        count = self.done.get(stage, 0) + 1
+        self.epoch(stage, count, {f"{k}[{modality}]": v for k, v in stats.items()})
 
     def finish_stage(self, stage: str) -> None:
         """Mark a stage complete (early stopping ends a stage before its planned epochs)."""

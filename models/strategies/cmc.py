@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from models.config import Hyperparameters
 from models.nets import mlp_head
 from models.stages.common import make_optimizer, train_epoch
 from models.strategies.base import FixedLabels, Strategy, StrategyContext
@@ -102,6 +103,9 @@ class CMCStrategy(Strategy):
     description = "CMC's PLGM: momentum soft pseudo labels from unimodal classifiers (Zhong et al.)"
     sections = ("Shared", "Multitask", "Text", "CMC")
 
+    def plan(self, hp: Hyperparameters) -> dict[str, int]:
+        return {"cmc": hp.cmc_epochs}
+
     def label_source(self, ctx: StrategyContext) -> FixedLabels:
         hp = ctx.hp
         net = ctx.build_net(False).to(ctx.device)  # only its encoders F^m are used
@@ -146,7 +150,7 @@ class CMCStrategy(Strategy):
         for epoch in range(1, hp.cmc_epochs + 1):
             momentum = {m: momentum_at(m0[m], epoch, hp.cmc_momentum_gamma) for m in modalities}
             final = train_epoch(*epoch_args, forward=net.encode)
-            ctx.reporter.check_stop()  # progress is reported for stage 3 only (see mlc.py)
+            ctx.reporter.epoch("cmc", epoch, final)
         centres = class_centres(y_train, init_class, ctx.rho)
         changed = {m: (pseudo[m].argmax(-1) != init_class).float().mean() for m in modalities}
         ctx.diagnostics["cmc"] = {

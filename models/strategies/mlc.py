@@ -46,7 +46,7 @@ from torch.nn import functional as F
 
 from models.config import Hyperparameters
 from models.nets import MUCN, mucn_forward
-from models.stages.common import Reporter, mean_parts
+from models.stages.common import mean_parts
 from models.stages.parallel import GeneratorJob, built_with_seed, draw_seed, run_jobs
 from models.stages.pretrain import collect_representations, pretrain
 from models.strategies.base import FixedLabels, Strategy, StrategyContext
@@ -204,12 +204,12 @@ class MLCStrategy(Strategy):
     description = "MLC: stage 1, then meta label correction through a main-network step (Zheng et al.)"
     sections = ("Shared", "Pretrain", "Meta", "Multitask", "Text", "MLC")
 
+    def plan(self, hp: Hyperparameters) -> dict[str, int]:
+        return {"pretrain": hp.pretrain_epochs, "mlc": hp.mlc_epochs * len(hp.modalities)}  # a corrector each
+
     def label_source(self, ctx: StrategyContext) -> FixedLabels:
-        # Progress is reported for stage 3 only (test_pipeline pins non-mug strategies to the multitask
-        # stage); the pre-stages still honour cancellation between epochs.
-        quiet = Reporter({}, None, ctx.reporter.should_stop)
         net = ctx.build_net(True).to(ctx.device)
-        pretrain(net, ctx.inputs, ctx.y, ctx.train_rows, ctx.hp, ctx.gen, ctx.device, quiet)
+        pretrain(net, ctx.inputs, ctx.y, ctx.train_rows, ctx.hp, ctx.gen, ctx.device, ctx.reporter)
         saved = collect_representations(net, ctx.inputs, ctx.train_rows, ctx.device)
         heads = {
             m: {k: v.detach().cpu().clone() for k, v in net.heads[m].named_parameters()}
@@ -227,7 +227,12 @@ class MLCStrategy(Strategy):
             )
             for m in saved.unimodal
         }
-        results = run_jobs(jobs, ctx.gen, ctx.meta_threads, lambda m, epoch, stats: ctx.reporter.check_stop())
+        results = run_jobs(
+            jobs,
+            ctx.gen,
+            ctx.meta_threads,
+            lambda m, epoch, stats: ctx.reporter.modality_epoch("mlc", m, stats),
+        )
         ctx.diagnostics["mlc"] = {
             m: {
                 "mean_abs_change": round(float((r.labels - y_train).abs().mean()), 5),

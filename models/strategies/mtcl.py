@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from models.config import Hyperparameters
 from models.dataset import SUB_LABEL_COLUMNS, Dataset
 from models.stages.common import batches, make_optimizer, train_epoch
 from models.stages.multitask import predict_rows
@@ -121,6 +122,9 @@ class MTCLStrategy(Strategy):
     def check(self, dataset: Dataset, modalities: list[str]) -> None:
         required_sub_labels(dataset, modalities)
 
+    def plan(self, hp: Hyperparameters) -> dict[str, int]:
+        return {"mtcl": hp.mtcl_epochs}
+
     def label_source(self, ctx: StrategyContext) -> FixedLabels:
         hp = ctx.hp
         rate = hp.mtcl_eliminate_rate
@@ -156,7 +160,7 @@ class MTCLStrategy(Strategy):
         epoch_args = (model, opt, ctx.inputs, ctx.train_rows, hp.batch_size, ctx.gen, ctx.device, batch_loss)
         best_mae, best_state, bad, epochs_run = float("inf"), None, 0, 0
         for _ in range(hp.mtcl_epochs):
-            train_epoch(*epoch_args, forward=forward)
+            losses = train_epoch(*epoch_args, forward=forward)
             epochs_run += 1
             valid = predict_rows(fuse, ctx.inputs, ctx.valid_rows, ctx.device)["pred"]
             mae = float((valid - ctx.y[ctx.valid_rows]).abs().mean())
@@ -165,9 +169,10 @@ class MTCLStrategy(Strategy):
                 best_state = copy.deepcopy(model.state_dict())
             else:
                 bad += 1
-            ctx.reporter.check_stop()  # progress is reported for stage 3 only (see mlc.py)
+            ctx.reporter.epoch("mtcl", epochs_run, losses, {"valid_mae": round(mae, 5)})
             if bad >= hp.early_stop:
                 break
+        ctx.reporter.finish_stage("mtcl")  # early stopping may end it before mtcl_epochs
         if best_state is not None:
             model.load_state_dict(best_state)
 

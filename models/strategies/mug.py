@@ -34,9 +34,7 @@ class MugStrategy(Strategy):
         }
 
         def on_epoch(m: str, epoch: int, stats: dict) -> None:
-            # the stage's epoch count over all modalities (1 .. 3 x meta_epochs), as they may run side by side
-            count = ctx.reporter.done["meta"] + 1
-            ctx.reporter.epoch("meta", count, {f"{k}[{m}]": v for k, v in stats.items()})
+            ctx.reporter.modality_epoch("meta", m, stats)
 
         results = meta_learn_modalities(
             modalities, ctx.y[ctx.train_rows], ctx.hp, ctx.rho, ctx.gen, ctx.meta_threads, on_epoch
