@@ -3,7 +3,8 @@
     upload PATH...            a dataset folder, an archive, or utterances.csv + features.npz (--json)
     submit DATASET_ID         start a job (--strategy, --seed, --set name=value, --idempotency-key, --json)
     wait JOB_ID               follow a job with a progress bar until it finishes (--json: its record)
-    status JOB_ID | cancel JOB_ID | model MODEL_ID
+    cancel JOB_ID             cancel a queued or running job; prints its state (--json: its record)
+    status JOB_ID | model MODEL_ID    the job's record, the model's card (JSON)
     jobs [--state S] | datasets | models    a line each (--json: the API's list)
     labels JOB_ID             download the learned unimodal labels (--format csv|json, -o FILE)
     report JOB_ID             download a finished job's label report (--format html|json, -o FILE)
@@ -365,7 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="a dataset folder, an archive, or utterances.csv features.npz")
     p.add_argument("--json", action="store_true", help="print the whole dataset record as JSON")
     for name in ("submit", "run"):
-        p = sub.add_parser(name, help="start a job" if name == "submit" else "upload, train, label, predict")
+        p = sub.add_parser(
+            name,
+            help="start a job; prints its id, state and notes"
+            if name == "submit"
+            else "upload, train, label, predict",
+        )
         p.add_argument("dataset_id" if name == "submit" else "path")
         p.add_argument("--strategy", default="mug", help=STRATEGY_HELP)
         p.add_argument("--seed", type=int, default=1111, help="training seed (default 1111)")
