@@ -294,6 +294,8 @@ CASES: list[Case] = [
          422, "body"),
     Case("predict", "unknown field", "extra: 1",
          lambda x: _predict(x, [{**_utt(x), "extra": 1}]), 422, "body.utterances.0.extra"),
+    Case("predict", "a modality beside features", '{"audio": [...]}, not under features',
+         lambda x: _predict(x, [{"audio": _utt(x)["features"]["audio"]}]), 422, "body.utterances.0.audio"),
     Case("predict", "larger than MAX_PREDICT_BODY_BYTES", "9 MB",
          lambda x: _predict(x, raw=b" " * (9 * MB)), 413, "body"),
     Case("predict", "more numbers than MAX_PREDICT_VALUES", "1.2 million",
