@@ -69,22 +69,26 @@ class Cost:
         reset_peak(self.pid)
         self.rss0, self.written0 = peak_rss(self.pid), written(self.pid)
         self._stop = threading.Event()
+        # the client is made here, not in the thread: on a slow host making it took longer than a short
+        # block, and the probe never sent a request (an empty list of /healthz times)
+        self._client = httpx.Client(base_url=self.stack.url, timeout=30)
         self._probe = threading.Thread(target=self._poll, daemon=True)
         self._probe.start()
         return self
 
     def _poll(self) -> None:
-        with httpx.Client(base_url=self.stack.url, timeout=30) as c:
-            while not self._stop.is_set():
-                start = time.perf_counter()
-                c.get("/healthz")
-                self.healthz.append(time.perf_counter() - start)
-                time.sleep(0.02)
+        while True:  # at least one probe, however short the block
+            start = time.perf_counter()
+            self._client.get("/healthz")
+            self.healthz.append(time.perf_counter() - start)
+            if self._stop.wait(0.02):
+                return
 
     def __exit__(self, *exc: object) -> None:
         time.sleep(0.1)
         self._stop.set()
         self._probe.join(30)
+        self._client.close()
         self.rss = peak_rss(self.pid) - self.rss0
         self.written = written(self.pid) - self.written0
 
