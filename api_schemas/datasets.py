@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+SPLIT_ORDER = {"train": 0, "valid": 1, "test": 2}
 
 
 class ModalitySummary(BaseModel):
@@ -37,10 +39,16 @@ class DatasetSummary(BaseModel):
     source: str = Field(description="How it was uploaded: files, zip or tar.gz.")
     files: dict[str, UploadedFile] = Field(default_factory=dict, description="The uploaded parts as stored.")
     n: int
-    splits: dict[str, int] = Field(description="Utterances per split.")
+    splits: dict[str, int] = Field(description="Utterances per split: train, valid, test, in that order.")
     modalities: dict[str, ModalitySummary]
     label_range: LabelRange
     library: dict[str, Any] = Field(default_factory=dict, description="The library's Dataset.summary().")
+
+    @field_validator("splits")
+    @classmethod
+    def _usual_order(cls, splits: dict[str, int]) -> dict[str, int]:
+        # stored summaries are written with sorted keys (test, train, valid); every reader wants this order
+        return {s: splits[s] for s in sorted(splits, key=lambda s: SPLIT_ORDER.get(s, len(SPLIT_ORDER)))}
 
 
 class DatasetList(BaseModel):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from models.dataset import SPLITS
 from models.modalities import LETTER
 
 
@@ -56,17 +57,25 @@ class ProgressBars:
         self.bars.clear()
 
 
+def aligned(rows: list[list[str]]) -> str:
+    """Rows of cells as left-aligned columns two spaces apart; the last column unpadded (it may be long)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join(
+        "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[-1]]).rstrip()
+        for row in rows
+    )
+
+
 def metrics_table(metrics: dict[str, Any]) -> str:
     """The multimodal prediction's metrics (MMSA's names), a row per split that has labels."""
-    splits = [s for s in ("train", "valid", "test") if s in metrics]
+    splits = [s for s in SPLITS if s in metrics]
     names = list(dict.fromkeys(name for s in splits for name in metrics[s]))
-    cells = [["split", *names]] + [
-        [s, *(f"{metrics[s][n]:.4f}" if metrics[s].get(n) is not None else "-" for n in names)]
-        for s in splits
-    ]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    return aligned(
+        [["split", *names]]
+        + [
+            [s, *(f"{metrics[s][n]:.4f}" if metrics[s].get(n) is not None else "-" for n in names)]
+            for s in splits
+        ]
     )
 
 

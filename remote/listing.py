@@ -9,23 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-SPLIT_ORDER = {"train": 0, "valid": 1, "test": 2}
+from models.cli_output import aligned  # the unilabel CLI's tables (no torch)
+
 VALID_SCORES = ("mae", "corr", "acc2_non0", "acc7")  # what ``wait`` shows of a finished job (MMSA's names)
 
 
 def splits_text(splits: dict[str, int]) -> str:
-    """``train 80, valid 30, test 20``: the usual splits first, any other after them."""
-    counts = sorted(splits.items(), key=lambda kv: SPLIT_ORDER.get(kv[0], len(SPLIT_ORDER)))
-    return ", ".join(f"{name} {n}" for name, n in counts)
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    """Left-aligned columns two spaces apart; the last column is not padded (it may be long: an error)."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
-    lines = [
-        "  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]) for r in [header, *rows]
-    ]
-    return "\n".join(line.rstrip() for line in lines)
+    """``train 80, valid 30, test 20`` (the API gives the splits in that order)."""
+    return ", ".join(f"{name} {n}" for name, n in splits.items())
 
 
 def _when(iso: str | None) -> str:
@@ -148,4 +139,4 @@ def models_table(body: dict[str, Any]) -> str:
 
 
 def _with_footer(header: list[str], rows: list[list[str]], footer: str) -> str:
-    return f"{table(header, rows)}\n{footer}" if rows else footer
+    return f"{aligned([header, *rows])}\n{footer}" if rows else footer

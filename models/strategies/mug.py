@@ -32,12 +32,14 @@ class MugStrategy(Strategy):
             m: SavedModality(saved.unimodal[m], saved.projected[m], saved.projected_pred[m])
             for m in saved.unimodal
         }
-
-        def on_epoch(m: str, epoch: int, stats: dict) -> None:
-            ctx.reporter.modality_epoch("meta", m, stats)
-
         results = meta_learn_modalities(
-            modalities, ctx.y[ctx.train_rows], ctx.hp, ctx.rho, ctx.gen, ctx.meta_threads, on_epoch
+            modalities,
+            ctx.y[ctx.train_rows],
+            ctx.hp,
+            ctx.rho,
+            ctx.gen,
+            ctx.meta_threads,
+            lambda m, epoch, stats: ctx.reporter.modality_epoch("meta", m, stats),
         )
         ctx.timings.update(pretrain_s=t1 - t0, meta_s=time.perf_counter() - t1)
         labels = {m: ctx.on_all_rows(result.labels) for m, result in results.items()}

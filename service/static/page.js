@@ -178,11 +178,7 @@
   }
 
   function datasetRow(ds) {
-    const order = (s) => ({ train: 0, valid: 1, test: 2 })[s] ?? 3; // the API's keys come sorted by name
-    const splits = Object.entries(ds.splits || {})
-      .sort(([a], [b]) => order(a) - order(b))
-      .map(([s, n]) => `${s} ${n}`)
-      .join(" · ");
+    const splits = Object.entries(ds.splits || {}).map(([s, n]) => `${s} ${n}`).join(" · ");
     const modalities = Object.entries(ds.modalities || {})
       .map(([m, spec]) => `${m} ${spec.sequence ? "[T, " + spec.dim + "]" : spec.dim}`)
       .join(" · ");
