@@ -128,7 +128,12 @@ def train(
     try:
         gen = seed_everything(seed)
         encoder = _load_text_encoder(hp, text_source)
-        text_model = None if encoder is None else str(hp.text_model or encoder.model_path)
+        text_model = None if encoder is None else str(encoder.model_path)  # config.json: what was read
+        # model.json: null for the packaged encoder, found wherever the run is loaded (its directory here is
+        # inside this Python environment: a run copied to another machine, downloaded from the service or
+        # read after the environment was made again would look for it in vain); a model of the user's by
+        # its absolute path, so that the run loads from any working directory
+        spec_text_model = text_model if hp.text_model is not None else None
         dims = {"text": hp.text_dim, "audio": hp.audio_dim, "vision": hp.vision_dim}
         specs = modality_specs(
             dataset, text_source, dims, encoder.hidden_size if encoder else None, hp.modalities
@@ -158,7 +163,7 @@ def train(
         del encoder
 
         def build_net(with_projection: bool) -> MultimodalNet:
-            return MultimodalNet(net_spec(specs, hp, with_projection, text_model))
+            return MultimodalNet(net_spec(specs, hp, with_projection, spec_text_model))
 
         ctx = StrategyContext(dataset, inputs, hp, gen, dev, reporter, build_net, meta_threads=threads)
         t0 = time.perf_counter()

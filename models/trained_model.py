@@ -54,6 +54,12 @@ class TrainedModel:
             if not (run / name).is_file():
                 raise FileNotFoundError(f"run: {run} has no {name}; is it a finished unilabel run?")
         info = json.loads((run / "model.json").read_text())
+        text_model = info["net_spec"].get("text_model")
+        if text_model and not Path(text_model).expanduser().is_dir():  # a run from another machine
+            raise FileNotFoundError(
+                f"{run / 'model.json'}: the run reads text with the model at net_spec.text_model "
+                f"{text_model!r}, not a directory here; put that model there, or its directory in model.json"
+            )
         dev = resolve_device(device)
         net = MultimodalNet(NetSpec.from_json(info["net_spec"]))
         net.load_state_dict(load_file(str(run / "model.safetensors")))

@@ -234,3 +234,88 @@ def test_encoding_transcripts_is_a_stage_with_progress(
     cached = [e for e in again if e.stage == "encode"]
     assert [(e.epoch, e.epochs) for e in cached] == [(3, 3)]  # from the cache: done at once
     shutil.rmtree(tmp_path / "cache")
+
+
+def _synth_with_transcripts(root: Path) -> Path:
+    import pandas as pd
+
+    from models.synth import make_synthetic
+
+    data = make_synthetic(root, n_train=60, n_valid=20, n_test=10, seed=2)
+    table = pd.read_csv(data / "utterances.csv", dtype={"id": str})
+    table["transcript"] = [TEXTS[i % len(TEXTS)] + f" {i}" for i in range(len(table))]
+    table.to_csv(data / "utterances.csv", index=False)
+    return data
+
+
+def _predicts_as_saved(run: Path, data: Path) -> None:
+    """The run loaded afresh predicts its first rows as its predictions.csv says."""
+    import pandas as pd
+
+    from models.dataset_loader import load_dataset
+    from models.trained_model import TrainedModel
+
+    ds = load_dataset(data)
+    model = TrainedModel.load(run)
+    rows = range(5)
+    out = model.predict_batch(
+        {m: [ds.features[m].values[i] for i in rows] for m in ("audio", "vision")},
+        transcripts=[ds.transcripts[i] for i in rows],
+    )
+    saved = pd.read_csv(run / "predictions.csv", dtype={"id": str})["pred"].to_numpy()[:5]
+    assert np.allclose(out["pred"], saved, atol=1e-4)
+
+
+def test_a_run_finds_the_packaged_encoder_wherever_it_is_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """model.json named the packaged encoder by its directory inside the Python environment that trained:
+    a run copied to another machine, downloaded from the service (which serves only the folder's name) or
+    read after `.venv` was made again failed with "text model path ... is not a directory". Here the run is
+    trained with the packaged model in one place and loaded with it in another."""
+    import json
+    import shutil
+
+    import models.text_encoder
+    from models.dataset_loader import load_dataset
+    from tests.conftest import TINY, train_recording
+
+    monkeypatch.setenv("UNILABEL_CACHE_DIR", str(tmp_path / "cache"))
+    data = _synth_with_transcripts(tmp_path / "ds")
+    elsewhere = tmp_path / "old-venv" / "model"
+    shutil.copytree(default_text_model_path(), elsewhere)
+    hp = {**TINY, "text_source": "encoder", "text_max_length": 16}
+    with monkeypatch.context() as m:
+        m.setattr(models.text_encoder, "default_text_model_path", lambda: elsewhere)
+        result, _ = train_recording(load_dataset(data), tmp_path / "run", "copy", hp)
+    shutil.rmtree(elsewhere)
+    assert result.config["text_model"] == str(elsewhere)  # config.json: the directory that was read
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["net_spec"]["text_model"] is None
+    _predicts_as_saved(tmp_path / "run", data)
+
+
+def test_a_run_finds_a_text_model_given_by_a_relative_path_from_anywhere(
+    tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--set text_model=./encoders/tiny` was recorded as given, so the run loaded only from the directory
+    it was trained in; it is recorded as the absolute directory. Where that directory is gone, loading says
+    so, naming model.json (it was "text model path ... is not a directory" on the first transcript)."""
+    import shutil
+
+    from models.dataset_loader import load_dataset
+    from tests.conftest import TINY, train_recording
+
+    monkeypatch.setenv("UNILABEL_CACHE_DIR", str(tmp_path / "cache"))
+    data = _synth_with_transcripts(tmp_path / "ds")
+    shutil.copytree(tiny_bert_dir, tmp_path / "work" / "encoders" / "tiny")
+    monkeypatch.chdir(tmp_path / "work")
+    hp = {**TINY, "text_source": "encoder", "text_max_length": 16, "text_model": "./encoders/tiny"}
+    train_recording(load_dataset(data), tmp_path / "run", "copy", hp)
+    monkeypatch.chdir(tmp_path)
+    _predicts_as_saved(tmp_path / "run", data)
+    # a run whose model is not on this machine (copied, or downloaded from the service) says what to do
+    from models.trained_model import TrainedModel
+
+    shutil.move(tmp_path / "work" / "encoders", tmp_path / "moved")
+    with pytest.raises(FileNotFoundError, match=r"run/model.json: the run reads text with the model at"):
+        TrainedModel.load(tmp_path / "run")
