@@ -5,6 +5,7 @@
     wait JOB_ID               follow a job with a progress bar until it finishes (--json: its record)
     cancel JOB_ID             cancel a queued or running job; prints its state (--json: its record)
     status JOB_ID | model MODEL_ID    the job's record, the model's card (JSON)
+    download MODEL_ID         its run directory, for ``unilabel predict`` (-o DIR, default runs/MODEL_ID)
     jobs [--state S] | datasets | models    a line each (--json: the API's list)
     labels JOB_ID             download the learned unimodal labels (--format csv|json, -o FILE)
     report JOB_ID             download a finished job's label report (--format html|json, -o FILE)
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -199,6 +201,38 @@ class LabelClient:
     def predict(self, model_id: str, utterances: list[dict[str, Any]]) -> dict[str, Any]:
         return self._call("POST", f"/v1/models/{model_id}/predict", json={"utterances": utterances}).json()
 
+    def download(self, model_id: str, out: str | Path) -> tuple[list[str], list[str]]:
+        """A model's run directory (model.safetensors, model.json, config.json, metrics.json, the labels and
+        predictions, ...) written to ``out``, which ``unilabel predict`` and ``unilabel report`` read as any
+        run. Returns the files written and those the server does not have (a run of an older version).
+
+        The files go into a hidden folder beside ``out``, renamed to ``out`` once all have come: an
+        interrupted download leaves no half run directory that would fail later, in ``unilabel predict``."""
+        out = Path(out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise ValueError(f"-o: {out} already holds files; choose another directory")
+        links = self.model(model_id)["links"]
+        staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+        written, missing = [], []
+        try:
+            staging.mkdir(parents=True, exist_ok=True)
+            for name, link in links.items():
+                if "." not in name:  # self, predict, job: not files
+                    continue
+                try:
+                    body = self._call("GET", link).content
+                except ClientError as exc:
+                    if exc.status != 404:
+                        raise
+                    missing.append(name)
+                    continue
+                (staging / name).write_bytes(body)
+                written.append(name)
+            staging.replace(out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return written, missing
+
 
 def utterances_from_dataset(
     path: str | Path, split: str | None = "test", n: int = 5, input_spec: dict[str, Any] | None = None
@@ -307,6 +341,13 @@ def upload_line(summary: dict[str, Any], created: bool) -> str:
     return f"dataset {summary['id']}: {summary['n']} utterances ({splits_text(summary['splits'])}); {state}"
 
 
+def download_line(model_id: str, out: Path, written: list[str], missing: list[str]) -> str:
+    """``model ID: 8 files in runs/ID; predict with `unilabel predict runs/ID DATA```."""
+    absent = f" (the server has no {', '.join(missing)})" if missing else ""
+    head = f"model {model_id}: {len(written)} files in {out}{absent}"
+    return f"{head}; predict with `unilabel predict {out} DATA`"
+
+
 def run_all(
     client: LabelClient,
     data: Path,
@@ -409,6 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("jobs", "datasets", "models"):
         sub.choices[name].add_argument("--json", action="store_true", help="print the API's list as JSON")
     sub.add_parser("model", help="show a model's card").add_argument("model_id")
+    p = sub.add_parser(
+        "download", help="download a model's run directory, for `unilabel predict` and `unilabel report`"
+    )
+    p.add_argument("model_id")
+    p.add_argument("-o", "--output", help="a new or empty directory (default runs/MODEL_ID)")
     p = sub.add_parser("labels", help="download learned unimodal labels")
     p.add_argument("job_id")
     p.add_argument("--format", choices=("csv", "json"), default="csv")
@@ -462,6 +508,10 @@ def main(argv: list[str] | None = None) -> int:
                 _print(body if args.json else LIST_TABLES[cmd](body))
             elif cmd == "model":
                 _print(c.model(args.model_id))
+            elif cmd == "download":
+                out = Path(args.output or f"runs/{args.model_id}")
+                written, missing = c.download(args.model_id, out)
+                print(download_line(args.model_id, out, written, missing))
             elif cmd in ("labels", "report"):
                 data = getattr(c, cmd)(args.job_id, args.format)
                 text = data if isinstance(data, str) else json.dumps(data, indent=2)

@@ -69,7 +69,7 @@ def finished_lines(job: dict[str, Any]) -> list[str]:
     if job["state"] == "succeeded":
         lines.append(f"labels: unilabel-remote labels {job['id']} -o labels.csv")
         lines.append(f"report: unilabel-remote report {job['id']} -o report.html")
-        lines.append(f"model:  unilabel-remote model {job['model_id']}")
+        lines.append(f"model:  unilabel-remote download {job['model_id']} -o runs/{job['model_id']}")
     elif job.get("error"):
         lines.append(f"error: {job['error']}")
     return lines

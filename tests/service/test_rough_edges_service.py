@@ -9,6 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from remote.client import LabelClient, build_parser, main
@@ -278,7 +280,7 @@ def test_remote_wait_ends_with_the_scores_and_where_the_results_are(
         f"valid: {scores}",
         f"labels: unilabel-remote labels {job_id} -o labels.csv",
         f"report: unilabel-remote report {job_id} -o report.html",
-        f"model:  unilabel-remote model {job_id}",
+        f"model:  unilabel-remote download {job_id} -o runs/{job_id}",
     ]
     assert main(["wait", job_id, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["metrics"] == metrics
@@ -308,6 +310,55 @@ def test_remote_predict_from_a_dataset_checks_n_and_split(
     assert capsys.readouterr().err == f"error: --split tset: {synth_dir} has no utterance in that split\n"
     assert main([*base, "--split", "valid", "--n", "3"]) == 0
     assert len(json.loads(capsys.readouterr().out)["predictions"]) == 3
+
+
+@IN_PROCESS
+def test_remote_download_gives_a_run_directory_the_cli_predicts_with(
+    remote,
+    trained: dict[str, str],
+    synth_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """A service's model reached a user's machine only file by file (eight GET /files/NAME); now one command
+    writes its run directory, and `unilabel predict` and `unilabel report` read it as a local run."""
+    from models.cli import main as unilabel
+
+    model_id = trained["job_id"]
+    monkeypatch.chdir(tmp_path)
+    assert main(["download", model_id]) == 0
+    run = Path("runs") / model_id
+    assert capsys.readouterr().out == (
+        f"model {model_id}: 8 files in {run}; predict with `unilabel predict {run} DATA`\n"
+    )
+    files = {"config.json", "unimodal_labels.csv", "predictions.csv", "metrics.json", "history.csv"}
+    assert {f.name for f in run.iterdir()} == files | {"model.safetensors", "model.json", "card.json"}
+    assert [p.name for p in Path("runs").iterdir()] == [model_id]  # no staging folder left
+    assert json.loads((run / "config.json").read_text())["dataset"]["path"] is None  # no server path
+
+    assert unilabel(["predict", str(run), str(synth_dir), "--out", "local.csv"]) == 0
+    local = pd.read_csv("local.csv").set_index("id")
+    served = pd.read_csv(run / "predictions.csv").set_index("id")
+    assert len(local) == 130 and (local["pred"] - served["pred"]).abs().max() < 1e-5
+    first = {"id": str(local.index[0]), "features": {}}
+    spec = remote.get(f"/v1/models/{model_id}").json()["input_spec"]
+    with np.load(synth_dir / "features.npz") as npz:
+        first["features"] = {m: npz[m][0].tolist() for m in spec}
+    answer = remote.post(f"/v1/models/{model_id}/predict", json={"utterances": [first]}).json()
+    assert abs(answer["predictions"][0]["sentiment"] - local["pred"].iloc[0]) < 1e-5
+    assert unilabel(["report", str(run), "--data", str(synth_dir)]) == 0
+    assert (run / "report" / "report.html").is_file()
+    capsys.readouterr()
+
+    # a directory that holds files is refused before anything is fetched; an unknown model is the API's 404
+    assert main(["download", model_id, "-o", str(run)]) == 2
+    assert capsys.readouterr().err == f"error: -o: {run} already holds files; choose another directory\n"
+    assert main(["download", "f" * 32, "-o", "other"]) == 2
+    assert "HTTP 404" in capsys.readouterr().err and not Path("other").exists()
+    Path("empty").mkdir()  # an empty directory is taken
+    assert main(["download", model_id, "-o", "empty"]) == 0
+    assert len(list(Path("empty").iterdir())) == 8
 
 
 def test_every_remote_subcommand_has_help() -> None:
