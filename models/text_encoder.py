@@ -94,13 +94,22 @@ class TextEncoder(torch.nn.Module):
             raise ValueError(f"text model path {str(path)!r} has no config.json (not a transformers model)")
 
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         self.model_path = path.resolve()
         self.pooling = pooling
         self.max_length = int(max_length)
         self.normalize = bool(normalize)
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_path), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(self.model_path), local_files_only=True)
+        # transformers draws a "Loading weights" bar for a load of a fraction of a second: in the middle of
+        # the CLI's stage bars, and carriage returns in a worker's log file
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            self.model = AutoModel.from_pretrained(str(self.model_path), local_files_only=True)
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
         vocab = getattr(self.model.config, "vocab_size", None)
         if vocab is not None and len(self.tokenizer) > vocab:
             raise ValueError(

@@ -67,6 +67,17 @@ def test_loads_default(minilm: TextEncoder) -> None:
     assert mid == minilm.model_id()
 
 
+def test_loading_draws_no_progress_bar(tiny_bert_dir: Path, capfd: pytest.CaptureFixture) -> None:
+    """transformers drew "Loading weights: 100%|...|" on stderr at every load: amid `unilabel train`'s stage
+    bars, and as carriage returns in a worker's log. Its setting for other callers is left as it was."""
+    from transformers.utils import logging as hf_logging
+
+    capfd.readouterr()
+    TextEncoder(tiny_bert_dir, max_length=8)
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()
+
+
 def test_tokenize_pads_and_truncates(minilm: TextEncoder) -> None:
     batch = minilm.tokenize(["word " * 100, "short"])
     assert batch["input_ids"].shape == (2, 16)  # truncated to max_length
