@@ -40,7 +40,7 @@ class DatasetSummary(BaseModel):
     files: dict[str, UploadedFile] = Field(default_factory=dict, description="The uploaded parts as stored.")
     n: int
     splits: dict[str, int] = Field(description="Utterances per split: train, valid, test, in that order.")
-    modalities: dict[str, ModalitySummary]
+    modalities: dict[str, ModalitySummary] = Field(description="text, audio, vision, in that order.")
     label_range: LabelRange
     library: dict[str, Any] = Field(default_factory=dict, description="The library's Dataset.summary().")
 
@@ -49,6 +49,12 @@ class DatasetSummary(BaseModel):
     def _usual_order(cls, splits: dict[str, int]) -> dict[str, int]:
         # stored summaries are written with sorted keys (test, train, valid); every reader wants this order
         return {s: splits[s] for s in sorted(splits, key=lambda s: SPLIT_ORDER.get(s, len(SPLIT_ORDER)))}
+
+    @field_validator("modalities")
+    @classmethod
+    def _modality_order(cls, modalities: dict[str, Any]) -> dict[str, Any]:
+        # text, audio, vision, as the library lists them everywhere (stored summaries: sorted keys)
+        return {m: modalities[m] for m in ("text", "audio", "vision") if m in modalities} | modalities
 
 
 class DatasetList(BaseModel):

@@ -10,8 +10,8 @@
     labels JOB_ID             download the learned unimodal labels (--format csv|json, -o FILE)
     report JOB_ID             download a finished job's label report (--format html|json, -o FILE)
     predict MODEL_ID          predict for --input FILE.json, or --dataset PATH [--split test] [--n 5]
-    run PATH                  all of it: upload, submit, wait, labels and report (OUT/<job id>/labels.csv,
-                              report.html), predict
+    run PATH                  all of it: upload, submit, wait, labels, report and model
+                              (OUT/<job id>/labels.csv, report.html, model/), predict
 
 Every command needs an API key (``--key`` or env UNILABEL_API_KEY; ``unilabel-admin keys create NAME`` makes
 one). Needs only httpx, numpy/pandas (to read a dataset for predict) and tqdm; never torch.
@@ -359,11 +359,12 @@ def run_all(
     say: Callable[[str], None] = print,
     preset: str | None = None,
 ) -> dict[str, Any]:
-    """Upload, train, wait (with a progress bar), save the labels and the label report as
-    ``out_dir/<job id>/labels.csv`` and ``report.html``, predict a few test utterances."""
-    summary = client.upload(data)
+    """Upload, train, wait (with a progress bar), save the labels, the label report and the model as
+    ``out_dir/<job id>/labels.csv``, ``report.html`` and ``model/`` (its run directory), predict a few test
+    utterances."""
+    summary, created = client.upload_with_status(data)
     shapes = ", ".join(f"{m} {v['shape']}" for m, v in summary["modalities"].items())
-    say(f"dataset {summary['id']}: {summary['n']} utterances {summary['splits']}; {shapes}")
+    say(f"{upload_line(summary, created)}; {shapes}")
     job = client.submit(summary["id"], strategy, seed, hyperparameters, preset=preset)
     for line in job_lines(job):
         say(line)
@@ -380,6 +381,9 @@ def run_all(
     report_path = job_dir / "report.html"
     report_path.write_text(client.report(job["id"]), encoding="utf-8")
     say(f"report: {report_path}")
+    model_dir = job_dir / "model"
+    client.download(job["model_id"], model_dir)
+    say(f"model:  {model_dir}  (a run directory: `unilabel predict {model_dir} DATA`)")
     spec = client.model(job["model_id"])["input_spec"]
     utterances = utterances_from_dataset(data, "test", n_predict, spec) or utterances_from_dataset(
         data, None, n_predict, spec
@@ -394,6 +398,7 @@ def run_all(
         "job": job,
         "labels": labels_path,
         "report": report_path,
+        "model": model_dir,
         "prediction": prediction,
     }
 
@@ -411,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help="start a job; prints its id, state and notes"
             if name == "submit"
-            else "upload, train, label, predict",
+            else "upload, train, download labels, report and model, predict",
         )
         p.add_argument("dataset_id" if name == "submit" else "path")
         p.add_argument("--strategy", default="mug", help=STRATEGY_HELP)
@@ -433,7 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--out",
                 default=RUN_OUT,
-                help=f"labels and report go to OUT/<job id>/labels.csv, report.html (default {RUN_OUT})",
+                help=f"labels, report and model go to OUT/<job id>/labels.csv, report.html, model/ "
+                f"(default {RUN_OUT})",
             )
     p = sub.add_parser("wait", help="follow a job until it finishes; then its scores, or its error")
     p.add_argument("job_id")

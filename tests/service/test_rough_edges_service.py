@@ -186,7 +186,17 @@ def test_run_writes_into_the_jobs_folder(
     labels = job_dir / "labels.csv"
     assert labels.read_text().splitlines()[0] == "id,label,label_T,label_A,label_V"
     out = capsys.readouterr().out
+    # the splits were a Python dict, the modalities in alphabetical order
+    dataset_id = remote.get(f"/v1/jobs/{job_dir.name}").json()["dataset_id"]
+    assert out.splitlines()[0] == (
+        f"dataset {dataset_id}: 130 utterances (train 80, valid 30, test 20); new; "
+        "text [130, 32], audio [130, 16], vision [130, 24]"
+    )
     assert f"labels: {Path('out') / job_dir.name / 'labels.csv'}" in out
+    # the model came too, as a run directory the unilabel CLI reads (it took eight GET /files/NAME)
+    model = Path("out") / job_dir.name / "model"
+    assert f"model:  {model}  (a run directory: `unilabel predict {model} DATA`)" in out
+    assert (model / "model.safetensors").is_file() and (model / "predictions.csv").is_file()
     assert "note: selfmm_weight: not read by strategy mug; it changes nothing" in out
     valid = remote.get(f"/v1/jobs/{job_dir.name}").json()["metrics"]
     assert f"\nvalid: mae {valid['valid.mae']:.3f}, corr {valid['valid.corr']:.3f}, " in out
@@ -236,6 +246,7 @@ def test_remote_lists_are_a_line_each(remote, trained: dict[str, str], capsys: p
     summary = remote.get(f"/v1/datasets/{trained['dataset_id']}").json()
     line = next(r for r in rows if r.startswith(trained["dataset_id"]))
     assert f"{summary['n']}  train " in line and count == "1 dataset"
+    assert line.endswith("text 32, audio 16, vision 24")  # the stored summary's order was alphabetical
     assert main(["datasets", "--json"]) == 0
     assert trained["dataset_id"] in [d["id"] for d in json.loads(capsys.readouterr().out)["items"]]
 
