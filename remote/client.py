@@ -209,7 +209,9 @@ class LabelClient:
         The files go into a hidden folder beside ``out``, renamed to ``out`` once all have come: an
         interrupted download leaves no half run directory that would fail later, in ``unilabel predict``."""
         out = Path(out)
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"-o: {out} is a file; choose a directory")
+        if out.exists() and any(out.iterdir()):
             raise ValueError(f"-o: {out} already holds files; choose another directory")
         links = self.model(model_id)["links"]
         staging = out.parent / f".{out.name}.partial-{os.getpid()}"

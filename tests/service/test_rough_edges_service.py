@@ -365,6 +365,8 @@ def test_remote_download_gives_a_run_directory_the_cli_predicts_with(
     # a directory that holds files is refused before anything is fetched; an unknown model is the API's 404
     assert main(["download", model_id, "-o", str(run)]) == 2
     assert capsys.readouterr().err == f"error: -o: {run} already holds files; choose another directory\n"
+    assert main(["download", model_id, "-o", "local.csv"]) == 2
+    assert capsys.readouterr().err == "error: -o: local.csv is a file; choose a directory\n"
     assert main(["download", "f" * 32, "-o", "other"]) == 2
     assert "HTTP 404" in capsys.readouterr().err and not Path("other").exists()
     Path("empty").mkdir()  # an empty directory is taken
