@@ -132,8 +132,8 @@ def train(
         # model.json: null for the packaged encoder, found wherever the run is loaded (its directory here is
         # inside this Python environment: a run copied to another machine, downloaded from the service or
         # read after the environment was made again would look for it in vain); a model of the user's by
-        # its absolute path, so that the run loads from any working directory
-        spec_text_model = text_model if hp.text_model is not None else None
+        # its absolute path as given (links not followed), so that the run loads from any working directory
+        spec_text_model = str(Path(hp.text_model).expanduser().absolute()) if hp.text_model else None
         dims = {"text": hp.text_dim, "audio": hp.audio_dim, "vision": hp.vision_dim}
         specs = modality_specs(
             dataset, text_source, dims, encoder.hidden_size if encoder else None, hp.modalities
