@@ -157,9 +157,9 @@ def test_page_shows_jobs_live_and_the_report_with_its_figures(
     assert "%note: selfmm_weight: not read by strategy mug; it changes nothing" in running["text"], running
     assert "note:" not in row["text"]
 
-    # the splits in their usual order (the API's keys come sorted by name: test, train, valid)
+    # the splits and modalities in their usual order (stored summaries' keys come sorted by name)
     dataset = page.datasets[jobs["dataset"]["id"]]
-    assert "130train 80 · valid 30 · test 20audio" in dataset["text"], dataset
+    assert "130train 80 · valid 30 · test 20text 32 · audio 16 · vision 24" in dataset["text"], dataset
 
     viewer = page.by_id["viewer"]
     assert viewer["data-job-id"] == done and viewer["data-state"] == "shown", viewer
