@@ -55,6 +55,6 @@ def test_run_saves_the_report_beside_the_labels(
     hp = [f"--hp={k}={v}" for k, v in TINY.items()]
     assert main(["run", str(synth_dir), "--out", str(tmp_path / "out"), *hp]) == 0
     (job_dir,) = (tmp_path / "out").iterdir()
-    assert sorted(p.name for p in job_dir.iterdir()) == ["labels.csv", "report.html"]
+    assert sorted(p.name for p in job_dir.iterdir()) == ["labels.csv", "model", "report.html"]
     assert '<img src="data:image/png' in (job_dir / "report.html").read_text(encoding="utf-8")
     assert f"report: {job_dir / 'report.html'}" in capsys.readouterr().out
