@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from remote.client import LabelClient, build_parser, main
+from remote.client import ClientError, LabelClient, build_parser, main
 from tests.service.conftest import TINY, upload_dir
 from tests.service.test_api import error_of
 
@@ -372,6 +372,20 @@ def test_remote_download_gives_a_run_directory_the_cli_predicts_with(
     Path("empty").mkdir()  # an empty directory is taken
     assert main(["download", model_id, "-o", "empty"]) == 0
     assert len(list(Path("empty").iterdir())) == 8
+
+    # a download cut short (here the server fails on the weights) leaves no half run directory behind
+    call = LabelClient._call
+
+    def failing(self: LabelClient, method: str, path: str, **kwargs) -> object:
+        if path.endswith("/model.safetensors"):
+            raise ClientError(500, {"code": "internal", "message": "internal error; see the server log"})
+        return call(self, method, path, **kwargs)
+
+    monkeypatch.setattr(LabelClient, "_call", failing)
+    before = sorted(p.name for p in Path(".").iterdir())
+    assert main(["download", model_id, "-o", "cut"]) == 2
+    assert "HTTP 500 internal" in capsys.readouterr().err
+    assert sorted(p.name for p in Path(".").iterdir()) == before  # neither cut/ nor its staging folder
 
 
 def test_every_remote_subcommand_has_help() -> None:
