@@ -7,7 +7,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-SPLIT_ORDER = {"train": 0, "valid": 1, "test": 2}
+
+def in_order(values: dict[str, Any], first: tuple[str, ...]) -> dict[str, Any]:
+    """``values`` with the keys of ``first`` in that order, any other after them. Stored summaries are
+    written with sorted keys (test, train, valid; audio, text, vision); readers want the library's order."""
+    return {k: values[k] for k in first if k in values} | values
 
 
 class ModalitySummary(BaseModel):
@@ -47,14 +51,12 @@ class DatasetSummary(BaseModel):
     @field_validator("splits")
     @classmethod
     def _usual_order(cls, splits: dict[str, int]) -> dict[str, int]:
-        # stored summaries are written with sorted keys (test, train, valid); every reader wants this order
-        return {s: splits[s] for s in sorted(splits, key=lambda s: SPLIT_ORDER.get(s, len(SPLIT_ORDER)))}
+        return in_order(splits, ("train", "valid", "test"))
 
     @field_validator("modalities")
     @classmethod
     def _modality_order(cls, modalities: dict[str, Any]) -> dict[str, Any]:
-        # text, audio, vision, as the library lists them everywhere (stored summaries: sorted keys)
-        return {m: modalities[m] for m in ("text", "audio", "vision") if m in modalities} | modalities
+        return in_order(modalities, ("text", "audio", "vision"))
 
 
 class DatasetList(BaseModel):
