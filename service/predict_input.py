@@ -3,9 +3,10 @@
 The body is parsed by pydantic-core's JSON parser into plain Python values (no model validation: pydantic's
 validation reports every bad element, and a 10 MB body of bad numbers made a 500 MB error list and 7 GB of
 errors in memory), then walked once, stopping at the first problem, and each feature becomes a float32 array
-straight away. What it may cost is bounded before it is parsed: MAX_PREDICT_BODY_BYTES, then an upper bound of
-its JSON arrays and numbers counted on the raw bytes (MAX_PREDICT_VALUES); the API parses large bodies in a
-worker thread, at most PARSE_THREADS at a time (service/serving.py), so the event loop keeps answering.
+straight away. What it may cost is bounded before it is parsed: MAX_PREDICT_BODY_BYTES, then its JSON
+objects (two per utterance, MAX_PREDICT_BATCH utterances) and its arrays and numbers (MAX_PREDICT_VALUES),
+counted on the bytes outside its strings; the API checks and parses large bodies in a worker thread, at most
+PARSE_THREADS at a time (service/serving.py), so the event loop keeps answering.
 
 The documented schema is api_schemas.predict.PredictRequest; this walk accepts exactly what it describes.
 """
@@ -53,11 +54,32 @@ def _too_many_values(limits: Limits) -> ApiError:
 
 
 def precheck(body: bytes, limits: Limits) -> None:
-    """Refuse, before parsing, a body that may hold more numbers or arrays than allowed: every number but
-    the first of an array follows a comma, and every array opens with a bracket (a count that strings may
-    only inflate, never hide)."""
-    if body.count(b",") + body.count(b"[") > limits.max_values + 8 * limits.max_batch + 16:
+    """Refuse, before parsing, a body that holds more numbers or objects than allowed: every number but the
+    first of an array follows a comma, every array opens with a bracket, and the body is one object, each
+    utterance and its features one more. Objects are what the parser builds slowest (holding the GIL: 200,000
+    took the API's event loop 0.5 s), so they are bounded by the batch size, not by the bytes."""
+    objects, arrays_and_commas = structure(body)
+    if arrays_and_commas > limits.max_values + 8 * limits.max_batch + 16:
         raise _too_many_values(limits)
+    if objects > 1 + 2 * limits.max_batch:
+        raise bad(
+            "body.utterances",
+            f"at most {limits.max_batch} utterances per request (the body holds {objects} JSON objects; "
+            "an utterance is one, its features another)",
+        )
+
+
+def structure(body: bytes) -> tuple[int, int]:
+    """The JSON objects, and the arrays and commas, of ``body`` outside its strings: exact up to its first
+    syntax error, where the parser stops too."""
+    # In a string only the escapes \\ and \" hold a quote or a backslash before one; without them (a run of
+    # backslashes loses its pairs from the left, as the escapes are read) the quotes alternate opening and
+    # closing strings.
+    plain = np.frombuffer(body.replace(b"\\\\", b"").replace(b'\\"', b""), np.uint8)
+    outside = ~np.logical_xor.accumulate(plain == ord('"'))
+    objects = np.count_nonzero((plain == ord("{")) & outside)
+    arrays_and_commas = np.count_nonzero(((plain == ord("[")) | (plain == ord(","))) & outside)
+    return int(objects), int(arrays_and_commas)
 
 
 def parse(body: bytes, spec: dict[str, dict], limits: Limits) -> Parsed:

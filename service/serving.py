@@ -38,7 +38,7 @@ from worker.artifacts import ArtifactStore
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
-K, V = TypeVar("K"), TypeVar("V")
+K, V, T = TypeVar("K"), TypeVar("V"), TypeVar("T")
 OUTPUTS = ("pred", "pred_T", "pred_A", "pred_V")
 INLINE_MAX = 64  # forward passes up to this many utterances run on the event loop; larger ones in a thread
 PARSE_INLINE_BYTES = 64 * 1024  # bodies up to this size are parsed on the event loop; larger ones in a thread
@@ -316,6 +316,12 @@ class ModelPool:
                 self._locks.pop(model_id, None)
         return self._models[model_id]
 
+    async def _reading(self, body: bytes, read: Callable[..., T], *args: Any) -> T:
+        """``read(*args)`` on a request body; for a large body off the event loop, PARSE_THREADS at a time."""
+        if len(body) <= PARSE_INLINE_BYTES:
+            return read(*args)
+        return await anyio.to_thread.run_sync(partial(read, *args), limiter=self._parsing)
+
     async def answer(self, caller: Caller, model_id: str, body: bytes) -> bytes:
         """The response body of POST /v1/models/{model_id}/predict for a request body (raises ApiError)."""
         key = body_key(body)
@@ -329,14 +335,9 @@ class ModelPool:
             return memo[0]
         if len(body) > self.settings.max_predict_body_bytes:
             raise body_too_large(self.settings.max_predict_body_bytes)
-        precheck(body, self.limits)
+        await self._reading(body, precheck, body, self.limits)
         served = await self.get(caller, model_id)
-        spec = served.model.input_spec
-        if len(body) <= PARSE_INLINE_BYTES:
-            req, hashes = _checked(body, spec, self.limits)
-        else:  # off the event loop, and only PARSE_THREADS at a time
-            run = partial(_checked, body, spec, self.limits)
-            req, hashes = await anyio.to_thread.run_sync(run, limiter=self._parsing)
+        req, hashes = await self._reading(body, _checked, body, served.model.input_spec, self.limits)
         self.take(caller, len(hashes))
         rows, cached = await served.predict(req.features, req.transcripts, hashes)
         predictions = [
