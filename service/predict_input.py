@@ -24,6 +24,8 @@ from service.errors import ApiError, not_json
 
 UTTERANCE_FIELDS = frozenset({"id", "features", "transcript"})
 NUMERIC = "iuf"  # integers and floats; booleans, strings and objects are refused
+NO_OBJECT = 'expected an object {"utterances": [...]}'
+HEAD_BYTES = 64 * 1024  # what is parsed of a body over a limit, to tell a body that is no request
 
 
 @dataclass(frozen=True)
@@ -59,14 +61,29 @@ def precheck(body: bytes, limits: Limits) -> None:
     utterance and its features one more. Objects are what the parser builds slowest (holding the GIL: 200,000
     took the API's event loop 0.5 s), so they are bounded by the batch size, not by the bytes."""
     objects, arrays_and_commas = structure(body)
-    if arrays_and_commas > limits.max_values + 8 * limits.max_batch + 16:
+    too_many_values = arrays_and_commas > limits.max_values + 8 * limits.max_batch + 16
+    too_many_objects = objects > 1 + 2 * limits.max_batch
+    if too_many_values or too_many_objects:
+        _refuse_what_is_no_request(body[:HEAD_BYTES])
+    if too_many_values:
         raise _too_many_values(limits)
-    if objects > 1 + 2 * limits.max_batch:
+    if too_many_objects:
         raise bad(
             "body.utterances",
             f"at most {limits.max_batch} utterances per request (the body holds {objects} JSON objects; "
             "an utterance is one, its features another)",
         )
+
+
+def _refuse_what_is_no_request(head: bytes) -> None:
+    """A body over a limit is refused for what its first bytes show when they show it is no request at all
+    (a binary file, a JSON array): the counts assume JSON, and the parser stops at its first error."""
+    try:
+        start = pydantic_core.from_json(head, allow_partial="trailing-strings", allow_inf_nan=False)
+    except ValueError as exc:
+        raise not_json(str(exc)) from None
+    if not isinstance(start, dict):
+        raise bad("body", NO_OBJECT)
 
 
 def structure(body: bytes) -> tuple[int, int]:
@@ -89,7 +106,7 @@ def parse(body: bytes, spec: dict[str, dict], limits: Limits) -> Parsed:
     except ValueError as exc:
         raise not_json(str(exc)) from None
     if not isinstance(data, dict):
-        raise bad("body", 'expected an object {"utterances": [...]}')
+        raise bad("body", NO_OBJECT)
     for key in data:
         if key != "utterances":
             raise bad(f"body.{key}", 'extra inputs are not permitted (the body is {"utterances": [...]})')

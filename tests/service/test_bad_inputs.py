@@ -300,8 +300,6 @@ CASES: list[Case] = [
          lambda x: _predict(x, raw=b" " * (9 * MB)), 413, "body"),
     Case("predict", "more numbers than MAX_PREDICT_VALUES", "1.2 million",
          lambda x: _predict(x, [_utt(x, audio=[0.0] * 1_200_000)]), 413, "body"),
-    Case("predict", "more utterances than MAX_PREDICT_BATCH", "4097",
-         lambda x: _predict(x, [_utt(x)] * 4097), 422, "body.utterances"),
     Case("predict", "unknown model", "a 32-hex id",
          lambda x: _predict(x, [_utt(x)], model="0" * 32), 404, "model_id"),
     Case("predict", "a query parameter", "predict?explain=1",

@@ -104,3 +104,19 @@ def test_commas_and_brackets_in_transcripts_are_not_numbers() -> None:
     body = json.dumps({"utterances": [{"transcript": words, "features": {"audio": [1, 2, 3]}}] * 4}).encode()
     precheck(body, LIMITS)
     assert parse(body, SPEC, LIMITS).transcripts == [words] * 4
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (bytes(range(256)) * 12_000, "not valid JSON: expected value at line 1 column 1"),  # a binary file
+        (b'{"utterances": ' + b"{" * 9000, "not valid JSON: key must be a string at line 1 column 17"),
+        (json.dumps([{}] * 9000).encode(), 'expected an object {"utterances": [...]}'),
+    ],
+)
+def test_a_body_over_a_limit_that_is_no_request_is_named_so(body: bytes, message: str) -> None:
+    """The counts assume JSON: a body over a limit whose first bytes show it is no request says that, as
+    the parser would, not that it holds too many objects."""
+    with pytest.raises(ApiError) as err:
+        precheck(body, LIMITS)
+    assert (err.value.status, err.value.field, err.value.message) == (422, "body", message)
