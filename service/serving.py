@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -29,7 +30,7 @@ import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from models.trained_model import TrainedModel
+from models.trained_model import TextModelMissing, TrainedModel
 from service.errors import ApiError, not_found
 from service.keys import Caller
 from service.metrics import Metrics
@@ -302,7 +303,7 @@ class ModelPool:
                     run_dir = self.store.run_dir(model_id)
                     if run_dir is None:
                         raise not_found("model", model_id, field="model_id")
-                    model = await anyio.to_thread.run_sync(TrainedModel.load, run_dir, "cpu")
+                    model = await self._load(model_id, run_dir)
                     settle_heap()
                     memo = (self.settings.predict_memo_bytes, self.settings.predict_row_memo_bytes)
                     self._models[model_id] = ServedModel(
@@ -315,6 +316,19 @@ class ModelPool:
             if not loading.users:  # not kept per model id for ever: each unknown id would leave one behind
                 self._locks.pop(model_id, None)
         return self._models[model_id]
+
+    async def _load(self, model_id: str, run_dir: Path) -> TrainedModel:
+        try:
+            return await anyio.to_thread.run_sync(TrainedModel.load, run_dir, "cpu")
+        except TextModelMissing as exc:  # TEXT_MODEL_DIR mounted on the workers, not here; named, not a path
+            log.error("model %s: %s", model_id, exc)
+            raise ApiError(
+                500,
+                f"this API server cannot load model {model_id}: it reads text with the text model "
+                f"{Path(exc.text_model).name!r}, which is not in the API's TEXT_MODEL_DIR (it must hold the "
+                "workers' text models, at the same path)",
+                field="model_id",
+            ) from None
 
     async def _reading(self, body: bytes, read: Callable[..., T], *args: Any) -> T:
         """``read(*args)`` on a request body; for a large body off the event loop, PARSE_THREADS at a time."""

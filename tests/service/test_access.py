@@ -270,6 +270,29 @@ def test_text_model_names_an_installed_model_never_a_path(
     assert error.startswith("hyperparameters.text_model: must be null") and "/etc" not in error
 
 
+def test_a_model_whose_text_model_is_not_on_the_api_is_named_so(stack: LocalStack, alice: dict) -> None:
+    """A model trained with a text model of the workers' TEXT_MODEL_DIR, served by an API process without it:
+    a 500 naming the text model and the setting (before: "internal error; see the server log")."""
+    runs = stack.artifact_dir / "runs"
+    model = "e" * 32
+    shutil.copytree(runs / alice["job"], runs / model)
+    try:
+        info = json.loads((runs / model / "model.json").read_text())
+        info["net_spec"]["text_model"] = str(Path(stack.extra_env["TEXT_MODEL_DIR"]) / "gone")
+        (runs / model / "model.json").write_text(json.dumps(info))
+        with http(stack, alice["key"]) as c:
+            r = c.post(f"/v1/models/{model}/predict", json={"utterances": [{"features": {}}]})
+        assert r.status_code == 500, r.text
+        error = error_of(r)
+        assert (error["code"], error["field"]) == ("internal", "model_id")
+        assert error["message"] == (
+            f"this API server cannot load model {model}: it reads text with the text model 'gone', which is "
+            "not in the API's TEXT_MODEL_DIR (it must hold the workers' text models, at the same path)"
+        )
+    finally:
+        shutil.rmtree(runs / model)
+
+
 def test_downloads_carry_no_server_path(stack: LocalStack, alice: dict) -> None:
     root = str(stack.artifact_dir.resolve())
     with http(stack, alice["key"]) as c:

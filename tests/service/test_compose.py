@@ -48,6 +48,15 @@ def test_services_volumes_and_healthchecks(compose: dict) -> None:
     assert "gpus" not in services["worker"]
 
 
+def test_api_and_workers_see_the_same_text_models(compose: dict) -> None:
+    """A model trained with text_model=NAME records its directory; the API must find it at the same path."""
+    services = compose["services"]
+    where = {services[name]["environment"]["TEXT_MODEL_DIR"] for name in ("api", "worker")}
+    assert where == {"/text-models"}
+    for name in ("api", "worker"):
+        assert "${TEXT_MODELS:-./text-models}:/text-models:ro" in services[name]["volumes"], name
+
+
 def test_environment_names_are_settings(compose: dict) -> None:
     fields = {name.upper() for name in Settings.model_fields}
     for name in ("api", "worker"):
