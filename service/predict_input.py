@@ -60,9 +60,13 @@ def precheck(body: bytes, limits: Limits) -> None:
     first of an array follows a comma, every array opens with a bracket, and the body is one object, each
     utterance and its features one more. Objects are what the parser builds slowest (holding the GIL: 200,000
     took the API's event loop 0.5 s), so they are bounded by the batch size, not by the bytes."""
-    objects, arrays_and_commas = structure(body)
-    too_many_values = arrays_and_commas > limits.max_values + 8 * limits.max_batch + 16
-    too_many_objects = objects > 1 + 2 * limits.max_batch
+    max_values, max_objects = limits.max_values + 8 * limits.max_batch + 16, 1 + 2 * limits.max_batch
+    objects, arrays_and_commas = _counted(np.frombuffer(body, np.uint8))
+    if arrays_and_commas > max_values or objects > max_objects:
+        # counted again outside the strings only now: the bytes of strings can only add to the counts, and
+        # skipping the string mask takes a 99 KB batch of 64 utterances from 500 to 55 us
+        objects, arrays_and_commas = structure(body)
+    too_many_values, too_many_objects = arrays_and_commas > max_values, objects > max_objects
     if too_many_values or too_many_objects:
         _refuse_what_is_no_request(body[:HEAD_BYTES])
     if too_many_values:
@@ -93,10 +97,17 @@ def structure(body: bytes) -> tuple[int, int]:
     # backslashes loses its pairs from the left, as the escapes are read) the quotes alternate opening and
     # closing strings.
     plain = np.frombuffer(body.replace(b"\\\\", b"").replace(b'\\"', b""), np.uint8)
-    outside = ~np.logical_xor.accumulate(plain == ord('"'))
-    objects = np.count_nonzero((plain == ord("{")) & outside)
-    arrays_and_commas = np.count_nonzero(((plain == ord("[")) | (plain == ord(","))) & outside)
-    return int(objects), int(arrays_and_commas)
+    return _counted(plain, outside=~np.logical_xor.accumulate(plain == ord('"')))
+
+
+def _counted(body: np.ndarray, outside: np.ndarray | None = None) -> tuple[int, int]:
+    """The '{' bytes, and the '[' and ',' bytes, of ``body`` (where ``outside`` holds, if given)."""
+    objects = body == ord("{")
+    arrays_and_commas = (body == ord("[")) | (body == ord(","))
+    if outside is not None:
+        objects &= outside
+        arrays_and_commas &= outside
+    return int(np.count_nonzero(objects)), int(np.count_nonzero(arrays_and_commas))
 
 
 def parse(body: bytes, spec: dict[str, dict], limits: Limits) -> Parsed:
