@@ -330,11 +330,11 @@ class ModelPool:
                 field="model_id",
             ) from None
 
-    async def _reading(self, body: bytes, read: Callable[..., T], *args: Any) -> T:
-        """``read(*args)`` on a request body; for a large body off the event loop, PARSE_THREADS at a time."""
+    async def _reading(self, read: Callable[..., T], body: bytes, *args: Any) -> T:
+        """``read(body, *args)``; for a large body off the event loop, PARSE_THREADS at a time."""
         if len(body) <= PARSE_INLINE_BYTES:
-            return read(*args)
-        return await anyio.to_thread.run_sync(partial(read, *args), limiter=self._parsing)
+            return read(body, *args)
+        return await anyio.to_thread.run_sync(partial(read, body, *args), limiter=self._parsing)
 
     async def answer(self, caller: Caller, model_id: str, body: bytes) -> bytes:
         """The response body of POST /v1/models/{model_id}/predict for a request body (raises ApiError)."""
@@ -349,9 +349,9 @@ class ModelPool:
             return memo[0]
         if len(body) > self.settings.max_predict_body_bytes:
             raise body_too_large(self.settings.max_predict_body_bytes)
-        await self._reading(body, precheck, body, self.limits)
+        await self._reading(precheck, body, self.limits)
         served = await self.get(caller, model_id)
-        req, hashes = await self._reading(body, _checked, body, served.model.input_spec, self.limits)
+        req, hashes = await self._reading(_checked, body, served.model.input_spec, self.limits)
         self.take(caller, len(hashes))
         rows, cached = await served.predict(req.features, req.transcripts, hashes)
         predictions = [
