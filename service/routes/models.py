@@ -1,4 +1,5 @@
-"""GET /v1/models (model cards), artifact downloads, and POST /v1/models/{id}/predict.
+"""GET /v1/models (model cards), artifact downloads (a file, or the whole run as a zip), and
+POST /v1/models/{id}/predict.
 
 A model belongs to the API key whose job trained it (card.json's owner): any other key gets 404 and never
 sees it listed (an admin key sees all). Downloads carry no server path: config.json and model.json are served
@@ -13,14 +14,14 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from api_schemas.models import ModelCard, ModelList
 from api_schemas.predict import PredictResponse
 from models.run_dir import RUN_FILES
 from service.deps import Limit, Offset, Svc, Who, services, unknown_query
-from service.downloads import SANITIZED, sanitized
+from service.downloads import SANITIZED, open_run_files, run_archive, sanitized
 from service.errors import ApiError, error_response, error_responses
 from service.guard import CALLER
 from service.predict_input import body_too_large
@@ -39,6 +40,7 @@ def to_card(card: dict[str, Any]) -> ModelCard:
         "self": f"/v1/models/{model_id}",
         "predict": f"/v1/models/{model_id}/predict",
         "job": f"/v1/jobs/{card['job_id']}",
+        "archive": f"/v1/models/{model_id}/archive",
         **{f: f"/v1/models/{model_id}/files/{f}" for f in FILES},
     }
     return ModelCard.model_validate(
@@ -70,6 +72,28 @@ def get_model_file(model_id: str, name: str, svc: Svc, caller: Who) -> Response:
         disposition = {"Content-Disposition": f'attachment; filename="{name}"'}
         return JSONResponse(sanitized(name, run_dir / name), headers=disposition)
     return FileResponse(run_dir / name, filename=name)
+
+
+@router.get(
+    "/{model_id}/archive",
+    responses={
+        200: {"description": "MODEL_ID/ with every file above", "content": {"application/zip": {}}},
+        **ERRORS,
+    },
+    summary="The model's run directory as one zip",
+)
+def get_model_archive(model_id: str, svc: Svc, caller: Who) -> StreamingResponse:
+    """A zip of MODEL_ID/ holding every file of the model's run, the JSON ones as /files/ serves them, for
+    `unilabel predict MODEL_ID DATA` once unzipped; sent as it is written (chunked, no Content-Length)."""
+    visible_card(svc.store, caller, model_id)
+    run_dir = svc.store.run_dir(model_id)
+    if run_dir is None:
+        raise ApiError(404, f"model {model_id!r} has no files", field="model_id")
+    return StreamingResponse(
+        run_archive(open_run_files(run_dir, FILES), model_id),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{model_id}.zip"'},
+    )
 
 
 PREDICT_BODY = {

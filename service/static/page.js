@@ -137,13 +137,14 @@
     return el("button", { type: "button", className: "link", dataset: { action, id }, onclick: onClick }, text);
   }
 
-  // A finished job's report and labels, in the jobs' and the models' lists.
-  function actionsCell(jobId) {
+  // A finished job's report and labels, in the jobs' and the models' lists (a model's files too).
+  function actionsCell(jobId, ...more) {
     return el(
       "td",
       { className: "actions" },
       button("report", "report", jobId, () => showReport(jobId)),
       button("labels CSV", "labels", jobId, () => downloadLabels(jobId)),
+      ...more,
     );
   }
 
@@ -205,7 +206,7 @@
       el("td", { title: card.dataset_id }, el("code", {}, short(card.dataset_id))),
       el("td", {}, shown.map((m) => `${m} ${valid[m].toFixed(3)}`).join(" · ")),
       el("td", { title: card.created_at }, ago(card.created_at)),
-      actionsCell(card.job_id),
+      actionsCell(card.job_id, button("model zip", "model", card.id, () => downloadModel(card.id))),
     );
   }
 
@@ -285,6 +286,16 @@
       saveBlob(await response.blob(), `labels-${jobId}.csv`);
     } catch (err) {
       setStatus(`Labels of ${short(jobId)}: ${describe(err)}`);
+    }
+  }
+
+  // The model's run directory, zipped: `unilabel predict MODEL_ID DATA` once unzipped.
+  async function downloadModel(modelId) {
+    try {
+      const response = await api(`/v1/models/${encodeURIComponent(modelId)}/archive`);
+      saveBlob(await response.blob(), `${modelId}.zip`);
+    } catch (err) {
+      setStatus(`Model ${short(modelId)}: ${describe(err)}`);
     }
   }
 

@@ -6,11 +6,13 @@ here."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -37,6 +39,7 @@ PROTECTED = [
     ("GET", "/v1/models"),
     ("GET", "/v1/models/" + "0" * 32),
     ("GET", "/v1/models/" + "0" * 32 + "/files/config.json"),
+    ("GET", "/v1/models/" + "0" * 32 + "/archive"),
     ("POST", "/v1/models/" + "0" * 32 + "/predict"),
     ("GET", "/metrics"),
     ("GET", "/docs"),
@@ -180,6 +183,7 @@ def test_another_key_never_sees_a_keys_resources(stack: LocalStack, alice: dict,
             ("GET", f"/v1/jobs/{job}/report", None),
             ("GET", f"/v1/models/{job}", None),
             ("GET", f"/v1/models/{job}/files/model.safetensors", None),
+            ("GET", f"/v1/models/{job}/archive", None),
             ("POST", f"/v1/models/{job}/predict", {"utterances": [utt]}),
         ]:
             r = c.request(method, path, json=body)
@@ -302,6 +306,11 @@ def test_downloads_carry_no_server_path(stack: LocalStack, alice: dict) -> None:
             assert root not in r.text and str(REPO) not in r.text, (name, r.text[:300])
             assert not any(isinstance(v, str) and v.startswith("/") for v in _strings(r.json())), name
         config = c.get(f"/v1/models/{alice['job']}/files/config.json").json()
+        archive = zipfile.ZipFile(io.BytesIO(c.get(f"/v1/models/{alice['job']}/archive").content))
+        for name in ("config.json", "model.json", "card.json"):  # the zip's copies as the single downloads
+            text = archive.read(f"{alice['job']}/{name}").decode()
+            assert root not in text and str(REPO) not in text, (name, text[:300])
+            assert not any(isinstance(v, str) and v.startswith("/") for v in _strings(json.loads(text))), name
     assert config["dataset"]["path"] is None and config["dataset"]["sha256"] == alice["dataset"]
     on_disk = json.loads((stack.artifact_dir / "runs" / alice["job"] / "config.json").read_text())
     assert on_disk["dataset"]["path"].startswith(root)  # the library's record itself is left as it was

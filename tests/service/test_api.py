@@ -282,6 +282,40 @@ def test_model_card_labels_and_files(client, trained: dict) -> None:
     assert again.status_code == 200 and again.json()["id"] == job_id
 
 
+
+DIMS = {"text": 32, "audio": 16, "vision": 24}  # the synthetic dataset's feature widths
+
+
+def test_model_archive_is_a_run_directory_the_library_loads(client, trained: dict, tmp_path: Path) -> None:
+    """The page and curl get a model in one download: MODEL_ID/ with every file, zipped while sent."""
+    from models.trained_model import TrainedModel
+
+    model_id = trained["job_id"]
+    card = client.get(f"/v1/models/{model_id}").json()
+    assert card["links"]["archive"] == f"/v1/models/{model_id}/archive"
+    r = client.get(card["links"]["archive"])
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    assert r.headers["content-disposition"] == f'attachment; filename="{model_id}.zip"'
+    assert "content-length" not in r.headers  # streamed
+    names = [n for n in card["links"] if "." in n]
+    run_dir = client.app.state.services.store.run_dir(model_id)
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        assert zf.testzip() is None
+        assert sorted(zf.namelist()) == sorted(f"{model_id}/{n}" for n in names)
+        assert zf.getinfo(f"{model_id}/model.safetensors").compress_type == zipfile.ZIP_STORED
+        for name in ("model.safetensors", "predictions.csv", "unimodal_labels.csv"):
+            assert zf.read(f"{model_id}/{name}") == (run_dir / name).read_bytes(), name
+        for name in ("config.json", "model.json", "card.json"):  # as /files/NAME serves them
+            single = client.get(f"/v1/models/{model_id}/files/{name}").json()
+            assert json.loads(zf.read(f"{model_id}/{name}")) == single, name
+        zf.extractall(tmp_path)
+    rng = np.random.default_rng(1)
+    feats = {m: [rng.normal(size=d).astype(np.float32) for _ in range(3)] for m, d in DIMS.items()}
+    unzipped = TrainedModel.load(tmp_path / model_id).predict_batch(feats)["pred"]
+    assert np.array_equal(unzipped, TrainedModel.load(run_dir).predict_batch(feats)["pred"])
+    assert client.get(f"/v1/models/{'f' * 32}/archive").status_code == 404
+
+
 def _utterance(rng: np.random.Generator, uid: str = "u") -> dict:
     return {
         "id": uid,

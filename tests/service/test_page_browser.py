@@ -66,7 +66,8 @@ def run_chromium(url: str, profile: Path, *args: str, budget_ms: int = 8000, tim
 
 
 class Elements(HTMLParser):
-    """The attributes and text of the body, of every element with an id, of every job's and dataset's row."""
+    """The attributes and text of the body, of every element with an id, of every job's, dataset's and model's
+    row."""
 
     VOID = frozenset(
         {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
@@ -77,6 +78,7 @@ class Elements(HTMLParser):
         self.by_id: dict[str, dict[str, str]] = {}
         self.rows: dict[str, dict[str, str]] = {}
         self.datasets: dict[str, dict[str, str]] = {}
+        self.models: dict[str, dict[str, str]] = {}
         self.body: dict[str, str] = {}
         self._open: list[tuple[str, dict[str, str], list[str]]] = []
 
@@ -100,6 +102,8 @@ class Elements(HTMLParser):
                 self.rows[attrs["data-job-id"]] = attrs
             if name == "tr" and attrs.get("data-dataset-id"):
                 self.datasets[attrs["data-dataset-id"]] = attrs
+            if name == "tr" and attrs.get("data-model-id"):
+                self.models[attrs["data-model-id"]] = attrs
             if name == tag:
                 return
 
@@ -156,6 +160,8 @@ def test_page_shows_jobs_live_and_the_report_with_its_figures(
     assert re.search(r"(pretrain|meta) \d+/\d+ · \d+%", running["text"]), running  # stage and progress
     assert "%note: selfmm_weight: not read by strategy mug; it changes nothing" in running["text"], running
     assert "note:" not in row["text"]
+    model = page.models[jobs["done"]["model_id"]]  # its files in one zip (GET /v1/models/{id}/archive)
+    assert "report" in model["text"] and "model zip" in model["text"], model
 
     # the splits and modalities in their usual order (stored summaries' keys come sorted by name)
     dataset = page.datasets[jobs["dataset"]["id"]]
