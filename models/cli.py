@@ -9,7 +9,14 @@ import json
 import sys
 from pathlib import Path
 
-from models.cli_args import file_to_write, hyperparameter_overrides, label_range, seed_value, thread_count
+from models.cli_args import (
+    file_to_write,
+    hyperparameter_overrides,
+    label_range,
+    run_directory,
+    seed_value,
+    thread_count,
+)
 from models.config import PRESETS, HyperparameterError
 
 DEFAULT_SEEDS = "1111,1112,1113,1114,1115"
@@ -273,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_baseline)
 
     e = sub.add_parser("evaluate", help="score RUN/predictions.csv against an id,label CSV")
-    e.add_argument("run")
+    e.add_argument("run", type=run_directory)
     e.add_argument("--labels", required=True, help="CSV with columns id,label")
     e.add_argument("--rho", type=label_range, default=None)
     e.set_defaults(func=cmd_evaluate)
@@ -299,7 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="a label report (report.html with plots, report.json, the PNGs) for a run or a comparison",
     )
-    rp.add_argument("run", help="a run directory (or the --out folder of `unilabel compare`)")
+    rp.add_argument(
+        "run", type=run_directory, help="a run directory (or the --out folder of `unilabel compare`)"
+    )
     rp.add_argument("--out", help="folder to write (default RUN/report/; a comparison: its folder)")
     rp.add_argument(
         "--data", help="the run's dataset, for the transcripts (default: the path recorded in config.json)"
@@ -307,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_report)
 
     pr = sub.add_parser("predict", help="predict a dataset with a trained run")
-    pr.add_argument("run")
+    pr.add_argument("run", type=run_directory)
     pr.add_argument("data")
     pr.add_argument("--out", help="CSV to write (default RUN/predictions-new.csv)")
     pr.add_argument("--device", default="cpu")

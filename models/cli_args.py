@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,17 @@ def label_range(text: str) -> float:
     if not (math.isfinite(rho) and rho > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
     return rho
+
+
+def run_directory(text: str) -> str:
+    """A RUN argument: a zip of a run (the service's model download) is named as one, not as a run without
+    model.json; anything else is checked where it is read."""
+    path = Path(text)
+    if path.is_file() and zipfile.is_zipfile(path):
+        raise argparse.ArgumentTypeError(
+            f"{text} is a zip file; unzip it and give the run directory it holds (`unzip {path.name}`)"
+        )
+    return text
 
 
 def thread_count(value: int | None, flag: str, env: str) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import pickle
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,22 @@ def test_atomic_writes_onto_a_folder_name_it(tmp_path: Path) -> None:
     with pytest.raises(IsADirectoryError, match=f"{tmp_path}: is a folder"):
         write_json(tmp_path, {"a": 1})
     assert list(tmp_path.iterdir()) == []  # no temp file left behind
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "report"])
+def test_a_zipped_run_is_named_as_one(command: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The service's model download is a zip of the run (GET /v1/models/{id}/archive): given as the run, it is
+    named as a zip to unzip, not as a run that has no model.json."""
+    zipped = tmp_path / "abc.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.writestr("abc/model.json", "{}")
+    rest = {"predict": ["data"], "evaluate": ["--labels", "labels.csv"], "report": []}[command]
+    with pytest.raises(SystemExit) as exit_:
+        main([command, str(zipped), *rest])
+    assert exit_.value.code == 2
+    said = capsys.readouterr().err
+    assert f"argument run: {zipped} is a zip file; unzip it and give the run directory it holds" in said
+    assert "(`unzip abc.zip`)" in said
 
 
 @pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "three"])
