@@ -169,7 +169,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from models.trained_model import TrainedModel
 
     out = file_to_write(args.out) or Path(args.run) / "predictions-new.csv"
-    model = TrainedModel.load(args.run, device=args.device)
+    model = TrainedModel.load(args.run, device=args.device, text_model=args.text_model)
     ds = load_dataset(args.data, rho=model.info["rho"], for_training=False)
     frame = model.predict_dataset(ds)
     write_csv_atomic(out, frame)
@@ -320,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("data")
     pr.add_argument("--out", help="CSV to write (default RUN/predictions-new.csv)")
     pr.add_argument("--device", default="cpu")
+    pr.add_argument(
+        "--text-model",
+        metavar="DIR",
+        help="the run's text model here, in place of model.json's (another machine's)",
+    )
     pr.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("synth", help="write a synthetic dataset with planted unimodal labels")

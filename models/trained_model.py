@@ -55,7 +55,12 @@ class TrainedModel:
         self.config: dict[str, Any] = json.loads(config_path.read_text()) if config_path.exists() else {}
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu") -> TrainedModel:
+    def load(
+        cls, run_dir: str | Path, device: str = "cpu", text_model: str | Path | None = None
+    ) -> TrainedModel:
+        """The run in ``run_dir``; ``text_model``: the directory of its text model on this machine, in place
+        of the one model.json names (a run trained elsewhere, or downloaded from the service, which names the
+        text model's folder only)."""
         from safetensors.torch import load_file
 
         run = Path(run_dir)
@@ -63,6 +68,15 @@ class TrainedModel:
             if not (run / name).is_file():
                 raise FileNotFoundError(f"run: {run} has no {name}; is it a finished unilabel run?")
         info = json.loads((run / "model.json").read_text())
+        if text_model is not None:
+            if info["text_source"] not in ("encoder", "finetune"):
+                raise ValueError(
+                    f"--text-model: the run reads no text model (text_source {info['text_source']!r}); "
+                    "leave it out"
+                )
+            if not Path(text_model).expanduser().is_dir():
+                raise ValueError(f"--text-model: {text_model} is not a directory")
+            info["net_spec"]["text_model"] = str(Path(text_model).expanduser().absolute())
         text_model = info["net_spec"].get("text_model")
         if text_model and Path(text_model).parts[-2:] == PACKAGED and not Path(text_model).is_dir():
             # the packaged encoder as earlier versions recorded it, by its folder in the environment that
@@ -71,7 +85,8 @@ class TrainedModel:
         if text_model and not Path(text_model).expanduser().is_dir():  # a run from another machine
             raise TextModelMissing(
                 f"{run / 'model.json'}: the run reads text with the model at net_spec.text_model "
-                f"{text_model!r}, not a directory here; put that model there, or its directory in model.json",
+                f"{text_model!r}, not a directory here; give its directory here with --text-model DIR "
+                "(`unilabel predict`), or put it in model.json",
                 text_model,
             )
         dev = resolve_device(device)

@@ -312,7 +312,7 @@ def test_a_run_finds_the_packaged_encoder_wherever_it_is_loaded(
 
 
 def test_a_run_finds_a_text_model_given_by_a_relative_path_from_anywhere(
-    tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     """`--set text_model=./encoders/tiny` was recorded as given, so the run loaded only from the directory
     it was trained in; it is recorded as the absolute directory. Where that directory is gone, loading says
@@ -336,3 +336,28 @@ def test_a_run_finds_a_text_model_given_by_a_relative_path_from_anywhere(
     shutil.move(tmp_path / "work" / "encoders", tmp_path / "moved")
     with pytest.raises(FileNotFoundError, match=r"run/model.json: the run reads text with the model at"):
         TrainedModel.load(tmp_path / "run")
+    # where it is now is given on the command line, model.json left as it is
+    import pandas as pd
+
+    from models.cli import main
+
+    argv = ["predict", str(tmp_path / "run"), str(data), "--out", str(tmp_path / "new.csv")]
+    assert main([*argv, "--text-model", "moved/tiny"]) == 0
+    new = pd.read_csv(tmp_path / "new.csv")["pred"].to_numpy()
+    saved = pd.read_csv(tmp_path / "run" / "predictions.csv")["pred"].to_numpy()
+    assert np.allclose(new, saved, atol=1e-4)
+    assert main([*argv, "--text-model", "moved/nothing"]) == 2
+    assert "--text-model: moved/nothing is not a directory" in capsys.readouterr().err
+
+
+def test_text_model_flag_for_a_run_that_reads_no_text_model_is_refused(
+    small_synth: Path, tiny_bert_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from models.cli import main
+    from models.dataset_loader import load_dataset
+    from tests.conftest import TINY, train_recording
+
+    train_recording(load_dataset(small_synth), tmp_path / "run", "copy", TINY)  # text from its features
+    assert main(["predict", str(tmp_path / "run"), str(small_synth), "--text-model", str(tiny_bert_dir)]) == 2
+    said = capsys.readouterr().err
+    assert "--text-model: the run reads no text model (text_source 'features'); leave it out" in said
