@@ -21,7 +21,7 @@ from api_schemas.models import ModelCard, ModelList
 from api_schemas.predict import PredictResponse
 from models.run_dir import RUN_FILES
 from service.deps import Limit, Offset, Svc, Who, services, unknown_query
-from service.downloads import SANITIZED, open_run_files, run_archive, sanitized
+from service.downloads import SANITIZED, run_archive, sanitized
 from service.errors import ApiError, error_response, error_responses
 from service.guard import CALLER
 from service.predict_input import body_too_large
@@ -90,7 +90,7 @@ def get_model_archive(model_id: str, svc: Svc, caller: Who) -> StreamingResponse
     if run_dir is None:
         raise ApiError(404, f"model {model_id!r} has no files", field="model_id")
     return StreamingResponse(
-        run_archive(open_run_files(run_dir, FILES), model_id),
+        run_archive(run_dir, FILES, model_id),
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="{model_id}.zip"'},
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.downloads import CHUNK, open_run_files, run_archive
+from service.downloads import CHUNK, run_archive
 
 
 def test_archive_is_sent_in_chunks_and_holds_what_the_run_has(tmp_path: Path) -> None:
@@ -19,7 +19,7 @@ def test_archive_is_sent_in_chunks_and_holds_what_the_run_has(tmp_path: Path) ->
     config = {"dataset": {"path": "/srv/data/ds1"}, "text_model": "/opt/text-models/mine"}
     (tmp_path / "config.json").write_text(json.dumps(config))
     names = ("config.json", "history.csv", "predictions.csv", "model.safetensors")  # no history.csv here
-    parts = list(run_archive(open_run_files(tmp_path, names), "m1"))
+    parts = list(run_archive(tmp_path, names, "m1"))
     assert max(map(len, parts)) <= CHUNK + 4096, [len(p) for p in parts]  # never the whole file at once
     assert len(parts) >= 6
     with zipfile.ZipFile(io.BytesIO(b"".join(parts))) as zf:
@@ -29,14 +29,3 @@ def test_archive_is_sent_in_chunks_and_holds_what_the_run_has(tmp_path: Path) ->
         assert zf.getinfo("m1/predictions.csv").compress_size < 100_000  # deflated
         served = json.loads(zf.read("m1/config.json"))  # no server path
         assert served == {"dataset": {"path": None}, "text_model": "mine"}
-
-
-def test_files_are_held_open_from_the_start(tmp_path: Path) -> None:
-    """A run removed while its zip is sent still comes whole: the files were opened before the first byte."""
-    (tmp_path / "metrics.json").write_text("{}")
-    (tmp_path / "history.csv").write_text("epoch\n1\n")
-    stream = run_archive(open_run_files(tmp_path, ("history.csv", "metrics.json")), "m1")
-    for path in tmp_path.iterdir():
-        path.unlink()
-    with zipfile.ZipFile(io.BytesIO(b"".join(stream))) as zf:
-        assert zf.read("m1/history.csv") == b"epoch\n1\n" and zf.read("m1/metrics.json") == b"{}"
