@@ -77,7 +77,7 @@ def get_model_file(model_id: str, name: str, svc: Svc, caller: Who) -> Response:
 @router.get(
     "/{model_id}/archive",
     responses={
-        200: {"description": "MODEL_ID/ with every file above", "content": {"application/zip": {}}},
+        200: {"description": "MODEL_ID/ with the run's files", "content": {"application/zip": {}}},
         **ERRORS,
     },
     summary="The model's run directory as one zip",
