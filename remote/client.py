@@ -344,10 +344,20 @@ def upload_line(summary: dict[str, Any], created: bool) -> str:
 
 
 def download_line(model_id: str, out: Path, written: list[str], missing: list[str]) -> str:
-    """``model ID: 8 files in runs/ID; predict with `unilabel predict runs/ID DATA```."""
+    """``model ID: 8 files in runs/ID; predict with `unilabel predict runs/ID DATA```, and the text model
+    to give it when the run reads one of the server's (model.json names only its folder)."""
     absent = f" (the server has no {', '.join(missing)})" if missing else ""
     head = f"model {model_id}: {len(written)} files in {out}{absent}"
-    return f"{head}; predict with `unilabel predict {out} DATA`"
+    try:
+        text_model = json.loads((out / "model.json").read_text())["net_spec"].get("text_model")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        text_model = None
+    if not text_model:  # none, or the packaged default
+        return f"{head}; predict with `unilabel predict {out} DATA`"
+    return (
+        f"{head}; it reads text with the server's text model {text_model!r}: predict with "
+        f"`unilabel predict {out} DATA --text-model DIR`, DIR your copy of it"
+    )
 
 
 def run_all(

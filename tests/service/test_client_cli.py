@@ -72,3 +72,23 @@ def test_strategy_help_names_every_strategy(command: str, capsys) -> None:
         main([command, "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "label strategy: " + ", ".join(STRATEGIES[:-1]) + f" or {STRATEGIES[-1]}" in text
+
+
+def test_download_line_names_the_text_model_to_give(tmp_path: Path) -> None:
+    """A model that reads text with one of the server's text models comes with only that model's folder name
+    in model.json: the line after a download says to give a copy with `--text-model`."""
+    import json
+
+    from remote.client import download_line
+
+    files = ["model.json", "model.safetensors"]
+    (tmp_path / "model.json").write_text(json.dumps({"net_spec": {"text_model": None}}))
+    assert download_line("m1", tmp_path, files, []) == (
+        f"model m1: 2 files in {tmp_path}; predict with `unilabel predict {tmp_path} DATA`"
+    )
+    (tmp_path / "model.json").write_text(json.dumps({"net_spec": {"text_model": "my-bert"}}))
+    assert download_line("m1", tmp_path, files, ["card.json"]) == (
+        f"model m1: 2 files in {tmp_path} (the server has no card.json); it reads text with the server's "
+        f"text model 'my-bert': predict with `unilabel predict {tmp_path} DATA --text-model DIR`, DIR your "
+        "copy of it"
+    )
