@@ -1,6 +1,6 @@
 """The page at ``/``: the caller's datasets, jobs (live state and progress) and models, with their reports
-and label downloads. Plain HTML, CSS and a little vanilla JavaScript from service/static/, nothing from
-another host.
+and label and model downloads, and forms to upload a dataset and start a job. Plain HTML, CSS and a little
+vanilla JavaScript from service/static/, nothing from another host.
 
 The page itself and its assets need no API key: they are the same public files for everyone and hold no
 data. The key stays in the browser: the page reads it from the address's fragment (``/#key=ulk_...``, which a

@@ -1,10 +1,10 @@
 // The page at /: the key's datasets, jobs and models from the JSON API, refreshed by polling; a finished
-// job's report shown in a frame. Plain DOM, no framework. The key never leaves this tab except as the
+// job's report shown in a frame; a dataset uploaded and a job started through the same API. Plain DOM, no framework. The key never leaves this tab except as the
 // Authorization header of calls to this server (service/page.py says why).
 //
 // What the page shows is also written into data- attributes (body[data-state], body[data-refreshes],
-// body[data-location], tr[data-job-id][data-state], #viewer[data-images][data-decoded]), so a headless
-// browser's --dump-dom can check it (tests/service/test_page_browser.py).
+// body[data-location], tr[data-job-id][data-state], #viewer[data-images][data-decoded], a form's
+// .form-message[data-outcome]), so a headless browser can check it (tests/service/test_page_browser.py).
 "use strict";
 
 (() => {
@@ -23,6 +23,7 @@
     timer: null,
     busy: false,
     stale: false, // asked for again while a refresh ran
+    pickDataset: null, // the dataset the job form selects at the next refresh (one just uploaded)
   };
 
   // Elements are built, never parsed from strings: every value from the API lands as text.
@@ -88,9 +89,15 @@
     }
   }
 
-  async function api(path) {
+  // GET by default; { json } posts it as JSON, { body } as it is (a FormData: multipart).
+  async function api(path, { json, body } = {}) {
+    const headers = { Authorization: `Bearer ${state.key}` };
+    if (json !== undefined) headers["Content-Type"] = "application/json";
+    const post = json !== undefined || body !== undefined;
     const response = await fetch(path, {
-      headers: { Authorization: `Bearer ${state.key}` },
+      method: post ? "POST" : "GET",
+      headers,
+      body: json !== undefined ? JSON.stringify(json) : body,
       cache: "no-store",
       credentials: "omit",
     });
@@ -112,6 +119,16 @@
       return `HTTP ${err.status} ${err.error.code}${field}: ${err.error.message}`;
     }
     return `the server cannot be reached (${err.message})`;
+  }
+
+  // An API error with its details ("utterances.csv.label: ..." for each bad field of an upload), the first few.
+  function explain(err) {
+    if (!(err instanceof ApiError) && !(err instanceof TypeError)) return err.message; // the form's own check
+    const details = (err instanceof ApiError && err.error.details) || [];
+    if (details.length < 2) return describe(err);
+    const listed = details.slice(0, 5).map((d) => `${d.field}: ${d.problem}`);
+    const more = details.length > 5 ? ` (and ${details.length - 5} more)` : "";
+    return `${describe(err)} — ${listed.join("; ")}${more}`;
   }
 
   function askForKey(message) {
@@ -210,6 +227,17 @@
     );
   }
 
+  // The job form's dataset list: every dataset, newest first, the one just uploaded (or chosen) kept.
+  function fillDatasetChoice(datasets) {
+    const select = $("job-dataset");
+    const keep = state.pickDataset || select.value;
+    state.pickDataset = null;
+    select.replaceChildren(
+      ...datasets.map((ds) => el("option", { value: ds.id }, `${short(ds.id)} · ${ds.n} utterances`)),
+    );
+    if (datasets.some((ds) => ds.id === keep)) select.value = keep;
+  }
+
   async function refresh() {
     clearTimeout(state.timer);
     if (!state.key) return;
@@ -227,6 +255,7 @@
       fill($("jobs"), jobs.items.map(jobRow), state.jobState ? "jobs-none" : "jobs-empty");
       $(state.jobState ? "jobs-empty" : "jobs-none").hidden = true;
       fill($("datasets"), datasets.items.map(datasetRow), "datasets-empty");
+      fillDatasetChoice(datasets.items);
       fill($("models"), models.items.map(modelRow), "models-empty");
       $("key-section").hidden = true;
       $("main").hidden = false;
@@ -268,6 +297,77 @@
       if (document.hidden) schedule(ms); // a background tab does not poll; it refreshes when shown
       else refresh();
     }, ms);
+  }
+
+  // --- uploads and new jobs --------------------------------------------------------------------------
+  // A setting as `unilabel train --set NAME=VALUE` reads it (models/config.py, parse_override): true or
+  // false, null or none, a number, else the text itself.
+  function settingValue(raw) {
+    const lowered = raw.toLowerCase();
+    if (lowered === "true" || lowered === "false") return lowered === "true";
+    if (lowered === "null" || lowered === "none") return null;
+    return Number.isFinite(Number(raw)) && raw.trim() !== "" ? Number(raw) : raw;
+  }
+
+  function parseSettings(text) {
+    const settings = {};
+    for (const pair of text.split(/\s+/).filter(Boolean)) {
+      const at = pair.indexOf("=");
+      if (at < 1) throw new Error(`settings: expected name=value, got "${pair}"`);
+      settings[pair.slice(0, at)] = settingValue(pair.slice(at + 1));
+    }
+    return settings;
+  }
+
+  // Runs a form's request with its button disabled, and says in the form how it went.
+  async function submitForm(event, buttonId, messageId, work) {
+    event.preventDefault();
+    const button = $(buttonId);
+    const message = $(messageId);
+    button.disabled = true;
+    message.className = "form-message";
+    try {
+      message.textContent = await work((text) => (message.textContent = text));
+      message.dataset.outcome = "done";
+      refresh();
+    } catch (err) {
+      message.textContent = explain(err);
+      message.className = "form-message failed";
+      message.dataset.outcome = "failed";
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function uploadDataset(event) {
+    return submitForm(event, "upload-submit", "upload-message", async (say) => {
+      const files = Array.from($("upload-files").files);
+      const form = new FormData();
+      for (const file of files) form.append("files", file, file.name); // the API tells them by their names
+      say(`Uploading ${files.map((f) => f.name).join(" and ")}…`);
+      const response = await api("/v1/datasets", { body: form });
+      const dataset = await response.json();
+      state.pickDataset = dataset.id;
+      $("upload-form").reset();
+      const before = response.status === 200 ? " (uploaded before)" : "";
+      return `Dataset ${short(dataset.id)}: ${dataset.n} utterances${before}; start a job on it above.`;
+    });
+  }
+
+  function startJob(event) {
+    return submitForm(event, "job-submit", "job-message", async () => {
+      const body = {
+        dataset_id: $("job-dataset").value,
+        strategy: $("job-strategy").value,
+        seed: Number($("job-seed").value),
+        hyperparameters: parseSettings($("job-settings").value),
+      };
+      if ($("job-preset").value) body.preset = $("job-preset").value;
+      const response = await api("/v1/jobs", { json: body });
+      const job = await response.json();
+      const again = response.status === 200 ? ": this run had succeeded before" : "";
+      return `Job ${short(job.id)} ${job.state}${again}.`;
+    });
   }
 
   // --- downloads and the report ----------------------------------------------------------------------
@@ -381,6 +481,8 @@
       refresh();
     });
     $("viewer-close").addEventListener("click", closeReport);
+    $("upload-form").addEventListener("submit", uploadDataset);
+    $("job-form").addEventListener("submit", startJob);
     document.addEventListener("visibilitychange", () => {
       if (!document.hidden && state.key) refresh();
     });

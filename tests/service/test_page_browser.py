@@ -4,9 +4,11 @@ the test reads what the page shows from the DOM Chromium dumps: each job's row a
 progress refreshed by polling, the finished job's report in the page's viewer with every figure decoded
 (naturalWidth > 0); and /docs rendered by Swagger UI from the app's own assets.
 
-Why --dump-dom rather than Selenium or the DevTools protocol: one command per check, no driver to match
-Chromium's version and no extra Python package. The page writes what it shows into data- attributes
-(page.js), and --virtual-time-budget lets its timers (polling) run while Chromium waits for every fetch.
+Why --dump-dom rather than Selenium: one command per check, no driver to match Chromium's version and no extra
+Python package. Choosing files in the upload form needs more: that test drives Chromium over the DevTools
+protocol on a pipe (tests/service/cdp.py), still with no driver or package. The page writes what it shows
+into data- attributes (page.js), and --virtual-time-budget lets its timers (polling) run while Chromium waits
+for every fetch.
 The flags turn off Chromium's own traffic (component updates, sync, QUIC ...): in a sandbox without a network
 those connections are refused, and they have nothing to do with the page.
 """
@@ -215,3 +217,67 @@ def test_screenshot_of_the_page(stack: LocalStack, jobs: dict, tmp_path: Path) -
     png = shot.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     assert struct.unpack(">II", png[16:24]) == (1280, 1300)
+
+
+def _submit(browser, form: str) -> str:
+    """Submit #FORM-form as its button would; then its message, once the request has ended, as
+    "done TEXT" or "failed TEXT"."""
+    browser.evaluate(
+        f"document.getElementById('{form}-message').dataset.outcome = '';"
+        f"document.getElementById('{form}-form').requestSubmit()"
+    )
+    return browser.wait_for(
+        f"(m => m.dataset.outcome && `${{m.dataset.outcome}} ${{m.textContent}}`)"
+        f"(document.getElementById('{form}-message'))"
+    )
+
+
+def test_upload_and_start_a_job_from_the_page(
+    stack: LocalStack, jobs: dict, synth_dir: Path, tmp_path: Path
+) -> None:
+    """The page uploads a dataset (its two files chosen in the file input) and starts a job on it with a
+    strategy, seed, preset and settings; what the API refuses is shown in the form with its fields. Driven
+    over the DevTools protocol (tests/service/cdp.py): choosing files needs more than --dump-dom."""
+    from tests.service.cdp import Browser
+
+    lone = tmp_path / "lone" / "utterances.csv"
+    lone.parent.mkdir()
+    lone.write_bytes((synth_dir / "utterances.csv").read_bytes())
+    dataset = jobs["dataset"]["id"]
+    with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+        browser.open(f"{stack.url}/#key={stack.api_key}")
+        browser.wait_for("document.body?.dataset.state === 'ready'")
+
+        browser.set_files("upload-files", [lone])  # one of the two files: refused, naming the other
+        said = _submit(browser, "upload")
+        assert said.startswith("failed HTTP 422") and "[features]" in said, said
+        browser.set_files("upload-files", [synth_dir / "features.npz", synth_dir / "utterances.csv"])
+        said = _submit(browser, "upload")
+        uploaded = f"done Dataset {dataset[:10]}: 130 utterances (uploaded before); start a job on it above."
+        assert said == uploaded, said
+        assert browser.wait_for("document.getElementById('job-dataset').value") == dataset
+
+        browser.evaluate("document.getElementById('job-settings').value = 'beta'")
+        assert _submit(browser, "job") == 'failed settings: expected name=value, got "beta"'
+        settings = "pretrain_epochs=1000 meta_epochs=1 multitask_max_epochs=1 beta=0.5 modalities=text,audio"
+        browser.evaluate(
+            "document.getElementById('job-strategy').value = 'selfmm';"
+            "document.getElementById('job-seed').value = '42';"
+            "document.getElementById('job-preset').value = 'mosi';"
+            f"document.getElementById('job-settings').value = '{settings}'"
+        )
+        said = _submit(browser, "job")
+        assert said.startswith("done Job ") and said.endswith(" queued."), said
+        job_id = browser.wait_for(
+            "Array.from(document.querySelectorAll('#jobs tr[data-job-id]'), (tr) => tr.dataset.jobId)"
+            f".find((id) => id.startsWith('{said.split()[2]}'))"
+        )
+    with LabelClient(stack.url, timeout=60, api_key=stack.api_key) as api:
+        job = api.job(job_id)
+        try:
+            assert (job["dataset_id"], job["strategy"], job["seed"]) == (dataset, "selfmm", 42), job
+            hp = job["hyperparameters"]
+            assert (hp["meta_epochs"], hp["beta"], hp["modalities"]) == (1, 0.5, ["text", "audio"]), hp
+            assert job["preset"] == "mosi", job
+        finally:
+            api.cancel(job_id)
