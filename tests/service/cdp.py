@@ -12,6 +12,7 @@ import json
 import os
 import select
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,12 @@ class Browser:
         to_chromium, self._commands = os.pipe()
         self._answers, from_chromium = os.pipe()
         argv = [exe, *flags, f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"]
+        self._log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             ["bash", "-c", f'exec "$0" "$@" 3<&{to_chromium} 4>&{from_chromium}', *argv],
             pass_fds=(to_chromium, from_chromium),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self._log,  # a file, not a pipe: nobody reads Chromium's chatter while it runs
         )
         os.close(to_chromium)
         os.close(from_chromium)
@@ -61,6 +63,7 @@ class Browser:
                 os.close(fd)
             except OSError:
                 pass
+        self._log.close()
 
     def send(
         self, method: str, params: dict | None = None, session: bool = True, timeout: float = 30
@@ -87,7 +90,8 @@ class Browser:
                 raise TimeoutError("no answer from Chromium")
             chunk = os.read(self._answers, 1 << 16)
             if not chunk:
-                raise ProtocolError(f"Chromium closed the pipe: {self.proc.stderr.read()[-2000:]!r}")
+                self._log.seek(0)
+                raise ProtocolError(f"Chromium closed the pipe: {self._log.read()[-2000:]!r}")
             self._buffer += chunk
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
