@@ -89,13 +89,13 @@
     }
   }
 
-  // GET by default; { json } posts it as JSON, { body } as it is (a FormData: multipart).
-  async function api(path, { json, body } = {}) {
+  // GET unless a method is given; { json } posts it as JSON, { body } as it is (a FormData: multipart).
+  async function api(path, { method, json, body } = {}) {
     const headers = { Authorization: `Bearer ${state.key}` };
     if (json !== undefined) headers["Content-Type"] = "application/json";
     const post = json !== undefined || body !== undefined;
     const response = await fetch(path, {
-      method: post ? "POST" : "GET",
+      method: method || (post ? "POST" : "GET"),
       headers,
       body: json !== undefined ? JSON.stringify(json) : body,
       cache: "no-store",
@@ -191,7 +191,27 @@
       el("td", {}, el("span", { className: `state state-${job.state}` }, job.state)),
       progressCell(job),
       el("td", { title: job.updated_at }, ago(job.updated_at)),
-      job.state === "succeeded" ? actionsCell(job.id) : el("td"),
+      job.state === "succeeded" ? actionsCell(job.id) : cancelCell(job),
+    );
+  }
+
+  // A queued or running job's cancel (its links.cancel; null once it cannot be cancelled).
+  function cancelCell(job) {
+    const link = job.links && job.links.cancel;
+    if (!link) return el("td");
+    return el(
+      "td",
+      { className: "actions" },
+      button("cancel", "cancel", job.id, async (event) => {
+        event.target.disabled = true;
+        try {
+          const answer = await (await api(link, { method: "POST" })).json();
+          setStatus(`Job ${short(job.id)}: ${answer.state === "cancelled" ? "cancelled" : "cancel requested"}`);
+        } catch (err) {
+          setStatus(`Cancel of job ${short(job.id)}: ${describe(err)}`, "error");
+        }
+        refresh();
+      }),
     );
   }
 

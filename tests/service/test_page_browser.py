@@ -232,12 +232,13 @@ def _submit(browser, form: str) -> str:
     )
 
 
-def test_upload_and_start_a_job_from_the_page(
+def test_upload_start_and_cancel_a_job_from_the_page(
     stack: LocalStack, jobs: dict, synth_dir: Path, tmp_path: Path
 ) -> None:
-    """The page uploads a dataset (its two files chosen in the file input) and starts a job on it with a
-    strategy, seed, preset and settings; what the API refuses is shown in the form with its fields. Driven
-    over the DevTools protocol (tests/service/cdp.py): choosing files needs more than --dump-dom."""
+    """The page uploads a dataset (its two files chosen in the file input), starts a job on it with a
+    strategy, seed, preset and settings, and cancels it from its row; what the API refuses is shown in the
+    form with its fields. Driven over the DevTools protocol (tests/service/cdp.py): choosing files and
+    clicking need more than --dump-dom."""
     from tests.service.cdp import Browser
 
     lone = tmp_path / "lone" / "utterances.csv"
@@ -272,12 +273,15 @@ def test_upload_and_start_a_job_from_the_page(
             "Array.from(document.querySelectorAll('#jobs tr[data-job-id]'), (tr) => tr.dataset.jobId)"
             f".find((id) => id.startsWith('{said.split()[2]}'))"
         )
-    with LabelClient(stack.url, timeout=60, api_key=stack.api_key) as api:
-        job = api.job(job_id)
-        try:
+        with LabelClient(stack.url, timeout=60, api_key=stack.api_key) as api:
+            job = api.job(job_id)
             assert (job["dataset_id"], job["strategy"], job["seed"]) == (dataset, "selfmm", 42), job
             hp = job["hyperparameters"]
             assert (hp["meta_epochs"], hp["beta"], hp["modalities"]) == (1, 0.5, ["text", "audio"]), hp
             assert job["preset"] == "mosi", job
-        finally:
-            api.cancel(job_id)
+            # and the row's cancel ends it (queued behind the live job: cancelled at once)
+            row = f"document.querySelector('#jobs tr[data-job-id=\"{job_id}\"]')"
+            browser.evaluate(f"{row}.querySelector('button[data-action=\"cancel\"]').click()")
+            assert browser.wait_for(f"{row}?.dataset.state === 'cancelled' && {row}.textContent")
+            assert api.job(job_id)["state"] == "cancelled"
+            assert browser.evaluate(f"{row}.querySelector('button') === null")  # nothing left to cancel
