@@ -1,6 +1,7 @@
 // The page at /: the key's datasets, jobs and models from the JSON API, refreshed by polling; a finished
-// job's report shown in a frame; a dataset uploaded and a job started through the same API. Plain DOM, no framework. The key never leaves this tab except as the
-// Authorization header of calls to this server (service/page.py says why).
+// job's report shown in a frame; a dataset uploaded, a job started or cancelled through the same API. Plain
+// DOM, no framework. The key never leaves this tab except as the Authorization header of calls to this
+// server (service/page.py says why).
 //
 // What the page shows is also written into data- attributes (body[data-state], body[data-refreshes],
 // body[data-location], tr[data-job-id][data-state], #viewer[data-images][data-decoded], a form's
@@ -195,22 +196,23 @@
     );
   }
 
-  // A queued or running job's cancel (its links.cancel; null once it cannot be cancelled).
+  // A queued or running job's cancel (its links.cancel; null once it cannot be cancelled). A running job
+  // stops between epochs: until then its row says so.
   function cancelCell(job) {
     const link = job.links && job.links.cancel;
     if (!link) return el("td");
+    if (job.cancel_requested) return el("td", { className: "actions muted" }, "cancelling…");
     return el(
       "td",
       { className: "actions" },
       button("cancel", "cancel", job.id, async (event) => {
         event.target.disabled = true;
         try {
-          const answer = await (await api(link, { method: "POST" })).json();
-          setStatus(`Job ${short(job.id)}: ${answer.state === "cancelled" ? "cancelled" : "cancel requested"}`);
+          await api(link, { method: "POST" });
+          refresh();
         } catch (err) {
-          setStatus(`Cancel of job ${short(job.id)}: ${describe(err)}`, "error");
+          setStatus(`Cancel of job ${short(job.id)}: ${describe(err)}`, "error"); // until the next refresh
         }
-        refresh();
       }),
     );
   }
@@ -346,6 +348,7 @@
     const message = $(messageId);
     button.disabled = true;
     message.className = "form-message";
+    message.dataset.outcome = "";
     try {
       message.textContent = await work((text) => (message.textContent = text));
       message.dataset.outcome = "done";
