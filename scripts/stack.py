@@ -54,6 +54,7 @@ MOSI_PRESET = "mosi"
 MOSI_SETTINGS = {"beta": 1.0, "modalities": ["text", "audio"]}
 PID_FILE, URL_FILE, REDIS_FILE = "stack.pid", "stack.url", "redis.url"  # in --dir while a stack runs
 KEY_FILE = "api-key"  # in --dir: the stack's API key, kept across runs
+PAGE_HINT = "(datasets, jobs, models, label reports; upload a dataset and start a job there too)"
 DETACH_TIMEOUT = 300.0  # seconds `up --detach` waits for the API (the worker imports torch first)
 STOP_TIMEOUT = 120.0  # seconds `down` waits (LocalStack.stop escalates to SIGKILL well within it)
 
@@ -226,7 +227,7 @@ def detach(args: argparse.Namespace) -> int:
             print(f"API up at {state[1]} (docs {state[1]}/docs), pid {proc.pid}")
             print(f"API key in {args.dir / KEY_FILE} (export UNILABEL_API_KEY=$(cat {args.dir / KEY_FILE}))")
             key = (args.dir / KEY_FILE).read_text().strip()
-            print(f"page: {page_url(state[1], key)}  (datasets, jobs, models and label reports)")
+            print(f"page: {page_url(state[1], key)}  {PAGE_HINT}")
             print(admin_hint(args.dir))
             print("`python scripts/stack.py status` shows it, `python scripts/stack.py down` stops it")
             return 0
@@ -293,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  clients send `Authorization: Bearer <key>`; unilabel-remote reads env UNILABEL_API_KEY",
             flush=True,
         )
-        print(f"page: {page_url(stack.url, stack.api_key)}  (datasets, jobs, models and label reports)")
+        print(f"page: {page_url(stack.url, stack.api_key)}  {PAGE_HINT}")
         if args.command == "demo":
             data = pick_data(args.data, stack.root)
             mosi = data == MOSI
@@ -321,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  run directory             {run_dir}  (config.json, metrics.json, model.safetensors, ...)"
             )
             print(f"  model card                GET {stack.url}/v1/models/{model_id}")
+            print(f"  model as one zip          GET {stack.url}/v1/models/{model_id}/archive")
             print(f"  job record                GET {stack.url}/v1/jobs/{job['id']}")
             print(f"  service logs              {stack.root / 'logs'}")
             valid = job.get("metrics") or {}
