@@ -69,3 +69,20 @@ def test_page_and_assets_are_named_routes_in_the_metrics(client) -> None:
     for route in ("/", "/static/page", "/static/docs"):
         assert f'route="{route}",status="200"' in text, route
     assert 'route="unmatched",status="200"' not in text
+
+
+def test_the_job_form_offers_every_strategy_and_preset() -> None:
+    """The page's job form lists strategies and presets in its HTML: the library's, no more, no fewer."""
+    from models.config import PRESETS
+    from models.strategies import STRATEGIES
+
+    html = (STATIC / "index.html").read_text()
+
+    def options(select_id: str) -> list[str]:
+        select = re.search(rf'<select id="{select_id}"[^>]*>(.*?)</select>', html, re.S)
+        assert select, select_id
+        found = re.findall(r'<option( value="[^"]*")?>([^<]*)<', select[1])
+        return [attr[len(' value="') : -1] if attr else text for attr, text in found]
+
+    assert options("job-strategy") == list(STRATEGIES)
+    assert options("job-preset") == ["", *PRESETS]  # "" (none): the strategy's defaults
