@@ -362,11 +362,20 @@
     }
   }
 
+  // The multipart field a chosen file goes in, by its extension, so that any names do: the API reads the
+  // .csv as utterances.csv and the .npz as features.npz (two of a kind are refused, naming the field).
+  function uploadRole(name) {
+    const lowered = name.toLowerCase();
+    if (lowered.endsWith(".csv")) return "utterances";
+    if (lowered.endsWith(".npz")) return "features";
+    return "archive";
+  }
+
   function uploadDataset(event) {
     return submitForm(event, "upload-submit", "upload-message", async (say) => {
       const files = Array.from($("upload-files").files);
       const form = new FormData();
-      for (const file of files) form.append("files", file, file.name); // the API tells them by their names
+      for (const file of files) form.append(uploadRole(file.name), file, file.name);
       say(`Uploading ${files.map((f) => f.name).join(" and ")}…`);
       const response = await api("/v1/datasets", { body: form });
       const dataset = await response.json();

@@ -253,7 +253,11 @@ def test_upload_start_and_cancel_a_job_from_the_page(
         browser.set_files("upload-files", [lone])  # one of the two files: refused, naming the other
         said = _submit(browser, "upload")
         assert said.startswith("failed HTTP 422") and "[features]" in said, said
-        browser.set_files("upload-files", [synth_dir / "features.npz", synth_dir / "utterances.csv"])
+        named = tmp_path / "mine"  # any names: the page tells the files by their extensions
+        named.mkdir()
+        (named / "mosi-feats.npz").write_bytes((synth_dir / "features.npz").read_bytes())
+        (named / "mosi.CSV").write_bytes((synth_dir / "utterances.csv").read_bytes())
+        browser.set_files("upload-files", [named / "mosi-feats.npz", named / "mosi.CSV"])
         said = _submit(browser, "upload")
         uploaded = f"done Dataset {dataset[:10]}: 130 utterances (uploaded before); start a job on it above."
         assert said == uploaded, said
