@@ -74,9 +74,10 @@ class TrainedModel:
                     f"--text-model: the run reads no text model (text_source {info['text_source']!r}); "
                     "leave it out"
                 )
-            if not Path(text_model).expanduser().is_dir():
+            given = Path(text_model).expanduser()
+            if not given.is_dir():
                 raise ValueError(f"--text-model: {text_model} is not a directory")
-            info["net_spec"]["text_model"] = str(Path(text_model).expanduser().absolute())
+            info["net_spec"]["text_model"] = str(given.absolute())
         text_model = info["net_spec"].get("text_model")
         if text_model and Path(text_model).parts[-2:] == PACKAGED and not Path(text_model).is_dir():
             # the packaged encoder as earlier versions recorded it, by its folder in the environment that
