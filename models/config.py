@@ -42,7 +42,8 @@ class _Section(BaseModel):
 
 class SharedSettings(_Section):
     modalities: list[str] = _f(
-        list(MODALITIES), "the modalities the networks see and get unimodal labels for (any subset)"
+        list(MODALITIES),
+        "the modalities the networks see and get unimodal labels for (any subset of those the dataset has)",
     )
     batch_size: int = _f(32, "utterances per batch in every stage", "Table 2", ge=1, le=WIDTH_MAX)
     lr: float = _f(

@@ -119,13 +119,10 @@ def _load_dir(
         if table is not None and npz_ids is not None:
             _check_ids(table, npz_ids, problems)
         n = table.n if table is not None else (None if npz_ids is None else npz_ids.shape[0])
-        for m in MODALITIES:
-            if m in arrays:
-                f = check_modality(m, arrays, n, problems)
-                if f is not None:
-                    features[m] = f
-            elif m != "text":
-                problems.append(Problem(NPZ_FILE, m, "required key missing"))
+        for m in (m for m in MODALITIES if m in arrays):  # each optional: a run names those it uses
+            f = check_modality(m, arrays, n, problems)
+            if f is not None:
+                features[m] = f
     if table is None:
         raise DatasetError(problems)
     if arrays is not None and "text" not in arrays:

@@ -7,7 +7,7 @@ go through the encoder inside the network, Eq. 1).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +54,25 @@ class TensorInputs:
                 out[f"{m}_input_ids"] = self.tensors[f"{m}_input_ids"][idx, :t_max]
                 out[f"{m}_attention_mask"] = mask[:, :t_max]
         return {k: v.to(device) for k, v in out.items()}
+
+
+def check_modalities(requested: Sequence[str], arrays: Iterable[str]) -> None:
+    """Raise InputError (hyperparameters.modalities) when a run asks for a modality the dataset cannot give.
+
+    ``arrays``: the keys of features.npz. Audio and vision come only from their arrays; text from its array
+    or the transcripts (load_dataset refuses a dataset with neither), so text is always given.
+    """
+    given = ["text", *(m for m in MODALITIES[1:] if m in arrays)]
+    missing = [m for m in requested if m not in given]
+    if not missing:
+        return
+    keep = [m for m in requested if m in given] or given
+    keys = " or ".join(repr(m) for m in missing)
+    raise InputError(
+        "hyperparameters.modalities",
+        f"{', '.join(missing)} asked for (modalities: {','.join(requested)}), but features.npz has no {keys} "
+        f"array; this dataset gives {', '.join(given)}: set modalities to {','.join(keep)}",
+    )
 
 
 def choose_text_source(

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 
 from models.config import HyperparameterError, Hyperparameters, check_seed, resolve_hyperparameters
 from models.dataset import Dataset
-from models.inputs import build_inputs, modality_specs, resolve_text_source
+from models.inputs import build_inputs, check_modalities, modality_specs, resolve_text_source
 from models.nets import MultimodalNet, NetSpec
 from models.report import publish_dir, write_json
 from models.run_dir import staging_dir, write_history, write_outputs
@@ -121,6 +121,7 @@ def train(
     train_rows_np, valid_rows_np = dataset.labeled("train"), dataset.labeled("valid")
     if train_rows_np.size == 0 or valid_rows_np.size == 0:
         raise ValueError("dataset: training needs labeled train and valid rows")
+    check_modalities(hp.modalities, dataset.features)
     text_source = resolve_text_source(dataset, hp.text_source, hp.text_model, hp.modalities)
     strat.check(dataset, hp.modalities)
     out = Path(out_dir)

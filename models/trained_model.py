@@ -136,8 +136,9 @@ class TrainedModel:
 
     def predict_dataset(self, ds: Dataset) -> pd.DataFrame:
         """Predictions (id, split, pred, pred_T, pred_A, pred_V) for every row of ``ds``."""
-        if self.text_source == "features" and "text" in self.spec.modalities and "text" not in ds.features:
-            raise InputError("features.npz", "key 'text': the model was trained on text features; none given")
+        for m in self.spec.modalities:
+            if (m != "text" or self.text_source == "features") and m not in ds.features:
+                raise InputError("features.npz", f"key '{m}': the model reads {m} features; none given")
         encoder = self._text_encoder() if self.text_source in ("encoder", "finetune") else None
         inputs = build_inputs(ds, self.spec.modalities, self.text_source, encoder)
         return pd.DataFrame({"id": ds.ids, "split": ds.split, **self._predict(inputs)})

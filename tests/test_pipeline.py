@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 from models.cli import main
 from models.config import HyperparameterError, resolve_hyperparameters
 from models.dataset_loader import load_dataset
+from models.inputs import InputError
 from models.pipeline import Cancelled, train
 from models.run_dir import RUN_FILES
 from models.strategies import STRATEGIES, get_strategy
@@ -307,6 +309,48 @@ def test_a_modality_subset_trains_predicts_and_leaves_the_others_blank(
     out = model.predict_batch(row)
     assert np.isnan(out["pred_V"]).all() and np.isfinite(out["pred"]).all()
     assert abs(float(out["pred"][0]) - float(preds["pred"][0])) < 1e-4
+
+
+def _without_vision(src: Path, dest: Path) -> Path:
+    dest.mkdir()
+    shutil.copy(src / "utterances.csv", dest / "utterances.csv")
+    with np.load(src / "features.npz") as z:
+        np.savez(dest / "features.npz", **{k: z[k] for k in z.files if not k.startswith("vision")})
+    return dest
+
+
+def test_a_dataset_without_vision_trains_on_what_it_has(
+    small_synth: Path, tmp_path: Path, tiny_hp, capsys: pytest.CaptureFixture
+) -> None:
+    """A run asking for a modality the dataset lacks is refused before any work, naming the setting and the
+    modalities to set; with them, it trains; a model that reads vision refuses data without it."""
+    ds = load_dataset(_without_vision(small_synth, tmp_path / "ta"))
+    with pytest.raises(InputError) as err:
+        train(ds, tmp_path / "refused", seed=1, hyperparameters=tiny_hp, device="cpu")
+    assert err.value.field == "hyperparameters.modalities"
+    assert "features.npz has no 'vision' array" in str(err.value)
+    assert str(err.value).endswith("this dataset gives text, audio: set modalities to text,audio")
+    assert not (tmp_path / "refused").exists()
+    with pytest.raises(InputError, match=r"\(modalities: vision\).*set modalities to text,audio$"):
+        train(ds, tmp_path / "r2", seed=1, hyperparameters={**tiny_hp, "modalities": "vision"}, device="cpu")
+
+    hp = {**tiny_hp, "modalities": "text,audio"}
+    run = train(ds, tmp_path / "run", seed=1, hyperparameters=hp, device="cpu").out_dir
+    preds = pd.read_csv(run / "predictions.csv", dtype={"id": str})
+    assert preds["pred_V"].isna().all() and preds["pred_A"].notna().all() and len(preds) == len(ds)
+    again = TrainedModel.load(run).predict_dataset(ds)
+    assert again["pred"].tolist() == pytest.approx(preds["pred"].tolist(), abs=1e-5)
+
+    full = train(load_dataset(small_synth), tmp_path / "full", seed=1, hyperparameters=tiny_hp, device="cpu")
+    with pytest.raises(InputError, match="key 'vision': the model reads vision features; none given"):
+        TrainedModel.load(full.out_dir).predict_dataset(ds)
+
+    args = ["train", str(tmp_path / "ta"), "--out", str(tmp_path / "cli"), "--quiet"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "hyperparameters.modalities: vision asked for" in err and "Traceback" not in err
+    assert main(["predict", str(full.out_dir), str(tmp_path / "ta"), "--out", str(tmp_path / "p.csv")]) == 2
+    assert "features.npz: key 'vision'" in capsys.readouterr().err
 
 
 def test_preset_is_applied_under_the_overrides_and_recorded(

@@ -20,7 +20,7 @@ from fastapi.responses import FileResponse
 from api_schemas.jobs import Job, JobCreate, JobLinks, JobList, JobState, LabelRow, LabelsResponse
 from models.config import Hyperparameters
 from models.dataset import SUB_LABEL_COLUMNS
-from models.inputs import InputError, choose_text_source
+from models.inputs import InputError, check_modalities, choose_text_source
 from models.pipeline import STRATEGIES, HyperparameterError, resolve_hyperparameters
 from models.strategies import unread_settings
 from models.strategies.mtcl import MTCLStrategy
@@ -116,13 +116,15 @@ def _check_sub_labels(body: JobCreate, summary: dict[str, Any], modalities: list
         )
 
 
-def _check_text_source(body: JobCreate, summary: dict[str, Any], hyper: Hyperparameters) -> None:
-    """422 now, not a failed job later, when the dataset cannot give the text the settings ask for (a summary
-    from before it recorded transcripts on every row is let through; the worker checks again)."""
+def _check_inputs(body: JobCreate, summary: dict[str, Any], hyper: Hyperparameters) -> None:
+    """422 now, not a failed job later, when the dataset cannot give the modalities or the text the settings
+    ask for (a summary from before it recorded transcripts on every row is let through; the worker checks
+    again)."""
     library = summary.get("library") or {}
     if "transcript_on_every_row" not in library:
         return
     try:
+        check_modalities(hyper.modalities, library.get("modalities") or {})
         choose_text_source(
             hyper.text_source,
             text_features="text" in (library.get("modalities") or {}),
@@ -152,7 +154,7 @@ def resolve(body: JobCreate, svc: Services, caller: Caller) -> dict[str, Any]:
         raise ApiError(422, problem, field="body.hyperparameters.text_model")
     summary = svc.store.dataset_summary(caller.owner, body.dataset_id) or {}
     _check_sub_labels(body, summary, hyper.modalities)
-    _check_text_source(body, summary, hyper)
+    _check_inputs(body, summary, hyper)
     return {
         "owner": caller.owner,
         "dataset_id": body.dataset_id,

@@ -97,6 +97,40 @@ def test_text_the_dataset_cannot_give_is_refused_at_once(client, synth_dir: Path
     assert error.startswith("hyperparameters.text_source: 'encoder' needs a transcript on every row"), error
 
 
+def test_modalities_the_dataset_lacks_are_refused_at_once(client, synth_dir: Path, tmp_path: Path) -> None:
+    """A dataset without vision is taken; a job asking for vision (the default) is answered 422 naming the
+    setting and what to set, not queued to fail; with the modalities it has, the job trains and predicts."""
+    from worker.tasks import run_job
+
+    bare = tmp_path / "no-vision"
+    bare.mkdir()
+    shutil.copy(synth_dir / "utterances.csv", bare / "utterances.csv")
+    with np.load(synth_dir / "features.npz") as z:
+        np.savez(bare / "features.npz", **{k: z[k] for k in z.files if k != "vision"})
+    upload = upload_dir(client, bare)
+    assert upload.status_code == 201, upload.text
+    dataset_id = upload.json()["id"]
+    assert list(upload.json()["modalities"]) == ["text", "audio"]
+    r = client.post("/v1/jobs", json={"dataset_id": dataset_id, "hyperparameters": TINY})
+    err = error_of(r)
+    assert r.status_code == 422 and err["field"] == "body.hyperparameters.modalities", r.text
+    assert "no 'vision' array" in err["message"] and "set modalities to text,audio" in err["message"]
+    assert client.get("/v1/jobs").json()["total"] == 0
+    body = {"dataset_id": dataset_id, "hyperparameters": {**TINY, "modalities": "text,audio"}}
+    job = client.post("/v1/jobs", json=body)
+    assert job.status_code == 202, job.text
+    svc = client.app.state.services
+    assert run_job(job.json()["id"], svc.jobs, svc.store, svc.settings) == "succeeded"
+    model_id = client.get(f"/v1/jobs/{job.json()['id']}").json()["model_id"]
+    audio = np.load(synth_dir / "features.npz")["audio"][0].tolist()
+    pred = client.post(
+        f"/v1/models/{model_id}/predict",
+        json={"utterances": [{"features": {"text": [0.0] * 32, "audio": audio}}]},
+    )
+    assert pred.status_code == 200, pred.text
+    assert pred.json()["predictions"][0]["vision"] is None
+
+
 def test_a_setting_the_strategy_does_not_read_is_noted_on_the_job(client, synth_dir: Path) -> None:
     """{"strategy": "copy", "hyperparameters": {"meta_epochs": 30}} trained copy as without it, unsaid."""
     dataset_id = upload_dir(client, synth_dir).json()["id"]
