@@ -95,9 +95,14 @@ def read_utterances(path: Path, problems: list[Problem]) -> UtteranceTable | Non
         return None
     df.columns = [str(c).strip() for c in df.columns]
     df = df.fillna("")
+    if len(df.columns) == 1 and (sep := next((d for d in ";\t|" if d in df.columns[0]), None)):
+        msg = f"the header is one column {df.columns[0]!r}: values must be separated by commas, not {sep!r}"
+        problems.append(Problem(CSV_FILE, "", msg))
+        return None
     for col in ("id", "split", "label"):
-        if col not in df.columns:
-            problems.append(Problem(CSV_FILE, col, "required column missing"))
+        if col not in df.columns:  # the header as read shows a misnamed column ("sentiment")
+            shown = ", ".join(repr(c) for c in df.columns[:12]) + (", ..." if len(df.columns) > 12 else "")
+            problems.append(Problem(CSV_FILE, col, f"required column missing (the header has {shown})"))
     n = len(df)
     if n == 0:
         problems.append(Problem(CSV_FILE, "", "no data rows"))

@@ -170,6 +170,23 @@ def test_missing_required_column(tmp_path: Path, column: str) -> None:
     assert "missing" in find(probs, CSV_FILE, column).message
 
 
+def test_a_misnamed_column_is_shown_beside_the_header(tmp_path: Path) -> None:
+    df, arrays = base()
+    probs = problems_of(write(tmp_path, df.rename(columns={"label": "sentiment"}), arrays))
+    message = find(probs, CSV_FILE, "label").message
+    assert message.startswith("required column missing (the header has 'id', 'split', 'sentiment',")
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_a_csv_separated_by_another_character_is_named_once(tmp_path: Path, sep: str) -> None:
+    df, arrays = base()
+    write(tmp_path, None, arrays)
+    df.to_csv(tmp_path / CSV_FILE, index=False, sep=sep)
+    probs = problems_of(tmp_path)
+    assert [p.field for p in probs if p.file == CSV_FILE] == [""]
+    assert f"values must be separated by commas, not {sep!r}" in find(probs, CSV_FILE, "").message
+
+
 def test_missing_and_duplicate_ids(tmp_path: Path) -> None:
     df, arrays = base()
     df.loc[2, "id"] = ""
