@@ -76,10 +76,14 @@ def _flag_beyond(
 def _check_training(t: UtteranceTable, problems: list[Problem]) -> None:
     if t.split is None or t.label is None:
         return
-    for s, need in (("train", "a non-empty train split"), ("valid", "a valid split")):
+    valid = (
+        "a valid split with labels (stage 3 stops early and picks its model on it): move some train rows "
+        "there, whole videos or speakers at a time so that none is in both"
+    )
+    for s, need in (("train", "a non-empty train split with labels"), ("valid", valid)):
         rows = t.split == s
         if not rows.any():
-            problems.append(Problem(CSV_FILE, "split", f"no '{s}' rows: training needs {need} with labels"))
+            problems.append(Problem(CSV_FILE, "split", f"no '{s}' rows: training needs {need}"))
         elif not np.isfinite(t.label[rows]).any():
             problems.append(Problem(CSV_FILE, "label", f"the {s} split has no labels: training needs some"))
 

@@ -410,6 +410,7 @@ def test_empty_train_and_no_valid_split(tmp_path: Path) -> None:
     probs = problems_of(write(tmp_path, df, arrays))
     messages = [p.message for p in probs if p.file == CSV_FILE and p.field == "split"]
     assert any("no 'train' rows" in m for m in messages) and any("no 'valid' rows" in m for m in messages)
+    assert any("move some train rows there" in m for m in messages)  # what to do, not only what is wrong
     assert len(load_dataset(tmp_path, for_training=False)) == N
 
 
