@@ -115,7 +115,7 @@ def _load_dir(
     root: Path, rho: float | None, for_training: bool, keep_root: bool, limits: ArrayLimits | None = None
 ) -> Dataset:
     problems: list[Problem] = []
-    table = read_utterances(root / CSV_FILE, problems)
+    table = read_utterances(root / CSV_FILE, problems, for_training=for_training)
     arrays = read_features_npz(root / NPZ_FILE, problems, limits)
     features: dict[str, ModalityFeatures] = {}
     if arrays is not None:
@@ -201,7 +201,9 @@ def load_dataset(
     """Load and validate a dataset directory or archive (.zip, .tar.gz, .tgz).
 
     rho: label range (3 MOSI-style, 1 SIMS-style); inferred from the labels when None.
-    for_training: also require labeled train and valid splits. Raises DatasetError listing all problems.
+    for_training: also require labeled train and valid splits; False (a set to predict on): only ``id`` is
+    required in utterances.csv (no ``split``: every row is test; no ``label``: unlabeled). Raises DatasetError
+    listing all problems.
     For untrusted input (the service): ``extract_dir`` is where an archive is unpacked (default: $TMPDIR),
     ``max_ratio`` caps decompressed over compressed bytes (archives and features.npz's arrays) and
     ``max_array_bytes`` the arrays' bytes; every .npy header is checked before its array is read.

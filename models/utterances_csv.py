@@ -81,8 +81,13 @@ def _duplicate_columns(path: Path, problems: list[Problem]) -> bool:
     return bool(twice)
 
 
-def read_utterances(path: Path, problems: list[Problem]) -> UtteranceTable | None:
-    """utterances.csv's columns, each problem appended to ``problems``; None when the file cannot be read."""
+def read_utterances(
+    path: Path, problems: list[Problem], *, for_training: bool = True
+) -> UtteranceTable | None:
+    """utterances.csv's columns, each problem appended to ``problems``; None when the file cannot be read.
+
+    ``for_training=False`` (a set to predict on) needs only ``id``: without a ``split`` column every row is
+    ``test`` (held out from the model), without ``label`` every row is unlabeled."""
     if not path.is_file():
         problems.append(Problem(CSV_FILE, "", "file not found"))
         return None
@@ -99,7 +104,7 @@ def read_utterances(path: Path, problems: list[Problem]) -> UtteranceTable | Non
         msg = f"the header is one column {df.columns[0]!r}: values must be separated by commas, not {sep!r}"
         problems.append(Problem(CSV_FILE, "", msg))
         return None
-    for col in ("id", "split", "label"):
+    for col in ("id", "split", "label") if for_training else ("id",):
         if col not in df.columns:  # the header as read shows a misnamed column ("sentiment")
             shown = ", ".join(repr(c) for c in df.columns[:12]) + (", ..." if len(df.columns) > 12 else "")
             problems.append(Problem(CSV_FILE, col, f"required column missing (the header has {shown})"))
@@ -141,7 +146,11 @@ def read_utterances(path: Path, problems: list[Problem]) -> UtteranceTable | Non
                 )
             )
         split = split.astype(str)
+    elif not for_training:
+        split = np.full(n, "test")
     label = _parse_floats(col["label"], "label", problems) if "label" in col else None
+    if label is None and not for_training:
+        label = np.full(n, np.nan)
     transcripts = col.get("transcript")
     subs = {m: _parse_floats(col[c], c, problems) for m, c in SUB_LABEL_COLUMNS.items() if c in col}
     return UtteranceTable(n, ids, split, label, transcripts, subs)

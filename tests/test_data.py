@@ -170,6 +170,16 @@ def test_missing_required_column(tmp_path: Path, column: str) -> None:
     assert "missing" in find(probs, CSV_FILE, column).message
 
 
+def test_a_set_to_predict_on_needs_only_ids(tmp_path: Path) -> None:
+    """New utterances have no split and no label: prediction reads them as unlabeled test rows."""
+    df, arrays = base()
+    ds = load_dataset(write(tmp_path, df[["id", "transcript"]], arrays), for_training=False)
+    assert ds.split.tolist() == ["test"] * N and np.isnan(ds.label).all() and ds.rho == 3.0
+    assert ds.transcripts == df["transcript"].tolist()
+    probs = problems_of(tmp_path)  # training still needs both
+    assert {p.field for p in probs if "required column missing" in p.message} == {"split", "label"}
+
+
 def test_a_misnamed_column_is_shown_beside_the_header(tmp_path: Path) -> None:
     df, arrays = base()
     probs = problems_of(write(tmp_path, df.rename(columns={"label": "sentiment"}), arrays))

@@ -173,6 +173,28 @@ def test_a_zipped_run_is_named_as_one(command: str, tmp_path: Path, capsys: pyte
     assert "(`unzip abc.zip`)" in said
 
 
+def test_predict_takes_new_utterances_with_ids_alone(
+    small_synth: Path, tmp_path: Path, tiny_hp, capsys: pytest.CaptureFixture
+) -> None:
+    """`unilabel predict` on new data asked for split and label columns it has no use for."""
+    import shutil
+
+    import pandas as pd
+
+    from models.pipeline import train
+
+    run = train(load_dataset(small_synth), tmp_path / "run", strategy="copy", hyperparameters=tiny_hp).out_dir
+    new = tmp_path / "new"
+    new.mkdir()
+    pd.read_csv(small_synth / "utterances.csv", dtype=str)[["id"]].to_csv(new / "utterances.csv", index=False)
+    shutil.copy(small_synth / "features.npz", new / "features.npz")
+    assert main(["predict", str(run), str(new), "--out", str(tmp_path / "preds.csv")]) == 0
+    preds = pd.read_csv(tmp_path / "preds.csv", dtype={"id": str})
+    saved = pd.read_csv(run / "predictions.csv", dtype={"id": str})
+    assert set(preds["split"]) == {"test"} and preds["id"].tolist() == saved["id"].tolist()
+    assert preds["pred"].tolist() == pytest.approx(saved["pred"].tolist(), abs=1e-5)
+
+
 @pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "three"])
 def test_rho_flag_names_itself(value: str, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_:
