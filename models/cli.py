@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         "networks on feature vectors are small and gain nothing from more, docs/benchmarks.md; use more to "
         "fine-tune a text encoder). Stage 2 always runs on 1 and uses --meta-threads instead",
     )
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help="each has its own -h")
 
     def add_hp(sp: argparse.ArgumentParser) -> None:
         sp.add_argument(
@@ -250,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="learn unimodal labels and train the multitask model")
     t.add_argument("data", help="dataset directory or .zip/.tar.gz")
-    t.add_argument("--strategy", default="mug", choices=STRATEGIES)
+    t.add_argument(
+        "--strategy", default="mug", choices=STRATEGIES, help="how the labels are learned (default mug)"
+    )
     t.add_argument("--seed", type=seed_value, default=1111, help="0 <= seed < 2**32 (default 1111)")
     t.add_argument("--out", required=True, help="run directory to write")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
@@ -280,15 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_baseline)
 
     e = sub.add_parser("evaluate", help="score RUN/predictions.csv against an id,label CSV")
-    e.add_argument("run", type=run_directory)
+    e.add_argument("run", type=run_directory, help="a run directory (its predictions.csv is scored)")
     e.add_argument("--labels", required=True, help="CSV with columns id,label")
-    e.add_argument("--rho", type=label_range, default=None)
+    e.add_argument("--rho", type=label_range, default=None, help="label range (default: the run's)")
     e.set_defaults(func=cmd_evaluate)
 
     c = sub.add_parser("compare", help="train strategies x seeds, print a mean/std table")
-    c.add_argument("data")
-    c.add_argument("--strategies", default=",".join(STRATEGIES[:4]))
-    c.add_argument("--seeds", default=DEFAULT_SEEDS)
+    c.add_argument("data", help="dataset directory or .zip/.tar.gz")
+    c.add_argument(
+        "--strategies", default=",".join(STRATEGIES[:4]), help="comma-separated (default %(default)s)"
+    )
+    c.add_argument("--seeds", default=DEFAULT_SEEDS, help="comma-separated (default %(default)s)")
     c.add_argument("--out", default="runs/compare", help="folder for the runs and the table")
     c.add_argument("--split", default="valid", help="split whose metrics go in the table")
     c.add_argument(
@@ -316,10 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=cmd_report)
 
     pr = sub.add_parser("predict", help="predict a dataset with a trained run")
-    pr.add_argument("run", type=run_directory)
-    pr.add_argument("data")
+    pr.add_argument("run", type=run_directory, help="a run directory (unilabel train's --out)")
+    pr.add_argument("data", help="dataset directory or .zip/.tar.gz; of utterances.csv only id is needed")
     pr.add_argument("--out", help="CSV to write (default RUN/predictions-new.csv)")
-    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--device", default="cpu", help="cpu (default), cuda or auto (GPU when present)")
     pr.add_argument(
         "--text-model",
         metavar="DIR",
@@ -328,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("synth", help="write a synthetic dataset with planted unimodal labels")
-    s.add_argument("out")
+    s.add_argument("out", help="dataset directory to write")
     for split, n in (("train", 600), ("valid", 150), ("test", 150)):
         s.add_argument(f"--n-{split}", type=int, default=n, help=f"utterances in {split} (default {n})")
     s.add_argument("--seed", type=seed_value, default=0, help="the random seed of the data (default 0)")
@@ -337,8 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_synth)
 
     im = sub.add_parser("import-mmsa", help="convert a TRUSTED local MMSA .pkl into the dataset format")
-    im.add_argument("pkl")
-    im.add_argument("out")
+    im.add_argument("pkl", help="an MMSA feature pickle (unpickled: trusted files only)")
+    im.add_argument("out", help="dataset directory to write")
     im.add_argument("--overwrite", action="store_true", help="replace a dataset already in OUT")
     im.set_defaults(func=cmd_import_mmsa)
     return p

@@ -305,3 +305,21 @@ def test_a_setting_for_another_strategy_is_noted_not_dropped_unsaid(
     argv = ["train", str(small_synth), "--strategy", "copy", *quick, "--set", "beta=1"]
     assert main([*argv, "--out", str(tmp_path / "read")]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_every_argument_of_the_cli_says_what_it_is() -> None:
+    """`unilabel predict -h` listed `run` and `data` with no word on what they take."""
+    import argparse
+
+    from models.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    silent = [
+        f"{name} {action.dest}"
+        for name, sub in [("unilabel", parser), *commands.choices.items()]
+        for action in sub._actions
+        if not action.help
+    ]
+    assert silent == []
+    assert {a.dest for a in commands._choices_actions} == set(commands.choices)
