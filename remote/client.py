@@ -419,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unilabel-remote", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default=DEFAULT_URL, help="service base URL (env UNILABEL_URL)")
     parser.add_argument("--key", help=f"API key (env {KEY_ENV}); unilabel-admin keys create NAME makes one")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="each has its own -h")
     p = sub.add_parser("upload", help="upload a dataset; prints its id, size, splits and whether it is new")
     p.add_argument("paths", nargs="+", help="a dataset folder, an archive, or utterances.csv features.npz")
     p.add_argument("--json", action="store_true", help="print the whole dataset record as JSON")
@@ -430,7 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
             if name == "submit"
             else "upload, train, download labels, report and model, predict",
         )
-        p.add_argument("dataset_id" if name == "submit" else "path")
+        if name == "submit":
+            p.add_argument("dataset_id", help="an uploaded dataset's id (unilabel-remote upload prints it)")
+        else:
+            p.add_argument("path", help="a dataset folder or archive to upload and train on")
         p.add_argument("--strategy", default="mug", help=STRATEGY_HELP)
         p.add_argument("--seed", type=int, default=1111, help="training seed (default 1111)")
         p.add_argument(
@@ -444,7 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--preset", help="a column of the MUG paper's Table 2: mosi, mosei or sims")
         if name == "submit":
-            p.add_argument("--idempotency-key")
+            p.add_argument(
+                "--idempotency-key", help="the same key again returns the same job, never a second"
+            )
             p.add_argument("--json", action="store_true", help="print the job's whole record as JSON")
         else:
             p.add_argument(
@@ -454,12 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
                 f"(default {RUN_OUT})",
             )
     p = sub.add_parser("wait", help="follow a job until it finishes; then its scores, or its error")
-    p.add_argument("job_id")
-    p.add_argument("--timeout", type=float)
+    p.add_argument("job_id", help="the job's id")
+    p.add_argument("--timeout", type=float, help="give up after this many seconds (default: never)")
     p.add_argument("--json", action="store_true", help="print the finished job's whole record as JSON")
-    sub.add_parser("status", help="show a job's record").add_argument("job_id")
+    sub.add_parser("status", help="show a job's record").add_argument("job_id", help="the job's id")
     p = sub.add_parser("cancel", help="cancel a queued or running job; prints its state")
-    p.add_argument("job_id")
+    p.add_argument("job_id", help="the job's id")
     p.add_argument("--json", action="store_true", help="print the job's whole record as JSON")
     p = sub.add_parser("jobs", help="list jobs (the newest 100), a line each")
     p.add_argument("--state", choices=[s.value for s in JobState], help="only the jobs in this state")
@@ -467,22 +472,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list trained models, a line each")
     for name in ("jobs", "datasets", "models"):
         sub.choices[name].add_argument("--json", action="store_true", help="print the API's list as JSON")
-    sub.add_parser("model", help="show a model's card").add_argument("model_id")
+    sub.add_parser("model", help="show a model's card").add_argument("model_id", help="the model's id")
     p = sub.add_parser(
         "download", help="download a model's run directory, for `unilabel predict` and `unilabel report`"
     )
-    p.add_argument("model_id")
+    p.add_argument("model_id", help="the model's id (a finished job names it)")
     p.add_argument("-o", "--output", help="a new or empty directory (default runs/MODEL_ID)")
     p = sub.add_parser("labels", help="download learned unimodal labels")
-    p.add_argument("job_id")
-    p.add_argument("--format", choices=("csv", "json"), default="csv")
-    p.add_argument("-o", "--output")
+    p.add_argument("job_id", help="a finished job's id")
+    p.add_argument("--format", choices=("csv", "json"), default="csv", help="csv (default) or json")
+    p.add_argument("-o", "--output", help="write to this file (default: standard output)")
     p = sub.add_parser("report", help="download a finished job's label report (its page, or its data)")
-    p.add_argument("job_id")
-    p.add_argument("--format", choices=("html", "json"), default="html")
+    p.add_argument("job_id", help="a finished job's id")
+    p.add_argument("--format", choices=("html", "json"), default="html", help="html (default) or json")
     p.add_argument("-o", "--output", help="write to this file (default: standard output)")
     p = sub.add_parser("predict", help="predict with a trained model")
-    p.add_argument("model_id")
+    p.add_argument("model_id", help="the model's id")
     p.add_argument("--input", help='JSON file: {"utterances": [...]} or a list of utterances')
     p.add_argument("--dataset", help="take utterances from this dataset instead")
     p.add_argument("--split", default="test", help="with --dataset: the split to take utterances from")

@@ -42,16 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS), help="default: env REDIS_URL"
     )
-    sub = parser.add_subparsers(dest="area", required=True)
-    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="area", required=True, metavar="AREA", help="each has its own -h")
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="each has its own -h"
+    )
     p = keys.add_parser("create", help="create a key and print it (it is shown only once)")
-    p.add_argument("name")
+    p.add_argument("name", help="who the key is for: letters, digits and . _ @ -, unique")
     p.add_argument("--admin", action="store_true", help="sees and may act on every key's resources")
     p.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE", help="a quota of its own")
     p.add_argument("--quiet", action="store_true", help="print the key only")
     p = keys.add_parser("list", help="list keys (never the keys themselves)")
-    p.add_argument("--json", action="store_true")
-    keys.add_parser("revoke", help="revoke a key by name or id").add_argument("name_or_id")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    keys.add_parser("revoke", help="revoke a key by name or id").add_argument(
+        "name_or_id", help="the key's name or id (keys list shows both)"
+    )
     return parser
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 import pickle
 import zipfile
@@ -307,19 +308,27 @@ def test_a_setting_for_another_strategy_is_noted_not_dropped_unsaid(
     assert "note:" not in capsys.readouterr().err
 
 
-def test_every_argument_of_the_cli_says_what_it_is() -> None:
-    """`unilabel predict -h` listed `run` and `data` with no word on what they take."""
-    import argparse
+def _silent_arguments(parser: argparse.ArgumentParser, prefix: str) -> list[str]:
+    """Every argument and command below ``parser`` without a help text."""
+    silent = []
+    for action in parser._actions:
+        if not action.help:
+            silent.append(f"{prefix} {action.dest}")
+        if isinstance(action, argparse._SubParsersAction):
+            helped = {a.dest for a in action._choices_actions}
+            silent += [f"{prefix} {name}" for name in action.choices if name not in helped]
+            for name, sub in action.choices.items():
+                silent += _silent_arguments(sub, f"{prefix} {name}")
+    return silent
 
+
+def test_every_argument_of_every_command_says_what_it_is() -> None:
+    """`unilabel predict -h` listed `run` and `data` with no word on what they take; so did a dozen
+    arguments of `unilabel-remote` and `unilabel-admin`."""
     from models.cli import build_parser
+    from remote.client import build_parser as remote_parser
+    from service.admin import build_parser as admin_parser
 
-    parser = build_parser()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    silent = [
-        f"{name} {action.dest}"
-        for name, sub in [("unilabel", parser), *commands.choices.items()]
-        for action in sub._actions
-        if not action.help
-    ]
-    assert silent == []
-    assert {a.dest for a in commands._choices_actions} == set(commands.choices)
+    assert _silent_arguments(build_parser(), "unilabel") == []
+    assert _silent_arguments(remote_parser(), "unilabel-remote") == []
+    assert _silent_arguments(admin_parser(), "unilabel-admin") == []
