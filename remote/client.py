@@ -120,6 +120,10 @@ class LabelClient:
     def datasets(self) -> dict[str, Any]:
         return self._call("GET", "/v1/datasets").json()
 
+    def delete_dataset(self, dataset_id: str) -> None:
+        """Delete an uploaded dataset (the service refuses while a queued or running job uses it)."""
+        self._call("DELETE", f"/v1/datasets/{dataset_id}")
+
     # jobs ----------------------------------------------------------------------------------------
     def submit(
         self,
@@ -469,6 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", help="list jobs (the newest 100), a line each")
     p.add_argument("--state", choices=[s.value for s in JobState], help="only the jobs in this state")
     sub.add_parser("datasets", help="list uploaded datasets, a line each")
+    sub.add_parser(
+        "delete", help="delete an uploaded dataset (not while a job uses it); its models are kept"
+    ).add_argument("dataset_id", help="the dataset's id (unilabel-remote datasets lists them)")
     sub.add_parser("models", help="list trained models, a line each")
     for name in ("jobs", "datasets", "models"):
         sub.choices[name].add_argument("--json", action="store_true", help="print the API's list as JSON")
@@ -523,6 +530,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 0 if job["state"] == "succeeded" else 1
             elif cmd == "status":
                 _print(c.job(args.job_id))
+            elif cmd == "delete":
+                c.delete_dataset(args.dataset_id)
+                print(f"dataset {args.dataset_id} deleted")
             elif cmd == "cancel":
                 job = c.cancel(args.job_id)
                 _print(job if args.json else "\n".join(job_lines(job)))

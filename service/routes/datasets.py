@@ -54,7 +54,8 @@ def _room(svc: Services, caller: Caller) -> tuple[int, str, str]:
     if quota:
         stored = stored_bytes(svc, caller.owner)
         if stored >= quota:
-            raise too_large("stored_bytes", quota, f"{stored} bytes stored; delete datasets to make room")
+            room = "delete datasets to make room: unilabel-remote delete DATASET_ID, or the page's delete"
+            raise too_large("stored_bytes", quota, f"{stored} bytes stored; {room}")
         if quota - stored < upload_limit:
             return quota - stored, f"QUOTA_STORED_BYTES={quota} ({stored} bytes stored)", "quota.stored_bytes"
     return upload_limit, f"MAX_UPLOAD_BYTES={upload_limit}", "body"

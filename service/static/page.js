@@ -1,7 +1,7 @@
 // The page at /: the key's datasets, jobs and models from the JSON API, refreshed by polling; a finished
-// job's report shown in a frame; a dataset uploaded, a job started or cancelled through the same API. Plain
-// DOM, no framework. The key never leaves this tab except as the Authorization header of calls to this
-// server (service/page.py says why).
+// job's report shown in a frame; a dataset uploaded or deleted, a job started or cancelled through the same
+// API. Plain DOM, no framework. The key never leaves this tab except as the Authorization header of calls to
+// this server (service/page.py says why).
 //
 // What the page shows is also written into data- attributes (body[data-state], body[data-refreshes],
 // body[data-location], tr[data-job-id][data-state], #viewer[data-images][data-decoded], a form's
@@ -25,6 +25,7 @@
     busy: false,
     stale: false, // asked for again while a refresh ran
     pickDataset: null, // the dataset the job form selects at the next refresh (one just uploaded)
+    confirming: null, // the dataset whose delete asks "sure?" (kept across refreshes)
   };
 
   // Elements are built, never parsed from strings: every value from the API lands as text.
@@ -230,6 +231,41 @@
       el("td", {}, splits),
       el("td", {}, modalities),
       el("td", { title: ds.created_at }, ago(ds.created_at)),
+      deleteCell(ds.id),
+    );
+  }
+
+  // A dataset's delete asks once more in its row; the service refuses (409) while a job uses it.
+  function deleteCell(datasetId) {
+    if (state.confirming !== datasetId) {
+      return el(
+        "td",
+        { className: "actions" },
+        button("delete", "delete", datasetId, () => {
+          state.confirming = datasetId;
+          refresh();
+        }),
+      );
+    }
+    return el(
+      "td",
+      { className: "actions" },
+      "delete? ",
+      button("yes", "delete-yes", datasetId, async (event) => {
+        event.target.disabled = true;
+        state.confirming = null;
+        try {
+          await api(`/v1/datasets/${encodeURIComponent(datasetId)}`, { method: "DELETE" });
+          refresh();
+        } catch (err) {
+          event.target.closest("td").replaceWith(deleteCell(datasetId));
+          setStatus(`Delete of dataset ${short(datasetId)}: ${describe(err)}`, "error"); // until the next refresh
+        }
+      }),
+      button("no", "delete-no", datasetId, () => {
+        state.confirming = null;
+        refresh();
+      }),
     );
   }
 

@@ -294,3 +294,49 @@ def test_upload_start_and_cancel_a_job_from_the_page(
         live = f"document.querySelector('#jobs tr[data-job-id=\"{jobs['live']['id']}\"]')"
         browser.evaluate(f"{live}.querySelector('button[data-action=\"cancel\"]').click()")
         assert browser.wait_for(f"{live}?.dataset.state === 'cancelled'", timeout=90)
+
+
+def test_delete_a_dataset_from_the_page(stack: LocalStack, synth_dir: Path, tmp_path: Path) -> None:
+    """A dataset's delete asks in its row (the question outlives a refresh), is refused while a job uses the
+    dataset (the API's 409 in the status line, the row kept), and once nothing does, removes it."""
+    from tests.service.cdp import Browser
+
+    other = tmp_path / "other"  # a dataset of its own: the other tests' stays
+    other.mkdir()
+    (other / "features.npz").write_bytes((synth_dir / "features.npz").read_bytes())
+    lines = (synth_dir / "utterances.csv").read_text().splitlines()
+    (other / "utterances.csv").write_text("\n".join([*lines, ""]) + "\n")  # other bytes, another id
+    with LabelClient(stack.url, timeout=60, api_key=stack.api_key) as api:
+        dataset = api.upload(other)["id"]
+        user = api.submit(dataset, "mug", 8, LIVE)["id"]
+        row = f"document.querySelector('#datasets tr[data-dataset-id=\"{dataset}\"]')"
+        click = f"{row}.querySelector('button[data-action=\"%s\"]').click()"
+        with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+            browser.open(f"{stack.url}/#key={stack.api_key}")
+            browser.wait_for(f"document.body?.dataset.state === 'ready' && {row} !== null")
+            browser.evaluate(click % "delete")
+            assert browser.wait_for(f"{row}.querySelector('button[data-action=\"delete-yes\"]') !== null")
+            refreshes = browser.evaluate("document.body.dataset.refreshes")
+            browser.evaluate("document.getElementById('refresh').click()")
+            browser.wait_for(f"document.body.dataset.refreshes !== '{refreshes}'")
+            assert browser.evaluate(f"{row}.textContent").endswith("delete? yesno")  # still asking
+            browser.evaluate(click % "delete-no")
+            assert browser.wait_for(f"{row}.querySelector('button[data-action=\"delete\"]') !== null")
+
+            browser.evaluate(click % "delete")
+            browser.wait_for(f"{row}.querySelector('button[data-action=\"delete-yes\"]') !== null")
+            browser.evaluate(click % "delete-yes")
+            said = browser.wait_for(
+                "document.body.dataset.state === 'error' && document.getElementById('status').textContent"
+            )
+            assert "HTTP 409" in said and user in said and "cancel them first" in said, said
+            assert browser.evaluate(f"{row}.querySelector('button[data-action=\"delete\"]') !== null")
+            assert dataset in {d["id"] for d in api.datasets()["items"]}
+
+            api.cancel(user)
+            assert api.wait(user, timeout=90, poll=0.2)["state"] == "cancelled"
+            browser.evaluate(click % "delete")
+            browser.wait_for(f"{row}.querySelector('button[data-action=\"delete-yes\"]') !== null")
+            browser.evaluate(click % "delete-yes")
+            assert browser.wait_for(f"{row} === null && document.body.dataset.state === 'ready'")
+            assert dataset not in {d["id"] for d in api.datasets()["items"]}

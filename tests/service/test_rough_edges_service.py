@@ -252,6 +252,22 @@ def test_remote_jobs_lists_one_state(remote, synth_dir: Path, capsys: pytest.Cap
 
 
 @IN_PROCESS
+def test_remote_deletes_a_dataset_no_job_uses(remote, synth_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    """A full stored-bytes quota said "delete datasets to make room", and only curl could."""
+    dataset_id = upload_dir(remote, synth_dir).json()["id"]
+    job = remote.post("/v1/jobs", json={"dataset_id": dataset_id, "hyperparameters": TINY}).json()
+    assert main(["delete", dataset_id]) == 2
+    err = capsys.readouterr().err
+    assert "409" in err and job["id"] in err and "cancel them first" in err, err
+    remote.post(f"/v1/jobs/{job['id']}/cancel")
+    assert main(["delete", dataset_id]) == 0
+    assert capsys.readouterr().out == f"dataset {dataset_id} deleted\n"
+    assert remote.get("/v1/datasets").json()["total"] == 0
+    assert main(["delete", dataset_id]) == 2
+    assert "404" in capsys.readouterr().err
+
+
+@IN_PROCESS
 def test_remote_lists_are_a_line_each(remote, trained: dict[str, str], capsys: pytest.CaptureFixture) -> None:
     """``jobs``, ``datasets`` and ``models`` printed every item whole (a job's whole resolved set of
     hyperparameters): about 90 lines of JSON a job. Now a header, a line per item and a count."""
