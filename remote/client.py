@@ -20,12 +20,13 @@ one). Needs only httpx, numpy/pandas (to read a dataset for predict) and tqdm; n
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 import httpx
 
 from api_schemas.jobs import FINAL_STATES, JobState
+from remote.batch_predict import predict_all, write_predictions_csv
 from remote.listing import (
     datasets_table,
     finished_lines,
@@ -240,10 +242,21 @@ class LabelClient:
         return written, missing
 
 
+def dataset_splits(path: str | Path, split: str | None) -> Mapping[str, str]:
+    """Each utterance's split (all ``split`` when one is given, without reading the dataset again)."""
+    if split is not None:
+        return collections.defaultdict(lambda: split)
+    from models.dataset_loader import load_dataset
+
+    ds = load_dataset(path, for_training=False)
+    return dict(zip(ds.ids.tolist(), ds.split.tolist(), strict=True))
+
+
 def utterances_from_dataset(
-    path: str | Path, split: str | None = "test", n: int = 5, input_spec: dict[str, Any] | None = None
+    path: str | Path, split: str | None = "test", n: int | None = 5, input_spec: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
-    """The first ``n`` utterances of ``split`` as prediction inputs. With a model card's ``input_spec``: only
+    """The first ``n`` utterances of ``split`` (None: every split; ``n`` None: all) as prediction inputs.
+    With a model card's ``input_spec``: only
     the modalities the model takes, as features or (``transcript: true``) through the transcript; without it
     every feature array, and the transcript if any."""
     from models.dataset_loader import load_dataset  # numpy/pandas only
@@ -497,8 +510,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model_id", help="the model's id")
     p.add_argument("--input", help='JSON file: {"utterances": [...]} or a list of utterances')
     p.add_argument("--dataset", help="take utterances from this dataset instead")
-    p.add_argument("--split", default="test", help="with --dataset: the split to take utterances from")
+    p.add_argument(
+        "--split", default="test", help="with --dataset: the split to take utterances from (all: every split)"
+    )
     p.add_argument("--n", type=int, default=5, help="with --dataset: how many (the split's first N)")
+    p.add_argument("--all", action="store_true", help="with --dataset: every utterance of the split, not N")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="write the predictions to this CSV, as `unilabel predict` does (default: JSON to stdout)",
+    )
     return parser
 
 
@@ -557,7 +578,9 @@ def main(argv: list[str] | None = None) -> int:
                     if args.n < 1:  # a slice [:-1] would have sent all but the last utterance
                         raise ValueError(f"--n: must be at least 1, got {args.n}")
                     spec = c.model(args.model_id)["input_spec"]
-                    utterances = utterances_from_dataset(args.dataset, args.split, args.n, spec)
+                    split = None if args.split == "all" else args.split
+                    n = None if args.all else args.n
+                    utterances = utterances_from_dataset(args.dataset, split, n, spec)
                     if not utterances:
                         raise ValueError(
                             f"--split {args.split}: {args.dataset} has no utterance in that split"
@@ -566,7 +589,13 @@ def main(argv: list[str] | None = None) -> int:
                     utterances = read_utterances(args.input)
                 else:
                     raise SystemExit("predict needs --input FILE.json or --dataset PATH")
-                _print(c.predict(args.model_id, utterances))
+                predictions = predict_all(c, args.model_id, utterances)
+                if not args.output:
+                    _print({"model_id": args.model_id, "predictions": predictions})
+                    return 0
+                splits = {} if not args.dataset else dataset_splits(args.dataset, split)
+                write_predictions_csv(args.output, predictions, splits)
+                print(f"{len(predictions)} predictions written to {args.output}")
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if exc.status == 401 and not (args.key or os.environ.get(KEY_ENV)):

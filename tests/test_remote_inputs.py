@@ -1,11 +1,14 @@
-"""Prediction inputs taken from a dataset follow the model's input spec (remote/client.py)."""
+"""Prediction inputs taken from a dataset follow the model's input spec (remote/client.py), and any number of
+them reach a server in requests it takes (remote/batch_predict.py)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from remote.client import utterances_from_dataset
 
@@ -29,3 +32,52 @@ def test_utterances_follow_the_model_input_spec(small_synth: Path, tmp_path: Pat
     # a model on features only gets no transcript
     spec = {m: {"dim": d, "sequence": False} for m, d in (("text", 32), ("audio", 16), ("vision", 24))}
     assert all("transcript" not in u for u in utterances_from_dataset(data, "test", 2, spec))
+
+
+class _Server:
+    """What a service with small limits answers: at most ``batch`` utterances and ``values`` numbers a request
+    (the 422 and 413 of service/predict_input.py); the requests it saw."""
+
+    def __init__(self, batch: int, values: int) -> None:
+        self.batch, self.values, self.sizes = batch, values, []
+
+    def predict(self, model_id: str, utterances: list[dict]) -> dict:
+        from remote.client import ClientError
+
+        self.sizes.append(len(utterances))
+        if len(utterances) > self.batch:
+            raise ClientError(
+                422, {"field": "body.utterances", "message": f"at most {self.batch} utterances"}
+            )
+        if sum(len(u["features"]["audio"]) for u in utterances) > self.values:
+            raise ClientError(413, {"field": "body", "message": "more than MAX_PREDICT_VALUES numbers"})
+        return {"predictions": [{"id": u["id"], "sentiment": float(len(u["id"]))} for u in utterances]}
+
+
+def test_predictions_of_any_number_come_in_requests_the_server_takes(monkeypatch) -> None:
+    from remote import batch_predict
+    from remote.client import ClientError
+
+    monkeypatch.setattr(batch_predict, "CHUNK_UTTERANCES", 8)
+    utterances = [{"id": "u" * (i + 1), "features": {"audio": [0.5] * 4}} for i in range(21)]
+    assert [len(c) for c in batch_predict.chunks(utterances)] == [8, 8, 5]
+    monkeypatch.setattr(batch_predict, "CHUNK_BYTES", 3 * len(json.dumps(utterances[-1])))
+    assert all(len(c) <= 3 for c in batch_predict.chunks(utterances))
+    monkeypatch.setattr(batch_predict, "CHUNK_BYTES", 4 * 1024**2)
+
+    server = _Server(batch=3, values=8)  # 3 utterances, but only 2 of them in numbers
+    seen = []
+    out = batch_predict.predict_all(server, "m", utterances, on_progress=lambda d, t: seen.append((d, t)))
+    assert [p["id"] for p in out] == [u["id"] for u in utterances]  # all of them, in order
+    # each chunk of 8 was tried whole, then halved until the server took it: every utterance sent once
+    assert server.sizes[:4] == [8, 4, 2, 2] and sum(n for n in server.sizes if n <= 2) == 21
+    assert seen == [(8, 21), (16, 21), (21, 21)]
+    with pytest.raises(ClientError, match="413"):  # one utterance over the limit: no split helps
+        batch_predict.predict_all(_Server(batch=3, values=3), "m", utterances[:1])
+    with pytest.raises(ClientError, match="404"):  # any other answer is raised as it is
+
+        class Gone(_Server):
+            def predict(self, model_id: str, utterances: list[dict]) -> dict:
+                raise ClientError(404, {"field": "model_id", "message": "no such model"})
+
+        batch_predict.predict_all(Gone(9, 9), "m", utterances)

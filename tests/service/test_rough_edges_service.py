@@ -5,6 +5,7 @@ over a real Redis."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 from pathlib import Path
@@ -371,6 +372,38 @@ def test_remote_predict_from_a_dataset_checks_n_and_split(
     assert capsys.readouterr().err == f"error: --split tset: {synth_dir} has no utterance in that split\n"
     assert main([*base, "--split", "valid", "--n", "3"]) == 0
     assert len(json.loads(capsys.readouterr().out)["predictions"]) == 3
+
+
+@IN_PROCESS
+def test_remote_predicts_a_whole_dataset_into_the_csv_unilabel_predict_writes(
+    remote, trained: dict[str, str], synth_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`--n` took the first N of a split in one request: a whole dataset needed a script and knowledge of
+    the server's limits. Here the server takes 16 utterances a request; every one of the 130 comes back."""
+    from service.predict_input import Limits
+
+    model_id = trained["job_id"]
+    pool = remote.app.state.services.models
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(pool, "limits", Limits(16, pool.limits.max_values))
+    try:
+        out = tmp_path / "preds.csv"
+        args = ["predict", model_id, "--dataset", str(synth_dir), "--split", "all", "--all", "-o", str(out)]
+        assert main(args) == 0
+    finally:
+        monkeypatch.undo()
+    assert capsys.readouterr().out == f"130 predictions written to {out}\n"
+    got = pd.read_csv(out, dtype={"id": str})
+    saved = pd.read_csv(
+        io.StringIO(remote.get(f"/v1/models/{model_id}/files/predictions.csv").text), dtype={"id": str}
+    )
+    assert list(got.columns) == list(saved.columns) == ["id", "split", "pred", "pred_T", "pred_A", "pred_V"]
+    assert got["id"].tolist() == saved["id"].tolist() and got["split"].tolist() == saved["split"].tolist()
+    for column in ("pred", "pred_T", "pred_A", "pred_V"):
+        assert got[column].to_numpy() == pytest.approx(saved[column].to_numpy(), abs=1e-5)
+    assert main(["predict", model_id, "--dataset", str(synth_dir), "--split", "valid", "--all"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["model_id"] == model_id and len(shown["predictions"]) == 30
 
 
 @IN_PROCESS
