@@ -256,9 +256,8 @@ def utterances_from_dataset(
     path: str | Path, split: str | None = "test", n: int | None = 5, input_spec: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
     """The first ``n`` utterances of ``split`` (None: every split; ``n`` None: all) as prediction inputs.
-    With a model card's ``input_spec``: only
-    the modalities the model takes, as features or (``transcript: true``) through the transcript; without it
-    every feature array, and the transcript if any."""
+    With a model card's ``input_spec``: only the modalities the model takes, as features or (``transcript:
+    true``) through the transcript; without it every feature array, and the transcript if any."""
     from models.dataset_loader import load_dataset  # numpy/pandas only
 
     ds = load_dataset(path, for_training=False)
@@ -585,6 +584,8 @@ def main(argv: list[str] | None = None) -> int:
                         raise ValueError(
                             f"--split {args.split}: {args.dataset} has no utterance in that split"
                         )
+                elif args.all:
+                    raise ValueError("--all: takes every utterance of --dataset's split; give --dataset")
                 elif args.input:
                     utterances = read_utterances(args.input)
                 else:

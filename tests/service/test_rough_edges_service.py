@@ -404,6 +404,8 @@ def test_remote_predicts_a_whole_dataset_into_the_csv_unilabel_predict_writes(
     assert main(["predict", model_id, "--dataset", str(synth_dir), "--split", "valid", "--all"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["model_id"] == model_id and len(shown["predictions"]) == 30
+    assert main(["predict", model_id, "--input", str(tmp_path / "batch.json"), "--all"]) == 2
+    assert "--all: takes every utterance of --dataset's split; give --dataset" in capsys.readouterr().err
 
 
 @IN_PROCESS
