@@ -590,7 +590,11 @@ def main(argv: list[str] | None = None) -> int:
                     utterances = read_utterances(args.input)
                 else:
                     raise SystemExit("predict needs --input FILE.json or --dataset PATH")
-                predictions = predict_all(c, args.model_id, utterances)
+
+                def said(done: int, total: int) -> None:  # a big set takes many requests: show them pass
+                    print(f"predicted {done} of {total}", file=sys.stderr)
+
+                predictions = predict_all(c, args.model_id, utterances, on_progress=said)
                 if not args.output:
                     _print({"model_id": args.model_id, "predictions": predictions})
                     return 0

@@ -392,7 +392,8 @@ def test_remote_predicts_a_whole_dataset_into_the_csv_unilabel_predict_writes(
         assert main(args) == 0
     finally:
         monkeypatch.undo()
-    assert capsys.readouterr().out == f"130 predictions written to {out}\n"
+    said = capsys.readouterr()
+    assert said.out == f"130 predictions written to {out}\n" and said.err == "predicted 130 of 130\n"
     got = pd.read_csv(out, dtype={"id": str})
     saved = pd.read_csv(
         io.StringIO(remote.get(f"/v1/models/{model_id}/files/predictions.csv").text), dtype={"id": str}
