@@ -44,7 +44,9 @@ class DatasetSummary(BaseModel):
     files: dict[str, UploadedFile] = Field(default_factory=dict, description="The uploaded parts as stored.")
     n: int
     splits: dict[str, int] = Field(description="Utterances per split: train, valid, test, in that order.")
-    modalities: dict[str, ModalitySummary] = Field(description="text, audio, vision, in that order.")
+    modalities: dict[str, ModalitySummary] = Field(
+        description="The feature arrays the dataset has (each optional): text, audio, vision, in that order."
+    )
     label_range: LabelRange
     library: dict[str, Any] = Field(default_factory=dict, description="The library's Dataset.summary().")
 
