@@ -39,19 +39,20 @@ def chunks(utterances: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield chunk
 
 
-def _too_large(exc: Exception) -> bool:
+def _too_large(status: int, error: dict[str, Any]) -> bool:
     """The server's answer to a request over one of its limits (bytes or numbers: 413; utterances: 422)."""
-    status, error = getattr(exc, "status", None), getattr(exc, "error", {})
     if status == 413 and error.get("field") == "body":
         return True
     return status == 422 and error.get("field") == "body.utterances" and "at most" in error.get("message", "")
 
 
 def _send(client: Predicts, model_id: str, chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from remote.client import ClientError  # remote.client imports this module
+
     try:
         return client.predict(model_id, chunk)["predictions"]
-    except Exception as exc:
-        if len(chunk) < 2 or not _too_large(exc):
+    except ClientError as exc:
+        if len(chunk) < 2 or not _too_large(exc.status, exc.error):
             raise
         half = len(chunk) // 2
         return _send(client, model_id, chunk[:half]) + _send(client, model_id, chunk[half:])

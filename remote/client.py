@@ -20,16 +20,15 @@ one). Needs only httpx, numpy/pandas (to read a dataset for predict) and tqdm; n
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -44,6 +43,9 @@ from remote.listing import (
     splits_text,
     valid_lines,
 )
+
+if TYPE_CHECKING:
+    from models.dataset import Dataset
 
 DEFAULT_URL = os.environ.get("UNILABEL_URL", "http://127.0.0.1:8000")
 KEY_ENV = "UNILABEL_API_KEY"
@@ -242,25 +244,19 @@ class LabelClient:
         return written, missing
 
 
-def dataset_splits(path: str | Path, split: str | None) -> Mapping[str, str]:
-    """Each utterance's split (all ``split`` when one is given, without reading the dataset again)."""
-    if split is not None:
-        return collections.defaultdict(lambda: split)
-    from models.dataset_loader import load_dataset
-
-    ds = load_dataset(path, for_training=False)
-    return dict(zip(ds.ids.tolist(), ds.split.tolist(), strict=True))
-
-
 def utterances_from_dataset(
-    path: str | Path, split: str | None = "test", n: int | None = 5, input_spec: dict[str, Any] | None = None
+    path: str | Path | Dataset,
+    split: str | None = "test",
+    n: int | None = 5,
+    input_spec: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """The first ``n`` utterances of ``split`` (None: every split; ``n`` None: all) as prediction inputs.
-    With a model card's ``input_spec``: only the modalities the model takes, as features or (``transcript:
-    true``) through the transcript; without it every feature array, and the transcript if any."""
+    """The first ``n`` utterances of ``split`` (None: every split; ``n`` None: all) of a dataset (its path,
+    or the loaded Dataset) as prediction inputs. With a model card's ``input_spec``: only the modalities the
+    model takes, as features or (``transcript: true``) through the transcript; without it every feature
+    array, and the transcript if any."""
     from models.dataset_loader import load_dataset  # numpy/pandas only
 
-    ds = load_dataset(path, for_training=False)
+    ds = path if not isinstance(path, str | Path) else load_dataset(path, for_training=False)
     rows = [i for i in range(len(ds.ids)) if split is None or ds.split[i] == split][:n]
     wanted = None if input_spec is None else {m for m, s in input_spec.items() if not s.get("transcript")}
     needs_transcript = input_spec is None or any(s.get("transcript") for s in input_spec.values())
@@ -579,7 +575,11 @@ def main(argv: list[str] | None = None) -> int:
                     spec = c.model(args.model_id)["input_spec"]
                     split = None if args.split == "all" else args.split
                     n = None if args.all else args.n
-                    utterances = utterances_from_dataset(args.dataset, split, n, spec)
+                    from models.dataset_loader import load_dataset  # numpy/pandas only
+
+                    dataset = load_dataset(args.dataset, for_training=False)
+                    splits = dict(zip(dataset.ids.tolist(), dataset.split.tolist(), strict=True))
+                    utterances = utterances_from_dataset(dataset, split, n, spec)
                     if not utterances:
                         raise ValueError(
                             f"--split {args.split}: {args.dataset} has no utterance in that split"
@@ -598,8 +598,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.output:
                     _print({"model_id": args.model_id, "predictions": predictions})
                     return 0
-                splits = {} if not args.dataset else dataset_splits(args.dataset, split)
-                write_predictions_csv(args.output, predictions, splits)
+                write_predictions_csv(args.output, predictions, splits if args.dataset else {})
                 print(f"{len(predictions)} predictions written to {args.output}")
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -123,11 +123,12 @@ def _check_inputs(body: JobCreate, summary: dict[str, Any], hyper: Hyperparamete
     library = summary.get("library") or {}
     if "transcript_on_every_row" not in library:
         return
+    arrays = library.get("modalities") or {}
     try:
-        check_modalities(hyper.modalities, library.get("modalities") or {})
+        check_modalities(hyper.modalities, arrays)
         choose_text_source(
             hyper.text_source,
-            text_features="text" in (library.get("modalities") or {}),
+            text_features="text" in arrays,
             transcripts=bool(library["transcript_on_every_row"]),
             text_model=hyper.text_model,
             modalities=hyper.modalities,
