@@ -76,6 +76,11 @@ class Job(BaseModel):
     finished_at: datetime | None = None
     updated_at: datetime
     model_id: str | None = None
+    model_deleted_at: datetime | None = Field(
+        None,
+        description="When the job's model was deleted (DELETE /v1/models/{id}), and with it the run's labels "
+        "and report; the same request then trains a new job.",
+    )
     links: JobLinks
 
 

@@ -63,6 +63,14 @@ def not_found(kind: str, ident: str, field: str = "id") -> ApiError:
     return ApiError(404, f"no {kind} with id {ident!r}", field=field)
 
 
+CANNOT_REMOVE = "the files could not be removed: the artifact volume (ARTIFACT_DIR) is read-only or failing"
+
+
+def insufficient_storage(problem: str) -> ApiError:
+    """507 when the artifact volume cannot take (or give back) what a request needs."""
+    return ApiError(507, problem, field="storage", code="insufficient_storage")
+
+
 def unavailable_redis() -> ApiError:
     """503 while Redis cannot be reached (restarting, failing over): the request can simply be retried."""
     return ApiError(503, "Redis unreachable; retry shortly", field="redis", headers={"Retry-After": "2"})

@@ -79,6 +79,7 @@ def _build(run_dir: Path) -> ServedReport:
     files = report.files()
     folder = run_dir / REPORT_DIR
     try:
+        folder.mkdir(exist_ok=True)  # not its parents: a run deleted meanwhile is not made again
         (folder / STAMP).unlink(missing_ok=True)  # files being replaced are not the stamped ones
         write_files(files, folder)
         (folder / STAMP).write_text(code_version() + "\n")

@@ -123,19 +123,20 @@ class ArtifactStore:
             self.ensure()
             return Path(tempfile.mkdtemp(dir=self.tmp, prefix=prefix))
 
-    def discard(self, path: Path) -> None:
-        """Remove a staging or published directory: renamed aside first, so it vanishes at once. Never
-        raises (it runs in ``finally`` blocks, where it must not hide the error being reported): on a full or
-        read-only volume it removes what it can where it is."""
+    def discard(self, path: Path) -> bool:
+        """Remove a staging or published directory: renamed aside first, so it vanishes at once; returns
+        whether it is gone. Never raises (it runs in ``finally`` blocks, where it must not hide the error
+        being reported): on a full or read-only volume it removes what it can where it is."""
         try:
             if not path.exists():
-                return
+                return True
             trash = Path(tempfile.mkdtemp(dir=self.tmp, prefix="trash-"))
             os.rename(path, trash / path.name)
         except OSError:
             shutil.rmtree(path, ignore_errors=True)
-            return
+            return not path.exists()
         shutil.rmtree(trash, ignore_errors=True)
+        return True
 
     def sweep_staging(self, idle_s: float, run_is_live: Callable[[str, int], bool]) -> int:
         """Remove what processes that died mid-write left behind; returns how many entries went.

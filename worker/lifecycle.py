@@ -16,6 +16,9 @@
               (``reap_expired`` in worker/leases.py)
     finish    ``succeeded``, ``failed`` or ``cancelled`` by the lease holder only, retried while Redis is
               unreachable
+    forget    DELETE /v1/models/{id}: a succeeded job whose model (its run) its owner deleted stays
+              ``succeeded`` with ``model_deleted_at`` and no ``model_id``, and its fingerprint no longer
+              points at it, so the same request trains again
 
 Celery's result backend only knows task states; a job's life is kept here so that an unknown id is a 404 and
 the states are ours. Every change of state is a guarded transition: a Lua compare-and-set on the state. The
@@ -76,6 +79,11 @@ def fingerprint(dataset_id: str, strategy: str, seed: int, hyperparameters: dict
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def fingerprint_key(owner: str, fp: str) -> str:
+    """The key naming the job that trains fingerprint ``fp`` in ``owner``'s space."""
+    return f"{PREFIX}fp:{owner}:{fp}" if owner else f"{PREFIX}fp:{fp}"
+
+
 def is_final(state: str) -> bool:
     return state in {s.value for s in FINAL_STATES}
 
@@ -90,6 +98,7 @@ class JobStore(JobRecords):
         self._holder_set = client.register_script(self.HOLDER_SET)
         self._claim = client.register_script(self.CLAIM)
         self._cancel = client.register_script(self.CANCEL)
+        self._forget = client.register_script(self.FORGET)
 
     # writes: every change of state goes through ``transition`` -----------------------------------------
     # Set fields only while the job is in one of the allowed states (ARGV[1] = comma-separated states) and,
@@ -177,9 +186,8 @@ class JobStore(JobRecords):
             "created_at": now,
             "updated_at": now,
         }
-        space = f"{owner}:" if owner else ""
         keys = [
-            f"{PREFIX}fp:{space}{fp}",
+            fingerprint_key(owner, fp),
             self.key(job_id),
             f"{PREFIX}jobs",
             f"{PREFIX}owner:{owner}:active",
@@ -360,3 +368,19 @@ class JobStore(JobRecords):
             ),
             patience_s,
         )
+
+    # forget ------------------------------------------------------------------------------------------
+    # A succeeded job's model is gone: no model_id, the time it went, and its fingerprint freed (when it is
+    # still this job's). Returns the state, or false when the job is not succeeded.
+    FORGET = """
+    if redis.call('HGET', KEYS[1], 'state') ~= 'succeeded' then return false end
+    if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+    redis.call('HSET', KEYS[1], 'model_id', '', 'model_deleted_at', ARGV[2], 'updated_at', ARGV[2])
+    return 'succeeded'
+    """
+
+    def forget_model(self, job: dict[str, Any]) -> bool:
+        """Record that succeeded job ``job``'s model was deleted, before its files go: from now on the same
+        request claims a new job rather than this one. False when the job is not succeeded."""
+        keys = [self.key(job["id"]), fingerprint_key(job.get("owner") or "", job.get("fingerprint") or "")]
+        return bool(self._forget(keys=keys, args=[job["id"], repr(time.time())]))

@@ -15,7 +15,7 @@ from api_schemas.datasets import DatasetList, DatasetSummary
 from service import audit
 from service.datasets import ingest
 from service.deps import Limit, Offset, Services, Svc, Who
-from service.errors import ApiError, error_responses, not_found
+from service.errors import CANNOT_REMOVE, ApiError, error_responses, insufficient_storage, not_found
 from service.keys import Caller
 from service.quotas import limit_of, too_large, tree_bytes
 from service.uploads import receive_upload
@@ -54,7 +54,10 @@ def _room(svc: Services, caller: Caller) -> tuple[int, str, str]:
     if quota:
         stored = stored_bytes(svc, caller.owner)
         if stored >= quota:
-            room = "delete datasets to make room: unilabel-remote delete DATASET_ID, or the page's delete"
+            room = (
+                "delete datasets or models to make room: unilabel-remote delete DATASET_ID or "
+                "delete-model MODEL_ID, or the page's delete"
+            )
             raise too_large("stored_bytes", quota, f"{stored} bytes stored; {room}")
         if quota - stored < upload_limit:
             return quota - stored, f"QUOTA_STORED_BYTES={quota} ({stored} bytes stored)", "quota.stored_bytes"
@@ -113,7 +116,7 @@ async def _receive(
         if problem is None:
             raise
         await _drain(request, svc.settings.max_upload_bytes)
-        raise ApiError(507, problem, field="storage", code="insufficient_storage") from None
+        raise insufficient_storage(problem) from None
     finally:
         if staging is not None:
             svc.store.discard(staging)  # a no-op once published; never raises
@@ -142,7 +145,7 @@ def get_dataset(dataset_id: str, svc: Svc, caller: Who) -> DatasetSummary:
     return DatasetSummary.model_validate(_summary(svc, caller, dataset_id)[1])
 
 
-@router.delete("/{dataset_id}", status_code=204, responses=ERRORS)
+@router.delete("/{dataset_id}", status_code=204, responses={**ERRORS, **error_responses(507)})
 def delete_dataset(dataset_id: str, svc: Svc, caller: Who) -> Response:
     owner, _ = _summary(svc, caller, dataset_id)
     users = [j["id"] for j in svc.jobs.active(owner) if j["dataset_id"] == dataset_id]
@@ -150,7 +153,8 @@ def delete_dataset(dataset_id: str, svc: Svc, caller: Who) -> Response:
         audit.record("delete", caller, "dataset", dataset_id, "refused 409", jobs=users)
         raise ApiError(409, f"dataset is in use by jobs {users}; cancel them first", field="dataset_id")
     path = svc.store.dataset_dir(owner, dataset_id)
-    if path is not None:
-        svc.store.discard(path)
+    if path is not None and not svc.store.discard(path):
+        audit.record("delete", caller, "dataset", dataset_id, "refused 507")
+        raise insufficient_storage(CANNOT_REMOVE)
     audit.record("delete", caller, "dataset", dataset_id, "deleted", owner=owner)
     return Response(status_code=204)

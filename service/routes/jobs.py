@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import math
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
@@ -38,6 +39,7 @@ from worker.lifecycle import IdempotencyKeyReused, QuotaExceeded
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 ERRORS = error_responses(404, 409, 422, 503)
+RUN_ERRORS = {**ERRORS, **error_responses(410)}  # the files of a job whose model was deleted
 SUBMIT_ERRORS = {**ERRORS, **error_responses(429)}
 JOB_QUOTA_RETRY_S = 30  # a queued job takes at least this long to leave the queue
 LABEL_COLUMNS = ("label", "label_T", "label_A", "label_V")
@@ -59,7 +61,7 @@ def notes_on(rec: dict[str, Any]) -> list[str]:
 
 def to_job(rec: dict[str, Any]) -> Job:
     job_id, state = rec["id"], rec["state"]
-    done = state == JobState.succeeded.value
+    done = state == JobState.succeeded.value and not rec.get("model_deleted_at")
     links = JobLinks(
         self=f"/v1/jobs/{job_id}",
         labels=f"/v1/jobs/{job_id}/labels" if done else None,
@@ -93,6 +95,7 @@ def to_job(rec: dict[str, Any]) -> Job:
         finished_at=_ts(rec.get("finished_at")),
         updated_at=_ts(rec["updated_at"]),
         model_id=rec.get("model_id"),
+        model_deleted_at=_ts(rec.get("model_deleted_at")),
         links=links,
     )
 
@@ -211,6 +214,23 @@ def visible_job(svc: Services, caller: Caller, job_id: str) -> dict:
     return rec
 
 
+def finished_run(svc: Services, rec: dict[str, Any], what: str) -> Path:
+    """The run directory of a succeeded job, for ``what`` ("labels exist", "a report exists"); 409 before
+    the job has succeeded, 410 once its model (the run) was deleted."""
+    if rec.get("model_deleted_at"):
+        when = datetime.fromtimestamp(rec["model_deleted_at"], UTC).isoformat(timespec="seconds")
+        raise ApiError(
+            410,
+            f"the job's model was deleted at {when}, with its labels and report; submit the job again to "
+            "train it anew",
+            field="job_id",
+        )
+    run_dir = svc.store.run_dir(rec["id"])
+    if rec["state"] != JobState.succeeded.value or run_dir is None:
+        raise ApiError(409, f"{what} once the job has succeeded; it is {rec['state']}", field="job_id")
+    return run_dir
+
+
 @router.post(
     "",
     status_code=202,
@@ -280,17 +300,14 @@ def _number(text: str) -> float | None:
 @router.get(
     "/{job_id}/labels",
     response_model=LabelsResponse,
-    responses={200: {"content": {"text/csv": {}}}, **ERRORS},
+    responses={200: {"content": {"text/csv": {}}}, **RUN_ERRORS},
     summary="The learned unimodal labels (id,label,label_T,label_A,label_V)",
 )
 def get_labels(
     job_id: str, svc: Svc, caller: Who, format: Literal["csv", "json"] = Query("json")
 ) -> Response | LabelsResponse:
     rec = visible_job(svc, caller, job_id)
-    run_dir = svc.store.run_dir(job_id)
-    if rec["state"] != JobState.succeeded.value or run_dir is None:
-        raise ApiError(409, f"labels exist once the job has succeeded; it is {rec['state']}", field="job_id")
-    path = run_dir / "unimodal_labels.csv"
+    path = finished_run(svc, rec, "labels exist") / "unimodal_labels.csv"
     if format == "csv":
         return FileResponse(path, media_type="text/csv", filename=f"labels-{job_id}.csv")
     with open(path, newline="") as fh:

@@ -1,5 +1,5 @@
-"""GET /v1/models (model cards), artifact downloads (a file, or the whole run as a zip), and
-POST /v1/models/{id}/predict.
+"""GET /v1/models (model cards), artifact downloads (a file, or the whole run as a zip),
+POST /v1/models/{id}/predict, and DELETE /v1/models/{id}.
 
 A model belongs to the API key whose job trained it (card.json's owner): any other key gets 404 and never
 sees it listed (an admin key sees all). Downloads carry no server path: config.json and model.json are served
@@ -15,14 +15,22 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from api_schemas.models import ModelCard, ModelList
 from api_schemas.predict import PredictResponse
 from models.run_dir import RUN_FILES
+from service import audit
 from service.deps import Limit, Offset, Svc, Who, services, unknown_query
 from service.downloads import SANITIZED, run_archive, sanitized
-from service.errors import ApiError, error_response, error_responses
+from service.errors import (
+    CANNOT_REMOVE,
+    ApiError,
+    error_response,
+    error_responses,
+    insufficient_storage,
+)
 from service.guard import CALLER
 from service.predict_input import body_too_large
 from service.serving import ModelPool, visible_card
@@ -94,6 +102,22 @@ def get_model_archive(model_id: str, svc: Svc, caller: Who) -> StreamingResponse
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="{model_id}.zip"'},
     )
+
+
+@router.delete("/{model_id}", status_code=204, responses={**ERRORS, **error_responses(507)})
+async def delete_model(model_id: str, svc: Svc, caller: Who) -> Response:
+    """Delete a model and its run's files (labels, report, predictions): its job stays, succeeded, with
+    ``model_deleted_at``; submitting that job again trains a new one. Every API process stops serving it."""
+    card = await run_in_threadpool(visible_card, svc.store, caller, model_id)
+    job = await run_in_threadpool(svc.jobs.get, card["job_id"])
+    if job is not None:  # the record first: from now on the same request trains anew
+        await run_in_threadpool(svc.jobs.forget_model, job)
+    svc.models.forget(model_id)
+    if not await run_in_threadpool(svc.store.discard, svc.store.runs / model_id):
+        audit.record("delete", caller, "model", model_id, "refused 507")
+        raise insufficient_storage(CANNOT_REMOVE)  # the job says deleted already: DELETE again once it can
+    audit.record("delete", caller, "model", model_id, "deleted", owner=card.get("owner"))
+    return Response(status_code=204)
 
 
 PREDICT_BODY = {

@@ -10,14 +10,12 @@ from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from api_schemas.errors import ErrorResponse
-from api_schemas.jobs import JobState
 from api_schemas.reports import LabelReportData
 from service.deps import Svc, Who
-from service.errors import ApiError
-from service.routes.jobs import visible_job
+from service.routes.jobs import finished_run, visible_job
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
-ERRORS = {status: {"model": ErrorResponse} for status in (404, 409, 422)}
+ERRORS = {status: {"model": ErrorResponse} for status in (404, 409, 410, 422)}
 # The page embeds its figures as data: URIs and its style inline, and runs no script; the policy says so, so
 # that a transcript that slipped past escaping could still run nothing, and the page loads nothing else.
 PAGE_POLICY = (
@@ -45,11 +43,7 @@ async def get_report(
     format: Literal["html", "json"] = Query("html", description="html: the page; json: its data."),
 ) -> Response:
     rec = await run_in_threadpool(visible_job, svc, caller, job_id)  # Redis's sync client: off the loop
-    run_dir = svc.store.run_dir(job_id)
-    if rec["state"] != JobState.succeeded.value or run_dir is None:
-        raise ApiError(
-            409, f"a report exists once the job has succeeded; it is {rec['state']}", field="job_id"
-        )
+    run_dir = finished_run(svc, rec, "a report exists")
     report = await svc.reports.get(run_dir)
     if format == "json":
         return Response(report.data, media_type="application/json")

@@ -104,6 +104,7 @@ def test_volume_gone_or_read_only_fails_the_job_with_its_reason(
             assert gone["state"] == "failed" and "ARTIFACT_DIR" in gone["error"], gone
             remount(volume, "rw")
             api.upload(synth_dir)
+            model = wait_final(api, api.submit(dataset, "mug", 3, TINY)["id"])["model_id"]
             running = api.submit(dataset, "mug", 2, {**TINY, "pretrain_epochs": 300})["id"]
             deadline = time.monotonic() + 60
             while api.job(running)["state"] != "running":
@@ -117,8 +118,15 @@ def test_volume_gone_or_read_only_fails_the_job_with_its_reason(
             # the API says so too: an upload is refused with the reason, not a 500
             with httpx.Client(base_url=stack.url, headers=stack.headers(), timeout=30) as c:
                 r = _upload(c, synth_dir)
-            assert r.status_code == 507, r.text
-            assert r.json()["error"]["message"] == "the artifact volume (ARTIFACT_DIR) is read-only"
+                assert r.status_code == 507, r.text
+                assert r.json()["error"]["message"] == "the artifact volume (ARTIFACT_DIR) is read-only"
+                # a delete that cannot remove the files says so (not 204), and may be sent again
+                for path in (f"/v1/datasets/{dataset}", f"/v1/models/{model}"):
+                    r = c.delete(path)
+                    assert r.status_code == 507 and "could not be removed" in r.text, (path, r.text)
+                assert api.job(model)["model_deleted_at"] and c.get(f"/v1/models/{model}").status_code == 200
+                remount(volume, "rw")
+                assert [c.delete(f"/v1/models/{model}").status_code for _ in range(2)] == [204, 404]
     finally:
         remount(volume, "rw")
         stack.stop()
