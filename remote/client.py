@@ -128,6 +128,10 @@ class LabelClient:
         """Delete an uploaded dataset (the service refuses while a queued or running job uses it)."""
         self._call("DELETE", f"/v1/datasets/{dataset_id}")
 
+    def delete_model(self, model_id: str) -> None:
+        """Delete a trained model and its run's labels and report (its job stays, with model_deleted_at)."""
+        self._call("DELETE", f"/v1/models/{model_id}")
+
     # jobs ----------------------------------------------------------------------------------------
     def submit(
         self,
@@ -488,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("jobs", "datasets", "models"):
         sub.choices[name].add_argument("--json", action="store_true", help="print the API's list as JSON")
     sub.add_parser("model", help="show a model's card").add_argument("model_id", help="the model's id")
+    sub.add_parser(
+        "delete-model", help="delete a trained model, and its labels and report; its job's record is kept"
+    ).add_argument("model_id", help="the model's id (unilabel-remote models lists them)")
     p = sub.add_parser(
         "download", help="download a model's run directory, for `unilabel predict` and `unilabel report`"
     )
@@ -549,6 +556,9 @@ def main(argv: list[str] | None = None) -> int:
             elif cmd == "delete":
                 c.delete_dataset(args.dataset_id)
                 print(f"dataset {args.dataset_id} deleted")
+            elif cmd == "delete-model":
+                c.delete_model(args.model_id)
+                print(f"model {args.model_id} deleted")
             elif cmd == "cancel":
                 job = c.cancel(args.job_id)
                 _print(job if args.json else "\n".join(job_lines(job)))

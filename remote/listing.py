@@ -26,7 +26,9 @@ def _when(iso: str | None) -> str:
 
 def _progress(job: dict[str, Any]) -> str:
     if job["state"] == "succeeded":
-        return "done"
+        return (
+            f"done; model deleted {_when(job['model_deleted_at'])}" if job.get("model_deleted_at") else "done"
+        )
     if job["state"] not in ("queued", "running"):
         return job.get("error") or ""
     stage = job.get("stage")
@@ -66,7 +68,9 @@ def finished_lines(job: dict[str, Any]) -> list[str]:
     """What ``wait`` says of a job that ended: its line and notes, then its valid scores and where its labels,
     report and model are, or its error."""
     lines = job_lines(job) + valid_lines(job)
-    if job["state"] == "succeeded":
+    if job["state"] == "succeeded" and job.get("model_deleted_at"):
+        lines.append(f"model deleted at {_when(job['model_deleted_at'])}, with its labels and report")
+    elif job["state"] == "succeeded":
         lines.append(f"labels: unilabel-remote labels {job['id']} -o labels.csv")
         lines.append(f"report: unilabel-remote report {job['id']} -o report.html")
         lines.append(f"model:  unilabel-remote download {job['model_id']} -o runs/{job['model_id']}")

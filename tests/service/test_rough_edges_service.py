@@ -269,6 +269,25 @@ def test_remote_deletes_a_dataset_no_job_uses(remote, synth_dir: Path, capsys: p
 
 
 @IN_PROCESS
+def test_remote_deletes_a_model_and_its_job_says_so(
+    remote, trained: dict[str, str], capsys: pytest.CaptureFixture
+) -> None:
+    """A model could not be deleted at all, though it counts toward the key's stored bytes."""
+    model_id = job_id = trained["job_id"]
+    assert main(["delete-model", model_id]) == 0
+    assert capsys.readouterr().out == f"model {model_id} deleted\n"
+    assert main(["models"]) == 0 and capsys.readouterr().out.splitlines()[-1] == "no models"
+    assert main(["jobs"]) == 0
+    line = next(r for r in capsys.readouterr().out.splitlines() if r.startswith(job_id))
+    assert line.split()[1] == "succeeded" and "done; model deleted 20" in line, line
+    assert main(["wait", job_id]) == 0
+    said = capsys.readouterr().out
+    assert "model deleted at 20" in said and "unilabel-remote labels" not in said, said
+    assert main(["labels", job_id]) == 2 and "410" in capsys.readouterr().err
+    assert main(["delete-model", model_id]) == 2 and "404" in capsys.readouterr().err
+
+
+@IN_PROCESS
 def test_remote_lists_are_a_line_each(remote, trained: dict[str, str], capsys: pytest.CaptureFixture) -> None:
     """``jobs``, ``datasets`` and ``models`` printed every item whole (a job's whole resolved set of
     hyperparameters): about 90 lines of JSON a job. Now a header, a line per item and a count."""
