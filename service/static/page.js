@@ -25,7 +25,7 @@
     busy: false,
     stale: false, // asked for again while a refresh ran
     pickDataset: null, // the dataset the job form selects at the next refresh (one just uploaded)
-    confirming: null, // the dataset whose delete asks "sure?" (kept across refreshes)
+    confirming: null, // the API path of the dataset or model whose delete asks "sure?" (kept across refreshes)
   };
 
   // Elements are built, never parsed from strings: every value from the API lands as text.
@@ -170,7 +170,10 @@
   // Progress, "done" or the error, then the job's notes: settings its strategy does not read.
   function progressCell(job) {
     const notes = (job.notes || []).map((note) => el("div", { className: "note" }, `note: ${note}`));
-    if (job.state === "succeeded") return el("td", {}, "done", ...notes);
+    if (job.state === "succeeded") {
+      const deleted = job.model_deleted_at ? ` · model deleted ${ago(job.model_deleted_at)}` : "";
+      return el("td", {}, `done${deleted}`, ...notes);
+    }
     if (!LIVE.has(job.state)) return el("td", { className: "muted" }, job.error || "", ...notes);
     const where = job.stage ? `${job.stage}${job.epochs ? ` ${job.epoch || 0}/${job.epochs}` : ""} · ` : "";
     return el(
@@ -193,7 +196,7 @@
       el("td", {}, el("span", { className: `state state-${job.state}` }, job.state)),
       progressCell(job),
       el("td", { title: job.updated_at }, ago(job.updated_at)),
-      job.state === "succeeded" ? actionsCell(job.id) : cancelCell(job),
+      job.links && job.links.report ? actionsCell(job.id) : cancelCell(job),
     );
   }
 
@@ -231,18 +234,20 @@
       el("td", {}, splits),
       el("td", {}, modalities),
       el("td", { title: ds.created_at }, ago(ds.created_at)),
-      deleteCell(ds.id),
+      deleteCell("dataset", ds.id),
     );
   }
 
-  // A dataset's delete asks once more in its row; the service refuses (409) while a job uses it.
-  function deleteCell(datasetId) {
-    if (state.confirming !== datasetId) {
+  // A dataset's or a model's delete asks once more in its row; the service refuses (409) to delete a dataset
+  // while a job uses it. `confirming` is the API path of the one that asks.
+  function deleteCell(kind, id) {
+    const path = `/v1/${kind}s/${encodeURIComponent(id)}`;
+    if (state.confirming !== path) {
       return el(
         "td",
         { className: "actions" },
-        button("delete", "delete", datasetId, () => {
-          state.confirming = datasetId;
+        button("delete", "delete", id, () => {
+          state.confirming = path;
           refresh();
         }),
       );
@@ -251,18 +256,18 @@
       "td",
       { className: "actions" },
       "delete? ",
-      button("yes", "delete-yes", datasetId, async (event) => {
+      button("yes", "delete-yes", id, async (event) => {
         event.target.disabled = true;
         state.confirming = null;
         try {
-          await api(`/v1/datasets/${encodeURIComponent(datasetId)}`, { method: "DELETE" });
+          await api(path, { method: "DELETE" });
           refresh();
         } catch (err) {
-          event.target.closest("td").replaceWith(deleteCell(datasetId));
-          setStatus(`Delete of dataset ${short(datasetId)}: ${describe(err)}`, "error"); // until the next refresh
+          event.target.closest("td").replaceWith(deleteCell(kind, id));
+          setStatus(`Delete of ${kind} ${short(id)}: ${describe(err)}`, "error"); // until the next refresh
         }
       }),
-      button("no", "delete-no", datasetId, () => {
+      button("no", "delete-no", id, () => {
         state.confirming = null;
         refresh();
       }),
@@ -282,6 +287,7 @@
       el("td", {}, shown.map((m) => `${m} ${valid[m].toFixed(3)}`).join(" · ")),
       el("td", { title: card.created_at }, ago(card.created_at)),
       actionsCell(card.job_id, button("model zip", "model", card.id, () => downloadModel(card.id))),
+      deleteCell("model", card.id),
     );
   }
 

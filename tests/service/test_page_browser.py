@@ -340,3 +340,33 @@ def test_delete_a_dataset_from_the_page(stack: LocalStack, synth_dir: Path, tmp_
             browser.evaluate(click % "delete-yes")
             assert browser.wait_for(f"{row} === null && document.body.dataset.state === 'ready'")
             assert dataset not in {d["id"] for d in api.datasets()["items"]}
+
+
+def test_delete_a_model_from_the_page(stack: LocalStack, synth_dir: Path, tmp_path: Path) -> None:
+    """A model's delete asks in its row as a dataset's does; once deleted, the model's row goes and its job's
+    row says so, without the report and labels it no longer has."""
+    from tests.service.cdp import Browser
+
+    with LabelClient(stack.url, timeout=60, api_key=stack.api_key) as api:
+        dataset = api.upload(synth_dir)["id"]
+        job = api.wait(api.submit(dataset, "mug", 5, TINY)["id"], timeout=120, poll=0.1)  # a model of its own
+        assert job["state"] == "succeeded", job
+        model = job["model_id"]
+        row = f"document.querySelector('#models tr[data-model-id=\"{model}\"]')"
+        job_row = f"document.querySelector('#jobs tr[data-job-id=\"{job['id']}\"]')"
+        click = f"{row}.querySelector('button[data-action=\"%s\"]').click()"
+        with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+            browser.open(f"{stack.url}/#key={stack.api_key}")
+            browser.wait_for(f"document.body?.dataset.state === 'ready' && {row} !== null")
+            assert browser.evaluate(f"{job_row}.querySelector('button[data-action=\"report\"]') !== null")
+            browser.evaluate(click % "delete")
+            browser.wait_for(f"{row}.querySelector('button[data-action=\"delete-yes\"]') !== null")
+            browser.evaluate(click % "delete-yes")
+            assert browser.wait_for(f"{row} === null && document.body.dataset.state === 'ready'")
+            said = browser.wait_for(
+                f"{job_row}.textContent.includes('model deleted') && {job_row}.textContent"
+            )
+            assert "done · model deleted" in said, said
+            assert browser.evaluate(f"{job_row}.querySelector('button[data-action=\"report\"]') === null")
+        assert model not in {m["id"] for m in api.models()["items"]}
+        assert api.job(job["id"])["model_deleted_at"]
