@@ -135,7 +135,7 @@ def test_transcripts_come_from_the_dataset(runs: dict, small_synth: Path, tmp_pa
     config["dataset"]["path"] = str(tmp_path / "gone")
     (moved / "config.json").write_text(json.dumps(config))
     page = build_report(moved, figures=False).html()
-    assert "is no longer there (give --data DATASET)" in page
+    assert "is no longer there (unilabel report RUN --data DATASET reads them from a copy" in page
     with pytest.raises(FileNotFoundError, match="data: .* does not exist"):
         build_report(moved, dataset_dir=tmp_path / "gone")
 

@@ -73,6 +73,10 @@ def _read_history(path: Path) -> pd.DataFrame | None:
     return frame
 
 
+# what shows them, said so that it holds for the CLI's user and for the service's (who downloads the run)
+FROM_A_COPY = "unilabel report RUN --data DATASET reads them from a copy of the dataset"
+
+
 def _transcripts(
     dataset: dict[str, Any], dataset_dir: str | Path | None
 ) -> tuple[dict[str, str] | None, str]:
@@ -83,13 +87,13 @@ def _transcripts(
     path = Path(dataset_dir) if dataset_dir is not None else Path(recorded) if recorded else None
     given = "given" if dataset_dir is not None else "recorded in config.json"
     if path is None:
-        return None, "Transcripts are not shown: config.json records no dataset path (give --data DATASET)."
+        return None, f"Transcripts are not shown: config.json records no dataset path ({FROM_A_COPY})."
     if not path.exists():
         if dataset_dir is not None:
             raise FileNotFoundError(f"data: {dataset_dir} does not exist")
         return None, (
             f"Transcripts are not shown: the dataset recorded in config.json ({path.name}) is no longer "
-            "there (give --data DATASET); the table shows ids only."
+            f"there ({FROM_A_COPY}); the table shows ids only."
         )
     from models.dataset import DatasetError
     from models.dataset_loader import load_dataset
