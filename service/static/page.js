@@ -261,6 +261,7 @@
         state.confirming = null;
         try {
           await api(path, { method: "DELETE" });
+          if (kind === "model" && state.shown === id) closeReport(); // a model's id is its job's
           refresh();
         } catch (err) {
           event.target.closest("td").replaceWith(deleteCell(kind, id));
@@ -337,7 +338,7 @@
         "ready",
       );
       const wanted = state.wanted && jobs.items.find((j) => j.id === state.wanted);
-      if (wanted && wanted.state === "succeeded" && state.shown !== wanted.id) {
+      if (wanted && wanted.links && wanted.links.report && state.shown !== wanted.id) {
         state.wanted = null; // once: closing the report keeps it closed
         showReport(wanted.id, false); // the page opens at its top: the lists, then the report below
       }

@@ -358,7 +358,8 @@ def test_delete_a_model_from_the_page(stack: LocalStack, synth_dir: Path, tmp_pa
         with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
             browser.open(f"{stack.url}/#key={stack.api_key}")
             browser.wait_for(f"document.body?.dataset.state === 'ready' && {row} !== null")
-            assert browser.evaluate(f"{job_row}.querySelector('button[data-action=\"report\"]') !== null")
+            browser.evaluate(f"{job_row}.querySelector('button[data-action=\"report\"]').click()")
+            browser.wait_for("document.getElementById('viewer').dataset.state === 'shown'")
             browser.evaluate(click % "delete")
             browser.wait_for(f"{row}.querySelector('button[data-action=\"delete-yes\"]') !== null")
             browser.evaluate(click % "delete-yes")
@@ -368,5 +369,10 @@ def test_delete_a_model_from_the_page(stack: LocalStack, synth_dir: Path, tmp_pa
             )
             assert "done · model deleted" in said, said
             assert browser.evaluate(f"{job_row}.querySelector('button[data-action=\"report\"]') === null")
+            assert browser.evaluate("document.getElementById('viewer').hidden")  # its report closed with it
+            # an address that asks for its report (#job=) opens the page without it, not with a 410
+            browser.open(f"{stack.url}/#key={stack.api_key}&job={job['id']}")
+            browser.wait_for(f"document.body?.dataset.state === 'ready' && {job_row} !== null")
+            assert browser.evaluate("document.getElementById('viewer').hidden")
         assert model not in {m["id"] for m in api.models()["items"]}
         assert api.job(job["id"])["model_deleted_at"]
