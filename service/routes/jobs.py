@@ -218,7 +218,7 @@ def finished_run(svc: Services, rec: dict[str, Any], what: str) -> Path:
     """The run directory of a succeeded job, for ``what`` ("labels exist", "a report exists"); 409 before
     the job has succeeded, 410 once its model (the run) was deleted."""
     if rec.get("model_deleted_at"):
-        when = datetime.fromtimestamp(rec["model_deleted_at"], UTC).isoformat(timespec="seconds")
+        when = _ts(rec["model_deleted_at"]).isoformat(timespec="seconds")
         raise ApiError(
             410,
             f"the job's model was deleted at {when}, with its labels and report; submit the job again to "

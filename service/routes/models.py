@@ -113,7 +113,8 @@ async def delete_model(model_id: str, svc: Svc, caller: Who) -> Response:
     if job is not None:  # the record first: from now on the same request trains anew
         await run_in_threadpool(svc.jobs.forget_model, job)
     svc.models.forget(model_id)
-    if not await run_in_threadpool(svc.store.discard, svc.store.runs / model_id):
+    run_dir = svc.store.run_dir(model_id)
+    if run_dir is not None and not await run_in_threadpool(svc.store.discard, run_dir):
         audit.record("delete", caller, "model", model_id, "refused 507")
         raise insufficient_storage(CANNOT_REMOVE)  # the job says deleted already: DELETE again once it can
     audit.record("delete", caller, "model", model_id, "deleted", owner=card.get("owner"))
