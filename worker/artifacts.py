@@ -143,19 +143,32 @@ class ArtifactStore:
 
         tmp/: an entry none of whose files changed for ``idle_s`` (an upload or extraction that died; one in
         progress keeps writing), and trash left by an interrupted discard. runs/.<job>.partial-<pid>: a run
-        being written unless ``run_is_live(job id, pid)`` (its job runs in that process)."""
-        removed = 0
+        being written unless ``run_is_live(job id, pid)`` (its job runs in that process). runs/<job id>
+        without its card.json and datasets/<owner>/<id> without its summary.json: what a discard that could
+        not rename removed only in part (both are published with that file, and nothing serves them without
+        it)."""
         now = time.time()
+
+        def stale(entry: Path, grace: float) -> bool:
+            return now - _newest_mtime(entry) > grace
+
+        removed = 0
         for entry in _entries(self.tmp):
-            grace = TRASH_GRACE_S if entry.name.startswith("trash-") else idle_s
-            if now - _newest_mtime(entry) > grace:
+            if stale(entry, TRASH_GRACE_S if entry.name.startswith("trash-") else idle_s):
                 removed += _remove(entry)
         for entry in _entries(self.runs):
-            match = PARTIAL.match(entry.name)
-            if match is None or now - _newest_mtime(entry) < TRASH_GRACE_S:
-                continue
-            if not run_is_live(match[1], int(match[2])):
+            if match := PARTIAL.match(entry.name):
+                gone = stale(entry, TRASH_GRACE_S) and not run_is_live(match[1], int(match[2]))
+            else:
+                gone = bool(JOB_ID.match(entry.name)) and not os.path.exists(entry / "card.json")
+                gone = gone and stale(entry, TRASH_GRACE_S)
+            if gone:
                 removed += _remove(entry)
+        for owner in _entries(self.datasets):
+            for entry in _entries(owner):
+                gone = bool(DATASET_ID.match(entry.name)) and not os.path.exists(entry / "summary.json")
+                if gone and stale(entry, TRASH_GRACE_S):
+                    removed += _remove(entry)
         return removed
 
     def discard_partial_runs(self, job_id: str) -> int:

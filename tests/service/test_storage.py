@@ -69,3 +69,37 @@ def test_sweep_removes_only_old_staging(tmp_path: Path) -> None:
     os.utime(old, (0, 0))
     assert store.sweep_staging(idle_s=3600, run_is_live=lambda job_id, pid: True) == 1
     assert not old.exists() and new.exists()
+
+
+def _aged(path: Path) -> Path:
+    for p in (*path.rglob("*"), path):
+        os.utime(p, (0, 0))
+    return path
+
+
+def _folder(path: Path, *files: str) -> Path:
+    path.mkdir(parents=True)
+    for name in files:
+        (path / name).write_text("x")
+    return path
+
+
+def test_sweep_removes_what_a_delete_cut_short_left_and_nothing_published(tmp_path: Path) -> None:
+    """A discard that cannot rename removes in place; cut short, it can leave a run without its card.json or a
+    dataset without its summary.json, which nothing names any more. Published ones, fresh ones (a removal in
+    progress) and entries that are not ids stay."""
+    store = ArtifactStore(tmp_path)
+    owner = store.datasets / ("0" * 16)
+    run_left = _aged(_folder(store.runs / ("a" * 32), "predictions.csv", "model.safetensors"))
+    dataset_left = _aged(_folder(owner / ("d" * 64), "data"))
+    kept = [
+        _aged(_folder(store.runs / ("b" * 32), "card.json", "model.safetensors")),
+        _aged(_folder(owner / ("e" * 64), "summary.json")),
+        _folder(store.runs / ("c" * 32), "predictions.csv"),  # being removed right now
+        _folder(owner / ("f" * 64)),
+        _aged(_folder(store.runs / "not-a-run", "x")),
+        _aged(_folder(owner / "not-a-dataset", "x")),
+    ]
+    assert store.sweep_staging(idle_s=3600, run_is_live=lambda job_id, pid: True) == 2
+    assert not run_left.exists() and not dataset_left.exists()
+    assert all(path.exists() for path in kept)
