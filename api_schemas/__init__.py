@@ -14,9 +14,11 @@ from api_schemas.jobs import (
 )
 from api_schemas.models import InputSpec, ModelCard, ModelList
 from api_schemas.predict import Prediction, PredictRequest, PredictResponse, Utterance
+from api_schemas.usage import QUOTAS, QuotaUse, Usage
 
 __all__ = [
     "FINAL_STATES",
+    "QUOTAS",
     "DatasetList",
     "DatasetSummary",
     "ErrorDetail",
@@ -37,5 +39,7 @@ __all__ = [
     "PredictRequest",
     "PredictResponse",
     "Prediction",
+    "QuotaUse",
+    "Usage",
     "Utterance",
 ]

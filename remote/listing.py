@@ -7,8 +7,10 @@ body as the API sent it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from api_schemas.usage import QUOTAS
 from models.cli_output import aligned  # the unilabel CLI's tables (no torch)
 
 VALID_SCORES = ("mae", "corr", "acc2_non0", "acc7")  # what ``wait`` shows of a finished job (MMSA's names)
@@ -144,3 +146,25 @@ def models_table(body: dict[str, Any]) -> str:
 
 def _with_footer(header: list[str], rows: list[list[str]], footer: str) -> str:
     return f"{aligned([header, *rows])}\n{footer}" if rows else footer
+
+
+def size_text(n: int) -> str:
+    """``512 B``, ``1.4 MiB``, ``20.0 GiB``."""
+    size, unit = float(n), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            break
+        size /= 1024
+    return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+
+
+def usage_table(body: dict[str, Any]) -> str:
+    """A GET /v1/usage body: a row per quota (used, limit, what is left), then when the minute ends."""
+    rows = [["quota", "used", "limit", "left"]]
+    for name in QUOTAS:
+        used, limit = body[name]["used"], body[name]["limit"]
+        text = size_text if name == "stored_bytes" else "{:,}".format
+        left = "no limit" if limit is None else text(max(limit - used, 0))
+        rows.append([name, text(used), "none" if limit is None else text(limit), left])
+    minute = f"key {body['name']} ({body['key_id']}); the per-minute counts start again in "
+    return f"{aligned(rows)}\n{minute}{math.ceil(body['minute_ends_in_s'])} s"

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
 
-from service.keys import LIMITS, KeyProblem, KeyStore
+from service.keys import QUOTAS, KeyProblem, KeyStore
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -28,7 +28,7 @@ def _limits(items: list[str]) -> dict[str, int]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not value.strip().isdigit():
-            raise KeyProblem(f"--limit expects NAME=INTEGER with NAME one of {list(LIMITS)}, got {item!r}")
+            raise KeyProblem(f"--limit expects NAME=INTEGER with NAME one of {list(QUOTAS)}, got {item!r}")
         out[name.strip()] = int(value)
     return out
 

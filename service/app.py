@@ -20,7 +20,7 @@ from service.metrics import Metrics, MetricsMiddleware
 from service.openapi import document
 from service.quotas import ExactRate, SyncedRate
 from service.reports import ReportCache
-from service.routes import datasets, health, jobs, models, reports
+from service.routes import datasets, health, jobs, models, reports, usage
 from service.routes.models import PredictFastPath, is_predict
 from service.serving import ModelPool, PredictionCache, settle_heap
 from worker.app import make_celery
@@ -112,7 +112,7 @@ def create_app(settings: Settings | None = None) -> LabelServiceAPI:
     )
     app.state.services = svc
     errors.install(app)
-    for module in (datasets, jobs, reports, models):  # the /v1 API: unknown query parameters are 422s
+    for module in (datasets, jobs, reports, models, usage):  # the /v1 API: unknown query parameters are 422s
         app.include_router(module.router, dependencies=[Depends(known_query_only)])
     app.include_router(health.router)
     docs.install(app)

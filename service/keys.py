@@ -24,12 +24,12 @@ from typing import Any
 
 import redis
 
+from api_schemas.usage import QUOTAS
+
 PREFIX = "unilabel:"
 KEY_ID = re.compile(r"^[0-9a-f]{16}$")
 TOKEN = re.compile(r"^ulk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-# quotas a key may override (Settings fields without the ``quota_`` prefix)
-LIMITS = ("queued_jobs", "concurrent_jobs", "stored_bytes", "uploads_per_minute", "predictions_per_minute")
 
 
 class KeyProblem(ValueError):
@@ -92,9 +92,9 @@ class KeyStore:
         """A new key named ``name``; returns the key itself (shown once, never stored)."""
         if not NAME.match(name):
             raise KeyProblem(f"key name {name!r}: letters, digits and . _ @ - only, at most 64 characters")
-        unknown = set(limits or {}) - set(LIMITS)
+        unknown = set(limits or {}) - set(QUOTAS)
         if unknown:
-            raise KeyProblem(f"unknown limit(s) {sorted(unknown)}; one of {list(LIMITS)}")
+            raise KeyProblem(f"unknown limit(s) {sorted(unknown)}; one of {list(QUOTAS)}")
         key_id, secret, salt = secrets.token_hex(8), secrets.token_urlsafe(32), secrets.token_hex(16)
         record = {
             "id": key_id,

@@ -24,6 +24,8 @@ from redis.exceptions import RedisError
 
 from service.errors import ApiError
 from service.keys import Caller
+from worker.artifacts import ArtifactStore
+from worker.lifecycle import JobStore
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,7 +55,7 @@ def too_large(name: str, limit: int, what: str) -> ApiError:
     )
 
 
-def _window(now: float) -> tuple[int, float]:
+def minute_window(now: float) -> tuple[int, float]:
     """The current window's number and the seconds left in it."""
     return int(now // WINDOW_S), WINDOW_S - now % WINDOW_S
 
@@ -71,17 +73,22 @@ class ExactRate:
     """
 
     def __init__(self, client: aioredis.Redis, name: str) -> None:
+        self.r = client
         self.name = name
         self._take = client.register_script(self.TAKE)
 
     async def take(self, settings: Settings, caller: Caller, n: int = 1) -> None:
+        """Count ``n`` for the caller, or refuse with 429 over its limit (a key without one is counted too:
+        GET /v1/usage shows it)."""
         limit = limit_of(settings, caller, self.name)
-        if not limit:
-            return
-        window, left = _window(time.time())
+        window, left = minute_window(time.time())
         key = f"{PREFIX}{self.name}:{caller.owner}:{window}"
         if await self._take(keys=[key], args=[n, limit, 2 * WINDOW_S]) < 0:
             raise too_many(self.name, limit, left, "per minute")
+
+    async def used(self, owner: str) -> int:
+        """This minute's count of ``owner``."""
+        return int(await self.r.get(f"{PREFIX}{self.name}:{owner}:{minute_window(time.time())[0]}") or 0)
 
 
 @dataclass
@@ -101,20 +108,24 @@ class SyncedRate:
         self._counts: dict[str, _Count] = {}
 
     def take(self, settings: Settings, caller: Caller, n: int) -> None:
+        """As ``ExactRate.take``, counted here (a dict update) and added to Redis by ``sync``."""
         limit = limit_of(settings, caller, self.name)
-        if not limit:
-            return
-        window, left = _window(time.time())
+        window, left = minute_window(time.time())
         count = self._counts.get(caller.owner)
         if count is None or count.window != window:
             count = self._counts[caller.owner] = _Count(window)
-        if count.seen + count.pending + n > limit:
+        if limit and count.seen + count.pending + n > limit:
             raise too_many(self.name, limit, left, f"{count.seen + count.pending} this minute")
         count.pending += n
 
+    def used(self, owner: str) -> int:
+        """This minute's count of ``owner`` as this process knows it (the others' as of the last sync)."""
+        count = self._counts.get(owner)
+        return count.seen + count.pending if count and count.window == minute_window(time.time())[0] else 0
+
     async def sync(self) -> None:
         """Add this process's counts to Redis and learn every process's totals (errors only logged)."""
-        window = _window(time.time())[0]
+        window = minute_window(time.time())[0]
         for owner in [o for o, c in self._counts.items() if c.window != window]:
             del self._counts[owner]  # a past window: its counts no longer matter
         flushing = {o: c.pending for o, c in self._counts.items() if c.pending}
@@ -134,6 +145,12 @@ class SyncedRate:
             count = self._counts.get(owner)
             if count is not None and count.window == window:
                 count.seen, count.pending = int(total), count.pending - n
+
+
+def stored_bytes(jobs: JobStore, store: ArtifactStore, owner: str) -> int:
+    """What a key stores: its datasets and the runs of its jobs."""
+    runs = [j["id"] for j in jobs.list(0, jobs.total(owner), owner) if j["state"] == "succeeded"]
+    return tree_bytes(store.datasets / owner) + sum(tree_bytes(store.runs / r) for r in runs)
 
 
 def tree_bytes(path: Path) -> int:

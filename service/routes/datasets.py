@@ -17,7 +17,7 @@ from service.datasets import ingest
 from service.deps import Limit, Offset, Services, Svc, Who
 from service.errors import CANNOT_REMOVE, ApiError, error_responses, insufficient_storage, not_found
 from service.keys import Caller
-from service.quotas import limit_of, too_large, tree_bytes
+from service.quotas import limit_of, stored_bytes, too_large
 from service.uploads import receive_upload
 from worker.artifacts import storage_problem
 
@@ -41,18 +41,12 @@ UPLOAD_BODY = {
 }
 
 
-def stored_bytes(svc: Services, owner: str) -> int:
-    """What a key stores: its datasets and the runs of its jobs."""
-    runs = [j["id"] for j in svc.jobs.list(0, svc.jobs.total(owner), owner) if j["state"] == "succeeded"]
-    return tree_bytes(svc.store.datasets / owner) + sum(tree_bytes(svc.store.runs / r) for r in runs)
-
-
 def _room(svc: Services, caller: Caller) -> tuple[int, str, str]:
     """The most bytes this upload may have, the limit that sets it and the field a 413 names."""
     upload_limit = svc.settings.max_upload_bytes
     quota = limit_of(svc.settings, caller, "stored_bytes")
     if quota:
-        stored = stored_bytes(svc, caller.owner)
+        stored = stored_bytes(svc.jobs, svc.store, caller.owner)
         if stored >= quota:
             room = (
                 "delete datasets or models to make room: unilabel-remote delete DATASET_ID or "

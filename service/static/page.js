@@ -55,6 +55,40 @@
     return new Date(iso).toLocaleDateString();
   }
 
+  function sizeText(n) {
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let size = n;
+    let unit = 0;
+    while (size >= 1024 && unit < units.length - 1) {
+      size /= 1024;
+      unit += 1;
+    }
+    return unit ? `${size.toFixed(1)} ${units[unit]}` : `${n} B`;
+  }
+
+  // GET /v1/usage as a line: each quota's use of its limit, a quota at its limit marked (its 429 or 413 comes
+  // next).
+  function showUsage(usage) {
+    const part = (name, text, what) => {
+      const { used, limit } = usage[name];
+      const full = limit !== null && used >= limit;
+      const words = limit === null ? `${text(used)} ${what}` : `${text(used)} of ${text(limit)} ${what}`;
+      return el("span", { id: `usage-${name}`, className: full ? "full" : "", dataset: { full: String(full) } }, words);
+    };
+    const count = (n) => n.toLocaleString();
+    const parts = [
+      part("stored_bytes", sizeText, "stored"),
+      part("queued_jobs", count, "jobs queued"),
+      part("concurrent_jobs", count, "queued or running"),
+      part("uploads_per_minute", count, "uploads this minute"),
+      part("predictions_per_minute", count, "predictions this minute"),
+    ];
+    const line = [`Key ${usage.name}: `];
+    parts.forEach((p, i) => line.push(...(i ? [" · ", p] : [p])));
+    $("usage").replaceChildren(...line);
+    $("usage").hidden = false;
+  }
+
   function setStatus(text, pageState) {
     $("status").textContent = text;
     if (pageState) document.body.dataset.state = pageState;
@@ -141,6 +175,7 @@
     $("key-section").hidden = false;
     $("forget").hidden = true;
     $("refresh").hidden = true;
+    $("usage").hidden = true;
     setStatus(message, "no-key");
     $("key-input").focus();
   }
@@ -314,9 +349,10 @@
     state.stale = false;
     try {
       const jobsPath = state.jobState ? `/v1/jobs?state=${encodeURIComponent(state.jobState)}` : "/v1/jobs";
-      const [jobs, datasets, models] = await Promise.all(
-        [jobsPath, "/v1/datasets", "/v1/models"].map((path) => api(path).then((r) => r.json())),
+      const [jobs, datasets, models, usage] = await Promise.all(
+        [jobsPath, "/v1/datasets", "/v1/models", "/v1/usage"].map((path) => api(path).then((r) => r.json())),
       );
+      showUsage(usage);
       fill($("jobs"), jobs.items.map(jobRow), state.jobState ? "jobs-none" : "jobs-empty");
       $(state.jobState ? "jobs-empty" : "jobs-none").hidden = true;
       fill($("datasets"), datasets.items.map(datasetRow), "datasets-empty");

@@ -11,8 +11,7 @@ from tests.service.test_api import _utterance, error_of
 
 
 def test_a_deleted_model_is_gone_everywhere_and_its_run_can_train_again(client, trained: dict) -> None:
-    from service.quotas import tree_bytes
-    from service.routes.datasets import stored_bytes
+    from service.quotas import stored_bytes, tree_bytes
 
     model_id = job_id = trained["job_id"]
     svc = client.app.state.services
@@ -25,7 +24,7 @@ def test_a_deleted_model_is_gone_everywhere_and_its_run_can_train_again(client, 
             assert api.post(predict, json=body).json()["predictions"][0]["cached"] is True
         owner = svc.jobs.get(job_id)["owner"]
         dataset_bytes = tree_bytes(svc.store.datasets / owner)
-        assert stored_bytes(svc, owner) > dataset_bytes
+        assert stored_bytes(svc.jobs, svc.store, owner) > dataset_bytes
 
         assert client.delete(f"/v1/models/{model_id}").status_code == 204
         for api in (client, other_process):  # the other process had it loaded, its answer memoised
@@ -37,7 +36,7 @@ def test_a_deleted_model_is_gone_everywhere_and_its_run_can_train_again(client, 
         assert client.get(f"/v1/models/{model_id}{path}").status_code == 404, path
     assert client.get("/v1/models").json()["total"] == 0
     assert client.delete(f"/v1/models/{model_id}").status_code == 404
-    assert stored_bytes(svc, owner) == dataset_bytes  # the run's bytes are free again
+    assert stored_bytes(svc.jobs, svc.store, owner) == dataset_bytes  # the run's bytes are free again
 
     job = client.get(f"/v1/jobs/{job_id}").json()
     assert job["state"] == "succeeded" and job["model_id"] is None and job["model_deleted_at"]

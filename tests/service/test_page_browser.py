@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from remote.client import LabelClient
+from remote.listing import size_text
 from remote.localstack import LocalStack, running_stack
 from tests.service.conftest import TINY, _need_redis
 
@@ -202,6 +203,34 @@ def test_page_without_a_key_asks_for_one(stack: LocalStack, tmp_path: Path) -> N
     )
     assert bad.body.get("data-state") == "no-key"
     assert "The key was not accepted: HTTP 401 unauthorized" in bad.by_id["status"]["text"]
+
+
+def test_page_shows_what_the_key_uses_of_its_quotas(
+    stack: LocalStack, synth_dir: Path, tmp_path: Path
+) -> None:
+    """A key saw its quotas only in the 429 or 413 that refused it. The page shows each one's use under the
+    status line (GET /v1/usage) and marks the one at its limit."""
+    key = stack.create_key("quota-page", False, "uploads_per_minute=1")
+    with LabelClient(stack.url, timeout=60, api_key=key) as api:
+        left = api.usage()["minute_ends_in_s"]
+        if left < 20:  # the upload and the page in one minute's count
+            time.sleep(left + 0.2)
+        api.upload(synth_dir)
+        page = parse(
+            run_chromium(f"{stack.url}/#key={key}", tmp_path / "profile", "--dump-dom", budget_ms=3000)
+        )
+        stored = api.usage()["stored_bytes"]["used"]
+    assert page.body.get("data-state") == "ready", (page.body, page.by_id.get("status"))
+    usage = page.by_id["usage"]
+    assert "hidden" not in usage and usage["text"].startswith("Key quota-page: "), usage
+    assert f"Key quota-page: {size_text(stored)} of 20.0 GiB stored · " in usage["text"], usage
+    assert (
+        "0 of 20 jobs queued · 0 of 25 queued or running · 1 of 1 uploads this minute · 0 of "
+        in usage["text"]
+    )
+    assert usage["text"].endswith(" predictions this minute"), usage
+    assert page.by_id["usage-uploads_per_minute"]["data-full"] == "true"  # its 429 comes next
+    assert page.by_id["usage-stored_bytes"]["data-full"] == "false"
 
 
 def test_docs_render_from_the_apps_own_assets(stack: LocalStack, tmp_path: Path) -> None:

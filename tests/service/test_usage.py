@@ -1,0 +1,120 @@
+"""GET /v1/usage and ``unilabel-remote usage``: a key learnt its quotas only from the 429 or 413 that refused
+it. Each count is the one its refusal checks, and a quota without a limit is counted too."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from api_schemas.usage import QUOTAS
+from remote.listing import size_text
+from service.quotas import tree_bytes
+from tests.service.conftest import TINY, make_key, new_client, upload_dir
+from tests.service.test_api import _utterance, error_of
+
+
+def _usage(c) -> dict:
+    r = c.get("/v1/usage")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _one_minute(c) -> None:
+    """The per-minute counts compared below must fall in one window: when this one ends soon, wait for the
+    next."""
+    left = _usage(c)["minute_ends_in_s"]
+    if left < 20:
+        time.sleep(left + 0.2)
+
+
+def test_usage_counts_what_each_quota_checks(settings, synth_dir) -> None:
+    from worker.tasks import run_job
+
+    limits = {"queued_jobs": 1, "stored_bytes": 10**9, "uploads_per_minute": 0, "predictions_per_minute": 5}
+    key = make_key(settings, **limits)
+    with new_client(settings, key=key, raise_server_exceptions=False) as c:
+        svc = c.app.state.services
+        _one_minute(c)
+        first = _usage(c)
+        assert first["key_id"] == key.split("_")[1] and first["name"].startswith("key-")
+        assert {q: first[q] for q in QUOTAS} == {
+            "queued_jobs": {"used": 0, "limit": 1},
+            "concurrent_jobs": {"used": 0, "limit": settings.quota_concurrent_jobs},
+            "stored_bytes": {"used": 0, "limit": 10**9},
+            "uploads_per_minute": {"used": 0, "limit": None},  # 0: no limit
+            "predictions_per_minute": {"used": 0, "limit": 5},
+        }
+        assert 0 < first["minute_ends_in_s"] <= 60
+
+        dataset_id = upload_dir(c, synth_dir).json()["id"]
+        job_id = c.post("/v1/jobs", json={"dataset_id": dataset_id, "hyperparameters": TINY}).json()["id"]
+        now = _usage(c)
+        owner = first["key_id"]
+        assert now["uploads_per_minute"]["used"] == 1  # counted without a limit
+        assert now["stored_bytes"]["used"] == tree_bytes(svc.store.datasets / owner) > 0
+        assert now["queued_jobs"]["used"] == now["concurrent_jobs"]["used"] == 1
+        refused = c.post("/v1/jobs", json={"dataset_id": dataset_id, "seed": 2})
+        assert refused.status_code == 429 and error_of(refused)["field"] == "quota.queued_jobs"
+
+        assert run_job(job_id, svc.jobs, svc.store, svc.settings) == "succeeded"
+        trained = _usage(c)
+        assert trained["queued_jobs"]["used"] == trained["concurrent_jobs"]["used"] == 0
+        run_bytes = tree_bytes(svc.store.runs / job_id)
+        assert trained["stored_bytes"]["used"] == now["stored_bytes"]["used"] + run_bytes
+
+        _one_minute(c)
+        rng = np.random.default_rng(0)
+        body = {"utterances": [_utterance(rng, f"u{i}") for i in range(3)]}
+        assert c.post(f"/v1/models/{job_id}/predict", json=body).status_code == 200
+        assert _usage(c)["predictions_per_minute"] == {"used": 3, "limit": 5}
+        over = c.post(f"/v1/models/{job_id}/predict", json=body)  # 6 > 5: refused, and not counted
+        assert over.status_code == 429 and error_of(over)["field"] == "quota.predictions_per_minute"
+        assert _usage(c)["predictions_per_minute"] == {"used": 3, "limit": 5}
+
+        assert c.delete(f"/v1/models/{job_id}").status_code == 204
+        assert _usage(c)["stored_bytes"]["used"] == now["stored_bytes"]["used"]
+
+
+def test_usage_is_the_callers_own(client, settings, synth_dir) -> None:
+    """An admin key's usage is its own too: what another key stores is not counted in it."""
+    upload_dir(client, synth_dir)
+    assert _usage(client)["stored_bytes"]["used"] > 0
+    admin = client.get("/v1/usage", headers=client.admin_headers).json()
+    assert admin["stored_bytes"]["used"] == 0 and admin["key_id"] != _usage(client)["key_id"]
+    r = client.get("/v1/usage?owner=x")
+    assert r.status_code == 422 and error_of(r)["field"] == "query.owner"
+
+
+@pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument")
+def test_remote_usage_prints_a_row_per_quota(client, settings, synth_dir, monkeypatch, capsys) -> None:
+    from remote.client import LabelClient, main
+
+    monkeypatch.setattr(LabelClient, "__init__", lambda self, *a, **k: setattr(self, "http", client))
+    monkeypatch.setattr(LabelClient, "close", lambda self: None)
+    upload_dir(client, synth_dir)
+    used = _usage(client)
+    assert main(["usage"]) == 0
+    header, *rows, minute = capsys.readouterr().out.splitlines()
+    assert header.split() == ["quota", "used", "limit", "left"]
+    table = {row.split()[0]: row.split()[1:] for row in rows}
+    assert list(table) == list(QUOTAS)
+    assert table["uploads_per_minute"] == ["1", "10", "9"]
+    stored = used["stored_bytes"]["used"]
+    left = size_text(settings.quota_stored_bytes - stored)
+    assert table["stored_bytes"] == [*size_text(stored).split(), "20.0", "GiB", *left.split()]
+    assert table["predictions_per_minute"] == ["0", "600,000", "600,000"]
+    assert minute.startswith(f"key {used['name']} ({used['key_id']}); the per-minute counts start again in ")
+    assert main(["usage", "--json"]) == 0 and '"stored_bytes"' in capsys.readouterr().out
+
+
+def test_sizes_read_in_binary_units() -> None:
+    assert [size_text(n) for n in (0, 1023, 1024, 49_869, 20 * 1024**3, 3 * 1024**5)] == [
+        "0 B",
+        "1023 B",
+        "1.0 KiB",
+        "48.7 KiB",
+        "20.0 GiB",
+        "3072.0 TiB",
+    ]
