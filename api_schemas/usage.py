@@ -25,7 +25,7 @@ class Usage(BaseModel):
     )
     uploads_per_minute: QuotaUse = Field(description="Uploads this minute (QUOTA_UPLOADS_PER_MINUTE).")
     predictions_per_minute: QuotaUse = Field(
-        description="Utterances predicted this minute (QUOTA_PREDICTIONS_PER_MINUTE), as this API process "
-        "counts them: its own at once, the other processes' as of their last report (at most 0.5 s ago)."
+        description="Utterances predicted this minute (QUOTA_PREDICTIONS_PER_MINUTE): the answering API "
+        "process's at once, the other processes' as of their last report (each reports every 0.5 s)."
     )
     minute_ends_in_s: float = Field(description="Seconds until the per-minute counts start again from 0.")

@@ -118,10 +118,13 @@ class SyncedRate:
             raise too_many(self.name, limit, left, f"{count.seen + count.pending} this minute")
         count.pending += n
 
-    def used(self, owner: str) -> int:
-        """This minute's count of ``owner`` as this process knows it (the others' as of the last sync)."""
+    async def used(self, owner: str) -> int:
+        """This minute's count of ``owner``: what every process has added to Redis (each every half second)
+        and what this one has not added yet."""
+        window = minute_window(time.time())[0]
         count = self._counts.get(owner)
-        return count.seen + count.pending if count and count.window == minute_window(time.time())[0] else 0
+        pending = count.pending if count and count.window == window else 0
+        return int(await self.r.get(f"{PREFIX}{self.name}:{owner}:{window}") or 0) + pending
 
     async def sync(self) -> None:
         """Add this process's counts to Redis and learn every process's totals (errors only logged)."""

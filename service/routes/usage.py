@@ -39,6 +39,6 @@ async def usage(svc: Svc, caller: Who) -> Usage:
         concurrent_jobs=quota("concurrent_jobs", in_flight),
         stored_bytes=quota("stored_bytes", stored),
         uploads_per_minute=quota("uploads_per_minute", uploads),
-        predictions_per_minute=quota("predictions_per_minute", svc.predictions.used(caller.owner)),
+        predictions_per_minute=quota("predictions_per_minute", await svc.predictions.used(caller.owner)),
         minute_ends_in_s=round(minute_window(time.time())[1], 3),
     )

@@ -77,6 +77,22 @@ def test_usage_counts_what_each_quota_checks(settings, synth_dir) -> None:
         assert _usage(c)["stored_bytes"]["used"] == now["stored_bytes"]["used"]
 
 
+def test_predictions_of_another_api_process_count_within_a_second(client, trained: dict) -> None:
+    """Several API processes (API_WORKERS): the one that answers GET /v1/usage has not served the
+    predictions; it reads what the others added to Redis (every half second)."""
+    key = client.headers["Authorization"].removeprefix("Bearer ")
+    body = {"utterances": [_utterance(np.random.default_rng(1), f"u{i}") for i in range(4)]}
+    with new_client(client.app.state.services.settings, key=key, raise_server_exceptions=False) as other:
+        _one_minute(other)
+        before = _usage(other)["predictions_per_minute"]["used"]
+        assert client.post(f"/v1/models/{trained['job_id']}/predict", json=body).status_code == 200
+        deadline = time.monotonic() + 5
+        while _usage(other)["predictions_per_minute"]["used"] != before + 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _usage(other)["predictions_per_minute"]["used"] == before + 4
+        assert _usage(client)["predictions_per_minute"]["used"] == before + 4
+
+
 def test_usage_is_the_callers_own(client, settings, synth_dir) -> None:
     """An admin key's usage is its own too: what another key stores is not counted in it."""
     upload_dir(client, synth_dir)
