@@ -180,14 +180,15 @@ def test_redis_killed_and_restarted_loses_nothing(api: LabelClient, done: dict, 
         redis_proc = stack.procs["redis"]
         os.killpg(redis_proc.pid, signal.SIGKILL)
         redis_proc.wait(10)
-        r = httpx.get(f"{stack.url}/v1/jobs/{running['id']}", headers=stack.headers())
-        assert r.status_code == 503 and r.headers["retry-after"] == "2", r.text
-        assert r.json()["error"] | {"details": None} == {
-            "code": "unavailable",
-            "message": "Redis unreachable; retry shortly",
-            "field": "redis",
-            "details": None,
-        }
+        for path in (f"/v1/jobs/{running['id']}", "/v1/usage"):
+            r = httpx.get(f"{stack.url}{path}", headers=stack.headers())
+            assert r.status_code == 503 and r.headers["retry-after"] == "2", (path, r.text)
+            assert r.json()["error"] | {"details": None} == {
+                "code": "unavailable",
+                "message": "Redis unreachable; retry shortly",
+                "field": "redis",
+                "details": None,
+            }
         time.sleep(2.0)
         stack.start_redis()
         follower.join(150)
