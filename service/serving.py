@@ -313,10 +313,7 @@ class ModelPool:
         try:
             async with loading.lock:
                 if model_id not in self._models:
-                    run_dir = self.store.run_dir(model_id)
-                    if run_dir is None:
-                        raise not_found("model", model_id, field="model_id")
-                    model = await self._load(model_id, run_dir)
+                    model = await self._load(model_id)
                     settle_heap()
                     memo = (self.settings.predict_memo_bytes, self.settings.predict_row_memo_bytes)
                     self._models[model_id] = ServedModel(
@@ -330,9 +327,9 @@ class ModelPool:
                 self._locks.pop(model_id, None)
         return self._models[model_id]
 
-    async def _load(self, model_id: str, run_dir: Path) -> TrainedModel:
+    async def _load(self, model_id: str) -> TrainedModel:  # its id checked by visible_card
         try:
-            return await anyio.to_thread.run_sync(TrainedModel.load, run_dir, "cpu")
+            return await anyio.to_thread.run_sync(TrainedModel.load, self.store.runs / model_id, "cpu")
         except TextModelMissing as exc:  # TEXT_MODEL_DIR mounted on the workers, not here; named, not a path
             log.error("model %s: %s", model_id, exc)
             raise ApiError(
@@ -342,7 +339,7 @@ class ModelPool:
                 "workers' text models, at the same path)",
                 field="model_id",
             ) from None
-        except FileNotFoundError:  # deleted while it loaded
+        except FileNotFoundError:  # deleted since its card was read
             raise not_found("model", model_id, field="model_id") from None
 
     async def _reading(self, read: Callable[..., T], body: bytes, *args: Any) -> T:

@@ -84,3 +84,23 @@ def test_forgetting_a_model_frees_only_its_own_fingerprint(client, synth_dir) ->
     assert jobs.r.get(fp_key) == "f" * 32
     rec = jobs.get(queued["id"])
     assert rec["state"] == "succeeded" and rec["model_id"] is None and rec["model_deleted_at"] > 0
+
+
+def test_a_model_deleted_between_its_card_and_its_load_is_a_404(client, trained: dict, monkeypatch) -> None:
+    """Another API process deletes the model after this one read its card, before it loads: 404, not 500."""
+    from service import serving
+
+    svc = client.app.state.services
+    model_id = trained["job_id"]
+
+    def card_then_gone(store, caller, ident):
+        card = read_card(store, caller, ident)
+        svc.store.discard(svc.store.run_dir(ident))
+        return card
+
+    read_card = serving.visible_card
+    monkeypatch.setattr(serving, "visible_card", card_then_gone)
+    body = {"utterances": [_utterance(np.random.default_rng(0), "u0")]}
+    r = client.post(f"/v1/models/{model_id}/predict", json=body)
+    assert r.status_code == 404 and error_of(r)["field"] == "model_id", r.text
+    assert not svc.models.loaded(model_id)
