@@ -133,9 +133,9 @@ class LabelClient:
         """Delete a trained model and its run's labels and report (its job stays, with model_deleted_at)."""
         self._call("DELETE", f"/v1/models/{model_id}")
 
-    def usage(self) -> dict[str, Any]:
-        """This key's quotas and how much of each it uses now."""
-        return self._call("GET", "/v1/usage").json()
+    def usage(self, key_id: str | None = None) -> dict[str, Any]:
+        """This key's quotas and how much of each it uses now (``key_id``: another key's, for an admin)."""
+        return self._call("GET", "/v1/usage", params={"key_id": key_id} if key_id else None).json()
 
     # jobs ----------------------------------------------------------------------------------------
     def submit(
@@ -496,9 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list trained models, a line each")
     for name in ("jobs", "datasets", "models"):
         sub.choices[name].add_argument("--json", action="store_true", help="print the API's list as JSON")
-    sub.add_parser("usage", help="this key's quotas: what it uses of each, and what is left").add_argument(
-        "--json", action="store_true", help="print the API's answer as JSON"
-    )
+    p = sub.add_parser("usage", help="this key's quotas: what it uses of each, and what is left")
+    p.add_argument("--key-id", help="with an admin key: another key's (unilabel-admin keys list shows ids)")
+    p.add_argument("--json", action="store_true", help="print the API's answer as JSON")
     sub.add_parser("model", help="show a model's card").add_argument("model_id", help="the model's id")
     sub.add_parser(
         "delete-model", help="delete a trained model, and its labels and report; its job's record is kept"
@@ -574,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
                 body = c.jobs(args.state) if cmd == "jobs" else getattr(c, cmd)()
                 _print(body if args.json else LIST_TABLES[cmd](body))
             elif cmd == "usage":
-                body = c.usage()
+                body = c.usage(args.key_id)
                 _print(body if args.json else usage_table(body))
             elif cmd == "model":
                 _print(c.model(args.model_id))

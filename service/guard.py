@@ -22,7 +22,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import ApiError, error_response, unavailable_redis
-from service.keys import Caller, key_name, parse_token, verify
+from service.keys import Caller, holder, key_name, parse_token, verify
 from worker.settings import Settings
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/"})
@@ -110,6 +110,10 @@ class KeyVerifier:
             while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
         return caller
+
+    async def holder(self, key_id: str) -> Caller | None:
+        """The key with this id (``KEY_ID``), revoked or not, or None."""
+        return holder(await self.r.hgetall(key_name(key_id)))
 
     async def close(self) -> None:
         await self.r.aclose()

@@ -70,6 +70,13 @@ def verify(record: dict[str, str], secret: str) -> Caller | None:
         return None
     if not hmac.compare_digest(digest(record["salt"], secret), record.get("hash", "")):
         return None
+    return holder(record)
+
+
+def holder(record: dict[str, str]) -> Caller | None:
+    """Whom a stored key record stands for, revoked or not (an admin's view of another key), or None."""
+    if not record.get("id"):
+        return None
     limits = json.loads(record["limits"]) if record.get("limits") else {}
     return Caller(record["id"], record["name"], record.get("admin") == "1", limits)
 

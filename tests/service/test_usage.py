@@ -3,6 +3,7 @@ it. Each count is the one its refusal checks, and a quota without a limit is cou
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -93,14 +94,32 @@ def test_predictions_of_another_api_process_count_within_a_second(client, traine
         assert _usage(client)["predictions_per_minute"]["used"] == before + 4
 
 
-def test_usage_is_the_callers_own(client, settings, synth_dir) -> None:
-    """An admin key's usage is its own too: what another key stores is not counted in it."""
+def test_usage_is_the_callers_own_unless_an_admin_names_another_key(client, settings, synth_dir) -> None:
+    """An admin key's usage is its own too (what another key stores is not counted in it); it may ask for any
+    key's by id, revoked ones too (their files stay); no other key may."""
+    from service.keys import KeyStore
+
     upload_dir(client, synth_dir)
-    assert _usage(client)["stored_bytes"]["used"] > 0
+    own = _usage(client)
+    assert own["stored_bytes"]["used"] > 0
     admin = client.get("/v1/usage", headers=client.admin_headers).json()
-    assert admin["stored_bytes"]["used"] == 0 and admin["key_id"] != _usage(client)["key_id"]
-    r = client.get("/v1/usage?owner=x")
-    assert r.status_code == 422 and error_of(r)["field"] == "query.owner"
+    assert admin["stored_bytes"]["used"] == 0 and admin["key_id"] != own["key_id"]
+    asked = f"/v1/usage?key_id={own['key_id']}"
+    seen = client.get(asked, headers=client.admin_headers).json()
+    assert seen | {"minute_ends_in_s": 0} == own | {"minute_ends_in_s": 0}
+    assert client.get(f"/v1/usage?key_id={own['key_id']}").json()["key_id"] == own["key_id"]  # its own id
+
+    other = make_key(settings, stored_bytes=5)
+    r = client.get(f"/v1/usage?key_id={other.split('_')[1]}")
+    assert r.status_code == 403 and error_of(r)["field"] == "query.key_id", r.text
+    KeyStore.from_url(settings.redis_url).revoke(other.split("_")[1])
+    revoked = client.get(f"/v1/usage?key_id={other.split('_')[1]}", headers=client.admin_headers).json()
+    assert revoked["stored_bytes"] == {"used": 0, "limit": 5}
+    r = client.get("/v1/usage?key_id=" + "0" * 16, headers=client.admin_headers)
+    assert r.status_code == 404 and error_of(r)["field"] == "query.key_id", r.text
+    for query in ("key_id=../etc", "owner=x"):
+        r = client.get(f"/v1/usage?{query}", headers=client.admin_headers)
+        assert r.status_code == 422 and error_of(r)["field"] == f"query.{query.split('=')[0]}", r.text
 
 
 @pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument")
@@ -123,6 +142,11 @@ def test_remote_usage_prints_a_row_per_quota(client, settings, synth_dir, monkey
     assert table["predictions_per_minute"] == ["0", "600,000", "600,000"]
     assert minute.startswith(f"key {used['name']} ({used['key_id']}); the per-minute counts start again in ")
     assert main(["usage", "--json"]) == 0 and '"stored_bytes"' in capsys.readouterr().out
+    assert main(["usage", "--key-id", used["key_id"], "--json"]) == 0  # its own, by id
+    assert json.loads(capsys.readouterr().out)["key_id"] == used["key_id"]
+    assert main(["usage", "--key-id", "0" * 16]) == 2
+    err = capsys.readouterr().err
+    assert "403" in err and "needs an admin key" in err, err
 
 
 def test_sizes_read_in_binary_units() -> None:
