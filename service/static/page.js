@@ -73,7 +73,8 @@
       const { used, limit } = usage[name];
       const full = limit !== null && used >= limit;
       const words = limit === null ? `${text(used)} ${what}` : `${text(used)} of ${text(limit)} ${what}`;
-      return el("span", { id: `usage-${name}`, className: full ? "full" : "", dataset: { full: String(full) } }, words);
+      const props = { id: `usage-${name}`, className: full ? "full" : "", dataset: { full: String(full) } };
+      return el("span", props, words);
     };
     const count = (n) => n.toLocaleString();
     const parts = [
@@ -84,7 +85,10 @@
       part("predictions_per_minute", count, "predictions this minute"),
     ];
     const line = [`Key ${usage.name}: `];
-    parts.forEach((p, i) => line.push(...(i ? [" · ", p] : [p])));
+    parts.forEach((p, i) => {
+      if (i) line.push(" · ");
+      line.push(p);
+    });
     $("usage").replaceChildren(...line);
     $("usage").hidden = false;
   }
