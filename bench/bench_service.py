@@ -43,6 +43,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from models.version import code_version  # noqa: E402
 from remote.client import LabelClient  # noqa: E402
 from remote.localstack import child_pids, process_table, running_stack  # noqa: E402
 
@@ -326,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     figures = {
         "date": datetime.now().isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "code": f"{code_version()} in {REPO}",  # the tree the stack runs from: this script's
         "load_average_at_start": load_at_start,
         "load_average_at_end": os.getloadavg(),
         "clients": CLIENTS,
@@ -345,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         "time_to_first_progress_s": first["first_progress"],
     }
     print(f"\n## Label service benchmark ({figures['date']}, {figures['machine']})\n")
+    print(f"code {figures['code']}\n")
     loop = CLIENT_LOOP["name"]
     print(
         f"{CLIENTS} concurrent keep-alive clients ({loop}), {args.api_workers} API process(es), one model, "
