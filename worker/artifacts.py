@@ -164,7 +164,7 @@ class ArtifactStore:
                 gone = gone and stale(entry, TRASH_GRACE_S)
             if gone:
                 removed += _remove(entry)
-        for owner in _entries(self.datasets):
+        for owner in (o for o in _entries(self.datasets) if OWNER.match(o.name)):
             for entry in _entries(owner):
                 gone = bool(DATASET_ID.match(entry.name)) and not os.path.exists(entry / "summary.json")
                 if gone and stale(entry, TRASH_GRACE_S):

@@ -99,6 +99,7 @@ def test_sweep_removes_what_a_delete_cut_short_left_and_nothing_published(tmp_pa
         _folder(owner / ("f" * 64)),
         _aged(_folder(store.runs / "not-a-run", "x")),
         _aged(_folder(owner / "not-a-dataset", "x")),
+        _aged(_folder(store.datasets / "not-an-owner" / ("d" * 64), "x")),
     ]
     assert store.sweep_staging(idle_s=3600, run_is_live=lambda job_id, pid: True) == 2
     assert not run_left.exists() and not dataset_left.exists()
