@@ -96,6 +96,11 @@ class _Count:
     window: int
     seen: int = 0  # this window's total in Redis as of the last sync (every process's)
     pending: int = 0  # admitted here since the last sync
+    sending: int = 0  # being added to Redis now (counted there already, or about to be)
+
+    @property
+    def known(self) -> int:
+        return self.seen + self.sending + self.pending
 
 
 class SyncedRate:
@@ -114,40 +119,41 @@ class SyncedRate:
         count = self._counts.get(caller.owner)
         if count is None or count.window != window:
             count = self._counts[caller.owner] = _Count(window)
-        if limit and count.seen + count.pending + n > limit:
-            raise too_many(self.name, limit, left, f"{count.seen + count.pending} this minute")
+        if limit and count.known + n > limit:
+            raise too_many(self.name, limit, left, f"{count.known} this minute")
         count.pending += n
 
     async def used(self, owner: str) -> int:
         """This minute's count of ``owner``: what every process has added to Redis (each every half second)
-        and what this one has not added yet."""
+        and what this one has not begun to add (what it is adding may be missing, never counted twice)."""
         window = minute_window(time.time())[0]
+        total = int(await self.r.get(f"{PREFIX}{self.name}:{owner}:{window}") or 0)
         count = self._counts.get(owner)
-        pending = count.pending if count and count.window == window else 0
-        return int(await self.r.get(f"{PREFIX}{self.name}:{owner}:{window}") or 0) + pending
+        return total + (count.pending if count and count.window == window else 0)
 
     async def sync(self) -> None:
         """Add this process's counts to Redis and learn every process's totals (errors only logged)."""
         window = minute_window(time.time())[0]
         for owner in [o for o, c in self._counts.items() if c.window != window]:
             del self._counts[owner]  # a past window: its counts no longer matter
-        flushing = {o: c.pending for o, c in self._counts.items() if c.pending}
-        if not flushing:
+        sending = [(owner, count) for owner, count in self._counts.items() if count.pending]
+        if not sending:
             return
         pipe = self.r.pipeline(transaction=False)
-        for owner, n in flushing.items():
+        for owner, count in sending:
+            count.sending, count.pending = count.pending, 0
             key = f"{PREFIX}{self.name}:{owner}:{window}"
-            pipe.incrby(key, n)
+            pipe.incrby(key, count.sending)
             pipe.expire(key, 2 * WINDOW_S)
         try:
             totals = (await pipe.execute())[::2]
         except RedisError as exc:
             log.warning("quota counts not synced (Redis: %s); kept for the next try", exc)
+            for _, count in sending:
+                count.pending, count.sending = count.pending + count.sending, 0
             return
-        for (owner, n), total in zip(flushing.items(), totals, strict=True):
-            count = self._counts.get(owner)
-            if count is not None and count.window == window:
-                count.seen, count.pending = int(total), count.pending - n
+        for (_, count), total in zip(sending, totals, strict=True):
+            count.seen, count.sending = int(total), 0
 
 
 def stored_bytes(jobs: JobStore, store: ArtifactStore, owner: str) -> int:

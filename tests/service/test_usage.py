@@ -158,3 +158,56 @@ def test_sizes_read_in_binary_units() -> None:
         "20.0 GiB",
         "3072.0 TiB",
     ]
+
+
+def test_counts_being_added_to_redis_are_never_counted_twice(settings, monkeypatch) -> None:
+    """A process's usage is Redis's total plus what it has not added yet. While a sync is under way, its
+    counts are in Redis already (or about to be): they were counted twice; the limit still sees them."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+    from redis.asyncio.client import Pipeline
+
+    from service.errors import ApiError
+    from service.keys import Caller
+    from service.quotas import SyncedRate, minute_window
+
+    if minute_window(time.time())[1] < 5:  # the whole scenario in one minute's window
+        time.sleep(minute_window(time.time())[1] + 0.1)
+    caller = Caller("00000000000000aa", "k", limits={"predictions_per_minute": 6})
+
+    async def scenario() -> None:
+        client = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        rate = SyncedRate(client, "predictions_per_minute")
+        reply = asyncio.Event()
+        execute = Pipeline.execute
+
+        async def late_reply(self, *args, **kwargs):  # Redis has applied the counts; the answer comes later
+            out = await execute(self, *args, **kwargs)
+            await reply.wait()
+            return out
+
+        monkeypatch.setattr(Pipeline, "execute", late_reply)
+        rate.take(settings, caller, 3)
+        assert await rate.used(caller.owner) == 3
+        sync = asyncio.create_task(rate.sync())
+        for _ in range(100):  # until Redis holds the 3
+            if await client.get(
+                f"unilabel:rate:predictions_per_minute:{caller.owner}:{minute_window(time.time())[0]}"
+            ):
+                break
+            await asyncio.sleep(0.01)
+        assert await rate.used(caller.owner) == 3
+        rate.take(settings, caller, 2)
+        assert await rate.used(caller.owner) == 5
+        with pytest.raises(ApiError) as refused:  # 3 being added + 2 + 2 > 6
+            rate.take(settings, caller, 2)
+        assert refused.value.status == 429
+        reply.set()
+        await sync
+        assert await rate.used(caller.owner) == 5
+        await rate.sync()
+        assert await rate.used(caller.owner) == 5
+        await client.aclose()
+
+    asyncio.run(scenario())
