@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
 
-from service.keys import QUOTAS, KeyProblem, KeyStore
+from api_schemas.usage import QUOTAS
+from service.keys import KeyProblem, KeyStore
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
