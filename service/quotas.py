@@ -22,6 +22,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from api_schemas.jobs import JobState
 from service.errors import ApiError
 from service.keys import Caller
 from worker.artifacts import ArtifactStore
@@ -158,7 +159,7 @@ class SyncedRate:
 
 def stored_bytes(jobs: JobStore, store: ArtifactStore, owner: str) -> int:
     """What a key stores: its datasets and the runs of its jobs."""
-    runs = [j["id"] for j in jobs.list(0, jobs.total(owner), owner) if j["state"] == "succeeded"]
+    runs = jobs.ids_in_state(JobState.succeeded.value, owner)
     return tree_bytes(store.datasets / owner) + sum(tree_bytes(store.runs / r) for r in runs)
 
 

@@ -178,12 +178,17 @@ class JobRecords:
         """(a page newest first, how many in all) of one API key's jobs in ``state``, or of all keys'. Reads
         every job's state of the index in one round trip (no per-state index to keep in step with the
         transitions), as the state counts of /metrics do."""
+        matching = self.ids_in_state(state, owner)
+        return self._records(matching[offset : offset + limit]), len(matching)
+
+    def ids_in_state(self, state: str, owner: str | None = None) -> list[str]:
+        """The ids of one API key's jobs in ``state`` (or of all keys'), newest first: each job's state
+        only, in one round trip."""
         ids = self.r.zrevrange(self._index(owner), 0, -1)
         pipe = self.r.pipeline(transaction=False)
         for job_id in ids:
             pipe.hget(self.key(job_id), "state")
-        matching = [job_id for job_id, s in zip(ids, pipe.execute(), strict=True) if s == state]
-        return self._records(matching[offset : offset + limit]), len(matching)
+        return [job_id for job_id, s in zip(ids, pipe.execute(), strict=True) if s == state]
 
     def active(self, owner: str | None = None) -> list[dict[str, Any]]:
         """The queued and running jobs of one API key, or of all."""
