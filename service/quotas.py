@@ -61,7 +61,21 @@ def minute_window(now: float) -> tuple[int, float]:
     return int(now // WINDOW_S), WINDOW_S - now % WINDOW_S
 
 
-class ExactRate:
+class _Rate:
+    """A per-key count in one-minute windows, kept in Redis under ``key(owner, window)``."""
+
+    def __init__(self, client: aioredis.Redis, name: str) -> None:
+        self.r = client
+        self.name = name
+
+    def key(self, owner: str, window: int) -> str:
+        return f"{PREFIX}{self.name}:{owner}:{window}"
+
+    async def in_redis(self, owner: str, window: int) -> int:
+        return int(await self.r.get(self.key(owner, window)) or 0)
+
+
+class ExactRate(_Rate):
     """Counted in Redis before the request is served: one Lua call, nothing counted when refused."""
 
     TAKE = """
@@ -74,8 +88,7 @@ class ExactRate:
     """
 
     def __init__(self, client: aioredis.Redis, name: str) -> None:
-        self.r = client
-        self.name = name
+        super().__init__(client, name)
         self._take = client.register_script(self.TAKE)
 
     async def take(self, settings: Settings, caller: Caller, n: int = 1) -> None:
@@ -83,13 +96,12 @@ class ExactRate:
         GET /v1/usage shows it)."""
         limit = limit_of(settings, caller, self.name)
         window, left = minute_window(time.time())
-        key = f"{PREFIX}{self.name}:{caller.owner}:{window}"
-        if await self._take(keys=[key], args=[n, limit, 2 * WINDOW_S]) < 0:
+        if await self._take(keys=[self.key(caller.owner, window)], args=[n, limit, 2 * WINDOW_S]) < 0:
             raise too_many(self.name, limit, left, "per minute")
 
     async def used(self, owner: str) -> int:
         """This minute's count of ``owner``."""
-        return int(await self.r.get(f"{PREFIX}{self.name}:{owner}:{minute_window(time.time())[0]}") or 0)
+        return await self.in_redis(owner, minute_window(time.time())[0])
 
 
 @dataclass
@@ -104,13 +116,12 @@ class _Count:
         return self.seen + self.sending + self.pending
 
 
-class SyncedRate:
+class SyncedRate(_Rate):
     """Counted in this process at once; ``sync()`` (service/maintenance.py, twice a second) adds the counts
     to Redis."""
 
     def __init__(self, client: aioredis.Redis, name: str) -> None:
-        self.r = client
-        self.name = name
+        super().__init__(client, name)
         self._counts: dict[str, _Count] = {}
 
     def take(self, settings: Settings, caller: Caller, n: int) -> None:
@@ -128,7 +139,7 @@ class SyncedRate:
         """This minute's count of ``owner``: what every process has added to Redis (each every half second)
         and what this one has not begun to add (what it is adding may be missing, never counted twice)."""
         window = minute_window(time.time())[0]
-        total = int(await self.r.get(f"{PREFIX}{self.name}:{owner}:{window}") or 0)
+        total = await self.in_redis(owner, window)
         count = self._counts.get(owner)
         return total + (count.pending if count and count.window == window else 0)
 
@@ -143,9 +154,8 @@ class SyncedRate:
         pipe = self.r.pipeline(transaction=False)
         for owner, count in sending:
             count.sending, count.pending = count.pending, 0
-            key = f"{PREFIX}{self.name}:{owner}:{window}"
-            pipe.incrby(key, count.sending)
-            pipe.expire(key, 2 * WINDOW_S)
+            pipe.incrby(self.key(owner, window), count.sending)
+            pipe.expire(self.key(owner, window), 2 * WINDOW_S)
         try:
             totals = (await pipe.execute())[::2]
         except RedisError as exc:
