@@ -40,9 +40,11 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from remote.client import DEFAULT_URL as DEFAULT_CLIENT_URL  # noqa: E402
 from remote.client import STRATEGY_HELP, LabelClient, _parse_hp, run_all  # noqa: E402
 from remote.localstack import LocalStack, free_port  # noqa: E402
 
+DEFAULT_DIR = REPO / ".stack"
 MOSI = REPO.parent / "shared" / "data" / "mosi"
 # --quick: a short schedule (the default is the paper's, about a minute end to end on MOSI with 2 cores).
 QUICK_SCHEDULE = {"pretrain_epochs": 3, "meta_epochs": 3, "multitask_max_epochs": 10}
@@ -155,10 +157,24 @@ def _key_works(url: str, path: Path) -> bool:
     return answer.status_code == 200
 
 
+def command_for(action: str, root: Path) -> str:
+    """The command that runs ``action`` on the stack in ``root``, with its --dir unless that is the default,
+    so a printed hint reaches this stack and not the default one."""
+    where = "" if root == DEFAULT_DIR else f" --dir {root}"
+    return f"python scripts/stack.py {action}{where}"
+
+
+def client_env(root: Path, url: str) -> str:
+    """The shell line that points unilabel-remote at this stack: its key, and its URL unless that is the
+    client's default."""
+    key = f"export UNILABEL_API_KEY=$(cat {root / KEY_FILE})"
+    return key if url == DEFAULT_CLIENT_URL else f"{key} UNILABEL_URL={url}"
+
+
 def _already(root: Path, state: tuple[int, str]) -> int:
     print(
         f"error: a stack already runs from {root} at {state[1]} (pid {state[0]}); "
-        "`python scripts/stack.py down` stops it",
+        f"`{command_for('down', root)}` stops it",
         file=sys.stderr,
     )
     return 1
@@ -173,6 +189,7 @@ def status(root: Path) -> int:
     pid, url = state
     note = "" if _answers(url) else "; the API does not answer yet"
     print(f"running at {url} (pid {pid}, docs {url}/docs, state in {root}){note}")
+    print(f"API key in {root / KEY_FILE}; for unilabel-remote: {client_env(root, url)}")
     if hint := admin_hint(root):
         print(hint)
     return 0
@@ -225,11 +242,11 @@ def detach(args: argparse.Namespace) -> int:
         up = state and state[0] == proc.pid and _answers(state[1])
         if up and _key_works(state[1], args.dir / KEY_FILE):
             print(f"API up at {state[1]} (docs {state[1]}/docs), pid {proc.pid}")
-            print(f"API key in {args.dir / KEY_FILE} (export UNILABEL_API_KEY=$(cat {args.dir / KEY_FILE}))")
+            print(f"API key in {args.dir / KEY_FILE}; for unilabel-remote: {client_env(args.dir, state[1])}")
             key = (args.dir / KEY_FILE).read_text().strip()
             print(f"page: {page_url(state[1], key)}  {PAGE_HINT}")
             print(admin_hint(args.dir))
-            print("`python scripts/stack.py status` shows it, `python scripts/stack.py down` stops it")
+            print(f"`{command_for('status', args.dir)}` shows it, `{command_for('down', args.dir)}` stops it")
             return 0
         time.sleep(0.2)
     print(f"error: the API did not answer within {DETACH_TIMEOUT:.0f} s; stopping it", file=sys.stderr)
@@ -239,8 +256,18 @@ def detach(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", nargs="?", choices=("demo", "up", "status", "down"), default="demo")
+    parser = argparse.ArgumentParser(
+        description="Run the label service locally (redis-server, a Celery worker, the API on 127.0.0.1).",
+        epilog="State (Redis data, artifacts, logs, the API key) lives in --dir; see the module docstring.",
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=("demo", "up", "status", "down"),
+        default="demo",
+        help="demo (default): bring the stack up, upload a dataset, train, predict, save the labels and "
+        "report, stop; up: only bring it up; status: whether it runs (exit 3 when not); down: stop it",
+    )
     parser.add_argument(
         "--detach", action="store_true", help="with up: run in the background, return once the API answers"
     )
@@ -249,12 +276,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--strategy", default="mug", help=STRATEGY_HELP)
     parser.add_argument("--seed", type=int, default=1111, help="training seed (default 1111)")
-    parser.add_argument("--set", "--hp", dest="hp", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument(
-        "--quick", action="store_true", help=f"{QUICK_SCHEDULE} instead of the paper's schedule (Table 2)"
+        "--set",
+        "--hp",
+        dest="hp",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="demo: a hyperparameter for the job (repeatable), e.g. --set beta=0.5",
+    )
+    quick = ", ".join(f"{name} {value}" for name, value in QUICK_SCHEDULE.items())
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"demo: a short schedule ({quick}) instead of the paper's (Table 2)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the stack running after the demo")
-    parser.add_argument("--dir", type=Path, default=REPO / ".stack")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=DEFAULT_DIR,
+        help="the stack's state folder (default .stack/); status and down take the same --dir",
+    )
     parser.add_argument("--port", type=int, default=8000, help="API port (a free one if taken)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     args = parser.parse_args(argv)
@@ -333,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("  (add --keep to leave the API up and browse the page and /docs)")
             print(f"  label report              {result['report']}  (GET /v1/jobs/{job['id']}/report)")
         if args.command == "up" or args.keep:
-            print("stack is up; Ctrl-C or SIGTERM (`python scripts/stack.py down`) stops it", flush=True)
+            stop = command_for("down", stack.root)
+            print(f"stack is up; Ctrl-C or SIGTERM (`{stop}`) stops it", flush=True)
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:

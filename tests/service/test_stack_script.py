@@ -48,9 +48,14 @@ def test_up_detached_status_down(tmp_path: Path) -> None:
         pid = int((root / "stack.pid").read_text())
         assert (root / "stack.url").read_text().strip() == url
         assert httpx.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}  # up returned: it answers
+        # the hints it prints reach this stack (its --dir, its URL), not the default one
+        assert f"`python scripts/stack.py down --dir {root}` stops it" in up.stdout, up.stdout
+        env = f"export UNILABEL_API_KEY=$(cat {root / 'api-key'}) UNILABEL_URL={url}"
+        assert env in up.stdout, up.stdout
 
         status = stack_py(root, "status")
         assert status.returncode == 0 and f"running at {url} (pid {pid}" in status.stdout, status.stdout
+        assert env in status.stdout, status.stdout  # where the key is, and how to point the client at it
         # the operator's command for this stack's Redis (on a port of its own), as status prints it, works
         redis_url = (root / "redis.url").read_text().strip()
         hint = f"Redis at {redis_url}: `unilabel-admin --redis-url {redis_url} keys create NAME` makes"
@@ -63,6 +68,7 @@ def test_up_detached_status_down(tmp_path: Path) -> None:
         assert answer.status_code == 200 and answer.json()["total"] == 0, answer.text
         again = stack_py(root, "up", "--detach", "--port", str(free_port()))
         assert again.returncode == 1 and f"already runs from {root} at {url} (pid {pid})" in again.stderr
+        assert f"`python scripts/stack.py down --dir {root}` stops it" in again.stderr
 
         down = stack_py(root, "down")
         assert down.returncode == 0 and "stack stopped" in down.stdout, down.stdout + down.stderr
