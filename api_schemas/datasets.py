@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
+
+# A dataset's id: the SHA-256 of its files, so the same upload twice is one dataset.
+DATASET_ID = re.compile(r"^[0-9a-f]{64}$")
 
 
 def in_order(values: dict[str, Any], first: tuple[str, ...]) -> dict[str, Any]:

@@ -10,6 +10,7 @@
     labels JOB_ID             download the learned unimodal labels (--format csv|json, -o FILE)
     report JOB_ID             download a finished job's label report (--format html|json, -o FILE)
     predict MODEL_ID          predict for --input FILE.json, or --dataset PATH [--split test] [--n 5]
+                              (PATH: a local dataset folder or archive, not an uploaded id)
     run PATH                  all of it: upload, submit, wait, labels, report and model
                               (OUT/<job id>/labels.csv, report.html, model/), predict
 
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from api_schemas.datasets import DATASET_ID
 from api_schemas.jobs import FINAL_STATES, JobState
 from remote.batch_predict import predict_all, write_predictions_csv
 from remote.listing import (
@@ -519,7 +521,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict with a trained model")
     p.add_argument("model_id", help="the model's id")
     p.add_argument("--input", help='JSON file: {"utterances": [...]} or a list of utterances')
-    p.add_argument("--dataset", help="take utterances from this dataset instead")
+    p.add_argument(
+        "--dataset",
+        metavar="PATH",
+        help="take utterances from this local dataset folder or archive instead (the service does not send "
+        "an uploaded dataset back, so not its id)",
+    )
     p.add_argument(
         "--split", default="test", help="with --dataset: the split to take utterances from (all: every split)"
     )
@@ -531,6 +538,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the predictions to this CSV, as `unilabel predict` does (default: JSON to stdout)",
     )
     return parser
+
+
+def _local_dataset(path: str) -> Dataset:
+    """The dataset at ``path`` for ``predict --dataset``, or a ValueError that says what the flag takes: an
+    uploaded dataset's id, the name `upload` prints, is the likely mistake."""
+    from models.dataset_loader import load_dataset  # numpy/pandas only
+
+    if not Path(path).exists():
+        uploaded = DATASET_ID.match(path)
+        hint = "; it looks like an uploaded dataset's id: give the folder you uploaded" if uploaded else ""
+        raise ValueError(f"--dataset {path}: no such folder or archive here (a local dataset){hint}")
+    return load_dataset(path, for_training=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -593,12 +612,10 @@ def main(argv: list[str] | None = None) -> int:
                 if args.dataset:
                     if args.n < 1:  # a slice [:-1] would have sent all but the last utterance
                         raise ValueError(f"--n: must be at least 1, got {args.n}")
-                    spec = c.model(args.model_id)["input_spec"]
                     split = None if args.split == "all" else args.split
                     n = None if args.all else args.n
-                    from models.dataset_loader import load_dataset  # numpy/pandas only
-
-                    dataset = load_dataset(args.dataset, for_training=False)
+                    dataset = _local_dataset(args.dataset)
+                    spec = c.model(args.model_id)["input_spec"]
                     splits = dict(zip(dataset.ids.tolist(), dataset.split.tolist(), strict=True))
                     utterances = utterances_from_dataset(dataset, split, n, spec)
                     if not utterances:
@@ -610,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
                 elif args.input:
                     utterances = read_utterances(args.input)
                 else:
-                    raise SystemExit("predict needs --input FILE.json or --dataset PATH")
+                    raise ValueError("predict needs --input FILE.json or --dataset PATH (a dataset folder)")
 
                 def said(done: int, total: int) -> None:  # a big set takes many requests: show them pass
                     print(f"predicted {done} of {total}", file=sys.stderr)

@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-DATASET_ID = re.compile(r"^[0-9a-f]{64}$")
+from api_schemas.datasets import DATASET_ID
+
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 OWNER = re.compile(r"^[0-9a-f]{16}$")
 PARTIAL = re.compile(r"^\.([0-9a-f]{32})\.partial-(\d+)$")

@@ -92,3 +92,20 @@ def test_download_line_names_the_text_model_to_give(tmp_path: Path) -> None:
         f"text model 'my-bert': predict with `unilabel predict {tmp_path} DATA --text-model DIR`, DIR your "
         "copy of it"
     )
+
+
+def test_predict_dataset_is_a_local_folder_and_an_uploaded_id_is_named(tmp_path: Path, capsys) -> None:
+    """`--dataset` reads a local folder (the service does not send an upload back): an uploaded dataset's id
+    there is named as one, and predict without any input says what it needs, both before any request."""
+    url = f"http://127.0.0.1:{_closed_port()}"
+    uploaded, missing = "ab" * 32, str(tmp_path / "nope")
+    not_here = "no such folder or archive here (a local dataset)"
+    for given, message in (
+        (uploaded, f"--dataset {uploaded}: {not_here}; it looks like an uploaded dataset's id: give the"),
+        (missing, f"--dataset {missing}: {not_here}\n"),
+    ):
+        assert main(["--url", url, "predict", "0" * 32, "--dataset", given]) == 2
+        assert capsys.readouterr().err.startswith(f"error: {message}")
+    assert main(["--url", url, "predict", "0" * 32]) == 2
+    needs = "error: predict needs --input FILE.json or --dataset PATH (a dataset folder)\n"
+    assert capsys.readouterr().err == needs
