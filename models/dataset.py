@@ -40,7 +40,9 @@ class Problem:
         if self.rows:
             shown = ", ".join(str(r) for r in self.rows[:_ROWS_SHOWN])
             more = ", ..." if len(self.rows) > _ROWS_SHOWN else ""
-            text += f" ({'rows' if len(self.rows) > 1 else 'row'} {shown}{more})"
+            # data rows from 0 (the first line after the CSV header), as numpy indexes the arrays: said in
+            # the message, since an editor's line number is two higher
+            text += f" ({'rows' if len(self.rows) > 1 else 'row'} {shown}{more}, counting from 0)"
         return text
 
 

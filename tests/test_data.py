@@ -375,7 +375,7 @@ def test_label_outside_given_rho(tmp_path: Path) -> None:
     assert "outside [-1, 1]" in find(probs, CSV_FILE, "label", (3,)).message
     find(probs, CSV_FILE, "label_T", (7,))
     assert str(find(probs, CSV_FILE, "label")) == (
-        "utterances.csv: column 'label': 1 value(s) outside [-1, 1] (row 3)"
+        "utterances.csv: column 'label': 1 value(s) outside [-1, 1] (row 3, counting from 0)"
     )
 
 
@@ -459,7 +459,8 @@ def test_all_problems_collected(tmp_path: Path) -> None:
 def test_problem_str() -> None:
     assert str(Problem("a.zip", "", "bad")) == "a.zip: bad"
     p = Problem(NPZ_FILE, "text", "oops", tuple(range(12)))
-    assert str(p) == "features.npz: key 'text': oops (rows 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ...)"
+    rows = "rows 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ..., counting from 0"
+    assert str(p) == f"features.npz: key 'text': oops ({rows})"
     assert str(Problem("d.zip", "../x", "path contains '..'")) == "d.zip: member '../x': path contains '..'"
 
 
