@@ -88,17 +88,35 @@ def error_response(exc: ApiError) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=exc.status, headers=exc.headers)
 
 
-def validation_error(errors: list[dict], prefix: tuple[str, ...] = ()) -> ApiError:
-    """pydantic errors -> a 422, each detail naming a dotted field (``body.utterances.0.features.audio``)."""
+def _problem(err: dict, content_type: str | None) -> str:
+    """pydantic's message, in the API's words where pydantic's would mislead: a field the request does not
+    take, and a body that is not a JSON object (a form post, a list, nothing)."""
+    kind, loc = err.get("type"), tuple(err.get("loc", ()))
+    if kind == "extra_forbidden":
+        return "unknown field: this request does not take it (its fields are in /docs)"
+    if loc == ("body",) and kind in ("model_attributes_type", "dict_type", "missing"):
+        if content_type is not None and not content_type.startswith("application/json"):
+            return f"expected a JSON object sent as Content-Type: application/json, got {content_type}"
+        return "expected a JSON object" if kind != "missing" else "expected a JSON object, got no body"
+    return str(err.get("msg", "invalid"))
+
+
+def validation_error(
+    errors: list[dict], prefix: tuple[str, ...] = (), content_type: str | None = None
+) -> ApiError:
+    """pydantic errors -> a 422, each detail naming a dotted field (``body.utterances.0.features.audio``);
+    its message is the first problem (a client shows it beside the field) and how many more there are."""
     details = [
         ErrorDetail(
             field=".".join([*prefix, *(str(p) for p in err.get("loc", ()))]) or None,
-            problem=str(err.get("msg", "invalid")),
+            problem=_problem(err, content_type),
         )
         for err in errors
     ]
-    field = details[0].field if details else None
-    return ApiError(422, "request is not valid", field=field, details=details)
+    if not details:
+        return ApiError(422, "request is not valid")
+    more = f" (and {len(details) - 1} more problem(s) in details)" if len(details) > 1 else ""
+    return ApiError(422, f"{details[0].problem}{more}", field=details[0].field, details=details)
 
 
 def install(app: FastAPI) -> None:
@@ -107,11 +125,11 @@ def install(app: FastAPI) -> None:
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _request_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
         if errors and errors[0].get("type") == "json_invalid":  # FastAPI's loc is ("body", char offset)
             return error_response(not_json(str(errors[0].get("ctx", {}).get("error", "JSON decode error"))))
-        return error_response(validation_error(errors))
+        return error_response(validation_error(errors, content_type=request.headers.get("content-type")))
 
     @app.exception_handler(ValidationError)
     async def _pydantic_validation(_: Request, exc: ValidationError) -> JSONResponse:

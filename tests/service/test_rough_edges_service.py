@@ -498,3 +498,22 @@ def test_every_remote_subcommand_has_help() -> None:
     helps = {a.dest: a.help for a in sub._choices_actions}
     assert set(helps) == set(sub.choices)
     assert all(helps.values()), [name for name, text in helps.items() if not text]
+
+
+# a 422's message --------------------------------------------------------------------------------------
+def test_a_requests_422_says_its_problem_in_the_message(client) -> None:
+    """The message is the first problem itself (what a client prints), not a bare 'request is not valid':
+    a field the request does not take, a form post, a body that is no object, a wrong type."""
+    form = "expected a JSON object sent as Content-Type: application/json, got application/x-www-form"
+    ds = "a" * 64
+    for request, field, message in (
+        ({"json": {"dataset_id": ds, "bogus": 1}}, "body.bogus", "unknown field: this request does not"),
+        ({"data": {"dataset_id": ds}}, "body", form),
+        ({"json": [1]}, "body", "expected a JSON object"),
+        ({"json": {"dataset_id": ds, "seed": "abc"}}, "body.seed", "Input should be a valid integer"),
+        ({"json": {"seed": "abc"}}, "body.dataset_id", "Field required (and 1 more problem(s) in details)"),
+    ):
+        r = client.post("/v1/jobs", **request)
+        err = error_of(r)
+        assert r.status_code == 422 and err["field"] == field, r.text
+        assert err["message"].startswith(message) and err["details"][0]["problem"] in err["message"], r.text
