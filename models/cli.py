@@ -18,6 +18,7 @@ from models.cli_args import (
     thread_count,
 )
 from models.config import PRESETS, HyperparameterError
+from models.dataset import DatasetError
 
 DEFAULT_SEEDS = "1111,1112,1113,1114,1115"
 
@@ -353,6 +354,8 @@ def error_text(err: Exception) -> str:
     prints as ``[Errno 20] Not a directory: 'PATH'``), any other error as its text."""
     if isinstance(err, OSError) and err.strerror:
         return err.strerror if err.filename is None else f"{err.filename}: {err.strerror}"
+    if isinstance(err, DatasetError) and err.source:
+        return f"dataset {err.source} is not valid:\n{err}"
     return str(err)
 
 
@@ -361,7 +364,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import torch
 
-    from models.dataset import DatasetError
     from models.inputs import InputError
     from models.stages.common import Cancelled
 

@@ -52,10 +52,12 @@ def problem_rows(idx: Any) -> tuple[int, ...]:
 
 
 class DatasetError(ValueError):
-    """Invalid dataset; `problems` lists everything found, str() gives one problem per line."""
+    """Invalid dataset; `problems` lists everything found, str() gives one problem per line. ``source``: the
+    dataset's path as the user gave it, for a message that names it (the problems name files within it)."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], source: str | None = None) -> None:
         self.problems = list(problems)
+        self.source = source
         super().__init__("\n".join(str(p) for p in self.problems))
 
 

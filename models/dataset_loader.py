@@ -214,16 +214,20 @@ def load_dataset(
     limits = None
     if max_ratio is not None or max_array_bytes is not None:
         limits = ArrayLimits(max_array_bytes, max_ratio)
-    if path.is_dir():
-        return _load_dir(path, rho, for_training, keep_root=True, limits=limits)
     if not path.exists():
         raise DatasetError([Problem(given, "", "no such file or directory")])
-    if not is_archive(path):
+    if not path.is_dir() and not is_archive(path):
         msg = "neither a dataset directory nor a .zip/.tar.gz/.tgz archive"
         raise DatasetError([Problem(given, "", msg)])
-    with tempfile.TemporaryDirectory(prefix="extract-", dir=extract_dir) as tmp:
-        root = _extracted_root(path, Path(tmp), max_archive_bytes, max_ratio)
-        return _load_dir(root, rho, for_training, keep_root=False, limits=limits)
+    try:
+        if path.is_dir():
+            return _load_dir(path, rho, for_training, keep_root=True, limits=limits)
+        with tempfile.TemporaryDirectory(prefix="extract-", dir=extract_dir) as tmp:
+            root = _extracted_root(path, Path(tmp), max_archive_bytes, max_ratio)
+            return _load_dir(root, rho, for_training, keep_root=False, limits=limits)
+    except DatasetError as err:
+        err.source = given  # its problems name the files inside; the message names the dataset too
+        raise
 
 
 def dataset_sha256(

@@ -82,6 +82,22 @@ def _declared(path: Path, limits: ArrayLimits, problems: list[Problem]) -> set[s
     return keys
 
 
+def _not_npz(path: Path) -> str | None:
+    """What the file is when its first bytes show it is neither an .npz (a zip) nor an .npy: numpy takes any
+    such file for a pickle and says to load it unsafely, which would mislead."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith((b"PK", b"\x93NUMPY")):
+        return None
+    if not head:
+        what = "an empty file"
+    elif head[:1] == b"\x80":  # the pickle protocol's opcode
+        what = "a pickle, which is never loaded"
+    else:
+        what = f"a file that starts {head!r}"
+    return f"not an .npz archive (numpy.savez writes one) but {what}"
+
+
 def read_features_npz(
     path: Path, problems: list[Problem], limits: ArrayLimits | None = None
 ) -> dict[str, np.ndarray] | None:
@@ -95,6 +111,9 @@ def read_features_npz(
         allowed = _declared(path, limits, problems)
         if allowed is None:
             return None
+    if problem := _not_npz(path):
+        problems.append(Problem(NPZ_FILE, "", problem))
+        return None
     try:
         z = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:

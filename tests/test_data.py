@@ -299,8 +299,21 @@ def test_pickle_instead_of_npz(tmp_path: Path) -> None:
 
     write(tmp_path, df, None)
     (tmp_path / NPZ_FILE).write_bytes(pickle.dumps(_Evil(str(tmp_path / "pwned"))))
-    assert "not a readable .npz" in find(problems_of(tmp_path), NPZ_FILE, "").message
+    message = find(problems_of(tmp_path), NPZ_FILE, "").message
+    assert message == "not an .npz archive (numpy.savez writes one) but a pickle, which is never loaded"
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "what"), [(b"", "an empty file"), (b"hello, world", "a file that starts b'hello, w'")]
+)
+def test_a_file_that_is_no_npz_is_said_to_be_what_it_is(tmp_path: Path, content: bytes, what: str) -> None:
+    """numpy takes any file that is neither zip nor .npy for a pickle and suggests loading it unsafely."""
+    df, _ = base()
+    write(tmp_path, df, None)
+    (tmp_path / NPZ_FILE).write_bytes(content)
+    message = find(problems_of(tmp_path), NPZ_FILE, "").message
+    assert message == f"not an .npz archive (numpy.savez writes one) but {what}"
 
 
 def test_single_npy_instead_of_npz(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import errno
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -101,6 +102,18 @@ def test_synth_and_import_never_replace_a_dataset_by_accident(
     assert "already holds a dataset" in capsys.readouterr().err
     assert main(["synth", str(out), "--seed", "1", "--overwrite"]) == 0
     assert (out / "utterances.csv").read_bytes() != first
+
+
+def test_an_invalid_dataset_is_named_above_its_problems(
+    small_synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The problems name files within the dataset; the message names the dataset, as the user gave it."""
+    data = tmp_path / "ds"
+    shutil.copytree(small_synth, data)
+    (data / "features.npz").unlink()
+    assert main(["baseline", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"unilabel baseline: error:\ndataset {data} is not valid:\nfeatures.npz: file not found\n"
 
 
 def test_evaluate_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
