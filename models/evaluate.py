@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from models.metrics import sentiment_metrics
+from models.report import finished_run
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:
@@ -36,9 +37,7 @@ def read_labels(path: str | Path) -> pd.DataFrame:
 
 def evaluate_run(run_dir: str | Path, labels_csv: str | Path, rho: float | None = None) -> dict[str, Any]:
     """Metrics of RUN/predictions.csv on the ids of ``labels_csv`` (every id must have a prediction)."""
-    run = Path(run_dir)
-    if not (run / "predictions.csv").is_file():
-        raise ValueError(f"run: {run} has no predictions.csv; is it a finished unilabel run?")
+    run = finished_run(run_dir, ("predictions.csv",))
     if not Path(labels_csv).is_file():
         raise ValueError(f"labels: {labels_csv}: no such file")
     model_json = run / "model.json"

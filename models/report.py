@@ -1,5 +1,5 @@
-"""Result tables (markdown, mean ± std over seeds), atomic JSON / CSV writers and the atomic publication of a
-finished directory (a run, an uploaded dataset).
+"""Result tables (markdown, mean ± std over seeds), atomic JSON / CSV writers, the atomic publication of a
+finished directory (a run, an uploaded dataset) and the check that a run directory a command reads is one.
 
 Formatting conventions (see ``docs/metrics.md``):
 
@@ -261,6 +261,22 @@ def publish_dir(
             raise
     _fsync_dir(out.parent)
     return True
+
+
+def finished_run(run_dir: str | Path, needs: Sequence[str]) -> Path:
+    """``run_dir`` as a Path, or a FileNotFoundError that says what is wrong with it: no such directory, or
+    which of the files ``needs`` it lacks (all commands that read a run say it alike)."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        what = "is a file, not" if run.exists() else "does not exist; give"
+        raise FileNotFoundError(f"run: {run} {what} the --out folder of `unilabel train`")
+    missing = [name for name in needs if not (run / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"run: {run} is not a finished run directory (no {', '.join(missing)}; "
+            "give the --out folder of `unilabel train`)"
+        )
+    return run
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], content: bytes) -> None:

@@ -15,6 +15,7 @@ from models.dataset import Dataset
 from models.inputs import InputError, TensorInputs, build_inputs
 from models.modalities import LETTER
 from models.nets import MultimodalNet, NetSpec
+from models.report import finished_run
 from models.run_dir import clip_unimodal
 from models.stages.common import resolve_device
 from models.text_encoder import TextEncoder
@@ -64,10 +65,7 @@ class TrainedModel:
         text model's folder only)."""
         from safetensors.torch import load_file
 
-        run = Path(run_dir)
-        for name in ("model.json", "model.safetensors"):
-            if not (run / name).is_file():
-                raise FileNotFoundError(f"run: {run} has no {name}; is it a finished unilabel run?")
+        run = finished_run(run_dir, ("model.json", "model.safetensors"))
         info = json.loads((run / "model.json").read_text())
         if text_model is not None:
             if info["text_source"] not in ("encoder", "finetune"):

@@ -262,7 +262,7 @@ def test_cli_report_errors_are_named(runs: dict, tmp_path: Path, capsys) -> None
     shutil.copytree(runs["copy"][0], broken)
     (broken / "config.json").write_text("{not json")
     for args, problem in [
-        ([str(tmp_path / "nowhere")], "is not a directory (give the --out folder of `unilabel train`)"),
+        ([str(tmp_path / "nowhere")], "does not exist; give the --out folder of `unilabel train`"),
         ([str(tmp_path / "empty")], "is not a finished run directory (no config.json, metrics.json"),
         ([str(broken)], "config.json: not valid JSON"),
         ([str(runs["copy"][0]), "--data", str(tmp_path / "gone")], "data: "),

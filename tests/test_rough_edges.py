@@ -120,7 +120,7 @@ def test_evaluate_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFi
     labels = tmp_path / "labels.csv"
     labels.write_text("id,label\na,0.5\n")
     assert main(["evaluate", str(tmp_path), "--labels", str(labels)]) == 2
-    assert f"run: {tmp_path} has no predictions.csv" in capsys.readouterr().err
+    assert f"run: {tmp_path} is not a finished run directory (no predictions.csv;" in capsys.readouterr().err
     (tmp_path / "predictions.csv").write_text("id,split,pred\na,test,0.4\n")
     assert main(["evaluate", str(tmp_path), "--labels", str(tmp_path / "nope.csv")]) == 2
     assert f"labels: {tmp_path / 'nope.csv'}: no such file" in capsys.readouterr().err
@@ -345,3 +345,15 @@ def test_every_argument_of_every_command_says_what_it_is() -> None:
     assert _silent_arguments(build_parser(), "unilabel") == []
     assert _silent_arguments(remote_parser(), "unilabel-remote") == []
     assert _silent_arguments(admin_parser(), "unilabel-admin") == []
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "report"])
+def test_a_run_that_is_not_there_is_named_alike(command: str, tmp_path: Path, capsys) -> None:
+    """Every command that reads a run says the same of a folder that does not exist, or of a file."""
+    rest = {"predict": ["data"], "evaluate": ["--labels", "labels.csv"], "report": []}[command]
+    afile = tmp_path / "notes.txt"
+    afile.write_text("x")
+    for run, what in ((tmp_path / "norun", "does not exist; give"), (afile, "is a file, not")):
+        assert main([command, str(run), *rest]) == 2
+        said = capsys.readouterr().err
+        assert said == f"unilabel {command}: error:\nrun: {run} {what} the --out folder of `unilabel train`\n"

@@ -17,6 +17,7 @@ from models.label_report.content import LabelReport
 from models.label_report.figures import DRAWING, run_figures
 from models.metrics import PRIMARY_METRICS, unimodal_label_agreement
 from models.modalities import LETTER, MODALITIES
+from models.report import finished_run
 
 __all__ = ["DISAGREEMENT_ROWS", "build_report", "clean", "read_json"]
 
@@ -35,16 +36,7 @@ def read_json(path: Path) -> Any:
 
 def _run_files(run_dir: str | Path) -> Path:
     """The run directory, or a named FileNotFoundError saying what is missing."""
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise FileNotFoundError(f"run: {run} is not a directory (give the --out folder of `unilabel train`)")
-    missing = [n for n in ("config.json", "metrics.json", "unimodal_labels.csv") if not (run / n).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"run: {run} is not a finished run directory (no {', '.join(missing)}; "
-            "give the --out folder of `unilabel train`)"
-        )
-    return run
+    return finished_run(run_dir, ("config.json", "metrics.json", "unimodal_labels.csv"))
 
 
 def _read_csv(path: Path, dtype: dict[str, type]) -> pd.DataFrame:
