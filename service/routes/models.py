@@ -22,7 +22,7 @@ from api_schemas.models import ModelCard, ModelList
 from api_schemas.predict import PredictResponse
 from models.run_dir import RUN_FILES
 from service import audit
-from service.deps import Limit, Offset, Svc, Who, services, unknown_query
+from service.deps import Limit, Offset, Services, Svc, Who, services, unknown_query
 from service.downloads import SANITIZED, run_archive, sanitized
 from service.errors import (
     CANNOT_REMOVE,
@@ -32,12 +32,16 @@ from service.errors import (
     insufficient_storage,
 )
 from service.guard import CALLER
+from service.keys import Caller
 from service.predict_input import body_too_large
+from service.routes.jobs import finished_run
 from service.serving import ModelPool, visible_card
+from worker.artifacts import JOB_ID
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/models", tags=["models"])
 ERRORS = error_responses(404, 413, 422)
+MODEL_ERRORS = {**ERRORS, **error_responses(409, 410)}  # a model's id is its job's: not yet, or deleted
 PREDICT_ERRORS = {**ERRORS, **error_responses(429)}
 FILES = (*RUN_FILES, "card.json")  # card.json: written by the worker (worker/tasks.py)
 
@@ -56,6 +60,19 @@ def to_card(card: dict[str, Any]) -> ModelCard:
     )
 
 
+def _visible_model(svc: Services, caller: Caller, model_id: str) -> dict[str, Any]:
+    """The model's card; where there is none, and ``model_id`` is a job of the caller's (a model's id is its
+    job's), a 409 while the job has not succeeded and a 410 once its model was deleted, as the job's labels
+    and report answer, rather than a bare 404."""
+    try:
+        return visible_card(svc.store, caller, model_id)
+    except ApiError as exc:
+        rec = svc.jobs.get(model_id) if exc.status == 404 and JOB_ID.match(model_id) else None
+        if rec is not None and caller.may_see(rec.get("owner") or None):
+            finished_run(svc, rec, "its model exists")  # raises the 409 or 410, else the card went missing
+        raise
+
+
 @router.get("", response_model=ModelList, responses=ERRORS)
 def list_models(svc: Svc, caller: Who, limit: Limit = 100, offset: Offset = 0) -> ModelList:
     mine = [c for c in svc.store.iter_model_cards() if caller.may_see(c.get("owner"))]
@@ -63,16 +80,17 @@ def list_models(svc: Svc, caller: Who, limit: Limit = 100, offset: Offset = 0) -
     return ModelList(items=[to_card(c) for c in cards[offset : offset + limit]], total=len(cards))
 
 
-@router.get("/{model_id}", response_model=ModelCard, responses=ERRORS)
+@router.get("/{model_id}", response_model=ModelCard, responses=MODEL_ERRORS)
 def get_model(model_id: str, svc: Svc, caller: Who) -> ModelCard:
-    return to_card(visible_card(svc.store, caller, model_id))
+    return to_card(_visible_model(svc, caller, model_id))
 
 
 @router.get(
-    "/{model_id}/files/{name}", responses={200: {"content": {"application/octet-stream": {}}}, **ERRORS}
+    "/{model_id}/files/{name}",
+    responses={200: {"content": {"application/octet-stream": {}}}, **MODEL_ERRORS},
 )
 def get_model_file(model_id: str, name: str, svc: Svc, caller: Who) -> Response:
-    visible_card(svc.store, caller, model_id)
+    _visible_model(svc, caller, model_id)
     run_dir = svc.store.run_dir(model_id)
     if run_dir is None or name not in FILES or not (run_dir / name).is_file():
         raise ApiError(404, f"no file {name!r}; one of {list(FILES)}", field="name")
@@ -86,14 +104,14 @@ def get_model_file(model_id: str, name: str, svc: Svc, caller: Who) -> Response:
     "/{model_id}/archive",
     responses={
         200: {"description": "MODEL_ID/ with the run's files", "content": {"application/zip": {}}},
-        **ERRORS,
+        **MODEL_ERRORS,
     },
     summary="The model's run directory as one zip",
 )
 def get_model_archive(model_id: str, svc: Svc, caller: Who) -> StreamingResponse:
     """A zip of MODEL_ID/ holding every file of the model's run, the JSON ones as /files/ serves them, for
     `unilabel predict MODEL_ID DATA` once unzipped; sent as it is written (chunked, no Content-Length)."""
-    visible_card(svc.store, caller, model_id)
+    _visible_model(svc, caller, model_id)
     run_dir = svc.store.run_dir(model_id)
     if run_dir is None:
         raise ApiError(404, f"model {model_id!r} has no files", field="model_id")

@@ -194,6 +194,10 @@ def test_cancel_and_labels_of_unfinished_jobs(client, synth_dir: Path) -> None:
     job = client.post("/v1/jobs", json={"dataset_id": ds}).json()
     r = client.get(f"/v1/jobs/{job['id']}/labels")
     assert r.status_code == 409 and error_of(r)["field"] == "job_id"
+    for path in ("", "/files/model.json", "/archive"):  # a model's id is its job's: not yet, rather than none
+        r = client.get(f"/v1/models/{job['id']}{path}")
+        not_yet = "its model exists once the job has succeeded; it is queued"
+        assert r.status_code == 409 and error_of(r)["message"] == not_yet, r.text
     r = client.post(f"/v1/jobs/{job['id']}/cancel")
     assert r.status_code == 202 and r.json()["state"] == "cancelled" and r.json()["links"]["cancel"] is None
     r = client.post(f"/v1/jobs/{job['id']}/cancel")

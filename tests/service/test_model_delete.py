@@ -32,8 +32,9 @@ def test_a_deleted_model_is_gone_everywhere_and_its_run_can_train_again(client, 
             assert r.status_code == 404 and error_of(r)["field"] == "model_id", r.text
         assert not other_process.app.state.services.models.loaded(model_id)
 
-    for path in ("", "/files/model.json", "/archive"):
-        assert client.get(f"/v1/models/{model_id}{path}").status_code == 404, path
+    for path in ("", "/files/model.json", "/archive"):  # gone, and said so, as the job's labels say it
+        r = client.get(f"/v1/models/{model_id}{path}")
+        assert r.status_code == 410 and "model was deleted at" in error_of(r)["message"], path
     assert client.get("/v1/models").json()["total"] == 0
     assert client.delete(f"/v1/models/{model_id}").status_code == 404
     assert stored_bytes(svc.jobs, svc.store, owner) == dataset_bytes  # the run's bytes are free again
@@ -63,7 +64,9 @@ def test_only_the_models_key_or_an_admin_deletes_it(client, trained: dict) -> No
     assert r.status_code == 404 and error_of(r)["field"] == "model_id"
     assert client.get(f"/v1/models/{model_id}").status_code == 200
     assert client.delete(f"/v1/models/{model_id}", headers=client.admin_headers).status_code == 204
-    assert client.get(f"/v1/models/{model_id}").status_code == 404
+    assert client.get(f"/v1/models/{model_id}").status_code == 410  # its job's owner learns it was deleted
+    r = client.get(f"/v1/models/{model_id}", headers={"Authorization": f"Bearer {other}"})
+    assert r.status_code == 404  # another key learns nothing of it, then as before
 
 
 def test_forgetting_a_model_frees_only_its_own_fingerprint(client, synth_dir) -> None:
