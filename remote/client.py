@@ -606,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
                 text = data if isinstance(data, str) else json.dumps(data, indent=2)
                 if args.output:
                     Path(args.output).write_text(text, encoding="utf-8")
+                    what = "labels" if cmd == "labels" else "label report"
+                    print(f"{what} of job {args.job_id} written to {args.output} ({args.format})")
                 else:
                     sys.stdout.write(text)
             elif cmd == "predict":

@@ -25,6 +25,11 @@ def test_report_command_writes_the_page_or_its_data(
 ) -> None:
     page = tmp_path / "report.html"
     assert main(["report", trained["job_id"], "-o", str(page)]) == 0
+    said = capsys.readouterr().out  # where it went: nothing else says so
+    assert said == f"label report of job {trained['job_id']} written to {page} (html)\n"
+    assert main(["labels", trained["job_id"], "-o", str(tmp_path / "labels.csv")]) == 0
+    said = capsys.readouterr().out
+    assert said == f"labels of job {trained['job_id']} written to {tmp_path / 'labels.csv'} (csv)\n"
     html = page.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and html.count('<img src="data:image/png;base64,') >= 4
     assert main(["report", trained["job_id"], "--format", "json"]) == 0
