@@ -645,7 +645,8 @@ def main(argv: list[str] | None = None) -> int:
         if exc.status == 401 and not (args.key or os.environ.get(KEY_ENV)):
             print(f"  pass an API key: --key KEY or env {KEY_ENV}", file=sys.stderr)
         for d in exc.error.get("details", [])[1:]:
-            print(f"  {d.get('field')}: {d.get('problem')}", file=sys.stderr)
+            if d.get("problem") not in str(exc):  # an invalid dataset's message holds them all already
+                print(f"  {d.get('field')}: {d.get('problem')}", file=sys.stderr)
         return 2
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         print(

@@ -208,6 +208,23 @@ def test_upload_prints_one_summary_line(remote, synth_dir: Path, capsys: pytest.
 
 
 @IN_PROCESS
+def test_an_invalid_upload_says_each_problem_once(
+    remote, synth_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The 422's message holds every problem of the dataset; its details are not printed a second time."""
+    bad = tmp_path / "bad"
+    shutil.copytree(synth_dir, bad)
+    table = pd.read_csv(bad / "utterances.csv", dtype={"id": str})
+    table.loc[0, "label"], table.loc[1, "split"] = 99.0, "holdout"
+    table.to_csv(bad / "utterances.csv", index=False)
+    assert main(["upload", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: HTTP 422 invalid_dataset [utterances.csv."), err
+    for problem in ("unknown value(s) ['holdout']", "labels reach |99|"):
+        assert err.count(problem) == 1, err
+
+
+@IN_PROCESS
 def test_run_writes_into_the_jobs_folder(
     remote, synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
