@@ -149,14 +149,17 @@ def resolve(body: JobCreate, svc: Services, caller: Caller) -> dict[str, Any]:
         raise ApiError(
             422, f"unknown strategy {body.strategy!r}; one of {list(STRATEGIES)}", field="body.strategy"
         )
+    summary = svc.store.dataset_summary(caller.owner, body.dataset_id) or {}
+    # the dataset's label range fills in what derives from it (label_noise_std = rho / 3), as train() does, so
+    # the record shows the values config.json will hold
+    rho = (summary.get("library") or {}).get("rho")
     try:
-        hyper = resolve_hyperparameters(body.hyperparameters, preset=body.preset)
+        hyper = resolve_hyperparameters(body.hyperparameters, preset=body.preset, rho=rho)
     except HyperparameterError as exc:
         where = "body.preset" if exc.field == "preset" else f"body.hyperparameters.{exc.field}"
         raise ApiError(422, exc.message, field=where) from None
     if problem := textmodels.problem(body.hyperparameters.get("text_model"), svc.settings.text_model_dir):
         raise ApiError(422, problem, field="body.hyperparameters.text_model")
-    summary = svc.store.dataset_summary(caller.owner, body.dataset_id) or {}
     _check_sub_labels(body, summary, hyper.modalities)
     _check_inputs(body, summary, hyper)
     return {

@@ -534,3 +534,12 @@ def test_a_requests_422_says_its_problem_in_the_message(client) -> None:
         err = error_of(r)
         assert r.status_code == 422 and err["field"] == field, r.text
         assert err["message"].startswith(message) and err["details"][0]["problem"] in err["message"], r.text
+
+
+def test_the_job_record_shows_the_hyperparameters_its_run_used(client, trained: dict) -> None:
+    """label_noise_std was null in the record (rho / 3 once the dataset is read) and 1.0 in config.json."""
+    job = client.get(f"/v1/jobs/{trained['job_id']}").json()
+    run_dir = client.app.state.services.store.run_dir(trained["job_id"])
+    config = json.loads((run_dir / "config.json").read_text())
+    assert job["hyperparameters"]["label_noise_std"] == 1.0  # the synthetic labels are MOSI-style: rho 3
+    assert job["hyperparameters"] == config["hyperparameters"]
