@@ -9,6 +9,7 @@ embedding cache as ``text_source=encoder``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +67,11 @@ def ridge_floor_row(name: str, x: np.ndarray, ds: Dataset) -> FloorRow:
     return best
 
 
-def feature_blocks(ds: Dataset, overrides: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+def feature_blocks(
+    ds: Dataset,
+    overrides: dict[str, Any] | None = None,
+    on_encode: Callable[[int, int], None] | None = None,
+) -> dict[str, np.ndarray]:
     """Named input blocks: the dataset's text features, the frozen encoder's text embeddings (when there are
     transcripts), audio and vision. ``overrides`` may set the text encoder's settings (text_model,
     text_pooling, text_normalize, text_max_length)."""
@@ -98,15 +103,20 @@ def feature_blocks(ds: Dataset, overrides: dict[str, Any] | None = None) -> dict
             max_length=hp.text_max_length,
             normalize=hp.text_normalize,
         )
-        emb, _ = enc.encode_cached(list(ds.transcripts))
+        emb, _ = enc.encode_cached(list(ds.transcripts), on_batch=on_encode)
         norm = ", L2-normalised" if hp.text_normalize else ""
         blocks[f"text (encoder, {hp.text_pooling} pooling{norm})"] = emb.astype(np.float64)
     return blocks
 
 
-def linear_floor(ds: Dataset, overrides: dict[str, Any] | None = None) -> list[FloorRow]:
-    """Ridge rows for every block alone, then per text block: with audio and vision, and with audio only."""
-    blocks = feature_blocks(ds, overrides)
+def linear_floor(
+    ds: Dataset,
+    overrides: dict[str, Any] | None = None,
+    on_encode: Callable[[int, int], None] | None = None,
+) -> list[FloorRow]:
+    """Ridge rows for every block alone, then per text block: with audio and vision, and with audio only.
+    ``on_encode(done, total)``: after each batch the text encoder reads (a cached encoding: once)."""
+    blocks = feature_blocks(ds, overrides, on_encode)
     rows = [ridge_floor_row(name, x, ds) for name, x in blocks.items()]
     groups = [g for g in (["audio", "vision"], ["audio"]) if all(m in blocks for m in g)]
     for text in [name for name in blocks if name.startswith("text")]:

@@ -89,12 +89,22 @@ def cmd_hyperparameters(args: argparse.Namespace) -> int:
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     from models.baseline import floor_table, linear_floor
+    from models.cli_output import ProgressBars
     from models.dataset_loader import load_dataset
     from models.report import write_json
+    from models.stages.common import ProgressEvent
 
     out = file_to_write(args.out)
     ds = load_dataset(args.data, rho=args.rho)
-    rows = linear_floor(ds, hyperparameter_overrides(args.set, None))
+    bars = ProgressBars()  # the transcripts' encoding takes most of a first run (45 s on MOSI with 2 cores)
+    try:
+        rows = linear_floor(
+            ds,
+            hyperparameter_overrides(args.set, None),
+            on_encode=lambda done, total: bars(ProgressEvent("encode", done, total, done / total)),
+        )
+    finally:
+        bars.close()
     print(floor_table(rows))
     if out is not None:
         write_json(out, {"dataset": ds.sha256, "rows": [r.to_json() for r in rows]})

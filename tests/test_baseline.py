@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import Ridge
 
@@ -13,6 +15,7 @@ from models.baseline import PENALTIES, linear_floor, ridge_floor_row, ridge_pred
 from models.cli import main
 from models.dataset_loader import load_dataset
 from models.metrics import sentiment_metrics
+from models.text_encoder import encode_batches
 from tests.conftest import MOSI_DIR
 
 
@@ -56,6 +59,24 @@ def test_floor_rows_and_cli(small_synth: Path, tmp_path: Path, capsys) -> None:
     assert "| text (features) + audio + vision |" in out
     saved = json.loads((tmp_path / "floor.json").read_text())
     assert [r["inputs"] for r in saved["rows"]] == names and saved["dataset"] == ds.sha256
+
+
+def test_baseline_shows_the_transcripts_encoding(
+    small_synth: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The encoder's batches are most of a first run's time: they show as the `encode` progress train shows
+    (in a log, lines), not as a silent wait."""
+    monkeypatch.setenv("UNILABEL_CACHE_DIR", str(tmp_path / "cache"))  # encoded here, not found in a cache
+    data = tmp_path / "ds"
+    shutil.copytree(small_synth, data)
+    table = pd.read_csv(data / "utterances.csv", dtype={"id": str})
+    table["transcript"] = [f"utterance number {i}" for i in range(len(table))]
+    table.to_csv(data / "utterances.csv", index=False)
+    assert main(["baseline", str(data)]) == 0
+    captured = capsys.readouterr()
+    total = encode_batches(len(table))
+    assert f"encode {total}/{total}" in captured.err.splitlines(), captured.err
+    assert "| text (encoder, mean pooling, L2-normalised) |" in captured.out
 
 
 @pytest.mark.slow
