@@ -36,7 +36,8 @@ def read_labels(path: str | Path) -> pd.DataFrame:
 
 
 def evaluate_run(run_dir: str | Path, labels_csv: str | Path, rho: float | None = None) -> dict[str, Any]:
-    """Metrics of RUN/predictions.csv on the ids of ``labels_csv`` (every id must have a prediction)."""
+    """Metrics of RUN/predictions.csv on the ids of ``labels_csv`` (every id must have a prediction), with
+    how many of them each split of the run holds, and per split too when they span more than one."""
     run = finished_run(run_dir, ("predictions.csv",))
     if not Path(labels_csv).is_file():
         raise ValueError(f"labels: {labels_csv}: no such file")
@@ -44,8 +45,10 @@ def evaluate_run(run_dir: str | Path, labels_csv: str | Path, rho: float | None 
     if rho is None and not model_json.is_file():
         raise ValueError(f"run: {run} has no model.json to read rho from; pass --rho")
     preds = pd.read_csv(run / "predictions.csv", dtype={"id": str}, keep_default_na=False)
+    if "split" not in preds:
+        preds["split"] = "test"
     labels = read_labels(labels_csv)
-    merged = labels.merge(preds[["id", "pred"]], on="id", how="left")
+    merged = labels.merge(preds[["id", "split", "pred"]], on="id", how="left")
     missing = merged["pred"].isna() | (merged["pred"] == "")
     if missing.any():
         ids = ", ".join(merged.loc[missing, "id"].head(5))
@@ -54,7 +57,13 @@ def evaluate_run(run_dir: str | Path, labels_csv: str | Path, rho: float | None 
         )
     if rho is None:
         rho = json.loads(model_json.read_text())["rho"]
-    result = sentiment_metrics(
-        merged["pred"].astype(float).to_numpy(), merged["label"].to_numpy(), float(rho)
-    )
-    return {"n": len(merged), **result}
+    def scored(rows: pd.DataFrame) -> dict[str, Any]:
+        return sentiment_metrics(rows["pred"].astype(float).to_numpy(), rows["label"].to_numpy(), float(rho))
+
+    # the splits the run put the labelled ids in: one figure over train and test together would say little,
+    # so labels that span several splits are scored per split as well
+    splits = {str(k): int(v) for k, v in merged["split"].value_counts(sort=False).items()}
+    result: dict[str, Any] = {"n": len(merged), "splits": splits, **scored(merged)}
+    if len(splits) > 1:
+        result["by_split"] = {name: scored(rows) for name, rows in merged.groupby("split", sort=True)}
+    return result

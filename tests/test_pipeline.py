@@ -228,10 +228,20 @@ def test_cli_train_evaluate_predict_compare(small_synth: Path, tmp_path: Path, c
     capsys.readouterr()
     assert main(["evaluate", str(run), "--labels", str(tmp_path / "labels.csv")]) == 0
     scored = json.loads(capsys.readouterr().out)
-    assert scored["n"] == len(test_rows)
-    assert scored["mae"] == pytest.approx(
-        json.loads((run / "metrics.json").read_text())["test"]["mae"], abs=1e-4
-    )
+    assert scored["n"] == len(test_rows) and scored["splits"] == {"test": len(test_rows)}
+    assert "by_split" not in scored
+    saved = json.loads((run / "metrics.json").read_text())
+    assert scored["mae"] == pytest.approx(saved["test"]["mae"], abs=1e-4)
+    # labels over valid and test: scored per split too, and said so, not only as one mixed figure
+    both = np.concatenate([ds.labeled("valid"), test_rows])
+    pd.DataFrame({"id": ds.ids[both], "label": ds.label[both]}).to_csv(tmp_path / "two.csv", index=False)
+    assert main(["evaluate", str(run), "--labels", str(tmp_path / "two.csv")]) == 0
+    captured = capsys.readouterr()
+    scored = json.loads(captured.out)
+    assert scored["splits"] == {"valid": len(ds.labeled("valid")), "test": len(test_rows)}
+    for split in ("valid", "test"):
+        assert scored["by_split"][split]["mae"] == pytest.approx(saved[split]["mae"], abs=1e-4)
+    assert "the top figures mix them, by_split scores each" in captured.err
     assert main(["predict", str(run), str(small_synth), "--out", str(tmp_path / "p.csv")]) == 0
     assert len(pd.read_csv(tmp_path / "p.csv")) == len(ds)
     out = tmp_path / "cmp"
