@@ -341,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("run", type=run_directory, help="a run directory (unilabel train's --out)")
     pr.add_argument("data", help="dataset directory or .zip/.tar.gz; of utterances.csv only id is needed")
     pr.add_argument("--out", help="CSV to write (default RUN/predictions-new.csv)")
-    pr.add_argument("--device", default="cpu", help="cpu (default), cuda or auto (GPU when present)")
+    pr.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda, as train")
     pr.add_argument(
         "--text-model",
         metavar="DIR",

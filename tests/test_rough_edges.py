@@ -357,3 +357,10 @@ def test_a_run_that_is_not_there_is_named_alike(command: str, tmp_path: Path, ca
         assert main([command, str(run), *rest]) == 2
         said = capsys.readouterr().err
         assert said == f"unilabel {command}: error:\nrun: {run} {what} the --out folder of `unilabel train`\n"
+
+
+def test_predict_picks_its_device_as_train_does() -> None:
+    from models.cli import build_parser
+
+    for command in (["train", "DATA", "--out", "RUN"], ["predict", "RUN", "DATA"]):
+        assert build_parser().parse_args(command).device == "auto", command
