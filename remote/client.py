@@ -329,6 +329,13 @@ class ProgressBar:
             self.bar.close()
 
 
+def add_set_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--set NAME=VALUE`` (repeatable; ``--hp``, its earlier name, too) into ``args.hp``, for _parse_hp."""
+    parser.add_argument(
+        "--set", "--hp", dest="hp", action="append", default=[], metavar="NAME=VALUE", help=help_text
+    )
+
+
 def _parse_hp(items: Iterable[str]) -> dict[str, Any]:
     out = {}
     for item in items:
@@ -459,14 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("path", help="a dataset folder or archive to upload and train on")
         p.add_argument("--strategy", default="mug", help=STRATEGY_HELP)
         p.add_argument("--seed", type=int, default=1111, help="training seed (default 1111)")
-        p.add_argument(
-            "--set",
-            "--hp",
-            dest="hp",
-            action="append",
-            default=[],
-            metavar="NAME=VALUE",
-            help="a hyperparameter, as `unilabel train --set` (`unilabel hyperparameters` lists them)",
+        add_set_argument(
+            p, "a hyperparameter, as `unilabel train --set` (`unilabel hyperparameters` lists them)"
         )
         p.add_argument("--preset", help="a column of the MUG paper's Table 2: mosi, mosei or sims")
         if name == "submit":

@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from remote.client import DEFAULT_URL as DEFAULT_CLIENT_URL  # noqa: E402
-from remote.client import STRATEGY_HELP, LabelClient, _parse_hp, run_all  # noqa: E402
+from remote.client import STRATEGY_HELP, LabelClient, _parse_hp, add_set_argument, run_all  # noqa: E402
 from remote.localstack import LocalStack, free_port  # noqa: E402
 
 DEFAULT_DIR = REPO / ".stack"
@@ -276,15 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--strategy", default="mug", help=STRATEGY_HELP)
     parser.add_argument("--seed", type=int, default=1111, help="training seed (default 1111)")
-    parser.add_argument(
-        "--set",
-        "--hp",
-        dest="hp",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="demo: a hyperparameter for the job (repeatable), e.g. --set beta=0.5",
-    )
+    add_set_argument(parser, "demo: a hyperparameter for the job (repeatable), e.g. --set beta=0.5")
     quick = ", ".join(f"{name} {value}" for name, value in QUICK_SCHEDULE.items())
     parser.add_argument(
         "--quick",
