@@ -273,7 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--seed", type=seed_value, default=1111, help="0 <= seed < 2**32 (default 1111)")
     t.add_argument("--out", required=True, help="run directory to write")
-    t.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out (its files are removed; a folder that holds no run is refused)",
+    )
     add_hp(t)
     t.set_defaults(func=cmd_train)
 

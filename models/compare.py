@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from models.config import resolve_hyperparameters
+from models.dataset import SPLITS
 from models.dataset_loader import load_dataset
 from models.label_report import write_compare_report
 from models.metrics import PRIMARY_METRICS
@@ -51,6 +52,10 @@ def compare(
     hp = resolve_hyperparameters(hyperparameters, rho=ds.rho, preset=preset)
     for strat in strats:  # and so does a strategy the dataset cannot serve (mtcl without sub-labels)
         strat.check(ds, hp.modalities)
+    if split not in SPLITS:
+        raise ValueError(f"split: unknown split {split!r}; one of {', '.join(SPLITS)}")
+    if not ds.labeled(split).size:  # MOSI's test labels are withheld: said before a run trains, not after
+        raise ValueError(f"split: {split!r} has no labels in this dataset; choose a split that has")
     out = Path(out_dir)
     results: dict[str, list[dict[str, float]]] = {s: [] for s in strategies}
     label_quality: dict[str, list[dict]] = {s: [] for s in strategies}
@@ -81,8 +86,6 @@ def compare(
                 meta_threads=meta_threads,
                 preset=preset,
             ).metrics
-        if split not in metrics:
-            raise ValueError(f"split: {split!r} has no labels in this dataset")
         results[strategy].append(metrics[split])
         if progress and not bar and say is not None:
             got = metrics[split]

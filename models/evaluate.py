@@ -57,6 +57,7 @@ def evaluate_run(run_dir: str | Path, labels_csv: str | Path, rho: float | None 
         )
     if rho is None:
         rho = json.loads(model_json.read_text())["rho"]
+
     def scored(rows: pd.DataFrame) -> dict[str, Any]:
         return sentiment_metrics(rows["pred"].astype(float).to_numpy(), rows["label"].to_numpy(), float(rho))
 

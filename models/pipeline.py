@@ -123,7 +123,7 @@ def train(
     text_source = resolve_text_source(dataset, hp.text_source, hp.text_model, hp.modalities)
     strat.check(dataset, hp.modalities)
     out = Path(out_dir)
-    staging = staging_dir(out, overwrite)
+    staging = staging_dir(out, overwrite, dataset.root)
     try:
         gen = seed_everything(seed)
         encoder = _load_text_encoder(hp, text_source)

@@ -45,11 +45,28 @@ def clip_unimodal(pred: torch.Tensor, rho: float) -> torch.Tensor:
     return pred.clamp(-rho, rho)
 
 
-def staging_dir(out: Path, overwrite: bool) -> Path:
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` holds a run that train() published (what --overwrite may replace)."""
+    return (path / "config.json").is_file() and (path / "model.json").is_file()
+
+
+def staging_dir(out: Path, overwrite: bool, dataset_root: Path | None = None) -> Path:
     """A fresh folder beside ``out`` to write the run into; FileExistsError if ``out`` holds files and
-    ``overwrite`` is false."""
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"out: {out} already holds files; choose another directory or pass --overwrite")
+    ``overwrite`` is false. ``overwrite`` replaces a run directory only, never one that holds the dataset
+    (``dataset_root``): publishing removes what ``out`` held, so any other folder would be lost."""
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"out: {out} already holds files; choose another directory or pass --overwrite"
+            )
+        if not is_run_dir(out):
+            raise FileExistsError(
+                f"out: {out} holds files but no run (config.json and model.json); --overwrite replaces only "
+                "a run directory, whose files it removes: choose another directory"
+            )
+        here = out.resolve()
+        if dataset_root is not None and here in (root := dataset_root.resolve(), *root.parents):
+            raise FileExistsError(f"out: {out} holds the dataset being trained on ({dataset_root})")
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

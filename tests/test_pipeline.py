@@ -185,6 +185,29 @@ def test_existing_run_is_not_overwritten_silently(small_synth: Path, tmp_path: P
     assert json.loads((tmp_path / "run" / "config.json").read_text())["strategy"] == "none"
 
 
+def test_overwrite_replaces_a_run_and_nothing_else(small_synth: Path, tmp_path: Path, tiny_hp) -> None:
+    """--overwrite removes what --out held: a folder of one's own, or the dataset itself, is refused whole."""
+    data = tmp_path / "ds"
+    shutil.copytree(small_synth, data)
+    ds = load_dataset(data)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("mine")
+    for out in (data, notes, tmp_path):
+        before = sorted(p.name for p in out.iterdir())
+        with pytest.raises(FileExistsError, match="--overwrite replaces only a run directory"):
+            train(ds, out, strategy="copy", hyperparameters=tiny_hp, device="cpu", overwrite=True)
+        assert sorted(p.name for p in out.iterdir()) == before
+    # a run directory the dataset was put in is not replaced either
+    run = tmp_path / "run"
+    train(ds, run, strategy="copy", hyperparameters=tiny_hp, device="cpu")
+    shutil.copytree(data, run / "ds")
+    inside = load_dataset(run / "ds")
+    with pytest.raises(FileExistsError, match="holds the dataset being trained on"):
+        train(inside, run, strategy="copy", hyperparameters=tiny_hp, device="cpu", overwrite=True)
+    assert (run / "ds" / "features.npz").is_file()
+
+
 def test_bad_settings_fail_before_training(small_synth: Path, tmp_path: Path) -> None:
     ds = load_dataset(small_synth)
     with pytest.raises(HyperparameterError, match="hyperparameters.beta"):

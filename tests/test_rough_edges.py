@@ -10,6 +10,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from models.cli import main
@@ -364,3 +365,21 @@ def test_predict_picks_its_device_as_train_does() -> None:
 
     for command in (["train", "DATA", "--out", "RUN"], ["predict", "RUN", "DATA"]):
         assert build_parser().parse_args(command).device == "auto", command
+
+
+def test_compare_checks_its_split_before_any_run_trains(small_synth: Path, tmp_path: Path, capsys) -> None:
+    """A typo, or MOSI's test split whose labels are withheld, was named only after the first run trained."""
+    data = tmp_path / "ds"
+    shutil.copytree(small_synth, data)
+    table = pd.read_csv(data / "utterances.csv", dtype={"id": str})
+    table.loc[table["split"] == "test", "label"] = None
+    table.to_csv(data / "utterances.csv", index=False)
+    out = tmp_path / "cmp"
+    base = ["compare", str(data), "--strategies", "copy", "--seeds", "1", "--out", str(out), "--quiet"]
+    for split, problem in (
+        ("tset", "split: unknown split 'tset'; one of train, valid, test"),
+        ("test", "split: 'test' has no labels in this dataset; choose a split that has"),
+    ):
+        assert main([*base, "--split", split]) == 2
+        assert capsys.readouterr().err == f"unilabel compare: error:\n{problem}\n"
+        assert not out.exists()
