@@ -105,6 +105,9 @@ def modality_summary(config: dict[str, Any], metrics: dict[str, Any]) -> str:
                 f"(noisy input {d['noisy_input_mae']:.3f}), mean |label - y| {d['label_shift_mae']:.3f}, "
                 f"shift corr with untrained MUCN {d['shift_corr_untrained']:.2f}"
             )
-        lines.append(" ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if len(parts) > 2 else ""))
+        if len(parts) > 1:
+            lines.append(" ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if len(parts) > 2 else ""))
+    if not lines:  # strategy none: no unimodal head, no labels
+        return f"per modality: nothing (strategy {config['strategy']} trains no unimodal head)"
     head = "per modality (its head vs the multimodal label; its labels vs the sub-labels; MUG's MUCN):"
     return head + "\n" + "\n".join(lines)

@@ -416,6 +416,11 @@ def test_cli_train_prints_what_each_modality_carries(small_synth: Path, tmp_path
     assert len(lines) == 1 + 3 + 1 + 3 + 1
     subs = metrics["unimodal_labels_vs_sub_labels"]["audio"]  # the synthetic set's planted labels
     assert f"labels vs label_A corr {subs['corr']:.3f} (copies {subs['copy_baseline_corr']:.3f})" in out
+    # strategy none trains no unimodal head: one line that says so, not a name per modality with nothing after
+    args[args.index(str(tmp_path / "run"))] = str(tmp_path / "none")
+    assert main([*args, "--strategy", "none"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[-2] == "per modality: nothing (strategy none trains no unimodal head)", out
 
 
 def test_compare_says_what_it_reused_and_refuses_to_replace_other_runs(
