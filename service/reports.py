@@ -9,9 +9,10 @@ report.json, the PNGs), with ``.code-version`` naming the code that drew it; lat
 and a new code version builds it again. A volume that cannot be written (read-only, full) costs only the
 caching: the report built in memory is served.
 
-Nothing of the server's filesystem is served: the library names a dataset by its folder's name only, and any
-absolute path in the report's sentences (an error message quoting a file, say) is cut to its last component
-before the page is drawn, so the page and its JSON say the same.
+Nothing of the server's filesystem is served: the report names the dataset by its id (the library would say
+its folder's name, "data" in the store), and any absolute path in the report's sentences (an error message
+quoting a file, say) is cut to its last component before the page is drawn, so the page and its JSON say the
+same.
 """
 
 from __future__ import annotations
@@ -69,12 +70,13 @@ def _read_cached(run_dir: Path) -> ServedReport | None:
     return ServedReport(html=html, data=data)
 
 
-def _build(run_dir: Path) -> ServedReport:
+def _build(run_dir: Path, dataset_id: str) -> ServedReport:
     """Draw the report and keep it in RUN/report/; when it cannot be written, serve it all the same."""
     cached = _read_cached(run_dir)  # built by the request this one waited for
     if cached is not None:
         return cached
-    report = build_report(run_dir)
+    # named by its id as the listings show it: the folder the artifact store keeps it in is called "data"
+    report = build_report(run_dir, dataset_name=dataset_id[:12])
     report.data = scrub_paths(report.data)
     files = report.files()
     folder = run_dir / REPORT_DIR
@@ -94,10 +96,10 @@ class ReportCache:
     def __init__(self) -> None:
         self.builds = anyio.CapacityLimiter(1)
 
-    async def get(self, run_dir: Path) -> ServedReport:
-        """The report of the finished run in ``run_dir``; raises FileNotFoundError or ValueError (from the
-        library) for a run whose files are missing or damaged."""
+    async def get(self, run_dir: Path, dataset_id: str) -> ServedReport:
+        """The report of the finished run in ``run_dir``, its dataset named by ``dataset_id``; raises
+        FileNotFoundError or ValueError (from the library) for a run whose files are missing or damaged."""
         cached = await anyio.to_thread.run_sync(_read_cached, run_dir)
         if cached is not None:
             return cached
-        return await anyio.to_thread.run_sync(_build, run_dir, limiter=self.builds)
+        return await anyio.to_thread.run_sync(_build, run_dir, dataset_id, limiter=self.builds)

@@ -93,6 +93,14 @@ def _metric_cell(metric: str, value: Any) -> str:
     return "" if value is None else esc(format_cell(metric, [float(value)]))
 
 
+def _dataset_said(ds: dict[str, Any]) -> str:
+    """The dataset in the page's subtitle: its name and sha256's start, the latter once when the name is it
+    (the service names an uploaded dataset by its id, which is that sha256)."""
+    sha = str(ds.get("sha256") or "")[:12]
+    name = ds.get("name") or "(in memory)"
+    return f"dataset {name}" if name == sha else f"dataset {name} (sha256 {sha})"
+
+
 def run_html(report: LabelReport) -> str:
     d = report.data
     run = d["run"]
@@ -105,7 +113,7 @@ def run_html(report: LabelReport) -> str:
             f"seed {run['seed']}",
             f"preset {run['preset']}" if run.get("preset") else "no preset",
             f"modalities {', '.join(run['modalities'])}",
-            f"dataset {ds['name'] or '(in memory)'} (sha256 {str(ds['sha256'] or '')[:12]})",
+            _dataset_said(ds),
             f"created {run['created']}" if run.get("created") else "",
             f"code {run['code_version']}" if run.get("code_version") else "",
         )

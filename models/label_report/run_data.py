@@ -70,13 +70,14 @@ FROM_A_COPY = "unilabel report RUN --data DATASET reads them from a copy of the 
 
 
 def _transcripts(
-    dataset: dict[str, Any], dataset_dir: str | Path | None
+    dataset: dict[str, Any], dataset_dir: str | Path | None, name: str | None = None
 ) -> tuple[dict[str, str] | None, str]:
     """Transcripts by id from ``dataset_dir``, else from ``dataset`` (config.json's record) when it is still
     there; and a sentence for the page saying where they came from or why there are none. Only the dataset's
-    folder name is said, never its path (the service shows this page to its callers)."""
+    folder name (or ``name``) is said, never its path (the service shows this page to its callers)."""
     recorded = dataset.get("path")
     path = Path(dataset_dir) if dataset_dir is not None else Path(recorded) if recorded else None
+    name = name or (path.name if path is not None else None)
     given = "given" if dataset_dir is not None else "recorded in config.json"
     if path is None:
         return None, f"Transcripts are not shown: config.json records no dataset path ({FROM_A_COPY})."
@@ -84,7 +85,7 @@ def _transcripts(
         if dataset_dir is not None:
             raise FileNotFoundError(f"data: {dataset_dir} does not exist")
         return None, (
-            f"Transcripts are not shown: the dataset recorded in config.json ({path.name}) is no longer "
+            f"Transcripts are not shown: the dataset recorded in config.json ({name}) is no longer "
             f"there ({FROM_A_COPY}); the table shows ids only."
         )
     from models.dataset import DatasetError
@@ -96,10 +97,10 @@ def _transcripts(
         if dataset_dir is not None:
             raise
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        return None, f"Transcripts are not shown: the dataset {given} ({path.name}) cannot be read: {first}."
+        return None, f"Transcripts are not shown: the dataset {given} ({name}) cannot be read: {first}."
     if ds.transcripts is None:
-        return None, f"The dataset {given} ({path.name}) has no transcripts; the table shows ids only."
-    note = f"Transcripts from the dataset {given} ({path.name})"
+        return None, f"The dataset {given} ({name}) has no transcripts; the table shows ids only."
+    note = f"Transcripts from the dataset {given} ({name})"
     if ds.sha256 != dataset.get("sha256"):
         note += ", which is not the dataset the run was trained on (another sha256): matched by id"
     return {str(i): t for i, t in zip(ds.ids, ds.transcripts, strict=True)}, note + "."
@@ -211,13 +212,15 @@ def build_report(
     run_dir: str | Path,
     dataset_dir: str | Path | None = None,
     *,
+    dataset_name: str | None = None,
     rows: int = DISAGREEMENT_ROWS,
     figures: bool = True,
 ) -> LabelReport:
     """The label report of a finished run directory.
 
     ``dataset_dir``: where to read the transcripts (default: the dataset recorded in config.json when it is
-    still there; without one the disagreement table shows ids). ``rows``: length of that table.
+    still there; without one the disagreement table shows ids). ``dataset_name``: what the page calls the
+    dataset (default: the folder's name config.json records). ``rows``: length of that table.
     ``figures=False`` skips drawing (``data`` alone, e.g. for a JSON response).
     Raises FileNotFoundError for a folder that is not a finished run, ValueError for a damaged file."""
     run = _run_files(run_dir)
@@ -245,9 +248,8 @@ def build_report(
     left_out = [m for m in MODALITIES if m not in modalities]
     if left_out:
         notes.append(f"Left out of this run: {', '.join(left_out)} (its label columns are blank).")
-    transcripts, transcript_note = (
-        _transcripts(dataset, dataset_dir) if learned else (None, "No table: the run has no learned labels.")
-    )
+    no_table = (None, "No table: the run has no learned labels.")
+    transcripts, transcript_note = _transcripts(dataset, dataset_dir, dataset_name) if learned else no_table
     diagnostics = config.get("strategy_diagnostics") or {}
     meta = diagnostics.get("meta") or {}
     mucn = {m: {k: v for k, v in meta[m].items() if k != "final"} for m in modalities if m in meta}
@@ -269,7 +271,7 @@ def build_report(
             "device": config.get("device"),
             "text_source": config.get("text_source"),
             "dataset": {
-                "name": Path(dataset["path"]).name if dataset.get("path") else None,
+                "name": dataset_name or (Path(dataset["path"]).name if dataset.get("path") else None),
                 "sha256": dataset.get("sha256"),
                 "n": summary.get("n"),
                 "splits": summary.get("splits"),

@@ -44,7 +44,7 @@ async def get_report(
 ) -> Response:
     rec = await run_in_threadpool(visible_job, svc, caller, job_id)  # Redis's sync client: off the loop
     run_dir = finished_run(svc, rec, "a report exists")
-    report = await svc.reports.get(run_dir)
+    report = await svc.reports.get(run_dir, rec["dataset_id"])
     if format == "json":
         return Response(report.data, media_type="application/json")
     headers = {

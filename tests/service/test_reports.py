@@ -46,6 +46,10 @@ def test_report_page_and_data_of_a_finished_job(client, trained: dict, settings)
     assert data.status_code == 200 and data.headers["content-type"] == "application/json"
     report = LabelReportData.model_validate(data.json())
     assert report.run["name"] == job_id and report.run["strategy"] == "mug"
+    # the dataset is named by its id, as the listings show it, not by the folder the store keeps it in
+    short_id = trained["dataset_id"][:12]
+    assert report.run["dataset"]["name"] == short_id and f"dataset {short_id} \u00b7 " in html
+    assert "dataset data" not in html
     assert report.labels.modalities and report.disagreements.rows
     assert report.history is not None and "multitask" in report.history.stages
     for modality in report.labels.modalities:
@@ -106,11 +110,11 @@ def test_concurrent_requests_build_a_report_once(trained: dict, client, monkeypa
     run_dir = client.app.state.services.store.run_dir(trained["job_id"])
     calls: list[int] = []
     real = reports.build_report
-    monkeypatch.setattr(reports, "build_report", lambda path: calls.append(1) or real(path))
+    monkeypatch.setattr(reports, "build_report", lambda path, **kw: calls.append(1) or real(path, **kw))
 
     async def three() -> list[reports.ServedReport]:
         cache = reports.ReportCache()
-        return await asyncio.gather(*(cache.get(run_dir) for _ in range(3)))
+        return await asyncio.gather(*(cache.get(run_dir, trained["dataset_id"]) for _ in range(3)))
 
     served = asyncio.run(three())
     assert len(calls) == 1 and len({s.html for s in served}) == 1
