@@ -43,6 +43,7 @@ from remote.listing import (
     jobs_table,
     models_table,
     splits_text,
+    submitted_lines,
     usage_table,
     valid_lines,
 )
@@ -408,7 +409,7 @@ def run_all(
     shapes = ", ".join(f"{m} {v['shape']}" for m, v in summary["modalities"].items())
     say(f"{upload_line(summary, created)}; {shapes}")
     job = client.submit(summary["id"], strategy, seed, hyperparameters, preset=preset)
-    for line in job_lines(job):
+    for line in submitted_lines(job):
         say(line)
     job = client.wait(job["id"], on_update=ProgressBar())
     if job["state"] != "succeeded":
@@ -564,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
             elif cmd == "submit":
                 hp, key = _parse_hp(args.hp), args.idempotency_key
                 job = c.submit(args.dataset_id, args.strategy, args.seed, hp, key, preset=args.preset)
-                _print(job if args.json else "\n".join(job_lines(job)))
+                _print(job if args.json else "\n".join(submitted_lines(job)))
             elif cmd == "run":
                 run_all(
                     c,

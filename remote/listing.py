@@ -57,6 +57,18 @@ def job_lines(job: dict[str, Any]) -> list[str]:
     return [head, *(f"note: {note}" for note in job.get("notes") or [])]
 
 
+def submitted_lines(job: dict[str, Any]) -> list[str]:
+    """What submitting says: the job's lines, and, for a job that has succeeded already (a new one is queued),
+    that it is an earlier job of the same run, returned instead of training again."""
+    lines = job_lines(job)
+    if job["state"] == "succeeded":
+        lines.append(
+            "the same run (dataset, strategy, seed, settings and code) had succeeded before: this is that "
+            "job, nothing trains again (delete its model to train anew)"
+        )
+    return lines
+
+
 def valid_lines(job: dict[str, Any]) -> list[str]:
     """``valid: mae 0.712, corr 0.771, acc2_non0 0.826, acc7 0.401`` when the job has valid metrics."""
     metrics = job.get("metrics") or {}

@@ -382,6 +382,14 @@ def test_remote_wait_ends_with_the_scores_and_where_the_results_are(
     ]
     assert main(["wait", job_id, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["metrics"] == metrics
+    # the same run submitted again returns that job: said so, not only "succeeded"
+    hp = [f"--set={k}={v}" for k, v in TINY.items()]
+    assert main(["submit", dataset_id, *hp]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"job {job_id} (mug, seed 1111): succeeded",
+        "the same run (dataset, strategy, seed, settings and code) had succeeded before: this is that job, "
+        "nothing trains again (delete its model to train anew)",
+    ]
     # a job whose workers all died: failed by the next delivery, with its error
     failed = remote.post("/v1/jobs", json={"dataset_id": dataset_id, "seed": 2}).json()["id"]
     svc = remote.app.state.services
