@@ -59,8 +59,22 @@ def error_responses(*statuses: int) -> dict[int | str, dict]:
     return {status: {"model": ErrorResponse} for status in statuses}
 
 
+ID_LENGTHS = {"dataset": 64, "job": 32, "model": 32}  # hex characters: a sha256, a uuid4
+
+
+def id_hint(kind: str, ident: str) -> str:
+    """For an id cut short (the listings show the first 12 characters): that the whole id is needed."""
+    full = ID_LENGTHS.get(kind)
+    if full is None or not 0 < len(ident) < full or any(c not in "0123456789abcdef" for c in ident):
+        return ""
+    return (
+        f"; a {kind}'s id has {full} hex characters and this has {len(ident)}: give the whole id "
+        "(listings show its start)"
+    )
+
+
 def not_found(kind: str, ident: str, field: str = "id") -> ApiError:
-    return ApiError(404, f"no {kind} with id {ident!r}", field=field)
+    return ApiError(404, f"no {kind} with id {ident!r}{id_hint(kind, ident)}", field=field)
 
 
 CANNOT_REMOVE = "the files could not be removed: the artifact volume (ARTIFACT_DIR) is read-only or failing"

@@ -28,7 +28,7 @@ from models.strategies.mtcl import MTCLStrategy
 from models.version import code_version
 from service import audit
 from service.deps import Limit, Offset, Services, Svc, Who
-from service.errors import ApiError, error_responses, not_found
+from service.errors import ApiError, error_responses, id_hint, not_found
 from service.keys import Caller
 from service.quotas import limit_of, too_many
 from worker import textmodels
@@ -143,7 +143,10 @@ def _check_inputs(body: JobCreate, summary: dict[str, Any], hyper: Hyperparamete
 def resolve(body: JobCreate, svc: Services, caller: Caller) -> dict[str, Any]:
     if svc.store.dataset_dir(caller.owner, body.dataset_id) is None:
         raise ApiError(
-            422, f"no dataset with id {body.dataset_id!r}; upload it first", field="body.dataset_id"
+            422,
+            f"no dataset with id {body.dataset_id!r}"
+            + (id_hint("dataset", body.dataset_id) or "; upload it first"),
+            field="body.dataset_id",
         )
     if body.strategy not in STRATEGIES:
         raise ApiError(

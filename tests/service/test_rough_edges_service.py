@@ -551,3 +551,19 @@ def test_the_job_record_shows_the_hyperparameters_its_run_used(client, trained: 
     config = json.loads((run_dir / "config.json").read_text())
     assert job["hyperparameters"]["label_noise_std"] == 1.0  # the synthetic labels are MOSI-style: rho 3
     assert job["hyperparameters"] == config["hyperparameters"]
+
+
+def test_an_id_cut_short_is_said_to_be_one(client, trained: dict) -> None:
+    """The listings show ids by their first 12 characters; given back, they were 'not found' or 'upload it
+    first' for a dataset that is there."""
+    short = trained["dataset_id"][:12]
+    r = client.post("/v1/jobs", json={"dataset_id": short})
+    message = error_of(r)["message"]
+    assert r.status_code == 422 and "upload it first" not in message, r.text
+    hint = "a dataset's id has 64 hex characters and this has 12: give the whole id (listings show its start)"
+    assert message == f"no dataset with id '{short}'; " + hint
+    for kind, full in (("job", 32), ("model", 32), ("dataset", 64)):
+        ident = (trained["job_id"] if kind != "dataset" else trained["dataset_id"])[:12]
+        r = client.get(f"/v1/{kind}s/{ident}")
+        assert r.status_code == 404 and f"a {kind}'s id has {full} hex characters and this has 12" in r.text
+    assert error_of(client.get("/v1/jobs/nothex"))["message"] == "no job with id 'nothex'"
