@@ -393,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
         # (docs/benchmarks.md). Raise it for the fine-tuned text encoder.
         torch.set_num_threads(thread_count(args.threads, "--threads", "UNILABEL_THREADS") or 1)
         return args.func(args)
+    except BrokenPipeError:
+        from models.cli_output import reader_gone
+
+        return reader_gone()
     except (DatasetError, HyperparameterError, InputError, OSError, ValueError) as err:
         print(f"unilabel {args.command}: error:\n{error_text(err)}", file=sys.stderr)
         return 2

@@ -5,11 +5,22 @@ MUCN learned."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from typing import Any
 
 from models.dataset import SPLITS
 from models.modalities import LETTER
+
+
+def reader_gone() -> int:
+    """The exit status when the reader of standard output went away (``| head``): nothing more is written,
+    and nothing said about it, as a Unix tool killed by SIGPIPE; standard output goes to /dev/null so the
+    interpreter's last flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
 
 
 class ProgressBars:

@@ -650,6 +650,10 @@ def main(argv: list[str] | None = None) -> int:
             if d.get("problem") not in str(exc):  # an invalid dataset's message holds them all already
                 print(f"  {d.get('field')}: {d.get('problem')}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        from models.cli_output import reader_gone
+
+        return reader_gone()
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
         print(
             f"error: --url {args.url}: cannot reach the service ({exc}); set --url or UNILABEL_URL",

@@ -383,3 +383,18 @@ def test_compare_checks_its_split_before_any_run_trains(small_synth: Path, tmp_p
         assert main([*base, "--split", split]) == 2
         assert capsys.readouterr().err == f"unilabel compare: error:\n{problem}\n"
         assert not out.exists()
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    """`unilabel hyperparameters --doc | head -1` said "error: Broken pipe" with status 2."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "models.cli", "hyperparameters", "--doc"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # the reader is gone before the command writes (it takes ~0.5 s to start)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141 and err == b""  # 128 + SIGPIPE, as a Unix tool killed by it
