@@ -382,6 +382,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise HyperparameterError(text, "expected name=value")
     name, raw = text.split("=", 1)
     name = name.strip()
+    if not name:
+        raise HyperparameterError(text, "expected name=value (no name before the =)")
     raw = raw.strip()
     lowered = raw.lower()
     if lowered in ("true", "false"):

@@ -189,3 +189,13 @@ def test_a_misspelt_name_gets_a_suggestion() -> None:
     )
     with pytest.raises(HyperparameterError, match=r"did you mean meta_epochs"):
         resolve_hyperparameters({"meta_epoch": 5})
+
+
+def test_an_override_without_a_name_or_an_equals_sign_says_what_is_expected() -> None:
+    from models.config import parse_override
+
+    cases = (("=3", "expected name=value (no name before the =)"), ("beta", "expected name=value"))
+    for text, problem in cases:
+        with pytest.raises(HyperparameterError) as caught:
+            parse_override(text)
+        assert str(caught.value) == f"hyperparameters.{text}: {problem}"
