@@ -232,6 +232,10 @@ def finished_run(svc: Services, rec: dict[str, Any], what: str) -> Path:
             field="job_id",
         )
     run_dir = svc.store.run_dir(rec["id"])
+    if rec["state"] in (JobState.failed.value, JobState.cancelled.value):  # it never will succeed
+        raise ApiError(
+            409, f"the job {rec['state']} and has no results; submit it again to train it", field="job_id"
+        )
     if rec["state"] != JobState.succeeded.value or run_dir is None:
         raise ApiError(409, f"{what} once the job has succeeded; it is {rec['state']}", field="job_id")
     return run_dir

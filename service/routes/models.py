@@ -69,7 +69,10 @@ def _visible_model(svc: Services, caller: Caller, model_id: str) -> dict[str, An
     except ApiError as exc:
         rec = svc.jobs.get(model_id) if exc.status == 404 and JOB_ID.match(model_id) else None
         if rec is not None and caller.may_see(rec.get("owner") or None):
-            finished_run(svc, rec, "its model exists")  # raises the 409 or 410, else the card went missing
+            try:
+                finished_run(svc, rec, "its model exists")  # the 409 or 410; else the card went missing
+            except ApiError as why:  # named by the route's parameter, though the job says why
+                raise ApiError(why.status, why.message, field="model_id") from None
         raise
 
 
@@ -122,11 +125,11 @@ def get_model_archive(model_id: str, svc: Svc, caller: Who) -> StreamingResponse
     )
 
 
-@router.delete("/{model_id}", status_code=204, responses={**ERRORS, **error_responses(507)})
+@router.delete("/{model_id}", status_code=204, responses={**MODEL_ERRORS, **error_responses(507)})
 async def delete_model(model_id: str, svc: Svc, caller: Who) -> Response:
     """Delete a model and its run's files (labels, report, predictions): its job stays, succeeded, with
     ``model_deleted_at``; submitting that job again trains a new one. Every API process stops serving it."""
-    card = await run_in_threadpool(visible_card, svc.store, caller, model_id)
+    card = await run_in_threadpool(_visible_model, svc, caller, model_id)  # deleted already: 410
     job = await run_in_threadpool(svc.jobs.get, card["job_id"])
     if job is not None:  # the record first: from now on the same request trains anew
         await run_in_threadpool(svc.jobs.forget_model, job)

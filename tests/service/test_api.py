@@ -198,8 +198,13 @@ def test_cancel_and_labels_of_unfinished_jobs(client, synth_dir: Path) -> None:
         r = client.get(f"/v1/models/{job['id']}{path}")
         not_yet = "its model exists once the job has succeeded; it is queued"
         assert r.status_code == 409 and error_of(r)["message"] == not_yet, r.text
+        assert error_of(r)["field"] == "model_id"
     r = client.post(f"/v1/jobs/{job['id']}/cancel")
     assert r.status_code == 202 and r.json()["state"] == "cancelled" and r.json()["links"]["cancel"] is None
+    for path in (f"/v1/jobs/{job['id']}/labels", f"/v1/jobs/{job['id']}/report", f"/v1/models/{job['id']}"):
+        r = client.get(path)  # not "once the job has succeeded": a cancelled job never will
+        no_results = "the job cancelled and has no results; submit it again to train it"
+        assert r.status_code == 409 and error_of(r)["message"] == no_results, (path, r.text)
     r = client.post(f"/v1/jobs/{job['id']}/cancel")
     assert r.status_code == 409 and "cancelled" in error_of(r)["message"]
 

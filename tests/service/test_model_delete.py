@@ -36,7 +36,8 @@ def test_a_deleted_model_is_gone_everywhere_and_its_run_can_train_again(client, 
         r = client.get(f"/v1/models/{model_id}{path}")
         assert r.status_code == 410 and "model was deleted at" in error_of(r)["message"], path
     assert client.get("/v1/models").json()["total"] == 0
-    assert client.delete(f"/v1/models/{model_id}").status_code == 404
+    r = client.delete(f"/v1/models/{model_id}")  # again: gone, as GET says
+    assert r.status_code == 410 and error_of(r)["field"] == "model_id", r.text
     assert stored_bytes(svc.jobs, svc.store, owner) == dataset_bytes  # the run's bytes are free again
 
     job = client.get(f"/v1/jobs/{job_id}").json()

@@ -301,7 +301,7 @@ def test_remote_deletes_a_model_and_its_job_says_so(
     said = capsys.readouterr().out
     assert "model deleted at 20" in said and "unilabel-remote labels" not in said, said
     assert main(["labels", job_id]) == 2 and "410" in capsys.readouterr().err
-    assert main(["delete-model", model_id]) == 2 and "404" in capsys.readouterr().err
+    assert main(["delete-model", model_id]) == 2 and "410" in capsys.readouterr().err  # gone, as labels say
 
 
 @IN_PROCESS
