@@ -33,6 +33,8 @@ def check_target(out_dir: str | Path, overwrite: bool = False) -> Path:
     """``out_dir`` as a Path; FileExistsError when it already holds a dataset and ``overwrite`` is False, so
     a dataset is never replaced by accident."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: is a file; a dataset is a folder (utterances.csv, features.npz)")
     held = [name for name in (CSV_FILE, NPZ_FILE) if (out / name).exists()]
     if held and not overwrite:
         raise FileExistsError(

@@ -117,6 +117,16 @@ def test_an_invalid_dataset_is_named_above_its_problems(
     assert err == f"unilabel baseline: error:\ndataset {data} is not valid:\nfeatures.npz: file not found\n"
 
 
+def test_synth_into_a_file_is_named_as_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    afile = tmp_path / "notes.txt"
+    afile.write_text("x")
+    assert main(["synth", str(afile)]) == 2
+    said = capsys.readouterr().err
+    folder = "a dataset is a folder (utterances.csv, features.npz)"
+    assert said == f"unilabel synth: error:\n{afile}: is a file; {folder}\n"
+    assert afile.read_text() == "x"
+
+
 def test_evaluate_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     labels = tmp_path / "labels.csv"
     labels.write_text("id,label\na,0.5\n")
