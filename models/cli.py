@@ -81,6 +81,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_hyperparameters(args: argparse.Namespace) -> int:
     from models.hyperparameter_docs import hyperparameter_table, hyperparameters_doc
 
+    if args.doc and (args.strategy or args.preset):  # the doc is the whole set: the filter was dropped unsaid
+        raise ValueError("--doc prints every hyperparameter; --strategy and --preset filter the table only")
+
     print(
         hyperparameters_doc() if args.doc else hyperparameter_table(args.strategy, args.preset) + "\n", end=""
     )
@@ -287,7 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     hy.add_argument("--strategy", choices=STRATEGIES, help="only those this strategy reads")
     hy.add_argument("--preset", choices=list(PRESETS), help="defaults under this Table 2 column")
     hy.add_argument(
-        "--doc", action="store_true", help="print docs/hyperparameters.md (every one, by section)"
+        "--doc",
+        action="store_true",
+        help="print docs/hyperparameters.md (every one, by section; not with --strategy or --preset)",
     )
     hy.set_defaults(func=cmd_hyperparameters)
 

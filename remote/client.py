@@ -522,8 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write to this file (default: standard output)")
     p = sub.add_parser("predict", help="predict with a trained model")
     p.add_argument("model_id", help="the model's id")
-    p.add_argument("--input", help='JSON file: {"utterances": [...]} or a list of utterances')
-    p.add_argument(
+    source = p.add_mutually_exclusive_group()  # one or the other: neither is dropped unsaid
+    source.add_argument("--input", help='JSON file: {"utterances": [...]} or a list of utterances')
+    source.add_argument(
         "--dataset",
         metavar="PATH",
         help="take utterances from this local dataset folder or archive instead (the service does not send "
@@ -532,8 +533,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--split", default="test", help="with --dataset: the split to take utterances from (all: every split)"
     )
-    p.add_argument("--n", type=int, default=5, help="with --dataset: how many (the split's first N)")
-    p.add_argument("--all", action="store_true", help="with --dataset: every utterance of the split, not N")
+    count = p.add_mutually_exclusive_group()
+    count.add_argument("--n", type=int, default=5, help="with --dataset: how many (the split's first N)")
+    count.add_argument("--all", action="store_true", help="with --dataset: every utterance of the split")
     p.add_argument(
         "-o",
         "--output",
@@ -616,6 +618,11 @@ def main(argv: list[str] | None = None) -> int:
                 if args.dataset:
                     if args.n < 1:  # a slice [:-1] would have sent all but the last utterance
                         raise ValueError(f"--n: must be at least 1, got {args.n}")
+                    from models.dataset import SPLITS  # numpy only
+
+                    if args.split not in (*SPLITS, "all"):
+                        choices = ", ".join([*SPLITS, "all"])
+                        raise ValueError(f"--split {args.split}: unknown split; one of {choices}")
                     split = None if args.split == "all" else args.split
                     n = None if args.all else args.n
                     dataset = _local_dataset(args.dataset)

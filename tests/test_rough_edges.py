@@ -408,3 +408,9 @@ def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
     proc.stdout.close()  # the reader is gone before the command writes (it takes ~0.5 s to start)
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == 141 and err == b""  # 128 + SIGPIPE, as a Unix tool killed by it
+
+
+def test_hyperparameters_doc_with_a_filter_is_refused(capsys: pytest.CaptureFixture) -> None:
+    for flag in (["--strategy", "mug"], ["--preset", "sims"]):
+        assert main(["hyperparameters", "--doc", *flag]) == 2
+        assert "--doc prints every hyperparameter; --strategy and --preset filter" in capsys.readouterr().err

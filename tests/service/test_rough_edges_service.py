@@ -413,7 +413,11 @@ def test_remote_predict_from_a_dataset_checks_n_and_split(
     assert main([*base, "--n", "0"]) == 2
     assert "--n: must be at least 1, got 0" in capsys.readouterr().err
     assert main([*base, "--split", "tset"]) == 2
-    assert capsys.readouterr().err == f"error: --split tset: {synth_dir} has no utterance in that split\n"
+    assert capsys.readouterr().err == "error: --split tset: unknown split; one of train, valid, test, all\n"
+    for both in (["--n", "3", "--all"], ["--input", "x.json"]):  # one of them was dropped unsaid
+        with pytest.raises(SystemExit) as stop:
+            main([*base, *both])
+        assert stop.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
     assert main([*base, "--split", "valid", "--n", "3"]) == 0
     assert len(json.loads(capsys.readouterr().out)["predictions"]) == 3
 
