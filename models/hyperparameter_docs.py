@@ -53,10 +53,8 @@ def hyperparameter_table(strategy: str | None = None, preset: str | None = None)
     for row in describe_hyperparameters(preset):
         if sections is None or row["section"] in sections:
             default = json.dumps(row["default"])
-            lines.append(
-                f"| `{row['name']}` | {default} | {row['range']} | {row['meaning'].replace('|', '/')} | "
-                f"{row['source']} |"
-            )
+            meaning = row["meaning"].replace("|", "\\|")  # Markdown's escape: |S'| and |y| inside a cell
+            lines.append(f"| `{row['name']}` | {default} | {row['range']} | {meaning} | {row['source']} |")
     return "\n".join(lines)
 
 
