@@ -172,10 +172,11 @@ def _compare_paired_figure(data: dict[str, Any]) -> bytes:
                 capsize=3,
                 linewidth=1.2,
             )
-        ax.set_xticks(range(len(others)), [f"- {o}" for o in others], fontsize=8)
+        ax.set_xticks(range(len(others)), [f"{paired['reference']} - {o}" for o in others], fontsize=8)
         ax.set_xlim(-0.5, len(others) - 0.3)
         better = "below 0: reference better" if m in LOWER_IS_BETTER else "above 0: reference better"
-        style_axes(ax, f"{METRIC_LABELS.get(m, m)} ({better})", "", "x100" if scale != 1 else "")
+        # two lines: a metric's name may hold brackets of its own, and one line is clipped in a narrow panel
+        style_axes(ax, f"{METRIC_LABELS.get(m, m)}\n{better}", "", "x100" if scale != 1 else "")
     fig.suptitle(
         f"Paired by seed: {paired['reference']} minus each other strategy "
         "(points: seeds; diamond: mean ± se)",
