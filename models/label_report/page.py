@@ -309,7 +309,10 @@ def _mucn_html(report: LabelReport) -> list[str]:
         "<p>Did MUCN learn? Its multimodal denoising loss over all training rows (one fixed noise draw) at "
         "the start and end of stage 2, against the noisy input's own error: below it, MUCN removes noise. "
         "The labels' mean distance from y, and how much of their shift the untrained MUCN already gave "
-        "(near 1: the shift is mostly the initialisation's, not learned).</p>"
+        "(near 1: the shift is mostly the initialisation's, not learned). Last, of stage 2's batches: in "
+        "how many the inner step (on the unimodal denoising task) already lowered the multimodal denoising "
+        "loss, so its weights were kept (the paper's Eq. 22), and in how many the meta-update (Eq. 23) ran "
+        "instead.</p>"
     ]
     rows = []
     for m, v in mucn.items():
@@ -339,7 +342,7 @@ def _mucn_html(report: LabelReport) -> list[str]:
                 "",
                 "mean |label - y|",
                 "shift r with untrained MUCN",
-                "kept / meta updates",
+                "batches: step kept / meta-updated",
             ],
             rows,
             {1, 2, 3, 5, 6},
