@@ -150,13 +150,20 @@ def install(app: FastAPI) -> None:
         return error_response(validation_error(list(exc.errors()), prefix=("body",)))
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         if isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI's 400 for a JSON body that is not UTF-8
             return error_response(
                 not_json(f"not UTF-8 text ({exc.__cause__.reason} at byte {exc.__cause__.start})")
             )
+        headers = getattr(exc, "headers", None)
         message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
-        return error_response(ApiError(exc.status_code, message, headers=getattr(exc, "headers", None)))
+        if message == HTTPStatus(exc.status_code).phrase:  # the router's bare words: say what was asked
+            where = f"{request.method} {request.url.path}"
+            if exc.status_code == 404:
+                message = f"no route {where}; the routes are listed at /docs"
+            elif exc.status_code == 405:  # the router's Allow header names one route of the path only
+                message = f"{where}: method not allowed; /docs lists the methods this path takes"
+        return error_response(ApiError(exc.status_code, message, headers=headers))
 
     @app.exception_handler(RedisConnectionError)
     @app.exception_handler(RedisTimeoutError)

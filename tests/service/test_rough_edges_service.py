@@ -571,3 +571,13 @@ def test_an_id_cut_short_is_said_to_be_one(client, trained: dict) -> None:
         r = client.get(f"/v1/{kind}s/{ident}")
         assert r.status_code == 404 and f"a {kind}'s id has {full} hex characters and this has 12" in r.text
     assert error_of(client.get("/v1/jobs/nothex"))["message"] == "no job with id 'nothex'"
+
+
+def test_an_unknown_route_or_method_is_named(client) -> None:
+    """The router's bare 'Not Found' and 'Method Not Allowed' now say what was asked and what is taken."""
+    r = client.get("/v1/job")
+    assert r.status_code == 404
+    assert error_of(r)["message"] == "no route GET /v1/job; the routes are listed at /docs"
+    r = client.delete("/v1/jobs")
+    message = "DELETE /v1/jobs: method not allowed; /docs lists the methods this path takes"
+    assert r.status_code == 405 and error_of(r)["message"] == message
