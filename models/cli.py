@@ -186,13 +186,17 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from models.dataset_loader import load_dataset
+    from models.inputs import InputError
     from models.report import write_csv_atomic
     from models.trained_model import TrainedModel
 
     out = file_to_write(args.out) or Path(args.run) / "predictions-new.csv"
     model = TrainedModel.load(args.run, device=args.device, text_model=args.text_model)
     ds = load_dataset(args.data, rho=model.info["rho"], for_training=False)
-    frame = model.predict_dataset(ds)
+    try:
+        frame = model.predict_dataset(ds)
+    except InputError as err:  # it names a file within the dataset: say which dataset
+        raise InputError(f"data {args.data}: {err.field}", err.message) from None
     write_csv_atomic(out, frame)
     print(f"{len(frame)} predictions written to {out}")
     return 0

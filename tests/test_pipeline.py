@@ -383,7 +383,7 @@ def test_a_dataset_without_vision_trains_on_what_it_has(
     err = capsys.readouterr().err
     assert "hyperparameters.modalities: vision asked for" in err and "Traceback" not in err
     assert main(["predict", str(full.out_dir), str(tmp_path / "ta"), "--out", str(tmp_path / "p.csv")]) == 2
-    assert "features.npz: key 'vision'" in capsys.readouterr().err
+    assert f"data {tmp_path / 'ta'}: features.npz: key 'vision'" in capsys.readouterr().err  # which dataset
 
 
 def test_preset_is_applied_under_the_overrides_and_recorded(
