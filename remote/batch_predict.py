@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 CHUNK_BYTES = 4 * 1024**2
 CHUNK_UTTERANCES = 1024
 CSV_COLUMNS = ("id", "split", "pred", "pred_T", "pred_A", "pred_V")  # unilabel predict's predictions.csv
@@ -83,5 +85,7 @@ def write_predictions_csv(
         writer = csv.writer(f)
         writer.writerow(CSV_COLUMNS)
         for p in predictions:
-            values = ["" if p.get(k) is None else repr(float(p[k])) for k in API_FIELDS]
+            # float32's shortest text, as `unilabel predict` writes it (the model computes in float32;
+            # JSON carried it as a float64 with 17 digits)
+            values = ["" if p.get(k) is None else str(np.float32(p[k])) for k in API_FIELDS]
             writer.writerow([p["id"], splits.get(p["id"], ""), *values])
