@@ -102,6 +102,13 @@ def compare(
         "unimodal_label_quality": label_quality,
     }
     table = render_tables(summary)
+    others = sorted(
+        f"{run.parent.name} {run.name}"
+        for run in out.glob("*/seed*")
+        if run.is_dir() and (run.parent.name, run.name) not in {(s, f"seed{n}") for s, n in jobs}
+    )
+    if others and say is not None:  # runs of an earlier, wider comparison: kept, but not in this summary
+        say(f"note: {out} also holds {', '.join(others)}; the summary covers this comparison's runs only")
     out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text(table + "\n")
     (out / "results.json").write_text(json.dumps(summary, indent=2))

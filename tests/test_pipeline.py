@@ -442,6 +442,10 @@ def test_compare_says_what_it_reused_and_refuses_to_replace_other_runs(
     assert (out / "copy" / "seed1" / "config.json").read_text() == before
     assert main([*base, *sets, "--set", "beta=0.5", "--overwrite"]) == 0
     assert "replacing" in capsys.readouterr().err
+    narrower = [x if x != "1" else "2" for x in base]  # seed 2 only, into the same folder
+    assert main([*narrower, *sets, "--set", "beta=0.5"]) == 0
+    said = capsys.readouterr().err
+    assert f"note: {out} also holds copy seed1; the summary covers this comparison's runs only" in said
     assert json.loads((out / "copy" / "seed1" / "config.json").read_text())["hyperparameters"]["beta"] == 0.5
 
 
