@@ -170,7 +170,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not (run / "config.json").is_file() and (run / "results.json").is_file():  # a compare folder
         if args.data:
             raise ValueError("--data: a comparison's page shows no transcripts; give it for a run only")
-        path = write_compare_report(run, args.out)
+        path = write_compare_report(run, args.out, args.reference)
+    elif args.reference:
+        raise ValueError("--reference: a run's page pairs nothing; give it for a comparison's folder only")
     else:
         path = write_report(run, args.out, args.data)
     print(f"report written to {path}")
@@ -347,6 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", help="folder to write (default RUN/report/; a comparison: its folder)")
     rp.add_argument(
         "--data", help="the run's dataset, for the transcripts (default: the path recorded in config.json)"
+    )
+    rp.add_argument(
+        "--reference",
+        metavar="STRATEGY",
+        help="a comparison's page: pair the others against this strategy (default: the first), as table does",
     )
     rp.set_defaults(func=cmd_report)
 

@@ -251,9 +251,14 @@ def test_cli_report(runs: dict, tmp_path: Path, capsys) -> None:
     assert main(["report", str(run), "--out", str(tmp_path / "page")]) == 0
     assert f"report written to {tmp_path / 'page' / 'report.html'}" in capsys.readouterr().out
     assert (tmp_path / "page" / "labels_vs_multimodal.png").read_bytes().startswith(PNG)
-    cmp = _results(tmp_path, ("mug", "copy"), [1])
+    cmp = _results(tmp_path, ("mug", "copy"), [1, 2])
     assert main(["report", str(cmp)]) == 0  # a comparison's folder gets the comparison's page
     assert f"report written to {cmp / 'report.html'}" in capsys.readouterr().out
+    assert "mug minus each other strategy" in (cmp / "report.html").read_text()
+    assert main(["report", str(cmp), "--reference", "copy"]) == 0  # paired as `unilabel table --reference`
+    assert "copy minus each other strategy" in (cmp / "report.html").read_text()
+    assert main(["report", str(run), "--reference", "copy"]) == 2
+    assert "--reference: a run's page pairs nothing" in capsys.readouterr().err
 
 
 def test_cli_report_errors_are_named(runs: dict, tmp_path: Path, capsys) -> None:
