@@ -126,7 +126,7 @@ def test_volume_gone_or_read_only_fails_the_job_with_its_reason(
                     assert r.status_code == 507 and "could not be removed" in r.text, (path, r.text)
                 assert api.job(model)["model_deleted_at"] and c.get(f"/v1/models/{model}").status_code == 200
                 remount(volume, "rw")
-                assert [c.delete(f"/v1/models/{model}").status_code for _ in range(2)] == [204, 404]
+                assert [c.delete(f"/v1/models/{model}").status_code for _ in range(2)] == [204, 410]
     finally:
         remount(volume, "rw")
         stack.stop()
