@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -133,6 +134,19 @@ def validation_error(
     return ApiError(422, f"{details[0].problem}{more}", field=details[0].field, details=details)
 
 
+_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+
+
+def _methods_of(request: Request) -> list[str]:
+    """The methods the API documents for the request's path. Starlette's 405 names those of the first route
+    of the path only (DELETE /v1/jobs: POST, though GET is served too); the OpenAPI document has them all."""
+    path = request.url.path
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\{[^/}]+\}", "[^/]+", template), path):
+            return sorted(m.upper() for m in operations if m in _METHODS)
+    return []
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -161,8 +175,11 @@ def install(app: FastAPI) -> None:
             where = f"{request.method} {request.url.path}"
             if exc.status_code == 404:
                 message = f"no route {where}; the routes are listed at /docs"
-            elif exc.status_code == 405:  # the router's Allow header names one route of the path only
-                message = f"{where}: method not allowed; /docs lists the methods this path takes"
+            elif exc.status_code == 405:
+                message = f"{where}: method not allowed"
+                if allowed := _methods_of(request):  # else a path outside the API's document: the router's
+                    headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+                    message += f"; this path takes {', '.join(allowed)}"
         return error_response(ApiError(exc.status_code, message, headers=headers))
 
     @app.exception_handler(RedisConnectionError)

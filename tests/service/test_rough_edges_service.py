@@ -581,5 +581,8 @@ def test_an_unknown_route_or_method_is_named(client) -> None:
     assert r.status_code == 404
     assert error_of(r)["message"] == "no route GET /v1/job; the routes are listed at /docs"
     r = client.delete("/v1/jobs")
-    message = "DELETE /v1/jobs: method not allowed; /docs lists the methods this path takes"
+    message = "DELETE /v1/jobs: method not allowed; this path takes GET, POST"
     assert r.status_code == 405 and error_of(r)["message"] == message
+    assert r.headers["allow"] == "GET, POST"  # every method of the path, not its first route's (POST)
+    r = client.put(f"/v1/jobs/{'a' * 32}/cancel")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
