@@ -295,6 +295,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.detach and args.command != "up":
         parser.error("--detach goes with up")
+    # an option the action does not read is refused, not dropped unsaid (`status --quick`)
+    demo_only = {
+        "data": "--data",
+        "strategy": "--strategy",
+        "seed": "--seed",
+        "hp": "--set",
+        "quick": "--quick",
+    }
+    taken = {
+        "demo": set(demo_only) | {"keep", "port", "device"},
+        "up": {"port", "device"},
+        "status": set(),
+        "down": set(),
+    }[args.command]
+    flags = {**demo_only, "keep": "--keep", "port": "--port", "device": "--device"}
+    unread = [
+        flag
+        for name, flag in flags.items()
+        if name not in taken and getattr(args, name) != parser.get_default(name)
+    ]
+    if unread:
+        parser.error(f"{', '.join(unread)}: not read by {args.command}")
     args.dir = args.dir.resolve()
     if args.command == "status":
         return status(args.dir)

@@ -95,6 +95,10 @@ def test_up_detached_status_down(tmp_path: Path) -> None:
 def test_detach_only_with_up(tmp_path: Path) -> None:
     r = stack_py(tmp_path, "status", "--detach")
     assert r.returncode == 2 and "--detach goes with up" in r.stderr
+    cases = ((["status", "--quick", "--set", "beta=1"], "--set, --quick"), (["up", "--keep"], "--keep"))
+    for args, unread in cases:
+        r = stack_py(tmp_path, *args)  # an option the action does not read was dropped unsaid
+        assert r.returncode == 2 and f"error: {unread}: not read by {args[0]}" in r.stderr, r.stderr
 
 
 def test_demo_saves_the_jobs_report_and_prints_its_path_last(tmp_path: Path) -> None:
