@@ -102,10 +102,11 @@ def compare(
         "unimodal_label_quality": label_quality,
     }
     table = render_tables(summary)
+    ours = {(strategy, f"seed{seed}") for strategy, seed in jobs}
     others = sorted(
         f"{run.parent.name} {run.name}"
         for run in out.glob("*/seed*")
-        if run.is_dir() and (run.parent.name, run.name) not in {(s, f"seed{n}") for s, n in jobs}
+        if run.is_dir() and (run.parent.name, run.name) not in ours
     )
     if others and say is not None:  # runs of an earlier, wider comparison: kept, but not in this summary
         say(f"note: {out} also holds {', '.join(others)}; the summary covers this comparison's runs only")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from models.metrics import sentiment_metrics
-from models.report import finished_run
+from models.report import checked_run_dir
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:
@@ -38,7 +38,7 @@ def read_labels(path: str | Path) -> pd.DataFrame:
 def evaluate_run(run_dir: str | Path, labels_csv: str | Path, rho: float | None = None) -> dict[str, Any]:
     """Metrics of RUN/predictions.csv on the ids of ``labels_csv`` (every id must have a prediction), with
     how many of them each split of the run holds, and per split too when they span more than one."""
-    run = finished_run(run_dir, ("predictions.csv",))
+    run = checked_run_dir(run_dir, ("predictions.csv",))
     if not Path(labels_csv).is_file():
         raise ValueError(f"labels: {labels_csv}: no such file")
     model_json = run / "model.json"

@@ -263,7 +263,7 @@ def publish_dir(
     return True
 
 
-def finished_run(run_dir: str | Path, needs: Sequence[str]) -> Path:
+def checked_run_dir(run_dir: str | Path, needs: Sequence[str]) -> Path:
     """``run_dir`` as a Path, or a FileNotFoundError that says what is wrong with it: no such directory, or
     which of the files ``needs`` it lacks (all commands that read a run say it alike)."""
     run = Path(run_dir)

@@ -15,7 +15,7 @@ from models.dataset import Dataset
 from models.inputs import InputError, TensorInputs, build_inputs
 from models.modalities import LETTER
 from models.nets import MultimodalNet, NetSpec
-from models.report import finished_run
+from models.report import checked_run_dir
 from models.run_dir import clip_unimodal
 from models.stages.common import resolve_device
 from models.text_encoder import TextEncoder
@@ -65,7 +65,7 @@ class TrainedModel:
         text model's folder only)."""
         from safetensors.torch import load_file
 
-        run = finished_run(run_dir, ("model.json", "model.safetensors"))
+        run = checked_run_dir(run_dir, ("model.json", "model.safetensors"))
         info = json.loads((run / "model.json").read_text())
         if text_model is not None:
             if info["text_source"] not in ("encoder", "finetune"):

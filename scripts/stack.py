@@ -45,6 +45,11 @@ from remote.client import STRATEGY_HELP, LabelClient, _parse_hp, add_set_argumen
 from remote.localstack import LocalStack, free_port  # noqa: E402
 
 DEFAULT_DIR = REPO / ".stack"
+# the actions that read each option (args' names); status and down read --dir only
+READ_BY = {
+    **dict.fromkeys(("data", "strategy", "seed", "hp", "quick", "keep"), ("demo",)),
+    **dict.fromkeys(("port", "device"), ("demo", "up")),
+}
 MOSI = REPO.parent / "shared" / "data" / "mosi"
 # --quick: a short schedule (the default is the paper's, about a minute end to end on MOSI with 2 cores).
 QUICK_SCHEDULE = {"pretrain_epochs": 3, "meta_epochs": 3, "multitask_max_epochs": 10}
@@ -296,24 +301,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.detach and args.command != "up":
         parser.error("--detach goes with up")
     # an option the action does not read is refused, not dropped unsaid (`status --quick`)
-    demo_only = {
-        "data": "--data",
-        "strategy": "--strategy",
-        "seed": "--seed",
-        "hp": "--set",
-        "quick": "--quick",
-    }
-    taken = {
-        "demo": set(demo_only) | {"keep", "port", "device"},
-        "up": {"port", "device"},
-        "status": set(),
-        "down": set(),
-    }[args.command]
-    flags = {**demo_only, "keep": "--keep", "port": "--port", "device": "--device"}
     unread = [
-        flag
-        for name, flag in flags.items()
-        if name not in taken and getattr(args, name) != parser.get_default(name)
+        "--set" if name == "hp" else f"--{name}"
+        for name, actions in READ_BY.items()
+        if args.command not in actions and getattr(args, name) != parser.get_default(name)
     ]
     if unread:
         parser.error(f"{', '.join(unread)}: not read by {args.command}")

@@ -17,7 +17,7 @@ from models.label_report.content import LabelReport
 from models.label_report.figures import DRAWING, run_figures
 from models.metrics import PRIMARY_METRICS, unimodal_label_agreement
 from models.modalities import LETTER, MODALITIES
-from models.report import finished_run
+from models.report import checked_run_dir
 
 __all__ = ["DISAGREEMENT_ROWS", "build_report", "clean", "read_json"]
 
@@ -36,7 +36,7 @@ def read_json(path: Path) -> Any:
 
 def _run_files(run_dir: str | Path) -> Path:
     """The run directory, or a named FileNotFoundError saying what is missing."""
-    return finished_run(run_dir, ("config.json", "metrics.json", "unimodal_labels.csv"))
+    return checked_run_dir(run_dir, ("config.json", "metrics.json", "unimodal_labels.csv"))
 
 
 def _read_csv(path: Path, dtype: dict[str, type]) -> pd.DataFrame:
