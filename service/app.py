@@ -11,7 +11,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import audit, docs, errors, maintenance, page
 from service.deps import Services, known_query_only
@@ -55,7 +56,30 @@ class LabelServiceAPI(FastAPI):
         if self.fast_path is not None and is_predict(scope):
             await self.fast_path(scope, receive, send)
             return
+        if scope["method"] == "HEAD" and self._serves_get(scope):
+            await self._head(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
+
+    def _serves_get(self, scope: Scope) -> bool:
+        as_get = {**scope, "method": "GET"}
+        return any(route.matches(as_get)[0] == Match.FULL for route in self.router.routes)
+
+    async def _head(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """HEAD is GET without the body (RFC 9110, 9.3.2), which FastAPI's routes do not answer (they take GET
+        only): ``curl -I`` and link checkers get the GET's headers, Content-Length included. The route that
+        answered is copied back into the scope for the metrics, which count the request as a HEAD."""
+        get_scope = {**scope, "method": "GET"}
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await super().__call__(get_scope, receive, headers_only)
+        scope.update((k, get_scope[k]) for k in ("route", "endpoint") if k in get_scope)
 
 
 def create_app(settings: Settings | None = None) -> LabelServiceAPI:

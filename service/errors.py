@@ -143,7 +143,8 @@ def _methods_of(request: Request) -> list[str]:
     path = request.url.path
     for template, operations in request.app.openapi().get("paths", {}).items():
         if re.fullmatch(re.sub(r"\{[^/}]+\}", "[^/]+", template), path):
-            return sorted(m.upper() for m in operations if m in _METHODS)
+            methods = {m.upper() for m in operations if m in _METHODS}
+            return sorted(methods | {"HEAD"} if "GET" in methods else methods)  # HEAD: service/app.py
     return []
 
 

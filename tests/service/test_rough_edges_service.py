@@ -581,8 +581,27 @@ def test_an_unknown_route_or_method_is_named(client) -> None:
     assert r.status_code == 404
     assert error_of(r)["message"] == "no route GET /v1/job; the routes are listed at /docs"
     r = client.delete("/v1/jobs")
-    message = "DELETE /v1/jobs: method not allowed; this path takes GET, POST"
+    message = "DELETE /v1/jobs: method not allowed; this path takes GET, HEAD, POST"
     assert r.status_code == 405 and error_of(r)["message"] == message
-    assert r.headers["allow"] == "GET, POST"  # every method of the path, not its first route's (POST)
+    assert r.headers["allow"] == "GET, HEAD, POST"  # every method of the path, not its first route's (POST)
     r = client.put(f"/v1/jobs/{'a' * 32}/cancel")
     assert r.status_code == 405 and r.headers["allow"] == "POST"
+
+
+def test_head_is_a_get_without_its_body(client, trained: dict[str, str]) -> None:
+    """HEAD of any GET route (a report, a download, the page) answers the GET's status and headers, no body;
+    a path without GET still says what it takes."""
+    for path in (f"/v1/jobs/{trained['job_id']}/report", f"/v1/models/{trained['job_id']}/archive", "/"):
+        got, head = client.get(path), client.head(path)
+        assert head.status_code == got.status_code == 200, (path, head.text)
+        assert head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+        if "content-length" in got.headers:
+            assert head.headers["content-length"] == got.headers["content-length"]
+    missing = client.head(f"/v1/jobs/{'a' * 32}/report")
+    assert missing.status_code == 404 and missing.content == b""
+    assert client.head("/v1/jobs", headers={"Authorization": "Bearer nope"}).status_code == 401
+    r = client.head(f"/v1/jobs/{'a' * 32}/cancel")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    text = client.get("/metrics", headers=client.admin_headers).text
+    assert 'method="HEAD",route="/v1/jobs/{job_id}/report",status="200"' in text
