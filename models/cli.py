@@ -44,8 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         # also after the command (`unilabel train DATA --threads 2`), where users type it
         sp.add_argument(
             "--threads",
+            dest="threads_after_command",
             type=int,
-            default=argparse.SUPPRESS,
+            default=None,
             metavar="N",
             help="torch's CPU threads for stages 1 and 3, as `unilabel --threads N` "
             "(default $UNILABEL_THREADS, else 1)",
@@ -182,7 +183,11 @@ def error_text(err: Exception) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    threads, after = args.threads, getattr(args, "threads_after_command", None)
+    if None not in (threads, after) and threads != after:
+        parser.error(f"--threads is {threads} before the command and {after} after it: give it once")
     import torch
 
     from models.inputs import InputError
@@ -191,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Default 1: the networks on feature vectors are small and gain nothing from more intra-op threads
         # (docs/benchmarks.md). Raise it for the fine-tuned text encoder.
-        torch.set_num_threads(thread_count(args.threads, "--threads", "UNILABEL_THREADS") or 1)
+        torch.set_num_threads(thread_count(after or threads, "--threads", "UNILABEL_THREADS") or 1)
         return args.func(args)
     except BrokenPipeError:
         from models.cli_output import reader_gone

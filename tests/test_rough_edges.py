@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from models.cli import main
 from models.compare import render_tables
@@ -414,3 +415,20 @@ def test_hyperparameters_doc_with_a_filter_is_refused(capsys: pytest.CaptureFixt
     for flag in (["--strategy", "mug"], ["--preset", "sims"]):
         assert main(["hyperparameters", "--doc", *flag]) == 2
         assert "--doc prints every hyperparameter; --strategy and --preset filter" in capsys.readouterr().err
+
+
+def test_threads_given_twice_must_agree(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`unilabel --threads 2 train ... --threads 1` took the second unsaid; once on either side is taken."""
+    train = ["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as exit_:
+        main(["--threads", "2", *train, "--threads", "1"])
+    assert exit_.value.code == 2
+    assert "--threads is 2 before the command and 1 after it: give it once" in capsys.readouterr().err
+    before = torch.get_num_threads()
+    try:
+        for argv, expected in ((["--threads", "2", *train], 2), ([*train, "--threads", "3"], 3)):
+            assert main(argv) == 2  # no dataset there, after the threads are set
+            assert torch.get_num_threads() == expected
+        assert main(["--threads", "2", *train, "--threads", "2"]) == 2
+    finally:
+        torch.set_num_threads(before)
