@@ -69,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_hyperparameters(args: argparse.Namespace) -> int:
     from models.hyperparameter_docs import hyperparameter_table, hyperparameters_doc
 
-    if args.doc and (args.strategy or args.preset):  # the doc is the whole set: the filter was dropped unsaid
+    if args.doc and (args.strategy or args.preset):  # the doc is every setting: a filter would go unsaid
         raise ValueError("--doc prints every hyperparameter; --strategy and --preset filter the table only")
 
     print(
