@@ -311,6 +311,11 @@ def test_unread_settings_are_those_no_strategy_run_reads() -> None:
     assert unread_settings(["copy"], names) == ["meta_epochs", "pretrain_epochs", "selfmm_weight"]
     assert unread_settings(["mug"], names) == ["selfmm_weight"]  # "bogus" is resolve_hyperparameters' to name
     assert unread_settings(["mug", "selfmm"], names) == []
+    # exceptions to the sections: MLC's corrector is MUCN's network; selfmm and none weight no beta
+    meta = ["meta_epochs", "meta_lr", "mucn_hidden", "mucn_residual"]
+    assert unread_settings(["mlc"], meta) == ["meta_epochs", "meta_lr"]
+    assert unread_settings(["selfmm"], ["beta"]) == unread_settings(["none"], ["beta"]) == ["beta"]
+    assert unread_settings(["none", "copy"], ["beta"]) == []
     with pytest.raises(ValueError, match="unknown strategy 'mugg'"):
         unread_settings(["mugg"], names)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from models.config import Hyperparameters, section_of
+from models.config import Hyperparameters
 from models.strategies.base import Strategy, StrategyContext
 from models.strategies.cmc import CMCStrategy
 from models.strategies.copy import CopyStrategy
@@ -43,9 +43,9 @@ def unread_settings(strategies: Sequence[str], names: Iterable[str]) -> list[str
     """The hyperparameters among ``names`` that none of ``strategies`` reads (a setting for another strategy
     changes nothing in these runs). An unknown strategy is a ValueError; an unknown hyperparameter is left
     to ``resolve_hyperparameters``, which names it with a hint."""
-    read = {section for name in strategies for section in get_strategy(name).sections}
+    runs = [get_strategy(name) for name in strategies]
     known = set(Hyperparameters.model_fields)
-    return [name for name in names if name in known and section_of(name) not in read]
+    return [name for name in names if name in known and not any(s.reads(name) for s in runs)]
 
 
 __all__ = ["STRATEGIES", "Strategy", "StrategyContext", "get_strategy", "unread_settings"]

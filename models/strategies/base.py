@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.config import Hyperparameters
+from models.config import Hyperparameters, section_of
 from models.dataset import Dataset
 from models.inputs import TensorInputs
 from models.nets import MultimodalNet
@@ -70,8 +70,30 @@ class StrategyContext:
 class Strategy(ABC):
     name: str
     description: str
-    # the Hyperparameters sections it reads (models/config.py; `unilabel hyperparameters --strategy NAME`)
+    # the Hyperparameters sections it reads (models/config.py; `unilabel hyperparameters --strategy NAME`),
+    # the settings of other sections it reads too, and those of its sections it does not read
     sections: tuple[str, ...] = ("Shared", "Multitask", "Text")
+    also_reads: tuple[str, ...] = ()
+    ignores: tuple[str, ...] = ()
+
+    @classmethod
+    def reads(cls, name: str) -> bool:
+        """Whether a run of this strategy reads hyperparameter ``name`` (a --set of it can change the run).
+        tests/test_config.py checks this against what a run reads."""
+        return name in cls.also_reads or (section_of(name) in cls.sections and name not in cls.ignores)
+
+    @classmethod
+    def reads_summary(cls) -> str:
+        """What it reads, in words: "Shared, Multitask (not beta), ...; of Meta: mucn_hidden"."""
+        parts = []
+        for section in cls.sections:
+            skipped = [name for name in cls.ignores if section_of(name) == section]
+            parts.append(f"{section} (not {', '.join(skipped)})" if skipped else section)
+        borrowed: dict[str, list[str]] = {}
+        for name in cls.also_reads:
+            borrowed.setdefault(section_of(name), []).append(name)
+        borrowed_words = [f"of {section}: {', '.join(names)}" for section, names in borrowed.items()]
+        return "; ".join([", ".join(parts), *borrowed_words])
 
     def plan(self, hp: Hyperparameters) -> dict[str, int]:
         """Epochs per stage before stage 3 (for progress reporting)."""

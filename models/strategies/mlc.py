@@ -202,7 +202,8 @@ def mlc_learn_labels(
 class MLCStrategy(Strategy):
     name = "mlc"
     description = "MLC: stage 1, then meta label correction through a main-network step (Zheng et al.)"
-    sections = ("Shared", "Pretrain", "Meta", "Multitask", "Text", "MLC")
+    sections = ("Shared", "Pretrain", "Multitask", "Text", "MLC")
+    also_reads = ("mucn_hidden", "mucn_input_norm", "mucn_residual")  # its LCN is MUCN's network
 
     def plan(self, hp: Hyperparameters) -> dict[str, int]:
         return {"pretrain": hp.pretrain_epochs, "mlc": hp.mlc_epochs * len(hp.modalities)}  # a corrector each

@@ -109,6 +109,7 @@ class SelfMMStrategy(Strategy):
     name = "selfmm"
     description = "Self-MM: non-parametric unimodal labels from distances to class centres (Yu et al.)"
     sections = ("Shared", "Multitask", "Text", "SelfMM")
+    ignores = ("beta",)  # its unimodal losses are weighted by selfmm_weight
 
     def label_source(self, ctx: StrategyContext) -> SelfMMLabels:
         return SelfMMLabels(ctx)
