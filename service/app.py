@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None) -> LabelServiceAPI:
             store, cache, settings, metrics, lambda caller, n: predictions.take(settings, caller, n)
         ),
         metrics=metrics,
-        keys=KeyVerifier(settings.redis_url, settings.api_key_cache_s),
+        keys=KeyVerifier(settings.redis_url, settings.api_key_cache_s, settings.api_key_outage_grace_s),
         aredis=aredis,
         uploads=ExactRate(aredis, "uploads_per_minute"),
         predictions=predictions,

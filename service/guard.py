@@ -7,7 +7,9 @@
   service/page.py), and the docs with PUBLIC_DOCS: 401 without a valid one. The caller goes into the ASGI
   scope (``unilabel.caller``) for the routes. A verified key is trusted for API_KEY_CACHE_S seconds per
   process (a revoked key stops working within that time) so that the predict fast path does not pay a
-  Redis round trip per request.
+  Redis round trip per request. While Redis cannot be reached, a key verified in the last
+  API_KEY_OUTAGE_GRACE_S is trusted still: prediction needs nothing else of Redis, so it goes on through a
+  Redis restart (a revocation needs Redis too).
 """
 
 from __future__ import annotations
@@ -82,9 +84,10 @@ def unauthorized(message: str) -> ApiError:
 class KeyVerifier:
     """Bearer token -> Caller, through Redis, with a small per-process cache of verified keys."""
 
-    def __init__(self, redis_url: str, cache_s: float) -> None:
+    def __init__(self, redis_url: str, cache_s: float, outage_grace_s: float = 0.0) -> None:
         self.r = aioredis.Redis.from_url(redis_url, decode_responses=True)
         self.cache_s = cache_s
+        self.outage_grace_s = outage_grace_s
         self._cache: OrderedDict[bytes, tuple[Caller, float]] = OrderedDict()  # by the header's bytes
 
     async def caller(self, authorization: bytes | None) -> Caller:
@@ -100,7 +103,12 @@ class KeyVerifier:
         if scheme.lower() != "bearer" or not token:
             raise unauthorized("send the API key as Authorization: Bearer <key>")
         parsed = parse_token(token)
-        caller = verify(await self.r.hgetall(key_name(parsed[0])), parsed[1]) if parsed else None
+        try:
+            caller = verify(await self.r.hgetall(key_name(parsed[0])), parsed[1]) if parsed else None
+        except RedisError:
+            if hit is not None and now < hit[1] + self.outage_grace_s:
+                return hit[0]
+            raise
         if caller is None:
             self._cache.pop(authorization, None)
             raise unauthorized("the API key is not valid (unknown, malformed or revoked)")

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     api_key_cache_s: float = Field(
         2.0, ge=0, description="Seconds an API process trusts a verified key before asking Redis again."
     )
+    api_key_outage_grace_s: float = Field(
+        60.0,
+        ge=0,
+        description="While Redis cannot be reached, seconds past API_KEY_CACHE_S that a key verified before "
+        "is trusted still (predictions go on through a Redis restart); 0 = none.",
+    )
     access_log: bool = Field(False, description="uvicorn's access log (one line per request).")
     audit_log: Path | None = Field(
         None, description="File for the audit log (uploads, submissions, cancels, deletes); default: stderr."

@@ -15,7 +15,9 @@ import pytest
 
 from remote.client import LabelClient, main
 from remote.localstack import LocalStack, running_stack
-from tests.service.conftest import TINY, _need_redis
+from tests.service.conftest import TINY, _need_redis, make_key
+from tests.service.test_api import _utterance
+from worker.settings import Settings
 
 pytestmark = pytest.mark.slow
 LONG = {**TINY, "pretrain_epochs": 400}  # long enough to act on while it runs (~10 ms per epoch here)
@@ -177,6 +179,11 @@ def test_redis_killed_and_restarted_loses_nothing(api: LabelClient, done: dict, 
             target=lambda: waited.update(other.wait(running["id"], timeout=120, poll=0.1)), daemon=True
         )
         follower.start()
+        predict = f"{stack.url}/v1/models/{done['job']['id']}/predict"
+        rng = np.random.default_rng(5)
+        body = {"utterances": [_utterance(rng, "before")]}
+        assert httpx.post(predict, json=body, headers=stack.headers()).status_code == 200  # loaded
+        stranger = make_key(Settings(redis_url=stack.redis_url))
         redis_proc = stack.procs["redis"]
         os.killpg(redis_proc.pid, signal.SIGKILL)
         redis_proc.wait(10)
@@ -189,7 +196,11 @@ def test_redis_killed_and_restarted_loses_nothing(api: LabelClient, done: dict, 
                 "field": "redis",
                 "details": None,
             }
-        time.sleep(2.0)
+        time.sleep(2.0)  # past API_KEY_CACHE_S: the key is trusted by API_KEY_OUTAGE_GRACE_S alone
+        r = httpx.post(predict, json={"utterances": [_utterance(rng, "during")]}, headers=stack.headers())
+        assert r.status_code == 200 and r.json()["predictions"][0]["cached"] is False, r.text
+        r = httpx.post(predict, json=body, headers={"Authorization": f"Bearer {stranger}"})
+        assert r.status_code == 503, r.text  # a key this process never verified cannot be checked
         stack.start_redis()
         follower.join(150)
     assert waited.get("state") == "succeeded" and waited["attempts"] == 1, waited
