@@ -41,6 +41,12 @@ UPLOAD_BODY = {
 }
 
 
+MAKE_ROOM = (
+    "delete datasets or models to make room: unilabel-remote delete DATASET_ID or delete-model MODEL_ID, "
+    "or the page's delete"
+)
+
+
 def _room(svc: Services, caller: Caller) -> tuple[int, str, str]:
     """The most bytes this upload may have, the limit that sets it and the field a 413 names."""
     upload_limit = svc.settings.max_upload_bytes
@@ -48,13 +54,10 @@ def _room(svc: Services, caller: Caller) -> tuple[int, str, str]:
     if quota:
         stored = stored_bytes(svc.jobs, svc.store, caller.owner)
         if stored >= quota:
-            room = (
-                "delete datasets or models to make room: unilabel-remote delete DATASET_ID or "
-                "delete-model MODEL_ID, or the page's delete"
-            )
-            raise too_large("stored_bytes", quota, f"{stored} bytes stored; {room}")
+            raise too_large("stored_bytes", quota, f"{stored} bytes stored; {MAKE_ROOM}")
         if quota - stored < upload_limit:
-            return quota - stored, f"QUOTA_STORED_BYTES={quota} ({stored} bytes stored)", "quota.stored_bytes"
+            left = f"the {quota - stored} bytes left under QUOTA_STORED_BYTES={quota}"
+            return quota - stored, f"{left} ({stored} bytes stored; {MAKE_ROOM})", "quota.stored_bytes"
     return upload_limit, f"MAX_UPLOAD_BYTES={upload_limit}", "body"
 
 

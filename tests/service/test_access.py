@@ -220,6 +220,18 @@ def test_quotas_answer_429_or_413_naming_the_limit(stack: LocalStack, alice: dic
         r = upload(c, synth_dir)
         assert r.status_code == 413 and "QUOTA_STORED_BYTES=10000" in error_of(r)["message"], r.text
         assert c.get("/v1/datasets").json()["total"] == 0
+    size = sum(f.stat().st_size for f in synth_dir.iterdir())
+    partly = stack.create_key("erik", False, f"stored_bytes={size + size // 2}")
+    with http(stack, partly) as c:
+        assert upload(c, synth_dir).status_code == 201
+        # the same data with other line ends: another dataset, a little larger than the room left
+        csv = (synth_dir / "utterances.csv").read_bytes().replace(b"\n", b"\r\n")
+        npz = (synth_dir / "features.npz").read_bytes()
+        files = {"utterances": ("utterances.csv", csv), "features": ("features.npz", npz)}
+        r = c.post("/v1/datasets", files=files)
+        message = error_of(r)["message"]
+        assert r.status_code == 413 and error_of(r)["field"] == "quota.stored_bytes", r.text
+        assert "bytes left under QUOTA_STORED_BYTES=" in message and "delete-model MODEL_ID" in message
     queued = stack.create_key("fred", False, "queued_jobs=1")
     with http(stack, queued) as c:
         ds = upload(c, synth_dir).json()["id"]
