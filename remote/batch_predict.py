@@ -82,7 +82,7 @@ def write_predictions_csv(
     """``predictions`` (the API's) as `unilabel predict` writes them: id, split, pred, pred_T, pred_A, pred_V
     (blank for a modality the model left out, and for the split of an utterance that named none)."""
     with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")  # as pandas writes unilabel predict's (csv's is \r\n)
         writer.writerow(CSV_COLUMNS)
         for p in predictions:
             # float32's shortest text, as `unilabel predict` writes it (the model computes in float32;

@@ -450,6 +450,7 @@ def test_remote_predicts_a_whole_dataset_into_the_csv_unilabel_predict_writes(
     assert got["id"].tolist() == saved["id"].tolist() and got["split"].tolist() == saved["split"].tolist()
     for column in ("pred", "pred_T", "pred_A", "pred_V"):
         assert got[column].to_numpy() == pytest.approx(saved[column].to_numpy(), abs=1e-5)
+    assert b"\r" not in out.read_bytes()  # line ends as unilabel predict's, which pandas writes
     longest = max(len(cell) for line in out.read_text().splitlines()[1:] for cell in line.split(",")[2:])
     assert longest <= 15  # float32's digits, as unilabel predict writes them, not float64's 17
     assert main(["predict", model_id, "--dataset", str(synth_dir), "--split", "valid", "--all"]) == 0
