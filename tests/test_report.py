@@ -148,6 +148,8 @@ def test_paired_table_exact() -> None:
         "\n" + PAIRED_FOOTNOTE.format(ref="mug") + "\n"
     )
     assert got == expected
+    table = "\n".join(got.splitlines()[2:5])
+    assert f"```\n{table}\n```" in (Path(__file__).parents[1] / "docs" / "metrics.md").read_text()
     with pytest.raises(ValueError, match="'mug' has 3 seeds and 'one' 1; cannot pair them"):
         paired_table(results, ["mae"], "mug")
     with pytest.raises(ValueError, match="reference: 'nope' is not one of the strategies"):
