@@ -120,7 +120,10 @@ def parse(body: bytes, spec: dict[str, dict], limits: Limits) -> Parsed:
         raise bad("body", NO_OBJECT)
     for key in data:
         if key != "utterances":
-            raise bad(f"body.{key}", 'extra inputs are not permitted (the body is {"utterances": [...]})')
+            raise bad(
+                f"body.{key}",
+                'unknown field: this request does not take it (the body is {"utterances": [...]})',
+            )
     utterances = data.get("utterances")
     if not isinstance(utterances, list) or not utterances:
         raise bad("body.utterances", "expected a non-empty list of utterances")
@@ -157,9 +160,7 @@ def _utterance(
             )
             raise bad(f"{where}.{key}", f"this model takes {key} as {goes}")
         if key not in UTTERANCE_FIELDS:
-            raise bad(
-                f"{where}.{key}", "extra inputs are not permitted (an utterance has id, features, transcript)"
-            )
+            raise bad(f"{where}.{key}", "unknown field: an utterance has id, features, transcript")
     uid = _text(f"{where}.id", utt.get("id"), MAX_ID)
     transcript = _text(f"{where}.transcript", utt.get("transcript"), MAX_TRANSCRIPT)
     features = utt.get("features", {})

@@ -484,7 +484,12 @@ def test_a_modality_outside_features_says_where_it_goes(client, trained: dict) -
     del utt["audio"]
     utt["label"] = 1.0
     r = client.post(f"/v1/models/{trained['job_id']}/predict", json={"utterances": [utt]})
-    assert error_of(r)["message"].endswith("not permitted (an utterance has id, features, transcript)")
+    assert error_of(r)["message"] == "unknown field: an utterance has id, features, transcript"
+    r = client.post(f"/v1/models/{trained['job_id']}/predict", json={"utterances": [], "x": 1})
+    err = error_of(r)
+    assert (r.status_code, err["field"]) == (422, "body.x")  # the words of every route's unknown field
+    expected = 'unknown field: this request does not take it (the body is {"utterances": [...]})'
+    assert err["message"] == expected
 
 
 def test_predict_limits_and_unknown_model(client, trained: dict, settings: Settings) -> None:
