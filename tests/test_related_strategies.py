@@ -291,6 +291,10 @@ def test_mtcl_needs_sub_labels_and_names_them(small_synth: Path, tmp_path: Path,
     partial = dataclasses.replace(ds, sub_labels={"text": ds.sub_labels["text"]})
     with pytest.raises(ValueError, match=r"no label_A, label_V columns"):
         train(partial, tmp_path / "b", strategy="mtcl", hyperparameters=tiny_hp, device="cpu")
+    two = dict(tiny_hp, modalities="text,audio")  # the run's modalities are named, not all three
+    named = r"no label_T, label_A columns \(MTCL trains each modality of the run, text, audio, on"
+    with pytest.raises(ValueError, match=named):
+        train(none, tmp_path / "c", strategy="mtcl", hyperparameters=two, device="cpu")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 

@@ -80,7 +80,8 @@ def required_sub_labels(dataset: Dataset, modalities: list[str]) -> dict[str, Te
     if missing:
         raise ValueError(
             f"strategy mtcl: needs human unimodal sub-labels; utterances.csv has no {', '.join(missing)} "
-            f"column{'s' if len(missing) > 1 else ''} (MTCL trains on label_T, label_A, label_V)"
+            f"column{'s' if len(missing) > 1 else ''} (MTCL trains each modality of the run, "
+            f"{', '.join(modalities)}, on its own sub-label)"
         )
     out = {m: torch.from_numpy(np.asarray(subs[m], dtype=np.float32)) for m in modalities}
     train_rows = torch.from_numpy(dataset.labeled("train"))
