@@ -181,13 +181,22 @@ def error_text(err: Exception) -> str:
     return str(err)
 
 
+def requested_threads(args: argparse.Namespace) -> int | None:
+    """--threads as given before the command or after it; a ValueError when both give it, differently."""
+    before, after = args.threads, getattr(args, "threads_after_command", None)
+    if None not in (before, after) and before != after:
+        raise ValueError(f"--threads is {before} before the command and {after} after it: give it once")
+    return before if after is None else after
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    threads, after = args.threads, getattr(args, "threads_after_command", None)
-    if None not in (threads, after) and threads != after:
-        parser.error(f"--threads is {threads} before the command and {after} after it: give it once")
+    try:
+        threads = requested_threads(args)
+    except ValueError as err:
+        parser.error(str(err))
     import torch
 
     from models.inputs import InputError
@@ -196,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Default 1: the networks on feature vectors are small and gain nothing from more intra-op threads
         # (docs/benchmarks.md). Raise it for the fine-tuned text encoder.
-        torch.set_num_threads(thread_count(after or threads, "--threads", "UNILABEL_THREADS") or 1)
+        torch.set_num_threads(thread_count(threads, "--threads", "UNILABEL_THREADS") or 1)
         return args.func(args)
     except BrokenPipeError:
         from models.cli_output import reader_gone

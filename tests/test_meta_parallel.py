@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.cli import build_parser, main
+from models.cli import build_parser, main, requested_threads
 from models.config import resolve_hyperparameters
 from models.dataset_loader import load_dataset
 from models.pipeline import train
@@ -192,12 +192,14 @@ def test_cli_thread_settings_errors(small_synth: Path, tmp_path: Path, capsys, m
 
 
 def test_threads_is_read_before_or_after_the_command(small_synth: Path, tmp_path: Path, capsys) -> None:
-    parse = build_parser().parse_args
-    assert parse(["--threads", "2", "train", "D", "--out", "O"]).threads == 2
-    assert parse(["train", "D", "--out", "O", "--threads", "3"]).threads == 3
+    def threads(argv: list[str]) -> int | None:
+        return requested_threads(build_parser().parse_args(argv))
+
+    assert threads(["--threads", "2", "train", "D", "--out", "O"]) == 2
+    assert threads(["train", "D", "--out", "O", "--threads", "3"]) == 3
     compare = ["compare", "D", "--strategies", "copy", "--seeds", "1", "--out", "O"]
-    assert parse([*compare, "--threads", "4"]).threads == 4
-    assert parse(["train", "D", "--out", "O"]).threads is None
+    assert threads([*compare, "--threads", "4"]) == 4
+    assert threads(["train", "D", "--out", "O"]) is None
     assert main(["train", str(small_synth), "--out", str(tmp_path / "run"), "--threads", "-2"]) == 2
     assert "--threads: must be a whole number >= 1, got -2" in capsys.readouterr().err
 
