@@ -7,6 +7,8 @@ Layout::
     runs/<job id>/{config.json,unimodal_labels.csv,predictions.csv,metrics.json,
                    model.safetensors,model.json,card.json}
     runs/.<job id>.partial-<pid>/   a run being written (models.pipeline.train stages it beside its place)
+    cache/text/                    the workers' text embeddings (models.text_encoder), unless
+                                   UNILABEL_CACHE_DIR names another place
     tmp/upload-*, tmp/extract-*    uploads being received, archives being read (same filesystem, so
                                    publishing is one rename; never $TMPDIR)
 
@@ -89,6 +91,7 @@ class ArtifactStore:
         self.datasets = self.root / "datasets"
         self.runs = self.root / "runs"
         self.tmp = self.root / "tmp"
+        self.text_cache = self.root / "cache" / "text"
         with contextlib.suppress(OSError):  # a read-only or missing volume: every use says so (probe)
             self.ensure()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -246,6 +247,13 @@ def _warm_up(**_: object) -> None:
     optimizer.step()
     gc.collect()
     gc.freeze()  # what is loaded now is shared with every child as is; the pool's gc.collect stays cheap
+
+
+@worker_init.connect
+def keep_text_embeddings_on_the_volume(**_: object) -> None:
+    """Text embeddings go to ARTIFACT_DIR/cache/text unless UNILABEL_CACHE_DIR says otherwise: the volume is
+    writable where the image's home (/app) is not, and every worker on it shares what one of them encoded."""
+    os.environ.setdefault("UNILABEL_CACHE_DIR", str(ArtifactStore(get_settings().artifact_dir).text_cache))
 
 
 @worker_process_init.connect

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -184,3 +185,26 @@ def test_worker_meta_threads_setting_reaches_stage_2(
     assert run_job(queued, svc.jobs, svc.store, settings) == "succeeded"
     assert threads_of_meta_events
     assert all(name.startswith("mucn") for name in threads_of_meta_events) is side_by_side
+
+
+def test_the_worker_keeps_text_embeddings_on_the_artifact_volume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the images HOME is /app, which the worker cannot write: the embeddings cache went nowhere and every
+    job encoded its transcripts again. The worker puts it on the volume, unless UNILABEL_CACHE_DIR is set."""
+    from models.text_encoder import default_cache_dir
+    from worker.settings import get_settings
+    from worker.tasks import keep_text_embeddings_on_the_volume
+
+    monkeypatch.setenv("UNILABEL_CACHE_DIR", "")  # recorded first, so that undo restores what was there
+    monkeypatch.delenv("UNILABEL_CACHE_DIR")
+    monkeypatch.setenv("ARTIFACT_DIR", str(tmp_path / "volume"))
+    get_settings.cache_clear()
+    try:
+        keep_text_embeddings_on_the_volume()
+        assert default_cache_dir() == tmp_path / "volume" / "cache" / "text"
+        monkeypatch.setenv("UNILABEL_CACHE_DIR", str(tmp_path / "mine"))
+        keep_text_embeddings_on_the_volume()
+        assert default_cache_dir() == tmp_path / "mine"  # the operator's choice stands
+    finally:
+        get_settings.cache_clear()
