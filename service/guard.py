@@ -32,6 +32,9 @@ STATIC_PREFIX = "/static/"  # the page's and the docs' assets (service/page.py, 
 DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 CALLER = "unilabel.caller"
 CACHE_SIZE = 4096  # verified keys kept per process
+# Always served as Host, whatever ALLOWED_HOSTS says: the images' healthchecks and tools on the API's own host
+# ask 127.0.0.1, and no page can make a browser send it as Host (a rebinding page sends its own name)
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1"})
 
 
 def _host_of(value: str) -> str:
@@ -56,11 +59,11 @@ def _headers(scope: Scope) -> tuple[bytes, bytes | None, bytes | None]:
 
 
 def host_problem(host: bytes, origin: bytes | None, allowed: frozenset[str]) -> ApiError | None:
-    """403 when Host or Origin names a host that is not allowed."""
+    """403 when Host or Origin names a host that is not allowed (as Host, the loopback addresses are)."""
     if "*" in allowed:
         return None
     name = _host_of(host.decode("latin-1"))
-    if name not in allowed:
+    if name not in allowed and name not in LOOPBACK_HOSTS:
         return ApiError(403, f"host {name!r} is not served here (ALLOWED_HOSTS)", field="header.host")
     if origin is not None:
         name = (urlsplit(origin.decode("latin-1")).hostname or "").lower()

@@ -349,6 +349,20 @@ def test_host_and_origin_must_be_served_here(stack: LocalStack, alice: dict) -> 
         assert c.get("/v1/datasets", headers={"Origin": f"http://127.0.0.1:{port}"}).status_code == 200
 
 
+def test_the_loopback_address_is_always_served_as_host() -> None:
+    """ALLOWED_HOSTS=labels.example.com (docs/service.md's example) refused the healthchecks of the compose
+    file and the API image, which ask http://127.0.0.1:8000/healthz: the API stayed unhealthy for good."""
+    from service.guard import host_problem
+
+    only = frozenset({"labels.example.com"})
+    for host in (b"127.0.0.1:8000", b"[::1]:8000", b"labels.example.com"):
+        assert host_problem(host, None, only) is None, host
+    for host in (b"attacker.example", b"localhost:8000", b"127.0.0.2"):
+        assert host_problem(host, None, only).status == 403, host
+    refused = host_problem(b"127.0.0.1:8000", b"http://127.0.0.1:9000", only)  # an Origin must be allowed
+    assert refused is not None and refused.field == "header.origin"
+
+
 def test_audit_and_access_logs(stack: LocalStack, alice: dict, synth_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"  # other bytes, so another dataset (Alice's first one has queued jobs)
     shutil.copytree(synth_dir, copy)
