@@ -20,7 +20,9 @@ RUN pip install -c constraints.txt . \
     && mkdir -p /artifacts && chown unilabel /artifacts
 
 USER unilabel
-ENV ARTIFACT_DIR=/artifacts REDIS_URL=redis://redis:6379/0 DEVICE=cpu API_TORCH_THREADS=1 API_WORKERS=1
+# MPLCONFIGDIR: the report's matplotlib keeps its font cache there (HOME, /app, is not the user's to write)
+ENV ARTIFACT_DIR=/artifacts REDIS_URL=redis://redis:6379/0 DEVICE=cpu API_TORCH_THREADS=1 API_WORKERS=1 \
+    MPLCONFIGDIR=/tmp/matplotlib
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)"

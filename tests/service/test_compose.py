@@ -24,12 +24,55 @@ def compose() -> dict:
     return yaml.safe_load(COMPOSE.read_text())
 
 
-def test_compose_file_matches_the_compose_spec() -> None:
+def _check_against_the_spec(path: Path) -> None:
     exe = shutil.which("check-jsonschema") or str(Path(sys.executable).with_name("check-jsonschema"))
     result = subprocess.run(
-        [exe, "--builtin-schema", "vendor.compose-spec", str(COMPOSE)], capture_output=True, text=True
+        [exe, "--builtin-schema", "vendor.compose-spec", str(path)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_file_matches_the_compose_spec() -> None:
+    _check_against_the_spec(COMPOSE)
+
+
+def test_a_worker_per_gpu_as_the_header_says(tmp_path: Path) -> None:
+    """The header's service for a second GPU, added as it says, is valid and reserves GPU 1 alone (a copy of
+    the worker that kept `count: 1` beside `device_ids` is refused by Docker: they are mutually exclusive)."""
+    text = COMPOSE.read_text()
+    header = text.split("\nname: ")[0].splitlines()
+    start = next(i for i, line in enumerate(header) if line.startswith("#   worker-gpu1:"))
+    snippet = "\n".join(line.removeprefix("# ") for line in header[start : start + 3])  # as indented there
+    at = text.index("\nvolumes:\n")
+    extended = tmp_path / "docker-compose.yml"
+    extended.write_text(text[:at] + "\n" + snippet + "\n" + text[at:])
+    _check_against_the_spec(extended)
+    services = yaml.safe_load(extended.read_text())["services"]
+    for name, gpu in (("worker", "0"), ("worker-gpu1", "1")):
+        (device,) = services[name]["deploy"]["resources"]["reservations"]["devices"]
+        assert device["device_ids"] == [gpu] and "count" not in device, name
+    one, two = services["worker"], services["worker-gpu1"]
+    assert {k: v for k, v in one.items() if k != "deploy"} == {k: v for k, v in two.items() if k != "deploy"}
+
+
+def test_the_api_and_the_workers_read_the_same_settings(compose: dict) -> None:
+    """Settings the operator adds go to both (./unilabel.env): MAX_DATASET_BYTES is checked by both, and the
+    job time limits set the broker's redelivery in the API's Celery app as in the worker's."""
+    services = compose["services"]
+    assert services["api"]["env_file"] == services["worker"]["env_file"] == [
+        {"path": "./unilabel.env", "required": False}
+    ]
+    shared = ("REDIS_URL", "ARTIFACT_DIR", "TEXT_MODEL_DIR")
+    assert {k: services["api"]["environment"][k] for k in shared} == {
+        k: services["worker"]["environment"][k] for k in shared
+    }
+    for name in ("api", "worker"):  # set in one service only, they would differ between the two
+        assert not {"JOB_SOFT_TIME_LIMIT", "JOB_TIME_LIMIT", "VISIBILITY_TIMEOUT"} & set(
+            services[name]["environment"]
+        ), name
+    check = ["git", "-C", str(REPO), "check-ignore", ".env", "unilabel.env"]
+    ignored = subprocess.run(check, capture_output=True)
+    assert ignored.stdout.decode().split() == [".env", "unilabel.env"]  # the password is never committed
 
 
 def test_services_volumes_and_healthchecks(compose: dict) -> None:
@@ -139,8 +182,9 @@ def test_api_is_published_on_loopback_by_default(compose: dict) -> None:
 def test_redis_needs_a_password_and_runs_in_protected_mode(compose: dict) -> None:
     for name in ("redis", "cache"):
         svc = compose["services"][name]
-        command = " ".join(svc["command"])
-        assert '--requirepass "$$REDIS_PASSWORD"' in command, name
+        command = svc["command"]
+        assert command[0] == "redis-server", name  # so the image's entrypoint drops root for the redis user
+        assert command[command.index("--requirepass") + 1] == "${REDIS_PASSWORD}", name
         assert svc["environment"]["REDIS_PASSWORD"].startswith("${REDIS_PASSWORD:?"), name  # required
         assert "REDISCLI_AUTH" in " ".join(svc["healthcheck"]["test"]), name
         assert re.search(r"^protected-mode yes$", _conf(compose, name), re.M), name
@@ -155,7 +199,8 @@ def test_prediction_cache_is_bounded_and_apart_from_the_job_store(compose: dict)
     conf = _conf(compose, "cache")
     assert re.search(r"^maxmemory-policy allkeys-lru$", conf, re.M)
     assert re.search(r"^maxmemory \d+[kmg]b$", conf, re.M)
-    assert '--maxmemory "$$CACHE_MAXMEMORY"' in " ".join(compose["services"]["cache"]["command"])
+    command = compose["services"]["cache"]["command"]
+    assert command[command.index("--maxmemory") + 1] == "${CACHE_MAXMEMORY:-512mb}"
     assert re.search(r"^appendonly no$", conf, re.M)
     assert _conf(compose, "redis") != conf
     assert "cache" in compose["services"]["api"]["depends_on"]
