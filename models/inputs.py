@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -165,15 +166,19 @@ def build_inputs(
     text_source: str,
     text_encoder: object | None = None,
     on_encode: Callable[[int, int], None] | None = None,
+    text_cache_dir: Path | None = None,
 ) -> TensorInputs:
     """Tensors for every row of ``ds``. ``text_encoder`` (a models.text_encoder.TextEncoder) is needed for
-    the transcript-based text sources; ``on_encode(done, total)`` follows the frozen encoder's batches."""
+    the transcript-based text sources; ``on_encode(done, total)`` follows the frozen encoder's batches;
+    ``text_cache_dir``: where the frozen encoder's embeddings are kept (default: its default_cache_dir)."""
     tensors: dict[str, Tensor] = {}
     kinds: dict[str, str] = {}
     for m, spec in specs.items():
         kinds[m] = spec.kind
         if m == "text" and text_source == "encoder":
-            emb, _ = text_encoder.encode_cached(list(ds.transcripts), on_batch=on_encode)  # type: ignore[union-attr]
+            emb, _ = text_encoder.encode_cached(  # type: ignore[union-attr]
+                list(ds.transcripts), cache_dir=text_cache_dir, on_batch=on_encode
+            )
             tensors[m] = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32))
         elif m == "text" and text_source == "finetune":
             tok = text_encoder.tokenize(list(ds.transcripts))  # type: ignore[union-attr]

@@ -95,6 +95,7 @@ def train(
     meta_threads: int | None = None,
     preset: str | None = None,
     extra_files: Callable[[RunResult], dict[str, Any]] | None = None,
+    text_cache_dir: str | Path | None = None,
 ) -> RunResult:
     """Learn unimodal labels with ``strategy`` and train the multitask model; write the run directory.
 
@@ -106,6 +107,9 @@ def train(
 
     ``extra_files``: given the result, JSON files (name -> object) written into the run directory before it is
     published (the service's card.json), so they appear with the rest of the run.
+
+    ``text_cache_dir``: where the frozen text encoder's embeddings are kept (default: $UNILABEL_CACHE_DIR,
+    else ~/.cache/unilabel; the service keeps them with the dataset, so they go when it is deleted).
 
     Raises HyperparameterError / InputError / ValueError for bad settings, Cancelled when ``should_stop``
     returns True between epochs (nothing is written then).
@@ -157,6 +161,7 @@ def train(
             text_source,
             encoder,
             lambda done, _total: reporter.epoch("encode", done, units=done - reporter.done["encode"]),
+            None if text_cache_dir is None else Path(text_cache_dir),
         )
         timings = {"inputs_s": time.perf_counter() - t0}
         del encoder

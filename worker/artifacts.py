@@ -4,11 +4,11 @@ Layout::
 
     datasets/<owner>/<sha256>/data/{utterances.csv,features.npz} | data/dataset.{zip,tar.gz}
     datasets/<owner>/<sha256>/summary.json
+    datasets/<owner>/<sha256>/cache/   its transcripts' text embeddings, kept by the workers (on the volume
+                                       every worker shares, counted as the key's, deleted with the dataset)
     runs/<job id>/{config.json,unimodal_labels.csv,predictions.csv,metrics.json,
                    model.safetensors,model.json,card.json}
     runs/.<job id>.partial-<pid>/   a run being written (models.pipeline.train stages it beside its place)
-    cache/text/                    the workers' text embeddings (models.text_encoder), unless
-                                   UNILABEL_CACHE_DIR names another place
     tmp/upload-*, tmp/extract-*    uploads being received, archives being read (same filesystem, so
                                    publishing is one rename; never $TMPDIR)
 
@@ -91,7 +91,6 @@ class ArtifactStore:
         self.datasets = self.root / "datasets"
         self.runs = self.root / "runs"
         self.tmp = self.root / "tmp"
-        self.text_cache = self.root / "cache" / "text"
         with contextlib.suppress(OSError):  # a read-only or missing volume: every use says so (probe)
             self.ensure()
 
@@ -186,6 +185,14 @@ class ArtifactStore:
             return None
         path = self.datasets / owner / dataset_id
         return path if (path / "summary.json").is_file() else None
+
+    def text_cache_of(self, owner: str, dataset_id: str) -> Path:
+        """Where the workers keep a dataset's text embeddings: in its folder, so that they are the key's (its
+        stored bytes) and go with it when it is deleted."""
+        path = self.dataset_dir(owner, dataset_id)
+        if path is None:
+            raise FileNotFoundError(f"dataset {dataset_id} is not in the store")
+        return path / "cache"
 
     def owners_of(self, dataset_id: str) -> list[str]:
         """The keys that hold a dataset with this id (an admin's view)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -148,6 +147,7 @@ def _published_run(
         return card["metrics"]
     overrides = _overrides(job, settings)
     dataset = _dataset(job, store, settings)
+    owner = job.get("owner") or ""
     try:
         run = train(
             dataset,
@@ -161,6 +161,7 @@ def _published_run(
             should_stop=stop_check(jobs, job["id"], lambda: beat.lost),
             meta_threads=settings.worker_meta_threads or None,
             extra_files=lambda run: {"card.json": model_card(job, dataset.sha256, run)},
+            text_cache_dir=store.text_cache_of(owner, job["dataset_id"]),
         )
     except FileExistsError:
         if (card := store.model_card(job["id"])) is None:
@@ -247,13 +248,6 @@ def _warm_up(**_: object) -> None:
     optimizer.step()
     gc.collect()
     gc.freeze()  # what is loaded now is shared with every child as is; the pool's gc.collect stays cheap
-
-
-@worker_init.connect
-def keep_text_embeddings_on_the_volume(**_: object) -> None:
-    """Text embeddings go to ARTIFACT_DIR/cache/text unless UNILABEL_CACHE_DIR says otherwise: the volume is
-    writable where the image's home (/app) is not, and every worker on it shares what one of them encoded."""
-    os.environ.setdefault("UNILABEL_CACHE_DIR", str(ArtifactStore(get_settings().artifact_dir).text_cache))
 
 
 @worker_process_init.connect

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import TINY, upload_dir
+from tests.service.conftest import TINY, upload_dir, with_transcripts
 from worker.tasks import run_job
 
 
@@ -187,24 +187,27 @@ def test_worker_meta_threads_setting_reaches_stage_2(
     assert all(name.startswith("mucn") for name in threads_of_meta_events) is side_by_side
 
 
-def test_the_worker_keeps_text_embeddings_on_the_artifact_volume(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """In the images HOME is /app, which the worker cannot write: the embeddings cache went nowhere and every
-    job encoded its transcripts again. The worker puts it on the volume, unless UNILABEL_CACHE_DIR is set."""
-    from models.text_encoder import default_cache_dir
-    from worker.settings import get_settings
-    from worker.tasks import keep_text_embeddings_on_the_volume
 
-    monkeypatch.setenv("UNILABEL_CACHE_DIR", "")  # recorded first, so that undo restores what was there
-    monkeypatch.delenv("UNILABEL_CACHE_DIR")
-    monkeypatch.setenv("ARTIFACT_DIR", str(tmp_path / "volume"))
-    get_settings.cache_clear()
-    try:
-        keep_text_embeddings_on_the_volume()
-        assert default_cache_dir() == tmp_path / "volume" / "cache" / "text"
-        monkeypatch.setenv("UNILABEL_CACHE_DIR", str(tmp_path / "mine"))
-        keep_text_embeddings_on_the_volume()
-        assert default_cache_dir() == tmp_path / "mine"  # the operator's choice stands
-    finally:
-        get_settings.cache_clear()
+def test_the_worker_keeps_a_datasets_text_embeddings_with_it(
+    client, synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the images HOME (/app) is not writable: the embeddings cache went nowhere and every job encoded its
+    transcripts again. The worker keeps them in the dataset's folder on the volume: a second job reads them,
+    they count toward the key's stored bytes, and they go when the dataset is deleted."""
+    from models.text_encoder import TextEncoder
+
+    monkeypatch.setenv("UNILABEL_CACHE_DIR", str(tmp_path / "not-here"))  # the dataset's folder wins
+    ds = upload_dir(client, with_transcripts(synth_dir, tmp_path, text_features=False)).json()["id"]
+    svc = client.app.state.services
+    submitted = client.post("/v1/jobs", json={"dataset_id": ds, "hyperparameters": TINY}).json()
+    first = svc.jobs.get(submitted["id"])
+    cached = svc.store.text_cache_of(first["owner"], ds)
+    assert run_job(first["id"], svc.jobs, svc.store, svc.settings) == "succeeded"
+    assert len(list(cached.glob("embeddings/*.npy"))) == 1 and not (tmp_path / "not-here").exists()
+    encoded = []
+    monkeypatch.setattr(TextEncoder, "encode", lambda self, texts, **kw: encoded.append(texts))
+    again = client.post("/v1/jobs", json={"dataset_id": ds, "seed": 2, "hyperparameters": TINY}).json()
+    assert run_job(again["id"], svc.jobs, svc.store, svc.settings) == "succeeded"
+    assert encoded == []  # read from the cache
+    assert client.delete(f"/v1/datasets/{ds}").status_code == 204
+    assert not cached.exists()
