@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI
 from starlette.routing import Match
@@ -67,19 +68,23 @@ class LabelServiceAPI(FastAPI):
 
     async def _head(self, scope: Scope, receive: Receive, send: Send) -> None:
         """HEAD is GET without the body (RFC 9110, 9.3.2), which FastAPI's routes do not answer (they take GET
-        only): ``curl -I`` and link checkers get the GET's headers, Content-Length included. The route that
-        answered is copied back into the scope for the metrics, which count the request as a HEAD."""
+        only): ``curl -I`` and link checkers get the GET's headers, Content-Length included. Once they are
+        out the GET is cancelled, so a streamed body (a model's zip) is not made to be dropped. The route
+        that answered is copied back into the scope for the metrics, which count the request as a HEAD."""
         get_scope = {**scope, "method": "GET"}
+        with anyio.CancelScope() as rest_of_the_get:
 
-        async def headers_only(message: Message) -> None:
-            if message["type"] == "http.response.body":
-                if message.get("more_body", False):
-                    return
-                message = {"type": "http.response.body", "body": b"", "more_body": False}
-            await send(message)
+            async def headers_only(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    await send(message)
+                elif message["type"] == "http.response.body":
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    rest_of_the_get.cancel()
 
-        await super().__call__(get_scope, receive, headers_only)
-        scope.update((k, get_scope[k]) for k in ("route", "endpoint") if k in get_scope)
+            try:
+                await super().__call__(get_scope, receive, headers_only)
+            finally:
+                scope.update((k, get_scope[k]) for k in ("route", "endpoint") if k in get_scope)
 
 
 def create_app(settings: Settings | None = None) -> LabelServiceAPI:

@@ -137,14 +137,19 @@ def validation_error(
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
 
+def _with_head(allow: str) -> list[str]:
+    """The methods of an Allow header, HEAD added where GET is taken (service/app.py answers it)."""
+    methods = {m.strip().upper() for m in allow.split(",") if m.strip()}
+    return sorted(methods | {"HEAD"} if "GET" in methods else methods)
+
+
 def _methods_of(request: Request) -> list[str]:
     """The methods the API documents for the request's path. Starlette's 405 names those of the first route
     of the path only (DELETE /v1/jobs: POST, though GET is served too); the OpenAPI document has them all."""
     path = request.url.path
     for template, operations in request.app.openapi().get("paths", {}).items():
         if re.fullmatch(re.sub(r"\{[^/}]+\}", "[^/]+", template), path):
-            methods = {m.upper() for m in operations if m in _METHODS}
-            return sorted(methods | {"HEAD"} if "GET" in methods else methods)  # HEAD: service/app.py
+            return _with_head(",".join(m for m in operations if m in _METHODS))
     return []
 
 
@@ -178,7 +183,9 @@ def install(app: FastAPI) -> None:
                 message = f"no route {where}; the routes are listed at /docs"
             elif exc.status_code == 405:
                 message = f"{where}: method not allowed"
-                if allowed := _methods_of(request):  # else a path outside the API's document: the router's
+                # a path outside the API's document (the page, /docs): the router's, which names no HEAD
+                allowed = _methods_of(request) or _with_head((headers or {}).get("Allow", ""))
+                if allowed:
                     headers = {**(headers or {}), "Allow": ", ".join(allowed)}
                     message += f"; this path takes {', '.join(allowed)}"
         return error_response(ApiError(exc.status_code, message, headers=headers))

@@ -589,9 +589,23 @@ def test_an_unknown_route_or_method_is_named(client) -> None:
     assert r.status_code == 405 and r.headers["allow"] == "POST"
 
 
-def test_head_is_a_get_without_its_body(client, trained: dict[str, str]) -> None:
-    """HEAD of any GET route (a report, a download, the page) answers the GET's status and headers, no body;
-    a path without GET still says what it takes."""
+def test_head_is_a_get_without_its_body(
+    client, trained: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HEAD of any GET route (a report, a download, the page) answers the GET's status and headers, no body,
+    and stops the GET once they are out (a model's zip is not made to be dropped); a path without GET still
+    says what it takes."""
+    import service.routes.models as model_routes
+
+    made: list[bool] = []
+    archive = model_routes.run_archive
+
+    def watched(*args: object):
+        made.append(False)
+        yield from archive(*args)
+        made[-1] = True  # the whole zip was made
+
+    monkeypatch.setattr(model_routes, "run_archive", watched)
     for path in (f"/v1/jobs/{trained['job_id']}/report", f"/v1/models/{trained['job_id']}/archive", "/"):
         got, head = client.get(path), client.head(path)
         assert head.status_code == got.status_code == 200, (path, head.text)
@@ -599,10 +613,13 @@ def test_head_is_a_get_without_its_body(client, trained: dict[str, str]) -> None
         assert head.headers["content-type"] == got.headers["content-type"]
         if "content-length" in got.headers:
             assert head.headers["content-length"] == got.headers["content-length"]
+    assert made == [True, False]  # the GET's zip, then the HEAD's: stopped after the headers
     missing = client.head(f"/v1/jobs/{'a' * 32}/report")
     assert missing.status_code == 404 and missing.content == b""
     assert client.head("/v1/jobs", headers={"Authorization": "Bearer nope"}).status_code == 401
     r = client.head(f"/v1/jobs/{'a' * 32}/cancel")
     assert r.status_code == 405 and r.headers["allow"] == "POST"
+    r = client.post("/")  # the page: a route outside the API's document
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD", r.headers
     text = client.get("/metrics", headers=client.admin_headers).text
     assert 'method="HEAD",route="/v1/jobs/{job_id}/report",status="200"' in text
