@@ -29,8 +29,7 @@ RUN uv pip install -c constraints.txt . \
     && mkdir -p /artifacts && chown unilabel /artifacts
 
 USER unilabel
-# MPLCONFIGDIR: matplotlib's font cache (HOME, /app, is not the user's to write); text embeddings go to
-# ARTIFACT_DIR/cache/text (worker/tasks.py)
+# MPLCONFIGDIR: matplotlib's font cache (HOME, /app, is not the user's to write)
 ENV ARTIFACT_DIR=/artifacts REDIS_URL=redis://redis:6379/0 DEVICE=auto MPLCONFIGDIR=/tmp/matplotlib
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
     CMD celery -A worker.app:celery_app inspect ping -d "worker@$HOSTNAME" -t 5 | grep -q pong

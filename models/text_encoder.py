@@ -13,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import hashlib  # noqa: E402
+import tempfile  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -188,14 +189,16 @@ class TextEncoder(torch.nn.Module):
         """``encode(texts)``, kept on disk under ``cache_dir`` (default: ``default_cache_dir()``) by a key of
         the model (its path and config), pooling, normalisation, max_length and the texts themselves, so a
         second run on the same transcripts does not encode again. Returns (embeddings, found in the cache).
-        Stored as .npy and read with allow_pickle=False; a file that does not read back is recomputed."""
+        Stored as .npy and read with allow_pickle=False; a file that does not read back is recomputed. A
+        ``cache_dir`` given is made but not its parents: a dataset's folder deleted meanwhile stays gone."""
         texts = _check_texts(texts)
         digest = hashlib.sha256()
         for part in (self.model_id(), self.pooling, str(self.normalize), str(self.max_length)):
             digest.update(part.encode() + b"\0")
         for t in texts:
             digest.update(t.encode() + b"\0")
-        path = (cache_dir or default_cache_dir()) / "embeddings" / f"{digest.hexdigest()[:32]}.npy"
+        root = cache_dir or default_cache_dir()
+        path = root / "embeddings" / f"{digest.hexdigest()[:32]}.npy"
         try:
             cached = np.load(path, allow_pickle=False)
             if cached.shape == (len(texts), self.hidden_size) and cached.dtype == np.float32:
@@ -207,11 +210,17 @@ class TextEncoder(torch.nn.Module):
             pass
         emb = self.encode(texts, on_batch=on_batch)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
-                np.save(f, emb, allow_pickle=False)
-            os.replace(tmp, path)
+            root.mkdir(parents=cache_dir is None, exist_ok=True)
+            path.parent.mkdir(exist_ok=True)
+            # a name of its own: workers in other containers share the cache and may have the same pid
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    np.save(f, emb, allow_pickle=False)
+                os.replace(tmp, path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
         except OSError:  # a read-only or full cache only costs the next run the encoding
             pass
         return emb, False

@@ -32,9 +32,10 @@ STATIC_PREFIX = "/static/"  # the page's and the docs' assets (service/page.py, 
 DOC_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 CALLER = "unilabel.caller"
 CACHE_SIZE = 4096  # verified keys kept per process
-# Always served as Host, whatever ALLOWED_HOSTS says: the images' healthchecks and tools on the API's own host
-# ask 127.0.0.1, and no page can make a browser send it as Host (a rebinding page sends its own name)
+# The health checks answer these as Host whatever ALLOWED_HOSTS says: the images' healthchecks ask
+# http://127.0.0.1:8000/healthz. Only they: behind a proxy that sends Host 127.0.0.1 the rest stays guarded.
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1"})
+HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 def _host_of(value: str) -> str:
@@ -58,12 +59,15 @@ def _headers(scope: Scope) -> tuple[bytes, bytes | None, bytes | None]:
     return host, origin, authorization
 
 
-def host_problem(host: bytes, origin: bytes | None, allowed: frozenset[str]) -> ApiError | None:
-    """403 when Host or Origin names a host that is not allowed (as Host, the loopback addresses are)."""
+def host_problem(
+    host: bytes, origin: bytes | None, allowed: frozenset[str], path: str = ""
+) -> ApiError | None:
+    """403 when Host or Origin names a host that is not allowed (the health checks take the loopback
+    addresses as Host too)."""
     if "*" in allowed:
         return None
     name = _host_of(host.decode("latin-1"))
-    if name not in allowed and name not in LOOPBACK_HOSTS:
+    if name not in allowed and not (name in LOOPBACK_HOSTS and path in HEALTH_PATHS):
         return ApiError(403, f"host {name!r} is not served here (ALLOWED_HOSTS)", field="header.host")
     if origin is not None:
         name = (urlsplit(origin.decode("latin-1")).hostname or "").lower()
@@ -115,7 +119,7 @@ class KeyVerifier:
         if caller is None:
             self._cache.pop(authorization, None)
             raise unauthorized("the API key is not valid (unknown, malformed or revoked)")
-        if self.cache_s > 0:
+        if self.cache_s > 0 or self.outage_grace_s > 0:  # with API_KEY_CACHE_S=0, kept for an outage only
             self._cache[authorization] = (caller, now + self.cache_s)
             self._cache.move_to_end(authorization)
             while len(self._cache) > CACHE_SIZE:
@@ -148,8 +152,13 @@ class Gate:
         host, origin, authorization = _headers(scope)
         problem = None
         if origin is not None or host not in self._hosts_ok:
-            problem = host_problem(host, origin, self.allowed)
-            if problem is None and origin is None and len(self._hosts_ok) < 64:
+            problem = host_problem(host, origin, self.allowed, scope["path"])
+            if (
+                problem is None
+                and origin is None
+                and scope["path"] not in HEALTH_PATHS
+                and len(self._hosts_ok) < 64
+            ):
                 self._hosts_ok.add(host)
         if problem is None:
             try:

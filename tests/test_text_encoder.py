@@ -215,6 +215,15 @@ def test_embedding_cache_location_and_read_only_cache(
     blocked.write_text("a file where the cache folder should be")
     emb, hit = enc.encode_cached(TEXTS, blocked)  # cannot write: still the embeddings, not an error
     assert not hit and emb.shape == (len(TEXTS), 32)
+    # a cache_dir given is made, not its parents: the service's is in a dataset's folder, and a folder
+    # deleted while its transcripts were encoded came back without its summary.json
+    gone = tmp_path / "deleted-dataset" / "cache"
+    emb, hit = enc.encode_cached(TEXTS, gone)
+    assert not hit and emb.shape == (len(TEXTS), 32) and not gone.parent.exists()
+    kept = tmp_path / "dataset" / "cache"
+    kept.parent.mkdir()
+    enc.encode_cached(TEXTS, kept)
+    assert [p.name.endswith(".npy") for p in (kept / "embeddings").iterdir()] == [True]  # no temporary left
 
 
 def test_encoding_transcripts_is_a_stage_with_progress(

@@ -193,7 +193,7 @@ def test_the_worker_keeps_a_datasets_text_embeddings_with_it(
 ) -> None:
     """In the images HOME (/app) is not writable: the embeddings cache went nowhere and every job encoded its
     transcripts again. The worker keeps them in the dataset's folder on the volume: a second job reads them,
-    they count toward the key's stored bytes, and they go when the dataset is deleted."""
+    and they go when the dataset is deleted (and, in its folder, count among the key's stored bytes)."""
     from models.text_encoder import TextEncoder
 
     monkeypatch.setenv("UNILABEL_CACHE_DIR", str(tmp_path / "not-here"))  # the dataset's folder wins
@@ -202,6 +202,7 @@ def test_the_worker_keeps_a_datasets_text_embeddings_with_it(
     submitted = client.post("/v1/jobs", json={"dataset_id": ds, "hyperparameters": TINY}).json()
     first = svc.jobs.get(submitted["id"])
     cached = svc.store.text_cache_of(first["owner"], ds)
+    assert cached.parent == svc.store.dataset_dir(first["owner"], ds)
     assert run_job(first["id"], svc.jobs, svc.store, svc.settings) == "succeeded"
     assert len(list(cached.glob("embeddings/*.npy"))) == 1 and not (tmp_path / "not-here").exists()
     encoded = []
