@@ -34,11 +34,6 @@ def read_json(path: Path) -> Any:
         raise ValueError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
 
 
-def _run_files(run_dir: str | Path) -> Path:
-    """The run directory, or a named FileNotFoundError saying what is missing."""
-    return checked_run_dir(run_dir, ("config.json", "metrics.json", "unimodal_labels.csv"))
-
-
 def _read_csv(path: Path, dtype: dict[str, type]) -> pd.DataFrame:
     try:
         return pd.read_csv(path, dtype=dtype)
@@ -223,7 +218,7 @@ def build_report(
     dataset (default: the folder's name config.json records). ``rows``: length of that table.
     ``figures=False`` skips drawing (``data`` alone, e.g. for a JSON response).
     Raises FileNotFoundError for a folder that is not a finished run, ValueError for a damaged file."""
-    run = _run_files(run_dir)
+    run = checked_run_dir(run_dir, ("config.json", "metrics.json", "unimodal_labels.csv"))
     config = read_json(run / "config.json")
     metrics = read_json(run / "metrics.json")
     if not isinstance(config, dict) or not isinstance(metrics, dict):
