@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from models import cli_commands as commands
-from models.cli_args import label_range, run_directory, seed_value, thread_count
+from models.cli_args import add_version_option, label_range, run_directory, seed_value, thread_count
 from models.config import PRESETS, HyperparameterError
 from models.dataset import DatasetError
 
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     from models.strategies import STRATEGIES
 
     p = argparse.ArgumentParser(prog="unilabel", description=__doc__)
+    add_version_option(p)
     p.add_argument(
         "--threads",
         type=int,

@@ -14,6 +14,26 @@ from typing import Any
 from models.config import SEED_LIMIT, parse_override
 
 
+class _PrintVersion(argparse.Action):
+    """--version: the code version every run records (models.version), worked out only when asked for, as it
+    hashes the library's source and asks git."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from models.version import code_version
+
+        print(f"{parser.prog} {code_version()}")
+        parser.exit()
+
+
+def add_version_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--version", action=_PrintVersion, help="print the code version that runs record, and exit"
+    )
+
+
 def hyperparameter_overrides(pairs: list[str] | None, json_file: str | None) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if json_file:

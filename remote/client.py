@@ -35,6 +35,7 @@ import httpx
 
 from api_schemas.datasets import DATASET_ID
 from api_schemas.jobs import FINAL_STATES, JobState
+from models.cli_args import add_version_option
 from remote.batch_predict import predict_all, write_predictions_csv
 from remote.listing import (
     datasets_table,
@@ -448,6 +449,7 @@ def run_all(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unilabel-remote", description=__doc__.split("\n\n")[0])
+    add_version_option(parser)
     parser.add_argument("--url", default=DEFAULT_URL, help="service base URL (env UNILABEL_URL)")
     parser.add_argument("--key", help=f"API key (env {KEY_ENV}); unilabel-admin keys create NAME makes one")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="each has its own -h")

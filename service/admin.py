@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from redis.exceptions import RedisError
 
 from api_schemas.usage import QUOTAS
+from models.cli_args import add_version_option
 from service.keys import KeyProblem, KeyStore
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -40,6 +41,7 @@ def _when(ts: float | None) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unilabel-admin", description=__doc__.split("\n\n")[0])
+    add_version_option(parser)
     parser.add_argument(
         "--redis-url", default=os.environ.get("REDIS_URL", DEFAULT_REDIS), help="default: env REDIS_URL"
     )

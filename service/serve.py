@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from models.cli_args import add_version_option
 from worker.settings import Settings
 
 APP = "service.app:app"
@@ -34,7 +35,8 @@ def prepare_multiprocess_metrics() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="unilabel-api", description=__doc__.split("\n\n")[0])
+    add_version_option(parser)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, help="API processes (default: API_WORKERS, 1)")

@@ -101,3 +101,20 @@ def test_dirty_means_the_library_changed(tmp_path: Path) -> None:
     assert dirty.startswith(f"{PACKAGE_VERSION}+g{head}.dirty.src.") and dirty != clean.replace(
         ".src", ".dirty.src"
     )
+
+
+@pytest.mark.parametrize(
+    ("prog", "module"),
+    [
+        ("unilabel", "models.cli"),
+        ("unilabel-remote", "remote.client"),
+        ("unilabel-admin", "service.admin"),
+        ("unilabel-api", "service.serve"),
+    ],
+)
+def test_every_command_prints_the_code_version(prog: str, module: str, capsys: pytest.CaptureFixture) -> None:
+    main = __import__(module, fromlist=["main"]).main
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"{prog} {code_version()}\n"
