@@ -53,6 +53,12 @@ class DatasetSummary(BaseModel):
     )
     label_range: LabelRange
     library: dict[str, Any] = Field(default_factory=dict, description="The library's Dataset.summary().")
+    owner: str | None = Field(
+        None,
+        description="With an admin key: the id of the key that uploaded it (two keys' uploads of the same "
+        "files are two datasets with one id; ?owner= names one). Null for any other key: its datasets are "
+        "its own.",
+    )
 
     @field_validator("splits")
     @classmethod

@@ -214,8 +214,8 @@ class ArtifactStore:
         path = self.dataset_dir(owner, dataset_id)
         return read_json(path / "summary.json") if path else None
 
-    def iter_dataset_summaries(self, owner: str | None) -> Iterator[dict[str, Any]]:
-        """The datasets of one key, or of every key (``owner`` None: an admin's view)."""
+    def iter_dataset_summaries(self, owner: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(owner, summary) of the datasets of one key, or of every key (``owner`` None: an admin's view)."""
         owners = [owner] if owner is not None else [o.name for o in _entries(self.datasets)]
         for name in owners:
             if not OWNER.match(name or ""):
@@ -223,7 +223,7 @@ class ArtifactStore:
             for path in _entries(self.datasets / name):
                 summary = path / "summary.json"
                 if summary.is_file():
-                    yield read_json(summary)
+                    yield name, read_json(summary)
 
     # runs --------------------------------------------------------------------------------------------
     def run_dir(self, job_id: str) -> Path | None:

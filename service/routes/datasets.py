@@ -7,8 +7,9 @@ client gets the answer rather than a reset connection."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api_schemas.datasets import DatasetList, DatasetSummary
@@ -16,13 +17,14 @@ from service import audit
 from service.datasets import ingest
 from service.deps import Limit, Offset, Services, Svc, Who
 from service.errors import CANNOT_REMOVE, ApiError, error_responses, insufficient_storage, not_found
-from service.keys import Caller
+from service.keys import KEY_ID, Caller
 from service.quotas import limit_of, stored_bytes, too_large
 from service.uploads import receive_upload
 from worker.artifacts import storage_problem
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 ERRORS = error_responses(404, 409, 413, 415, 422)
+OWNER_ERRORS = {**ERRORS, **error_responses(403)}
 UPLOAD_ERRORS = {**ERRORS, **error_responses(400, 429, 507)}
 UPLOAD_BODY = {
     "required": True,
@@ -93,7 +95,7 @@ async def upload_dataset(request: Request, response: Response, svc: Svc, caller:
     audit.record("upload", caller, "dataset", summary["id"], "created" if created else "existing")
     response.status_code = 201 if created else 200
     response.headers["Location"] = f"/v1/datasets/{summary['id']}"
-    return DatasetSummary.model_validate(summary)
+    return _view(summary, caller.owner, caller)
 
 
 async def _receive(
@@ -119,32 +121,66 @@ async def _receive(
             svc.store.discard(staging)  # a no-op once published; never raises
 
 
-def _summary(svc: Services, caller: Caller, dataset_id: str) -> tuple[str, dict]:
+OwnerId = Annotated[
+    str | None,
+    Query(
+        pattern=KEY_ID.pattern,
+        description="With an admin key: the id of the key that holds the dataset (datasets are "
+        "content-addressed, so two keys' uploads of the same files have one id). Without it an admin gets "
+        "its own, else the only key's that holds it; a 409 when several do.",
+    ),
+]
+
+
+def _summary(svc: Services, caller: Caller, dataset_id: str, owner: str | None = None) -> tuple[str, dict]:
     """(owner, summary) of a dataset the caller may see: its own, or for an admin any key's."""
-    owners = [caller.owner] if not caller.admin else [caller.owner, *svc.store.owners_of(dataset_id)]
-    for owner in owners:
-        summary = svc.store.dataset_summary(owner, dataset_id)
+    if owner is not None and owner != caller.owner and not caller.admin:
+        raise ApiError(403, "another key's dataset needs an admin key", field="query.owner")
+    if owner is not None:
+        owners = [owner]
+    elif caller.admin:
+        owners = (
+            [caller.owner]
+            if svc.store.dataset_dir(caller.owner, dataset_id)
+            else svc.store.owners_of(dataset_id)
+        )
+        if len(owners) > 1:
+            raise ApiError(
+                409,
+                f"keys {', '.join(owners)} each hold a dataset {dataset_id}: name one with ?owner=KEY_ID",
+                field="query.owner",
+            )
+    else:
+        owners = [caller.owner]
+    for held_by in owners:
+        summary = svc.store.dataset_summary(held_by, dataset_id)
         if summary is not None:
-            return owner, summary
+            return held_by, summary
     raise not_found("dataset", dataset_id, field="dataset_id")
+
+
+def _view(summary: dict, owner: str, caller: Caller) -> DatasetSummary:
+    """The summary as the caller sees it: an admin key is told whose it is."""
+    return DatasetSummary.model_validate({**summary, "owner": owner if caller.admin else None})
 
 
 @router.get("", response_model=DatasetList, responses=ERRORS)
 def list_datasets(svc: Svc, caller: Who, limit: Limit = 100, offset: Offset = 0) -> DatasetList:
     owner = None if caller.admin else caller.owner
-    items = sorted(svc.store.iter_dataset_summaries(owner), key=lambda s: s["created_at"], reverse=True)
-    page = [DatasetSummary.model_validate(s) for s in items[offset : offset + limit]]
+    items = sorted(svc.store.iter_dataset_summaries(owner), key=lambda s: s[1]["created_at"], reverse=True)
+    page = [_view(summary, held_by, caller) for held_by, summary in items[offset : offset + limit]]
     return DatasetList(items=page, total=len(items))
 
 
-@router.get("/{dataset_id}", response_model=DatasetSummary, responses=ERRORS)
-def get_dataset(dataset_id: str, svc: Svc, caller: Who) -> DatasetSummary:
-    return DatasetSummary.model_validate(_summary(svc, caller, dataset_id)[1])
+@router.get("/{dataset_id}", response_model=DatasetSummary, responses=OWNER_ERRORS)
+def get_dataset(dataset_id: str, svc: Svc, caller: Who, owner: OwnerId = None) -> DatasetSummary:
+    held_by, summary = _summary(svc, caller, dataset_id, owner)
+    return _view(summary, held_by, caller)
 
 
-@router.delete("/{dataset_id}", status_code=204, responses={**ERRORS, **error_responses(507)})
-def delete_dataset(dataset_id: str, svc: Svc, caller: Who) -> Response:
-    owner, _ = _summary(svc, caller, dataset_id)
+@router.delete("/{dataset_id}", status_code=204, responses={**OWNER_ERRORS, **error_responses(507)})
+def delete_dataset(dataset_id: str, svc: Svc, caller: Who, owner: OwnerId = None) -> Response:
+    owner, _ = _summary(svc, caller, dataset_id, owner)
     users = [j["id"] for j in svc.jobs.active(owner) if j["dataset_id"] == dataset_id]
     if users:
         audit.record("delete", caller, "dataset", dataset_id, "refused 409", jobs=users)

@@ -208,6 +208,39 @@ def test_another_key_never_sees_a_keys_resources(stack: LocalStack, alice: dict,
         assert c.get("/v1/datasets").json()["total"] >= 2
 
 
+def test_an_admin_says_whose_dataset_when_two_keys_hold_one(stack: LocalStack, synth_dir: Path) -> None:
+    """Datasets are content-addressed, so two keys' uploads of the same files have one id: an admin key is
+    told whose each is, names the key with ?owner= and acts on that key's alone."""
+    csv = (synth_dir / "utterances.csv").read_bytes().replace(b"\n", b"\r\n")  # no other test's dataset
+    files = {
+        "utterances": ("utterances.csv", csv),
+        "features": ("features.npz", (synth_dir / "features.npz").read_bytes()),
+    }
+    owners = {}
+    for name in ("hank", "ida"):
+        with http(stack, stack.create_key(name)) as c:
+            ds = c.post("/v1/datasets", files=files).json()
+            assert ds["owner"] is None  # a key's own datasets: nothing to tell
+            owners[name] = (c.headers["authorization"], c.get("/v1/usage").json()["key_id"])
+    hank, ida = owners["hank"][1], owners["ida"][1]
+    with http(stack, stack.admin_key) as c:
+        listed = [d["owner"] for d in c.get("/v1/datasets").json()["items"] if d["id"] == ds["id"]]
+        assert sorted(listed) == sorted([hank, ida])
+        for method in ("GET", "DELETE"):
+            r = c.request(method, f"/v1/datasets/{ds['id']}")
+            assert r.status_code == 409 and error_of(r)["field"] == "query.owner", r.text
+            assert hank in error_of(r)["message"] and ida in error_of(r)["message"]
+        assert c.get(f"/v1/datasets/{ds['id']}", params={"owner": hank}).json()["owner"] == hank
+        assert c.delete(f"/v1/datasets/{ds['id']}", params={"owner": ida}).status_code == 204
+        assert c.get(f"/v1/datasets/{ds['id']}").json()["owner"] == hank  # now the only one
+    with httpx.Client(base_url=stack.url, headers={"authorization": owners["ida"][0]}) as c:
+        assert c.get(f"/v1/datasets/{ds['id']}").status_code == 404
+    with httpx.Client(base_url=stack.url, headers={"authorization": owners["hank"][0]}) as c:
+        assert c.get(f"/v1/datasets/{ds['id']}", params={"owner": hank}).json()["owner"] is None
+        r = c.get(f"/v1/datasets/{ds['id']}", params={"owner": ida})
+        assert r.status_code == 403 and error_of(r)["field"] == "query.owner", r.text
+
+
 def test_quotas_answer_429_or_413_naming_the_limit(stack: LocalStack, alice: dict, synth_dir: Path) -> None:
     uploads = stack.create_key("dora", False, "uploads_per_minute=2")
     with http(stack, uploads) as c:
