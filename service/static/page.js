@@ -25,7 +25,9 @@
     busy: false,
     stale: false, // asked for again while a refresh ran
     pickDataset: null, // the dataset the job form selects at the next refresh (one just uploaded)
-    confirming: null, // the API path of the dataset or model whose delete asks "sure?" (kept across refreshes)
+    confirming: null, // the API path of the dataset, model or job whose delete or cancel asks "sure?"
+    keyId: null, // the key's own id (GET /v1/usage): an admin key's list holds other keys' datasets too
+    focusNext: null, // {action, id, owner} of the button to focus after the next refresh
   };
 
   // Elements are built, never parsed from strings: every value from the API lands as text.
@@ -98,6 +100,13 @@
     if (pageState) document.body.dataset.state = pageState;
   }
 
+  // What went wrong with something the user did (a delete, a cancel, a download): kept across refreshes until
+  // dismissed or the next action, as the row acted on may be far from the top of the page.
+  function notify(text) {
+    $("notice-text").textContent = text || "";
+    $("notice").hidden = !text;
+  }
+
   // The key: from the fragment (#key=...), else this tab's storage. The key is removed from the fragment at
   // once, so it is not left in the address bar, the history or a bookmark; #job=ID (the report to show) and
   // #state=S (the jobs shown) stay.
@@ -114,7 +123,8 @@
 
   function writeFragment() {
     const keep = new URLSearchParams();
-    if (state.wanted) keep.set("job", state.wanted);
+    const report = state.shown || state.wanted;
+    if (report) keep.set("job", report);
     if (state.jobState) keep.set("state", state.jobState);
     const rest = keep.toString() ? `#${keep}` : "";
     history.replaceState(null, "", location.pathname + location.search + rest);
@@ -166,12 +176,16 @@
     if (!(err instanceof ApiError) && !(err instanceof TypeError)) return err.message; // the form's own check
     const details = (err instanceof ApiError && err.error.details) || [];
     if (details.length < 2) return describe(err);
-    const listed = details.slice(0, 5).map((d) => `${d.field}: ${d.problem}`);
+    // the message lists the problems too, the first on its first line: each is said once, from the details
+    const head = describe(err).split("\n")[0].replace(details[0].problem, "").replace(/:\s*$/, "");
+    // a problem that names its file already ("utterances.csv: column 'label': ...") is not prefixed again
+    const said = (d) => (d.field.startsWith(d.problem.split(":")[0]) ? d.problem : `${d.field}: ${d.problem}`);
+    const listed = details.slice(0, 5).map(said);
     const more = details.length > 5 ? ` (and ${details.length - 5} more)` : "";
-    return `${describe(err)} — ${listed.join("; ")}${more}`;
+    return `${head} — ${listed.join("; ")}${more}`;
   }
 
-  function askForKey(message) {
+  function askForKey(message, refused = false) {
     state.key = null;
     sessionStorage.removeItem(KEY_STORE);
     clearTimeout(state.timer);
@@ -180,7 +194,10 @@
     $("forget").hidden = true;
     $("refresh").hidden = true;
     $("usage").hidden = true;
+    $("updated").textContent = "";
+    notify(null);
     setStatus(message, "no-key");
+    $("status").classList.toggle("failed", refused);
     $("key-input").focus();
   }
 
@@ -191,8 +208,31 @@
     $(emptyId).hidden = rows.length !== 0;
   }
 
-  function button(text, action, id, onClick) {
-    return el("button", { type: "button", className: "link", dataset: { action, id }, onclick: onClick }, text);
+  // The rows are built anew at each refresh: the focused button (or the one an action asked for) is found
+  // again by what it does and to what, so that a keyboard user keeps their place.
+  function focusedButton() {
+    const active = document.activeElement;
+    if (!active || !active.dataset || !active.dataset.action) return null;
+    const { action, id, owner } = active.dataset;
+    return { action, id, owner };
+  }
+
+  function focusAgain(target) {
+    if (!target) return;
+    const owner = target.owner ? `[data-owner="${CSS.escape(target.owner)}"]` : "";
+    const found = document.querySelector(
+      `#main button[data-action="${CSS.escape(target.action)}"][data-id="${CSS.escape(target.id)}"]${owner}`,
+    );
+    if (found) found.focus();
+  }
+
+  // A row's button: `label` is what a screen reader says ("delete dataset 3fe4084b06"), the text alone
+  // repeats on every row.
+  function button(text, action, id, onClick, label, owner) {
+    const props = { type: "button", className: "link", dataset: { action, id }, onclick: onClick };
+    if (owner) props.dataset.owner = owner;
+    if (label) props["aria-label"] = label;
+    return el("button", props, text);
   }
 
   // A finished job's report and labels, in the jobs' and the models' lists (a model's files too).
@@ -200,8 +240,8 @@
     return el(
       "td",
       { className: "actions" },
-      button("report", "report", jobId, () => showReport(jobId)),
-      button("labels CSV", "labels", jobId, () => downloadLabels(jobId)),
+      button("report", "report", jobId, () => showReport(jobId), `report of job ${short(jobId)}`),
+      button("labels CSV", "labels", jobId, () => downloadLabels(jobId), `labels CSV of job ${short(jobId)}`),
       ...more,
     );
   }
@@ -214,11 +254,15 @@
       return el("td", {}, `done${deleted}`, ...notes);
     }
     if (!LIVE.has(job.state)) return el("td", { className: "muted" }, job.error || "", ...notes);
-    const where = job.stage ? `${job.stage}${job.epochs ? ` ${job.epoch || 0}/${job.epochs}` : ""} · ` : "";
+    // the stage's count: batches while the transcripts are encoded, else epochs (MUG's stage 2 counts each
+    // modality's meta epochs one after another)
+    const unit = job.stage === "encode" ? "batch" : "epoch";
+    const count = job.epochs ? ` ${unit} ${job.epoch || 0}/${job.epochs}` : "";
+    const where = job.stage ? `${job.stage}${count} · ` : "";
     return el(
       "td",
       {},
-      el("progress", { max: 1, value: job.progress || 0 }),
+      el("progress", { max: 1, value: job.progress || 0, "aria-label": `progress of job ${short(job.id)}` }),
       el("span", { className: "progress-text" }, ` ${where}${pct(job.progress)}`),
       ...notes,
     );
@@ -239,78 +283,84 @@
     );
   }
 
-  // A queued or running job's cancel (its links.cancel; null once it cannot be cancelled). A running job
-  // stops between epochs: until then its row says so.
+  // A queued or running job's cancel (its links.cancel; null once it cannot be cancelled) asks once more in its
+  // row, as a delete does: a running job's training so far is lost. A running job stops between epochs: until
+  // then its row says so.
   function cancelCell(job) {
     const link = job.links && job.links.cancel;
     if (!link) return el("td");
     if (job.cancel_requested) return el("td", { className: "actions muted" }, "cancelling…");
-    return el(
-      "td",
-      { className: "actions" },
-      button("cancel", "cancel", job.id, async (event) => {
-        event.target.disabled = true;
-        try {
-          await api(link, { method: "POST" });
-          refresh();
-        } catch (err) {
-          setStatus(`Cancel of job ${short(job.id)}: ${describe(err)}`, "error"); // until the next refresh
-        }
-      }),
-    );
+    return confirmCell(link, "cancel", job.id, `job ${short(job.id)}`, async () => {
+      await api(link, { method: "POST" });
+    });
   }
 
   function datasetRow(ds) {
     const splits = Object.entries(ds.splits || {}).map(([s, n]) => `${s} ${n}`).join(" · ");
     const modalities = Object.entries(ds.modalities || {})
-      .map(([m, spec]) => `${m} ${spec.sequence ? "[T, " + spec.dim + "]" : spec.dim}`)
+      .map(([m, spec]) => `${m} ${spec.sequence ? `[T, ${spec.dim}]` : `[${spec.dim}]`}`)
       .join(" · ");
+    // an admin key's list: whose it is (two keys' uploads of the same files share an id)
+    const whose = ds.owner === state.keyId ? "this key" : `key ${ds.owner}`;
+    const owner = ds.owner ? el("div", { className: "owner" }, whose) : null;
     return el(
       "tr",
-      { dataset: { datasetId: ds.id } },
-      el("td", { title: ds.id }, el("code", {}, short(ds.id))),
+      { dataset: { datasetId: ds.id, owner: ds.owner || "" } },
+      el("td", { title: ds.id }, el("code", {}, short(ds.id)), owner),
       el("td", {}, String(ds.n)),
       el("td", {}, splits),
       el("td", {}, modalities),
       el("td", { title: ds.created_at }, ago(ds.created_at)),
-      deleteCell("dataset", ds.id),
+      deleteCell("dataset", ds.id, ds.owner),
     );
   }
 
   // A dataset's or a model's delete asks once more in its row; the service refuses (409) to delete a dataset
-  // while a job uses it. `confirming` is the API path of the one that asks.
-  function deleteCell(kind, id) {
-    const path = `/v1/${kind}s/${encodeURIComponent(id)}`;
+  // while a job uses it. An admin key names whose dataset it deletes.
+  function deleteCell(kind, id, owner) {
+    const query = owner ? `?owner=${encodeURIComponent(owner)}` : "";
+    const path = `/v1/${kind}s/${encodeURIComponent(id)}${query}`;
+    return confirmCell(path, "delete", id, `${kind} ${short(id)}`, async () => {
+      await api(path, { method: "DELETE" });
+      if (kind === "model" && state.shown === id) closeReport(); // a model's id is its job's
+    }, owner);
+  }
+
+  // "delete" (or "cancel") that asks "delete? yes no" in its row; `confirming` (the API path of the one that
+  // asks) outlives refreshes. What the service refuses stays in the notice until the next action.
+  function confirmCell(path, verb, id, what, work, owner) {
     if (state.confirming !== path) {
       return el(
         "td",
         { className: "actions" },
-        button("delete", "delete", id, () => {
+        button(verb, verb, id, () => {
+          notify(null);
           state.confirming = path;
+          state.focusNext = { action: `${verb}-yes`, id, owner };
           refresh();
-        }),
+        }, `${verb} ${what}`, owner),
       );
     }
     return el(
       "td",
       { className: "actions" },
-      "delete? ",
-      button("yes", "delete-yes", id, async (event) => {
+      `${verb}? `,
+      button("yes", `${verb}-yes`, id, async (event) => {
         event.target.disabled = true;
         state.confirming = null;
         try {
-          await api(path, { method: "DELETE" });
-          if (kind === "model" && state.shown === id) closeReport(); // a model's id is its job's
-          refresh();
+          await work();
         } catch (err) {
-          event.target.closest("td").replaceWith(deleteCell(kind, id));
-          setStatus(`Delete of ${kind} ${short(id)}: ${describe(err)}`, "error"); // until the next refresh
+          notify(`${verb[0].toUpperCase()}${verb.slice(1)} of ${what}: ${describe(err)}`);
+          state.focusNext = { action: verb, id, owner };
         }
-      }),
-      button("no", "delete-no", id, () => {
-        state.confirming = null;
         refresh();
-      }),
+      }, `yes, ${verb} ${what}`, owner),
+      button("no", `${verb}-no`, id, () => {
+        state.confirming = null;
+        state.focusNext = { action: verb, id, owner };
+        refresh();
+      }, `no, keep ${what}`, owner),
     );
   }
 
@@ -326,20 +376,28 @@
       el("td", { title: card.dataset_id }, el("code", {}, short(card.dataset_id))),
       el("td", {}, shown.map((m) => `${m} ${valid[m].toFixed(3)}`).join(" · ")),
       el("td", { title: card.created_at }, ago(card.created_at)),
-      actionsCell(card.job_id, button("model zip", "model", card.id, () => downloadModel(card.id))),
+      actionsCell(
+        card.job_id,
+        button("model zip", "model", card.id, () => downloadModel(card.id), `model zip of ${short(card.id)}`),
+      ),
       deleteCell("model", card.id),
     );
   }
 
-  // The job form's dataset list: every dataset, newest first, the one just uploaded (or chosen) kept.
+  // The job form's dataset list: the key's own datasets (a job trains on one of them; an admin key's list
+  // has every key's), newest first, the one just uploaded (or chosen) kept. None: nothing to start.
   function fillDatasetChoice(datasets) {
     const select = $("job-dataset");
+    const own = datasets.filter((ds) => !ds.owner || ds.owner === state.keyId);
     const keep = state.pickDataset || select.value;
     state.pickDataset = null;
     select.replaceChildren(
-      ...datasets.map((ds) => el("option", { value: ds.id }, `${short(ds.id)} · ${ds.n} utterances`)),
+      ...own.map((ds) => el("option", { value: ds.id }, `${short(ds.id)} · ${ds.n} utterances`)),
     );
-    if (datasets.some((ds) => ds.id === keep)) select.value = keep;
+    if (own.some((ds) => ds.id === keep)) select.value = keep;
+    select.disabled = own.length === 0;
+    $("job-submit").disabled = own.length === 0;
+    $("job-none").hidden = own.length !== 0;
   }
 
   async function refresh() {
@@ -357,35 +415,53 @@
         [jobsPath, "/v1/datasets", "/v1/models", "/v1/usage"].map((path) => api(path).then((r) => r.json())),
       );
       showUsage(usage);
+      state.keyId = usage.key_id;
+      const focus = state.focusNext || focusedButton();
+      state.focusNext = null;
       fill($("jobs"), jobs.items.map(jobRow), state.jobState ? "jobs-none" : "jobs-empty");
       $(state.jobState ? "jobs-empty" : "jobs-none").hidden = true;
       fill($("datasets"), datasets.items.map(datasetRow), "datasets-empty");
       fillDatasetChoice(datasets.items);
       fill($("models"), models.items.map(modelRow), "models-empty");
+      focusAgain(focus);
       $("key-section").hidden = true;
       $("main").hidden = false;
       $("forget").hidden = false;
       $("refresh").hidden = false;
       document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
-      const live = jobs.items.filter((j) => LIVE.has(j.state)).length;
+      // every queued or running job of the key, whichever state the list shows (its quota counts them)
+      const live = usage.concurrent_jobs.used;
       const more = jobs.total > jobs.items.length ? ` (the latest ${jobs.items.length} shown)` : "";
       const which = state.jobState ? `${state.jobState} ` : "";
       const liveText = state.jobState ? "" : `, ${live} queued or running`;
-      setStatus(
+      const summary =
         `${jobs.total} ${which}job${jobs.total === 1 ? "" : "s"}${more}${liveText} · ` +
-          `${datasets.total} dataset${datasets.total === 1 ? "" : "s"} · ` +
-          `${models.total} model${models.total === 1 ? "" : "s"} · updated ${new Date().toLocaleTimeString()}`,
-        "ready",
-      );
-      const wanted = state.wanted && jobs.items.find((j) => j.id === state.wanted);
-      if (wanted && wanted.links && wanted.links.report && state.shown !== wanted.id) {
-        state.wanted = null; // once: closing the report keeps it closed
-        showReport(wanted.id, false); // the page opens at its top: the lists, then the report below
+        `${datasets.total} dataset${datasets.total === 1 ? "" : "s"} · ` +
+        `${models.total} model${models.total === 1 ? "" : "s"}`;
+      // the time of the refresh is outside the status's live region: a screen reader hears what changed
+      if ($("status").textContent !== summary || document.body.dataset.state !== "ready") {
+        setStatus(summary, "ready");
+        $("status").classList.remove("failed");
       }
+      $("updated").textContent = ` · updated ${new Date().toLocaleTimeString()}`;
+      const wanted = state.wanted && jobs.items.find((j) => j.id === state.wanted);
+      if (wanted && state.shown !== wanted.id && !LIVE.has(wanted.state)) {
+        state.wanted = null; // once: closing the report keeps it closed
+        if (wanted.links && wanted.links.report) {
+          showReport(wanted.id, false); // the page opens at its top: the lists, then the report below
+        } else {
+          const why = wanted.model_deleted_at ? "its model was deleted" : `it is ${wanted.state}`;
+          notify(`Job ${short(wanted.id)} has no report: ${why}.`);
+          writeFragment();
+        }
+      }
+      // a report whose model went meanwhile (deleted from another tab or the client) is closed
+      const shown = state.shown && jobs.items.find((j) => j.id === state.shown);
+      if (shown && !(shown.links && shown.links.report)) closeReport();
       schedule(live ? BUSY_POLL_MS : IDLE_POLL_MS);
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) {
-        askForKey(`The key was not accepted: ${describe(err)}`);
+        askForKey(`The key was not accepted: ${describe(err)}`, true);
       } else {
         setStatus(`Cannot refresh: ${describe(err)}; trying again`, "error");
         schedule(BUSY_POLL_MS * 2);
@@ -406,12 +482,16 @@
 
   // --- uploads and new jobs --------------------------------------------------------------------------
   // A setting as `unilabel train --set NAME=VALUE` reads it (models/config.py, parse_override): true or
-  // false, null or none, a number, else the text itself.
+  // false, null or none, a number as Python's int() or float() reads one (not JavaScript's Number(), which
+  // takes 0x10 and 0b1), else the text itself.
+  const INTEGER = /^[+-]?\d(_?\d)*$/;
+  const DECIMAL = /^[+-]?(\d(_?\d)*(\.(\d(_?\d)*)?)?|\.\d(_?\d)*)([eE][+-]?\d(_?\d)*)?$/;
   function settingValue(raw) {
-    const lowered = raw.toLowerCase();
+    const text = raw.trim();
+    const lowered = text.toLowerCase();
     if (lowered === "true" || lowered === "false") return lowered === "true";
     if (lowered === "null" || lowered === "none") return null;
-    return Number.isFinite(Number(raw)) && raw.trim() !== "" ? Number(raw) : raw;
+    return INTEGER.test(text) || DECIMAL.test(text) ? Number(text.replaceAll("_", "")) : text;
   }
 
   function parseSettings(text) {
@@ -500,7 +580,7 @@
       const response = await api(`/v1/jobs/${encodeURIComponent(jobId)}/labels?format=csv`);
       saveBlob(await response.blob(), `labels-${jobId}.csv`);
     } catch (err) {
-      setStatus(`Labels of ${short(jobId)}: ${describe(err)}`);
+      notify(`Labels of job ${short(jobId)}: ${describe(err)}`);
     }
   }
 
@@ -510,7 +590,7 @@
       const response = await api(`/v1/models/${encodeURIComponent(modelId)}/archive`);
       saveBlob(await response.blob(), `${modelId}.zip`);
     } catch (err) {
-      setStatus(`Model ${short(modelId)}: ${describe(err)}`);
+      notify(`Model ${short(modelId)}: ${describe(err)}`);
     }
   }
 
@@ -529,6 +609,7 @@
     const viewer = $("viewer");
     const frame = $("viewer-frame");
     state.shown = jobId;
+    writeFragment(); // the address opens this report again
     viewer.hidden = false;
     Object.assign(viewer.dataset, { jobId, state: "loading", images: "", decoded: "" });
     $("viewer-title").textContent = `of job ${short(jobId)}`;
@@ -567,6 +648,8 @@
 
   function closeReport() {
     state.shown = null;
+    state.wanted = null;
+    writeFragment();
     $("viewer").hidden = true;
     $("viewer-frame").removeAttribute("src");
     if (state.reportUrl) URL.revokeObjectURL(state.reportUrl);
@@ -590,6 +673,7 @@
       askForKey("The key is forgotten in this tab.");
     });
     $("refresh").addEventListener("click", () => refresh());
+    $("notice-dismiss").addEventListener("click", () => notify(null));
     $("job-state").addEventListener("change", () => {
       state.jobState = $("job-state").value;
       writeFragment();

@@ -161,7 +161,7 @@ def test_page_shows_jobs_live_and_the_report_with_its_figures(
     assert "labels CSV" in row["text"]
     running = page.rows[live]
     assert running["data-state"] == "running" and "running" in running["text"], running
-    assert re.search(r"(pretrain|meta) \d+/\d+ · \d+%", running["text"]), running  # stage and progress
+    assert re.search(r"(pretrain|meta) epoch \d+/\d+ · \d+%", running["text"]), running  # stage and progress
     assert "%note: selfmm_weight: not read by strategy mug; it changes nothing" in running["text"], running
     assert "note:" not in row["text"]
     model = page.models[jobs["done"]["model_id"]]  # its files in one zip (GET /v1/models/{id}/archive)
@@ -169,7 +169,7 @@ def test_page_shows_jobs_live_and_the_report_with_its_figures(
 
     # the splits and modalities in their usual order (stored summaries' keys come sorted by name)
     dataset = page.datasets[jobs["dataset"]["id"]]
-    assert "130train 80 · valid 30 · test 20text 32 · audio 16 · vision 24" in dataset["text"], dataset
+    assert "130train 80 · valid 30 · test 20text [32] · audio [16] · vision [24]" in dataset["text"], dataset
 
     viewer = page.by_id["viewer"]
     assert viewer["data-job-id"] == done and viewer["data-state"] == "shown", viewer
@@ -313,15 +313,21 @@ def test_upload_start_and_cancel_a_job_from_the_page(
             hp = job["hyperparameters"]
             assert (hp["meta_epochs"], hp["beta"], hp["modalities"]) == (1, 0.5, ["text", "audio"]), hp
             assert job["preset"] == "mosi", job
-            # and the row's cancel ends it (queued behind the live job: cancelled at once)
+            # and the row's cancel, once confirmed, ends it (queued behind the live job: cancelled at once)
             row = f"document.querySelector('#jobs tr[data-job-id=\"{job_id}\"]')"
             browser.evaluate(f"{row}.querySelector('button[data-action=\"cancel\"]').click()")
+            asks = f"{row}.querySelector('button[data-action=\"cancel-yes\"]')"
+            assert browser.wait_for(f"{asks} !== null && document.activeElement === {asks}")  # focus on "yes"
+            assert browser.evaluate(f"{row}.dataset.state") == "queued"  # nothing sent yet
+            browser.evaluate(f"{asks}.click()")
             assert browser.wait_for(f"{row}?.dataset.state === 'cancelled' && {row}.textContent")
             assert api.job(job_id)["state"] == "cancelled"
             assert browser.evaluate(f"{row}.querySelector('button') === null")  # nothing left to cancel
         # a running job: stopped between epochs
         live = f"document.querySelector('#jobs tr[data-job-id=\"{jobs['live']['id']}\"]')"
         browser.evaluate(f"{live}.querySelector('button[data-action=\"cancel\"]').click()")
+        browser.wait_for(f"{live}.querySelector('button[data-action=\"cancel-yes\"]') !== null")
+        browser.evaluate(f"{live}.querySelector('button[data-action=\"cancel-yes\"]').click()")
         assert browser.wait_for(f"{live}?.dataset.state === 'cancelled'", timeout=90)
 
 
@@ -355,11 +361,16 @@ def test_delete_a_dataset_from_the_page(stack: LocalStack, synth_dir: Path, tmp_
             browser.evaluate(click % "delete")
             browser.wait_for(f"{row}.querySelector('button[data-action=\"delete-yes\"]') !== null")
             browser.evaluate(click % "delete-yes")
-            said = browser.wait_for(
-                "document.body.dataset.state === 'error' && document.getElementById('status').textContent"
+            notice = (
+                "!document.getElementById('notice').hidden && document.getElementById('notice').textContent"
             )
+            said = browser.wait_for(notice)
             assert "HTTP 409" in said and user in said and "cancel them first" in said, said
-            assert browser.evaluate(f"{row}.querySelector('button[data-action=\"delete\"]') !== null")
+            assert browser.wait_for(f"{row}.querySelector('button[data-action=\"delete\"]') !== null")
+            refreshes = browser.evaluate("document.body.dataset.refreshes")
+            browser.evaluate("document.getElementById('refresh').click()")
+            browser.wait_for(f"document.body.dataset.refreshes !== '{refreshes}'")
+            assert browser.evaluate(notice) == said  # the refusal outlives refreshes, until the next action
             assert dataset in {d["id"] for d in api.datasets()["items"]}
 
             api.cancel(user)
@@ -405,3 +416,97 @@ def test_delete_a_model_from_the_page(stack: LocalStack, synth_dir: Path, tmp_pa
             assert browser.evaluate("document.getElementById('viewer').hidden")
         assert model not in {m["id"] for m in api.models()["items"]}
         assert api.job(job["id"])["model_deleted_at"]
+
+
+def test_an_admin_page_says_whose_dataset_and_deletes_that_one(
+    stack: LocalStack, synth_dir: Path, tmp_path: Path
+) -> None:
+    """Two keys' uploads of the same files are two datasets with one id: an admin key's page shows whose each
+    row is, asks and deletes in that row alone, and offers only the admin key's own datasets to train on."""
+    from tests.service.cdp import Browser
+
+    variant = tmp_path / "variant"  # files no other test uploads
+    variant.mkdir()
+    (variant / "features.npz").write_bytes((synth_dir / "features.npz").read_bytes())
+    (variant / "utterances.csv").write_bytes(
+        (synth_dir / "utterances.csv").read_bytes().replace(b"\n", b"\r\n")
+    )
+    owners = {}
+    for name in ("page-a", "page-b"):
+        key = stack.create_key(name)
+        with LabelClient(stack.url, timeout=60, api_key=key) as api:
+            dataset = api.upload(variant)["id"]
+            owners[name] = (key, api.usage()["key_id"])
+    rows = f"document.querySelectorAll('#datasets tr[data-dataset-id=\"{dataset}\"]')"
+    row_of = "document.querySelector('#datasets tr[data-owner=\"%s\"]')"
+    with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+        browser.open(f"{stack.url}/#key={stack.admin_key}")
+        browser.wait_for(f"document.body?.dataset.state === 'ready' && {rows}.length === 2")
+        a_row, b_row = row_of % owners["page-a"][1], row_of % owners["page-b"][1]
+        assert f"key {owners['page-b'][1]}" in browser.evaluate(f"{b_row}.textContent")
+        browser.evaluate(f"{b_row}.querySelector('button[data-action=\"delete\"]').click()")
+        browser.wait_for(f"{b_row}.querySelector('button[data-action=\"delete-yes\"]') !== null")
+        assert browser.evaluate(f"{a_row}.querySelector('button[data-action=\"delete-yes\"]') === null")
+        browser.evaluate(f"{b_row}.querySelector('button[data-action=\"delete-yes\"]').click()")
+        assert browser.wait_for(f"{rows}.length === 1 && {a_row} !== null")
+        # the job form: an admin trains on its own datasets only (it has none here)
+        options = "Array.from(document.getElementById('job-dataset').options, (o) => o.value)"
+        assert dataset not in browser.evaluate(options)
+    with LabelClient(stack.url, timeout=60, api_key=owners["page-b"][0]) as api:
+        assert api.datasets()["total"] == 0
+    with LabelClient(stack.url, timeout=60, api_key=owners["page-a"][0]) as api:
+        assert [d["id"] for d in api.datasets()["items"]] == [dataset]
+
+
+def test_the_page_on_a_phone_its_address_and_its_messages(
+    stack: LocalStack, jobs: dict, synth_dir: Path, tmp_path: Path
+) -> None:
+    """On a 390 px phone the page keeps the screen's width (the tables scroll in their boxes); the address
+    follows the report shown, which closes when its model is deleted elsewhere; an upload's problems are each
+    said once; a setting's number is read as `unilabel train --set` reads it."""
+    from tests.service.cdp import Browser
+
+    with LabelClient(stack.url, timeout=60, api_key=stack.api_key) as api:
+        dataset = api.upload(synth_dir)["id"]
+        job = api.wait(
+            api.submit(dataset, "copy", 6, TINY)["id"], timeout=120, poll=0.1
+        )  # a model of its own
+        assert job["state"] == "succeeded", job
+        job_row = f"document.querySelector('#jobs tr[data-job-id=\"{job['id']}\"]')"
+        with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+            browser.open(f"{stack.url}/#key={stack.api_key}")
+            browser.wait_for("document.body?.dataset.state === 'ready'")
+            metrics = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
+            browser.send("Emulation.setDeviceMetricsOverride", metrics)
+            browser.evaluate("location.reload()")
+            browser.wait_for(f"document.body?.dataset.state === 'ready' && {job_row} !== null")
+            assert browser.evaluate("document.documentElement.scrollWidth") <= 390
+            browser.send("Emulation.clearDeviceMetricsOverride", {})
+
+            browser.evaluate(f"{job_row}.querySelector('button[data-action=\"report\"]').click()")
+            browser.wait_for("document.getElementById('viewer').dataset.state === 'shown'")
+            assert browser.evaluate("location.hash") == f"#job={job['id']}"  # a reload opens it again
+            browser.evaluate("document.getElementById('viewer-close').click()")
+            assert browser.evaluate("location.hash") == ""
+            browser.evaluate(f"{job_row}.querySelector('button[data-action=\"report\"]').click()")
+            browser.wait_for("document.getElementById('viewer').dataset.state === 'shown'")
+            api.delete_model(job["model_id"])  # from elsewhere than this page
+            browser.evaluate("document.getElementById('refresh').click()")
+            assert browser.wait_for("document.getElementById('viewer').hidden && location.hash === ''")
+
+            bad = tmp_path / "bad"
+            bad.mkdir()
+            lines = (synth_dir / "utterances.csv").read_text().splitlines()
+            header = lines[0].split(",")
+            first = lines[1].split(",")
+            first[header.index("label")] = "abc"
+            first[header.index("split")] = "training"
+            (bad / "utterances.csv").write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n")
+            browser.set_files("upload-files", [bad / "utterances.csv", synth_dir / "features.npz"])
+            said = _submit(browser, "upload")
+            assert said.startswith("failed HTTP 422") and said.count("column 'split'") == 1, said
+            assert said.count("column 'label'") == 1 and "utterances.csv.split: utterances.csv:" not in said
+
+            browser.evaluate("document.getElementById('job-settings').value = 'beta=0x10'")
+            said = _submit(browser, "job")  # Python's float() does not read 0x10: text, refused as beta
+            assert said.startswith("failed HTTP 422") and "beta" in said, said
