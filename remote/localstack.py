@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -109,12 +110,12 @@ class LocalStack:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
         return env
 
-    def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.root / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         proc = subprocess.Popen(
             cmd,
             cwd=REPO,
-            env=self.env(),
+            env=env or self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -219,7 +220,10 @@ class LocalStack:
             "--workers",
             str(self.api_workers),
         ]
-        self._spawn("api", cmd)
+        env = self.env()
+        if self.api_workers > 1:  # the processes' metric files live and go with the stack, not in $TMPDIR
+            env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(self.root / "metrics"))
+        self._spawn("api", cmd, env)
         self._wait("api", "API", lambda: httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200, 90)
 
     def start(self, worker: bool = True) -> LocalStack:
@@ -253,12 +257,61 @@ class LocalStack:
             self.stop_process(name)
 
 
+UNWINDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread so that the program unwinds as on Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def run_interruptible(main: Callable[[], int]) -> int:
+    """``main()`` with SIGTERM and SIGHUP unwinding like Ctrl-C: Python's default for them ends the process at
+    once, skipping every ``finally`` (running_stack's stop, a TemporaryDirectory's removal), which would leave
+    the stack's processes running and their files behind. An interrupt ends with one line on stderr, not a
+    traceback, and the exit status 128 + the signal's number."""
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in UNWINDING_SIGNALS}
+    try:
+        return main()
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"interrupted ({signal.Signals(signum).name}); stopped and cleaned up", file=sys.stderr)
+        return 128 + signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP ignored meanwhile (main thread only: only it may set handlers), so that a
+    second one cannot cut a shutdown short and leave processes behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, *UNWINDING_SIGNALS)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 @contextmanager
 def running_stack(root: Path, *, worker: bool = True, **kwargs) -> Iterator[LocalStack]:
     """A LocalStack in ``root`` (keyword arguments as LocalStack's) running redis-server, a Celery worker
-    unless ``worker`` is False, and the API; stopped on the way out, also when starting fails part-way."""
+    unless ``worker`` is False, and the API; stopped on the way out, also when starting fails part-way. A
+    program that should stop it on SIGTERM too runs under ``run_interruptible``."""
     stack = LocalStack(root, **kwargs)
     try:
         yield stack.start(worker=worker)
     finally:
-        stack.stop()
+        with _signals_ignored():
+            stack.stop()

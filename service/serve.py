@@ -3,14 +3,16 @@
 Uvicorn with ``API_WORKERS`` processes (default 1) sharing one listening socket. Each process loads the models
 it serves and keeps its own memos; Redis (job store, prediction cache) is shared. With more than one process,
 Prometheus multiprocess mode is switched on before any process imports prometheus-client: the processes write
-their counters to ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary directory unless given; a given one is
-emptied of stale files first) and every scrape of /metrics sums them (service/metrics.py).
+their counters to ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary directory unless given, removed when the
+server exits; a given one is emptied of stale files first and left in place) and every scrape of /metrics sums
+them (service/metrics.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -51,19 +53,26 @@ def main(argv: list[str] | None = None) -> int:
     workers = args.workers if args.workers is not None else settings.api_workers
     if workers < 1:
         parser.error("--workers: must be at least 1")
+    made = None  # the directory this process made, to remove on the way out (never one it was given)
     if workers > 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # a given directory is always emptied
-        prepare_multiprocess_metrics()
+        given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        path = prepare_multiprocess_metrics()
+        made = None if given else path
 
     import uvicorn
 
-    uvicorn.run(
-        APP,
-        host=args.host,
-        port=args.port,
-        workers=workers,
-        access_log=settings.access_log,  # ACCESS_LOG=1: one line per request (off: it costs the hot path)
-        timeout_graceful_shutdown=10,
-    )
+    try:
+        uvicorn.run(
+            APP,
+            host=args.host,
+            port=args.port,
+            workers=workers,
+            access_log=settings.access_log,  # ACCESS_LOG=1: one line per request (off: it costs the hot path)
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if made is not None:  # a temporary directory nobody else knows of
+            shutil.rmtree(made, ignore_errors=True)
     return 0
 
 
