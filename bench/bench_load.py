@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE.parent))
 import bench_service as bs  # noqa: E402
 
 from remote.client import LabelClient  # noqa: E402
-from remote.localstack import LocalStack, running_stack  # noqa: E402
+from remote.localstack import LocalStack, run_interruptible, running_stack  # noqa: E402
 
 MIX = (("miss", 60), ("hit", 15), ("batch", 5), ("job", 5), ("models", 5), ("datasets", 5), ("anonymous", 5))
 EXPECTED = {"anonymous": 401}  # everything else: 200
@@ -173,11 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-client", type=int, default=6000, help="requests prepared per client and round")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
+    bs.check_json_path(parser, args.json)
     bs.CLIENTS = args.clients
     from models.synth import make_synthetic
 
     load_at_start = os.getloadavg()
     rounds = []
+    warm = None
     with tempfile.TemporaryDirectory(prefix="unilabel-load-") as tmp:
         data = make_synthetic(Path(tmp) / "data", seed=0)
         with running_stack(Path(tmp) / "stack", extra_env={"WORKER_TORCH_THREADS": "1"}) as stack:
@@ -204,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     columns = ("round", "requests", "req/s", "errors", "p50 ms", "p99 ms", "max ms", "API RSS MB (end, peak)")
     print(f"| {' | '.join(columns)} | Redis MB |")
     print("|---" * (len(columns) + 1) + "|")
-    for k, r in enumerate(rounds, 1):
+    named = ([("warm-up", warm)] if warm else []) + [(str(k), r) for k, r in enumerate(rounds, 1)]
+    for k, r in named:
         latency = f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']}"
         print(
             f"| {k} | {r['requests']:,} | {r['rps']:,} | {r['error_count']} | {latency} | "
@@ -213,9 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     start, end = (tuple(round(x, 2) for x in load) for load in (load_at_start, os.getloadavg()))
     print(f"\nload average (1, 5, 15 min) at start {start}, at end {end}")
     if args.json:
-        args.json.write_text(json.dumps({"clients": args.clients, "rounds": rounds}, indent=2))
+        figures = {"clients": args.clients, "warmup": warm, "rounds": rounds}
+        args.json.write_text(json.dumps(figures, indent=2))
     return 0 if all(r["error_count"] == 0 for r in rounds) else 1
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_interruptible(main))
