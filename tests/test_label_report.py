@@ -84,6 +84,7 @@ def test_report_page_is_self_contained(runs: dict, mug_page: Path, small_synth: 
     assert mug_page == run / "report" / "report.html"
     page = mug_page.read_text()
     assert "http://" not in page and "https://" not in page and "<script" not in page.lower()
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page  # phones: 1:1
     links = re.findall(r'(?:src|href)="([^"]*)"', page)
     assert links and all(u.startswith(("data:image/png;base64,", "#")) for u in links)
     images = _images(page)
@@ -113,6 +114,7 @@ def test_disagreement_table_lists_the_largest_shifts(runs: dict, mug_page: Path)
     table = page.split('id="disagreements"')[1].split("<h2")[0]
     assert re.findall(r"<tr><td>(syn\d+)</td>", table) == expected
     assert "has no transcripts" in table  # the synthetic dataset has none: ids only, and said so
+    assert "<th>transcript</th>" not in table and "<th>y</th>" in table  # no column for what is not there
 
 
 def test_transcripts_come_from_the_dataset(runs: dict, small_synth: Path, tmp_path: Path) -> None:
@@ -127,6 +129,7 @@ def test_transcripts_come_from_the_dataset(runs: dict, small_synth: Path, tmp_pa
     assert rows and all(r["transcript"] == f"said <b>{r['id']}</b>" for r in rows)
     page = report.html()
     assert f"said &lt;b&gt;{rows[0]['id']}&lt;/b&gt;" in page and "<b>" not in page  # escaped
+    assert "<th>transcript</th>" in page
     assert "not the dataset the run was trained on" in page  # another sha256: matched by id, and said so
     # the dataset recorded in config.json has gone: ids only, said so; a --data that is not there: an error
     moved = tmp_path / "moved"
@@ -150,6 +153,7 @@ def test_mucn_diagnostics_for_mug_and_none_for_copy(runs: dict, mug_page: Path) 
         for key in ("L_pre_all_start", "L_pre_all_end", "noisy_input_mae", "label_shift_mae"):
             assert f"{d[key]:.3f}" in section
     assert "denoising loss, start" in section and "mucn.png" in section
+    assert "<th></th>" not in section.split("</table>")[0]  # every column says what it holds
     copy = build_report(runs["copy"][0])
     page = copy.html()
     assert "No MUCN diagnostics: the copy strategy does not meta-learn its labels" in page

@@ -182,7 +182,8 @@ def _curves_figure(data: dict[str, Any], panels: list[tuple[str, list[dict[str, 
         if title == "multitask" and best:
             ax.axvline(best, color="#c0392b", linewidth=1, linestyle=":", label=f"kept: epoch {best}")
         style_axes(ax, title, "epoch", "loss / metric")
-        ax.legend(fontsize=7, frameon=False, ncols=2)
+        # below its panel: inside, it covers the curves
+        ax.legend(fontsize=7, frameon=False, ncols=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     fig.suptitle("Training curves by stage (history.csv; valid dashed)", fontsize=10.5)
     return to_png(fig)
 

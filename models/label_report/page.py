@@ -77,6 +77,7 @@ def html_page(title: str, subtitle: str, nav: list[tuple[str, str]], body: list[
     links = "".join(f'<a href="#{esc(anchor)}">{esc(text)}</a>' for anchor, text in nav)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         f'<h1>{esc(title)}</h1>\n<p class="meta">{subtitle}</p>\n<nav>{links}</nav>\n'
         + "\n".join(body)
@@ -192,18 +193,25 @@ def run_html(report: LabelReport) -> str:
             "run left out.</p>"
         )
         body.append(html_note(dis["note"]))
-        header = ["id", "transcript", "y", *(f"label_{LETTER[m]}" for m in MODALITIES), "largest |shift|"]
+        spoken = any(r["transcript"] for r in dis["rows"])  # a dataset without transcripts: no such column
+        header = [
+            "id",
+            *(["transcript"] if spoken else []),
+            "y",
+            *(f"label_{LETTER[m]}" for m in MODALITIES),
+            "largest |shift|",
+        ]
         table_rows = [
             [
                 esc(r["id"]),
-                f'<span class="text">{esc(_short(r["transcript"]))}</span>' if r["transcript"] else "",
+                *([f'<span class="text">{esc(_short(r["transcript"] or ""))}</span>'] if spoken else []),
                 fmt_num(r["y"]),
                 *(fmt_num(r[f"label_{LETTER[m]}"]) for m in MODALITIES),
                 f"{fmt_num(r['max_abs_shift'])} ({esc(r['modality'])})",
             ]
             for r in dis["rows"]
         ]
-        body.append(html_table(header, table_rows, {2, 3, 4, 5, 6}))
+        body.append(html_table(header, table_rows, set(range(header.index("y"), len(header)))))
     elif learned:
         body.append(html_note("No disagreements: every learned label equals the multimodal label."))
     else:
@@ -339,7 +347,7 @@ def _mucn_html(report: LabelReport) -> list[str]:
                 "denoising loss, start",
                 "end",
                 "noisy input",
-                "",
+                "end against noisy input",
                 "mean |label - y|",
                 "shift r with untrained MUCN",
                 "batches: step kept / meta-updated",
