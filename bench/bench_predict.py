@@ -40,12 +40,27 @@ def per_call_us(fn: Callable[[], object], seconds: float) -> float:
     return float(np.median(rounds))
 
 
+def sizes_list(text: str) -> list[int]:
+    """An argparse type: comma-separated batch sizes, whole numbers >= 1."""
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected whole numbers >= 1, comma-separated, e.g. 1,16")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1,2,4,16,64,512", help="batch sizes, comma-separated")
+    parser.add_argument(
+        "--sizes", type=sizes_list, default="1,2,4,16,64,512", help="batch sizes, comma-separated"
+    )
     parser.add_argument("--seconds", type=float, default=2.0, help="time spent per measurement")
     args = parser.parse_args(argv)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    if not args.seconds > 0:
+        parser.error(f"--seconds: must be above 0, not {args.seconds}")
+    sizes = args.sizes
     torch.set_num_threads(1)
 
     from models.dataset_loader import load_dataset
