@@ -14,7 +14,8 @@ runs by seed with the runs of a `unilabel compare` folder trained in the same co
     python bench/mug_crossfit.py ../shared/data/mosi --seeds 1111,1112,1113,1114,1115 \\
         --compare runs/mosi-main --out runs/mosi-crossfit
 
-A strategy is paired only when every seed has a run in one of the ``--compare`` folders.
+A strategy is paired only when every seed has a run in one of the ``--compare`` folders. A seed's run already
+in ``--out`` is reused when its ``crossfit.json`` records the same folds and dataset (sha256), else refused.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 
 from models import strategies
 from models.compare import render_tables
+from models.dataset import DatasetError
 from models.dataset_loader import load_dataset
 from models.pipeline import train
 from models.stages.pretrain import SavedRepresentations, collect_representations, pretrain
@@ -35,6 +37,7 @@ from models.strategies.base import StrategyContext
 from models.strategies.mug import MugStrategy
 
 NAME = "mug-crossfit"
+RECORD = "crossfit.json"  # in each seed's run: what it was trained with, checked before it is reused
 MOSI_CONFIGURATION = {"beta": 1, "modalities": "text,audio"}
 
 
@@ -96,10 +99,42 @@ def compared_run(folders: list[Path], strategy: str, seed: int) -> Path | None:
     return None
 
 
-def main() -> None:
+def seed_list(text: str) -> list[int]:
+    """An argparse type: comma-separated whole numbers, each once."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected distinct whole numbers, comma-separated")
+    return seeds
+
+
+def reusable(run: Path, record: dict) -> bool:
+    """Whether ``run`` holds a finished run trained as ``record`` says; exits if it was trained otherwise."""
+    if not (run / "metrics.json").is_file():
+        return False
+    try:
+        had = json.loads((run / RECORD).read_text())
+    except (OSError, ValueError):
+        raise SystemExit(
+            f"{run}: a finished run without a readable {RECORD}; remove it to train it again"
+        ) from None
+    differ = {k: (had.get(k), v) for k, v in record.items() if had.get(k) != v}
+    if differ:
+        what = ", ".join(f"{k} {old!r} (now {new!r})" for k, (old, new) in differ.items())
+        raise SystemExit(f"{run}: trained with {what}; use another --out or remove it")
+    return True
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data")
-    parser.add_argument("--seeds", required=True, help="comma-separated, as in the compare folder")
+    parser.add_argument(
+        "data", type=Path, help="the dataset (a directory or archive): MOSI in the experiment"
+    )
+    parser.add_argument(
+        "--seeds", required=True, type=seed_list, help="comma-separated, as in the compare folder"
+    )
     parser.add_argument(
         "--compare",
         type=Path,
@@ -107,21 +142,46 @@ def main() -> None:
         required=True,
         help="a `unilabel compare` folder to pair with (repeat it for seeds compared in several folders)",
     )
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--folds", type=int, default=5)
-    args = parser.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    parser.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="where each seed's run goes (<out>/seed<N>/), reused when there",
+    )
+    parser.add_argument(
+        "--folds",
+        type=int,
+        default=5,
+        help="stage 1 is trained this many times, each without one fold (>= 2)",
+    )
+    args = parser.parse_args(argv)
+    seeds = args.seeds
+    if args.folds < 2:
+        parser.error(f"--folds: at least 2, not {args.folds}")
+    if not args.data.exists():
+        parser.error(f"data: no such file or directory: {args.data}")
+    for folder in args.compare:
+        if not folder.is_dir():
+            parser.error(f"--compare: no such directory: {folder}")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out: {args.out} is not a directory")
     # the threads `unilabel` runs with (its default 1), so the runs pair with the compare folder's bit for bit
     torch.set_num_threads(int(os.environ.get("UNILABEL_THREADS", "1")))
     # an experiment, so it joins the strategies for this process only
     strategies._REGISTRY[NAME] = crossfit_strategy(args.folds)
-    ds = load_dataset(args.data)
+    try:
+        ds = load_dataset(args.data)
+    except DatasetError as exc:
+        raise SystemExit(f"data {args.data}: {exc}") from None
+    record = {"folds": args.folds, "dataset_sha256": ds.sha256}
+    runs = {seed: args.out / f"seed{seed}" for seed in seeds}
+    done = {seed: reusable(run, record) for seed, run in runs.items()}  # every refusal before any training
     results: dict[str, list[dict]] = {NAME: []}
     shifts = []
-    for seed in seeds:
-        run = args.out / f"seed{seed}"
-        if not (run / "metrics.json").is_file():
+    for seed, run in runs.items():
+        if not done[seed]:
             train(ds, run, strategy=NAME, seed=seed, preset="mosi", hyperparameters=MOSI_CONFIGURATION)
+            (run / RECORD).write_text(json.dumps(record, indent=2) + "\n")
         results[NAME].append(json.loads((run / "metrics.json").read_text())["valid"])
         meta = json.loads((run / "config.json").read_text())["strategy_diagnostics"]["meta"]
         shifts.append({m: d["label_shift_mae"] for m, d in meta.items()})
