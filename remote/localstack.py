@@ -91,6 +91,7 @@ class LocalStack:
         self.api_port = self.api_port or free_port()
         for d in ("logs", "redis", "artifacts"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
+        (self.root / "logs").chmod(0o700)  # a detached stack's log holds its API key (scripts/stack.py)
 
     @property
     def redis_url(self) -> str:

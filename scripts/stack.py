@@ -225,9 +225,11 @@ def detach(args: argparse.Namespace) -> int:
         return _already(args.dir, state)
     log_path = args.dir / "logs" / "stack.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.parent.chmod(0o700)  # the log holds the API key and the page's address with it: yours only
     cmd = [sys.executable, str(Path(__file__).resolve()), "up", "--dir", str(args.dir)]
     cmd += ["--port", str(args.port), "--device", args.device]
-    with open(log_path, "ab") as log:
+    with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
+        os.fchmod(log.fileno(), 0o600)  # also a log an earlier version left readable
         proc = subprocess.Popen(
             cmd,
             cwd=REPO,

@@ -45,6 +45,10 @@ def test_up_detached_status_down(tmp_path: Path) -> None:
         assert f"API up at {url}" in up.stdout
         key = (root / "api-key").read_text().strip()
         assert f"page: {url}/#key={key}  (" in up.stdout  # the page's address, the key in its fragment
+        # the log holds the key too: the owner's alone, as the key's own file is
+        assert key in (root / "logs" / "stack.log").read_text()
+        modes = [(root / p).stat().st_mode & 0o777 for p in ("api-key", "logs/stack.log", "logs")]
+        assert modes == [0o600, 0o600, 0o700], [oct(m) for m in modes]
         pid = int((root / "stack.pid").read_text())
         assert (root / "stack.url").read_text().strip() == url
         assert httpx.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}  # up returned: it answers
