@@ -1,7 +1,8 @@
 """Wall time and peak memory of a full three-stage MUG run (paper schedule) on CMU-MOSI.
 
 Each configuration runs in a fresh subprocess (`unilabel train`), timed from process start to exit, with peak
-resident memory from the kernel (ru_maxrss of the child), restricted to 2 CPU cores with taskset when present.
+resident memory from the kernel (ru_maxrss of that child alone, from os.wait4), restricted to 2 CPU cores with
+taskset when present.
 
     python bench/bench_train.py [--threads 1,2] [--meta-threads 1,2,3] [--strategy mug] [--finetune-epochs 1]
                                 [--text-source features,encoder] [--set NAME=VALUE ...]
@@ -16,16 +17,49 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from remote.localstack import run_interruptible
 
 REPO = Path(__file__).resolve().parents[1]
 MOSI = REPO.parent / "shared" / "data" / "mosi"
+
+
+def counts(text: str) -> list[int]:
+    """An argparse type: a comma-separated list of whole numbers >= 1."""
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected whole numbers >= 1, comma-separated (e.g. 1,2)")
+    return values
+
+
+def wait_measured(proc: subprocess.Popen) -> tuple[int, float]:
+    """(exit code, peak RSS in MB) of ``proc``, from os.wait4: the usage of this child alone. (getrusage's
+    RUSAGE_CHILDREN is the largest child ever waited for, so a light run after a heavy one would report the
+    heavy one's peak.) The kernel counts this process's peak at the fork as the child's floor, which is why
+    this script stays small. An interrupt meanwhile terminates the child rather than orphaning it."""
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+    return proc.returncode, usage.ru_maxrss / 1024
 
 
 def run(
@@ -35,7 +69,13 @@ def run(
     device: str = "cpu",
     cache_dir: Path | None = None,
 ) -> tuple[float, float, dict]:
-    out = Path(tempfile.mkdtemp(prefix="unilabel-bench-")) / "run"
+    with tempfile.TemporaryDirectory(prefix="unilabel-bench-") as tmp:
+        return _run(Path(tmp) / "run", args, threads, meta_threads, device, cache_dir)
+
+
+def _run(
+    out: Path, args: list[str], threads: int, meta_threads: int | None, device: str, cache_dir: Path | None
+) -> tuple[float, float, dict]:
     env = {**os.environ, **({"UNILABEL_CACHE_DIR": str(cache_dir)} if cache_dir else {})}
     cmd = [
         sys.executable,
@@ -56,24 +96,21 @@ def run(
         cmd += ["--meta-threads", str(meta_threads)]
     if shutil.which("taskset") and (os.cpu_count() or 1) >= 2:
         cmd = ["taskset", "-c", "0,1", *cmd]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, env=env)
-    if done.returncode != 0:  # the CLI has said why on stderr
-        sys.exit(f"bench_train: `{' '.join(cmd)}` exited with {done.returncode}")
+    code, peak_mb = wait_measured(subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, env=env))
     wall = time.perf_counter() - t0
-    peak_mb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
-    config = json.loads((out / "config.json").read_text())
-    shutil.rmtree(out.parent, ignore_errors=True)
-    return wall, peak_mb, config
+    if code != 0:  # the CLI has said why on stderr
+        sys.exit(f"bench_train: `{' '.join(cmd)}` exited with {code}")
+    return wall, peak_mb, json.loads((out / "config.json").read_text())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", default="1,2", help="torch intra-op threads (comma list)")
+    ap.add_argument("--threads", type=counts, default=[1, 2], help="torch intra-op threads (comma list)")
     ap.add_argument(
         "--meta-threads",
-        default="",
+        type=counts,
+        default=None,
         help="modalities side by side in stage 2 (comma list; default: the CLI's automatic choice)",
     )
     ap.add_argument("--repeat", type=int, default=1, help="run the grid this many times, interleaved")
@@ -85,67 +122,105 @@ def main() -> None:
         help="comma list of text sources to time: features (the dataset's text vectors), encoder (frozen "
         "encoder on the transcripts, cold then warm embedding cache)",
     )
-    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="passed to train")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="passed to every train run (in the --finetune-epochs run, its own schedule and text_source win)",
+    )
     ap.add_argument(
         "--finetune-epochs",
         type=int,
         default=0,
-        help="also time the text encoder fine-tuned on transcripts (Eq. 1) for this many epochs/stage",
+        help="also time the text encoder fine-tuned on transcripts (Eq. 1) for this many epochs/stage, with "
+        "the last --threads and --meta-threads value (its text source is the fine-tuned encoder: "
+        "--text-source does not apply)",
     )
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    if args.repeat < 1 or args.finetune_epochs < 0:
+        ap.error("--repeat must be at least 1 and --finetune-epochs at least 0")
+    sources = [t.strip() for t in args.text_source.split(",") if t.strip()]
+    if not sources or set(sources) - {"features", "encoder"}:
+        ap.error(f"--text-source: {args.text_source!r}: expected a comma list of features, encoder")
     print(f"CMU-MOSI {MOSI}, strategy {args.strategy}, paper schedule (Table 2), device {args.device}")
-    metas: list[int | None] = [int(t) for t in args.meta_threads.split(",") if t.strip()] or [None]
+    metas: list[int | None] = list(args.meta_threads or [None])
     extra = [x for item in args.set for x in ("--set", item)]
     for _ in range(args.repeat):
-        for source in [t.strip() for t in args.text_source.split(",") if t.strip()]:
-            for threads in [int(t) for t in args.threads.split(",")]:
+        for source in sources:
+            for threads in args.threads:
                 for meta in metas:
-                    cache = Path(tempfile.mkdtemp(prefix="unilabel-cache-")) if source == "encoder" else None
-                    for cache_state in ("cold", "warm") if cache else ("",):
-                        hp = ["--strategy", args.strategy, "--set", f"text_source={source}", *extra]
-                        wall, peak, config = run(hp, threads, meta, args.device, cache)
-                        t = config["timings"]
-                        stages = (
-                            f"pretrain {t['pretrain_s']:.1f} s, meta {t['meta_s']:.1f} s, "
-                            if "meta_s" in t
-                            else ""
-                        )
-                        cached = f" ({cache_state} cache)" if cache_state else ""
-                        print(
-                            f"{config['device']} text={source}{cached} "
-                            f"threads={threads} meta-threads={meta or 'auto'}: wall {wall:.1f} s "
-                            f"(process start to exit), peak RSS {peak:.0f} MB; in-process: inputs "
-                            f"{t['inputs_s']:.1f} s, {stages}labels {t['labels_s']:.1f} s, "
-                            f"multitask {t['multitask_s']:.1f} s, total {t['total_s']:.1f} s; "
-                            f"valid MAE {config['stage3']['best_valid_loss']:.3f}",
-                            flush=True,
-                        )
-                    if cache:
-                        shutil.rmtree(cache, ignore_errors=True)
+                    with cached(source == "encoder") as cache:
+                        timed(args, extra, source, threads, meta, cache)
     if args.finetune_epochs:
-        e = args.finetune_epochs
-        hp = [
-            "--set",
-            "text_source=finetune",
-            "--set",
-            f"pretrain_epochs={e}",
-            "--set",
-            "meta_epochs=1",
-            "--set",
-            f"multitask_max_epochs={e}",
-            "--set",
-            f"early_stop={e}",
-        ]
-        threads = int(args.threads.split(",")[-1])
-        wall, peak, config = run(["--strategy", args.strategy, *hp], threads, device=args.device)
+        finetune(args, extra, metas[-1])
+    return 0
+
+
+@contextmanager
+def cached(wanted: bool) -> Iterator[Path | None]:
+    """A fresh embedding cache folder, removed on the way out (also on an error or an interrupt)."""
+    if not wanted:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="unilabel-cache-") as tmp:
+        yield Path(tmp)
+
+
+def timed(
+    args: argparse.Namespace,
+    extra: list[str],
+    source: str,
+    threads: int,
+    meta: int | None,
+    cache: Path | None,
+) -> None:
+    """One grid point: one run, or with a cache folder a cold and a warm run."""
+    for cache_state in ("cold", "warm") if cache else ("",):
+        hp = ["--strategy", args.strategy, "--set", f"text_source={source}", *extra]
+        wall, peak, config = run(hp, threads, meta, args.device, cache)
         t = config["timings"]
-        per_epoch = t["multitask_s"] / config["stage3"]["epochs_run"]
+        stages = f"pretrain {t['pretrain_s']:.1f} s, meta {t['meta_s']:.1f} s, " if "meta_s" in t else ""
+        state = f" ({cache_state} cache)" if cache_state else ""
         print(
-            f"fine-tuned all-MiniLM-L6-v2 on transcripts, threads={threads}: stage-3 time per epoch "
-            f"{per_epoch:.1f} s (1447 train + 248 valid utterances), wall {wall:.1f} s for {e}+1+{e} epochs, "
-            f"peak RSS {peak:.0f} MB"
+            f"{config['device']} text={source}{state} "
+            f"threads={threads} meta-threads={meta or 'auto'}: wall {wall:.1f} s "
+            f"(process start to exit), peak RSS {peak:.0f} MB; in-process: inputs "
+            f"{t['inputs_s']:.1f} s, {stages}labels {t['labels_s']:.1f} s, "
+            f"multitask {t['multitask_s']:.1f} s, total {t['total_s']:.1f} s; "
+            f"valid MAE {config['stage3']['best_valid_loss']:.3f}",
+            flush=True,
         )
 
 
+def finetune(args: argparse.Namespace, extra: list[str], meta: int | None) -> None:
+    """The text encoder fine-tuned on the transcripts, --finetune-epochs epochs per stage (one meta epoch)."""
+    e = args.finetune_epochs
+    schedule = {
+        "text_source": "finetune",
+        "pretrain_epochs": e,
+        "meta_epochs": 1,
+        "multitask_max_epochs": e,
+        "early_stop": e,
+    }
+    hp = [
+        "--strategy",
+        args.strategy,
+        *extra,
+        *(x for k, v in schedule.items() for x in ("--set", f"{k}={v}")),
+    ]
+    threads = args.threads[-1]
+    wall, peak, config = run(hp, threads, meta, device=args.device)
+    t = config["timings"]
+    per_epoch = t["multitask_s"] / config["stage3"]["epochs_run"]
+    splits = config["dataset"]["summary"]["splits"]
+    n_train, n_valid = splits["train"]["labeled"], splits["valid"]["labeled"]
+    print(
+        f"fine-tuned all-MiniLM-L6-v2 on transcripts, threads={threads} meta-threads={meta or 'auto'}: "
+        f"stage-3 time per epoch {per_epoch:.1f} s ({n_train} train + {n_valid} valid utterances), "
+        f"wall {wall:.1f} s for {e}+1+{e} epochs, peak RSS {peak:.0f} MB"
+    )
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(run_interruptible(main))
