@@ -28,6 +28,7 @@
     confirming: null, // the API path of the dataset, model or job whose delete or cancel asks "sure?"
     keyId: null, // the key's own id (GET /v1/usage): an admin key's list holds other keys' datasets too
     focusNext: null, // {action, id, owner} of the button to focus after the next refresh
+    downloading: new Set(), // the API paths of the files being fetched
   };
 
   // Elements are built, never parsed from strings: every value from the API lands as text.
@@ -241,7 +242,8 @@
       "td",
       { className: "actions" },
       button("report", "report", jobId, () => showReport(jobId), `report of job ${short(jobId)}`),
-      button("labels CSV", "labels", jobId, () => downloadLabels(jobId), `labels CSV of job ${short(jobId)}`),
+      downloadButton("labels CSV", "labels", jobId, `/v1/jobs/${encodeURIComponent(jobId)}/labels?format=csv`,
+        `labels-${jobId}.csv`, `labels CSV of job ${short(jobId)}`),
       ...more,
     );
   }
@@ -378,7 +380,9 @@
       el("td", { title: card.created_at }, ago(card.created_at)),
       actionsCell(
         card.job_id,
-        button("model zip", "model", card.id, () => downloadModel(card.id), `model zip of ${short(card.id)}`),
+        // the model's run directory, zipped: `unilabel predict DIR DATA` once unzipped
+        downloadButton("model zip", "model", card.id, `/v1/models/${encodeURIComponent(card.id)}/archive`,
+          `${card.id}.zip`, `model zip of ${short(card.id)}`),
       ),
       deleteCell("model", card.id),
     );
@@ -575,23 +579,29 @@
     setTimeout(() => URL.revokeObjectURL(url), 60000);
   }
 
-  async function downloadLabels(jobId) {
-    try {
-      const response = await api(`/v1/jobs/${encodeURIComponent(jobId)}/labels?format=csv`);
-      saveBlob(await response.blob(), `labels-${jobId}.csv`);
-    } catch (err) {
-      notify(`Labels of job ${short(jobId)}: ${describe(err)}`);
-    }
-  }
-
-  // The model's run directory, zipped: `unilabel predict MODEL_ID DATA` once unzipped.
-  async function downloadModel(modelId) {
-    try {
-      const response = await api(`/v1/models/${encodeURIComponent(modelId)}/archive`);
-      saveBlob(await response.blob(), `${modelId}.zip`);
-    } catch (err) {
-      notify(`Model ${short(modelId)}: ${describe(err)}`);
-    }
+  // A file fetched with the key and saved under `name`; while it comes its button says so and waits (also
+  // when a refresh builds the row anew), as a model's zip can take seconds.
+  function downloadButton(text, action, id, path, name, what) {
+    const busy = state.downloading.has(path);
+    const node = button(busy ? `${text}…` : text, action, id, async () => {
+      notify(null);
+      state.downloading.add(path);
+      Object.assign(node, { textContent: `${text}…`, disabled: true });
+      try {
+        const response = await api(path);
+        saveBlob(await response.blob(), name);
+      } catch (err) {
+        notify(`The ${what}: ${describe(err)}`);
+      } finally {
+        state.downloading.delete(path);
+        const rebuilt = `button[data-action="${action}"][data-id="${CSS.escape(id)}"]`;
+        for (const same of document.querySelectorAll(rebuilt)) {
+          Object.assign(same, { textContent: text, disabled: false });
+        }
+      }
+    }, what);
+    node.disabled = busy;
+    return node;
   }
 
   async function downloadReportData(jobId) {

@@ -483,6 +483,18 @@ def test_the_page_on_a_phone_its_address_and_its_messages(
             assert browser.evaluate("document.documentElement.scrollWidth") <= 390
             browser.send("Emulation.clearDeviceMetricsOverride", {})
 
+            saved = tmp_path / "downloads"
+            behavior = {"behavior": "allow", "downloadPath": str(saved)}
+            browser.send("Browser.setDownloadBehavior", behavior, session=False)
+            browser.evaluate(f"{job_row}.querySelector('button[data-action=\"labels\"]').click()")
+            labels = saved / f"labels-{job['id']}.csv"
+            deadline = time.monotonic() + 30
+            while not labels.is_file() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert labels.read_text().startswith("id,label,label_T,label_A,label_V\n")
+            again = f"{job_row}.querySelector('button[data-action=\"labels\"]')"
+            assert browser.wait_for(f"{again}.textContent === 'labels CSV' && !{again}.disabled")
+
             browser.evaluate(f"{job_row}.querySelector('button[data-action=\"report\"]').click()")
             browser.wait_for("document.getElementById('viewer').dataset.state === 'shown'")
             assert browser.evaluate("location.hash") == f"#job={job['id']}"  # a reload opens it again
