@@ -136,7 +136,10 @@ class TrainedModel:
         for m in self.spec.modalities:
             if (m != "text" or self.text_source == "features") and m not in ds.features:
                 raise InputError("features.npz", f"key '{m}': the model reads {m} features; none given")
-        encoder = self._text_encoder() if self.text_source in ("encoder", "finetune") else None
+        encoder = None
+        if self.text_source in ("encoder", "finetune") and "text" in self.spec.modalities:
+            _check_transcripts(ds.transcripts)
+            encoder = self._text_encoder()
         inputs = build_inputs(ds, self.spec.modalities, self.text_source, encoder)
         return pd.DataFrame({"id": ds.ids, "split": ds.split, **self._predict(inputs)})
 
@@ -158,6 +161,11 @@ class TrainedModel:
                     raise ValueError(
                         "transcripts: this model reads text from transcripts; give one per utterance"
                     )
+                blank = [i for i, t in enumerate(transcripts) if not str(t).strip()]
+                if blank:
+                    raise ValueError(
+                        f"transcripts[{blank[0]}]: empty; this model reads text from transcripts"
+                    )
                 enc = self._text_encoder()
                 if s.kind == "transformer":
                     tok = enc.tokenize(list(transcripts))
@@ -169,6 +177,21 @@ class TrainedModel:
                 raise ValueError(f"features.{m}: missing; this model needs {m} features")
             tensors.update(_stack_modality(m, features[m], s.in_dim, s.kind == "sequence"))
         return self._predict(TensorInputs(tensors=tensors, kinds=kinds))
+
+
+def _check_transcripts(transcripts: list[str] | None) -> None:
+    """A model that reads text from transcripts needs one on every row (the encoder would read a blank one
+    as the empty string and predict from that)."""
+    why = "this model reads text from the transcripts; every row needs one"
+    if transcripts is None:
+        raise InputError("utterances.csv", f"column 'transcript': missing; {why}")
+    blank = [i for i, t in enumerate(transcripts) if not str(t).strip()]
+    if blank:
+        rows = ", ".join(map(str, blank[:10])) + (", ..." if len(blank) > 10 else "")
+        raise InputError(
+            "utterances.csv",
+            f"column 'transcript': blank on {len(blank)} row(s) ({rows}, counting from 0); {why}",
+        )
 
 
 def _stack_modality(m: str, items: list, dim: int, sequence: bool) -> dict[str, torch.Tensor]:

@@ -370,3 +370,48 @@ def test_text_model_flag_for_a_run_that_reads_no_text_model_is_refused(
     assert main(["predict", str(tmp_path / "run"), str(small_synth), "--text-model", str(tiny_bert_dir)]) == 2
     said = capsys.readouterr().err
     assert "--text-model: the run reads no text model (text_source 'features'); leave it out" in said
+
+
+def test_a_model_that_reads_transcripts_refuses_a_set_without_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A set to predict on without a transcript column was a TypeError traceback in `unilabel predict`, and
+    blank transcripts beside a 'text' array were encoded as the empty string; both are named now, as the
+    service names them."""
+    import pandas as pd
+
+    from models.cli import main
+    from models.dataset_loader import load_dataset
+    from models.inputs import InputError
+    from models.trained_model import TrainedModel
+    from tests.conftest import TINY, train_recording
+
+    monkeypatch.setenv("UNILABEL_CACHE_DIR", str(tmp_path / "cache"))
+    data = _synth_with_transcripts(tmp_path / "ds")
+    hp = {**TINY, "text_source": "encoder", "text_max_length": 16}
+    train_recording(load_dataset(data), tmp_path / "run", "copy", hp)
+    model = TrainedModel.load(tmp_path / "run")
+    table = pd.read_csv(data / "utterances.csv", dtype={"id": str})
+
+    unspoken = tmp_path / "unspoken"
+    unspoken.mkdir()
+    (unspoken / "features.npz").write_bytes((data / "features.npz").read_bytes())
+    table[["id"]].to_csv(unspoken / "utterances.csv", index=False)
+    with pytest.raises(InputError, match="column 'transcript': missing; this model reads text"):
+        model.predict_dataset(load_dataset(unspoken, for_training=False))
+    assert main(["predict", str(tmp_path / "run"), str(unspoken), "--out", str(tmp_path / "p.csv")]) == 2
+    said = capsys.readouterr().err
+    assert said.startswith("unilabel predict: error:\n") and "Traceback" not in said
+    assert f"data {unspoken}: utterances.csv: column 'transcript': missing" in said, said
+
+    blank = tmp_path / "blank"  # the 'text' array is there, so the set loads; the model reads transcripts
+    blank.mkdir()
+    (blank / "features.npz").write_bytes((data / "features.npz").read_bytes())
+    table.loc[[4, 5], "transcript"] = " "
+    table.to_csv(blank / "utterances.csv", index=False)
+    with pytest.raises(InputError, match=r"blank on 2 row\(s\) \(4, 5, counting from 0\)"):
+        model.predict_dataset(load_dataset(blank, for_training=False))
+    ds = load_dataset(data)
+    features = {m: [ds.features[m].values[0]] for m in ("audio", "vision")}
+    with pytest.raises(ValueError, match=r"transcripts\[0\]: empty"):
+        model.predict_batch(features, transcripts=[""])
