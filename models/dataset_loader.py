@@ -143,9 +143,12 @@ def _load_dir(
             if blank:
                 msg = f"{len(blank)} empty transcript(s); with no 'text' in features.npz all rows need one"
                 problems.append(Problem(CSV_FILE, "transcript", msg, problem_rows(blank)))
-    columns = {} if table.label is None else {"label": table.label}
-    columns |= {SUB_LABEL_COLUMNS[m]: v for m, v in table.sub_labels.items()}
-    rho_value = _resolve_rho(rho, columns, problems)
+    # the range comes from the labels alone: one stray sub-label must not turn a SIMS-style dataset into a
+    # MOSI-style one (the range sets the metrics and MUCN's label bound); sub-labels are checked against it
+    rho_value = _resolve_rho(rho, {} if table.label is None else {"label": table.label}, problems)
+    subs = {SUB_LABEL_COLUMNS[m]: v for m, v in table.sub_labels.items()}
+    beyond = f"outside [-{rho_value:g}, {rho_value:g}], the range of the labels (rho; --rho sets another)"
+    _flag_beyond(rho_value, subs, problems, lambda n: f"{n} value(s) {beyond}")
     if for_training:
         _check_training(table, problems)
     if problems:

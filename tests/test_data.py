@@ -400,6 +400,13 @@ def test_rho_inference(tmp_path: Path) -> None:
     assert load_dataset(tmp_path / "a", rho=3).rho == 3.0
     df.loc[0, "label"] = "-2.9"
     assert load_dataset(write(tmp_path / "b", df, arrays)).rho == 3.0
+    # the range is the labels': a sub-label beyond it is an error naming its rows, not a wider range
+    df.loc[0, "label"] = "0.9"
+    df.loc[4, "label_T"] = "1.4"
+    p = find(problems_of(write(tmp_path / "sub", df, arrays)), CSV_FILE, "label_T", (4,))
+    assert "outside [-1, 1], the range of the labels (rho" in p.message
+    assert load_dataset(tmp_path / "sub", rho=3).rho == 3.0
+    df.loc[4, "label_T"] = "0"
     df.loc[[0, 5], "label"] = "4.5"
     p = find(problems_of(write(tmp_path / "c", df, arrays)), CSV_FILE, "label", (0, 5))
     assert "pass rho explicitly" in p.message
