@@ -35,6 +35,7 @@ def _note_unread(strategies: list[str], overrides: dict | None) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from models.cli_output import ProgressBars, metrics_table, modality_summary
     from models.dataset_loader import load_dataset
+    from models.inputs import text_source_note
     from models.pipeline import train
 
     overrides = hyperparameter_overrides(args.set, args.hyperparameters)  # a bad file: named before the data
@@ -58,6 +59,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         bars.close()
     print(metrics_table(result.metrics))
     print(modality_summary(result.config, result.metrics))
+    hp = result.config["hyperparameters"]
+    has_transcripts = ds.transcripts is not None
+    note = text_source_note(
+        hp["text_source"],
+        result.config["text_source"],
+        has_transcripts=has_transcripts,
+        modalities=hp["modalities"],
+    )
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     preset = result.config.get("preset")
     print(
         f"run written to {result.out_dir} ({result.config['timings']['total_s']:.1f} s"

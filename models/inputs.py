@@ -125,6 +125,19 @@ def choose_text_source(
     return source
 
 
+def text_source_note(
+    requested: str, resolved: str, *, has_transcripts: bool, modalities: Sequence[str] = MODALITIES
+) -> str | None:
+    """What a user should hear when ``auto`` passed over the transcripts they gave: some rows lack one, so
+    the run reads the 'text' array instead, which is easy to miss (the run otherwise looks the same)."""
+    if "text" not in modalities or requested != "auto" or resolved != "features" or not has_transcripts:
+        return None
+    return (
+        "text read from features.npz's 'text' array, not the transcripts: text_source auto reads them only "
+        "when every row has one, and some are blank; fill them in, or set text_source=features to say so"
+    )
+
+
 def resolve_text_source(
     ds: Dataset, requested: str, text_model: str | None = None, modalities: Sequence[str] = MODALITIES
 ) -> str:

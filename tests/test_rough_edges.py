@@ -437,3 +437,22 @@ def test_threads_given_twice_must_agree(tmp_path: Path, capsys: pytest.CaptureFi
         assert main(["--threads", "2", *train, "--threads", "2"]) == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_train_says_when_auto_passes_over_the_transcripts(
+    small_synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Transcripts on all rows but one, beside a 'text' array: text_source auto reads the array, which the
+    run said nowhere (config.json alone recorded "features")."""
+    data = tmp_path / "partly-spoken"
+    shutil.copytree(small_synth, data)
+    table = pd.read_csv(data / "utterances.csv", dtype={"id": str})
+    table["transcript"] = ["said something"] * (len(table) - 1) + [""]
+    table.to_csv(data / "utterances.csv", index=False)
+    short = ["--strategy", "copy", "--quiet", "--set", "pretrain_epochs=1", "--set", "multitask_max_epochs=1"]
+    assert main(["train", str(data), "--out", str(tmp_path / "run"), *short]) == 0
+    said = capsys.readouterr().err
+    assert "note: text read from features.npz's 'text' array, not the transcripts" in said, said
+    asked = ["--set", "text_source=features"]
+    assert main(["train", str(data), "--out", str(tmp_path / "asked"), *short, *asked]) == 0
+    assert "note: text read" not in capsys.readouterr().err

@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse
 from api_schemas.jobs import Job, JobCreate, JobLinks, JobList, JobState, LabelRow, LabelsResponse
 from models.config import Hyperparameters
 from models.dataset import SUB_LABEL_COLUMNS
-from models.inputs import InputError, check_modalities, choose_text_source
+from models.inputs import InputError, check_modalities, choose_text_source, text_source_note
 from models.pipeline import STRATEGIES, HyperparameterError, resolve_hyperparameters
 from models.strategies import unread_settings
 from models.strategies.mtcl import MTCLStrategy
@@ -56,7 +56,8 @@ def notes_on(rec: dict[str, Any]) -> list[str]:
     if rec["strategy"] not in STRATEGIES:  # a record of a strategy this version no longer has
         return []
     unread = unread_settings([rec["strategy"]], rec.get("overrides") or {})
-    return [f"{name}: not read by strategy {rec['strategy']}; it changes nothing" for name in unread]
+    notes = [f"{name}: not read by strategy {rec['strategy']}; it changes nothing" for name in unread]
+    return notes + ([rec["text_note"]] if rec.get("text_note") else [])
 
 
 def to_job(rec: dict[str, Any]) -> Job:
@@ -119,17 +120,17 @@ def _check_sub_labels(body: JobCreate, summary: dict[str, Any], modalities: list
         )
 
 
-def _check_inputs(body: JobCreate, summary: dict[str, Any], hyper: Hyperparameters) -> None:
+def _check_inputs(body: JobCreate, summary: dict[str, Any], hyper: Hyperparameters) -> str | None:
     """422 now, not a failed job later, when the dataset cannot give the modalities or the text the settings
     ask for (a summary from before it recorded transcripts on every row is let through; the worker checks
-    again)."""
+    again). Returns the note on where the text comes from, when the transcripts given are passed over."""
     library = summary.get("library") or {}
     if "transcript_on_every_row" not in library:
-        return
+        return None
     arrays = library.get("modalities") or {}
     try:
         check_modalities(hyper.modalities, arrays)
-        choose_text_source(
+        source = choose_text_source(
             hyper.text_source,
             text_features="text" in arrays,
             transcripts=bool(library["transcript_on_every_row"]),
@@ -138,6 +139,10 @@ def _check_inputs(body: JobCreate, summary: dict[str, Any], hyper: Hyperparamete
         )
     except InputError as exc:
         raise ApiError(422, f"{exc.message} (dataset {body.dataset_id})", field=f"body.{exc.field}") from None
+    has_transcripts = bool(library.get("has_transcripts"))
+    return text_source_note(
+        hyper.text_source, source, has_transcripts=has_transcripts, modalities=hyper.modalities
+    )
 
 
 def resolve(body: JobCreate, svc: Services, caller: Caller) -> dict[str, Any]:
@@ -164,7 +169,7 @@ def resolve(body: JobCreate, svc: Services, caller: Caller) -> dict[str, Any]:
     if problem := textmodels.problem(body.hyperparameters.get("text_model"), svc.settings.text_model_dir):
         raise ApiError(422, problem, field="body.hyperparameters.text_model")
     _check_sub_labels(body, summary, hyper.modalities)
-    _check_inputs(body, summary, hyper)
+    text_note = _check_inputs(body, summary, hyper)
     return {
         "owner": caller.owner,
         "dataset_id": body.dataset_id,
@@ -174,6 +179,7 @@ def resolve(body: JobCreate, svc: Services, caller: Caller) -> dict[str, Any]:
         "hyperparameters": hyper.record(),  # resolved: shown, and part of the fingerprint
         "overrides": body.hyperparameters,  # what the worker hands to train()
         "code_version": code_version(),
+        "text_note": text_note,  # shown with the job's notes
     }
 
 

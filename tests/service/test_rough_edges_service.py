@@ -132,6 +132,26 @@ def test_modalities_the_dataset_lacks_are_refused_at_once(client, synth_dir: Pat
     assert pred.json()["predictions"][0]["vision"] is None
 
 
+def test_transcripts_passed_over_are_noted_on_the_job(client, synth_dir: Path, tmp_path: Path) -> None:
+    """Transcripts on some rows only, beside a 'text' array: text_source auto reads the array, which a job
+    said nowhere (its notes were empty)."""
+    data = tmp_path / "partly-spoken"
+    shutil.copytree(synth_dir, data)
+    table = pd.read_csv(data / "utterances.csv", dtype={"id": str})
+    table["transcript"] = ["said something"] * (len(table) - 1) + [""]
+    table.to_csv(data / "utterances.csv", index=False)
+    dataset_id = upload_dir(client, data).json()["id"]
+    job = client.post("/v1/jobs", json={"dataset_id": dataset_id, "hyperparameters": TINY}).json()
+    assert len(job["notes"]) == 1 and job["notes"][0].startswith("text read from features.npz's 'text' array")
+    said = client.post(
+        "/v1/jobs", json={"dataset_id": dataset_id, "hyperparameters": {**TINY, "text_source": "features"}}
+    ).json()
+    assert said["notes"] == []  # asked for: nothing to say
+    plain = upload_dir(client, synth_dir).json()["id"]  # no transcripts at all: nothing passed over
+    unspoken = client.post("/v1/jobs", json={"dataset_id": plain, "seed": 5, "hyperparameters": TINY}).json()
+    assert unspoken["notes"] == []
+
+
 def test_a_setting_the_strategy_does_not_read_is_noted_on_the_job(client, synth_dir: Path) -> None:
     """{"strategy": "copy", "hyperparameters": {"meta_epochs": 30}} trained copy as without it, unsaid."""
     dataset_id = upload_dir(client, synth_dir).json()["id"]
