@@ -55,8 +55,13 @@ def evaluate_run(run_dir: str | Path, labels_csv: str | Path, rho: float | None 
         raise ValueError(
             f"{Path(labels_csv).name}: {int(missing.sum())} id(s) have no prediction in the run ({ids})"
         )
-    if rho is None:
-        rho = json.loads(model_json.read_text())["rho"]
+    rho = float(json.loads(model_json.read_text())["rho"] if rho is None else rho)
+    beyond = np.flatnonzero(np.abs(labels["label"].to_numpy()) > rho + 1e-6)
+    if beyond.size:  # a label the run could not predict: scored, it would only skew the figures
+        raise ValueError(
+            f"{Path(labels_csv).name}: column 'label': outside the run's label range [-{rho:g}, {rho:g}] "
+            f"(rows {', '.join(map(str, beyond[:10]))}, counting from 0)"
+        )
 
     def scored(rows: pd.DataFrame) -> dict[str, Any]:
         return sentiment_metrics(rows["pred"].astype(float).to_numpy(), rows["label"].to_numpy(), float(rho))

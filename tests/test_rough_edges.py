@@ -139,6 +139,11 @@ def test_evaluate_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["evaluate", str(tmp_path), "--labels", str(labels)]) == 2  # rho: no silent default
     assert "has no model.json to read rho from; pass --rho" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path), "--labels", str(labels), "--rho", "3"]) == 0
+    capsys.readouterr()
+    labels.write_text("id,label\na,7\n")  # a label the run could not predict: an error, not a figure
+    assert main(["evaluate", str(tmp_path), "--labels", str(labels), "--rho", "3"]) == 2
+    said = capsys.readouterr().err
+    assert "column 'label': outside the run's label range [-3, 3] (rows 0, counting from 0)" in said
 
 
 def test_out_naming_a_folder_is_refused_before_any_work(tmp_path: Path, capsys) -> None:
