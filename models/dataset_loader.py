@@ -211,7 +211,8 @@ def load_dataset(
     ``max_ratio`` caps decompressed over compressed bytes (archives and features.npz's arrays) and
     ``max_array_bytes`` the arrays' bytes; every .npy header is checked before its array is read.
     """
-    if rho is not None and not (math.isfinite(rho) and rho > 0):
+    number = isinstance(rho, (int, float)) and not isinstance(rho, bool)
+    if rho is not None and not (number and math.isfinite(rho) and rho > 0):
         raise ValueError(f"rho must be a positive number, got {rho!r}")
     given, path = str(path), Path(path)  # errors about the path itself show it as the user gave it
     limits = None

@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 
 from models.config import HyperparameterError, Hyperparameters, check_seed, resolve_hyperparameters
 from models.dataset import Dataset
+from models.dataset_loader import load_dataset
 from models.inputs import build_inputs, check_modalities, modality_specs, resolve_text_source
 from models.nets import MultimodalNet, NetSpec
 from models.report import publish_dir, write_json
@@ -82,7 +83,7 @@ def net_spec(specs: dict, hp: Hyperparameters, with_projection: bool, text_model
 
 
 def train(
-    dataset: Dataset,
+    dataset: Dataset | str | Path,
     out_dir: str | Path,
     *,
     strategy: str = "mug",
@@ -98,6 +99,8 @@ def train(
     text_cache_dir: str | Path | None = None,
 ) -> RunResult:
     """Learn unimodal labels with ``strategy`` and train the multitask model; write the run directory.
+
+    ``dataset``: a Dataset, or the path of one (loaded with models.dataset_loader.load_dataset).
 
     ``preset``: a column of the paper's Table 2 (models.config.PRESETS: mosi, mosei, sims) under the
     ``hyperparameters`` overrides; recorded in config.json.
@@ -115,6 +118,11 @@ def train(
     returns True between epochs (nothing is written then).
     """
     started = time.perf_counter()
+    if isinstance(dataset, (str, Path)):
+        dataset = load_dataset(dataset)
+    progress = progress or None  # progress=False, as compare() takes it: no progress
+    if progress is not None and not callable(progress):
+        raise ValueError(f"progress: a function taking a ProgressEvent, or None; got {progress!r}")
     strat = get_strategy(strategy)
     check_seed(seed)
     hp = resolve_hyperparameters(hyperparameters, rho=dataset.rho, preset=preset)

@@ -51,3 +51,15 @@ def test_the_documented_errors_say_what_the_doc_says(tmp_path: Path, small_synth
         load_dataset(DOC)
     problem = bad.value.problems[0]
     assert (problem.file, problem.field, problem.rows) == (str(DOC), "", ())
+
+
+def test_train_takes_a_path_and_progress_as_compare_does(tmp_path: Path, small_synth: Path) -> None:
+    """train(path, ..., progress=False), as docs/library.md shows compare() called, was an AttributeError and
+    a TypeError from inside stage 1; load_dataset(rho="3") a TypeError."""
+    tiny = {"pretrain_epochs": 1, "meta_epochs": 1, "multitask_max_epochs": 1}
+    result = train(small_synth, tmp_path / "run", strategy="copy", hyperparameters=tiny, progress=False)
+    assert (result.out_dir / "model.safetensors").is_file()
+    with pytest.raises(ValueError, match="progress: a function taking a ProgressEvent, or None; got 1"):
+        train(small_synth, tmp_path / "other", progress=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="rho must be a positive number, got '3'"):
+        load_dataset(small_synth, rho="3")  # type: ignore[arg-type]
