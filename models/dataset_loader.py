@@ -96,16 +96,20 @@ def _check_ids(t: UtteranceTable, npz_ids: np.ndarray, problems: list[Problem]) 
         return
     diff = np.flatnonzero(npz_ids != t.ids)
     if diff.size:
-        hint = (
-            " (same ids, different order: rows must be in the same order)"
-            if (sorted(npz_ids.tolist()) == sorted(t.ids.tolist()))
-            else ""
-        )
+        first = int(diff[0])
+        # the first pair as read, so that what differs shows (a space, a leading zero, "1000.0")
+        pair = f"row {first}: {str(npz_ids[first])!r} here, {str(t.ids[first])!r} in utterances.csv"
+        if sorted(npz_ids.tolist()) == sorted(t.ids.tolist()):
+            hint = "same ids, different order: rows must be in the same order"
+        elif len(set(npz_ids.tolist())) < len(npz_ids):
+            hint = "features.npz repeats an id"
+        else:
+            hint = pair
         problems.append(
             Problem(
                 NPZ_FILE,
                 "id",
-                f"{diff.size} id(s) differ from utterances.csv column 'id'{hint}",
+                f"{diff.size} id(s) differ from utterances.csv column 'id' ({hint})",
                 problem_rows(diff),
             )
         )

@@ -213,6 +213,13 @@ def test_ids_differ_between_files(tmp_path: Path) -> None:
     arrays["id"][[3, 7]] = ["x3", "x7"]
     p = find(problems_of(write(tmp_path, df, arrays)), NPZ_FILE, "id", (3, 7))
     assert p.message.startswith("2 id(s) differ")
+    assert "(row 3: 'x3' here, 'u3' in utterances.csv)" in p.message  # what differs shows
+    arrays["id"][[3, 7]] = [" u3", "u7"]  # a stray space
+    p = find(problems_of(write(tmp_path, df, arrays)), NPZ_FILE, "id", (3,))
+    assert "(row 3: ' u3' here, 'u3' in utterances.csv)" in p.message
+    arrays["id"][3] = "u4"  # a repeated id
+    p = find(problems_of(write(tmp_path, df, arrays)), NPZ_FILE, "id", (3,))
+    assert "(features.npz repeats an id)" in p.message
 
 
 def test_ids_in_other_order(tmp_path: Path) -> None:
