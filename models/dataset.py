@@ -46,6 +46,22 @@ class Problem:
         return text
 
 
+def file_not_found(path: Path) -> Problem:
+    """The Problem of a missing utterances.csv or features.npz, with what the folder holds instead: a name in
+    another case, or its entries (files two folders deep in an archive show as its one folder)."""
+    try:
+        entries = sorted(e.name + ("/" if e.is_dir() else "") for e in path.parent.iterdir())
+    except OSError:
+        entries = []
+    same = [e for e in entries if e.lower() == path.name.lower()]
+    if same:
+        return Problem(path.name, "", f"file not found ({same[0]} is there: the name must be {path.name})")
+    if not entries:
+        return Problem(path.name, "", "file not found (the folder is empty)")
+    shown = ", ".join(entries[:6]) + (", ..." if len(entries) > 6 else "")
+    return Problem(path.name, "", f"file not found (the folder holds {shown})")
+
+
 def problem_rows(idx: Any) -> tuple[int, ...]:
     """The row numbers a Problem keeps: the first hundred of ``idx``."""
     return tuple(int(i) for i in np.asarray(idx).ravel()[:_ROWS_KEPT])

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from models.dataset import NPZ_FILE, ModalityFeatures, Problem, problem_rows
+from models.dataset import NPZ_FILE, ModalityFeatures, Problem, file_not_found, problem_rows
 
 _NPY_MAGIC = b"\x93NUMPY"
 _DTYPE_KINDS = "biufUS"  # numbers and strings; objects (pickles), void, dates never
@@ -104,7 +104,7 @@ def read_features_npz(
     """features.npz's arrays by key, each problem appended to ``problems``; None when none can be read. Keys
     whose header ``limits`` refuses are left out (and reported)."""
     if not path.is_file():
-        problems.append(Problem(NPZ_FILE, "", "file not found"))
+        problems.append(file_not_found(path))
         return None
     allowed = None
     if limits is not None and zipfile.is_zipfile(path):

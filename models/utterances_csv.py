@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.dataset import CSV_FILE, SPLITS, SUB_LABEL_COLUMNS, Problem, problem_rows
+from models.dataset import CSV_FILE, SPLITS, SUB_LABEL_COLUMNS, Problem, file_not_found, problem_rows
 
 
 @dataclass
@@ -89,7 +89,7 @@ def read_utterances(
     ``for_training=False`` (a set to predict on) needs only ``id``: without a ``split`` column every row is
     ``test`` (held out from the model), without ``label`` every row is unlabeled."""
     if not path.is_file():
-        problems.append(Problem(CSV_FILE, "", "file not found"))
+        problems.append(file_not_found(path))
         return None
     if _duplicate_columns(path, problems):
         return None

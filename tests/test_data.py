@@ -152,8 +152,17 @@ def test_audio_and_vision_arrays_are_optional(tmp_path: Path) -> None:
 
 def test_missing_files(tmp_path: Path) -> None:
     probs = problems_of(write(tmp_path, None, None))
-    assert find(probs, CSV_FILE, "").message == "file not found"
-    assert find(probs, NPZ_FILE, "").message == "file not found"
+    assert find(probs, CSV_FILE, "").message == "file not found (the folder is empty)"
+    assert find(probs, NPZ_FILE, "").message == "file not found (the folder is empty)"
+    # what the folder holds instead: a name in another case, or its entries (an archive's nested folder)
+    df, arrays = base()
+    write(tmp_path / "cased", df, arrays)
+    (tmp_path / "cased" / CSV_FILE).rename(tmp_path / "cased" / "Utterances.CSV")
+    p = find(problems_of(tmp_path / "cased"), CSV_FILE, "")
+    assert p.message == "file not found (Utterances.CSV is there: the name must be utterances.csv)"
+    (tmp_path / "nested" / "a").mkdir(parents=True)
+    probs = problems_of(tmp_path / "nested")
+    assert find(probs, NPZ_FILE, "").message == "file not found (the folder holds a/)"
 
 
 def test_missing_path_and_unknown_file(tmp_path: Path) -> None:

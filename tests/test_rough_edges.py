@@ -115,7 +115,8 @@ def test_an_invalid_dataset_is_named_above_its_problems(
     (data / "features.npz").unlink()
     assert main(["baseline", str(data)]) == 2
     err = capsys.readouterr().err
-    assert err == f"unilabel baseline: error:\ndataset {data} is not valid:\nfeatures.npz: file not found\n"
+    not_found = "features.npz: file not found (the folder holds utterances.csv)"
+    assert err == f"unilabel baseline: error:\ndataset {data} is not valid:\n{not_found}\n"
 
 
 def test_synth_into_a_file_is_named_as_one(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
