@@ -108,6 +108,11 @@ def read_utterances(
         if col not in df.columns:  # the header as read shows a misnamed column ("sentiment")
             shown = ", ".join(repr(c) for c in df.columns[:12]) + (", ..." if len(df.columns) > 12 else "")
             problems.append(Problem(CSV_FILE, col, f"required column missing (the header has {shown})"))
+    known = ("id", "split", "label", "transcript", *SUB_LABEL_COLUMNS.values())
+    for name in df.columns:  # another column is ignored, so a known one in another case would vanish unsaid
+        meant = next((k for k in known if k.lower() == name.lower() and k != name), None)
+        if meant is not None and meant not in df.columns:
+            problems.append(Problem(CSV_FILE, name, f"names are case-sensitive: rename it {meant!r}"))
     n = len(df)
     if n == 0:
         problems.append(Problem(CSV_FILE, "", "no data rows"))

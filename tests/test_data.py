@@ -668,3 +668,12 @@ def test_real_mosi_loads() -> None:
     )
     assert {m: f.dim for m, f in ds.features.items()} == {"text": 100, "audio": 73, "vision": 100}
     assert not any(f.is_sequence for f in ds.features.values())
+
+
+def test_a_known_column_in_another_case_is_named(tmp_path: Path) -> None:
+    """Other columns are ignored, so `label_t` (for label_T) vanished unsaid: no text sub-label in the run."""
+    df, arrays = base()
+    df = df.rename(columns={"label_T": "label_t", "transcript": "Transcript"})
+    probs = problems_of(write(tmp_path, df, arrays))
+    assert find(probs, CSV_FILE, "label_t").message == "names are case-sensitive: rename it 'label_T'"
+    assert find(probs, CSV_FILE, "Transcript").message == "names are case-sensitive: rename it 'transcript'"
