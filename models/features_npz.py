@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from models.dataset import NPZ_FILE, ModalityFeatures, Problem, file_not_found, problem_rows
+from models.modalities import MODALITIES
 
 _NPY_MAGIC = b"\x93NUMPY"
 _DTYPE_KINDS = "biufUS"  # numbers and strings; objects (pickles), void, dates never
@@ -141,6 +142,11 @@ def read_features_npz(
                 problems.append(Problem(NPZ_FILE, key, "not a .npy array"))
                 continue
             arrays[key] = a
+    known = ("id", *MODALITIES, *(f"{m}_lengths" for m in MODALITIES))
+    for key in arrays:  # another key is ignored, so a known one in another case would vanish unsaid
+        meant = next((k for k in known if k.lower() == key.lower() and k != key), None)
+        if meant is not None and meant not in arrays:
+            problems.append(Problem(NPZ_FILE, key, f"names are case-sensitive: rename it {meant!r}"))
     return arrays
 
 

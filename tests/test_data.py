@@ -677,3 +677,7 @@ def test_a_known_column_in_another_case_is_named(tmp_path: Path) -> None:
     probs = problems_of(write(tmp_path, df, arrays))
     assert find(probs, CSV_FILE, "label_t").message == "names are case-sensitive: rename it 'label_T'"
     assert find(probs, CSV_FILE, "Transcript").message == "names are case-sensitive: rename it 'transcript'"
+    df, arrays = base()
+    arrays["Audio"] = arrays.pop("audio")
+    probs = problems_of(write(tmp_path / "npz", df, arrays))
+    assert find(probs, NPZ_FILE, "Audio").message == "names are case-sensitive: rename it 'audio'"
