@@ -33,7 +33,7 @@ def _note_unread(strategies: list[str], overrides: dict | None) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from models.cli_output import ProgressBars, metrics_table, modality_summary
+    from models.cli_output import ProgressBars, dataset_line, metrics_table, modality_summary
     from models.dataset_loader import load_dataset
     from models.inputs import text_source_note
     from models.pipeline import train
@@ -41,6 +41,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = hyperparameter_overrides(args.set, args.hyperparameters)  # a bad file: named before the data
     _note_unread([args.strategy], overrides)
     ds = load_dataset(args.data, rho=args.rho)
+    if not args.quiet:
+        print(dataset_line(args.data, ds.summary()), file=sys.stderr, flush=True)
     bars = ProgressBars(not args.quiet)
     try:
         result = train(

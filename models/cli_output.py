@@ -77,6 +77,32 @@ def aligned(rows: list[list[str]]) -> str:
     )
 
 
+def dataset_line(name: str, summary: dict[str, Any]) -> str:
+    """What a run is about to read, from Dataset.summary(): ``data D: 2199 utterances (train 1447, valid 248,
+    test 504 of which 0 labeled); labels in [-3, 3]; text [100], audio [73], vision [T <= 20, 6]; transcripts
+    on every row``. A slip in the files (few labeled rows, a range taken as SIMS', a modality missing) shows
+    before the training, not in its figures."""
+    splits = []
+    for s in SPLITS:
+        n, labeled = summary["splits"][s]["n"], summary["splits"][s]["labeled"]
+        splits.append(f"{s} {n}" + (f" of which {labeled} labeled" if labeled != n else ""))
+    features = [
+        f"{m} [T <= {shape[1]}, {shape[2]}]" if spec["sequence"] else f"{m} [{shape[1]}]"
+        for m, spec in summary["modalities"].items()
+        for shape in [spec["shape"]]
+    ]
+    transcripts = (
+        "transcripts on every row"
+        if summary["transcript_on_every_row"]
+        else "transcripts on some rows"
+        if summary["has_transcripts"]
+        else "no transcripts"
+    )
+    rho = summary["rho"]
+    parts = [f"labels in [-{rho:g}, {rho:g}]", ", ".join(features) or "no feature arrays", transcripts]
+    return f"data {name}: {summary['n']} utterances ({', '.join(splits)}); " + "; ".join(parts)
+
+
 def metrics_table(metrics: dict[str, Any]) -> str:
     """The multimodal prediction's metrics (MMSA's names), a row per split that has labels."""
     splits = [s for s in SPLITS if s in metrics]
