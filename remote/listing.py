@@ -112,23 +112,26 @@ def jobs_table(body: dict[str, Any]) -> str:
 
 
 def datasets_table(body: dict[str, Any]) -> str:
-    """A GET /v1/datasets body: id, utterances, splits, upload time, modalities (d, or [T, d])."""
+    """A GET /v1/datasets body: id, utterances, splits, upload time, the label range (rho, from the labels),
+    modalities (d, or [T <= longest, d])."""
     rows = []
     for d in body["items"]:
         modalities = ", ".join(
-            f"{m} {'[T, ' + str(s['dim']) + ']' if s['sequence'] else s['dim']}"
+            f"{m} [T <= {s['shape'][1]}, {s['dim']}]" if s["sequence"] else f"{m} {s['dim']}"
             for m, s in d["modalities"].items()
         )
+        rho = (d.get("library") or {}).get("rho")
         rows.append(
             [
                 d["id"],
                 str(d["n"]),
                 splits_text(d["splits"]),
                 _when(d.get("created_at")),
+                f"[-{rho:g}, {rho:g}]" if rho is not None else "",
                 modalities,
             ]
         )
-    header = ["dataset", "n", "splits", "uploaded (UTC)", "modalities"]
+    header = ["dataset", "n", "splits", "uploaded (UTC)", "labels", "modalities"]
     return _with_footer(header, rows, _footer(body, "dataset"))
 
 

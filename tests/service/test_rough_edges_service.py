@@ -354,6 +354,7 @@ def test_remote_lists_are_a_line_each(remote, trained: dict[str, str], capsys: p
     line = next(r for r in rows if r.startswith(trained["dataset_id"]))
     assert f"{summary['n']}  train " in line and count == "1 dataset"
     assert line.endswith("text 32, audio 16, vision 24")  # the stored summary's order was alphabetical
+    assert "  [-3, 3]  " in line and header.split()[-2:] == ["labels", "modalities"]  # the range it trains in
     assert main(["datasets", "--json"]) == 0
     assert trained["dataset_id"] in [d["id"] for d in json.loads(capsys.readouterr().out)["items"]]
 
