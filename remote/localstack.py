@@ -291,7 +291,7 @@ def run_interruptible(main: Callable[[], int]) -> int:
 
 
 @contextmanager
-def _signals_ignored() -> Iterator[None]:
+def signals_ignored() -> Iterator[None]:
     """Ctrl-C, SIGTERM and SIGHUP ignored meanwhile (main thread only: only it may set handlers), so that a
     second one cannot cut a shutdown short and leave processes behind."""
     if threading.current_thread() is not threading.main_thread():
@@ -314,5 +314,5 @@ def running_stack(root: Path, *, worker: bool = True, **kwargs) -> Iterator[Loca
     try:
         yield stack.start(worker=worker)
     finally:
-        with _signals_ignored():
+        with signals_ignored():
             stack.stop()

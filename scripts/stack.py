@@ -20,8 +20,8 @@ while Redis knows it; clients send it as `Authorization: Bearer <key>` (`export 
 (<url>/#key=<key>; a browser never sends the part after # to a server): open it to see the datasets, jobs,
 models and label reports. While a stack runs (in the foreground or detached), its pid is in <dir>/stack.pid
 and its URL in <dir>/stack.url; SIGTERM to that pid (what `down` sends, or `kill $(cat .stack/stack.pid)`)
-stops it like Ctrl-C: the API, the worker, then Redis. A detached stack logs to <dir>/logs/stack.log. One
-stack per --dir: a second one there is refused.
+stops it like Ctrl-C: the API, the worker, then Redis (SIGHUP too: a foreground stack's terminal closed).
+A detached stack logs to <dir>/logs/stack.log. One stack per --dir: a second one there is refused.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 
 from remote.client import DEFAULT_URL as DEFAULT_CLIENT_URL  # noqa: E402
 from remote.client import STRATEGY_HELP, LabelClient, _parse_hp, add_set_argument, run_all  # noqa: E402
-from remote.localstack import LocalStack, free_port  # noqa: E402
+from remote.localstack import UNWINDING_SIGNALS, LocalStack, free_port, signals_ignored  # noqa: E402
 
 DEFAULT_DIR = REPO / ".stack"
 # the actions that read each option (args' names); status and down read --dir only
@@ -111,7 +111,7 @@ def page_url(url: str, key: str) -> str:
 
 
 def _interrupt(*_: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops the stack like Ctrl-C
+    raise KeyboardInterrupt  # SIGTERM and SIGHUP (a closed terminal) stop the stack like Ctrl-C
 
 
 def _alive(pid: int) -> bool:
@@ -320,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     if state := running(args.dir):
         return _already(args.dir, state)
 
-    signal.signal(signal.SIGTERM, _interrupt)
+    for sig in UNWINDING_SIGNALS:
+        signal.signal(sig, _interrupt)
     # the docs describe the API only, so a browser may read them without a key on this loopback stack
     stack = LocalStack(
         args.dir,
@@ -393,11 +394,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the shutdown short
-        stack.stop()
-        for name in (PID_FILE, URL_FILE, REDIS_FILE):
-            (stack.root / name).unlink(missing_ok=True)
-        print("stack stopped", flush=True)
+        with signals_ignored():  # a second Ctrl-C or SIGTERM must not cut the shutdown short
+            stack.stop()
+            for name in (PID_FILE, URL_FILE, REDIS_FILE):
+                (stack.root / name).unlink(missing_ok=True)
+            print("stack stopped", flush=True)
     return 0
 
 

@@ -126,3 +126,26 @@ def test_demo_saves_the_jobs_report_and_prints_its_path_last(tmp_path: Path) -> 
     html = path.read_text(encoding="utf-8")
     assert html.startswith("<!DOCTYPE html>") and html.count('<img src="data:image/png;base64,') >= 4
     assert (path.parent / "labels.csv").is_file()
+
+
+def test_a_closed_terminal_stops_a_foreground_stack(tmp_path: Path) -> None:
+    """SIGHUP (the terminal of `stack.py up` closed) ended the script at once: redis-server, the worker and
+    the API ran on in sessions of their own, its pid file stayed and `down` said "not running"."""
+    _need_redis()
+    root, port = tmp_path / "stack", free_port()
+    cmd = [sys.executable, str(SCRIPT), "up", "--dir", str(root), "--port", str(port), "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if line.startswith("stack is up"):
+                break
+        else:
+            pytest.fail(f"the stack did not come up (exit {proc.wait()})")
+        proc.send_signal(signal.SIGHUP)
+        rest = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and rest.rstrip().endswith("stack stopped"), rest
+    assert not (root / "stack.pid").exists()
+    assert not [c for c in cmdlines() if str(root) in c]  # redis-server, the worker, the API: all gone
