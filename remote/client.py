@@ -129,9 +129,11 @@ class LabelClient:
     def datasets(self) -> dict[str, Any]:
         return self._call("GET", "/v1/datasets").json()
 
-    def delete_dataset(self, dataset_id: str) -> None:
-        """Delete an uploaded dataset (the service refuses while a queued or running job uses it)."""
-        self._call("DELETE", f"/v1/datasets/{dataset_id}")
+    def delete_dataset(self, dataset_id: str, owner: str | None = None) -> None:
+        """Delete an uploaded dataset (the service refuses while a queued or running job uses it). ``owner``:
+        with an admin key, the id of the key whose dataset it is (two keys' uploads of the same files share
+        an id)."""
+        self._call("DELETE", f"/v1/datasets/{dataset_id}", params={"owner": owner} if owner else None)
 
     def delete_model(self, model_id: str) -> None:
         """Delete a trained model and its run's labels and report (its job stays, with model_deleted_at)."""
@@ -496,9 +498,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", help="list jobs (the newest 100), a line each")
     p.add_argument("--state", choices=[s.value for s in JobState], help="only the jobs in this state")
     sub.add_parser("datasets", help="list uploaded datasets, a line each")
-    sub.add_parser(
+    p = sub.add_parser(
         "delete", help="delete an uploaded dataset (not while a job uses it); its models are kept"
-    ).add_argument("dataset_id", help="the dataset's id (unilabel-remote datasets lists them)")
+    )
+    p.add_argument("dataset_id", help="the dataset's id (unilabel-remote datasets lists them)")
+    p.add_argument(
+        "--owner",
+        metavar="KEY_ID",
+        help="with an admin key: the key whose dataset it is, when several hold the id (datasets lists them)",
+    )
     sub.add_parser("models", help="list trained models, a line each")
     for name in ("jobs", "datasets", "models"):
         sub.choices[name].add_argument("--json", action="store_true", help="print the API's list as JSON")
@@ -587,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
             elif cmd == "status":
                 _print(c.job(args.job_id))
             elif cmd == "delete":
-                c.delete_dataset(args.dataset_id)
+                c.delete_dataset(args.dataset_id, args.owner)
                 print(f"dataset {args.dataset_id} deleted")
             elif cmd == "delete-model":
                 c.delete_model(args.model_id)

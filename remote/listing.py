@@ -114,6 +114,7 @@ def jobs_table(body: dict[str, Any]) -> str:
 def datasets_table(body: dict[str, Any]) -> str:
     """A GET /v1/datasets body: id, utterances, splits, upload time, the label range (rho, from the labels),
     modalities (d, or [T <= longest, d])."""
+    whose = any(d.get("owner") for d in body["items"])  # an admin key's list: which key holds each
     rows = []
     for d in body["items"]:
         modalities = ", ".join(
@@ -129,9 +130,10 @@ def datasets_table(body: dict[str, Any]) -> str:
                 _when(d.get("created_at")),
                 f"[-{rho:g}, {rho:g}]" if rho is not None else "",
                 modalities,
+                *([d.get("owner") or ""] if whose else []),
             ]
         )
-    header = ["dataset", "n", "splits", "uploaded (UTC)", "labels", "modalities"]
+    header = ["dataset", "n", "splits", "uploaded (UTC)", "labels", "modalities", *(["key"] if whose else [])]
     return _with_footer(header, rows, _footer(body, "dataset"))
 
 

@@ -208,7 +208,9 @@ def test_another_key_never_sees_a_keys_resources(stack: LocalStack, alice: dict,
         assert c.get("/v1/datasets").json()["total"] >= 2
 
 
-def test_an_admin_says_whose_dataset_when_two_keys_hold_one(stack: LocalStack, synth_dir: Path) -> None:
+def test_an_admin_says_whose_dataset_when_two_keys_hold_one(
+    stack: LocalStack, synth_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
     """Datasets are content-addressed, so two keys' uploads of the same files have one id: an admin key is
     told whose each is, names the key with ?owner= and acts on that key's alone."""
     csv = (synth_dir / "utterances.csv").read_bytes().replace(b"\n", b"\r\n")  # no other test's dataset
@@ -231,7 +233,16 @@ def test_an_admin_says_whose_dataset_when_two_keys_hold_one(stack: LocalStack, s
             assert r.status_code == 409 and error_of(r)["field"] == "query.owner", r.text
             assert hank in error_of(r)["message"] and ida in error_of(r)["message"]
         assert c.get(f"/v1/datasets/{ds['id']}", params={"owner": hank}).json()["owner"] == hank
-        assert c.delete(f"/v1/datasets/{ds['id']}", params={"owner": ida}).status_code == 204
+    # the client: its list says which key holds each, its delete names one
+    from remote.client import main as remote
+
+    admin = ["--url", stack.url, "--key", stack.admin_key]
+    assert remote([*admin, "datasets"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split()[-1] == "key"
+    assert {r.split()[-1] for r in rows if r.startswith(ds["id"])} == {hank, ida}
+    assert remote([*admin, "delete", ds["id"], "--owner", ida]) == 0
+    with http(stack, stack.admin_key) as c:
         assert c.get(f"/v1/datasets/{ds['id']}").json()["owner"] == hank  # now the only one
     with httpx.Client(base_url=stack.url, headers={"authorization": owners["ida"][0]}) as c:
         assert c.get(f"/v1/datasets/{ds['id']}").status_code == 404
