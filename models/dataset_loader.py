@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import numbers
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -215,7 +216,7 @@ def load_dataset(
     ``max_ratio`` caps decompressed over compressed bytes (archives and features.npz's arrays) and
     ``max_array_bytes`` the arrays' bytes; every .npy header is checked before its array is read.
     """
-    number = isinstance(rho, (int, float)) and not isinstance(rho, bool)
+    number = isinstance(rho, numbers.Real) and not isinstance(rho, bool)  # numpy's numbers too
     if rho is not None and not (number and math.isfinite(rho) and rho > 0):
         raise ValueError(f"rho must be a positive number, got {rho!r}")
     given, path = str(path), Path(path)  # errors about the path itself show it as the user gave it

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from models.config import HyperparameterError
@@ -63,3 +64,4 @@ def test_train_takes_a_path_and_progress_as_compare_does(tmp_path: Path, small_s
         train(small_synth, tmp_path / "other", progress=1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="rho must be a positive number, got '3'"):
         load_dataset(small_synth, rho="3")  # type: ignore[arg-type]
+    assert load_dataset(small_synth, rho=np.float32(3)).rho == 3.0  # numpy's numbers are numbers
