@@ -29,6 +29,8 @@
     keyId: null, // the key's own id (GET /v1/usage): an admin key's list holds other keys' datasets too
     focusNext: null, // {action, id, owner} of the button to focus after the next refresh
     downloading: new Set(), // the API paths of the files being fetched
+    submitting: new Set(), // the buttons of the forms whose request is under way
+    ownDatasets: null, // how many of the listed datasets are the key's own (the job form offers those)
   };
 
   // Elements are built, never parsed from strings: every value from the API lands as text.
@@ -215,14 +217,15 @@
     const active = document.activeElement;
     if (!active || !active.dataset || !active.dataset.action) return null;
     const { action, id, owner } = active.dataset;
-    return { action, id, owner };
+    const table = active.closest("table"); // a job's report button is in the jobs' and the models' lists
+    return { action, id, owner, table: table ? table.id : null };
   }
 
   function focusAgain(target) {
     if (!target) return;
     const owner = target.owner ? `[data-owner="${CSS.escape(target.owner)}"]` : "";
-    const found = document.querySelector(
-      `#main button[data-action="${CSS.escape(target.action)}"][data-id="${CSS.escape(target.id)}"]${owner}`,
+    const found = $(target.table || "main").querySelector(
+      `button[data-action="${CSS.escape(target.action)}"][data-id="${CSS.escape(target.id)}"]${owner}`,
     );
     if (found) found.focus();
   }
@@ -399,8 +402,9 @@
       ...own.map((ds) => el("option", { value: ds.id }, `${short(ds.id)} · ${ds.n} utterances`)),
     );
     if (own.some((ds) => ds.id === keep)) select.value = keep;
+    state.ownDatasets = own.length;
     select.disabled = own.length === 0;
-    $("job-submit").disabled = own.length === 0;
+    $("job-submit").disabled = own.length === 0 || state.submitting.has("job-submit"); // not twice at once
     $("job-none").hidden = own.length !== 0;
   }
 
@@ -433,8 +437,9 @@
       $("forget").hidden = false;
       $("refresh").hidden = false;
       document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
-      // every queued or running job of the key, whichever state the list shows (its quota counts them)
-      const live = usage.concurrent_jobs.used;
+      // queued or running: those listed (an admin key's list holds every key's) or, when the list shows
+      // another state, the key's own (its quota counts them)
+      const live = Math.max(jobs.items.filter((j) => LIVE.has(j.state)).length, usage.concurrent_jobs.used);
       const more = jobs.total > jobs.items.length ? ` (the latest ${jobs.items.length} shown)` : "";
       const which = state.jobState ? `${state.jobState} ` : "";
       const liveText = state.jobState ? "" : `, ${live} queued or running`;
@@ -514,6 +519,7 @@
     const button = $(buttonId);
     const message = $(messageId);
     button.disabled = true;
+    state.submitting.add(buttonId); // a refresh meanwhile keeps it disabled
     message.className = "form-message";
     message.dataset.outcome = "";
     try {
@@ -525,7 +531,8 @@
       message.className = "form-message failed";
       message.dataset.outcome = "failed";
     } finally {
-      button.disabled = false;
+      state.submitting.delete(buttonId);
+      button.disabled = buttonId === "job-submit" && state.ownDatasets === 0;
     }
   }
 
