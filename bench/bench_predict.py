@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from options import whole_numbers  # noqa: E402
 
 SCHEDULE = {"pretrain_epochs": 2, "meta_epochs": 2, "multitask_max_epochs": 5}  # as bench_service.py
 
@@ -40,21 +44,10 @@ def per_call_us(fn: Callable[[], object], seconds: float) -> float:
     return float(np.median(rounds))
 
 
-def sizes_list(text: str) -> list[int]:
-    """An argparse type: comma-separated batch sizes, whole numbers >= 1."""
-    try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected whole numbers >= 1, comma-separated, e.g. 1,16")
-    return sizes
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--sizes", type=sizes_list, default="1,2,4,16,64,512", help="batch sizes, comma-separated"
+        "--sizes", type=whole_numbers, default="1,2,4,16,64,512", help="batch sizes, comma-separated"
     )
     parser.add_argument("--seconds", type=float, default=2.0, help="time spent per measurement")
     args = parser.parse_args(argv)

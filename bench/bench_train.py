@@ -28,19 +28,11 @@ from pathlib import Path
 
 from remote.localstack import run_interruptible
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from options import whole_numbers  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 MOSI = REPO.parent / "shared" / "data" / "mosi"
-
-
-def counts(text: str) -> list[int]:
-    """An argparse type: a comma-separated list of whole numbers >= 1."""
-    try:
-        values = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected whole numbers >= 1, comma-separated (e.g. 1,2)")
-    return values
 
 
 def wait_measured(proc: subprocess.Popen) -> tuple[int, float]:
@@ -106,10 +98,12 @@ def _run(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", type=counts, default=[1, 2], help="torch intra-op threads (comma list)")
+    ap.add_argument(
+        "--threads", type=whole_numbers, default=[1, 2], help="torch intra-op threads (comma list)"
+    )
     ap.add_argument(
         "--meta-threads",
-        type=counts,
+        type=whole_numbers,
         default=None,
         help="modalities side by side in stage 2 (comma list; default: the CLI's automatic choice)",
     )
