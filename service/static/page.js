@@ -12,6 +12,7 @@
   const KEY_STORE = "unilabel.key";
   const BUSY_POLL_MS = 2000; // while a job is queued or running
   const IDLE_POLL_MS = 15000;
+  const REFRESH_TIMEOUT_MS = 15000;
   const LIVE = new Set(["queued", "running"]);
 
   const $ = (id) => document.getElementById(id);
@@ -143,7 +144,9 @@
   }
 
   // GET unless a method is given; { json } posts it as JSON, { body } as it is (a FormData: multipart).
-  async function api(path, { method, json, body } = {}) {
+  // `timeoutMs`: give up on an answer that has not come by then (the lists' refresh: a request that hangs
+  // would otherwise keep every later refresh waiting behind it, and the page would stop changing).
+  async function api(path, { method, json, body, timeoutMs } = {}) {
     const headers = { Authorization: `Bearer ${state.key}` };
     if (json !== undefined) headers["Content-Type"] = "application/json";
     const post = json !== undefined || body !== undefined;
@@ -153,6 +156,7 @@
       body: json !== undefined ? JSON.stringify(json) : body,
       cache: "no-store",
       credentials: "omit",
+      signal: timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined,
     });
     if (!response.ok) {
       let error = { code: `http_${response.status}`, message: response.statusText };
@@ -420,7 +424,9 @@
     try {
       const jobsPath = state.jobState ? `/v1/jobs?state=${encodeURIComponent(state.jobState)}` : "/v1/jobs";
       const [jobs, datasets, models, usage] = await Promise.all(
-        [jobsPath, "/v1/datasets", "/v1/models", "/v1/usage"].map((path) => api(path).then((r) => r.json())),
+        [jobsPath, "/v1/datasets", "/v1/models", "/v1/usage"].map((path) =>
+          api(path, { timeoutMs: REFRESH_TIMEOUT_MS }).then((r) => r.json()),
+        ),
       );
       showUsage(usage);
       state.keyId = usage.key_id;
