@@ -67,7 +67,11 @@ class Job(BaseModel):
     error: str | None = None
     notes: list[str] = Field(
         default_factory=list,
-        description="What the request asked for that changes nothing: settings the strategy does not read.",
+        description=(
+            "What a user should know of the run: settings the strategy does not read (they change nothing), "
+            "text read from the 'text' array though transcripts were given, a valid split too small to "
+            "compare runs on, a preset made for the other label range."
+        ),
     )
     attempts: int = 0
     cancel_requested: bool = False

@@ -35,14 +35,17 @@ def _note_unread(strategies: list[str], overrides: dict | None) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from models.cli_output import ProgressBars, dataset_line, metrics_table, modality_summary
     from models.dataset_loader import load_dataset
-    from models.inputs import text_source_note
+    from models.inputs import dataset_notes, text_source_note
     from models.pipeline import train
 
     overrides = hyperparameter_overrides(args.set, args.hyperparameters)  # a bad file: named before the data
     _note_unread([args.strategy], overrides)
     ds = load_dataset(args.data, rho=args.rho)
+    summary = ds.summary()
     if not args.quiet:
-        print(dataset_line(args.data, ds.summary()), file=sys.stderr, flush=True)
+        print(dataset_line(args.data, summary), file=sys.stderr, flush=True)
+    for note in dataset_notes(summary, args.preset):  # before the training, as the run rests on them
+        print(f"note: {note}", file=sys.stderr, flush=True)
     bars = ProgressBars(not args.quiet)
     try:
         result = train(

@@ -12,6 +12,7 @@ from typing import Any
 from models.config import resolve_hyperparameters
 from models.dataset import SPLITS
 from models.dataset_loader import load_dataset
+from models.inputs import dataset_notes
 from models.label_report import write_compare_report
 from models.metrics import PRIMARY_METRICS
 from models.modalities import MODALITIES
@@ -56,6 +57,9 @@ def compare(
         raise ValueError(f"split: unknown split {split!r}; one of {', '.join(SPLITS)}")
     if not ds.labeled(split).size:  # MOSI's test labels are withheld: said before a run trains, not after
         raise ValueError(f"split: {split!r} has no labels in this dataset; choose a split that has")
+    for note in dataset_notes(ds.summary(), preset):
+        if say is not None:
+            say(f"note: {note}")
     out = Path(out_dir)
     results: dict[str, list[dict[str, float]]] = {s: [] for s in strategies}
     label_quality: dict[str, list[dict]] = {s: [] for s in strategies}

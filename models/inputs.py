@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -136,6 +137,37 @@ def text_source_note(
         "text read from features.npz's 'text' array, not the transcripts: text_source auto reads them only "
         "when every row has one, and some are blank; fill them in, or set text_source=features to say so"
     )
+
+
+# The label range each preset's column of the MUG paper's Table 2 was tuned for (MOSI and MOSEI: [-3, 3];
+# SIMS: [-1, 1]); a preset's sizes and step sizes on the other range are an untried pairing.
+PRESET_RHO = {"mosi": 3.0, "mosei": 3.0, "sims": 1.0}
+# Below this many labeled valid rows (the usual small-sample line) the figures a run reports on valid, and
+# its best epoch, chosen on valid, are mostly noise: an accuracy's standard error can reach 0.5 / sqrt(n),
+# 0.09 here.
+FEW_VALID_ROWS = 30
+
+
+def dataset_notes(summary: dict[str, Any], preset: str | None = None) -> list[str]:
+    """What a user should hear before a run trains on a dataset (``Dataset.summary()``): a valid split
+    too small to compare runs on, a preset made for the other label range. Neither is refused: both may be
+    meant."""
+    notes = []
+    valid = summary["splits"]["valid"]["labeled"]
+    if valid < FEW_VALID_ROWS:
+        notes.append(
+            f"valid has {valid} labeled rows: the best epoch is chosen on them and every valid figure rests "
+            f"on them (an accuracy's standard error can be {0.5 / valid**0.5:.2f}); give valid at least "
+            f"{FEW_VALID_ROWS} to compare runs"
+        )
+    rho = summary["rho"]
+    if preset is not None and PRESET_RHO[preset] != rho:
+        made_for = PRESET_RHO[preset]
+        notes.append(
+            f"preset {preset} is the MUG paper's setting for labels in [-{made_for:g}, {made_for:g}]; this "
+            f"dataset's are in [-{rho:g}, {rho:g}]"
+        )
+    return notes
 
 
 def resolve_text_source(

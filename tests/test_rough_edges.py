@@ -476,3 +476,40 @@ def test_train_first_says_what_it_read(
     assert "text [T <= 20, 32]" in first and first.endswith("; no transcripts"), first
     assert main(["train", str(small_synth_seq), "--out", str(tmp_path / "quiet"), "--quiet", *short]) == 0
     assert "data " not in capsys.readouterr().err
+
+
+def test_train_and_compare_say_before_training_that_valid_is_small_or_the_preset_is_for_the_other_range(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Six labeled valid rows chose the best epoch and gave every valid figure, and ``--preset sims`` (the
+    paper's setting for labels in [-1, 1]) trained on [-3, 3] labels, with nothing said of either."""
+    from models.compare import compare
+    from models.synth import make_synthetic
+
+    data = make_synthetic(tmp_path / "few", n_train=40, n_valid=6, n_test=4, seed=1)
+    short = ["--strategy", "copy", "--set", "multitask_max_epochs=1"]
+    assert main(["train", str(data), "--out", str(tmp_path / "run"), "--preset", "sims", *short]) == 0
+    said = capsys.readouterr().err.splitlines()
+    small = [i for i, line in enumerate(said) if line.startswith("note: valid has 6 labeled rows: ")]
+    preset = said.index(
+        "note: preset sims is the MUG paper's setting for labels in [-1, 1]; this dataset's are in [-3, 3]"
+    )
+    trained = [i for i, line in enumerate(said) if line.startswith("multitask ")]
+    assert small and trained and small[0] < preset < trained[0], said  # before the training, not after
+    assert "an accuracy's standard error can be 0.20" in said[small[0]]
+
+    notes: list[str] = []
+    short_hp = {"multitask_max_epochs": 1}
+    compare(data, ["copy"], [1], tmp_path / "cmp", hyperparameters=short_hp, say=notes.append)
+    assert [n for n in notes if n.startswith("note: ")] == [said[small[0]]]
+
+
+def test_no_notes_for_a_valid_split_large_enough_and_a_preset_for_its_range(small_synth: Path) -> None:
+    from models.config import PRESETS
+    from models.dataset_loader import load_dataset
+    from models.inputs import PRESET_RHO, dataset_notes
+
+    assert set(PRESET_RHO) == set(PRESETS)  # a preset added must say which range it is for
+    summary = load_dataset(small_synth).summary()  # 48 labeled valid rows, labels in [-3, 3]
+    assert [dataset_notes(summary, p) for p in (None, "mosi", "mosei")] == [[], [], []]
+    assert dataset_notes({**summary, "rho": 1.0}, "sims") == []

@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse
 from api_schemas.jobs import Job, JobCreate, JobLinks, JobList, JobState, LabelRow, LabelsResponse
 from models.config import Hyperparameters
 from models.dataset import SUB_LABEL_COLUMNS
-from models.inputs import InputError, check_modalities, choose_text_source, text_source_note
+from models.inputs import InputError, check_modalities, choose_text_source, dataset_notes, text_source_note
 from models.pipeline import STRATEGIES, HyperparameterError, resolve_hyperparameters
 from models.strategies import unread_settings
 from models.strategies.mtcl import MTCLStrategy
@@ -52,12 +52,13 @@ def _ts(value: float | None) -> datetime | None:
 
 
 def notes_on(rec: dict[str, Any]) -> list[str]:
-    """The settings the user gave that the job's strategy does not read (they change nothing)."""
+    """The settings the user gave that the job's strategy does not read (they change nothing), where the text
+    comes from when the transcripts are passed over, and what the dataset says of the run (models.inputs)."""
     if rec["strategy"] not in STRATEGIES:  # a record of a strategy this version no longer has
         return []
     unread = unread_settings([rec["strategy"]], rec.get("overrides") or {})
     notes = [f"{name}: not read by strategy {rec['strategy']}; it changes nothing" for name in unread]
-    return notes + ([rec["text_note"]] if rec.get("text_note") else [])
+    return notes + ([rec["text_note"]] if rec.get("text_note") else []) + list(rec.get("data_notes") or [])
 
 
 def to_job(rec: dict[str, Any]) -> Job:
@@ -160,7 +161,8 @@ def resolve(body: JobCreate, svc: Services, caller: Caller) -> dict[str, Any]:
     summary = svc.store.dataset_summary(caller.owner, body.dataset_id) or {}
     # the dataset's label range fills in what derives from it (label_noise_std = rho / 3), as train() does, so
     # the record shows the values config.json will hold
-    rho = (summary.get("library") or {}).get("rho")
+    library = summary.get("library") or {}
+    rho = library.get("rho")
     try:
         hyper = resolve_hyperparameters(body.hyperparameters, preset=body.preset, rho=rho)
     except HyperparameterError as exc:
@@ -180,6 +182,8 @@ def resolve(body: JobCreate, svc: Services, caller: Caller) -> dict[str, Any]:
         "overrides": body.hyperparameters,  # what the worker hands to train()
         "code_version": code_version(),
         "text_note": text_note,  # shown with the job's notes
+        # a summary from before the library recorded splits gives none
+        "data_notes": dataset_notes(library, body.preset) if "splits" in library else [],
     }
 
 

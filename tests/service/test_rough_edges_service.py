@@ -164,6 +164,27 @@ def test_a_setting_the_strategy_does_not_read_is_noted_on_the_job(client, synth_
     assert mug["notes"] == []
 
 
+def test_a_small_valid_split_and_a_preset_for_the_other_range_are_noted_on_the_job(
+    client, tmp_path: Path
+) -> None:
+    """Six labeled valid rows chose the best epoch and gave every valid figure, and preset sims (made for
+    labels in [-1, 1]) ran on [-3, 3] labels, with nothing said of either."""
+    from models.synth import make_synthetic
+
+    data = make_synthetic(tmp_path / "few", n_train=40, n_valid=6, n_test=4, seed=1)
+    dataset_id = upload_dir(client, data).json()["id"]
+    body = {"dataset_id": dataset_id, "preset": "sims", "hyperparameters": TINY}
+    job = client.post("/v1/jobs", json=body).json()
+    assert job["notes"] == [
+        "valid has 6 labeled rows: the best epoch is chosen on them and every valid figure rests on them (an "
+        "accuracy's standard error can be 0.20); give valid at least 30 to compare runs",
+        "preset sims is the MUG paper's setting for labels in [-1, 1]; this dataset's are in [-3, 3]",
+    ]
+    assert client.get(f"/v1/jobs/{job['id']}").json()["notes"] == job["notes"]  # kept with the record
+    mosi = client.post("/v1/jobs", json={**body, "preset": "mosi"}).json()
+    assert mosi["notes"] == job["notes"][:1]
+
+
 def test_jobs_are_listed_by_state(client, synth_dir: Path) -> None:
     """`GET /v1/jobs?state=failed`: the failed jobs among the key's, paged, with their count."""
     from worker.tasks import run_job
