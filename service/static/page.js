@@ -575,10 +575,17 @@
         hyperparameters: parseSettings($("job-settings").value),
       };
       if ($("job-preset").value) body.preset = $("job-preset").value;
+      // the API answers a run already queued or running with that job (202, as for a new one): the jobs
+      // listed before the request tell the two apart
+      const listed = new Set([...document.querySelectorAll("tr[data-job-id]")].map((row) => row.dataset.jobId));
       const response = await api("/v1/jobs", { json: body });
       const job = await response.json();
-      const again = response.status === 200 ? ": this run had succeeded before" : "";
-      return `Job ${short(job.id)} ${job.state}${again}.`;
+      if (response.status === 200) return `Job ${short(job.id)} ${job.state}: this run had succeeded before.`;
+      if (listed.has(job.id)) {
+        return `Job ${short(job.id)} is this run (same dataset, strategy, seed and settings), ${job.state} ` +
+          "already: nothing new was queued.";
+      }
+      return `Job ${short(job.id)} ${job.state}.`;
     });
   }
 

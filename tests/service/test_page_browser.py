@@ -307,6 +307,10 @@ def test_upload_start_and_cancel_a_job_from_the_page(
             "Array.from(document.querySelectorAll('#jobs tr[data-job-id]'), (tr) => tr.dataset.jobId)"
             f".find((id) => id.startsWith('{said.split()[2]}'))"
         )
+        again = _submit(browser, "job")  # the same run again: that job, said to be it, not a new one
+        rejoined = "is this run (same dataset, strategy, seed and settings), queued already: nothing new was "
+        rejoined += "queued."
+        assert again == f"done Job {job_id[:10]} {rejoined}", again
         with LabelClient(stack.url, timeout=60, api_key=stack.api_key) as api:
             job = api.job(job_id)
             assert (job["dataset_id"], job["strategy"], job["seed"]) == (dataset, "selfmm", 42), job
