@@ -52,7 +52,7 @@ def compare(
     ds = load_dataset(data, rho=rho)
     hp = resolve_hyperparameters(hyperparameters, rho=ds.rho, preset=preset)
     for strat in strats:  # and so does a strategy the dataset cannot serve (mtcl without sub-labels)
-        strat.check(ds, hp.modalities)
+        strat.check(ds, hp)
     if split not in SPLITS:
         raise ValueError(f"split: unknown split {split!r}; one of {', '.join(SPLITS)}")
     if not ds.labeled(split).size:  # MOSI's test labels are withheld: said before a run trains, not after

@@ -133,7 +133,7 @@ def train(
         raise ValueError("dataset: training needs labeled train and valid rows")
     check_modalities(hp.modalities, dataset.features)
     text_source = resolve_text_source(dataset, hp.text_source, hp.text_model, hp.modalities)
-    strat.check(dataset, hp.modalities)
+    strat.check(dataset, hp)
     out = Path(out_dir)
     staging = staging_dir(out, overwrite, dataset.root)
     try:

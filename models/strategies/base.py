@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.config import Hyperparameters, section_of
+from models.config import HyperparameterError, Hyperparameters, section_of
 from models.dataset import Dataset
 from models.inputs import TensorInputs
 from models.nets import MultimodalNet
@@ -99,10 +99,16 @@ class Strategy(ABC):
         """Epochs per stage before stage 3 (for progress reporting)."""
         return {}
 
-    def check(self, dataset: Dataset, modalities: list[str]) -> None:
-        """Raise ValueError when ``dataset`` cannot serve this strategy for ``modalities``; train() asks
+    def check(self, dataset: Dataset, hp: Hyperparameters) -> None:
+        """Raise ValueError when ``dataset`` cannot serve this strategy with settings ``hp``; train() asks
         before it encodes or trains anything, so a run that cannot succeed fails at once."""
-        return None  # most strategies train on any valid dataset
+        if error := self.size_error(int(dataset.labeled("train").size), hp):
+            raise error
+
+    def size_error(self, train_labeled: int, hp: Hyperparameters) -> HyperparameterError | None:
+        """Why ``train_labeled`` labeled train rows cannot train this strategy with ``hp``, naming the
+        setting to change, or None (the API asks it of a dataset's summary before it queues a job)."""
+        return None  # most strategies train on any number of rows
 
     @abstractmethod
     def label_source(self, ctx: StrategyContext) -> LabelSource:

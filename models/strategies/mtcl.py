@@ -120,8 +120,9 @@ class MTCLStrategy(Strategy):
     description = "MTCL: human sub-labels on the beneficial share, multimodal label on the harmful one"
     sections = ("Shared", "Multitask", "Text", "MTCL")
 
-    def check(self, dataset: Dataset, modalities: list[str]) -> None:
-        required_sub_labels(dataset, modalities)
+    def check(self, dataset: Dataset, hp: Hyperparameters) -> None:
+        super().check(dataset, hp)
+        required_sub_labels(dataset, hp.modalities)
 
     def plan(self, hp: Hyperparameters) -> dict[str, int]:
         return {"mtcl": hp.mtcl_epochs}

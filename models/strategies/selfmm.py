@@ -23,9 +23,12 @@ Adam with per-part learning rates, post-dims 32/16/32 and fusion 128), and the r
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
+from models.config import HyperparameterError, Hyperparameters
 from models.strategies.base import Strategy, StrategyContext
 
 EPS = 1e-8
@@ -113,3 +116,19 @@ class SelfMMStrategy(Strategy):
 
     def label_source(self, ctx: StrategyContext) -> SelfMMLabels:
         return SelfMMLabels(ctx)
+
+    def size_error(self, train_labeled: int, hp: Hyperparameters) -> HyperparameterError | None:
+        """A train split of fewer batches than ``selfmm_update_every`` would never update the network (an
+        unfinished group's gradients are dropped at the end of an epoch): the run would end untrained."""
+        batches, every = math.ceil(train_labeled / hp.batch_size), hp.selfmm_update_every
+        if batches >= every:
+            return None
+        largest_batch = train_labeled // every
+        smaller = f", or batch_size at most {largest_batch}" if largest_batch else ""
+        return HyperparameterError(
+            "selfmm_update_every",
+            f"one optimiser step per {every} batches, but train's {train_labeled} labeled rows make "
+            f"{batches} batch{'es' if batches > 1 else ''} of {hp.batch_size} an epoch, so the "
+            "network would never be updated (an unfinished group's gradients are dropped at the end of an "
+            f"epoch, as MMSA's loop does); set selfmm_update_every at most {batches}{smaller}",
+        )

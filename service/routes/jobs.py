@@ -23,7 +23,7 @@ from models.config import Hyperparameters
 from models.dataset import SUB_LABEL_COLUMNS
 from models.inputs import InputError, check_modalities, choose_text_source, dataset_notes, text_source_note
 from models.pipeline import STRATEGIES, HyperparameterError, resolve_hyperparameters
-from models.strategies import unread_settings
+from models.strategies import get_strategy, unread_settings
 from models.strategies.mtcl import MTCLStrategy
 from models.version import code_version
 from service import audit
@@ -171,6 +171,10 @@ def resolve(body: JobCreate, svc: Services, caller: Caller) -> dict[str, Any]:
     if problem := textmodels.problem(body.hyperparameters.get("text_model"), svc.settings.text_model_dir):
         raise ApiError(422, problem, field="body.hyperparameters.text_model")
     _check_sub_labels(body, summary, hyper.modalities)
+    train = (library.get("splits") or {}).get("train")  # what a summary from before it recorded splits lacks
+    if train and (error := get_strategy(body.strategy).size_error(train["labeled"], hyper)):
+        where = f"body.hyperparameters.{error.field}"
+        raise ApiError(422, f"{error.message} (dataset {body.dataset_id})", field=where)
     text_note = _check_inputs(body, summary, hyper)
     return {
         "owner": caller.owner,

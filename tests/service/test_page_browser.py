@@ -294,7 +294,9 @@ def test_upload_start_and_cancel_a_job_from_the_page(
 
         browser.evaluate("document.getElementById('job-settings').value = 'beta'")
         assert _submit(browser, "job") == 'failed settings: expected name=value, got "beta"'
+        # batch_size 16: selfmm steps once per 4 batches, and 80 train rows make 3 batches of the default 32
         settings = "pretrain_epochs=1000 meta_epochs=1 multitask_max_epochs=1 beta=0.5 modalities=text,audio"
+        settings += " batch_size=16"
         browser.evaluate(
             "document.getElementById('job-strategy').value = 'selfmm';"
             "document.getElementById('job-seed').value = '42';"

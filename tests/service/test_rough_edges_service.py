@@ -58,6 +58,23 @@ def test_mtcl_without_sub_labels_is_refused_at_once(client, synth_dir: Path, tmp
     assert client.post("/v1/jobs", json={"dataset_id": dataset_id, "strategy": "mug"}).status_code == 202
 
 
+def test_selfmm_on_a_train_split_of_fewer_batches_than_a_step_is_refused_at_once(
+    client, synth_dir: Path
+) -> None:
+    """80 train rows at batch 32 are 3 batches an epoch: selfmm (a step per 4) queued a job that would end
+    untrained."""
+    dataset_id = upload_dir(client, synth_dir).json()["id"]
+    r = client.post("/v1/jobs", json={"dataset_id": dataset_id, "strategy": "selfmm"})
+    assert r.status_code == 422, r.text
+    err = error_of(r)
+    assert err["field"] == "body.hyperparameters.selfmm_update_every", err
+    assert "train's 80 labeled rows make 3 batches of 32" in err["message"], err
+    assert err["message"].endswith(f"batch_size at most 20 (dataset {dataset_id})"), err
+    assert client.get("/v1/jobs").json()["total"] == 0  # nothing was queued
+    body = {"dataset_id": dataset_id, "strategy": "selfmm", "hyperparameters": {"batch_size": 20}}
+    assert client.post("/v1/jobs", json=body).status_code == 202
+
+
 def test_mtcl_needs_the_sub_labels_of_the_modalities_it_trains(
     client, synth_dir: Path, tmp_path: Path
 ) -> None:
