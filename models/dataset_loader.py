@@ -196,6 +196,13 @@ def _extracted_root(path: Path, dest: Path, max_bytes: int, max_ratio: float | N
 # ---------------------------------------------------------------------------------------------- public
 
 
+def check_rho(rho: float | None) -> None:
+    """A ValueError unless ``rho`` (a label range given by a caller) is None or a positive number."""
+    number = isinstance(rho, numbers.Real) and not isinstance(rho, bool)  # numpy's numbers too
+    if rho is not None and not (number and math.isfinite(rho) and rho > 0):
+        raise ValueError(f"rho must be a positive number, got {rho!r}")
+
+
 def load_dataset(
     path: str | Path,
     rho: float | None = None,
@@ -216,9 +223,7 @@ def load_dataset(
     ``max_ratio`` caps decompressed over compressed bytes (archives and features.npz's arrays) and
     ``max_array_bytes`` the arrays' bytes; every .npy header is checked before its array is read.
     """
-    number = isinstance(rho, numbers.Real) and not isinstance(rho, bool)  # numpy's numbers too
-    if rho is not None and not (number and math.isfinite(rho) and rho > 0):
-        raise ValueError(f"rho must be a positive number, got {rho!r}")
+    check_rho(rho)
     given, path = str(path), Path(path)  # errors about the path itself show it as the user gave it
     limits = None
     if max_ratio is not None or max_array_bytes is not None:

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.metrics import sentiment_metrics
+from models.dataset_loader import check_rho
+from models.metrics import metrics_in_range
 from models.report import checked_run_dir
 
 
@@ -38,12 +39,13 @@ def read_labels(path: str | Path) -> pd.DataFrame:
 def evaluate_run(run_dir: str | Path, labels_csv: str | Path, rho: float | None = None) -> dict[str, Any]:
     """Metrics of RUN/predictions.csv on the ids of ``labels_csv`` (every id must have a prediction), with
     how many of them each split of the run holds, and per split too when they span more than one."""
+    check_rho(rho)
     run = checked_run_dir(run_dir, ("predictions.csv",))
     if not Path(labels_csv).is_file():
         raise ValueError(f"labels: {labels_csv}: no such file")
     model_json = run / "model.json"
     if rho is None and not model_json.is_file():
-        raise ValueError(f"run: {run} has no model.json to read rho from; pass --rho")
+        raise ValueError(f"run: {run} has no model.json to read rho from; give rho (--rho)")
     preds = pd.read_csv(run / "predictions.csv", dtype={"id": str}, keep_default_na=False)
     if "split" not in preds:
         preds["split"] = "test"
@@ -64,7 +66,7 @@ def evaluate_run(run_dir: str | Path, labels_csv: str | Path, rho: float | None 
         )
 
     def scored(rows: pd.DataFrame) -> dict[str, Any]:
-        return sentiment_metrics(rows["pred"].astype(float).to_numpy(), rows["label"].to_numpy(), float(rho))
+        return metrics_in_range(rows["pred"].astype(float).to_numpy(), rows["label"].to_numpy(), float(rho))
 
     # the splits the run put the labelled ids in: one figure over train and test together would say little,
     # so labels that span several splits are scored per split as well

@@ -139,6 +139,15 @@ def sentiment_metrics(pred: ArrayLike, true: ArrayLike, rho: float) -> dict[str,
     raise ValueError(f"rho must be 3 (MOSI/MOSEI) or 1 (SIMS), got {rho!r}")
 
 
+def metrics_in_range(pred: ArrayLike, true: ArrayLike, rho: float) -> dict[str, float]:
+    """``sentiment_metrics`` for the label ranges it knows (3, 1); for any other, the range-free ones only
+    (MAE and Corr, 4 places), which a run and ``unilabel evaluate`` report alike."""
+    if float(rho) in (3.0, 1.0):
+        return sentiment_metrics(pred, true, rho)
+    p, t = _as_pair(pred, true)
+    return {"mae": round(float(np.mean(np.abs(p - t))), 4), "corr": round(pearson(p, t), 4)}
+
+
 def unimodal_label_agreement(learned: ArrayLike, truth: ArrayLike) -> dict[str, float]:
     """How well learned unimodal labels match reference ones (planted synthetic or human sub-labels).
 

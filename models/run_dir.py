@@ -18,7 +18,7 @@ import torch
 
 from models.dataset import Dataset
 from models.inputs import TensorInputs
-from models.metrics import pearson, sentiment_metrics, unimodal_label_agreement
+from models.metrics import metrics_in_range, unimodal_label_agreement
 from models.modalities import LETTER, MODALITIES
 from models.nets import MultimodalNet
 from models.report import write_csv_atomic, write_json
@@ -80,13 +80,6 @@ def staging_dir(out: Path, overwrite: bool, dataset_root: Path | None = None) ->
     return staging
 
 
-def split_metrics(pred: np.ndarray, label: np.ndarray, rho: float) -> dict[str, float]:
-    try:
-        return sentiment_metrics(pred, label, rho)
-    except ValueError:  # a label range other than 3 or 1: the range-free metrics only
-        return {"mae": round(float(np.mean(np.abs(pred - label))), 4), "corr": round(pearson(pred, label), 4)}
-
-
 def write_outputs(
     staging: Path,
     ds: Dataset,
@@ -117,7 +110,7 @@ def write_outputs(
     for split in ("train", "valid", "test"):
         rows = ds.labeled(split)
         if rows.size:
-            metrics[split] = split_metrics(frame["pred"].to_numpy()[rows], ds.label[rows], ds.rho)
+            metrics[split] = metrics_in_range(frame["pred"].to_numpy()[rows], ds.label[rows], ds.rho)
             if labels is not None:  # how much of the multimodal label each modality's head predicts alone
                 heads[split] = {
                     m: unimodal_label_agreement(preds[m].numpy()[rows], ds.label[rows])

@@ -513,3 +513,25 @@ def test_no_notes_for_a_valid_split_large_enough_and_a_preset_for_its_range(smal
     summary = load_dataset(small_synth).summary()  # 48 labeled valid rows, labels in [-3, 3]
     assert [dataset_notes(summary, p) for p in (None, "mosi", "mosei")] == [[], [], []]
     assert dataset_notes({**summary, "rho": 1.0}, "sims") == []
+
+
+def test_evaluate_scores_a_run_of_another_label_range_as_the_run_did(tmp_path: Path) -> None:
+    """A run on labels in [-2, 2] reported MAE and Corr, but evaluate_run on it raised "rho must be 3
+    (MOSI/MOSEI) or 1 (SIMS)"; a rho of 0 was taken as a range ([-0, 0])."""
+    import json
+
+    from models.dataset_loader import load_dataset
+    from models.evaluate import evaluate_run
+    from models.pipeline import train
+    from models.synth import make_synthetic
+
+    ds = load_dataset(make_synthetic(tmp_path / "ds", n_train=64, n_valid=32, n_test=8, rho=2.0), rho=2)
+    run = train(ds, tmp_path / "run", strategy="copy", hyperparameters={"multitask_max_epochs": 1}).out_dir
+    valid = ds.labeled("valid")
+    pd.DataFrame({"id": ds.ids[valid], "label": ds.label[valid]}).to_csv(tmp_path / "l.csv", index=False)
+    scored = evaluate_run(run, tmp_path / "l.csv")
+    saved = json.loads((run / "metrics.json").read_text())["valid"]
+    assert set(saved) == {"mae", "corr"} and {k: scored[k] for k in saved} == pytest.approx(saved, abs=1e-4)
+    for bad in (0, -1.0, float("nan"), True, "3"):
+        with pytest.raises(ValueError, match="rho must be a positive number"):
+            evaluate_run(run, tmp_path / "l.csv", rho=bad)
