@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from models.config import SEED_LIMIT, parse_override
+from models.config import SEED_LIMIT, HyperparameterError
 
 
 class _PrintVersion(argparse.Action):
@@ -105,3 +105,27 @@ def file_to_write(value: str | None) -> Path | None:
     if value is not None and Path(value).is_dir():
         raise ValueError(f"--out {value}: is a folder; give the path of a file to write")
     return None if value is None else Path(value)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse a CLI ``name=value`` override (numbers, true/false, null, or a string)."""
+    if "=" not in text:
+        raise HyperparameterError(text, "expected name=value")
+    name, raw = text.split("=", 1)
+    name = name.strip()
+    if not name:
+        raise HyperparameterError(text, "expected name=value (no name before the =)")
+    raw = raw.strip()
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return name, lowered == "true"
+    if lowered in ("null", "none"):
+        return name, None
+    try:
+        return name, int(raw)
+    except ValueError:
+        pass
+    try:
+        return name, float(raw)
+    except ValueError:
+        return name, raw

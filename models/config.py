@@ -11,6 +11,7 @@ recorded in a run's config.json.
 from __future__ import annotations
 
 import difflib
+import numbers
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -295,9 +296,9 @@ def section_of(name: str) -> str:
 
 def check_seed(seed: Any) -> int:
     """A run's seed, or a ValueError naming ``seed`` (the rule the API's job body applies too)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < SEED_LIMIT:
         raise ValueError(f"seed: must be a whole number in [0, 2**32), got {seed!r}")
-    return seed
+    return int(seed)  # numpy's integers (a loop over np.arange) as Python's
 
 
 def check_preset(preset: Any) -> str | None:
@@ -332,7 +333,8 @@ def resolve_hyperparameters(
     for name in overrides or {}:
         if name not in Hyperparameters.model_fields:
             raise unknown_name(str(name))
-    values = {**(PRESETS[check_preset(preset)] if preset is not None else {}), **(overrides or {})}
+    given = {name: _python_number(value) for name, value in (overrides or {}).items()}
+    values = {**(PRESETS[check_preset(preset)] if preset is not None else {}), **given}
     try:
         hp = Hyperparameters(**values)
     except ValidationError as err:
@@ -342,17 +344,19 @@ def resolve_hyperparameters(
     return hp
 
 
+def _python_number(value: Any) -> Any:
+    """numpy's numbers (np.int64(2) from a loop over np.arange) as Python's, which the strict fields take."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return value
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
 def _named(err: ValidationError) -> HyperparameterError:
     """pydantic's first error as ours: the field, then what it must be and what it got."""
     first = err.errors()[0]
     name = str(first["loc"][0]) if first["loc"] else "*"
     kind, ctx, got = first["type"], first.get("ctx") or {}, first.get("input")
-    bounds = {
-        "greater_than_equal": ">=",
-        "greater_than": ">",
-        "less_than_equal": "<=",
-        "less_than": "<",
-    }
+    bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
     if kind in bounds:
         limit = next(iter(ctx.values()))
         message = f"must be {bounds[kind]} {limit}, got {got!r}"
@@ -374,27 +378,3 @@ def _named(err: ValidationError) -> HyperparameterError:
     else:
         message = first["msg"]
     return HyperparameterError(name, message)
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """Parse a CLI ``name=value`` override (numbers, true/false, null, or a string)."""
-    if "=" not in text:
-        raise HyperparameterError(text, "expected name=value")
-    name, raw = text.split("=", 1)
-    name = name.strip()
-    if not name:
-        raise HyperparameterError(text, "expected name=value (no name before the =)")
-    raw = raw.strip()
-    lowered = raw.lower()
-    if lowered in ("true", "false"):
-        return name, lowered == "true"
-    if lowered in ("null", "none"):
-        return name, None
-    try:
-        return name, int(raw)
-    except ValueError:
-        pass
-    try:
-        return name, float(raw)
-    except ValueError:
-        return name, raw

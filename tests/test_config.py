@@ -81,7 +81,7 @@ def test_meta_optimizer_choices() -> None:
 
 
 def test_a_choice_named_none_survives_the_cli_parser() -> None:
-    from models.config import parse_override
+    from models.cli_args import parse_override
 
     name, value = parse_override("mucn_input_norm=none")
     assert resolve_hyperparameters({name: value}).mucn_input_norm == "none"
@@ -196,7 +196,7 @@ def test_a_misspelt_name_gets_a_suggestion() -> None:
 
 
 def test_an_override_without_a_name_or_an_equals_sign_says_what_is_expected() -> None:
-    from models.config import parse_override
+    from models.cli_args import parse_override
 
     cases = (("=3", "expected name=value (no name before the =)"), ("beta", "expected name=value"))
     for text, problem in cases:
@@ -255,3 +255,21 @@ def test_what_a_strategy_says_it_reads_is_what_its_run_reads(
         if name in declared:
             setting, value = condition.split("=")
             assert name in reads_of_a_run(**{setting: value}), condition
+
+
+def test_numpy_numbers_are_taken_as_pythons() -> None:
+    """``for seed in np.arange(1111, 1116): train(..., seed=seed)`` failed: "seed: must be a whole number ...,
+    got np.int64(1111)", and so did np.int64 settings ("must be an integer")."""
+    import numpy as np
+
+    from models.config import check_seed
+
+    assert check_seed(np.int64(1111)) == 1111 and type(check_seed(np.uint32(7))) is int
+    given = {"meta_epochs": np.int64(3), "beta": np.float32(0.5), "lr": np.float64(0.01)}
+    hp = resolve_hyperparameters(given)
+    assert (hp.meta_epochs, hp.beta, hp.lr) == (3, 0.5, 0.01) and type(hp.meta_epochs) is int
+    for bad in (np.bool_(True), np.int64(-1)):
+        with pytest.raises(ValueError, match="seed: must be a whole number"):
+            check_seed(bad)
+    with pytest.raises(HyperparameterError, match="must be an integer, got 2.5"):
+        resolve_hyperparameters({"meta_epochs": np.float64(2.5)})

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.config import HyperparameterError, parse_override, resolve_hyperparameters
+from models.cli_args import parse_override
+from models.config import HyperparameterError, resolve_hyperparameters
 from models.nets import ModalitySpec, MultimodalNet, NetSpec, contrastive_loss
 from models.stages.pretrain import pretrain_loss
 
