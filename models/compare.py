@@ -9,8 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from models.config import resolve_hyperparameters
-from models.dataset import SPLITS
+from models.config import check_seed, resolve_hyperparameters
+from models.dataset import SPLITS, Dataset
 from models.dataset_loader import load_dataset
 from models.inputs import dataset_notes
 from models.label_report import write_compare_report
@@ -22,7 +22,7 @@ from models.version import code_version
 
 
 def compare(
-    data: str | Path,
+    data: Dataset | str | Path,
     strategies: list[str],
     seeds: list[int],
     out_dir: str | Path,
@@ -40,16 +40,22 @@ def compare(
     """Runs land in OUT/<strategy>/seed<seed>. A finished run there with the same dataset, strategy, seed,
     settings and code is reused (so an interrupted comparison resumes) and ``say`` is told which; one trained
     otherwise is a FileExistsError naming what differs, unless ``overwrite``. With ``progress``: a bar over
-    the runs on a terminal, else a line a run to ``say`` with its scores. Writes OUT/results.json,
-    OUT/table.md and the page OUT/report.html (models.label_report); returns the table."""
+    the runs on a terminal, else a line a run to ``say`` with its scores. ``data``: a Dataset, or the path of
+    one (loaded with ``rho``). Writes OUT/results.json, OUT/table.md and the page OUT/report.html
+    (models.label_report); returns the table."""
     from tqdm import tqdm
 
     from models.strategies import get_strategy
 
+    if not isinstance(progress, bool):  # train()'s progress is a function: here it would only mean True
+        raise ValueError(f"progress: True or False (a bar over the runs), got {progress!r}")
     _check_unique("strategies", strategies)
     _check_unique("seeds", seeds)
+    seeds = [check_seed(seed) for seed in seeds]  # every seed before the first run trains
     strats = [get_strategy(name) for name in strategies]  # unknown names fail before any training
-    ds = load_dataset(data, rho=rho)
+    if isinstance(data, Dataset) and rho is not None:
+        raise ValueError("rho: a Dataset has its label range; give rho to load_dataset")
+    ds = data if isinstance(data, Dataset) else load_dataset(data, rho=rho)
     hp = resolve_hyperparameters(hyperparameters, rho=ds.rho, preset=preset)
     for strat in strats:  # and so does a strategy the dataset cannot serve (mtcl without sub-labels)
         strat.check(ds, hp)
@@ -98,7 +104,7 @@ def compare(
         if "unimodal_labels_vs_sub_labels" in metrics:
             label_quality[strategy].append(metrics["unimodal_labels_vs_sub_labels"])
     summary = {
-        "dataset": Path(data).name,
+        "dataset": Path(data).name if not isinstance(data, Dataset) else getattr(ds.root, "name", "dataset"),
         "rho": float(ds.rho),
         "split": split,
         "seeds": seeds,
@@ -122,7 +128,10 @@ def compare(
 
 
 def _check_unique(name: str, items: list) -> None:
-    """At least one item and none twice (a seed given twice would count one run twice in the table)."""
+    """A list of at least one item and none twice (a seed given twice would count one run twice in the
+    table)."""
+    if isinstance(items, str | bytes) or not isinstance(items, list | tuple):
+        raise ValueError(f"{name}: a list, got {items!r}")
     if not items:
         raise ValueError(f"{name}: give at least one")
     twice = sorted({str(x) for x in items if items.count(x) > 1})

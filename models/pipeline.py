@@ -120,9 +120,15 @@ def train(
     started = time.perf_counter()
     if isinstance(dataset, (str, Path)):
         dataset = load_dataset(dataset)
+    if not isinstance(dataset, Dataset):
+        raise ValueError(f"dataset: a Dataset or the path of one, got {type(dataset).__name__}")
+    if not isinstance(out_dir, (str, Path)):
+        raise ValueError(f"out_dir: the path of the run directory to write, got {out_dir!r}")
     progress = progress or None  # progress=False, as compare() takes it: no progress
     if progress is not None and not callable(progress):
         raise ValueError(f"progress: a function taking a ProgressEvent, or None; got {progress!r}")
+    if should_stop is not None and not callable(should_stop):
+        raise ValueError(f"should_stop: a function returning True to stop, or None; got {should_stop!r}")
     strat = get_strategy(strategy)
     check_seed(seed)
     hp = resolve_hyperparameters(hyperparameters, rho=dataset.rho, preset=preset)

@@ -57,7 +57,7 @@ def staging_dir(out: Path, overwrite: bool, dataset_root: Path | None = None) ->
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(
-                f"out: {out} already holds files; choose another directory or pass --overwrite"
+                f"out: {out} already holds files; choose another directory or overwrite (--overwrite)"
             )
         if not is_run_dir(out):
             raise FileExistsError(

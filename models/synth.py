@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +65,10 @@ def make_synthetic(
     refused unless ``overwrite``.
     """
     for name, value, least in (("n_train", n_train, 1), ("n_valid", n_valid, 1), ("n_test", n_test, 0)):
-        if value < least:
-            raise ValueError(f"{name} (--{name.replace('_', '-')}): must be >= {least}, got {value}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+            raise ValueError(
+                f"{name} (--{name.replace('_', '-')}): must be a whole number >= {least}, got {value!r}"
+            )
     if not rho > 0 or not 0 <= conflict_frac <= 1 or seq_len < 5:
         raise ValueError("need rho > 0, 0 <= conflict_frac <= 1 and seq_len >= 5")
     rng = np.random.default_rng(seed)

@@ -12,8 +12,9 @@ import pandas as pd
 import torch
 
 from models.dataset import Dataset
+from models.dataset_loader import load_dataset
 from models.inputs import InputError, TensorInputs, build_inputs
-from models.modalities import LETTER
+from models.modalities import LETTER, MODALITIES
 from models.nets import MultimodalNet, NetSpec
 from models.report import checked_run_dir
 from models.run_dir import clip_unimodal
@@ -70,12 +71,12 @@ class TrainedModel:
         if text_model is not None:
             if info["text_source"] not in ("encoder", "finetune"):
                 raise ValueError(
-                    f"--text-model: the run reads no text model (text_source {info['text_source']!r}); "
-                    "leave it out"
+                    "text_model (--text-model): the run reads no text model (text_source "
+                    f"{info['text_source']!r}); leave it out"
                 )
             given = Path(text_model).expanduser()
             if not given.is_dir():
-                raise ValueError(f"--text-model: {text_model} is not a directory")
+                raise ValueError(f"text_model (--text-model): {text_model} is not a directory")
             info["net_spec"]["text_model"] = str(given.absolute())
         text_model = info["net_spec"].get("text_model")
         if text_model and Path(text_model).parts[-2:] == PACKAGED and not Path(text_model).is_dir():
@@ -131,8 +132,13 @@ class TrainedModel:
                 result[f"pred_{letter}"] = np.full(n, np.nan, np.float32)
         return result
 
-    def predict_dataset(self, ds: Dataset) -> pd.DataFrame:
-        """Predictions (id, split, pred, pred_T, pred_A, pred_V) for every row of ``ds``."""
+    def predict_dataset(self, ds: Dataset | str | Path) -> pd.DataFrame:
+        """Predictions (id, split, pred, pred_T, pred_A, pred_V) for every row of ``ds`` (a Dataset, or the
+        path of a set to predict on, loaded with ``load_dataset(path, for_training=False)``)."""
+        if isinstance(ds, (str, Path)):
+            ds = load_dataset(ds, for_training=False)
+        if not isinstance(ds, Dataset):
+            raise ValueError(f"ds: a Dataset or the path of one, got {type(ds).__name__}")
         for m in self.spec.modalities:
             if (m != "text" or self.text_source == "features") and m not in ds.features:
                 raise InputError("features.npz", f"key '{m}': the model reads {m} features; none given")
@@ -147,6 +153,15 @@ class TrainedModel:
         self, features: dict[str, list[np.ndarray]], transcripts: list[str] | None = None
     ) -> dict[str, np.ndarray]:
         """Predict for a batch given per-modality vectors [d] or sequences [T, d] (and/or transcripts)."""
+        if not isinstance(features, dict):
+            raise ValueError(
+                f"features: a dict of modality -> vectors or sequences, got {type(features).__name__}"
+            )
+        for m, values in features.items():
+            if m not in MODALITIES:
+                raise ValueError(f"features: {m!r} is no modality; one of {', '.join(MODALITIES)}")
+            if not isinstance(values, (list, tuple, np.ndarray)):
+                raise ValueError(f"features[{m!r}]: a list or array of vectors, got {type(values).__name__}")
         sizes = {len(v) for v in features.values()} | (
             {len(transcripts)} if transcripts is not None else set()
         )

@@ -138,7 +138,7 @@ def test_evaluate_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["evaluate", str(tmp_path), "--labels", str(tmp_path / "nope.csv")]) == 2
     assert f"labels: {tmp_path / 'nope.csv'}: no such file" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path), "--labels", str(labels)]) == 2  # rho: no silent default
-    assert "has no model.json to read rho from; pass --rho" in capsys.readouterr().err
+    assert "has no model.json to read rho from; give rho (--rho)" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path), "--labels", str(labels), "--rho", "3"]) == 0
     capsys.readouterr()
     labels.write_text("id,label\na,7\n")  # a label the run could not predict: an error, not a figure
@@ -535,3 +535,47 @@ def test_evaluate_scores_a_run_of_another_label_range_as_the_run_did(tmp_path: P
     for bad in (0, -1.0, float("nan"), True, "3"):
         with pytest.raises(ValueError, match="rho must be a positive number"):
             evaluate_run(run, tmp_path / "l.csv", rho=bad)
+
+
+def test_the_librarys_bad_arguments_are_named(small_synth: Path, tmp_path: Path) -> None:
+    """docs/library.md promises a ValueError naming the argument; these raised AttributeError or TypeError
+    from deep inside (or, for compare's seeds, only after the first run had trained)."""
+    import numpy as np
+
+    from models.compare import compare
+    from models.dataset_loader import load_dataset
+    from models.pipeline import train
+    from models.trained_model import TrainedModel
+
+    ds = load_dataset(small_synth)
+    out = tmp_path / "run"
+    calls = {
+        "dataset: a Dataset or the path of one, got int": lambda: train(5, out),
+        "out_dir: the path of the run directory to write, got None": lambda: train(ds, None),
+        "device: must be auto, cpu or cuda, got None": lambda: train(ds, out, device=None),
+        "strategy: unknown strategy ['copy']": lambda: train(ds, out, strategy=["copy"]),
+        "should_stop: a function returning True to stop": lambda: train(ds, out, should_stop=True),
+        "seeds: a list, got 1111": lambda: compare(ds, ["copy"], 1111, out),
+        "strategies: a list, got 'copy'": lambda: compare(ds, "copy", [1111], out),
+        "seed: must be a whole number in [0, 2**32), got -1": lambda: compare(ds, ["copy"], [1111, -1], out),
+        "rho: a Dataset has its label range": lambda: compare(ds, ["copy"], [1111], out, rho=3),
+        "progress: True or False": lambda: compare(ds, ["copy"], [1111], out, progress=print),
+    }
+    for message, call in calls.items():
+        with pytest.raises(ValueError) as raised:
+            call()
+        assert str(raised.value).startswith(message), (message, raised.value)
+    assert not out.exists()  # nothing trained before the refusal
+
+    table = compare(ds, ["copy"], [1111], out, hyperparameters={"multitask_max_epochs": 1}, progress=False)
+    assert "copy" in table and (out / "copy" / "seed1111" / "model.json").is_file()
+    model = TrainedModel.load(out / "copy" / "seed1111")
+    assert len(model.predict_dataset(small_synth)) == len(ds)  # a path, as train() takes one
+    for features, message in (
+        (np.zeros((2, 32)), "features: a dict of modality -> vectors or sequences, got ndarray"),
+        ({"txt": [np.zeros(32)]}, "features: 'txt' is no modality; one of text, audio, vision"),
+        ({"text": 5}, "features['text']: a list or array of vectors, got int"),
+    ):
+        with pytest.raises(ValueError) as raised:
+            model.predict_batch(features)
+        assert str(raised.value) == message

@@ -82,9 +82,12 @@ def test_rho_one(tmp_path: Path) -> None:
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"n_valid \(--n-valid\): must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"n_valid \(--n-valid\): must be a whole number >= 1, got 0"):
         make_synthetic(tmp_path, n_valid=0)
-    with pytest.raises(ValueError, match=r"n_test \(--n-test\): must be >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"n_test \(--n-test\): must be a whole number >= 0, got -1"):
         make_synthetic(tmp_path, n_test=-1)
+    for bad in (10.5, "10", True):  # a numpy TypeError ("got '310.5'") or a str < int TypeError before
+        with pytest.raises(ValueError, match=r"n_train \(--n-train\): must be a whole number >= 1"):
+            make_synthetic(tmp_path, n_train=bad)
     with pytest.raises(ValueError):
         make_synthetic(tmp_path, conflict_frac=1.5)

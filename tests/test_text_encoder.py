@@ -356,7 +356,7 @@ def test_a_run_finds_a_text_model_given_by_a_relative_path_from_anywhere(
     saved = pd.read_csv(tmp_path / "run" / "predictions.csv")["pred"].to_numpy()
     assert np.allclose(new, saved, atol=1e-4)
     assert main([*argv, "--text-model", "moved/nothing"]) == 2
-    assert "--text-model: moved/nothing is not a directory" in capsys.readouterr().err
+    assert "text_model (--text-model): moved/nothing is not a directory" in capsys.readouterr().err
 
 
 def test_text_model_flag_for_a_run_that_reads_no_text_model_is_refused(
@@ -369,7 +369,8 @@ def test_text_model_flag_for_a_run_that_reads_no_text_model_is_refused(
     train_recording(load_dataset(small_synth), tmp_path / "run", "copy", TINY)  # text from its features
     assert main(["predict", str(tmp_path / "run"), str(small_synth), "--text-model", str(tiny_bert_dir)]) == 2
     said = capsys.readouterr().err
-    assert "--text-model: the run reads no text model (text_source 'features'); leave it out" in said
+    no_text = "text_model (--text-model): the run reads no text model (text_source 'features'); leave it out"
+    assert no_text in said
 
 
 def test_a_model_that_reads_transcripts_refuses_a_set_without_them(

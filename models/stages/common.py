@@ -174,6 +174,8 @@ def make_optimizer(
 
 
 def resolve_device(device: str) -> torch.device:
+    if not isinstance(device, str):
+        raise ValueError(f"device: must be auto, cpu or cuda, got {device!r}")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():

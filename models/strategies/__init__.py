@@ -31,12 +31,9 @@ STRATEGIES: tuple[str, ...] = tuple(_REGISTRY)
 
 def get_strategy(name: str) -> Strategy:
     """The strategy called ``name``; ValueError naming the choices otherwise."""
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise ValueError(
-            f"strategy: unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}"
-        ) from None
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"strategy: unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    return _REGISTRY[name]()
 
 
 def unread_settings(strategies: Sequence[str], names: Iterable[str]) -> list[str]:
