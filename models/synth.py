@@ -62,7 +62,8 @@ def make_synthetic(
     The true y_T, y_A, y_V are written as label_T, label_A, label_V (methods must not train on them) and
     the column vision_conflict (1 on conflicting rows). No transcripts; test labels are present.
     Deterministic for a seed (byte-identical files). Returns out_dir. A folder that already holds a dataset is
-    refused unless ``overwrite``.
+    refused unless ``overwrite``. ``load_dataset`` infers a range of 3, or 1 when every label is within
+    [-1, 1]: for another ``rho``, load it with ``load_dataset(out_dir, rho=rho)``.
     """
     for name, value, least in (("n_train", n_train, 1), ("n_valid", n_valid, 1), ("n_test", n_test, 0)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
