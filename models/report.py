@@ -24,6 +24,8 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
+from models.exchange import exchange
+
 __all__ = [
     "LOWER_IS_BETTER",
     "METRIC_LABELS",
@@ -240,17 +242,25 @@ def publish_dir(
 ) -> bool:
     """Move the finished directory ``staging`` to ``out`` in one rename, its files fsynced first: a reader,
     or a crash, sees no directory or the whole of it, never a part. ``out`` may be missing or empty. When it
-    holds files, ``replace`` swaps it out (renamed aside, then removed); otherwise nothing moves and the
-    answer is False (a concurrent writer published first)."""
+    holds files, ``replace`` swaps the two in one step (models.exchange; then the old one is removed), or,
+    where the file system cannot, renames the old one aside first and puts it back if interrupted before the
+    new one is in; otherwise nothing moves and the answer is False (a concurrent writer published first)."""
     staging, out = Path(staging), Path(out)
     for path in staging.rglob("*"):
         if path.is_file():
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
-    if replace and out.exists():
+    if replace and out.exists() and exchange(staging, out):
+        shutil.rmtree(staging, ignore_errors=True)  # it holds the old run now
+    elif replace and out.exists():
         trash = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, trash)
-        os.replace(staging, out)
+        try:
+            os.replace(out, trash)
+            os.replace(staging, out)
+        except BaseException:  # Ctrl-C or SIGTERM between the two renames: the old one back, not neither
+            if trash.exists() and not out.exists():
+                os.replace(trash, out)
+            raise
         shutil.rmtree(trash, ignore_errors=True)
     else:
         try:

@@ -54,6 +54,51 @@ def test_publish_is_one_rename_and_never_overwrites(tmp_path: Path) -> None:
     assert not second.exists()
 
 
+def _run(path: Path, text: str) -> Path:
+    path.mkdir()
+    (path / "f").write_text(text)
+    return path
+
+
+def test_replacing_swaps_in_one_step_so_no_instant_lacks_the_folder(tmp_path: Path) -> None:
+    """The old run was renamed aside and the new one in: a process killed between the two left the folder the
+    user named missing (the old run hidden as .out.old-PID, the new one as .out.partial-PID)."""
+    from models.exchange import exchange
+
+    a, b = _run(tmp_path / "a", "a"), _run(tmp_path / "b", "b")
+    assert exchange(a, b)  # this machine's file system (tmpfs, ext4, xfs, btrfs) can
+    assert ((a / "f").read_text(), (b / "f").read_text()) == ("b", "a")
+    with pytest.raises(FileNotFoundError):
+        exchange(a, tmp_path / "missing")
+    out = _run(tmp_path / "out", "old")
+    assert publish_dir(_run(tmp_path / ".out.partial-1", "new"), out, replace=True)
+    assert (out / "f").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "out"]  # the old run removed
+
+
+def test_where_no_exchange_an_interrupted_replace_puts_the_old_run_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(report, "exchange", lambda a, b: False)  # a file system that cannot
+    out = _run(tmp_path / "out", "old")
+    assert publish_dir(_run(tmp_path / ".out.partial-1", "new"), out, replace=True)
+    assert (out / "f").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    calls = []
+    real_replace = os.replace
+
+    def interrupted_second(src: Path, dst: Path) -> None:  # Ctrl-C lands as the new run moves in
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", interrupted_second)
+    with pytest.raises(KeyboardInterrupt):
+        publish_dir(_run(tmp_path / ".out.partial-2", "newer"), out, replace=True)
+    assert (out / "f").read_text() == "new"  # the run that was there, not nothing
+    assert (tmp_path / ".out.partial-2" / "f").read_text() == "newer"  # the caller discards it
+
+
 @pytest.mark.parametrize("bad", ["../etc", "a" * 63, "A" * 64, "../" + "a" * 61, ""])
 def test_ids_are_validated_before_touching_paths(tmp_path: Path, bad: str) -> None:
     store = ArtifactStore(tmp_path)
