@@ -3,6 +3,7 @@ data sets and the MMSA import use it)."""
 
 from __future__ import annotations
 
+import os
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -70,7 +71,6 @@ def write_dataset(
         cols[SUB_LABEL_COLUMNS[m]] = _format_floats(v)
     for name, v in (extra_columns or {}).items():
         cols[name] = list(v)
-    pd.DataFrame(cols).to_csv(out / CSV_FILE, index=False, lineterminator="\n")
     arrays: dict[str, np.ndarray] = {"id": np.asarray(cols["id"], dtype=str)}
     for m, f in features.items():
         if not isinstance(f, ModalityFeatures):
@@ -78,5 +78,19 @@ def write_dataset(
         arrays[m] = np.asarray(f.values, dtype=np.float32)
         if f.lengths is not None:
             arrays[f"{m}_lengths"] = np.asarray(f.lengths, dtype=np.int64)
-    _write_npz(out / NPZ_FILE, arrays)
+    # Both files are written under temporary names and renamed over the old ones only once both are whole:
+    # writing in place, a process stopped while features.npz was written left a new utterances.csv beside a
+    # truncated archive. Only the instant between the two renames can still mix an old and a new file.
+    staged = {name: out / f".{name}.partial-{os.getpid()}" for name in (CSV_FILE, NPZ_FILE)}
+    try:
+        pd.DataFrame(cols).to_csv(staged[CSV_FILE], index=False, lineterminator="\n")
+        _write_npz(staged[NPZ_FILE], arrays)
+        for path in staged.values():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+        for name, path in staged.items():
+            os.replace(path, out / name)
+    finally:
+        for path in staged.values():
+            path.unlink(missing_ok=True)
     return out

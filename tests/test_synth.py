@@ -91,3 +91,33 @@ def test_bad_arguments(tmp_path: Path) -> None:
             make_synthetic(tmp_path, n_train=bad)
     with pytest.raises(ValueError):
         make_synthetic(tmp_path, conflict_frac=1.5)
+
+
+def test_an_interrupted_overwrite_leaves_the_dataset_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """synth --overwrite wrote in place: stopped while features.npz was written, it left a new
+    utterances.csv beside a truncated archive (and said "nothing was written")."""
+    from models import dataset_writer
+
+    data = make_synthetic(tmp_path / "ds", n_train=20, n_valid=5, n_test=5, seed=1)
+    before = _files(data)
+    real = dataset_writer._write_npz
+
+    def cut_short(path: Path, arrays: dict) -> None:
+        real(path, arrays)
+        path.write_bytes(path.read_bytes()[:100])  # as far as it got
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dataset_writer, "_write_npz", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        make_synthetic(data, n_train=20, n_valid=5, n_test=5, seed=2, overwrite=True)
+    assert _files(data) == before  # no partial file left either
+    monkeypatch.setattr(dataset_writer, "_write_npz", real)
+    make_synthetic(data, n_train=20, n_valid=5, n_test=5, seed=2, overwrite=True)
+    fresh = make_synthetic(tmp_path / "fresh", n_train=20, n_valid=5, n_test=5, seed=2)
+    assert _files(data) == _files(fresh)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
