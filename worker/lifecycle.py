@@ -254,13 +254,16 @@ class JobStore(JobRecords):
         return True
 
     # start (and retry) -------------------------------------------------------------------------------
-    def start(self, job: dict[str, Any], max_attempts: int, token: str, lease_s: float) -> bool:
+    def start(
+        self, job: dict[str, Any], max_attempts: int, token: str, lease_s: float, delivery: str | None = None
+    ) -> bool:
         """Move the job to running for this delivery, holding its lease under ``token``; False when it must
         not run (cancelled, out of attempts, or held by a live delivery, which this one must leave alone).
 
         A delivery of a job that is running without a live lease comes after its worker was lost: it runs
         again from scratch, as the next attempt, until ``max_attempts`` deliveries have been made. The lease
-        lasts ``lease_s`` and is renewed by the worker's heartbeat (worker/leases.py)."""
+        lasts ``lease_s`` and is renewed by the worker's heartbeat (worker/leases.py). ``delivery``, the
+        Celery task id, is kept so the worker can tell its attempt apart when it kills it (``killed``)."""
         job_id, attempts = job["id"], job.get("attempts") or 0
         now = time.time()
         held_by = job.get("lease_token") or ""
@@ -292,12 +295,32 @@ class JobStore(JobRecords):
                 started_at=now,
                 worker=socket.gethostname(),
                 worker_pid=os.getpid(),
+                delivery=delivery,
                 error=note,
                 stage=None,
                 epoch=None,
                 progress=0.0,
                 lease_token=token,
                 lease_until=self.redis_now() + lease_s,
+            )
+        )
+
+    def killed(self, job_id: str, delivery: str, reason: str) -> bool:
+        """The attempt of task ``delivery`` was killed (Celery's hard time limit): the job fails with
+        ``reason`` now, where it would otherwise wait for its lease to expire and be trained again as if its
+        worker had been lost. Nothing changes when another delivery holds the job by now."""
+        job = self.get(job_id)
+        if job is None or job["state"] != RUNNING or job.get("delivery") != delivery:
+            return False
+        return bool(
+            self.transition(
+                job_id,
+                (RUNNING,),
+                expect_token=job.get("lease_token") or "",  # unless another attempt took it meanwhile
+                state=FAILED,
+                finished_at=time.time(),
+                lease_until=None,
+                error=reason,
             )
         )
 

@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from billiard.exceptions import TimeLimitExceeded
 from celery import shared_task
-from celery.signals import worker_init, worker_process_init, worker_ready
+from celery.signals import task_failure, worker_init, worker_process_init, worker_ready
 from redis.exceptions import RedisError
 
 from api_schemas.jobs import JobState
@@ -170,14 +171,19 @@ def _published_run(
     return json_safe(run.metrics)  # as the card has them: a metric that is not finite is left out below
 
 
-def run_job(job_id: str, jobs: JobStore, store: ArtifactStore, settings: Settings) -> str:
-    """Run one delivery of job ``job_id``; returns the job's state afterwards."""
+def run_job(
+    job_id: str, jobs: JobStore, store: ArtifactStore, settings: Settings, delivery: str | None = None
+) -> str:
+    """Run one delivery of job ``job_id`` (``delivery``: its Celery task id); returns the job's state
+    afterwards."""
     job = jobs.get(job_id)
     if job is None:
         log.warning("job %s has no record; dropping the message", job_id)
         return "missing"
     token = new_token()
-    if is_final(job["state"]) or not jobs.start(job, settings.job_max_attempts, token, settings.job_lease_s):
+    if is_final(job["state"]) or not jobs.start(
+        job, settings.job_max_attempts, token, settings.job_lease_s, delivery
+    ):
         return (jobs.get(job_id) or job)["state"]
     with Heartbeat(jobs, job_id, token, settings.job_heartbeat_s, settings.job_lease_s) as beat:
         end = _attempt(job, jobs, store, settings, beat)
@@ -279,10 +285,35 @@ def _sweep(**_: object) -> None:
 def train_job(job_id: str) -> dict[str, str]:
     jobs, store = _context()
     try:
-        state = run_job(job_id, jobs, store, get_settings())
+        state = run_job(job_id, jobs, store, get_settings(), train_job.request.id)
     finally:
         _release_memory()
     return {"job_id": job_id, "state": state}
+
+
+@task_failure.connect
+def _killed_at_the_time_limit(
+    sender: object = None, task_id: str = "", exception: BaseException | None = None, args: Any = (), **_: Any
+) -> None:
+    """In the worker's main process, as it kills a job's process at JOB_TIME_LIMIT (the job went on past the
+    soft limit: a call that never returns): the job fails now, naming the limit, instead of waiting for its
+    lease to expire and training again as if its worker had been lost."""
+    if (
+        getattr(sender, "name", None) != TRAIN_TASK
+        or not isinstance(exception, TimeLimitExceeded)
+        or not args
+    ):
+        return
+    settings = get_settings()
+    reason = (
+        f"time limit exceeded: killed at JOB_TIME_LIMIT={settings.job_time_limit} s, as it did not stop at "
+        f"JOB_SOFT_TIME_LIMIT={settings.job_soft_time_limit} s"
+    )
+    try:
+        if JobStore.from_url(settings.redis_url).killed(str(args[0]), task_id, reason):
+            log.error("job %s: %s", args[0], reason)
+    except RedisError as exc:  # the lease then expires and the reaper takes the job back
+        log.warning("job %s killed at the time limit, not recorded: %s", args[0], exc)
 
 
 def _release_memory() -> None:

@@ -44,3 +44,38 @@ def test_soft_time_limit_stops_a_side_by_side_stage_2(tmp_path: Path, synth_dir:
             assert api.wait(short["id"], timeout=60, poll=0.1)["state"] == "succeeded"
     finally:
         stack.stop()
+
+
+def test_a_job_killed_at_the_hard_time_limit_fails_naming_it(tmp_path: Path, synth_dir: Path) -> None:
+    """A job that does not stop at the soft limit (here: its process stopped, as a call that never returns
+    would leave it) was killed at JOB_TIME_LIMIT with its record left running and no reason: its lease ran out
+    and it trained again from scratch, as if its worker had been lost, taking twice the limit."""
+    import os
+    import signal
+
+    from worker.lifecycle import JobStore
+
+    _need_redis()
+    env = {"WORKER_TORCH_THREADS": "1", "JOB_SOFT_TIME_LIMIT": "2", "JOB_TIME_LIMIT": "5"}
+    stack = LocalStack(tmp_path / "stack", extra_env=env)
+    try:
+        stack.start()
+        records = JobStore.from_url(stack.redis_url)
+        with LabelClient(stack.url, timeout=30, api_key=stack.api_key) as api:
+            dataset = api.upload(synth_dir)["id"]
+            long = api.submit(dataset, "mug", 1, {**TINY, "meta_epochs": 1000})
+            deadline = time.monotonic() + 60
+            while (record := records.get(long["id"]))["state"] != "running" or not record.get("worker_pid"):
+                assert time.monotonic() < deadline, record
+                time.sleep(0.1)
+            os.kill(record["worker_pid"], signal.SIGSTOP)  # deaf to the soft limit from now on
+            job = api.wait(long["id"], timeout=30, poll=0.2)
+            assert job["state"] == "failed", job
+            limits = "killed at JOB_TIME_LIMIT=5 s, as it did not stop at JOB_SOFT_TIME_LIMIT=2 s"
+            assert job["error"] == f"time limit exceeded: {limits}", job
+            assert job["attempts"] == 1
+            short = api.submit(dataset, "mug", 2, TINY)  # the worker's pool took a new process
+            assert api.wait(short["id"], timeout=60, poll=0.1)["state"] == "succeeded"
+            assert api.job(long["id"])["state"] == "failed"  # and the reaper did not take it back
+    finally:
+        stack.stop()
