@@ -44,6 +44,7 @@ FLOAT_FIELDS = (
     "first_progress_at",
     "lease_until",
     "heartbeat_at",
+    "sent_at",
     "model_deleted_at",
 )
 # Lua: the owner's set of active jobs, and leaving both active sets when a state is final

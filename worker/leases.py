@@ -10,6 +10,9 @@ nonce) and an expiry in Redis's clock; ``JobStore.start`` (worker/lifecycle.py) 
 - ``reap_expired``: the API, every MAINTENANCE_INTERVAL_S, takes back the running jobs whose lease expired
   (their worker died whole, or their host was lost): re-queued with a new message, cancelled when that was
   asked, or failed after the last attempt.
+- ``resend_unsent``: as often, the queued jobs whose message was never sent (the API, or the reaper, died
+  between the record and the message) are sent one.
+- ``fail_killed``: the worker's main process fails the job whose attempt it kills at the hard time limit.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
+from api_schemas.jobs import JobState
 from worker.job_records import LUA_FINAL, PREFIX, QUEUED, RUNNING, JobRecords
 
 if TYPE_CHECKING:
@@ -147,6 +151,8 @@ redis.call('HSET', KEYS[1], 'state', state, 'error', error, 'lease_token', '', '
 if state ~= 'queued' then
   redis.call('HSET', KEYS[1], 'finished_at', ARGV[3])
   leave_active(ARGV[4], ARGV[5], KEYS[1])
+else  -- its new message is still to be sent (resend_unsent), and the lost attempt's progress is no more
+  redis.call('HSET', KEYS[1], 'sent_at', '', 'stage', '', 'epoch', '', 'progress', '0')
 end
 return state
 """
@@ -173,3 +179,37 @@ def reap_expired(
         log.warning("job %s: lease expired (worker lost); now %s", job["id"], state)
         if state == QUEUED:
             jobs.enqueue(job["id"], send(job["id"]))  # a send that fails fails the job
+
+
+def resend_unsent(jobs: JobStore, grace_s: float, send: Callable[[str], Callable[[], object]]) -> list[str]:
+    """Send the message of every job queued ``grace_s`` ago or more with none recorded as sent (``sent_at``,
+    ``JobStore.enqueue``): nothing else would ever run it. A job whose message was sent after all but not
+    recorded so gets a second one, which its worker drops (``JobStore.start``). Returns their ids."""
+    resent = []
+    cutoff = time.time() - grace_s
+    for job in jobs.active():
+        if job["state"] == QUEUED and not job.get("sent_at") and (job.get("updated_at") or 0) < cutoff:
+            log.warning("job %s: queued with no message sent; sending it", job["id"])
+            jobs.enqueue(job["id"], send(job["id"]))
+            resent.append(job["id"])
+    return resent
+
+
+def fail_killed(jobs: JobStore, job_id: str, delivery: str, reason: str) -> bool:
+    """The attempt of Celery task ``delivery`` was killed (the hard time limit): the job fails with ``reason``
+    now, where it would otherwise wait for its lease to expire and be trained again as if its worker had been
+    lost. Nothing changes when another delivery holds the job by now."""
+    job = jobs.get(job_id)
+    if job is None or job["state"] != RUNNING or job.get("delivery") != delivery:
+        return False
+    return bool(
+        jobs.transition(
+            job_id,
+            (RUNNING,),
+            expect_token=job.get("lease_token") or "",  # unless another attempt took it meanwhile
+            state=JobState.failed.value,
+            finished_at=time.time(),
+            lease_until=None,
+            error=reason,
+        )
+    )

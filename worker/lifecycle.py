@@ -2,7 +2,9 @@
 
     claim     POST /v1/jobs: one job per training run (its fingerprint) and per Idempotency-Key, both
               within one API key's space; the key's quotas of queued and in-flight jobs are checked here
-    queue     the record is created ``queued``, then the task is sent; a send that fails fails the job
+    queue     the record is created ``queued``, then the task is sent; a send that fails fails the job; a job
+              queued JOB_LEASE_S ago with no message sent (the API died between the two) is sent again
+              (``resend_unsent`` in worker/leases.py)
     start     a worker takes a delivery: ``running``, one more attempt, and a lease (a token and an expiry)
               that its heartbeat renews every JOB_HEARTBEAT_S; a delivery of a job whose lease is still held
               is dropped, one whose lease expired (or whose holder died on this host) is a retry after a
@@ -15,7 +17,8 @@
               whole, or its host was lost) is re-queued with a new message, or failed after the last attempt
               (``reap_expired`` in worker/leases.py)
     finish    ``succeeded``, ``failed`` or ``cancelled`` by the lease holder only, retried while Redis is
-              unreachable
+              unreachable; ``failed`` by the worker's main process when it kills the attempt at the hard
+              time limit (``fail_killed`` in worker/leases.py)
     forget    DELETE /v1/models/{id}: a succeeded job whose model (its run) its owner deleted stays
               ``succeeded`` with ``model_deleted_at`` and no ``model_id``, and its fingerprint no longer
               points at it, so the same request trains again
@@ -237,8 +240,8 @@ class JobStore(JobRecords):
 
     # queue -------------------------------------------------------------------------------------------
     def enqueue(self, job_id: str, send: Callable[[], object]) -> bool:
-        """``send()`` the new job's task message. When the broker cannot take it the job fails at once
-        (nothing would ever run it) and the answer is False."""
+        """``send()`` the new job's task message and record when (``sent_at``; ``resend_unsent``). When the
+        broker cannot take it the job fails at once (nothing would ever run it) and the answer is False."""
         try:
             send()
         except Exception as exc:
@@ -251,6 +254,10 @@ class JobStore(JobRecords):
                 error="could not enqueue: broker unreachable",
             )
             return False
+        try:
+            self.r.hset(self.key(job_id), "sent_at", repr(time.time()))
+        except redis.RedisError as exc:  # sent all the same: resend_unsent sends a second, which is dropped
+            log.warning("job %s: sent, but not recorded as sent: %s", job_id, exc)
         return True
 
     # start (and retry) -------------------------------------------------------------------------------
@@ -263,7 +270,7 @@ class JobStore(JobRecords):
         A delivery of a job that is running without a live lease comes after its worker was lost: it runs
         again from scratch, as the next attempt, until ``max_attempts`` deliveries have been made. The lease
         lasts ``lease_s`` and is renewed by the worker's heartbeat (worker/leases.py). ``delivery``, the
-        Celery task id, is kept so the worker can tell its attempt apart when it kills it (``killed``)."""
+        Celery task id, is kept so the worker can tell its attempt when it kills it (``fail_killed``)."""
         job_id, attempts = job["id"], job.get("attempts") or 0
         now = time.time()
         held_by = job.get("lease_token") or ""
@@ -302,25 +309,6 @@ class JobStore(JobRecords):
                 progress=0.0,
                 lease_token=token,
                 lease_until=self.redis_now() + lease_s,
-            )
-        )
-
-    def killed(self, job_id: str, delivery: str, reason: str) -> bool:
-        """The attempt of task ``delivery`` was killed (Celery's hard time limit): the job fails with
-        ``reason`` now, where it would otherwise wait for its lease to expire and be trained again as if its
-        worker had been lost. Nothing changes when another delivery holds the job by now."""
-        job = self.get(job_id)
-        if job is None or job["state"] != RUNNING or job.get("delivery") != delivery:
-            return False
-        return bool(
-            self.transition(
-                job_id,
-                (RUNNING,),
-                expect_token=job.get("lease_token") or "",  # unless another attempt took it meanwhile
-                state=FAILED,
-                finished_at=time.time(),
-                lease_until=None,
-                error=reason,
             )
         )
 

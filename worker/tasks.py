@@ -27,7 +27,7 @@ from worker import textmodels
 from worker.app import TRAIN_TASK
 from worker.artifacts import ArtifactStore, json_safe, storage_problem
 from worker.job_records import finite, flat_metrics, until_redis_answers
-from worker.leases import Heartbeat, new_token
+from worker.leases import Heartbeat, fail_killed, new_token
 from worker.lifecycle import JobStore, is_final
 from worker.settings import Settings, get_settings
 
@@ -310,7 +310,7 @@ def _killed_at_the_time_limit(
         f"JOB_SOFT_TIME_LIMIT={settings.job_soft_time_limit} s"
     )
     try:
-        if JobStore.from_url(settings.redis_url).killed(str(args[0]), task_id, reason):
+        if fail_killed(JobStore.from_url(settings.redis_url), str(args[0]), task_id, reason):
             log.error("job %s: %s", args[0], reason)
     except RedisError as exc:  # the lease then expires and the reaper takes the job back
         log.warning("job %s killed at the time limit, not recorded: %s", args[0], exc)

@@ -87,6 +87,8 @@ def test_lost_worker_job_is_requeued_and_trained_again(
     requeued = wait_for(api, job, lambda j: j["state"] != "running", LEASE_S + MAINTENANCE_S + 15)
     took = time.monotonic() - killed
     assert requeued["state"] == "queued" and "lost with its worker" in requeued["error"], requeued
+    # the lost attempt's progress goes with it (it showed "queued pretrain 134/150 18%")
+    assert (requeued["stage"], requeued["epoch"], requeued["progress"]) == (None, None, 0.0), requeued
     assert took < 60, took  # within a minute (here: the lease, 4 s, plus a maintenance round)
     # a resubmission gets the re-queued job, which the next worker trains as its second attempt
     assert api.submit(dataset, "mug", 1, LONG)["id"] == job
@@ -116,3 +118,26 @@ def test_cancel_of_a_job_nobody_trains_ends_it_at_once(
     again = api.submit(api.upload(synth_dir)["id"], "mug", 2, TINY)
     assert again["id"] != job
     assert api.wait(again["id"], timeout=120, poll=0.1)["state"] == "succeeded"
+
+
+def test_a_job_queued_without_its_message_is_sent_one(
+    stack: LocalStack, api: LabelClient, synth_dir: Path
+) -> None:
+    """The API process died between writing a job's record and sending its message: the job stayed queued
+    for ever (no message in the queue, the worker idle), its resubmission returned it and its dataset could
+    not be deleted. Such a job is sent its message within JOB_LEASE_S + MAINTENANCE_INTERVAL_S."""
+    from worker.lifecycle import JobStore
+
+    dataset = api.upload(synth_dir)["id"]
+    sent = api.submit(dataset, "copy", 3, TINY)
+    assert api.wait(sent["id"], timeout=120, poll=0.1)["state"] == "succeeded"
+    records = JobStore.from_url(stack.redis_url)
+    spec = {
+        k: v
+        for k, v in records.get(sent["id"]).items()
+        if k in ("owner", "dataset_id", "strategy", "preset", "hyperparameters", "overrides", "code_version")
+    }
+    job_id, created = records.claim({**spec, "seed": 4})  # the record, and then the API is gone
+    assert created and records.get(job_id)["state"] == "queued" and not records.get(job_id).get("sent_at")
+    done = wait_for(api, job_id, lambda j: j["state"] in ("succeeded", "failed", "cancelled"), 120)
+    assert done["state"] == "succeeded" and done["attempts"] == 1, done
