@@ -11,6 +11,7 @@ from models import cli_commands as commands
 from models.cli_args import add_version_option, label_range, run_directory, seed_value, thread_count
 from models.config import PRESETS, HyperparameterError
 from models.dataset import DatasetError
+from models.interrupts import exit_status, signals_unwind
 
 DEFAULT_SEEDS = "1111,1112,1113,1114,1115"
 
@@ -190,8 +191,24 @@ def requested_threads(args: argparse.Namespace) -> int | None:
     return before if after is None else after
 
 
+# What an interrupted command leaves: nothing, as every command writes its outputs whole at the end; a
+# comparison keeps the runs it finished, from which the same command resumes.
+INTERRUPTED = {"compare": "interrupted; the runs it finished are kept, and the same command resumes"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The ``unilabel`` command. Ctrl-C, SIGTERM and SIGHUP unwind alike (a run's staging folder removed),
+    ending with one line and the exit status 128 + the signal's number."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    with signals_unwind():
+        try:
+            return _run(argv)
+        except KeyboardInterrupt as exc:  # while the library loaded, before the command ran
+            print("unilabel: interrupted", file=sys.stderr)
+            return exit_status(exc)
+
+
+def _run(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -218,9 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     except Cancelled:
         print(f"unilabel {args.command}: cancelled", file=sys.stderr)
         return 130
-    except KeyboardInterrupt:
-        print(f"unilabel {args.command}: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        said = INTERRUPTED.get(args.command, "interrupted; nothing was written")
+        print(f"unilabel {args.command}: {said}", file=sys.stderr)
+        return exit_status(exc)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from models.interrupts import exit_status, signals_ignored, signals_unwind
 
 REPO = Path(__file__).resolve().parents[1]
 REDIS_CONF = REPO / "docker" / "redis.conf"
@@ -258,51 +259,17 @@ class LocalStack:
             self.stop_process(name)
 
 
-UNWINDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised in the main thread so that the program unwinds as on Ctrl-C."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def _raise_interrupted(signum: int, _frame: object) -> None:
-    raise Interrupted(signum)
-
-
 def run_interruptible(main: Callable[[], int]) -> int:
-    """``main()`` with SIGTERM and SIGHUP unwinding like Ctrl-C: Python's default for them ends the process at
-    once, skipping every ``finally`` (running_stack's stop, a TemporaryDirectory's removal), which would leave
-    the stack's processes running and their files behind. An interrupt ends with one line on stderr, not a
-    traceback, and the exit status 128 + the signal's number."""
-    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in UNWINDING_SIGNALS}
-    try:
-        return main()
-    except KeyboardInterrupt as exc:
-        signum = getattr(exc, "signum", signal.SIGINT)
-        print(f"interrupted ({signal.Signals(signum).name}); stopped and cleaned up", file=sys.stderr)
-        return 128 + signum
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-@contextmanager
-def signals_ignored() -> Iterator[None]:
-    """Ctrl-C, SIGTERM and SIGHUP ignored meanwhile (main thread only: only it may set handlers), so that a
-    second one cannot cut a shutdown short and leave processes behind."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, *UNWINDING_SIGNALS)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    """``main()`` with SIGTERM and SIGHUP unwinding like Ctrl-C (models.interrupts), so that running_stack's
+    stop and a TemporaryDirectory's removal run. An interrupt ends with one line on stderr, not a traceback,
+    and the exit status 128 + the signal's number."""
+    with signals_unwind():
+        try:
+            return main()
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            print(f"interrupted ({signal.Signals(signum).name}); stopped and cleaned up", file=sys.stderr)
+            return exit_status(exc)
 
 
 @contextmanager

@@ -40,9 +40,10 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from models.interrupts import UNWINDING_SIGNALS, signals_ignored  # noqa: E402
 from remote.client import DEFAULT_URL as DEFAULT_CLIENT_URL  # noqa: E402
 from remote.client import STRATEGY_HELP, LabelClient, _parse_hp, add_set_argument, run_all  # noqa: E402
-from remote.localstack import UNWINDING_SIGNALS, LocalStack, free_port, signals_ignored  # noqa: E402
+from remote.localstack import LocalStack, free_port  # noqa: E402
 
 DEFAULT_DIR = REPO / ".stack"
 # the actions that read each option (args' names); status and down read --dir only

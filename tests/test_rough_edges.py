@@ -579,3 +579,32 @@ def test_the_librarys_bad_arguments_are_named(small_synth: Path, tmp_path: Path)
         with pytest.raises(ValueError) as raised:
             model.predict_batch(features)
         assert str(raised.value) == message
+
+
+def test_sigterm_unwinds_train_as_ctrl_c_does(small_synth: Path, tmp_path: Path) -> None:
+    """SIGTERM (or a closed terminal's SIGHUP) ended `unilabel train` at once, silently (status 143), its
+    staging folder left beside --out for good; now it unwinds as Ctrl-C does: the run it replaces stays as it
+    was, nothing is left behind, and one line says so."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    short = ["--strategy", "copy", "--quiet", "--set", "multitask_max_epochs=1"]
+    assert main(["train", str(small_synth), "--out", str(run), *short]) == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    cmd = [sys.executable, "-m", "models.cli", "train", str(small_synth), "--out", str(run), "--overwrite"]
+    cmd += ["--strategy", "mug", "--set", "pretrain_epochs=1000"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # a line at every tenth of a stage: training is under way
+        if line.startswith("pretrain"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    said = proc.stderr.read()
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert said.strip().splitlines()[-1] == "unilabel train: interrupted; nothing was written", said
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no .run.partial-PID left

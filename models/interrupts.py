@@ -1,0 +1,53 @@
+"""SIGTERM and SIGHUP unwinding like Ctrl-C. Python's default for them ends the process at once, skipping
+every ``finally``: a training run's staging folder, a stack's processes, a temporary folder stay behind."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+UNWINDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread so that the program unwinds as on Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    raise Interrupted(signum)
+
+
+def exit_status(interrupt: KeyboardInterrupt) -> int:
+    """128 + the signal's number, as a shell reports a process ended by it (130 for Ctrl-C)."""
+    return 128 + getattr(interrupt, "signum", signal.SIGINT)
+
+
+@contextmanager
+def _handlers(signals: tuple[int, ...], handler: Any) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def signals_unwind() -> AbstractContextManager[None]:
+    """Meanwhile SIGTERM and SIGHUP raise ``Interrupted`` (a KeyboardInterrupt) in the main thread."""
+    return _handlers(UNWINDING_SIGNALS, _raise_interrupted)
+
+
+def signals_ignored() -> AbstractContextManager[None]:
+    """Ctrl-C, SIGTERM and SIGHUP ignored meanwhile, so that a second one cannot cut a shutdown short and
+    leave processes behind."""
+    return _handlers((signal.SIGINT, *UNWINDING_SIGNALS), signal.SIG_IGN)
