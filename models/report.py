@@ -265,10 +265,11 @@ def publish_dir(
     else:
         try:
             os.rename(staging, out)
-        except OSError:
-            if out.exists():
+        except OSError as err:
+            if out.is_dir() and any(out.iterdir()):  # another writer published first
                 return False
-            raise
+            why = "it is a mount point" if os.path.ismount(out) else err.strerror
+            raise OSError(err.errno, f"{out}: cannot be replaced by the finished folder: {why}") from None
     _fsync_dir(out.parent)
     return True
 

@@ -4,6 +4,7 @@ model.json and model.safetensors are written by models.pipeline.train)."""
 
 from __future__ import annotations
 
+import errno
 import numbers
 import os
 import re
@@ -67,6 +68,10 @@ def staging_dir(out: Path, overwrite: bool, dataset_root: Path | None = None) ->
         here = out.resolve()
         if dataset_root is not None and here in (root := dataset_root.resolve(), *root.parents):
             raise FileExistsError(f"out: {out} holds the dataset being trained on ({dataset_root})")
+    if os.path.ismount(out):  # said now, not after the training: a run is published by a rename over it
+        raise OSError(
+            errno.EBUSY, f"out: {out} is a mount point, which a run cannot replace; give a folder in it"
+        )
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

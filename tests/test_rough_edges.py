@@ -608,3 +608,33 @@ def test_sigterm_unwinds_train_as_ctrl_c_does(small_synth: Path, tmp_path: Path)
     assert said.strip().splitlines()[-1] == "unilabel train: interrupted; nothing was written", said
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no .run.partial-PID left
+
+
+def test_an_out_folder_a_run_cannot_replace_is_named_so(
+    small_synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """--out on an empty mount point (or an empty folder the user may not rename, in a sticky /tmp) trained
+    the whole run, then said "was written by another process meanwhile"."""
+    import os
+
+    from models.report import publish_dir
+
+    out = tmp_path / "mnt"
+    out.mkdir()
+    real = os.path.ismount
+    monkeypatch.setattr(os.path, "ismount", lambda p: Path(p) == out or real(p))
+    short = ["--strategy", "copy", "--quiet", "--set", "multitask_max_epochs=1"]
+    assert main(["train", str(small_synth), "--out", str(out), *short]) == 2
+    said = capsys.readouterr().err
+    assert f"out: {out} is a mount point, which a run cannot replace; give a folder in it" in said, said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnt"]  # refused before any training
+    monkeypatch.setattr(os.path, "ismount", real)
+
+    def refused(src: object, dst: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    staging = tmp_path / ".mnt.partial-1"
+    staging.mkdir()
+    monkeypatch.setattr(os, "rename", refused)
+    with pytest.raises(OSError, match="mnt: cannot be replaced by the finished folder: Operation not perm"):
+        publish_dir(staging, out)
