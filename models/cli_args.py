@@ -101,10 +101,21 @@ def seed_value(text: str) -> int:
 
 
 def file_to_write(value: str | None) -> Path | None:
-    """--out as a file path, refused before any work when it names a folder."""
-    if value is not None and Path(value).is_dir():
+    """--out as a file path, refused before any work when it names a folder or cannot be written (a part of
+    the path is a file; the nearest folder that exists is read-only)."""
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_dir():
         raise ValueError(f"--out {value}: is a folder; give the path of a file to write")
-    return None if value is None else Path(value)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"--out {value}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {value}: {folder} cannot be written (read-only, or not yours)")
+    return path
 
 
 def parse_override(text: str) -> tuple[str, Any]:

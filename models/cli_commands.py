@@ -196,8 +196,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from models.report import write_csv_atomic
     from models.trained_model import TrainedModel
 
-    out = file_to_write(args.out) or Path(args.run) / "predictions-new.csv"
+    out = file_to_write(args.out)
     model = TrainedModel.load(args.run, device=args.device, text_model=args.text_model)
+    out = out or file_to_write(str(Path(args.run) / "predictions-new.csv"))  # checked before predicting
     ds = load_dataset(args.data, rho=model.info["rho"], for_training=False)
     try:
         frame = model.predict_dataset(ds)

@@ -214,8 +214,16 @@ def _atomic_write(
     target = Path(path)
     if target.is_dir():
         raise IsADirectoryError(f"{target}: is a folder; give the path of a file to write")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as err:  # named as the caller gave it, not as the hidden temp file beside it
+        why = (
+            "a part of that path is a file"
+            if isinstance(err, FileExistsError | NotADirectoryError)
+            else err.strerror
+        )
+        raise OSError(err.errno, f"{target}: cannot be written: {why}") from None
     try:
         with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             write(fh)

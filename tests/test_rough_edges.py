@@ -638,3 +638,22 @@ def test_an_out_folder_a_run_cannot_replace_is_named_so(
     monkeypatch.setattr(os, "rename", refused)
     with pytest.raises(OSError, match="mnt: cannot be replaced by the finished folder: Operation not perm"):
         publish_dir(staging, out)
+
+
+def test_predict_checks_where_it_writes_before_predicting(
+    small_synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`predict --out afile/p.csv` said "afile: File exists", and a read-only folder was named by the hidden
+    temp file beside the output (".p.csv.h401n53j.tmp: Read-only file system"), after the predictions."""
+    from models.report import write_csv_atomic
+
+    run = tmp_path / "run"
+    short = ["--strategy", "copy", "--quiet", "--set", "multitask_max_epochs=1"]
+    assert main(["train", str(small_synth), "--out", str(run), *short]) == 0
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    capsys.readouterr()
+    assert main(["predict", str(run), str(small_synth), "--out", str(afile / "p.csv")]) == 2
+    assert f"--out {afile / 'p.csv'}: {afile} is a file, not a folder" in capsys.readouterr().err
+    with pytest.raises(OSError, match=r"p.csv: cannot be written: a part of that path is a file"):
+        write_csv_atomic(afile / "sub" / "p.csv", pd.DataFrame({"a": [1]}))
