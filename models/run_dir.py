@@ -5,6 +5,7 @@ model.json and model.safetensors are written by models.pipeline.train)."""
 from __future__ import annotations
 
 import errno
+import glob
 import numbers
 import os
 import re
@@ -51,8 +52,19 @@ def is_run_dir(path: Path) -> bool:
     return (path / "config.json").is_file() and (path / "model.json").is_file()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        pass
+    return True
+
+
 def staging_dir(out: Path, overwrite: bool, dataset_root: Path | None = None) -> Path:
-    """A fresh folder beside ``out`` to write the run into; FileExistsError if ``out`` holds files and
+    """A fresh folder beside ``out`` to write the run into (removing those that runs into ``out`` whose
+    process is gone left there); FileExistsError if ``out`` holds files and
     ``overwrite`` is false. ``overwrite`` replaces a run directory only, never one that holds the dataset
     (``dataset_root``): publishing removes what ``out`` held, so any other folder would be lost."""
     if out.exists() and any(out.iterdir()):
@@ -75,7 +87,10 @@ def staging_dir(out: Path, overwrite: bool, dataset_root: Path | None = None) ->
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(staging, ignore_errors=True)
+        for left in out.parent.glob(f".{glob.escape(out.name)}.partial-*"):  # runs into out killed (kill -9)
+            pid = left.name.rpartition("-")[2]
+            if left == staging or (pid.isdigit() and not _alive(int(pid))):
+                shutil.rmtree(left, ignore_errors=True)
         staging.mkdir()
     except OSError as err:  # named as the user gave it, not as the hidden staging folder beside it
         # with exist_ok, mkdir's "File exists" means a part of the path is a file

@@ -657,3 +657,24 @@ def test_predict_checks_where_it_writes_before_predicting(
     assert f"--out {afile / 'p.csv'}: {afile} is a file, not a folder" in capsys.readouterr().err
     with pytest.raises(OSError, match=r"p.csv: cannot be written: a part of that path is a file"):
         write_csv_atomic(afile / "sub" / "p.csv", pd.DataFrame({"a": [1]}))
+
+
+def test_a_run_removes_what_killed_runs_into_its_folder_left(small_synth: Path, tmp_path: Path) -> None:
+    """`kill -9` of `unilabel train --out run` left .run.partial-PID beside it for good (the whole run when it
+    came while the files were written); the next run into the same folder removes those whose process is
+    gone, and leaves a live one's alone."""
+    import os
+    import subprocess
+    import sys
+
+    dead_pid = subprocess.Popen([sys.executable, "-c", "pass"])  # its pid is free once it ended
+    dead_pid.wait()
+    dead = tmp_path / f".run.partial-{dead_pid.pid}"
+    live = tmp_path / f".run.partial-{os.getppid()}"
+    other = tmp_path / f".other.partial-{dead_pid.pid}"
+    for folder in (dead, live, other):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"x" * 100)
+    short = ["--strategy", "copy", "--quiet", "--set", "multitask_max_epochs=1"]
+    assert main(["train", str(small_synth), "--out", str(tmp_path / "run"), *short]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "run"])
