@@ -64,6 +64,8 @@ PID_FILE, URL_FILE, REDIS_FILE = "stack.pid", "stack.url", "redis.url"  # in --d
 KEY_FILE = "api-key"  # in --dir: the stack's API key, kept across runs
 PAGE_HINT = "(datasets, jobs, models, label reports; upload a dataset and start a job there too)"
 DETACH_TIMEOUT = 300.0  # seconds `up --detach` waits for the API (the worker imports torch first)
+SUPERVISE_EVERY_S = 2.0  # how often the stack looks for a process of it that ended
+RESTART_BACKOFF_S = 30.0  # after a start that failed
 STOP_TIMEOUT = 120.0  # seconds `down` waits (LocalStack.stop escalates to SIGKILL well within it)
 
 
@@ -186,19 +188,62 @@ def _already(root: Path, state: tuple[int, str]) -> int:
     return 1
 
 
+def supervise(stack: LocalStack) -> None:
+    """Until interrupted: a process of the stack that ended (killed, crashed) is started again, Redis before
+    the others, as they need it; a start that fails is tried again after RESTART_BACKOFF_S. Left alone, a
+    dead worker left jobs queued for good while `status` said "running"."""
+    starters = {"redis": stack.start_redis, "worker": stack.start_worker, "api": stack.start_api}
+    while True:
+        time.sleep(SUPERVISE_EVERY_S)
+        for name, start in starters.items():
+            proc = stack.procs.get(name)
+            if proc is None or proc.poll() is None:
+                continue
+            log = stack.root / "logs" / f"{name}.log"
+            print(
+                f"{name} ended (exit status {proc.returncode}); starting it again (its log: {log})",
+                flush=True,
+            )
+            stack.procs.pop(name)
+            try:
+                start()
+            except Exception as exc:  # noqa: BLE001 - said, and tried again
+                print(f"error: {name} did not start again ({exc}); trying again", file=sys.stderr, flush=True)
+                stack.stop_process(name)  # one that started but did not come up in time
+                stack.procs[name] = proc  # still ended: the next round tries again
+                time.sleep(RESTART_BACKOFF_S)
+                break
+
+
+def _readiness(url: str) -> str | None:
+    """None when the API says it is ready (Redis and a worker answer), else why not."""
+    try:
+        answer = httpx.get(f"{url}/readyz", timeout=5)
+    except httpx.HTTPError:
+        return "the API does not answer"
+    if answer.status_code == 200:
+        return None
+    try:
+        return str(answer.json()["error"]["details"][0]["problem"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return f"/readyz answered {answer.status_code}"
+
+
 def status(root: Path) -> int:
-    """Prints whether a stack runs from ``root``; 0 when it does, 3 when not (as LSB init scripts do)."""
+    """Prints whether a stack runs from ``root`` and is ready; 0 when it runs and is ready, 1 when it runs
+    but is not (a process of it is being started again), 3 when it does not run (as LSB init scripts do)."""
     state = running(root)
     if state is None:
         print(f"not running (state in {root})")
         return 3
     pid, url = state
-    note = "" if _answers(url) else "; the API does not answer yet"
+    problem = _readiness(url)
+    note = f"; not ready: {problem}" if problem else ""
     print(f"running at {url} (pid {pid}, docs {url}/docs, state in {root}){note}")
     print(f"API key in {root / KEY_FILE}; for unilabel-remote: {client_env(root, url)}")
     if hint := admin_hint(root):
         print(hint)
-    return 0
+    return 1 if problem else 0
 
 
 def down(root: Path) -> int:
@@ -387,8 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "up" or args.keep:
             stop = command_for("down", stack.root)
             print(f"stack is up; Ctrl-C or SIGTERM (`{stop}`) stops it", flush=True)
-            while True:
-                time.sleep(3600)
+            supervise(stack)
     except KeyboardInterrupt:
         print("\nstopping ...")
     except Exception as exc:  # show the reason, not a traceback, and still stop everything

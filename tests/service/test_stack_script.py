@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -33,6 +34,13 @@ def cmdlines() -> list[str]:
             except OSError:
                 continue
     return out
+
+
+def _is_worker(proc: Path, port: int) -> bool:
+    try:
+        return f"unilabel-{port}@" in (proc / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
 
 
 def test_up_detached_status_down(tmp_path: Path) -> None:
@@ -70,6 +78,19 @@ def test_up_detached_status_down(tmp_path: Path) -> None:
         bob = made.stdout.strip() if made.returncode == 0 else made.stderr
         answer = httpx.get(f"{url}/v1/jobs", headers={"Authorization": f"Bearer {bob}"}, timeout=5)
         assert answer.status_code == 200 and answer.json()["total"] == 0, answer.text
+        # a worker killed outright (its whole process group) is started again, and status says meanwhile
+        # that the stack is not ready (it said "running", status 0, while jobs waited for good)
+        workers = [int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit() and _is_worker(d, port)]
+        os.killpg(min(workers), signal.SIGKILL)  # the main process leads the group the stack gave it
+        deadline = time.monotonic() + 120
+        restarted = "worker ended (exit status -9); starting it again"
+        while restarted not in (root / "logs" / "stack.log").read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        while (status := stack_py(root, "status")).returncode != 0:
+            assert status.returncode == 1 and "; not ready: " in status.stdout, status.stdout
+            assert time.monotonic() < deadline, status.stdout
+            time.sleep(1)
         again = stack_py(root, "up", "--detach", "--port", str(free_port()))
         assert again.returncode == 1 and f"already runs from {root} at {url} (pid {pid})" in again.stderr
         assert f"`python scripts/stack.py down --dir {root}` stops it" in again.stderr
