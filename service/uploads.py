@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from api_schemas.errors import ErrorDetail
 from service.errors import ApiError
@@ -184,6 +184,8 @@ async def receive_upload(
         parser.finalize()
     except MultipartParseError as exc:
         raise ApiError(400, f"malformed multipart body: {exc}", field="body") from None
+    except ClientDisconnect:  # a client that hung up is no server error (it was logged as one, twice)
+        raise ApiError(400, "the client went away before the upload ended", field="body") from None
     finally:
         writer.close()
     if writer._role is not None and writer._role not in writer.upload.sha256:

@@ -457,3 +457,46 @@ def test_every_bad_input_is_named_and_refused(ctx: dict) -> None:
         text = DOC.read_text()
     block = text.partition(BEGIN)[2].partition(END)[0].strip()
     assert block == generated, "docs/reliability.md's table is stale: UPDATE_DOCS=1 pytest " + __file__
+
+
+def test_a_client_that_hangs_up_mid_upload_is_no_server_error(
+    client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that went away mid-upload was logged as an unhandled error, with two tracebacks."""
+    import logging
+
+    key = client.headers["authorization"].encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/datasets",
+        "raw_path": b"/v1/datasets",
+        "root_path": "",
+        "query_string": b"",
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"multipart/form-data; boundary=XyZ"),
+            (b"authorization", key),
+        ],
+    }
+    part = b'--XyZ\r\nContent-Disposition: form-data; name="utterances"; filename="u.csv"\r\n\r\nid,split\r\n'
+    events = [{"type": "http.request", "body": part, "more_body": True}]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return events.pop(0) if events else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    with caplog.at_level(logging.INFO):
+        client.portal.call(client.app, scope, receive, send)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400
+    staging = client.app.state.services.store.tmp
+    assert not staging.exists() or list(staging.iterdir()) == []  # nothing of it kept
