@@ -201,9 +201,9 @@ def train(
         spec = net.spec
         labels = source.final_labels()
         metrics = write_outputs(staging, dataset, net, inputs, dev, labels, train_rows_np)
-        save_file(
-            {k: v.contiguous() for k, v in net.cpu().state_dict().items()}, str(staging / "model.safetensors")
-        )
+        weights = staging / "model.safetensors"
+        save_file({k: v.contiguous() for k, v in net.cpu().state_dict().items()}, str(weights))
+        weights.chmod(0o644)  # safetensors writes 0600; readable as the run's other files are
         timings["total_s"] = time.perf_counter() - started
         model_info = {
             "net_spec": spec.to_json(),

@@ -678,3 +678,12 @@ def test_a_run_removes_what_killed_runs_into_its_folder_left(small_synth: Path, 
     short = ["--strategy", "copy", "--quiet", "--set", "multitask_max_epochs=1"]
     assert main(["train", str(small_synth), "--out", str(tmp_path / "run"), *short]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "run"])
+
+
+def test_a_runs_files_share_one_mode(small_synth: Path, tmp_path: Path) -> None:
+    """model.safetensors was 0600 while the run's other files were 0644: a run copied or served for others
+    to read lacked its weights."""
+    short = ["--strategy", "copy", "--quiet", "--set", "multitask_max_epochs=1"]
+    assert main(["train", str(small_synth), "--out", str(tmp_path / "run"), *short]) == 0
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / "run").iterdir() if p.is_file()}
+    assert set(modes.values()) == {"0o644"}, modes
