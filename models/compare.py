@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from models.config import check_seed, resolve_hyperparameters
 from models.dataset import SPLITS, Dataset
@@ -49,9 +51,8 @@ def compare(
 
     if not isinstance(progress, bool):  # train()'s progress is a function: here it would only mean True
         raise ValueError(f"progress: True or False (a bar over the runs), got {progress!r}")
-    _check_unique("strategies", strategies)
-    _check_unique("seeds", seeds)
-    seeds = [check_seed(seed) for seed in seeds]  # every seed before the first run trains
+    strategies = _unique_list("strategies", strategies)
+    seeds = [check_seed(seed) for seed in _unique_list("seeds", seeds)]  # all before the first run trains
     strats = [get_strategy(name) for name in strategies]  # unknown names fail before any training
     if isinstance(data, Dataset) and rho is not None:
         raise ValueError("rho: a Dataset has its label range; give rho to load_dataset")
@@ -127,16 +128,18 @@ def compare(
     return table
 
 
-def _check_unique(name: str, items: list) -> None:
-    """A list of at least one item and none twice (a seed given twice would count one run twice in the
-    table)."""
-    if isinstance(items, str | bytes) or not isinstance(items, list | tuple):
+def _unique_list(name: str, items: Sequence[Any] | np.ndarray) -> list[Any]:
+    """``items`` as a list of at least one item and none twice (a seed given twice would count one run twice
+    in the table)."""
+    if isinstance(items, str | bytes) or not isinstance(items, Sequence | np.ndarray):
         raise ValueError(f"{name}: a list, got {items!r}")
+    items = list(items)
     if not items:
         raise ValueError(f"{name}: give at least one")
     twice = sorted({str(x) for x in items if items.count(x) > 1})
     if twice:
         raise ValueError(f"{name}: {', '.join(twice)} given more than once")
+    return items
 
 
 def render_tables(summary: dict[str, Any], reference: str | None = None) -> str:

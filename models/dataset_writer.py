@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from models.dataset import CSV_FILE, NPZ_FILE, SUB_LABEL_COLUMNS, ModalityFeatures
+from models.processes import pid_alive
 
 
 def _format_floats(values: np.ndarray) -> list[str]:
@@ -79,8 +80,14 @@ def write_dataset(
         if f.lengths is not None:
             arrays[f"{m}_lengths"] = np.asarray(f.lengths, dtype=np.int64)
     # Both files are written under temporary names and renamed over the old ones only once both are whole:
-    # writing in place, a process stopped while features.npz was written left a new utterances.csv beside a
-    # truncated archive. Only the instant between the two renames can still mix an old and a new file.
+    # written in place, a process stopped mid-write would leave a new utterances.csv beside a truncated
+    # archive. Only the instant between the two renames can still mix an old and a new file. Those that a
+    # writer killed outright left are removed first.
+    for left in out.glob(".*.partial-*"):
+        pid = left.name.rpartition("-")[2]
+        if left.name.startswith((f".{CSV_FILE}.", f".{NPZ_FILE}.")) and pid.isascii() and pid.isdigit():
+            if not pid_alive(int(pid)):
+                left.unlink(missing_ok=True)
     staged = {name: out / f".{name}.partial-{os.getpid()}" for name in (CSV_FILE, NPZ_FILE)}
     try:
         pd.DataFrame(cols).to_csv(staged[CSV_FILE], index=False, lineterminator="\n")

@@ -154,7 +154,7 @@ def dataset_notes(summary: dict[str, Any], preset: str | None = None) -> list[st
     meant."""
     notes = []
     valid = summary["splits"]["valid"]["labeled"]
-    if valid < FEW_VALID_ROWS:
+    if 0 < valid < FEW_VALID_ROWS:  # none at all: training refuses the dataset, saying so
         notes.append(
             f"valid has {valid} labeled rows: the best epoch is chosen on them and every valid figure rests "
             f"on them (an accuracy's standard error can be {0.5 / valid**0.5:.2f}); give valid at least "

@@ -43,8 +43,10 @@ def _handlers(signals: tuple[int, ...], handler: Any) -> Iterator[None]:
 
 
 def signals_unwind() -> AbstractContextManager[None]:
-    """Meanwhile SIGTERM and SIGHUP raise ``Interrupted`` (a KeyboardInterrupt) in the main thread."""
-    return _handlers(UNWINDING_SIGNALS, _raise_interrupted)
+    """Meanwhile SIGTERM and SIGHUP raise ``Interrupted`` (a KeyboardInterrupt) in the main thread; one the
+    process was started ignoring stays ignored (``nohup unilabel train ...`` outlives its terminal)."""
+    ignored = {sig for sig in UNWINDING_SIGNALS if signal.getsignal(sig) is signal.SIG_IGN}
+    return _handlers(tuple(sig for sig in UNWINDING_SIGNALS if sig not in ignored), _raise_interrupted)
 
 
 def signals_ignored() -> AbstractContextManager[None]:

@@ -130,7 +130,7 @@ def train(
     if should_stop is not None and not callable(should_stop):
         raise ValueError(f"should_stop: a function returning True to stop, or None; got {should_stop!r}")
     strat = get_strategy(strategy)
-    check_seed(seed)
+    seed = check_seed(seed)
     hp = resolve_hyperparameters(hyperparameters, rho=dataset.rho, preset=preset)
     dev = resolve_device(device)
     threads = resolve_meta_threads(meta_threads)

@@ -245,6 +245,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _exchanged(staging: Path, out: Path) -> bool:
+    try:
+        return exchange(staging, out)
+    except OSError as err:
+        why = f"cannot be replaced by the finished folder: {err.strerror}"
+        raise OSError(err.errno, f"{out}: {why}") from None
+
+
 def publish_dir(
     staging: str | os.PathLike[str], out: str | os.PathLike[str], *, replace: bool = False
 ) -> bool:
@@ -258,7 +266,7 @@ def publish_dir(
         if path.is_file():
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
-    if replace and out.exists() and exchange(staging, out):
+    if replace and out.exists() and _exchanged(staging, out):
         shutil.rmtree(staging, ignore_errors=True)  # it holds the old run now
     elif replace and out.exists():
         trash = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -269,7 +277,9 @@ def publish_dir(
             if trash.exists() and not out.exists():
                 os.replace(trash, out)
             raise
-        shutil.rmtree(trash, ignore_errors=True)
+        finally:
+            if out.exists():
+                shutil.rmtree(trash, ignore_errors=True)
     else:
         try:
             os.rename(staging, out)

@@ -23,6 +23,7 @@ from models.inputs import TensorInputs
 from models.metrics import metrics_in_range, unimodal_label_agreement
 from models.modalities import LETTER, MODALITIES
 from models.nets import MultimodalNet
+from models.processes import pid_alive
 from models.report import write_csv_atomic, write_json
 from models.stages.common import ProgressEvent
 from models.stages.multitask import predict_rows
@@ -52,16 +53,6 @@ def is_run_dir(path: Path) -> bool:
     return (path / "config.json").is_file() and (path / "model.json").is_file()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        pass
-    return True
-
-
 def staging_dir(out: Path, overwrite: bool, dataset_root: Path | None = None) -> Path:
     """A fresh folder beside ``out`` to write the run into (removing those that runs into ``out`` whose
     process is gone left there); FileExistsError if ``out`` holds files and
@@ -80,7 +71,7 @@ def staging_dir(out: Path, overwrite: bool, dataset_root: Path | None = None) ->
         here = out.resolve()
         if dataset_root is not None and here in (root := dataset_root.resolve(), *root.parents):
             raise FileExistsError(f"out: {out} holds the dataset being trained on ({dataset_root})")
-    if os.path.ismount(out):  # said now, not after the training: a run is published by a rename over it
+    if os.path.ismount(out):  # before training: a run is published by renaming over out, which this refuses
         raise OSError(
             errno.EBUSY, f"out: {out} is a mount point, which a run cannot replace; give a folder in it"
         )
@@ -89,7 +80,7 @@ def staging_dir(out: Path, overwrite: bool, dataset_root: Path | None = None) ->
         out.parent.mkdir(parents=True, exist_ok=True)
         for left in out.parent.glob(f".{glob.escape(out.name)}.partial-*"):  # runs into out killed (kill -9)
             pid = left.name.rpartition("-")[2]
-            if left == staging or (pid.isdigit() and not _alive(int(pid))):
+            if left == staging or (pid.isascii() and pid.isdigit() and not pid_alive(int(pid))):
                 shutil.rmtree(left, ignore_errors=True)
         staging.mkdir()
     except OSError as err:  # named as the user gave it, not as the hidden staging folder beside it

@@ -200,10 +200,9 @@ def supervise(stack: LocalStack) -> None:
             if proc is None or proc.poll() is None:
                 continue
             log = stack.root / "logs" / f"{name}.log"
-            print(
-                f"{name} ended (exit status {proc.returncode}); starting it again (its log: {log})",
-                flush=True,
-            )
+            code = proc.returncode
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+            print(f"{name} ended ({how}); starting it again (its log: {log})", flush=True)
             stack.procs.pop(name)
             try:
                 start()
@@ -230,8 +229,9 @@ def _readiness(url: str) -> str | None:
 
 
 def status(root: Path) -> int:
-    """Prints whether a stack runs from ``root`` and is ready; 0 when it runs and is ready, 1 when it runs
-    but is not (a process of it is being started again), 3 when it does not run (as LSB init scripts do)."""
+    """Prints whether a stack runs from ``root`` and is ready; 0 when it runs and is ready, 3 when it does not
+    run (as LSB init scripts do), 4 ("status unknown" there) when it runs but is not ready (a process of it
+    is being started again)."""
     state = running(root)
     if state is None:
         print(f"not running (state in {root})")
@@ -243,7 +243,7 @@ def status(root: Path) -> int:
     print(f"API key in {root / KEY_FILE}; for unilabel-remote: {client_env(root, url)}")
     if hint := admin_hint(root):
         print(hint)
-    return 1 if problem else 0
+    return 4 if problem else 0
 
 
 def down(root: Path) -> int:

@@ -184,7 +184,7 @@ async def receive_upload(
         parser.finalize()
     except MultipartParseError as exc:
         raise ApiError(400, f"malformed multipart body: {exc}", field="body") from None
-    except ClientDisconnect:  # a client that hung up is no server error (it was logged as one, twice)
+    except ClientDisconnect:  # a client that hung up is no server error: a 400 line in the log
         raise ApiError(400, "the client went away before the upload ended", field="body") from None
     finally:
         writer.close()

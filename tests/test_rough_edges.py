@@ -567,7 +567,8 @@ def test_the_librarys_bad_arguments_are_named(small_synth: Path, tmp_path: Path)
         assert str(raised.value).startswith(message), (message, raised.value)
     assert not out.exists()  # nothing trained before the refusal
 
-    table = compare(ds, ["copy"], [1111], out, hyperparameters={"multitask_max_epochs": 1}, progress=False)
+    seeds = np.arange(1111, 1112)  # numpy's numbers, as a loop over np.arange gives them
+    table = compare(ds, ["copy"], seeds, out, hyperparameters={"multitask_max_epochs": 1}, progress=False)
     assert "copy" in table and (out / "copy" / "seed1111" / "model.json").is_file()
     model = TrainedModel.load(out / "copy" / "seed1111")
     assert len(model.predict_dataset(small_synth)) == len(ds)  # a path, as train() takes one
@@ -687,3 +688,48 @@ def test_a_runs_files_share_one_mode(small_synth: Path, tmp_path: Path) -> None:
     assert main(["train", str(small_synth), "--out", str(tmp_path / "run"), *short]) == 0
     modes = {p.name: oct(p.stat().st_mode & 0o777) for p in (tmp_path / "run").iterdir() if p.is_file()}
     assert set(modes.values()) == {"0o644"}, modes
+
+
+def test_a_run_started_ignoring_sighup_outlives_its_terminal(small_synth: Path, tmp_path: Path) -> None:
+    """Under `nohup` (SIGHUP ignored from the start) the closed terminal's SIGHUP must not stop the run, as
+    SIGHUP unwinding like Ctrl-C would otherwise make it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "models.cli", "train", str(small_synth), "--out", str(tmp_path / "run")]
+    cmd += ["--strategy", "mug", "--set", "pretrain_epochs=1000"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    nohup = lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)  # noqa: E731 - what nohup does
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=nohup)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("pretrain"):
+            break
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    assert proc.poll() is None  # still training
+    proc.send_signal(signal.SIGTERM)
+    proc.stderr.read()
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+
+
+def test_train_takes_a_numpy_seed(small_synth: Path, tmp_path: Path) -> None:
+    """check_seed took np.int64(1111), but train() handed the numpy number on to random.seed (a TypeError)."""
+    import json
+
+    import numpy as np
+
+    from models.pipeline import train
+
+    run = train(
+        small_synth,
+        tmp_path / "run",
+        strategy="copy",
+        seed=np.int64(5),
+        progress=None,
+        hyperparameters={"multitask_max_epochs": 1},
+    ).out_dir
+    assert json.loads((run / "config.json").read_text())["seed"] == 5

@@ -7,6 +7,8 @@ access, and the worker imports the task module (worker.tasks) through ``include`
 
 from __future__ import annotations
 
+import uuid
+
 from celery import Celery, Signature
 from kombu import Queue
 
@@ -52,8 +54,11 @@ def make_celery(settings: Settings) -> Celery:
 
 
 def train_signature(app: Celery, job_id: str, queue: str) -> Signature:
-    """The message that trains job ``job_id`` (its task id is the job id); ``.apply_async()`` sends it."""
-    return app.signature(TRAIN_TASK, args=[job_id], options={"task_id": job_id, "queue": queue})
+    """The message that trains job ``job_id``; ``.apply_async()`` sends it. Its task id is the job id and a
+    suffix of its own, so that each message a job is sent (the API's, the reaper's) names its attempt: the
+    worker tells by it whether the attempt it kills at the hard time limit is still the job's."""
+    task_id = f"{job_id}.{uuid.uuid4().hex[:12]}"
+    return app.signature(TRAIN_TASK, args=[job_id], options={"task_id": task_id, "queue": queue})
 
 
 def __getattr__(name: str) -> Celery:

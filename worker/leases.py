@@ -24,12 +24,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
 from api_schemas.jobs import JobState
+from models.processes import pid_alive
 from worker.job_records import LUA_FINAL, PREFIX, QUEUED, RUNNING, JobRecords
 
 if TYPE_CHECKING:
@@ -41,23 +41,6 @@ log = logging.getLogger(__name__)
 def new_token() -> str:
     """A lease token naming its holder: host, process, and a nonce (one per attempt)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process of this host (this pid namespace) still runs; a zombie does not count."""
-    if not pid:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return state != "Z"
 
 
 def lease_is_held(job: dict[str, Any], now: float) -> bool:
@@ -182,23 +165,30 @@ def reap_expired(
 
 
 def resend_unsent(jobs: JobStore, grace_s: float, send: Callable[[str], Callable[[], object]]) -> list[str]:
-    """Send the message of every job queued ``grace_s`` ago or more with none recorded as sent (``sent_at``,
-    ``JobStore.enqueue``): nothing else would ever run it. A job whose message was sent after all but not
-    recorded so gets a second one, which its worker drops (``JobStore.start``). Returns their ids."""
+    """Send the message of every job queued ``grace_s`` ago or more whose record says none was sent
+    (``sent_at`` empty: ``JobStore.enqueue`` fills it in; records from before it have no such field and are
+    left alone): nothing else would ever run it. One API process sends it (a lock in Redis for ``grace_s``,
+    so another tries again if that one dies first); a message sent after all but not recorded so makes a
+    second, which its worker drops (``JobStore.start``). Returns their ids."""
     resent = []
     cutoff = time.time() - grace_s
     for job in jobs.active():
-        if job["state"] == QUEUED and not job.get("sent_at") and (job.get("updated_at") or 0) < cutoff:
-            log.warning("job %s: queued with no message sent; sending it", job["id"])
-            jobs.enqueue(job["id"], send(job["id"]))
-            resent.append(job["id"])
+        unsent = "sent_at" in job and job["sent_at"] is None
+        if job["state"] != QUEUED or not unsent or (job.get("updated_at") or 0) >= cutoff:
+            continue
+        if not jobs.r.set(f"{PREFIX}resend:{job['id']}", "1", nx=True, ex=max(1, int(grace_s))):
+            continue  # another API process sends it
+        log.warning("job %s: queued with no message sent; sending it", job["id"])
+        jobs.enqueue(job["id"], send(job["id"]))
+        resent.append(job["id"])
     return resent
 
 
 def fail_killed(jobs: JobStore, job_id: str, delivery: str, reason: str) -> bool:
-    """The attempt of Celery task ``delivery`` was killed (the hard time limit): the job fails with ``reason``
-    now, where it would otherwise wait for its lease to expire and be trained again as if its worker had been
-    lost. Nothing changes when another delivery holds the job by now."""
+    """The attempt of Celery task ``delivery`` (a message's own id: worker.app.train_signature) was killed at
+    the hard time limit: the job fails with ``reason`` now, where it would otherwise wait for its lease to
+    expire and be trained again as if its worker had been lost. Nothing changes when the job is no longer
+    that attempt's (its lease expired first and it was re-queued, or another delivery holds it)."""
     job = jobs.get(job_id)
     if job is None or job["state"] != RUNNING or job.get("delivery") != delivery:
         return False
@@ -209,6 +199,7 @@ def fail_killed(jobs: JobStore, job_id: str, delivery: str, reason: str) -> bool
             expect_token=job.get("lease_token") or "",  # unless another attempt took it meanwhile
             state=JobState.failed.value,
             finished_at=time.time(),
+            lease_token=None,
             lease_until=None,
             error=reason,
         )

@@ -188,6 +188,7 @@ class JobStore(JobRecords):
             "cancel_requested": False,
             "created_at": now,
             "updated_at": now,
+            "sent_at": None,  # until its message is sent (resend_unsent looks for it)
         }
         keys = [
             fingerprint_key(owner, fp),

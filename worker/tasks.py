@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from billiard.exceptions import TimeLimitExceeded
 from celery import shared_task
 from celery.signals import task_failure, worker_init, worker_process_init, worker_ready
@@ -33,6 +34,7 @@ from worker.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 _ctx: dict = {}
+QUICK = {"socket_timeout": 5, "socket_connect_timeout": 5}  # Redis calls of the worker's main process
 
 
 class JobFailed(Exception):
@@ -309,8 +311,10 @@ def _killed_at_the_time_limit(
         f"time limit exceeded: killed at JOB_TIME_LIMIT={settings.job_time_limit} s, as it did not stop at "
         f"JOB_SOFT_TIME_LIMIT={settings.job_soft_time_limit} s"
     )
+    if "main" not in _ctx:  # this runs in the worker's main process, on its event loop: never wait long
+        _ctx["main"] = JobStore(redis.Redis.from_url(settings.redis_url, decode_responses=True, **QUICK))
     try:
-        if fail_killed(JobStore.from_url(settings.redis_url), str(args[0]), task_id, reason):
+        if fail_killed(_ctx["main"], str(args[0]), task_id, reason):
             log.error("job %s: %s", args[0], reason)
     except RedisError as exc:  # the lease then expires and the reaper takes the job back
         log.warning("job %s killed at the time limit, not recorded: %s", args[0], exc)

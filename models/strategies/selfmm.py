@@ -121,7 +121,7 @@ class SelfMMStrategy(Strategy):
         """A train split of fewer batches than ``selfmm_update_every`` would never update the network (an
         unfinished group's gradients are dropped at the end of an epoch): the run would end untrained."""
         batches, every = math.ceil(train_labeled / hp.batch_size), hp.selfmm_update_every
-        if batches >= every:
+        if batches >= every or batches == 0:  # no labeled rows at all: training refuses the dataset
             return None
         largest_batch = train_labeled // every
         smaller = f", or batch_size at most {largest_batch}" if largest_batch else ""

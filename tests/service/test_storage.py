@@ -12,6 +12,12 @@ from models.report import publish_dir, write_json
 from worker.artifacts import ArtifactStore, json_safe, read_json
 
 
+def exchange_supported() -> bool:
+    from models import exchange
+
+    return exchange._renameat2 is not None
+
+
 def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
     target = tmp_path / "a" / "x.json"
     write_json(target, json_safe({"v": 1, "nan": float("nan")}))
@@ -60,6 +66,7 @@ def _run(path: Path, text: str) -> Path:
     return path
 
 
+@pytest.mark.skipif(not exchange_supported(), reason="no renameat2 here (not Linux, or an old C library)")
 def test_replacing_swaps_in_one_step_so_no_instant_lacks_the_folder(tmp_path: Path) -> None:
     """The old run was renamed aside and the new one in: a process killed between the two left the folder the
     user named missing (the old run hidden as .out.old-PID, the new one as .out.partial-PID)."""
