@@ -14,6 +14,7 @@ import pandas as pd
 
 from models.dataset import CSV_FILE, NPZ_FILE, SUB_LABEL_COLUMNS, ModalityFeatures
 from models.processes import pid_alive
+from models.report import fsync_dir
 
 
 def _format_floats(values: np.ndarray) -> list[str]:
@@ -97,6 +98,7 @@ def write_dataset(
                 os.fsync(fh.fileno())
         for name, path in staged.items():
             os.replace(path, out / name)
+        fsync_dir(out)  # the renames themselves survive a crash of the host
     finally:
         for path in staged.values():
             path.unlink(missing_ok=True)

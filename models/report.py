@@ -30,6 +30,7 @@ __all__ = [
     "LOWER_IS_BETTER",
     "METRIC_LABELS",
     "format_cell",
+    "fsync_dir",
     "mean_std_table",
     "paired_differences",
     "paired_table",
@@ -234,10 +235,11 @@ def _atomic_write(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(target.parent)  # the rename itself survives a crash of the host
+    fsync_dir(target.parent)  # the rename itself survives a crash of the host
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Flush folder ``path``'s entries (a rename into it) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -288,7 +290,7 @@ def publish_dir(
                 return False
             why = "it is a mount point" if os.path.ismount(out) else err.strerror
             raise OSError(err.errno, f"{out}: cannot be replaced by the finished folder: {why}") from None
-    _fsync_dir(out.parent)
+    fsync_dir(out.parent)
     return True
 
 
