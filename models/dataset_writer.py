@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from models.dataset import CSV_FILE, NPZ_FILE, SUB_LABEL_COLUMNS, ModalityFeatures
-from models.processes import pid_alive
+from models.processes import left_by_dead_process
 from models.report import fsync_dir
 
 
@@ -84,10 +84,9 @@ def write_dataset(
     # written in place, a process stopped mid-write would leave a new utterances.csv beside a truncated
     # archive. Only the instant between the two renames can still mix an old and a new file. Those that a
     # writer killed outright left are removed first.
-    for left in out.glob(".*.partial-*"):
-        pid = left.name.rpartition("-")[2]
-        if left.name.startswith((f".{CSV_FILE}.", f".{NPZ_FILE}.")) and pid.isascii() and pid.isdigit():
-            if not pid_alive(int(pid)):
+    for name in (CSV_FILE, NPZ_FILE):
+        for left in out.glob(f".{name}.partial-*"):
+            if left_by_dead_process(left):
                 left.unlink(missing_ok=True)
     staged = {name: out / f".{name}.partial-{os.getpid()}" for name in (CSV_FILE, NPZ_FILE)}
     try:

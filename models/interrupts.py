@@ -20,7 +20,8 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-def _raise_interrupted(signum: int, _frame: object) -> None:
+def raise_interrupted(signum: int, _frame: object) -> None:
+    """A signal handler: ``Interrupted`` for the signal, unwinding the main thread as Ctrl-C does."""
     raise Interrupted(signum)
 
 
@@ -46,7 +47,7 @@ def signals_unwind() -> AbstractContextManager[None]:
     """Meanwhile SIGTERM and SIGHUP raise ``Interrupted`` (a KeyboardInterrupt) in the main thread; one the
     process was started ignoring stays ignored (``nohup unilabel train ...`` outlives its terminal)."""
     ignored = {sig for sig in UNWINDING_SIGNALS if signal.getsignal(sig) is signal.SIG_IGN}
-    return _handlers(tuple(sig for sig in UNWINDING_SIGNALS if sig not in ignored), _raise_interrupted)
+    return _handlers(tuple(sig for sig in UNWINDING_SIGNALS if sig not in ignored), raise_interrupted)
 
 
 def signals_ignored() -> AbstractContextManager[None]:

@@ -22,3 +22,10 @@ def pid_alive(pid: int | None) -> bool:
             return True
         return True
     return state != "Z"
+
+
+def left_by_dead_process(path: Path) -> bool:
+    """Whether ``path``, named ``<anything>-PID`` as a writer's staging (``.run.partial-4242``), was left by a
+    process of this host that is gone (killed outright, so it could not remove it)."""
+    pid = path.name.rpartition("-")[2]
+    return pid.isascii() and pid.isdigit() and not pid_alive(int(pid))

@@ -23,7 +23,7 @@ from models.inputs import TensorInputs
 from models.metrics import metrics_in_range, unimodal_label_agreement
 from models.modalities import LETTER, MODALITIES
 from models.nets import MultimodalNet
-from models.processes import pid_alive
+from models.processes import left_by_dead_process
 from models.report import write_csv_atomic, write_json
 from models.stages.common import ProgressEvent
 from models.stages.multitask import predict_rows
@@ -79,8 +79,7 @@ def staging_dir(out: Path, overwrite: bool, dataset_root: Path | None = None) ->
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         for left in out.parent.glob(f".{glob.escape(out.name)}.partial-*"):  # runs into out killed (kill -9)
-            pid = left.name.rpartition("-")[2]
-            if left == staging or (pid.isascii() and pid.isdigit() and not pid_alive(int(pid))):
+            if left == staging or left_by_dead_process(left):
                 shutil.rmtree(left, ignore_errors=True)
         staging.mkdir()
     except OSError as err:  # named as the user gave it, not as the hidden staging folder beside it

@@ -40,7 +40,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from models.interrupts import UNWINDING_SIGNALS, signals_ignored  # noqa: E402
+from models.interrupts import UNWINDING_SIGNALS, raise_interrupted, signals_ignored  # noqa: E402
+from models.processes import pid_alive  # noqa: E402
 from remote.client import DEFAULT_URL as DEFAULT_CLIENT_URL  # noqa: E402
 from remote.client import STRATEGY_HELP, LabelClient, _parse_hp, add_set_argument, run_all  # noqa: E402
 from remote.localstack import LocalStack, free_port  # noqa: E402
@@ -113,19 +114,14 @@ def page_url(url: str, key: str) -> str:
     return f"{url}/#key={key}"
 
 
-def _interrupt(*_: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM and SIGHUP (a closed terminal) stop the stack like Ctrl-C
-
-
 def _alive(pid: int) -> bool:
     """Whether ``pid`` is a live (not zombie) run of this script: a stale pid file's pid, reused by another
     process, must never be signalled."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, IndexError):
+    except OSError:
         return False
-    return state != "Z" and Path(__file__).name.encode() in cmdline
+    return pid_alive(pid) and Path(__file__).name.encode() in cmdline
 
 
 def running(root: Path) -> tuple[int, str] | None:
@@ -366,8 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     if state := running(args.dir):
         return _already(args.dir, state)
 
-    for sig in UNWINDING_SIGNALS:
-        signal.signal(sig, _interrupt)
+    for sig in UNWINDING_SIGNALS:  # SIGTERM and SIGHUP (a closed terminal) stop the stack like Ctrl-C
+        signal.signal(sig, raise_interrupted)
     # the docs describe the API only, so a browser may read them without a key on this loopback stack
     stack = LocalStack(
         args.dir,
