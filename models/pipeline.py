@@ -95,7 +95,7 @@ def train(
     overwrite: bool = False,
     meta_threads: int | None = None,
     preset: str | None = None,
-    extra_files: Callable[[RunResult], dict[str, Any]] | None = None,
+    before_publish: Callable[[RunResult], dict[str, Any]] | None = None,
     text_cache_dir: str | Path | None = None,
 ) -> RunResult:
     """Learn unimodal labels with ``strategy`` and train the multitask model; write the run directory.
@@ -108,8 +108,9 @@ def train(
     ``meta_threads``: modalities MUG meta-learns side by side in stage 2 (None: one per modality, at most one
     per available CPU core). It changes only the speed: the run is bit for bit the same for every value.
 
-    ``extra_files``: given the result, JSON files (name -> object) written into the run directory before it is
-    published (the service's card.json), so they appear with the rest of the run.
+    ``before_publish``: called with the finished run just before it is published; returns JSON files (name ->
+    object) to write into it, so they appear with the rest of the run (the service's card.json). Whatever it
+    raises stops the publish, nothing written (the service's worker does when its job was taken from it).
 
     ``text_cache_dir``: where the frozen text encoder's embeddings are kept (default: $UNILABEL_CACHE_DIR,
     else ~/.cache/unilabel; the service keeps them with the dataset, so they go when it is deleted).
@@ -243,7 +244,7 @@ def train(
         run = RunResult(
             out_dir=out, metrics=metrics, config=config, input_spec=input_spec_of(spec, text_source)
         )
-        for name, obj in (extra_files(run) if extra_files else {}).items():
+        for name, obj in (before_publish(run) if before_publish else {}).items():
             write_json(staging / name, obj)
         if not publish_dir(staging, out, replace=overwrite):
             raise FileExistsError(f"out: {out} was written by another process meanwhile")

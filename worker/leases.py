@@ -54,16 +54,18 @@ def lease_is_held(job: dict[str, Any], now: float) -> bool:
     return not (host == socket.gethostname() and (pid == os.getpid() or not pid_alive(pid)))
 
 
-# Renew the lease of its holder: lease_until = Redis's now + ARGV[2]. 0 when the lease is no longer this
-# token's (the job was re-queued, cancelled or finished meanwhile): the holder must stop.
+# Renew the lease of its holder: lease_until = Redis's now + ARGV[2]; 'held', or 'cancel' when a cancel was
+# asked meanwhile. 'lost' when the lease is no longer this token's (the job was re-queued, cancelled or
+# finished meanwhile): the holder must stop, and publish and record nothing.
 RENEW = (
     LUA_FINAL
     + """
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
-if (redis.call('HGET', KEYS[1], 'lease_token') or '') ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 'lost' end
+if (redis.call('HGET', KEYS[1], 'lease_token') or '') ~= ARGV[1] then return 'lost' end
 local t = now()
 redis.call('HSET', KEYS[1], 'lease_until', tostring(t + tonumber(ARGV[2])), 'heartbeat_at', tostring(t))
-return 1
+if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then return 'cancel' end
+return 'held'
 """
 )
 
@@ -92,11 +94,19 @@ class Heartbeat:
         self._stop.set()
         self._thread.join(timeout=5)
 
+    def renew(self) -> str:
+        """Renew the lease now: 'held', 'cancel' (held, and a cancel was asked) or 'lost' (``lost`` turns
+        true); RedisError while Redis cannot be reached."""
+        answer = self._renew(keys=[self.jobs.key(self.job_id)], args=[self.token, self.lease_s])
+        if answer == "lost":
+            self._lost.set()
+        return answer
+
     def _run(self) -> None:
         down = False
         while not self._stop.wait(self.every_s):
             try:
-                held = self._renew(keys=[self.jobs.key(self.job_id)], args=[self.token, self.lease_s])
+                held = self.renew() != "lost"
             except RedisError as exc:
                 if not down:
                     log.warning("job %s: lease not renewed, Redis unreachable (%s)", self.job_id, exc)
@@ -105,7 +115,6 @@ class Heartbeat:
             down = False
             if not held:
                 log.warning("job %s: the lease is no longer this attempt's; stopping", self.job_id)
-                self._lost.set()
                 return
 
 

@@ -41,6 +41,32 @@ class JobFailed(Exception):
     """A failure whose message is meant for the user (no traceback)."""
 
 
+class LeaseLost(Exception):
+    """The attempt no longer holds its job (re-queued or ended while it trained): it publishes nothing and
+    writes nothing to the record, which is another attempt's or final."""
+
+
+def publish_check(
+    job: dict[str, Any], dataset_sha256: str, beat: Heartbeat, patience_s: float
+) -> Callable[[RunResult], dict[str, Any]]:
+    """``train``'s ``before_publish``: the run is published only by the attempt that still holds the job's
+    lease, asked of Redis (renewing it for the rename) and not of the heartbeat, whose last word can be a
+    lease's length old (a worker cut off from Redis, or stopped); a cancel asked meanwhile stops it. Then
+    card.json."""
+
+    def before_publish(run: RunResult) -> dict[str, Any]:
+        held = until_redis_answers(
+            f"job {job['id']}: checking the lease before publishing", beat.renew, patience_s
+        )
+        if held == "lost":
+            raise LeaseLost(job["id"])
+        if held == "cancel":
+            raise Cancelled("cancel requested")
+        return {"card.json": model_card(job, dataset_sha256, run)}
+
+    return before_publish
+
+
 def model_card(job: dict[str, Any], dataset_sha256: str, run: RunResult) -> dict[str, Any]:
     """card.json: what GET /v1/models/{id} shows (api_schemas.models.ModelCard)."""
     return json_safe(
@@ -163,7 +189,7 @@ def _published_run(
             progress=progress_writer(jobs, job["id"], beat.token),
             should_stop=stop_check(jobs, job["id"], lambda: beat.lost),
             meta_threads=settings.worker_meta_threads or None,
-            extra_files=lambda run: {"card.json": model_card(job, dataset.sha256, run)},
+            before_publish=publish_check(job, dataset.sha256, beat, settings.job_record_patience),
             text_cache_dir=store.text_cache_of(owner, job["dataset_id"]),
         )
     except FileExistsError:
@@ -189,7 +215,8 @@ def run_job(
         return (jobs.get(job_id) or job)["state"]
     with Heartbeat(jobs, job_id, token, settings.job_heartbeat_s, settings.job_lease_s) as beat:
         end = _attempt(job, jobs, store, settings, beat)
-    jobs.finish(job_id, settings.job_record_patience, token, **end)
+    if end is not None:
+        jobs.finish(job_id, settings.job_record_patience, token, **end)
     return until_redis_answers(
         f"job {job_id}", lambda: (jobs.get(job_id) or job)["state"], settings.job_record_patience
     )
@@ -197,9 +224,10 @@ def run_job(
 
 def _attempt(
     job: dict[str, Any], jobs: JobStore, store: ArtifactStore, settings: Settings, beat: Heartbeat
-) -> dict[str, Any]:
-    """One attempt, from the volume's check to the published run; returns the record's final fields (it
-    catches every Exception: whatever happens, the job gets a final state and the reason)."""
+) -> dict[str, Any] | None:
+    """One attempt, from the volume's check to the published run; returns the record's final fields, or
+    None when the job was taken from it (it catches every Exception: whatever happens, the job gets a final
+    state and the reason, from this attempt or from the one that holds it)."""
     job_id = job["id"]
     try:
         try:
@@ -216,6 +244,9 @@ def _attempt(
             "error": None,
             "metrics": flat_metrics(metrics),
         }
+    except LeaseLost:
+        log.warning("job %s: the lease was taken from this attempt before it published; nothing kept", job_id)
+        return None
     except Cancelled:
         end = {"state": JobState.cancelled.value}
     except Exception as exc:  # every failure ends in the record; the traceback stays in the worker log

@@ -108,3 +108,27 @@ def test_a_model_deleted_between_its_card_and_its_load_is_a_404(client, trained:
     r = client.post(f"/v1/models/{model_id}/predict", json=body)
     assert r.status_code == 404 and error_of(r)["field"] == "model_id", r.text
     assert not svc.models.loaded(model_id)
+
+
+def test_a_model_published_before_its_job_records_success_is_not_deleted_yet(client, trained: dict) -> None:
+    """The worker publishes the run, then records the job succeeded: a delete between the two removed the
+    files while the job went on to say succeeded, its model gone and its run never to be trained again."""
+    job_id = trained["job_id"]
+    svc = client.app.state.services
+    svc.jobs.r.hset(svc.jobs.key(job_id), "state", "running")  # the instant between publish and record
+    r = client.delete(f"/v1/models/{job_id}")
+    assert r.status_code == 409 and error_of(r)["field"] == "model_id", r.text
+    assert "still running" in error_of(r)["message"]
+    assert svc.store.run_dir(job_id) is not None and not svc.jobs.get(job_id).get("model_deleted_at")
+    svc.jobs.r.hset(svc.jobs.key(job_id), "state", "succeeded")
+    assert client.delete(f"/v1/models/{job_id}").status_code == 204
+    assert svc.store.run_dir(job_id) is None
+
+
+def test_the_run_of_a_job_that_ended_otherwise_is_deleted(client, trained: dict) -> None:
+    # a run left by an attempt whose job was then cancelled or failed: nothing would ever remove it else
+    job_id = trained["job_id"]
+    svc = client.app.state.services
+    svc.jobs.r.hset(svc.jobs.key(job_id), "state", "cancelled")
+    assert client.delete(f"/v1/models/{job_id}").status_code == 204
+    assert svc.store.run_dir(job_id) is None

@@ -54,6 +54,45 @@ def test_cancel_between_epochs(svc, queued: str, monkeypatch: pytest.MonkeyPatch
     assert svc.store.run_dir(queued) is None and list(svc.store.tmp.iterdir()) == []
 
 
+def test_an_attempt_whose_job_was_taken_while_it_trained_publishes_and_records_nothing(
+    svc, queued: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease expired while the worker was cut off from Redis (or stopped) and the job went to another
+    attempt, or was cancelled, before the heartbeat could say so: the run must not appear beside it."""
+    monkeypatch.setattr(svc.settings, "job_heartbeat_s", 3600.0)  # the heartbeat never gets to notice
+    original = svc.jobs.update
+    other = "otherhost:1:attempt2"
+
+    def taken_after_the_first_epoch(job_id: str, **fields) -> None:
+        original(job_id, **fields)
+        svc.jobs.r.hset(
+            svc.jobs.key(job_id), mapping={"lease_token": other, "lease_until": time.time() + 600}
+        )
+
+    monkeypatch.setattr(svc.jobs, "update", taken_after_the_first_epoch)
+    assert run_job(queued, svc.jobs, svc.store, svc.settings) == "running"  # attempt 2's
+    rec = svc.jobs.get(queued)
+    assert rec["lease_token"] == other and not rec.get("finished_at") and not rec.get("model_id")
+    assert svc.store.run_dir(queued) is None and list(svc.store.tmp.iterdir()) == []
+
+
+def test_a_cancel_after_the_last_epoch_is_honoured_before_publishing(
+    svc, queued: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the flag is set once the job runs, but the checks between epochs do not see it: as if it came after
+    # the last of them
+    original = svc.jobs.update
+
+    def cancel_unseen(job_id: str, **fields) -> None:
+        original(job_id, **fields)
+        svc.jobs.r.hset(svc.jobs.key(job_id), "cancel_requested", "1")
+
+    monkeypatch.setattr(svc.jobs, "update", cancel_unseen)
+    monkeypatch.setattr(svc.jobs, "cancel_requested", lambda job_id: False)
+    assert run_job(queued, svc.jobs, svc.store, svc.settings) == "cancelled"
+    assert svc.store.run_dir(queued) is None and list(svc.store.tmp.iterdir()) == []
+
+
 def test_cancelled_while_queued_never_runs(svc, queued: str) -> None:
     svc.jobs.request_cancel(queued)
     assert run_job(queued, svc.jobs, svc.store, svc.settings) == "cancelled"
@@ -185,7 +224,6 @@ def test_worker_meta_threads_setting_reaches_stage_2(
     assert run_job(queued, svc.jobs, svc.store, settings) == "succeeded"
     assert threads_of_meta_events
     assert all(name.startswith("mucn") for name in threads_of_meta_events) is side_by_side
-
 
 
 def test_the_worker_keeps_a_datasets_text_embeddings_with_it(
