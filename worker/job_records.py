@@ -8,7 +8,8 @@ Keys (all under ``unilabel:``)::
     owner:<key id>:jobs      the same, for one API key
     active, owner:<o>:active ids of queued and running jobs (what the reaper and the quotas look at)
     fp:<o>:<fingerprint>     the job that trains (dataset, strategy, seed, hyperparameters, code version)
-    idem:<o>:<key>           Idempotency-Key -> {"job_id", "body"} for 24 h
+    idem:<o>:<key>           Idempotency-Key -> {"job_id", "body", "request"} for 24 h (job_id null while
+                             its first request claims the job: worker/idempotency.py)
 
 Every change of a job's state is worker/lifecycle.py's (``JobStore``, built on ``JobRecords``) or the
 reaper's (worker/leases.py); this module only reads, and says how records are encoded.

@@ -1,7 +1,8 @@
 """The life of a training job, in the order it happens, kept in our own Redis records.
 
-    claim     POST /v1/jobs: one job per training run (its fingerprint) and per Idempotency-Key, both
-              within one API key's space; the key's quotas of queued and in-flight jobs are checked here
+    claim     POST /v1/jobs: one job per training run (its fingerprint) and per Idempotency-Key (taken
+              before the claim, bound after it: worker/idempotency.py), both within one API key's space; the
+              key's quotas of queued and in-flight jobs are checked here
     queue     the record is created ``queued``, then the task is sent; a send that fails fails the job; a job
               queued JOB_LEASE_S ago with no message sent (the API died between the two) is sent again
               (``resend_unsent`` in worker/leases.py)
@@ -34,7 +35,6 @@ Lease times are Redis's clock (``TIME``), so hosts whose clocks disagree still a
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import socket
@@ -46,6 +46,7 @@ from typing import Any
 import redis
 
 from api_schemas.jobs import FINAL_STATES, JobState
+from worker.idempotency import IdempotencyKeys
 from worker.job_records import (
     LUA_FINAL,
     PREFIX,
@@ -62,10 +63,6 @@ from worker.leases import lease_is_held
 log = logging.getLogger(__name__)
 FAILED, CANCELLED = JobState.failed.value, JobState.cancelled.value
 ANY_TOKEN = "*"  # transition without a lease condition (a real token is host:pid:nonce)
-
-
-class IdempotencyKeyReused(Exception):
-    """An Idempotency-Key sent again with a different request body."""
 
 
 class QuotaExceeded(Exception):
@@ -102,6 +99,7 @@ class JobStore(JobRecords):
         self._claim = client.register_script(self.CLAIM)
         self._cancel = client.register_script(self.CANCEL)
         self._forget = client.register_script(self.FORGET)
+        self.idempotency_keys = IdempotencyKeys(client, self.get)
 
     # writes: every change of state goes through ``transition`` -----------------------------------------
     # Set fields only while the job is in one of the allowed states (ARGV[1] = comma-separated states) and,
@@ -213,31 +211,6 @@ class JobStore(JobRecords):
         job_id = uuid.uuid4().hex
         owner = self.create_or_get(job_id, spec, fp, limits)
         return owner, owner == job_id
-
-    @staticmethod
-    def _idem(key: str, owner: str) -> str:
-        return f"{PREFIX}idem:{owner}:{key}" if owner else f"{PREFIX}idem:{key}"
-
-    def idempotency(self, key: str, owner: str = "") -> dict[str, str] | None:
-        raw = self.r.get(self._idem(key, owner))
-        return json.loads(raw) if raw else None
-
-    def replay(self, key: str, body: str, owner: str = "") -> dict[str, Any] | None:
-        """The job an Idempotency-Key was first used for by this owner, when it still exists.
-        IdempotencyKeyReused when the key came with another request body."""
-        bound = self.idempotency(key, owner)
-        if bound is None:
-            return None
-        if bound["body"] != body:
-            raise IdempotencyKeyReused(key)
-        return self.get(bound["job_id"])
-
-    def remember_idempotency_key(self, key: str, job_id: str, body: str, ttl: int, owner: str = "") -> str:
-        """Bind ``key`` to ``job_id`` unless bound already; returns the job id the key stands for."""
-        name = self._idem(key, owner)
-        if self.r.set(name, canonical_json({"job_id": job_id, "body": body}), nx=True, ex=ttl):
-            return job_id
-        return self.idempotency(key, owner)["job_id"]  # type: ignore[index]
 
     # queue -------------------------------------------------------------------------------------------
     def enqueue(self, job_id: str, send: Callable[[], object]) -> bool:

@@ -34,8 +34,9 @@ from service.quotas import limit_of, too_many
 from worker import textmodels
 from worker.app import train_signature
 from worker.artifacts import JOB_ID
+from worker.idempotency import IdempotencyKeyBusy, IdempotencyKeyReused
 from worker.job_records import canonical_json
-from worker.lifecycle import IdempotencyKeyReused, QuotaExceeded
+from worker.lifecycle import QuotaExceeded
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 ERRORS = error_responses(404, 409, 422, 503)
@@ -191,22 +192,8 @@ def resolve(body: JobCreate, svc: Services, caller: Caller) -> dict[str, Any]:
     }
 
 
-def submit(body: JobCreate, svc: Services, caller: Caller, idempotency_key: str | None) -> dict[str, Any]:
-    """The job record for ``body``: a new queued job, the caller's job of the same run (queued, running or
-    succeeded), or the job this Idempotency-Key was first used for by the caller."""
-    request_body = canonical_json(body.model_dump())
-    if idempotency_key:
-        try:
-            rec = svc.jobs.replay(idempotency_key, request_body, caller.owner)
-        except IdempotencyKeyReused:
-            raise ApiError(
-                422,
-                "this Idempotency-Key was used with a different request body",
-                field="header.idempotency-key",
-                code="idempotency_key_reused",
-            ) from None
-        if rec is not None:
-            return rec
+def _claim_and_send(body: JobCreate, svc: Services, caller: Caller) -> str:
+    """The id of the caller's job for ``body``: a new one, queued with its message sent, or the same run's."""
     limits = tuple(limit_of(svc.settings, caller, name) for name in ("queued_jobs", "concurrent_jobs"))
     try:
         owner, created = svc.jobs.claim(resolve(body, svc, caller), limits)
@@ -216,10 +203,41 @@ def submit(body: JobCreate, svc: Services, caller: Caller, idempotency_key: str 
         message = train_signature(svc.celery, owner, svc.settings.train_queue)
         if not svc.jobs.enqueue(owner, message.apply_async):
             raise ApiError(503, "the job queue is unreachable; try again", field=None)
+    return owner
+
+
+def submit(body: JobCreate, svc: Services, caller: Caller, idempotency_key: str | None) -> dict[str, Any]:
+    """The job record for ``body``: a new queued job, the caller's job of the same run (queued, running or
+    succeeded), or the job this Idempotency-Key was first used for by the caller."""
+    request_body = canonical_json(body.model_dump())
+    keys, taken = svc.jobs.idempotency_keys, ""
     if idempotency_key:
-        owner = svc.jobs.remember_idempotency_key(
-            idempotency_key, owner, request_body, svc.settings.idempotency_ttl, caller.owner
-        )
+        try:
+            taken, rec = keys.take(idempotency_key, request_body, caller.owner)
+        except IdempotencyKeyReused:
+            raise ApiError(
+                422,
+                "this Idempotency-Key was used with a different request body",
+                field="header.idempotency-key",
+                code="idempotency_key_reused",
+            ) from None
+        except IdempotencyKeyBusy:
+            raise ApiError(
+                409,
+                "a request with this Idempotency-Key is still being answered; send it again in a moment",
+                field="header.idempotency-key",
+                headers={"Retry-After": "1"},
+            ) from None
+        if rec is not None:
+            return rec
+    try:
+        owner = _claim_and_send(body, svc, caller)
+    except BaseException:
+        if taken:  # no job made: the key is free for the next try
+            keys.release(idempotency_key, taken, caller.owner)
+        raise
+    if taken:
+        keys.bind(idempotency_key, taken, owner, svc.settings.idempotency_ttl, caller.owner)
     rec = svc.jobs.get(owner)
     if rec is None:  # deleted between the two reads: extremely unlikely, still not a 500
         raise ApiError(409, "the job was removed while submitting; try again")

@@ -189,6 +189,51 @@ def test_submit_dedup_and_idempotency(client, synth_dir: Path) -> None:
     assert again.status_code == 202 and again.json()["id"] != job["id"]
 
 
+def test_one_idempotency_key_sent_twice_at_once_makes_one_job(client, synth_dir: Path) -> None:
+    """Two API processes, one key, two bodies, at the same instant: both were answered 202 with the same job
+    (one of them for the other body's run) and two jobs were queued."""
+    import threading
+
+    ds = upload_dir(client, synth_dir).json()["id"]
+    svc = client.app.state.services
+    key = client.headers["Authorization"].removeprefix("Bearer ")
+    inside, go_on = threading.Event(), threading.Event()
+    claim = svc.jobs.claim
+
+    def slow_claim(*args, **kwargs):  # the first request is held between taking the key and its job
+        inside.set()
+        assert go_on.wait(30)
+        return claim(*args, **kwargs)
+
+    svc.jobs.claim = slow_claim
+    first: dict = {}
+    headers = {"Idempotency-Key": "at-once"}
+    thread = threading.Thread(
+        target=lambda: first.update(
+            r=client.post("/v1/jobs", json={"dataset_id": ds, "seed": 101}, headers=headers)
+        )
+    )
+    thread.start()
+    try:
+        assert inside.wait(30)
+        with new_client(svc.settings, key=key, raise_server_exceptions=False) as other_process:
+            second = other_process.post("/v1/jobs", json={"dataset_id": ds, "seed": 102}, headers=headers)
+            same = other_process.post("/v1/jobs", json={"dataset_id": ds, "seed": 101}, headers=headers)
+    finally:
+        go_on.set()
+        thread.join(30)
+        svc.jobs.claim = claim
+    assert second.status_code == 422 and error_of(second)["code"] == "idempotency_key_reused", second.text
+    assert same.status_code == 409 and error_of(same)["field"] == "header.idempotency-key", same.text
+    assert same.headers["Retry-After"] == "1"
+    assert first["r"].status_code == 202 and first["r"].json()["seed"] == 101
+    assert client.get("/v1/jobs").json()["total"] == 1
+    retry = client.post("/v1/jobs", json={"dataset_id": ds, "seed": 101}, headers=headers)
+    assert retry.json()["id"] == first["r"].json()["id"]
+    reused = client.post("/v1/jobs", json={"dataset_id": ds, "seed": 102}, headers=headers)
+    assert reused.status_code == 422 and error_of(reused)["code"] == "idempotency_key_reused"
+
+
 def test_cancel_and_labels_of_unfinished_jobs(client, synth_dir: Path) -> None:
     ds = upload_dir(client, synth_dir).json()["id"]
     job = client.post("/v1/jobs", json={"dataset_id": ds}).json()
@@ -289,7 +334,6 @@ def test_model_card_labels_and_files(client, trained: dict) -> None:
     # the same run again: the finished job, not a new training
     again = client.post("/v1/jobs", json={"dataset_id": trained["dataset_id"], "hyperparameters": TINY})
     assert again.status_code == 200 and again.json()["id"] == job_id
-
 
 
 DIMS = {"text": 32, "audio": 16, "vision": 24}  # the synthetic dataset's feature widths

@@ -76,8 +76,31 @@ def test_cancel_queued_at_once_running_by_flag_finished_never(jobs: JobStore) ->
     assert jobs.request_cancel(queued) is None
 
 
-def test_idempotency_key_binds_once(jobs: JobStore) -> None:
-    assert jobs.remember_idempotency_key("k", "job1", "body", 60) == "job1"
-    assert jobs.remember_idempotency_key("k", "job2", "body", 60) == "job1"
-    assert jobs.idempotency("k") == {"job_id": "job1", "body": "body"}
-    assert jobs.idempotency("other") is None
+def test_an_idempotency_key_is_taken_before_its_job_and_stands_for_it_once_bound(jobs: JobStore) -> None:
+    """Two requests with one key at the same time (two API processes) made two jobs, and both were answered
+    with the first's, under either body."""
+    from worker.idempotency import IdempotencyKeyBusy, IdempotencyKeyReused
+
+    keys = jobs.idempotency_keys
+    job_id, _ = new(jobs, "idem")
+    taken, rec = keys.take("k", "body")
+    assert taken and rec is None and keys.bound("k")["job_id"] is None
+    with pytest.raises(IdempotencyKeyBusy):  # the first request has not named its job yet
+        keys.take("k", "body")
+    with pytest.raises(IdempotencyKeyReused):
+        keys.take("k", "another body")
+    keys.bind("k", taken, job_id, 60)
+    assert keys.take("k", "body") == ("", jobs.get(job_id))
+    with pytest.raises(IdempotencyKeyReused):
+        keys.take("k", "another body")
+    assert keys.bound("other") is None
+    # a request that made no job frees the key, but not once another request took it
+    taken, _ = keys.take("k2", "body")
+    keys.release("k2", taken)
+    again, _ = keys.take("k2", "body")
+    keys.release("k2", taken)
+    assert keys.bound("k2") is not None and again
+    # a key whose job's record is gone is free again
+    jobs.r.delete(jobs.key(job_id))
+    taken, rec = keys.take("k", "body")
+    assert taken and rec is None
