@@ -273,3 +273,11 @@ def test_numpy_numbers_are_taken_as_pythons() -> None:
             check_seed(bad)
     with pytest.raises(HyperparameterError, match="must be an integer, got 2.5"):
         resolve_hyperparameters({"meta_epochs": np.float64(2.5)})
+
+
+def test_defaults_are_the_papers_b_and_early_stop_and_the_documented_choices() -> None:
+    """Sec. 3.3.3: |S'| = b|S| with b = 10; Sec. 4.4: early stop after 8 epochs; docs/method.md's choices
+    where the paper is silent: lambda_init = 0.9, tau = 0.1."""
+    hp = resolve_hyperparameters(None, rho=3.0)
+    assert (hp.meta_extra_ratio, hp.early_stop) == (10, 8)
+    assert (hp.lambda_init, hp.tau) == (0.9, 0.1)

@@ -243,3 +243,84 @@ def test_meta_learning_reads_no_extra_random_numbers_for_its_diagnostics() -> No
     skipped = torch.Generator().manual_seed(5)
     MetaDraws(70, hp, hp.noise_std(3.0), skipped).skip()
     assert torch.equal(gen.get_state(), skipped.get_state())
+
+
+def test_second_half_of_an_odd_number_of_meta_epochs_starts_at_e_equal_to_half_rounded_down() -> None:
+    """65 meta epochs (MOSI): E = 32 is the first epoch of Eq. 16-17, lambda = 0.9^33 (docs/method.md)."""
+    y, prev = torch.tensor([1.0, -2.0]), torch.tensor([3.0, 0.5])
+    assert torch.equal(denoising_target(31, 65, y, prev, 0.9), y)
+    lam = 0.9**33
+    assert torch.allclose(denoising_target(32, 65, y, prev, 0.9), lam * prev + (1 - lam) * y)
+
+
+def test_each_batch_draws_d_as_s_then_b_times_s_other_samples_with_noise_of_the_set_std() -> None:
+    """D = S u S' with |S'| = b|S| samples outside S (Sec. 3.3.3); eps (Eq. 13) and eps' (Eq. 21) have the
+    noise std asked for."""
+    from models.stages.meta import MetaDraws
+
+    hp = resolve_hyperparameters({"batch_size": 20, "meta_extra_ratio": 3}, rho=3.0)
+    batches = list(MetaDraws(400, hp, 0.5, torch.Generator().manual_seed(0)).epoch())
+    assert sorted(torch.cat([b.s for b in batches]).tolist()) == list(range(400))  # every sample once
+    for b in batches:
+        assert torch.equal(b.d[: len(b.s)], b.s) and len(b.d) == 4 * len(b.s)
+        extra = b.d[len(b.s) :].tolist()
+        assert len(set(extra)) == len(extra) and not set(extra) & set(b.s.tolist())
+        assert len(b.eps) == len(b.s) and len(b.eps_d) == len(b.d)
+    eps = torch.cat([b.eps for b in batches])
+    eps_d = torch.cat([b.eps_d for b in batches])
+    assert float(eps.std()) == pytest.approx(0.5, abs=0.06)  # 400 draws
+    assert float(eps_d.std()) == pytest.approx(0.5, abs=0.03)  # 1600 draws
+
+
+def _eq28(mucn: MUCN, p, rep, noisy, rho: float = 3.0):
+    corr = functional_call(mucn.mlp, p, (torch.cat([rep, (noisy / rho).unsqueeze(-1)], -1),)).squeeze(-1)
+    return rho * torch.tanh(torch.atanh((noisy / rho).clamp(-0.999, 0.999)) + corr)
+
+
+def test_two_meta_epochs_follow_eq13_to_23_written_out() -> None:
+    """meta_learn_labels against the equations written out here with torch.func, on the same random draws:
+    per batch, the inner step on S with alpha (meta_lr) on x_m and y + eps (Eq. 13-15), the multimodal task
+    on D with x_m', yhat_m' + eps' and target y (Eq. 19-21), then Eq. 22 or Eq. 23 as plain SGD at alpha'
+    (meta_test_lr). Epoch E = 1 is the second half: target lambda_init^2 * (epoch 0's labels) + (1 - ...) * y
+    (Eq. 16-18). Labels: MUCN(x_m, y) on L2-normalised x_m."""
+    from models.stages.meta import MetaDraws
+    from models.stages.parallel import built_with_seed
+
+    n, d, alpha, alpha2, lam_init = 40, 6, 0.3, 0.05, 0.95  # lambda = 0.9025 at E = 1
+    over = {"meta_epochs": 2, "batch_size": 16, "mucn_hidden": 8, "meta_extra_ratio": 1}
+    over.update(label_noise_std=0.5)
+    over.update(meta_optimizer="sgd", meta_lr=alpha, meta_test_lr=alpha2, lambda_init=lam_init)
+    hp = resolve_hyperparameters(over, rho=3.0)
+    g = torch.Generator().manual_seed(0)
+    x, xp = torch.randn(n, d, generator=g) * 2, torch.randn(n, d, generator=g)
+    yp, y = torch.randn(n, generator=g), (torch.randn(n, generator=g) * 1.5).clamp(-2.9, 2.9)
+    result = meta_learn_labels(x, xp, yp, y, hp, 3.0, torch.Generator().manual_seed(9))
+
+    draws = MetaDraws(n, hp, 0.5, torch.Generator().manual_seed(9))  # the same draws (tested above)
+    mucn = built_with_seed(draws.init_seed(), lambda: MUCN(d, 8, 3.0))
+    theta = {k: v.detach().clone() for k, v in mucn.mlp.named_parameters()}
+    xn, xpn = x / x.norm(dim=1, keepdim=True), xp / xp.norm(dim=1, keepdim=True)
+
+    def loss(p, task):
+        rep, noisy, target = task
+        return (_eq28(mucn, p, rep, noisy) - target).abs().mean()
+
+    labels, kept = None, 0
+    for epoch in range(2):
+        target = y if epoch == 0 else lam_init**2 * labels + (1 - lam_init**2) * y
+        for b in draws.epoch():
+            uni = (xn[b.s], y[b.s] + b.eps, target[b.s])
+            multi = (xpn[b.d], yp[b.d] + b.eps_d, y[b.d])
+
+            def adapted(p, uni=uni):
+                g_uni = grad(loss)(p, uni)
+                return {k: p[k] - alpha * g_uni[k] for k in p}
+
+            if loss(adapted(theta), multi) < loss(theta, multi):
+                theta, kept = adapted(theta), kept + 1
+            else:
+                g_post = grad(lambda p, multi=multi: loss(adapted(p), multi))(theta)
+                theta = {k: theta[k] - alpha2 * g_post[k] for k in theta}
+        labels = _eq28(mucn, theta, xn, y).detach()
+    assert result.kept == kept and result.meta_updates == 6 - kept
+    assert torch.allclose(result.labels, labels, atol=1e-5)

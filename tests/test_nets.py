@@ -154,3 +154,82 @@ def test_net_spec_reads_model_json_of_older_runs() -> None:
     data = spec.to_json()
     assert "extra" not in data
     assert NetSpec.from_json({**data, "extra": {}}) == spec  # written before the unused field went away
+
+
+def test_pretrain_loss_parts_are_eq9_on_projected_predictions_and_eq11_with_projected_anchors() -> None:
+    """Each part of Eq. 12 computed here from the network's outputs: L_M = mean |yhat - y| (Eq. 6), L_m' =
+    mean |P^m(x_m') - y| (Eq. 9), L^c_m the InfoNCE of Eq. 11 with anchors x_m' and candidates x_m."""
+    torch.manual_seed(0)
+    net = _net()
+    out = net(_inputs())
+    y = torch.linspace(-3, 3, 10)
+    total, parts = pretrain_loss(out, y, gamma=0.1, eta=0.2, tau=0.5)
+    out = {
+        k: v.detach() if torch.is_tensor(v) else {m: t.detach() for m, t in v.items()} for k, v in out.items()
+    }
+    expected_total = (out["pred"] - y).abs().mean()
+    assert parts["L_M"] == pytest.approx(float(expected_total), rel=1e-5)
+    for m in net.modalities:
+        l_proj = (out["proj_pred"][m] - y).abs().mean()
+        a = out["proj"][m] / out["proj"][m].norm(dim=1, keepdim=True)
+        b = out["reps"][m] / out["reps"][m].norm(dim=1, keepdim=True)
+        sim = a @ b.t() / 0.5
+        l_con = -(sim.diag() - sim.logsumexp(dim=1)).mean()  # row j: anchor x_m'^j against every x_m^g
+        assert parts[f"L_{m}'"] == pytest.approx(float(l_proj), rel=1e-5), m
+        assert parts[f"Lc_{m}"] == pytest.approx(float(l_con), rel=1e-5), m
+        expected_total = expected_total + 0.2 * l_proj + 0.1 * l_con
+    assert float(total.detach()) == pytest.approx(float(expected_total), rel=1e-5)
+
+
+def test_collected_representations_are_the_eval_mode_outputs_of_the_given_rows() -> None:
+    """End of stage 1: x_m, x_m' and yhat_m' = P^m(x_m') of the rows asked for, in their order, without
+    dropout (eval mode), whatever mode the network was left in."""
+    from models.inputs import TensorInputs
+    from models.stages.pretrain import collect_representations
+
+    torch.manual_seed(0)
+    net = MultimodalNet(
+        NetSpec(
+            {m: ModalitySpec("vector", d, 8) for m, d in (("text", 6), ("audio", 5), ("vision", 4))},
+            fusion_dim=6,
+            predictor_hidden=5,
+            dropout=0.5,
+        )
+    )
+    x = _inputs(12)
+    inputs = TensorInputs({m: x[m] for m in ("text", "audio", "vision")}, dict.fromkeys(x, "vector"))
+    rows = torch.tensor([7, 2, 11, 0])
+    net.train()
+    saved = collect_representations(net, inputs, rows, torch.device("cpu"), batch_size=3)
+    net.eval()
+    with torch.no_grad():
+        ref = net({m: v[rows] for m, v in x.items()})
+    for m in net.modalities:
+        assert torch.allclose(saved.unimodal[m], ref["reps"][m], atol=1e-6), m
+        assert torch.allclose(saved.projected[m], ref["proj"][m], atol=1e-6), m
+        assert torch.allclose(saved.projected_pred[m], net.heads[m](ref["proj"][m]).squeeze(-1), atol=1e-6), m
+
+
+def test_stage_1_trains_pretrain_epochs_epochs() -> None:
+    """Table 2's pre-training epochs: one reported epoch (1 .. pretrain_epochs) per pass over the rows."""
+    from models.inputs import TensorInputs
+    from models.stages.common import Reporter
+    from models.stages.pretrain import pretrain
+
+    torch.manual_seed(0)
+    net = _net()
+    x = _inputs(12)
+    inputs = TensorInputs(x, dict.fromkeys(x, "vector"))
+    events = []
+    hp = resolve_hyperparameters({"pretrain_epochs": 3, "batch_size": 4})
+    pretrain(
+        net,
+        inputs,
+        torch.linspace(-1, 1, 12),
+        torch.arange(12),
+        hp,
+        torch.Generator().manual_seed(0),
+        torch.device("cpu"),
+        Reporter({"pretrain": 3}, events.append),
+    )
+    assert [e.epoch for e in events] == [1, 2, 3]

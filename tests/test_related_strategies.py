@@ -339,3 +339,82 @@ def test_related_hyperparameters_are_validated() -> None:
     ):
         with pytest.raises(HyperparameterError, match=f"hyperparameters.{field}"):
             resolve_hyperparameters(bad)
+
+
+def test_cmc_stage3_label_is_the_expected_sentiment_of_the_soft_pseudo_label(
+    small_synth: Path, tmp_path: Path, tiny_hp
+) -> None:
+    """The unimodal label is sum_c pseudo_c * centre_c: where the text classifier disagreed with the pseudo
+    class, the soft label lies between the class centres, not on one of them (argmax would)."""
+    ds = load_dataset(small_synth)
+    result, _ = train_recording(ds, tmp_path / "run", "cmc", {**tiny_hp, **FAST})
+    centres = np.array(result.config["strategy_diagnostics"]["cmc"]["centres"])
+    labels = pd.read_csv(result.out_dir / "unimodal_labels.csv", dtype={"id": str})["label_T"].to_numpy()
+    off_centre = np.abs(labels[:, None] - centres[None, :]).min(1) > 1e-3
+    assert off_centre.any()
+    assert labels.min() >= centres.min() - 1e-6 and labels.max() <= centres.max() + 1e-6  # convex mixtures
+
+
+def test_mtcl_stage3_weights_give_each_subset_half_the_unimodal_loss(
+    small_synth: Path, tmp_path: Path, tiny_hp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stage 3 weights a beneficial sample n / (2 n_ben) and a harmful one n / (2 n_harm) (mean over each
+    subset, summed, as MTCL's loss)."""
+    from models.stages import multitask
+
+    seen: list[torch.Tensor] = []
+    original = multitask.multitask_loss
+
+    def recording_loss(out, y, targets, beta):  # noqa: ANN001
+        seen.extend(w.cpu() for _, w in targets.values())
+        return original(out, y, targets, beta)
+
+    monkeypatch.setattr(multitask, "multitask_loss", recording_loss)
+    ds = load_dataset(small_synth)
+    train(ds, tmp_path / "run", strategy="mtcl", seed=1, hyperparameters={**tiny_hp, **FAST}, device="cpu")
+    n = len(ds.labeled("train"))
+    n_ben = int((1 - 0.44) * n)
+    expected = {round(n / (2 * n_ben), 5), round(n / (2 * (n - n_ben)), 5)}
+    assert {round(float(v), 5) for w in seen for v in w} == expected
+
+
+def test_mlc_labels_are_the_lcn_read_out_on_the_unimodal_representations() -> None:
+    """MLC's labels are LCN(x_m, y) (x_m L2-normalised), not LCN(x_m', y): with a negligible meta learning
+    rate the LCN keeps its initial weights, drawn first from the generator."""
+    from models.stages.parallel import built_with_seed, draw_seed
+    from models.strategies.mlc import mlc_learn_labels
+
+    g = torch.Generator().manual_seed(0)
+    x, xp = torch.randn(24, 6, generator=g) * 3, torch.randn(24, 6, generator=g)
+    y = (torch.randn(24, generator=g) * 1.5).clamp(-2.9, 2.9)
+    head = {"0.weight": torch.randn(5, 6), "0.bias": torch.zeros(5), "2.weight": torch.randn(1, 5),
+            "2.bias": torch.zeros(1)}  # fmt: skip
+    hp = resolve_hyperparameters({"mlc_epochs": 1, "mlc_meta_lr": 1e-9, "mucn_hidden": 8, "batch_size": 8})
+    result = mlc_learn_labels(x, xp, head, y, hp, 3.0, torch.Generator().manual_seed(4))
+    lcn = built_with_seed(draw_seed(torch.Generator().manual_seed(4)), lambda: MUCN(6, 8, 3.0, "atanh"))
+    with torch.no_grad():
+        expected = lcn(x / x.norm(dim=1, keepdim=True), y)
+    assert torch.allclose(result.labels, expected, atol=1e-4)
+
+
+def test_cmc_supcon_polarity_is_neutral_or_positive_on_a_minus_3_to_3_range(
+    small_synth: Path, tmp_path: Path, tiny_hp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CMC's binary polarity for SupCon when rho != 1: class >= neu (y >= -band in the first epoch, where
+    every pseudo class is still y's), the same for all three modalities."""
+    from models.strategies import cmc
+
+    seen: list[torch.Tensor] = []
+    original = cmc.supcon_loss
+
+    def recording_supcon(features, labels, temperature):  # noqa: ANN001
+        seen.append(labels.cpu())
+        return original(features, labels, temperature)
+
+    monkeypatch.setattr(cmc, "supcon_loss", recording_supcon)
+    ds = load_dataset(small_synth)
+    hp = {**tiny_hp, **FAST, "cmc_epochs": 1, "cmc_neutral_band": 0.5}
+    train(ds, tmp_path / "run", strategy="cmc", seed=1, hyperparameters=hp, device="cpu")
+    y = ds.label[ds.labeled("train")]
+    assert ds.rho == 3.0 and ((y > -0.5) & (y <= 0.5)).any()  # a neutral class to tell the rules apart
+    assert int(sum(int(p.sum()) for p in seen)) == 3 * int((y >= -0.5).sum())

@@ -133,3 +133,61 @@ def test_a_train_split_too_small_to_reach_one_step_is_refused_before_training(
     hp = {"multitask_max_epochs": 1, "selfmm_update_every": 2}
     train(data, tmp_path / "b", strategy="selfmm", hyperparameters=hp)
     assert len(steps) == 2
+
+
+def test_ulgm_pseudo_label_is_clamped_to_the_label_range_before_the_moving_average() -> None:
+    """yhat_s = clamp(..., -H, H) (Self-MM's ULGM): a feature next to the positive centre gives delta_s = 29
+    and an unclamped yhat_s of 29; clamped to H, then y_s <- (n-1)/(n+1) y_s + 2/(n+1) yhat_s."""
+    f_s, f_m = torch.tensor([[0.0, 0.0]]), torch.tensor([[0.0, 0.0]])
+    c_s = (torch.tensor([0.1, 0.0]), torch.tensor([3.0, 0.0]))  # d_sp = 0.1, d_sn = 3: delta_s = 29
+    c_m = (torch.tensor([1.0, 0.0]), torch.tensor([2.0, 0.0]))  # d_mp = 1, d_mn = 2: delta_m = 1
+    y_m, y_s = torch.tensor([1.0]), torch.tensor([1.0])
+    for bound in (3.0, 1.0):
+        new = ulgm_update(f_s, f_m, y_s, y_m, c_s, c_m, epoch=2, bound=bound)
+        assert float(new) == pytest.approx(1 / 3 * 1.0 + 2 / 3 * bound, abs=1e-5)
+    # the negative side: y_m = -1 gives yhat_s = 0.5 * 29 * -1 + 0.5 * (-1 + 29 - 1) = -1, inside the range;
+    # y_m = -3 gives 0.5 * 29 * -3 + 0.5 * (-3 + 28) = -31, clamped to -3
+    new = ulgm_update(f_s, f_m, y_s, torch.tensor([-3.0]), c_s, c_m, epoch=2, bound=3.0)
+    assert float(new) == pytest.approx(1 / 3 * 1.0 + 2 / 3 * -3.0, abs=1e-5)
+
+
+def test_selfmm_labels_move_from_each_modalitys_own_label_centres_from_epoch_2_and_weight_by_tanh() -> None:
+    """ULGM inside stage 3, written out: epoch 1 only fills the banks; later, the batch's y_s moves toward
+    yhat_s computed from the distances of F_s to the centres of the bank of s split by s's CURRENT labels,
+    and of F_m to the centres of the fused bank split by y_m; the loss weight is tanh(|y_s - y_m|)."""
+    from types import SimpleNamespace
+
+    from models.config import resolve_hyperparameters
+    from models.strategies.selfmm import SelfMMLabels
+
+    y = torch.tensor([2.0, -1.0, 1.0, -2.0])
+    ctx = SimpleNamespace(
+        hp=resolve_hyperparameters({"predictor_hidden": 2, "fusion_dim": 2}),
+        y=y,
+        train_rows=torch.arange(4),
+        train_position=torch.arange(4),
+        rho=3.0,
+        inputs=SimpleNamespace(kinds={"text": "vector"}),
+    )
+    labels = SelfMMLabels(ctx)
+    bank_s = torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0], [-1.0, 0.0]])
+    bank_m = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, 2.0]])
+    labels.after_batch(torch.arange(4), {"fused": bank_m, "uni_hidden": {"text": bank_s}}, epoch=1)
+    assert torch.equal(labels.labels["text"], y)  # epoch 1: no update
+    y_s = torch.tensor([1.5, 0.5, -0.5, -2.0])  # text labels that have drifted: rows 1 and 2 changed sign
+    labels.labels["text"] = y_s.clone()
+    f_s, f_m = torch.tensor([[0.5, 0.5], [0.0, -1.0]]), torch.tensor([[2.0, 1.0], [-1.0, 0.0]])
+    labels.after_batch(torch.tensor([0, 1]), {"fused": f_m, "uni_hidden": {"text": f_s}}, epoch=3)
+
+    c_sp, c_sn = bank_s[[0, 1]].mean(0), bank_s[[2, 3]].mean(0)  # by y_s: rows 0, 1 > 0; rows 2, 3 < 0
+    c_mp, c_mn = bank_m[[0, 2]].mean(0), bank_m[[1, 3]].mean(0)  # by y_m
+    d_sp, d_sn = (f_s - c_sp).norm(dim=1), (f_s - c_sn).norm(dim=1)
+    d_mp, d_mn = (f_m - c_mp).norm(dim=1), (f_m - c_mn).norm(dim=1)
+    delta_s, delta_m = (d_sn - d_sp) / d_sp, (d_mn - d_mp) / d_mp
+    y_m = y[:2]
+    y_hat = (0.5 * delta_s / delta_m * y_m + 0.5 * (y_m + delta_s - delta_m)).clamp(-3, 3)
+    expected = torch.cat([2 / 4 * y_s[:2] + 2 / 4 * y_hat, y_s[2:]])
+    assert torch.allclose(labels.labels["text"], expected, atol=1e-5)
+    target, weight = labels.targets(torch.arange(4))["text"]
+    assert torch.equal(target, labels.labels["text"])
+    assert torch.allclose(weight, torch.tanh((expected - y).abs()), atol=1e-6)
