@@ -40,7 +40,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import redis
@@ -71,6 +72,23 @@ class QuotaExceeded(Exception):
     def __init__(self, name: str, count: int, limit: int) -> None:
         super().__init__(f"{name}: {count} of {limit}")
         self.name, self.count, self.limit = name, count, limit
+
+
+class DatasetDeleting(Exception):
+    """A job was submitted for a dataset while it is deleted."""
+
+
+def deleting_key(owner: str, dataset_id: str) -> str:
+    return f"{PREFIX}deleting:{owner}:{dataset_id}"
+
+
+@contextmanager
+def _marked(client: redis.Redis, key: str, ttl_s: int = 60) -> Iterator[None]:
+    client.set(key, "1", ex=ttl_s)  # expires should the process die before it removes it
+    try:
+        yield
+    finally:
+        client.delete(key)
 
 
 def fingerprint(dataset_id: str, strategy: str, seed: int, hyperparameters: dict, code_version: str) -> str:
@@ -137,13 +155,15 @@ class JobStore(JobRecords):
 
     # claim -------------------------------------------------------------------------------------------
     # Create a job unless the fingerprint already points at one that is queued, running or succeeded, and
-    # unless the owner already has ARGV[4] queued (or ARGV[5] queued or running) jobs (0 = no limit).
+    # unless the owner already has ARGV[4] queued (or ARGV[5] queued or running) jobs (0 = no limit), or its
+    # dataset is being deleted (KEYS[7]).
     CLAIM = """
     local other = redis.call('GET', KEYS[1])
     if other then
       local st = redis.call('HGET', ARGV[3] .. other, 'state')
       if st and st ~= 'failed' and st ~= 'cancelled' then return {'existing', other} end
     end
+    if redis.call('EXISTS', KEYS[7]) == 1 then return {'deleting'} end
     local queued, inflight = 0, 0
     for _, id in ipairs(redis.call('SMEMBERS', KEYS[4])) do
       local st = redis.call('HGET', ARGV[3] .. id, 'state')
@@ -195,11 +215,19 @@ class JobStore(JobRecords):
             f"{PREFIX}owner:{owner}:active",
             f"{PREFIX}owner:{owner}:jobs",
             f"{PREFIX}active",
+            deleting_key(owner, spec["dataset_id"]),
         ]
         reply = self._claim(keys=keys, args=[job_id, now, f"{PREFIX}job:", *limits, *flat_fields(fields)])
         if reply[0] == "quota":
             raise QuotaExceeded(reply[1], int(reply[2]), int(reply[3]))
+        if reply[0] == "deleting":
+            raise DatasetDeleting(spec["dataset_id"])
         return reply[1]
+
+    def deleting_dataset(self, owner: str, dataset_id: str) -> AbstractContextManager[None]:
+        """While a dataset is deleted: no job claims it (DatasetDeleting), so that a delete that found no job
+        using it leaves none (the submission's check that the dataset exists may precede the delete)."""
+        return _marked(self.r, deleting_key(owner, dataset_id))
 
     def claim(self, spec: dict[str, Any], limits: tuple[int, int] = (0, 0)) -> tuple[str, bool]:
         """The job that trains ``spec`` (owner, dataset_id, strategy, seed, hyperparameters, code_version,

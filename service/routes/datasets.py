@@ -181,13 +181,14 @@ def get_dataset(dataset_id: str, svc: Svc, caller: Who, owner: OwnerId = None) -
 @router.delete("/{dataset_id}", status_code=204, responses={**OWNER_ERRORS, **error_responses(507)})
 def delete_dataset(dataset_id: str, svc: Svc, caller: Who, owner: OwnerId = None) -> Response:
     owner, _ = _summary(svc, caller, dataset_id, owner)
-    users = [j["id"] for j in svc.jobs.active(owner) if j["dataset_id"] == dataset_id]
-    if users:
-        audit.record("delete", caller, "dataset", dataset_id, "refused 409", jobs=users)
-        raise ApiError(409, f"dataset is in use by jobs {users}; cancel them first", field="dataset_id")
-    path = svc.store.dataset_dir(owner, dataset_id)
-    if path is not None and not svc.store.discard(path):
-        audit.record("delete", caller, "dataset", dataset_id, "refused 507")
-        raise insufficient_storage(CANNOT_REMOVE)
+    with svc.jobs.deleting_dataset(owner, dataset_id):  # no job claims it meanwhile
+        users = [j["id"] for j in svc.jobs.active(owner) if j["dataset_id"] == dataset_id]
+        if users:
+            audit.record("delete", caller, "dataset", dataset_id, "refused 409", jobs=users)
+            raise ApiError(409, f"dataset is in use by jobs {users}; cancel them first", field="dataset_id")
+        path = svc.store.dataset_dir(owner, dataset_id)
+        if path is not None and not svc.store.discard(path):
+            audit.record("delete", caller, "dataset", dataset_id, "refused 507")
+            raise insufficient_storage(CANNOT_REMOVE)
     audit.record("delete", caller, "dataset", dataset_id, "deleted", owner=owner)
     return Response(status_code=204)

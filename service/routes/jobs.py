@@ -36,7 +36,7 @@ from worker.app import train_signature
 from worker.artifacts import JOB_ID
 from worker.idempotency import IdempotencyKeyBusy, IdempotencyKeyReused
 from worker.job_records import canonical_json
-from worker.lifecycle import QuotaExceeded
+from worker.lifecycle import DatasetDeleting, QuotaExceeded
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 ERRORS = error_responses(404, 409, 422, 503)
@@ -199,6 +199,13 @@ def _claim_and_send(body: JobCreate, svc: Services, caller: Caller) -> str:
         owner, created = svc.jobs.claim(resolve(body, svc, caller), limits)
     except QuotaExceeded as exc:
         raise too_many(exc.name, exc.limit, JOB_QUOTA_RETRY_S, f"{exc.count} jobs now") from None
+    except DatasetDeleting:
+        raise ApiError(409, f"dataset {body.dataset_id} is being deleted", field="body.dataset_id") from None
+    if created and svc.store.dataset_dir(caller.owner, body.dataset_id) is None:  # deleted since resolve()
+        svc.jobs.request_cancel(owner)  # queued: cancelled at once, never sent
+        raise ApiError(
+            422, f"no dataset with id {body.dataset_id!r}; it was deleted", field="body.dataset_id"
+        )
     if created:
         message = train_signature(svc.celery, owner, svc.settings.train_queue)
         if not svc.jobs.enqueue(owner, message.apply_async):

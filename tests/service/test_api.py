@@ -584,3 +584,45 @@ def test_transcript_model_reads_text_from_the_transcript(client, synth_dir: Path
         "field": "body.utterances.0.text",
         "message": 'this model takes text as {"transcript": "..."}',
     }
+
+
+def test_a_job_submitted_while_its_dataset_is_deleted_is_refused(client, synth_dir: Path) -> None:
+    """The delete's check for jobs using the dataset and a submission's check that it exists ran at once
+    (two API processes): both answered yes, leaving a queued job for a dataset that was gone."""
+    svc = client.app.state.services
+    ds = upload_dir(client, synth_dir).json()["id"]
+    key = client.headers["Authorization"].removeprefix("Bearer ")
+    active, answers = svc.jobs.active, []
+
+    def submit_meanwhile(owner=None):  # between the delete's mark and its look at the key's jobs
+        with new_client(svc.settings, key=key, raise_server_exceptions=False) as other_process:
+            answers.append(other_process.post("/v1/jobs", json={"dataset_id": ds, "hyperparameters": TINY}))
+        return active(owner)
+
+    svc.jobs.active = submit_meanwhile
+    try:
+        assert client.delete(f"/v1/datasets/{ds}").status_code == 204
+    finally:
+        svc.jobs.active = active
+    [r] = answers
+    assert r.status_code == 409 and error_of(r)["field"] == "body.dataset_id", r.text
+    assert "is being deleted" in error_of(r)["message"] and client.get("/v1/jobs").json()["total"] == 0
+
+
+def test_a_dataset_deleted_after_the_submissions_check_cancels_its_new_job(client, synth_dir: Path) -> None:
+    svc = client.app.state.services
+    ds = upload_dir(client, synth_dir).json()["id"]
+    claim = svc.jobs.claim
+
+    def deleted_first(spec, limits):  # the whole delete ran between resolve() and the claim
+        assert svc.store.discard(svc.store.dataset_dir(spec["owner"], spec["dataset_id"]))
+        return claim(spec, limits)
+
+    svc.jobs.claim = deleted_first
+    try:
+        r = client.post("/v1/jobs", json={"dataset_id": ds, "hyperparameters": TINY})
+    finally:
+        svc.jobs.claim = claim
+    assert r.status_code == 422 and "it was deleted" in error_of(r)["message"], r.text
+    [job] = client.get("/v1/jobs").json()["items"]
+    assert job["state"] == "cancelled"
