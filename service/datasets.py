@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from models.dataset import Dataset, DatasetError
 from models.dataset_loader import dataset_sha256, load_dataset
 from models.report import publish_dir, write_json
 from service.errors import ApiError
+from service.quotas import tree_bytes
 from service.uploads import Upload
 from worker.artifacts import ARCHIVE_NAMES, ArtifactStore, json_safe
 from worker.settings import Settings
@@ -96,10 +99,16 @@ def _load(store: ArtifactStore, staging: Path, dataset_id: str | None, settings:
 
 
 def ingest(
-    store: ArtifactStore, owner: str, staging: Path, upload: Upload, settings: Settings
+    store: ArtifactStore,
+    owner: str,
+    staging: Path,
+    upload: Upload,
+    settings: Settings,
+    room: Callable[[int], AbstractContextManager[None]] | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """Publish the upload staged in ``staging`` (its ``data/`` folder) as a dataset of ``owner`` (an API
-    key's id). Returns (summary, created).
+    key's id). Returns (summary, created). ``room(bytes)``: held around the publish, it refuses what would
+    not fit (the key's stored-bytes quota).
 
     The id is the library's dataset sha256 (utterances.csv bytes then features.npz bytes), so the same
     content gets the same id whether it came as two files or inside an archive; it is deduplicated within
@@ -116,6 +125,8 @@ def ingest(
     summary = summarize(dataset, dataset_id, upload)
     write_json(staging / "summary.json", summary, sort_keys=True)
     (store.datasets / owner).mkdir(parents=True, exist_ok=True)
-    if publish_dir(staging, store.datasets / owner / dataset_id):
+    with room(tree_bytes(staging)) if room else nullcontext():
+        published = publish_dir(staging, store.datasets / owner / dataset_id)
+    if published:
         return summary, True
     return store.dataset_summary(owner, dataset_id) or summary, False

@@ -16,6 +16,8 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,6 +167,27 @@ class SyncedRate(_Rate):
             return
         for (_, count), total in zip(sending, totals, strict=True):
             count.seen, count.sending = int(total), 0
+
+
+@contextmanager
+def room_to_publish(
+    jobs: JobStore, store: ArtifactStore, settings: Settings, caller: Caller, adding: int, make_room: str
+) -> Iterator[None]:
+    """Around publishing ``adding`` bytes for the caller: a 413 when they would take the key over its stored
+    bytes. Each upload checked its room before it was received, but uploads received at once each saw the
+    room the others then took: this check is made again with the bytes received, under a per-key lock in
+    Redis, so that uploads published at once, by any API process, are counted one after the other."""
+    quota = limit_of(settings, caller, "stored_bytes")
+    if not quota:
+        yield
+        return
+    with jobs.r.lock(f"unilabel:lock:stored-bytes:{caller.owner}", timeout=120, blocking_timeout=60):
+        stored = stored_bytes(jobs, store, caller.owner)
+        if stored + adding > quota:
+            raise too_large(
+                "stored_bytes", quota, f"{stored} bytes stored, {adding} more received; {make_room}"
+            )
+        yield
 
 
 def stored_bytes(jobs: JobStore, store: ArtifactStore, owner: str) -> int:

@@ -6,6 +6,7 @@ client gets the answer rather than a reset connection."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +19,7 @@ from service.datasets import ingest
 from service.deps import Limit, Offset, Services, Svc, Who
 from service.errors import CANNOT_REMOVE, ApiError, error_responses, insufficient_storage, not_found
 from service.keys import KEY_ID, Caller
-from service.quotas import limit_of, stored_bytes, too_large
+from service.quotas import limit_of, room_to_publish, stored_bytes, too_large
 from service.uploads import receive_upload
 from worker.artifacts import storage_problem
 
@@ -109,7 +110,8 @@ async def _receive(
         upload = await receive_upload(
             request, data_dir, max_bytes, svc.settings.max_upload_parts, limit_name, limit_field
         )
-        return await run_in_threadpool(ingest, svc.store, caller.owner, staging, upload, svc.settings)
+        room = partial(room_to_publish, svc.jobs, svc.store, svc.settings, caller, make_room=MAKE_ROOM)
+        return await run_in_threadpool(ingest, svc.store, caller.owner, staging, upload, svc.settings, room)
     except OSError as exc:
         problem = storage_problem(exc, svc.store.root)
         if problem is None:

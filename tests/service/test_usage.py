@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -211,3 +212,53 @@ def test_counts_being_added_to_redis_are_never_counted_twice(settings, monkeypat
         await client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_uploads_received_at_once_cannot_take_a_key_over_its_stored_bytes(
+    settings, synth_dir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four uploads sent at once (two API processes) were all published: each had checked its room before
+    it was received, when the others were not yet stored. The bytes received are checked again when
+    published, one upload after the other."""
+    import threading
+
+    from service.quotas import room_to_publish
+
+    size = sum(f.stat().st_size for f in synth_dir.iterdir())
+    key = make_key(settings, stored_bytes=size + size // 2)  # room for one of them
+    csv = (synth_dir / "utterances.csv").read_bytes()
+    npz = (synth_dir / "features.npz").read_bytes()
+    other = {"utterances": ("utterances.csv", csv.replace(b"\n", b"\r\n")), "features": ("features.npz", npz)}
+    with new_client(settings, key=key, raise_server_exceptions=False) as c:
+        inside, go_on, answers = threading.Event(), threading.Event(), []
+
+        def held(*args, **kwargs):  # the first upload's publish waits until the second was received
+            with room_to_publish(*args, **kwargs):
+                inside.set()
+                assert go_on.wait(30)
+                yield
+
+        monkeypatch.setattr("service.routes.datasets.room_to_publish", contextmanager(held))
+        first = threading.Thread(target=lambda: answers.append(upload_dir(c, synth_dir)))
+        first.start()
+        assert inside.wait(30)
+        monkeypatch.setattr("service.routes.datasets.room_to_publish", room_to_publish)
+        with new_client(settings, key=key, raise_server_exceptions=False) as other_process:
+            second = threading.Thread(
+                target=lambda: answers.append(other_process.post("/v1/datasets", files=other))
+            )
+            second.start()
+            time.sleep(0.5)  # received and waiting for the first to publish, as the room it saw allowed
+            go_on.set()
+            first.join(30)
+            second.join(30)
+        assert sorted(r.status_code for r in answers) == [201, 413], [r.text for r in answers]
+        refused = next(r for r in answers if r.status_code == 413)
+        assert (
+            error_of(refused)["field"] == "quota.stored_bytes"
+            and "more received" in error_of(refused)["message"]
+        )
+        assert (
+            _usage(c)["stored_bytes"]["used"] <= size + size // 2
+            and c.get("/v1/datasets").json()["total"] == 1
+        )
