@@ -22,7 +22,7 @@ from models.dataset import Dataset
 from models.dataset_loader import load_dataset
 from models.inputs import build_inputs, check_modalities, modality_specs, resolve_text_source
 from models.nets import MultimodalNet, NetSpec
-from models.report import publish_dir, write_json
+from models.report import fsync_files, publish_dir, write_json
 from models.run_dir import staging_dir, write_history, write_outputs
 from models.stages.common import (
     Cancelled,
@@ -244,6 +244,7 @@ def train(
         run = RunResult(
             out_dir=out, metrics=metrics, config=config, input_spec=input_spec_of(spec, text_source)
         )
+        fsync_files(staging)  # the slow part before the last word of before_publish, then a rename
         for name, obj in (before_publish(run) if before_publish else {}).items():
             write_json(staging / name, obj)
         if not publish_dir(staging, out, replace=overwrite):

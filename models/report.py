@@ -238,6 +238,14 @@ def _atomic_write(
     fsync_dir(target.parent)  # the rename itself survives a crash of the host
 
 
+def fsync_files(folder: Path) -> None:
+    """Flush every file under ``folder`` to disk (again: cheap for files flushed already)."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
 def fsync_dir(path: Path) -> None:
     """Flush folder ``path``'s entries (a rename into it) to disk."""
     fd = os.open(path, os.O_RDONLY)
@@ -264,10 +272,7 @@ def publish_dir(
     where the file system cannot, renames the old one aside first and puts it back if interrupted before the
     new one is in; otherwise nothing moves and the answer is False (a concurrent writer published first)."""
     staging, out = Path(staging), Path(out)
-    for path in staging.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as fh:
-                os.fsync(fh.fileno())
+    fsync_files(staging)
     if replace and out.exists() and _exchanged(staging, out):
         shutil.rmtree(staging, ignore_errors=True)  # it holds the old run now
     elif replace and out.exists():

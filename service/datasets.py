@@ -15,7 +15,7 @@ import numpy as np
 from api_schemas.errors import ErrorDetail
 from models.dataset import Dataset, DatasetError
 from models.dataset_loader import dataset_sha256, load_dataset
-from models.report import publish_dir, write_json
+from models.report import fsync_files, publish_dir, write_json
 from service.errors import ApiError
 from service.quotas import tree_bytes
 from service.uploads import Upload
@@ -125,6 +125,7 @@ def ingest(
     summary = summarize(dataset, dataset_id, upload)
     write_json(staging / "summary.json", summary, sort_keys=True)
     (store.datasets / owner).mkdir(parents=True, exist_ok=True)
+    fsync_files(staging)  # the slow part, before the room is held: under it only the count and a rename
     with room(tree_bytes(staging)) if room else nullcontext():
         published = publish_dir(staging, store.datasets / owner / dataset_id)
     if published:

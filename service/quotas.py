@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import LockError, RedisError
 
 from api_schemas.jobs import JobState
 from service.errors import ApiError
@@ -34,6 +34,8 @@ from worker.settings import Settings
 log = logging.getLogger(__name__)
 WINDOW_S = 60
 PREFIX = "unilabel:rate:"
+LOCK_PREFIX = "unilabel:lock:"
+LOCK_WAIT_S = 30.0  # for the uploads of one key published before this one (a count and a rename each)
 
 
 def limit_of(settings: Settings, caller: Caller, name: str) -> int:
@@ -181,13 +183,21 @@ def room_to_publish(
     if not quota:
         yield
         return
-    with jobs.r.lock(f"unilabel:lock:stored-bytes:{caller.owner}", timeout=120, blocking_timeout=60):
+    lock = jobs.r.lock(f"{LOCK_PREFIX}stored-bytes:{caller.owner}", timeout=120, blocking_timeout=LOCK_WAIT_S)
+    if not lock.acquire():
+        message = "another upload of this key is being published; retry shortly"
+        raise ApiError(503, message, field="quota.stored_bytes", headers={"Retry-After": "5"})
+    try:
         stored = stored_bytes(jobs, store, caller.owner)
         if stored + adding > quota:
-            raise too_large(
-                "stored_bytes", quota, f"{stored} bytes stored, {adding} more received; {make_room}"
-            )
+            what = f"{stored} bytes stored, {adding} more received; {make_room}"
+            raise too_large("stored_bytes", quota, what)
         yield
+    finally:
+        try:
+            lock.release()
+        except LockError:  # held past its timeout (a stalled volume): published all the same
+            log.warning("stored-bytes lock of key %s expired before it was released", caller.owner)
 
 
 def stored_bytes(jobs: JobStore, store: ArtifactStore, owner: str) -> int:

@@ -18,8 +18,14 @@ import redis
 from worker.job_records import PREFIX, canonical_json
 
 PENDING_S = 60  # how long a request may hold a key before it names its job (then it is free again)
-# Free a key only while it holds what the request that took it wrote (not once it expired and was retaken).
+# Free or bind a key only while it holds what the request that took it wrote: not once that expired and
+# another request took the key.
 RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+BIND = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
 
 
 class IdempotencyKeyReused(Exception):
@@ -34,15 +40,11 @@ class IdempotencyKeys:
     def __init__(self, client: redis.Redis, get_job: Callable[[str], dict[str, Any] | None]) -> None:
         self.r, self.get_job = client, get_job
         self._release = client.register_script(RELEASE)
+        self._bind = client.register_script(BIND)
 
     @staticmethod
     def name(key: str, owner: str) -> str:
         return f"{PREFIX}idem:{owner}:{key}" if owner else f"{PREFIX}idem:{key}"
-
-    def bound(self, key: str, owner: str = "") -> dict[str, Any] | None:
-        """What the key holds: ``{"job_id", "body", "request"}`` (``job_id`` None while taken), or None."""
-        raw = self.r.get(self.name(key, owner))
-        return json.loads(raw) if raw else None
 
     def take(self, key: str, body: str, owner: str = "") -> tuple[str, dict[str, Any] | None]:
         """``(taken, None)``: the key is this request's now; ``bind`` or ``release`` it with ``taken``.
@@ -64,9 +66,11 @@ class IdempotencyKeys:
             self._release(keys=[name], args=[raw])  # its job's record is gone: free again
         return taken, None
 
-    def bind(self, key: str, taken: str, job_id: str, ttl: int, owner: str = "") -> None:
-        """The key taken by ``take`` stands for ``job_id`` from now on, for ``ttl`` seconds."""
-        self.r.set(self.name(key, owner), canonical_json(json.loads(taken) | {"job_id": job_id}), ex=ttl)
+    def bind(self, key: str, taken: str, job_id: str, ttl: int, owner: str = "") -> bool:
+        """The key taken by ``take`` stands for ``job_id`` from now on, for ``ttl`` seconds; False when this
+        request held it past ``PENDING_S`` and another took it meanwhile (it is left to that one)."""
+        bound = canonical_json(json.loads(taken) | {"job_id": job_id})
+        return bool(self._bind(keys=[self.name(key, owner)], args=[taken, bound, ttl]))
 
     def release(self, key: str, taken: str, owner: str = "") -> None:
         """Free a key taken by a request that made no job (refused, or failed)."""

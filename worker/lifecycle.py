@@ -384,16 +384,18 @@ class JobStore(JobRecords):
 
     # forget ------------------------------------------------------------------------------------------
     # A succeeded job's model is gone: no model_id, the time it went, and its fingerprint freed (when it is
-    # still this job's). Returns the state, or false when the job is not succeeded.
+    # still this job's). Returns the state: only a succeeded job's is forgotten.
     FORGET = """
-    if redis.call('HGET', KEYS[1], 'state') ~= 'succeeded' then return false end
+    local st = redis.call('HGET', KEYS[1], 'state')
+    if st ~= 'succeeded' then return st or '' end
     if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
     redis.call('HSET', KEYS[1], 'model_id', '', 'model_deleted_at', ARGV[2], 'updated_at', ARGV[2])
     return 'succeeded'
     """
 
-    def forget_model(self, job: dict[str, Any]) -> bool:
+    def forget_model(self, job: dict[str, Any]) -> str:
         """Record that succeeded job ``job``'s model was deleted, before its files go: from now on the same
-        request claims a new job rather than this one. False when the job is not succeeded."""
+        request claims a new job rather than this one. Returns the job's state, in the same step: only a
+        ``succeeded`` one was forgotten ("" when the record is gone)."""
         keys = [self.key(job["id"]), fingerprint_key(job.get("owner") or "", job.get("fingerprint") or "")]
-        return bool(self._forget(keys=keys, args=[job["id"], repr(time.time())]))
+        return self._forget(keys=keys, args=[job["id"], repr(time.time())])

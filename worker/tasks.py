@@ -52,14 +52,18 @@ def publish_check(
     """``train``'s ``before_publish``: the run is published only by the attempt that still holds the job's
     lease, asked of Redis (renewing it for the rename) and not of the heartbeat, whose last word can be a
     lease's length old (a worker cut off from Redis, or stopped); a cancel asked meanwhile stops it. Then
-    card.json."""
+    card.json. Redis unreachable for ``patience_s``: not known to hold it, so as if lost (the reaper
+    re-queues the job once its lease has expired)."""
 
     def before_publish(run: RunResult) -> dict[str, Any]:
-        held = until_redis_answers(
-            f"job {job['id']}: checking the lease before publishing", beat.renew, patience_s
-        )
+        try:
+            held = until_redis_answers(
+                f"job {job['id']}: checking the lease before publishing", beat.renew, patience_s
+            )
+        except RedisError as exc:
+            raise LeaseLost(f"Redis unreachable for JOB_RECORD_PATIENCE={patience_s:g} s ({exc})") from None
         if held == "lost":
-            raise LeaseLost(job["id"])
+            raise LeaseLost("the lease is another attempt's, or the job ended")
         if held == "cancel":
             raise Cancelled("cancel requested")
         return {"card.json": model_card(job, dataset_sha256, run)}
@@ -244,8 +248,8 @@ def _attempt(
             "error": None,
             "metrics": flat_metrics(metrics),
         }
-    except LeaseLost:
-        log.warning("job %s: the lease was taken from this attempt before it published; nothing kept", job_id)
+    except LeaseLost as exc:
+        log.warning("job %s: not published, nothing recorded: %s", job_id, exc)
         return None
     except Cancelled:
         end = {"state": JobState.cancelled.value}

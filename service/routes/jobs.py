@@ -10,6 +10,7 @@ admin key sees all).
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +39,7 @@ from worker.idempotency import IdempotencyKeyBusy, IdempotencyKeyReused
 from worker.job_records import canonical_json
 from worker.lifecycle import DatasetDeleting, QuotaExceeded
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 ERRORS = error_responses(404, 409, 422, 503)
 RUN_ERRORS = {**ERRORS, **error_responses(410)}  # the files of a job whose model was deleted
@@ -202,10 +204,10 @@ def _claim_and_send(body: JobCreate, svc: Services, caller: Caller) -> str:
     except DatasetDeleting:
         raise ApiError(409, f"dataset {body.dataset_id} is being deleted", field="body.dataset_id") from None
     if created and svc.store.dataset_dir(caller.owner, body.dataset_id) is None:  # deleted since resolve()
+        why = f"no dataset with id {body.dataset_id!r}; it was deleted"
         svc.jobs.request_cancel(owner)  # queued: cancelled at once, never sent
-        raise ApiError(
-            422, f"no dataset with id {body.dataset_id!r}; it was deleted", field="body.dataset_id"
-        )
+        svc.jobs.update(owner, error=f"{why} before the job was queued")  # its list says why
+        raise ApiError(422, f"{why} (job {owner} cancelled)", field="body.dataset_id")
     if created:
         message = train_signature(svc.celery, owner, svc.settings.train_queue)
         if not svc.jobs.enqueue(owner, message.apply_async):
@@ -243,8 +245,8 @@ def submit(body: JobCreate, svc: Services, caller: Caller, idempotency_key: str 
         if taken:  # no job made: the key is free for the next try
             keys.release(idempotency_key, taken, caller.owner)
         raise
-    if taken:
-        keys.bind(idempotency_key, taken, owner, svc.settings.idempotency_ttl, caller.owner)
+    if taken and not keys.bind(idempotency_key, taken, owner, svc.settings.idempotency_ttl, caller.owner):
+        log.warning("job %s: its Idempotency-Key was taken by another request meanwhile", owner)
     rec = svc.jobs.get(owner)
     if rec is None:  # deleted between the two reads: extremely unlikely, still not a 500
         raise ApiError(409, "the job was removed while submitting; try again")

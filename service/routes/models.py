@@ -130,18 +130,16 @@ def get_model_archive(model_id: str, svc: Svc, caller: Who) -> StreamingResponse
 async def delete_model(model_id: str, svc: Svc, caller: Who) -> Response:
     """Delete a model and its run's files (labels, report, predictions): its job stays, succeeded, with
     ``model_deleted_at``; submitting that job again trains a new one. Every API process stops serving it. A
-    409 while the job is still running: its run is published a moment before the job records success."""
+    409 while the job is unfinished: its run is published a moment before the job records success."""
     card = await run_in_threadpool(_visible_model, svc, caller, model_id)  # deleted already: 410
     job = await run_in_threadpool(svc.jobs.get, card["job_id"])
-    # the record first: from now on the same request trains anew
-    if job is not None and not await run_in_threadpool(svc.jobs.forget_model, job):
-        state = (await run_in_threadpool(svc.jobs.get, job["id"]) or job)["state"]
-        if not is_final(state):  # published, not yet recorded: deleted now, the job would say succeeded
-            raise ApiError(
-                409,
-                f"the model's job is still {state}; delete the model once it has succeeded",
-                field="model_id",
-            )
+    # the record first: from now on the same request trains anew. Not while the job is unfinished (published,
+    # not yet recorded: it would then say succeeded without its files); a run whose job failed or was
+    # cancelled goes
+    state = await run_in_threadpool(svc.jobs.forget_model, job) if job is not None else ""
+    if state and not is_final(state):
+        message = f"the model's job is still {state}; delete the model once it has succeeded"
+        raise ApiError(409, message, field="model_id")
     svc.models.forget(model_id)
     run_dir = svc.store.run_dir(model_id)
     if run_dir is not None and not await run_in_threadpool(svc.store.discard, run_dir):

@@ -625,4 +625,5 @@ def test_a_dataset_deleted_after_the_submissions_check_cancels_its_new_job(clien
         svc.jobs.claim = claim
     assert r.status_code == 422 and "it was deleted" in error_of(r)["message"], r.text
     [job] = client.get("/v1/jobs").json()["items"]
-    assert job["state"] == "cancelled"
+    assert job["state"] == "cancelled" and "deleted before the job was queued" in job["error"]
+    assert job["id"] in error_of(r)["message"]

@@ -78,13 +78,13 @@ def test_forgetting_a_model_frees_only_its_own_fingerprint(client, synth_dir) ->
     jobs = client.app.state.services.jobs
     dataset_id = upload_dir(client, synth_dir).json()["id"]
     queued = jobs.get(client.post("/v1/jobs", json={"dataset_id": dataset_id}).json()["id"])
-    assert jobs.forget_model(queued) is False
+    assert jobs.forget_model(queued) == "queued"
     fp_key = fingerprint_key(queued["owner"], queued["fingerprint"])
     assert jobs.r.get(fp_key) == queued["id"] and jobs.get(queued["id"]).get("model_deleted_at") is None
 
     jobs.transition(queued["id"], ("queued",), state="succeeded", model_id=queued["id"])
     jobs.r.set(fp_key, "f" * 32)  # the fingerprint names another job now (this one's, say, re-claimed)
-    assert jobs.forget_model(queued) is True
+    assert jobs.forget_model(queued) == "succeeded"
     assert jobs.r.get(fp_key) == "f" * 32
     rec = jobs.get(queued["id"])
     assert rec["state"] == "succeeded" and rec["model_id"] is None and rec["model_deleted_at"] > 0
@@ -132,3 +132,25 @@ def test_the_run_of_a_job_that_ended_otherwise_is_deleted(client, trained: dict)
     svc.jobs.r.hset(svc.jobs.key(job_id), "state", "cancelled")
     assert client.delete(f"/v1/models/{job_id}").status_code == 204
     assert svc.store.run_dir(job_id) is None
+
+
+def test_a_job_that_records_success_during_the_delete_keeps_its_model(client, trained: dict) -> None:
+    """The job's state was read twice: it recorded success between the two reads, and its files went while
+    it went on saying succeeded."""
+    job_id = trained["job_id"]
+    svc = client.app.state.services
+    svc.jobs.r.hset(svc.jobs.key(job_id), "state", "running")
+    forget = svc.jobs.forget_model
+
+    def then_succeeds(job):
+        state = forget(job)
+        svc.jobs.r.hset(svc.jobs.key(job_id), "state", "succeeded")  # the worker's record, just after
+        return state
+
+    svc.jobs.forget_model = then_succeeds
+    try:
+        r = client.delete(f"/v1/models/{job_id}")
+    finally:
+        svc.jobs.forget_model = forget
+    assert r.status_code == 409 and svc.store.run_dir(job_id) is not None, r.text
+    assert client.get(f"/v1/jobs/{job_id}/labels").status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -84,22 +85,26 @@ def test_an_idempotency_key_is_taken_before_its_job_and_stands_for_it_once_bound
     keys = jobs.idempotency_keys
     job_id, _ = new(jobs, "idem")
     taken, rec = keys.take("k", "body")
-    assert taken and rec is None and keys.bound("k")["job_id"] is None
+    assert taken and rec is None and json.loads(jobs.r.get(keys.name("k", "")))["job_id"] is None
     with pytest.raises(IdempotencyKeyBusy):  # the first request has not named its job yet
         keys.take("k", "body")
     with pytest.raises(IdempotencyKeyReused):
         keys.take("k", "another body")
-    keys.bind("k", taken, job_id, 60)
+    assert keys.bind("k", taken, job_id, 60)
     assert keys.take("k", "body") == ("", jobs.get(job_id))
     with pytest.raises(IdempotencyKeyReused):
         keys.take("k", "another body")
-    assert keys.bound("other") is None
+    assert keys.take("other", "body")[1] is None
     # a request that made no job frees the key, but not once another request took it
     taken, _ = keys.take("k2", "body")
     keys.release("k2", taken)
     again, _ = keys.take("k2", "body")
     keys.release("k2", taken)
-    assert keys.bound("k2") is not None and again
+    assert jobs.r.get(keys.name("k2", "")) == again
+    # nor bound by a request that held it so long that it expired and another request took it
+    jobs.r.delete(keys.name("k2", ""))
+    later, _ = keys.take("k2", "another body")
+    assert not keys.bind("k2", again, job_id, 60) and jobs.r.get(keys.name("k2", "")) == later
     # a key whose job's record is gone is free again
     jobs.r.delete(jobs.key(job_id))
     taken, rec = keys.take("k", "body")

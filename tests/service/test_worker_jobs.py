@@ -12,6 +12,11 @@ from tests.service.conftest import TINY, upload_dir, with_transcripts
 from worker.tasks import run_job
 
 
+def nothing_staged(svc, job_id: str) -> bool:
+    """No upload staging, and no run being written (train() stages in runs/.<job>.partial-<pid>)."""
+    return list(svc.store.tmp.iterdir()) == [] and list(svc.store.runs.glob(f".{job_id}.partial-*")) == []
+
+
 @pytest.fixture
 def svc(client):
     return client.app.state.services
@@ -73,7 +78,7 @@ def test_an_attempt_whose_job_was_taken_while_it_trained_publishes_and_records_n
     assert run_job(queued, svc.jobs, svc.store, svc.settings) == "running"  # attempt 2's
     rec = svc.jobs.get(queued)
     assert rec["lease_token"] == other and not rec.get("finished_at") and not rec.get("model_id")
-    assert svc.store.run_dir(queued) is None and list(svc.store.tmp.iterdir()) == []
+    assert svc.store.run_dir(queued) is None and nothing_staged(svc, queued)
 
 
 def test_a_cancel_after_the_last_epoch_is_honoured_before_publishing(
@@ -90,7 +95,28 @@ def test_a_cancel_after_the_last_epoch_is_honoured_before_publishing(
     monkeypatch.setattr(svc.jobs, "update", cancel_unseen)
     monkeypatch.setattr(svc.jobs, "cancel_requested", lambda job_id: False)
     assert run_job(queued, svc.jobs, svc.store, svc.settings) == "cancelled"
-    assert svc.store.run_dir(queued) is None and list(svc.store.tmp.iterdir()) == []
+    assert svc.store.run_dir(queued) is None and nothing_staged(svc, queued)
+
+
+def test_redis_unreachable_when_publishing_keeps_nothing_and_records_nothing(
+    svc, queued: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past JOB_RECORD_PATIENCE the check failed the job with the Redis error's text (the Redis host's name
+    in it); the attempt cannot know whether it still holds the job, so it leaves it to the reaper."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from worker.leases import Heartbeat
+
+    def unreachable(self) -> str:
+        raise RedisConnectionError("Error 111 connecting to redis.internal:6379")
+
+    monkeypatch.setattr(svc.settings, "job_heartbeat_s", 3600.0)
+    monkeypatch.setattr(svc.settings, "job_record_patience", 0.3)
+    monkeypatch.setattr(Heartbeat, "renew", unreachable)
+    assert run_job(queued, svc.jobs, svc.store, svc.settings) == "running"
+    rec = svc.jobs.get(queued)
+    assert not rec.get("error") and not rec.get("finished_at") and rec["attempts"] == 1
+    assert svc.store.run_dir(queued) is None and nothing_staged(svc, queued)
 
 
 def test_cancelled_while_queued_never_runs(svc, queued: str) -> None:
