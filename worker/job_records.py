@@ -144,8 +144,18 @@ class JobRecords:
         self.r = client
 
     @classmethod
-    def from_url(cls, url: str) -> Self:
-        return cls(redis.Redis.from_url(url, decode_responses=True, health_check_interval=30))
+    def from_url(cls, url: str, timeout_s: float = 30.0) -> Self:
+        """A client whose calls give up after ``timeout_s`` (a RedisError): over a connection that went silent
+        (a host lost, a partition) a call would otherwise wait for ever, and with it a job's heartbeat or the
+        wait for its final state, which count on RedisErrors to retry within JOB_RECORD_PATIENCE."""
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            health_check_interval=30,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=min(timeout_s, 10.0),
+        )
+        return cls(client)
 
     @staticmethod
     def key(job_id: str) -> str:

@@ -109,3 +109,24 @@ def test_an_idempotency_key_is_taken_before_its_job_and_stands_for_it_once_bound
     jobs.r.delete(jobs.key(job_id))
     taken, rec = keys.take("k", "body")
     assert taken and rec is None
+
+
+def test_a_call_over_a_connection_gone_silent_gives_up() -> None:
+    """A Redis host lost without a reset (a partition) held a job's final-state wait and its heartbeat for
+    ever: the patience they count on is measured between RedisErrors."""
+    import socket
+    import time
+
+    from redis.exceptions import RedisError
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # accepts, never answers
+    try:
+        jobs = JobStore.from_url(f"redis://127.0.0.1:{silent.getsockname()[1]}", timeout_s=0.5)
+        started = time.monotonic()
+        with pytest.raises(RedisError):
+            jobs.get("f" * 32)
+        assert time.monotonic() - started < 5
+    finally:
+        silent.close()
