@@ -469,3 +469,44 @@ def test_a_key_verified_lately_is_trusted_while_redis_is_away(settings) -> None:
             await verifier.close()
 
     asyncio.run(scenario())
+
+
+def test_a_revoked_key_is_refused_once_its_cached_verification_runs_out(settings) -> None:
+    """A verified key is trusted for API_KEY_CACHE_S; after that its revocation counts, whatever is cached."""
+    import asyncio
+
+    from service.errors import ApiError
+    from service.guard import KeyVerifier
+    from service.keys import KeyStore
+    from tests.service.conftest import make_key
+
+    header = f"Bearer {make_key(settings, name='revoked-later')}".encode()
+
+    async def scenario() -> None:
+        verifier = KeyVerifier(settings.redis_url, 2.0, outage_grace_s=60.0)
+        try:
+            caller = await verifier.caller(header)
+            KeyStore.from_url(settings.redis_url).revoke("revoked-later")
+            assert await verifier.caller(header) == caller  # within API_KEY_CACHE_S
+            verifier._cache[header] = (caller, verifier._cache[header][1] - 2.0)  # as if 2 s later
+            with pytest.raises(ApiError) as refused:
+                await verifier.caller(header)
+            assert refused.value.status == 401 and header not in verifier._cache
+        finally:
+            await verifier.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_revoked_keys_name_can_be_given_again_and_ownerless_records_are_an_admins_alone(settings) -> None:
+    from service.keys import Caller, KeyProblem, KeyStore
+
+    keys = KeyStore.from_url(settings.redis_url)
+    first = keys.create("reused")
+    with pytest.raises(KeyProblem):
+        keys.create("reused")
+    assert keys.revoke("reused") == first.split("_")[1]
+    assert keys.create("reused") != first  # a new key of the same name
+    # records from before keys had no owner: no key but an admin's sees them
+    assert not Caller("a" * 16, "a").may_see(None) and Caller("b" * 16, "b", admin=True).may_see(None)
+    assert Caller("a" * 16, "a").may_see("a" * 16) and not Caller("a" * 16, "a").may_see("b" * 16)

@@ -627,3 +627,103 @@ def test_a_dataset_deleted_after_the_submissions_check_cancels_its_new_job(clien
     [job] = client.get("/v1/jobs").json()["items"]
     assert job["state"] == "cancelled" and "deleted before the job was queued" in job["error"]
     assert job["id"] in error_of(r)["message"]
+
+
+# each key's own jobs and models, in one API process ----------------------------------------------------
+def test_another_keys_job_is_not_listed_and_its_cancel_is_a_404_that_cancels_nothing(
+    client, synth_dir: Path
+) -> None:
+    from tests.service.conftest import auth, make_key
+
+    ds = upload_dir(client, synth_dir).json()["id"]
+    job = client.post("/v1/jobs", json={"dataset_id": ds}).json()["id"]
+    other = auth(make_key(client.app.state.services.settings))
+    r = client.post(f"/v1/jobs/{job}/cancel", headers=other)
+    assert r.status_code == 404 and error_of(r)["field"] == "job_id", r.text
+    rec = client.get(f"/v1/jobs/{job}").json()
+    assert rec["state"] == "queued" and rec["cancel_requested"] is False
+    assert client.get(f"/v1/jobs/{job}", headers=other).status_code == 404
+    for query in ("", "?state=queued"):
+        assert client.get(f"/v1/jobs{query}", headers=other).json() == {"items": [], "total": 0}
+    assert client.get("/v1/jobs?state=queued", headers=client.admin_headers).json()["total"] == 1
+
+
+def test_a_model_this_process_serves_and_memoised_is_a_404_to_another_key(client, trained: dict) -> None:
+    from tests.service.conftest import auth, make_key
+
+    predict = f"/v1/models/{trained['job_id']}/predict"
+    rng = np.random.default_rng(11)
+    body = {"utterances": [_utterance(rng, "u0")]}
+    assert client.post(predict, json=body).status_code == 200  # loaded here, its answer memoised
+    other = auth(make_key(client.app.state.services.settings))
+    for asked in (body, {"utterances": [_utterance(rng, "u1")]}):  # the memoised body, and a new one
+        r = client.post(predict, json=asked, headers=other)
+        assert r.status_code == 404 and error_of(r)["field"] == "model_id", r.text
+    assert client.post(predict, json=body, headers=client.admin_headers).status_code == 200
+
+
+def test_cached_predictions_are_kept_per_model(settings: Settings) -> None:
+    import asyncio
+
+    from service.serving import PredictionCache
+
+    async def rows() -> tuple[list, list]:
+        cache = PredictionCache(settings.redis_url, ttl=60)
+        try:
+            await cache.put_many("a" * 32, {"same-input": [0.5, 0.1, 0.2, 0.3]})
+            own = await cache.get_many("a" * 32, ["same-input"])
+            return own, await cache.get_many("b" * 32, ["same-input"])
+        finally:
+            await cache.close()
+
+    assert asyncio.run(rows()) == ([[0.5, 0.1, 0.2, 0.3]], [None])
+
+
+def test_another_keys_models_and_datasets_are_not_listed_nor_reached_by_naming_their_key(
+    client, trained: dict
+) -> None:
+    from tests.service.conftest import auth, make_key
+
+    svc = client.app.state.services
+    owner = svc.jobs.get(trained["job_id"])["owner"]
+    other = auth(make_key(svc.settings))
+    for listing in ("/v1/models", "/v1/datasets"):
+        assert client.get(listing, headers=other).json() == {"items": [], "total": 0}
+        assert client.get(listing).json()["total"] == 1
+    dataset = f"/v1/datasets/{trained['dataset_id']}"
+    for method in ("GET", "DELETE"):
+        r = client.request(method, dataset, params={"owner": owner}, headers=other)
+        assert r.status_code == 403 and error_of(r)["field"] == "query.owner", r.text
+    assert client.get(dataset).status_code == 200
+
+
+def test_an_idempotency_key_is_freed_by_a_refused_request_and_kept_for_the_ttl_once_it_made_a_job(
+    client, synth_dir: Path
+) -> None:
+    svc = client.app.state.services
+    owner = client.headers["Authorization"].removeprefix("Bearer ").split("_")[1]
+    headers = {"Idempotency-Key": "first-refused"}
+    for _ in range(2):  # refused each time, never "still being answered"
+        r = client.post("/v1/jobs", json={"dataset_id": "0" * 64}, headers=headers)
+        assert r.status_code == 422 and error_of(r)["field"] == "body.dataset_id", r.text
+    ds = upload_dir(client, synth_dir).json()["id"]
+    made = client.post("/v1/jobs", json={"dataset_id": ds}, headers=headers)
+    assert made.status_code == 202, made.text
+    ttl = svc.jobs.r.ttl(svc.jobs.idempotency_keys.name("first-refused", owner))
+    assert svc.settings.idempotency_ttl - 60 < ttl <= svc.settings.idempotency_ttl
+
+
+def test_another_keys_job_on_the_same_dataset_does_not_block_its_delete(client, synth_dir: Path) -> None:
+    """Datasets are content-addressed: two keys' uploads of the same files have one id, each key its own."""
+    from tests.service.conftest import auth, make_key
+
+    other = auth(make_key(client.app.state.services.settings))
+    ds = upload_dir(client, synth_dir).json()["id"]
+    with open(synth_dir / "utterances.csv", "rb") as u, open(synth_dir / "features.npz", "rb") as f:
+        files = {"utterances": ("utterances.csv", u), "features": ("features.npz", f)}
+        assert client.post("/v1/datasets", files=files, headers=other).json()["id"] == ds
+    theirs = client.post("/v1/jobs", json={"dataset_id": ds}, headers=other).json()["id"]
+    r = client.delete(f"/v1/datasets/{ds}")
+    assert r.status_code == 204 and theirs not in r.text
+    assert client.get(f"/v1/datasets/{ds}", headers=other).status_code == 200
+    assert client.get(f"/v1/jobs/{theirs}", headers=other).json()["state"] == "queued"

@@ -130,3 +130,212 @@ def test_a_call_over_a_connection_gone_silent_gives_up() -> None:
         assert time.monotonic() - started < 5
     finally:
         silent.close()
+
+
+# quotas, leases and the reaper, against the same Redis ----------------------------------------------------
+OTHER_HOST = "otherhost"  # a lease token of another host: never judged by this host's processes
+
+
+def running(jobs: JobStore, fp: str, attempts: int = 1, lease_in: float = 60.0, **fields) -> str:
+    """A job running under another host's lease that expires ``lease_in`` seconds from now."""
+    job_id, _ = new(jobs, fp)
+    jobs.transition(
+        job_id,
+        ("queued",),
+        state="running",
+        attempts=attempts,
+        lease_token=f"{OTHER_HOST}:1:{fp}",
+        lease_until=jobs.redis_now() + lease_in,
+        **fields,
+    )
+    return job_id
+
+
+def test_running_jobs_count_toward_concurrent_jobs_only_and_per_key(jobs: JobStore) -> None:
+    from worker.lifecycle import QuotaExceeded
+
+    spec = {**SPEC, "owner": "k1"}
+    first = jobs.create_or_get(uuid.uuid4().hex, spec, "one", (1, 2))
+    jobs.transition(first, ("queued",), state="running")
+    second = jobs.create_or_get(uuid.uuid4().hex, spec, "two", (1, 2))  # a running job is not queued
+    assert second != first and jobs.get(second)["state"] == "queued"
+    with pytest.raises(QuotaExceeded) as queued_full:
+        jobs.create_or_get(uuid.uuid4().hex, spec, "three", (1, 0))
+    assert (queued_full.value.name, queued_full.value.count, queued_full.value.limit) == ("queued_jobs", 1, 1)
+    with pytest.raises(QuotaExceeded) as inflight_full:  # one queued and one running: 2 of 2
+        jobs.create_or_get(uuid.uuid4().hex, spec, "three", (0, 2))
+    assert (inflight_full.value.name, inflight_full.value.count) == ("concurrent_jobs", 2)
+    # another key's jobs are its own
+    other = jobs.create_or_get(uuid.uuid4().hex, {**SPEC, "owner": "k2"}, "three", (1, 1))
+    assert jobs.get(other)["owner"] == "k2"
+    # a job that ended counts toward neither
+    jobs.transition(first, ("running",), state="succeeded")
+    assert jobs.get(jobs.create_or_get(uuid.uuid4().hex, spec, "three", (0, 2)))["state"] == "queued"
+
+
+def test_only_the_lease_holder_writes_progress_and_the_end(jobs: JobStore) -> None:
+    job_id, _ = new(jobs)
+    holder, stale = f"{OTHER_HOST}:1:now", f"{OTHER_HOST}:1:before"
+    assert jobs.start(jobs.get(job_id), 3, holder, 30)
+    rec = jobs.get(job_id)
+    assert rec["lease_token"] == holder and rec["lease_until"] >= jobs.redis_now() + 29  # a lease of 30 s
+    jobs.update(job_id, token=stale, progress=0.5, stage="meta")
+    jobs.finish(job_id, 1.0, stale, state="succeeded", model_id=job_id)
+    rec = jobs.get(job_id)
+    assert (rec["state"], rec["progress"], rec.get("stage")) == ("running", 0.0, None)
+    assert not rec.get("model_id") and not rec.get("finished_at")
+    jobs.update(job_id, token=holder, progress=0.5)
+    jobs.finish(job_id, 1.0, holder, state="succeeded", model_id=job_id)
+    rec = jobs.get(job_id)
+    assert (rec["state"], rec["progress"], rec["model_id"]) == ("succeeded", 0.5, job_id)
+
+
+def test_of_two_deliveries_of_a_job_only_one_starts_it_until_its_lease_expires(jobs: JobStore) -> None:
+    job_id, _ = new(jobs)
+    read_by_both = jobs.get(job_id)  # two deliveries read the queued record at once
+    assert jobs.start(read_by_both, 3, f"{OTHER_HOST}:1:a", 30)
+    assert not jobs.start(read_by_both, 3, f"{OTHER_HOST}:2:b", 30)  # the other delivery's race is lost
+    assert not jobs.start(jobs.get(job_id), 3, f"{OTHER_HOST}:3:c", 30)  # the lease is held: dropped
+    rec = jobs.get(job_id)
+    assert rec["lease_token"] == f"{OTHER_HOST}:1:a" and rec["attempts"] == 1
+    jobs.r.hset(jobs.key(job_id), "lease_until", repr(jobs.redis_now() - 1))  # its worker was lost
+    assert jobs.start(jobs.get(job_id), 3, f"{OTHER_HOST}:4:d", 30)
+    rec = jobs.get(job_id)
+    assert rec["lease_token"] == f"{OTHER_HOST}:4:d" and rec["attempts"] == 2 and "lost" in rec["error"]
+
+
+def test_a_lease_is_held_by_a_live_process_until_it_expires() -> None:
+    import os
+    import socket
+
+    from worker.leases import lease_is_held
+
+    here = socket.gethostname()
+    now = 1000.0
+
+    def held(token: str, until: float = now + 30) -> bool:
+        return lease_is_held({"lease_token": token, "lease_until": until}, now)
+
+    assert held(f"{OTHER_HOST}:1:x") and held(f"{here}:{os.getppid()}:x")  # another live process
+    assert not held(f"{OTHER_HOST}:1:x", now - 1) and not held(f"{OTHER_HOST}:1:x", now)
+    assert not held(f"{here}:{os.getpid()}:x")  # this very process: the attempt it ran is over
+    assert not held("") and not lease_is_held({"lease_until": now + 30}, now)
+
+
+def test_a_heartbeat_renews_only_its_own_lease_and_hears_a_cancel(jobs: JobStore) -> None:
+    from worker.leases import Heartbeat
+
+    job_id, _ = new(jobs)
+    token = f"{OTHER_HOST}:1:a"
+    assert jobs.start(jobs.get(job_id), 3, token, 5)
+    beat = Heartbeat(jobs, job_id, token, 3600, 30)  # renewed by hand here, its thread never started
+    assert beat.renew() == "held" and jobs.get(job_id)["lease_until"] >= jobs.redis_now() + 29
+    assert jobs.request_cancel(job_id) == "running"
+    assert beat.renew() == "cancel" and not beat.lost
+    stale = Heartbeat(jobs, job_id, f"{OTHER_HOST}:1:before", 3600, 300)
+    until = jobs.get(job_id)["lease_until"]
+    assert stale.renew() == "lost" and stale.lost
+    assert jobs.get(job_id)["lease_until"] == until  # not renewed by the stale attempt
+
+
+def test_the_reaper_takes_back_only_jobs_whose_lease_expired(jobs: JobStore) -> None:
+    from worker.leases import reap_expired
+
+    sent: list[str] = []
+    live = running(jobs, "live")
+    lost = running(jobs, "lost", lease_in=-1)
+    last = running(jobs, "last", attempts=3, lease_in=-1)
+    cancel = running(jobs, "cancel", lease_in=-1, cancel_requested=True)
+    reap_expired(jobs, 30, 3, lambda job_id: lambda: sent.append(job_id))
+    assert jobs.get(live)["state"] == "running" and jobs.get(live)["lease_token"]
+    rec = jobs.get(lost)
+    assert rec["state"] == "queued" and "attempt 1 lost with its worker" in rec["error"]
+    assert rec["lease_token"] is None and rec["sent_at"] and sent == [lost]  # its new message, sent
+    rec = jobs.get(last)
+    assert rec["state"] == "failed" and "JOB_MAX_ATTEMPTS=3" in rec["error"] and rec["finished_at"]
+    assert jobs.get(cancel)["state"] == "cancelled"
+    assert jobs.r.smembers("unilabel:active") == {live, lost}
+
+
+def test_a_queued_job_never_sent_its_message_is_sent_one_after_the_grace(jobs: JobStore) -> None:
+    import time
+
+    from worker.leases import resend_unsent
+
+    sent: list[str] = []
+
+    def send(job_id: str):
+        return lambda: sent.append(job_id)
+
+    def aged(fp: str) -> str:
+        job_id, _ = new(jobs, fp)
+        jobs.r.hset(jobs.key(job_id), "updated_at", repr(time.time() - 60))
+        return job_id
+
+    new(jobs, "fresh")  # its submission may still be sending it
+    unsent = aged("unsent")
+    delivered = aged("sent")
+    jobs.r.hset(jobs.key(delivered), "sent_at", repr(time.time() - 59))
+    legacy = aged("legacy")  # recorded before sent_at existed: left alone
+    jobs.r.hdel(jobs.key(legacy), "sent_at")
+    assert resend_unsent(jobs, 10, send) == [unsent] and sent == [unsent]
+    assert jobs.get(unsent)["sent_at"]  # recorded as sent now
+
+
+def test_a_kill_at_the_hard_time_limit_fails_only_the_attempt_it_killed(jobs: JobStore) -> None:
+    from worker.leases import fail_killed
+
+    job_id, _ = new(jobs)
+    assert jobs.start(jobs.get(job_id), 3, f"{OTHER_HOST}:1:a", 30, delivery="second")
+    assert not fail_killed(jobs, job_id, "first", "time limit")  # an earlier delivery's kill
+    assert jobs.get(job_id)["state"] == "running"
+    assert fail_killed(jobs, job_id, "second", "time limit")
+    rec = jobs.get(job_id)
+    assert (rec["state"], rec["error"], rec.get("lease_token")) == ("failed", "time limit", None)
+
+
+def test_an_idempotency_key_stands_for_its_job_for_the_ttl_given(jobs: JobStore) -> None:
+    from worker.idempotency import PENDING_S
+
+    keys = jobs.idempotency_keys
+    job_id, _ = new(jobs)
+    taken, _ = keys.take("k", "body", "owner")
+    assert keys.bind("k", taken, job_id, 24 * 3600, "owner")
+    assert jobs.r.ttl(keys.name("k", "owner")) > PENDING_S
+    assert keys.take("k", "body", "owner") == ("", jobs.get(job_id))
+    assert keys.take("k", "another body", "another owner")[1] is None  # another key's space
+
+
+def test_each_key_claims_its_own_job_for_a_run_and_its_own_datasets_deletes_block_only_it(
+    jobs: JobStore,
+) -> None:
+    from worker.lifecycle import DatasetDeleting
+
+    alice, bob = {**SPEC, "owner": "a" * 16}, {**SPEC, "owner": "b" * 16}
+    first = jobs.create_or_get(uuid.uuid4().hex, alice, "same run")
+    assert jobs.create_or_get(uuid.uuid4().hex, bob, "same run") != first
+    with jobs.deleting_dataset(bob["owner"], SPEC["dataset_id"]):
+        with pytest.raises(DatasetDeleting):
+            jobs.create_or_get(uuid.uuid4().hex, bob, "another run")
+        assert jobs.get(jobs.create_or_get(uuid.uuid4().hex, alice, "another run"))["owner"] == alice["owner"]
+
+
+def test_a_redelivery_of_a_job_whose_cancel_was_asked_ends_it_instead_of_training(jobs: JobStore) -> None:
+    job_id = running(jobs, "asked")
+    assert jobs.request_cancel(job_id) == "running"  # flagged while its worker trained; then it was lost
+    jobs.r.hset(jobs.key(job_id), "lease_until", repr(jobs.redis_now() - 1))
+    assert not jobs.start(jobs.get(job_id), 3, f"{OTHER_HOST}:2:b", 30)
+    rec = jobs.get(job_id)
+    assert rec["state"] == "cancelled" and rec["attempts"] == 1 and rec["finished_at"]
+
+
+def test_a_job_whose_message_the_broker_refuses_fails_at_once(jobs: JobStore) -> None:
+    job_id, _ = new(jobs)
+
+    def broker_down() -> None:
+        raise ConnectionError("broker unreachable")
+
+    assert jobs.enqueue(job_id, broker_down) is False
+    rec = jobs.get(job_id)
+    assert rec["state"] == "failed" and "could not enqueue" in rec["error"] and rec["sent_at"] is None
+    assert jobs.r.smembers("unilabel:active") == set()  # what the reaper and the quotas go through

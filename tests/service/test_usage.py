@@ -305,3 +305,64 @@ def test_an_upload_waiting_too_long_for_the_keys_publish_lock_is_a_503_and_an_ex
         monkeypatch.setattr("service.datasets.publish_dir", stalled)
         r = upload_dir(c, synth_dir)
         assert r.status_code == 201 and c.get("/v1/datasets").json()["total"] == 1, r.text
+
+
+def test_a_key_may_use_its_whole_rate_and_not_one_more(settings) -> None:
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from service.errors import ApiError
+    from service.keys import Caller
+    from service.quotas import ExactRate, SyncedRate, minute_window
+
+    caller = Caller("e" * 16, "edge", limits={"uploads_per_minute": 2, "predictions_per_minute": 3})
+    if minute_window(time.time())[1] < 5:  # the counts below must fall in one window
+        time.sleep(minute_window(time.time())[1] + 0.2)
+
+    async def take_all() -> None:
+        r = aioredis.Redis.from_url(settings.redis_url, decode_responses=True)
+        try:
+            uploads = ExactRate(r, "uploads_per_minute")
+            await uploads.take(settings, caller)
+            await uploads.take(settings, caller)  # 2 of 2
+            with pytest.raises(ApiError) as over:
+                await uploads.take(settings, caller)
+            assert over.value.status == 429 and await uploads.used(caller.owner) == 2
+            predictions = SyncedRate(r, "predictions_per_minute")
+            predictions.take(settings, caller, 3)  # 3 of 3
+            with pytest.raises(ApiError) as over:
+                predictions.take(settings, caller, 1)
+            assert over.value.status == 429 and await predictions.used(caller.owner) == 3
+        finally:
+            await r.aclose()
+
+    asyncio.run(take_all())
+
+
+def test_a_keys_stored_bytes_leave_out_other_keys_models(client, trained: dict, settings) -> None:
+    from tests.service.conftest import auth
+
+    svc = client.app.state.services
+    owner = svc.jobs.get(trained["job_id"])["owner"]
+    own = _usage(client)["stored_bytes"]["used"]
+    assert own == tree_bytes(svc.store.datasets / owner) + tree_bytes(svc.store.runs / trained["job_id"])
+    other = client.get("/v1/usage", headers=auth(make_key(settings))).json()
+    assert other["stored_bytes"]["used"] == 0
+
+
+def test_a_key_may_fill_its_stored_bytes_to_the_byte(settings) -> None:
+    from service.errors import ApiError
+    from service.keys import Caller
+    from service.quotas import room_to_publish
+    from worker.artifacts import ArtifactStore
+    from worker.lifecycle import JobStore
+
+    jobs, store = JobStore.from_url(settings.redis_url), ArtifactStore(settings.artifact_dir)
+    caller = Caller("f" * 16, "full", limits={"stored_bytes": 1000})
+    with room_to_publish(jobs, store, settings, caller, 1000, "make room"):
+        pass
+    with pytest.raises(ApiError) as over:
+        with room_to_publish(jobs, store, settings, caller, 1001, "make room"):
+            pass
+    assert over.value.status == 413 and over.value.field == "quota.stored_bytes"

@@ -119,6 +119,24 @@ def test_redis_unreachable_when_publishing_keeps_nothing_and_records_nothing(
     assert svc.store.run_dir(queued) is None and nothing_staged(svc, queued)
 
 
+def test_an_attempt_that_lost_its_lease_stops_training_and_writes_no_progress(svc, queued: str) -> None:
+    """Its heartbeat found the job taken from it: training stops at the next epoch, and its progress events
+    do not overwrite the attempt that holds the job now."""
+    from models.stages.common import ProgressEvent
+    from worker.tasks import progress_writer, stop_check
+
+    holder, stale = "otherhost:1:holder", "otherhost:2:stale"
+    assert svc.jobs.start(svc.jobs.get(queued), 3, holder, 30)
+    assert stop_check(svc.jobs, queued, lambda: True)()
+    assert not stop_check(svc.jobs, queued, lambda: False)()
+    progress_writer(svc.jobs, queued, stale)(ProgressEvent("meta", 1, 2, 0.5))
+    rec = svc.jobs.get(queued)
+    assert (rec.get("stage"), rec["progress"]) == (None, 0.0)
+    progress_writer(svc.jobs, queued, holder)(ProgressEvent("meta", 1, 2, 0.5))
+    rec = svc.jobs.get(queued)
+    assert (rec["stage"], rec["epoch"], rec["progress"]) == ("meta", 1, 0.5)
+
+
 def test_cancelled_while_queued_never_runs(svc, queued: str) -> None:
     svc.jobs.request_cancel(queued)
     assert run_job(queued, svc.jobs, svc.store, svc.settings) == "cancelled"
