@@ -41,7 +41,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 import redis
@@ -80,15 +80,6 @@ class DatasetDeleting(Exception):
 
 def deleting_key(owner: str, dataset_id: str) -> str:
     return f"{PREFIX}deleting:{owner}:{dataset_id}"
-
-
-@contextmanager
-def _marked(client: redis.Redis, key: str, ttl_s: int = 60) -> Iterator[None]:
-    client.set(key, "1", ex=ttl_s)  # expires should the process die before it removes it
-    try:
-        yield
-    finally:
-        client.delete(key)
 
 
 def fingerprint(dataset_id: str, strategy: str, seed: int, hyperparameters: dict, code_version: str) -> str:
@@ -224,10 +215,15 @@ class JobStore(JobRecords):
             raise DatasetDeleting(spec["dataset_id"])
         return reply[1]
 
-    def deleting_dataset(self, owner: str, dataset_id: str) -> AbstractContextManager[None]:
+    @contextmanager
+    def deleting_dataset(self, owner: str, dataset_id: str) -> Iterator[None]:
         """While a dataset is deleted: no job claims it (DatasetDeleting), so that a delete that found no job
         using it leaves none (the submission's check that the dataset exists may precede the delete)."""
-        return _marked(self.r, deleting_key(owner, dataset_id))
+        self.r.set(deleting_key(owner, dataset_id), "1", ex=60)  # expires should the process die first
+        try:
+            yield
+        finally:
+            self.r.delete(deleting_key(owner, dataset_id))
 
     def claim(self, spec: dict[str, Any], limits: tuple[int, int] = (0, 0)) -> tuple[str, bool]:
         """The job that trains ``spec`` (owner, dataset_id, strategy, seed, hyperparameters, code_version,
