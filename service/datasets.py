@@ -6,7 +6,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,7 @@ def ingest(
     staging: Path,
     upload: Upload,
     settings: Settings,
-    room: Callable[[int], AbstractContextManager[None]] | None = None,
+    room: Callable[[int], AbstractContextManager[None]],
 ) -> tuple[dict[str, Any], bool]:
     """Publish the upload staged in ``staging`` (its ``data/`` folder) as a dataset of ``owner`` (an API
     key's id). Returns (summary, created). ``room(bytes)``: held around the publish, it refuses what would
@@ -126,7 +126,7 @@ def ingest(
     write_json(staging / "summary.json", summary, sort_keys=True)
     (store.datasets / owner).mkdir(parents=True, exist_ok=True)
     fsync_files(staging)  # the slow part, before the room is held: under it only the count and a rename
-    with room(tree_bytes(staging)) if room else nullcontext():
+    with room(tree_bytes(staging)):
         published = publish_dir(staging, store.datasets / owner / dataset_id)
     if published:
         return summary, True
