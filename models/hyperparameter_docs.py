@@ -75,7 +75,10 @@ def hyperparameters_doc() -> str:
         '`"hyperparameters"` (job body); `unilabel train` and `compare` note on stderr a setting that none '
         "of the strategies they run reads. Presets "
         f"(`--preset`, the job body's `\"preset\"`): {', '.join(PRESETS)}, the columns of the MUG paper's "
-        'Table 2. A source of "choice" is explained in docs/method.md (MUG) or docs/strategies.md.'
+        'Table 2. A source of "choice" is explained in docs/method.md (MUG) or docs/strategies.md. '
+        "A value within its range can still make training diverge (`lr=1` with `mlc`): a loss that turns NaN "
+        "or inf stops the run (`models.stages.common.TrainingDiverged`, a ValueError) naming the stage, the "
+        "epoch and the settings that drive that stage, and nothing is written."
     )
     return (
         f"# Hyperparameters\n\n{intro}\n\nThe sections:\n\n{sections}\n\n"

@@ -28,6 +28,7 @@ from models.stages.common import (
     Cancelled,
     ProgressEvent,
     Reporter,
+    TrainingDiverged,
     resolve_device,
     resolve_meta_threads,
     seed_everything,
@@ -66,6 +67,49 @@ def _load_text_encoder(hp: Hyperparameters, text_source: str) -> TextEncoder | N
         max_length=hp.text_max_length,
         normalize=hp.text_normalize,
     )
+
+
+# What a stage trains with that can blow its loss up: its learning rates and loss weights, and for the stages
+# on stage 1's saved representations (meta, mlc) stage 1's lr too, as an exploded stage 1 feeds them
+DIVERGENCE_SETTINGS = {
+    "pretrain": ("lr", "lr_text_encoder", "gamma", "eta", "tau"),
+    "meta": ("meta_lr", "meta_test_lr", "lr"),
+    "mlc": ("mlc_main_lr", "mlc_meta_lr", "lr"),
+    "cmc": ("lr", "lr_text_encoder", "cmc_temperature", "cmc_contrastive_weight"),
+    "mtcl": ("lr", "lr_text_encoder"),
+    "multitask": ("lr", "lr_text_encoder", "beta", "selfmm_weight"),
+}
+LARGE_FEATURE = 1e4  # |x| beyond this in a modality's features is worth naming beside the settings
+
+
+def divergence_hint(
+    stage: str, strategy: str, hp: Hyperparameters, dataset: Dataset, text_source: str
+) -> str:
+    """What to change after ``stage`` diverged: the settings it trains with (those the strategy reads; any
+    changed from its default first, with the default) and the modalities whose features are far from
+    standardised."""
+    strat = get_strategy(strategy)
+    names = [
+        n
+        for n in DIVERGENCE_SETTINGS.get(stage, ())
+        if strat.reads(n) and (n != "lr_text_encoder" or text_source == "finetune")
+    ]
+    default = {n: Hyperparameters.model_fields[n].default for n in names}
+    names.sort(key=lambda n: getattr(hp, n) == default[n])  # stable: the changed ones first
+    parts = []
+    if names:
+        values = ", ".join(
+            f"{n}={getattr(hp, n)}" + (f" (default {default[n]})" if getattr(hp, n) != default[n] else "")
+            for n in names
+        )
+        parts.append(f"lower the settings that drive it ({values})")
+    for m in hp.modalities:
+        if m in dataset.features and (top := float(abs(dataset.features[m].values).max())) > LARGE_FEATURE:
+            parts.append(
+                f"standardise the '{m}' features (features.npz '{m}' reaches |x| = {top:.3g}; "
+                "docs/dataset-format.md)"
+            )
+    return " or ".join(parts)
 
 
 def net_spec(specs: dict, hp: Hyperparameters, with_projection: bool, text_model: str | None) -> NetSpec:
@@ -249,6 +293,9 @@ def train(
             write_json(staging / name, obj)
         if not publish_dir(staging, out, replace=overwrite):
             raise FileExistsError(f"out: {out} was written by another process meanwhile")
+    except TrainingDiverged as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise err.with_hint(divergence_hint(err.stage, strategy, hp, dataset, text_source)) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

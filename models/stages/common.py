@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import random
 from collections.abc import Callable, Iterator
@@ -18,6 +20,21 @@ if TYPE_CHECKING:
 
 class Cancelled(Exception):
     """Training was stopped on request (checked between epochs)."""
+
+
+class TrainingDiverged(ValueError):
+    """A stage's loss or metric came out NaN or infinite: the networks' weights are lost and no later epoch
+    recovers them, so the run stops there (models.pipeline.train adds the settings to lower: ``hint``)."""
+
+    def __init__(self, stage: str, epoch: int, name: str, value: float, hint: str = "") -> None:
+        self.stage, self.epoch, self.name, self.value, self.hint = stage, epoch, name, value, hint
+        super().__init__(
+            f"training diverged: {stage} epoch {epoch}: {name} is {value} (not finite); the run was stopped, "
+            f"nothing written{f'; {hint}' if hint else ''}"
+        )
+
+    def with_hint(self, hint: str) -> TrainingDiverged:
+        return TrainingDiverged(self.stage, self.epoch, self.name, self.value, hint)
 
 
 @dataclass
@@ -57,6 +74,9 @@ class Reporter:
         metrics: dict[str, float] | None = None,
         units: int = 1,
     ) -> None:
+        for name, value in {**(losses or {}), **(metrics or {})}.items():
+            if isinstance(value, numbers.Real) and not math.isfinite(value):
+                raise TrainingDiverged(stage, epoch, name, value)
         if stage in self.done:
             self.done[stage] = min(self.done[stage] + units, self.plan[stage])
         fraction = sum(self.done.values()) / self.total
@@ -68,10 +88,17 @@ class Reporter:
             )
         self.check_stop()
 
-    def modality_epoch(self, stage: str, modality: str, stats: dict[str, float]) -> None:
+    def modality_epoch(
+        self, stage: str, modality: str, stats: dict[str, float], epoch: int | None = None
+    ) -> None:
         """One modality's epoch of a stage that trains a network per modality (MUG's MUCNs, MLC's correctors),
         one after another or side by side: the stage's epoch count runs on over all of them
-        (1 .. modalities x epochs), and the stats are named per modality (``L_pre_all[text]``)."""
+        (1 .. modalities x epochs), and the stats are named per modality (``L_pre_all[text]``). ``epoch``:
+        the modality's own epoch, which a TrainingDiverged names."""
+        for name, value in stats.items():
+            if isinstance(value, numbers.Real) and not math.isfinite(value):
+                at = epoch or self.done.get(stage, 0) + 1
+                raise TrainingDiverged(stage, at, f"{name}[{modality}]", value)
         count = self.done.get(stage, 0) + 1
         self.epoch(stage, count, {f"{k}[{modality}]": v for k, v in stats.items()})
 

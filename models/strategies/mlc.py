@@ -232,7 +232,7 @@ class MLCStrategy(Strategy):
             jobs,
             ctx.gen,
             ctx.meta_threads,
-            lambda m, epoch, stats: ctx.reporter.modality_epoch("mlc", m, stats),
+            lambda m, epoch, stats: ctx.reporter.modality_epoch("mlc", m, stats, epoch),
         )
         ctx.diagnostics["mlc"] = {
             m: {

@@ -39,7 +39,7 @@ class MugStrategy(Strategy):
             ctx.rho,
             ctx.gen,
             ctx.meta_threads,
-            lambda m, epoch, stats: ctx.reporter.modality_epoch("meta", m, stats),
+            lambda m, epoch, stats: ctx.reporter.modality_epoch("meta", m, stats, epoch),
         )
         ctx.timings.update(pretrain_s=t1 - t0, meta_s=time.perf_counter() - t1)
         labels = {m: ctx.on_all_rows(result.labels) for m, result in results.items()}

@@ -294,3 +294,14 @@ def test_the_worker_keeps_a_datasets_text_embeddings_with_it(
     assert encoded == []  # read from the cache
     assert client.delete(f"/v1/datasets/{ds}").status_code == 204
     assert not cached.exists()
+
+
+def test_a_diverging_job_fails_naming_the_stage_and_settings(client, svc, synth_dir: Path) -> None:
+    # lr=1 (within its range) makes MLC's losses overflow: the job ends failed with the reason, no run kept
+    ds = upload_dir(client, synth_dir).json()["id"]
+    hp = {"pretrain_epochs": 2, "mlc_epochs": 2, "multitask_max_epochs": 2, "lr": 1.0}
+    job = client.post("/v1/jobs", json={"dataset_id": ds, "strategy": "mlc", "hyperparameters": hp}).json()
+    assert run_job(job["id"], svc.jobs, svc.store, svc.settings) == "failed"
+    error = svc.jobs.get(job["id"])["error"]
+    assert error.startswith("training diverged: mlc epoch") and "lr=1.0 (default 0.001)" in error
+    assert nothing_staged(svc, job["id"]) and not (svc.store.runs / job["id"]).exists()
