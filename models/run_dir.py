@@ -106,13 +106,18 @@ def write_outputs(
     for m in net.modalities:  # a unimodal prediction is a label: kept in the label range (see clip_unimodal)
         preds[m] = clip_unimodal(preds[m], ds.rho)
     frame = pd.DataFrame({"id": ds.ids, "split": ds.split, "pred": preds["pred"].numpy()})
+    computed = ["pred"]  # the columns the model gave (the others are blank by design)
     for m, letter in LETTER.items():
         frame[f"pred_{letter}"] = preds[m].numpy() if labels is not None and m in preds else np.nan
-    write_csv_atomic(staging / "predictions.csv", frame)
+        computed += [f"pred_{letter}"] if labels is not None and m in preds else []
+    check_finite_outputs(ds, frame, np.arange(len(ds)), computed, "the trained model's predictions")
 
     uni = pd.DataFrame({"id": ds.ids[train_rows], "label": ds.label[train_rows]})
     for m, letter in LETTER.items():
         uni[f"label_{letter}"] = labels[m].numpy() if labels is not None and m in labels else np.nan
+    learned = [f"label_{letter}" for m, letter in LETTER.items() if labels is not None and m in labels]
+    check_finite_outputs(ds, uni, train_rows, learned, "the learned unimodal labels")
+    write_csv_atomic(staging / "predictions.csv", frame)
     write_csv_atomic(staging / "unimodal_labels.csv", uni)
 
     metrics: dict[str, Any] = {}
@@ -133,6 +138,31 @@ def write_outputs(
         metrics["unimodal_labels_vs_sub_labels"] = agreement
     write_json(staging / "metrics.json", metrics)
     return metrics
+
+
+def check_finite_outputs(
+    ds: Dataset, frame: pd.DataFrame, rows: np.ndarray, columns: list[str], what: str
+) -> None:
+    """A ValueError naming the columns, rows and splits where ``frame`` (dataset rows ``rows``) holds NaN or
+    inf, and the modality whose features are largest there: a run is never published with them (metrics,
+    evaluate and predict would read them as numbers)."""
+    finite = np.isfinite(frame[columns].to_numpy(dtype=np.float64))
+    bad = ~finite.all(axis=1)
+    if not bad.any():
+        return
+    at = rows[bad]
+    names, counts = np.unique(ds.split[at], return_counts=True)
+    splits = ", ".join(f"{s} {n}" for s, n in zip(names, counts, strict=True))
+    cols = ", ".join(c for c, ok in zip(columns, finite.all(axis=0), strict=True) if not ok)
+    ids = ", ".join(map(str, ds.ids[at[:5]])) + (", ..." if len(at) > 5 else "")
+    message = f"{what} are NaN or inf on {len(at)} rows ({splits}; ids {ids}; columns {cols})"
+    tops = {m: float(np.abs(f.values[at]).max()) for m, f in ds.features.items()}
+    if tops and tops[m := max(tops, key=tops.__getitem__)] > 1e4:
+        message += (
+            f": their features overflow the network (features.npz '{m}' reaches |x| = {tops[m]:.3g} there); "
+            "standardise the features (docs/dataset-format.md)"
+        )
+    raise ValueError(message + "; nothing written")
 
 
 def _agreement_with_sub_labels(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from models.cli import main
@@ -75,4 +76,25 @@ def test_diverged_run_on_the_cli(small_synth: Path, tmp_path: Path, capsys: pyte
     err = capsys.readouterr().err
     assert err.startswith("unilabel train: error:\ntraining diverged: multitask epoch 1:")
     assert "Traceback" not in err and "lr=0.001, beta=0.01" in err
+    _nothing_written(out)
+
+
+def test_predictions_not_finite_are_not_published(small_synth: Path, tmp_path: Path) -> None:
+    # the test rows alone overflow: training is fine, their predictions are NaN. Unlabeled (a withheld test
+    # split), the run was published with a blank pred on every test row
+    ds = load_dataset(small_synth)
+    features = {m: f.values.copy() for m, f in ds.features.items()}
+    features["audio"][ds.split == "test"] = HUGE
+    label = ds.label.copy()
+    label[ds.split == "test"] = np.nan
+    data = write_dataset(
+        tmp_path / "ds", ids=list(ds.ids), split=list(ds.split), label=label, features=features
+    )
+    out = tmp_path / "run"
+    with pytest.raises(ValueError) as err:
+        train(data, out, strategy="copy", seed=1, hyperparameters=SHORT, device="cpu")
+    message = str(err.value)
+    n_test = int((ds.split == "test").sum())
+    assert f"predictions are NaN or inf on {n_test} rows (test {n_test};" in message
+    assert "columns pred, pred_A" in message and "features.npz 'audio' reaches |x| = 3.4e+38" in message
     _nothing_written(out)
