@@ -20,6 +20,7 @@ from models.archive import DEFAULT_MAX_BYTES, ArchiveError, extract_archive, is_
 from models.dataset import (
     CSV_FILE,
     NPZ_FILE,
+    SPLITS,
     SUB_LABEL_COLUMNS,
     Dataset,
     DatasetError,
@@ -74,7 +75,7 @@ def _flag_beyond(
             problems.append(Problem(CSV_FILE, name, message(out.size), problem_rows(out)))
 
 
-def _check_training(t: UtteranceTable, problems: list[Problem]) -> None:
+def _check_training(t: UtteranceTable, rho: float, problems: list[Problem]) -> None:
     if t.split is None or t.label is None:
         return
     valid = (
@@ -87,6 +88,19 @@ def _check_training(t: UtteranceTable, problems: list[Problem]) -> None:
             problems.append(Problem(CSV_FILE, "split", f"no '{s}' rows: training needs {need}"))
         elif not np.isfinite(t.label[rows]).any():
             problems.append(Problem(CSV_FILE, "label", f"the {s} split has no labels: training needs some"))
+    if rho != 3.0:
+        return
+    for s in SPLITS:  # a run scores every split with labels: MOSI's Acc2/F1 "non0" leave the zeros out
+        labels = t.label[(t.split == s) & np.isfinite(t.label)]
+        if labels.size and not labels.any():
+            problems.append(
+                Problem(
+                    CSV_FILE,
+                    "label",
+                    f"every labeled {s} row is exactly 0: the {s} metrics acc2_non0 and f1_non0 of labels in "
+                    "[-3, 3] leave out the zeros, so they would have no row; give it some non-zero labels",
+                )
+            )
 
 
 def _check_ids(t: UtteranceTable, npz_ids: np.ndarray, problems: list[Problem]) -> None:
@@ -155,7 +169,7 @@ def _load_dir(
     beyond = f"outside [-{rho_value:g}, {rho_value:g}], the range of the labels (rho; --rho sets another)"
     _flag_beyond(rho_value, subs, problems, lambda n: f"{n} value(s) {beyond}")
     if for_training:
-        _check_training(table, problems)
+        _check_training(table, rho_value, problems)
     if problems:
         raise DatasetError(problems)
     assert table.ids is not None and table.split is not None and table.label is not None

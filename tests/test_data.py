@@ -264,6 +264,24 @@ def test_non_finite_label_strings(tmp_path: Path, text: str) -> None:
     assert "non-finite" in find(problems_of(write(tmp_path, df, arrays)), CSV_FILE, "label", (2, 3)).message
 
 
+def test_a_split_labeled_zero_throughout_is_refused_for_training(tmp_path: Path) -> None:
+    # labels in [-3, 3]: a run scores every labeled split, and Acc2/F1 "non0" leave the zeros out. The run
+    # trained to the end and then failed on "non0 metrics are undefined: every label is exactly 0"
+    df, arrays = base()
+    valid = df["split"] == "valid"
+    df.loc[valid, "label"] = "0"
+    df.loc[valid & (df.index % 2 == 0), "label"] = ""  # blanks are unlabeled, not zeros
+    path = write(tmp_path, df, arrays)
+    problem = find(problems_of(path), CSV_FILE, "label")
+    assert "every labeled valid row is exactly 0" in problem.message and "acc2_non0" in problem.message
+    assert load_dataset(path, for_training=False).rho == 3.0  # a set to predict on is not scored
+    df.loc[valid, "label"] = "0.5"
+    assert load_dataset(write(tmp_path, df, arrays)).rho == 3.0
+    zero = df.assign(label="0", label_T="0")  # every label 0: rho is inferred as 1, without "non0"
+    assert load_dataset(write(tmp_path, zero, arrays)).rho == 1.0
+    assert "every labeled train row is exactly 0" in str(problems_of(write(tmp_path, zero, arrays), rho=3))
+
+
 def test_blank_labels_are_unlabeled(tmp_path: Path) -> None:
     df, arrays = base()
     df.loc[[0, 10], "label"] = ""
