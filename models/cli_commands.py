@@ -33,7 +33,13 @@ def _note_unread(strategies: list[str], overrides: dict | None) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from models.cli_output import ProgressBars, dataset_line, metrics_table, modality_summary
+    from models.cli_output import (
+        ProgressBars,
+        dataset_line,
+        metrics_table,
+        modality_summary,
+        no_better_than_the_mean,
+    )
     from models.dataset_loader import load_dataset
     from models.inputs import dataset_notes, text_source_note
     from models.pipeline import train
@@ -66,14 +72,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(modality_summary(result.config, result.metrics))
     hp = result.config["hyperparameters"]
     has_transcripts = ds.transcripts is not None
-    note = text_source_note(
+    text_note = text_source_note(
         hp["text_source"],
         result.config["text_source"],
         has_transcripts=has_transcripts,
         modalities=hp["modalities"],
     )
-    if note:
-        print(f"note: {note}", file=sys.stderr)
+    for note in (text_note, no_better_than_the_mean(ds, result.metrics)):
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     preset = result.config.get("preset")
     print(
         f"run written to {result.out_dir} ({result.config['timings']['total_s']:.1f} s"

@@ -733,3 +733,17 @@ def test_train_takes_a_numpy_seed(small_synth: Path, tmp_path: Path) -> None:
         hyperparameters={"multitask_max_epochs": 1},
     ).out_dir
     assert json.loads((run / "config.json").read_text())["seed"] == 5
+
+
+def test_a_run_no_better_than_the_training_mean_on_valid_is_said(
+    small_synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """lr=1 trains to finite figures (L1 losses keep the gradients bounded) that look like any other run's;
+    the CLI says when valid MAE is no better than predicting the training labels' mean, and only then."""
+    short = ["--set", "pretrain_epochs=2", "--set", "meta_epochs=2", "--set", "multitask_max_epochs=3"]
+    said = "is no better than always predicting the training labels' mean"
+    diverging = [*short, "--set", "lr=1", "--quiet"]
+    assert main(["train", str(small_synth), *diverging, "--out", str(tmp_path / "a")]) == 0
+    assert said in capsys.readouterr().err
+    assert main(["train", str(small_synth), *short, "--quiet", "--out", str(tmp_path / "b")]) == 0
+    assert said not in capsys.readouterr().err
