@@ -126,6 +126,31 @@ def test_id_like_na_stays_string(tmp_path: Path) -> None:
     assert ds.ids[:2].tolist() == ["NA", "nan"]
 
 
+def test_integer_and_byte_string_ids_are_read_as_text(tmp_path: Path) -> None:
+    df, arrays = base()
+    df["id"] = [str(i) for i in range(N)]
+    arrays["id"] = np.arange(N)  # numpy.savez of a table whose ids are numbers
+    assert load_dataset(write(tmp_path / "int", df, arrays)).ids.tolist() == df["id"].tolist()
+    df, arrays = base()
+    df["id"] = [f"vidéo_{i}" for i in range(N)]
+    arrays["id"] = np.array([i.encode() for i in df["id"]])  # UTF-8 bytes, as Python 2 era tools wrote them
+    assert load_dataset(write(tmp_path / "bytes", df, arrays)).ids.tolist() == df["id"].tolist()
+
+
+@pytest.mark.parametrize(
+    "ids, message",
+    [
+        (np.array([b"\xffu%d" % i for i in range(N)]), "byte strings are not valid UTF-8"),
+        (np.array([f"u{i}" for i in range(N)]).reshape(N, 1), "must be 1-D [N], got shape [12, 1]"),
+        (np.arange(N, dtype=np.float64), "must hold strings, got dtype float64"),
+    ],
+)
+def test_unusable_npz_ids_are_named(tmp_path: Path, ids: np.ndarray, message: str) -> None:
+    df, arrays = base()
+    arrays["id"] = ids
+    assert find(problems_of(write(tmp_path, df, arrays)), NPZ_FILE, "id").message == message
+
+
 def test_text_from_transcripts_only(tmp_path: Path) -> None:
     df, arrays = base()
     del arrays["text"]
@@ -412,6 +437,34 @@ def test_lengths_out_of_range(tmp_path: Path) -> None:
     assert "outside 1..7" in p.message
 
 
+def test_lengths_that_are_not_numbers(tmp_path: Path) -> None:
+    df, arrays = base(seq=True)
+    arrays["audio_lengths"] = arrays["audio_lengths"].astype(str)
+    p = find(problems_of(write(tmp_path, df, arrays)), NPZ_FILE, "audio_lengths")
+    assert p.message.startswith("must be integers, got dtype <U")
+
+
+def test_an_empty_feature_axis(tmp_path: Path) -> None:
+    df, arrays = base()
+    arrays["vision"] = np.zeros((N, 0), dtype=np.float32)
+    p = find(problems_of(write(tmp_path, df, arrays)), NPZ_FILE, "vision")
+    assert p.message == "has an empty axis (shape [12, 0])"
+
+
+def test_arrays_over_the_byte_limit_are_refused_from_their_headers(tmp_path: Path) -> None:
+    df, arrays = base()
+    path = write(tmp_path, df, arrays)
+    total = sum(a.nbytes for a in arrays.values())
+    p = find(problems_of(path, max_array_bytes=total - 1), NPZ_FILE, "")
+    assert p.message == f"arrays hold {total} bytes, more than the limit of {total - 1}"
+    assert len(load_dataset(path, max_array_bytes=total)) == N
+
+
+def test_a_csv_with_a_header_and_no_rows(tmp_path: Path) -> None:
+    df, arrays = base()
+    assert find(problems_of(write(tmp_path, df.iloc[:0], arrays)), CSV_FILE, "").message == "no data rows"
+
+
 def test_label_outside_given_rho(tmp_path: Path) -> None:
     df, arrays = base()
     df["label"] = "0.5"
@@ -590,6 +643,30 @@ def test_archive_layouts(tmp_path: Path, suffix: str, folder: str) -> None:
     ds = load_dataset(arc)
     assert len(ds) == N and ds.root is None
     assert ds.sha256 == load_dataset(src).sha256 == dataset_sha256(arc)
+
+
+def test_plain_tar_archive(tmp_path: Path) -> None:
+    src = _files(tmp_path)
+    with tarfile.open(tmp_path / "data.tar", "w") as tf:  # uncompressed
+        for name in (CSV_FILE, NPZ_FILE):
+            tf.add(src / name, "mydata/" + name)
+    assert load_dataset(tmp_path / "data.tar").sha256 == load_dataset(src).sha256
+
+
+def test_archive_member_count_cap(tmp_path: Path) -> None:
+    from models.archive import ArchiveError, extract_archive
+
+    src = _files(tmp_path)
+    arc = tmp_path / "many.zip"
+    with zipfile.ZipFile(arc, "w") as zf:
+        for name in (CSV_FILE, NPZ_FILE, "a.txt", "b.txt"):
+            zf.write(src / CSV_FILE, name)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(ArchiveError) as info:
+        extract_archive(arc, tmp_path / "out", max_bytes=10**9, max_members=3)
+    assert ("", "4 members, more than the limit of 3") in info.value.problems
+    assert not any((tmp_path / "out").iterdir())  # refused before anything is written
+    extract_archive(arc, tmp_path / "out", max_bytes=10**9, max_members=4)
 
 
 def test_archive_with_two_folders(tmp_path: Path) -> None:
