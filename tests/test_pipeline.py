@@ -216,6 +216,19 @@ def test_bad_settings_fail_before_training(small_synth: Path, tmp_path: Path) ->
         train(ds, tmp_path / "run", strategy="mugg")
     with pytest.raises(ValueError, match="text_source: 'finetune' needs a transcript on every row"):
         train(ds, tmp_path / "run", hyperparameters={"text_source": "finetune"})
+    empty_dir = r"^hyperparameters.text_model: must be a local model directory path or null, got ''$"
+    with pytest.raises(HyperparameterError, match=empty_dir):
+        train(ds, tmp_path / "run", hyperparameters={"text_model": ""})
+    with pytest.raises(HyperparameterError, match=r"^hyperparameters.\*: must be an object mapping names to"):
+        train(ds, tmp_path / "run", hyperparameters=[("beta", 0.1)])
+    with pytest.raises(ValueError, match="^device: must be auto, cpu or cuda, got 'gpu'$"):
+        train(ds, tmp_path / "run", device="gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="^device: 'cuda' asked for, but no CUDA GPU is available$"):
+            train(ds, tmp_path / "run", device="cuda")
+    # a dataset loaded without the training checks (for_training=False), or cut down, with no valid rows
+    with pytest.raises(ValueError, match="^dataset: training needs labeled train and valid rows$"):
+        train(ds.take(ds.indices("train")), tmp_path / "run", device="cpu")
     assert not (tmp_path / "run").exists()
 
 

@@ -295,7 +295,39 @@ def test_mtcl_needs_sub_labels_and_names_them(small_synth: Path, tmp_path: Path,
     named = r"no label_T, label_A columns \(MTCL trains each modality of the run, text, audio, on"
     with pytest.raises(ValueError, match=named):
         train(none, tmp_path / "c", strategy="mtcl", hyperparameters=two, device="cpu")
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    blank = {**ds.sub_labels, "audio": np.full(len(ds), np.nan, dtype=np.float32)}
+    with pytest.raises(ValueError, match=r"^strategy mtcl: .*; label_A is blank on every labeled train row$"):
+        train(
+            dataclasses.replace(ds, sub_labels=blank),
+            tmp_path / "d", strategy="mtcl", hyperparameters=tiny_hp
+        )
+    assert not any((tmp_path / name).exists() for name in "abcd")
+
+
+def test_mtcl_pre_stage_stops_early_on_its_valid_mae(small_synth: Path, tmp_path: Path, tiny_hp) -> None:
+    hp = {**tiny_hp, "mtcl_epochs": 40, "early_stop": 1}
+    result, events = train_recording(load_dataset(small_synth), tmp_path / "run", "mtcl", hp)
+    ran = [e for e in events if e.stage == "mtcl"]
+    assert 1 <= len(ran) < 40 and ran[-1].epochs == 40  # stopped at the first epoch that did not improve
+    maes = [e.metrics["valid_mae"] for e in ran]
+    assert maes[-1] >= min(maes[:-1]) and maes[:-1] == sorted(maes[:-1], reverse=True)
+    diagnostics = result.config["strategy_diagnostics"]["mtcl"]
+    assert diagnostics["epochs_run"] == len(ran) and diagnostics["best_valid_mae"] == min(maes)
+    # the split into beneficial and harmful samples is the best epoch's: as a run that ended there
+    best = {**hp, "mtcl_epochs": len(ran) - 1}
+    ended, _ = train_recording(load_dataset(small_synth), tmp_path / "best", "mtcl", best)
+    labels = [(r.out_dir / "unimodal_labels.csv").read_text() for r in (result, ended)]
+    assert labels[0] == labels[1]
+
+
+def test_cmc_contrastive_weight_zero_turns_the_supcon_loss_off(
+    small_synth: Path, tmp_path: Path, tiny_hp
+) -> None:
+    ds = load_dataset(small_synth)
+    _, on = train_recording(ds, tmp_path / "on", "cmc", {**tiny_hp, **FAST})
+    _, off = train_recording(ds, tmp_path / "off", "cmc", {**tiny_hp, **FAST, "cmc_contrastive_weight": 0.0})
+    assert all("SupCon" in e.losses for e in on if e.stage == "cmc")
+    assert [sorted(e.losses) for e in off if e.stage == "cmc"] == [["CE_audio", "CE_text", "CE_vision"]] * 2
 
 
 def test_mtcl_without_sub_labels_fails_before_any_input_is_built(
