@@ -339,3 +339,87 @@ def test_a_job_whose_message_the_broker_refuses_fails_at_once(jobs: JobStore) ->
     rec = jobs.get(job_id)
     assert rec["state"] == "failed" and "could not enqueue" in rec["error"] and rec["sent_at"] is None
     assert jobs.r.smembers("unilabel:active") == set()  # what the reaper and the quotas go through
+
+
+def test_the_sweep_keeps_the_run_its_job_writes_now_and_only_that(jobs: JobStore, tmp_path) -> None:
+    """runs/.<job>.partial-<pid> is a run being written while the job runs in that process (worker_pid): the
+    sweep leaves it, and removes one an earlier attempt or a finished job left; while Redis cannot tell, it
+    leaves them all."""
+    import os
+
+    from worker.artifacts import ArtifactStore
+
+    store = ArtifactStore(tmp_path / "artifacts")
+    live, _ = new(jobs, "live")
+    assert jobs.start(jobs.get(live), 3, f"{OTHER_HOST}:1:a", 30)  # worker_pid: this process
+    done, _ = new(jobs, "done")
+    jobs.transition(done, ("queued",), state="succeeded", worker_pid=os.getpid())
+
+    def partial(job_id: str, pid: int):
+        path = store.runs / f".{job_id}.partial-{pid}"
+        path.mkdir(parents=True)
+        (path / "model.safetensors").write_text("x")
+        for p in (path / "model.safetensors", path):
+            os.utime(p, (0, 0))
+        return path
+
+    writing, earlier, finished = partial(live, os.getpid()), partial(live, 1), partial(done, os.getpid())
+    unreachable = JobStore.from_url("redis://127.0.0.1:1/0", timeout_s=2)
+    assert store.sweep_staging(idle_s=3600, run_is_live=unreachable.runs_in) == 0
+    assert store.sweep_staging(idle_s=3600, run_is_live=jobs.runs_in) == 2
+    assert writing.exists() and not earlier.exists() and not finished.exists()
+
+
+def test_a_heartbeat_thread_renews_the_lease_through_an_outage_until_it_is_lost(jobs: JobStore) -> None:
+    import time
+
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from worker.leases import Heartbeat
+
+    job_id, _ = new(jobs)
+    token = f"{OTHER_HOST}:1:a"
+    assert jobs.start(jobs.get(job_id), 3, token, 1)
+
+    def until(predicate, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+    def lease_ahead() -> bool:  # renewed since it was last pushed back in time
+        return (jobs.get(job_id)["lease_until"] or 0) > jobs.redis_now() + 0.5
+
+    with Heartbeat(jobs, job_id, token, every_s=0.05, lease_s=1) as beat:
+        real, failures = beat.renew, []
+
+        def flaky() -> str:  # Redis away for the first renewals
+            if len(failures) < 3:
+                failures.append(1)
+                raise RedisConnectionError("Error 111 connecting")
+            return real()
+
+        beat.renew = flaky
+        jobs.r.hset(jobs.key(job_id), "lease_until", repr(jobs.redis_now()))
+        until(lambda: len(failures) == 3)
+        until(lease_ahead)  # renewed again once Redis answers
+        assert not beat.lost
+        jobs.r.hset(jobs.key(job_id), "lease_token", f"{OTHER_HOST}:2:b")  # re-queued and taken meanwhile
+        until(lambda: beat.lost)
+        beat._thread.join(1)
+        assert not beat._thread.is_alive()  # it stops renewing
+    assert jobs.get(job_id)["lease_token"] == f"{OTHER_HOST}:2:b"
+
+
+def test_a_job_whose_resend_another_api_process_holds_is_not_sent_twice(jobs: JobStore) -> None:
+    import time
+
+    from worker.leases import resend_unsent
+
+    sent: list[str] = []
+    job_id, _ = new(jobs)
+    jobs.r.hset(jobs.key(job_id), "updated_at", repr(time.time() - 60))
+    jobs.r.set(f"unilabel:resend:{job_id}", "1", ex=10)  # another API process is sending it
+    assert resend_unsent(jobs, 10, lambda j: lambda: sent.append(j)) == [] and sent == []
+    jobs.r.delete(f"unilabel:resend:{job_id}")  # it died before sending: the lock expired
+    assert resend_unsent(jobs, 10, lambda j: lambda: sent.append(j)) == [job_id] and sent == [job_id]
