@@ -366,3 +366,16 @@ def test_a_key_may_fill_its_stored_bytes_to_the_byte(settings) -> None:
         with room_to_publish(jobs, store, settings, caller, 1001, "make room"):
             pass
     assert over.value.status == 413 and over.value.field == "quota.stored_bytes"
+
+
+def test_a_key_already_at_its_stored_bytes_is_refused_any_upload(client, synth_dir, monkeypatch) -> None:
+    """QUOTA_STORED_BYTES lowered (or models trained) under what a key stores: its next upload is refused
+    whatever its size, saying how much it stores and how to make room."""
+    assert upload_dir(client, synth_dir).status_code == 201
+    stored = _usage(client)["stored_bytes"]["used"]
+    monkeypatch.setattr(client.app.state.services.settings, "quota_stored_bytes", stored)
+    r = client.post("/v1/datasets", files={"archive": ("d.zip", b"PK\x05\x06" + b"\0" * 18)})
+    assert r.status_code == 413 and error_of(r)["field"] == "quota.stored_bytes", r.text
+    message = error_of(r)["message"]
+    assert message.startswith(f"quota QUOTA_STORED_BYTES={stored} bytes reached for this key ({stored} bytes")
+    assert "delete-model MODEL_ID" in message and _usage(client)["stored_bytes"]["used"] == stored
