@@ -423,3 +423,18 @@ def test_a_job_whose_resend_another_api_process_holds_is_not_sent_twice(jobs: Jo
     assert resend_unsent(jobs, 10, lambda j: lambda: sent.append(j)) == [] and sent == []
     jobs.r.delete(f"unilabel:resend:{job_id}")  # it died before sending: the lock expired
     assert resend_unsent(jobs, 10, lambda j: lambda: sent.append(j)) == [job_id] and sent == [job_id]
+
+
+def test_jobs_recorded_before_the_active_sets_are_adopted_into_them(jobs: JobStore) -> None:
+    """Records written by a version without the active sets: queued and running jobs are put in them at the
+    API's start (the reaper and the quotas read only the sets); finished ones stay out."""
+    queued, _ = new(jobs, "queued")
+    live = running(jobs, "running")
+    done, _ = new(jobs, "done")
+    jobs.transition(done, ("queued",), state="succeeded")
+    owner = "k" * 16
+    jobs.r.hset(jobs.key(live), "owner", owner)
+    jobs.r.delete("unilabel:active", f"unilabel:owner:{owner}:active", "unilabel:owner::active")
+    jobs.adopt_untracked()
+    assert jobs.r.smembers("unilabel:active") == {queued, live}
+    assert jobs.r.smembers(f"unilabel:owner:{owner}:active") == {live}

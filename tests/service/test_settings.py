@@ -40,6 +40,14 @@ def test_bad_settings_are_refused(kwargs: dict) -> None:
         Settings(**kwargs)
 
 
+def test_a_heartbeat_slower_than_half_the_lease_is_refused() -> None:
+    """A lease renewed less than twice per its length expires between two beats of a live worker, whose job
+    the reaper would then take from it."""
+    with pytest.raises(ValidationError, match="JOB_HEARTBEAT_S must be at most half of JOB_LEASE_S"):
+        Settings(job_heartbeat_s=16, job_lease_s=30)
+    assert Settings(job_heartbeat_s=15, job_lease_s=30).job_heartbeat_s == 15
+
+
 def test_celery_configuration_follows_settings() -> None:
     from worker.app import TRAIN_TASK, make_celery
 
