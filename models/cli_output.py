@@ -121,12 +121,17 @@ def metrics_table(metrics: dict[str, Any]) -> str:
 def no_better_than_the_mean(ds: Dataset, metrics: dict[str, Any]) -> str | None:
     """A note when the model's valid MAE is no better than always predicting the training labels' mean: a run
     that diverged without turning NaN (a learning rate far too high, features far from standardised) is
-    published with finite figures that look like any other run's."""
+    published with finite figures that look like any other run's. Not on a valid split of fewer than
+    FEW_VALID_ROWS labels (dataset_notes says so already): one row near the mean makes the floor about 0 and
+    a run that learned would be told it learned nothing."""
+    from models.inputs import FEW_VALID_ROWS
+
     mae = metrics.get("valid", {}).get("mae")
-    if mae is None:
+    valid = ds.labeled("valid")
+    if mae is None or valid.size < FEW_VALID_ROWS:
         return None
     y = ds.label
-    floor = float(np.mean(np.abs(y[ds.labeled("valid")] - np.mean(y[ds.labeled("train")]))))
+    floor = float(np.mean(np.abs(y[valid] - np.mean(y[ds.labeled("train")]))))
     if mae < floor:
         return None
     return (

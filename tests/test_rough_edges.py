@@ -747,3 +747,30 @@ def test_a_run_no_better_than_the_training_mean_on_valid_is_said(
     assert said in capsys.readouterr().err
     assert main(["train", str(small_synth), *short, "--quiet", "--out", str(tmp_path / "b")]) == 0
     assert said not in capsys.readouterr().err
+
+
+def test_the_train_mean_note_is_not_given_on_a_valid_split_too_small_to_say(
+    small_synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """One valid row whose label is the training mean: predicting that mean scores about 0, so every run,
+    one that learned included, was told it learned nothing; the few-rows note says what holds instead."""
+    import numpy as np
+
+    from models.dataset_writer import write_dataset
+
+    ds = load_dataset(small_synth)
+    valid = np.flatnonzero(ds.split == "valid")
+    near = valid[np.argmin(np.abs(ds.label[valid] - ds.label[ds.split == "train"].mean()))]
+    rows = np.flatnonzero((ds.split != "valid") | (np.arange(len(ds)) == near))
+    data = write_dataset(
+        tmp_path / "ds",
+        ids=list(ds.ids[rows]),
+        split=list(ds.split[rows]),
+        label=ds.label[rows],
+        features={m: f.values[rows] for m, f in ds.features.items()},
+    )
+    args = ["train", str(data), "--strategy", "none", "--quiet", "--out", str(tmp_path / "run")]
+    assert main([*args, "--set", "multitask_max_epochs=3"]) == 0
+    err = capsys.readouterr().err
+    assert "valid has 1 labeled rows" in err
+    assert "no better than always predicting the training labels' mean" not in err
