@@ -98,7 +98,8 @@ def _check_training(t: UtteranceTable, rho: float, problems: list[Problem]) -> N
                     CSV_FILE,
                     "label",
                     f"every labeled {s} row is exactly 0: the {s} metrics acc2_non0 and f1_non0 of labels in "
-                    "[-3, 3] leave out the zeros, so they would have no row; give it some non-zero labels",
+                    "[-3, 3] leave out the zeros, so they would have no row; give it some non-zero labels, "
+                    "or leave them blank where they are not known (a split without labels is not scored)",
                 )
             )
 

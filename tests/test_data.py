@@ -299,6 +299,7 @@ def test_a_split_labeled_zero_throughout_is_refused_for_training(tmp_path: Path)
     path = write(tmp_path, df, arrays)
     problem = find(problems_of(path), CSV_FILE, "label")
     assert "every labeled valid row is exactly 0" in problem.message and "acc2_non0" in problem.message
+    assert "leave them blank where they are not known" in problem.message  # placeholders: blank, not 0
     assert load_dataset(path, for_training=False).rho == 3.0  # a set to predict on is not scored
     df.loc[valid, "label"] = "0.5"
     assert load_dataset(write(tmp_path, df, arrays)).rho == 3.0
