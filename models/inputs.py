@@ -148,6 +148,24 @@ PRESET_RHO = {"mosi": 3.0, "mosei": 3.0, "sims": 1.0}
 FEW_VALID_ROWS = 30
 
 
+LARGE_FEATURE = 1e4  # |x| beyond this is far from standardised: worth naming when a run overflows
+
+
+def large_features(ds: Dataset, modalities: Iterable[str], rows: np.ndarray | None = None) -> list[str]:
+    """For each of ``modalities`` whose features (on ``rows``, else all) reach beyond LARGE_FEATURE, advice
+    naming it and its largest |x|: what to say beside a run that turned NaN or inf."""
+    tops = {
+        m: float(np.abs(ds.features[m].values if rows is None else ds.features[m].values[rows]).max())
+        for m in modalities
+        if m in ds.features
+    }
+    return [
+        f"standardise the '{m}' features (features.npz '{m}' reaches |x| = {top:.3g}; docs/dataset-format.md)"
+        for m, top in tops.items()
+        if top > LARGE_FEATURE
+    ]
+
+
 def dataset_notes(summary: dict[str, Any], preset: str | None = None) -> list[str]:
     """What a user should hear before a run trains on a dataset (``Dataset.summary()``): a valid split
     too small to compare runs on, a preset made for the other label range. Neither is refused: both may be

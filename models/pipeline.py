@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from models.config import HyperparameterError, Hyperparameters, check_seed, resolve_hyperparameters
 from models.dataset import Dataset
 from models.dataset_loader import load_dataset
-from models.inputs import build_inputs, check_modalities, modality_specs, resolve_text_source
+from models.inputs import build_inputs, check_modalities, large_features, modality_specs, resolve_text_source
 from models.nets import MultimodalNet, NetSpec
 from models.report import fsync_files, publish_dir, write_json
 from models.run_dir import staging_dir, write_history, write_outputs
@@ -70,16 +70,15 @@ def _load_text_encoder(hp: Hyperparameters, text_source: str) -> TextEncoder | N
 
 
 # What a stage trains with that can blow its loss up: its learning rates and loss weights, and for the stages
-# on stage 1's saved representations (meta, mlc) stage 1's lr too, as an exploded stage 1 feeds them
+# on stage 1's saved representations (meta, mlc) stage 1's rates too, as an exploded stage 1 feeds them
 DIVERGENCE_SETTINGS = {
     "pretrain": ("lr", "lr_text_encoder", "gamma", "eta", "tau"),
-    "meta": ("meta_lr", "meta_test_lr", "lr"),
-    "mlc": ("mlc_main_lr", "mlc_meta_lr", "lr"),
+    "meta": ("meta_lr", "meta_test_lr", "lr", "lr_text_encoder"),
+    "mlc": ("mlc_main_lr", "mlc_meta_lr", "lr", "lr_text_encoder"),
     "cmc": ("lr", "lr_text_encoder", "cmc_temperature", "cmc_contrastive_weight"),
     "mtcl": ("lr", "lr_text_encoder"),
     "multitask": ("lr", "lr_text_encoder", "beta", "selfmm_weight"),
 }
-LARGE_FEATURE = 1e4  # |x| beyond this in a modality's features is worth naming beside the settings
 
 
 def divergence_hint(
@@ -103,13 +102,7 @@ def divergence_hint(
             for n in names
         )
         parts.append(f"lower the settings that drive it ({values})")
-    for m in hp.modalities:
-        if m in dataset.features and (top := float(abs(dataset.features[m].values).max())) > LARGE_FEATURE:
-            parts.append(
-                f"standardise the '{m}' features (features.npz '{m}' reaches |x| = {top:.3g}; "
-                "docs/dataset-format.md)"
-            )
-    return " or ".join(parts)
+    return " or ".join(parts + large_features(dataset, hp.modalities))
 
 
 def net_spec(specs: dict, hp: Hyperparameters, with_projection: bool, text_model: str | None) -> NetSpec:

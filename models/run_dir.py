@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from models.dataset import Dataset
-from models.inputs import TensorInputs
+from models.inputs import TensorInputs, large_features
 from models.metrics import metrics_in_range, unimodal_label_agreement
 from models.modalities import LETTER, MODALITIES
 from models.nets import MultimodalNet
@@ -144,8 +144,8 @@ def check_finite_outputs(
     ds: Dataset, frame: pd.DataFrame, rows: np.ndarray, columns: list[str], what: str
 ) -> None:
     """A ValueError naming the columns, rows and splits where ``frame`` (dataset rows ``rows``) holds NaN or
-    inf, and the modality whose features are largest there: a run is never published with them (metrics,
-    evaluate and predict would read them as numbers)."""
+    inf, and the modalities whose features are far from standardised there: a run is never published with
+    them (metrics, evaluate and predict would read them as numbers)."""
     finite = np.isfinite(frame[columns].to_numpy(dtype=np.float64))
     bad = ~finite.all(axis=1)
     if not bad.any():
@@ -156,12 +156,8 @@ def check_finite_outputs(
     cols = ", ".join(c for c, ok in zip(columns, finite.all(axis=0), strict=True) if not ok)
     ids = ", ".join(map(str, ds.ids[at[:5]])) + (", ..." if len(at) > 5 else "")
     message = f"{what} are NaN or inf on {len(at)} rows ({splits}; ids {ids}; columns {cols})"
-    tops = {m: float(np.abs(f.values[at]).max()) for m, f in ds.features.items()}
-    if tops and tops[m := max(tops, key=tops.__getitem__)] > 1e4:
-        message += (
-            f": their features overflow the network (features.npz '{m}' reaches |x| = {tops[m]:.3g} there); "
-            "standardise the features (docs/dataset-format.md)"
-        )
+    if advice := large_features(ds, ds.features, at):
+        message += f": their features overflow the network; {' and '.join(advice)}"
     raise ValueError(message + "; nothing written")
 
 

@@ -98,3 +98,18 @@ def test_predictions_not_finite_are_not_published(small_synth: Path, tmp_path: P
     assert f"predictions are NaN or inf on {n_test} rows (test {n_test};" in message
     assert "columns pred, pred_A" in message and "features.npz 'audio' reaches |x| = 3.4e+38" in message
     _nothing_written(out)
+
+
+def test_the_hint_names_the_encoders_rate_for_stages_on_stage_1s_representations(small_synth: Path) -> None:
+    """MUCN and MLC's correctors read what stage 1 trained, a fine-tuned encoder included: its rate is one to
+    lower, and only when the encoder is fine-tuned."""
+    from models.config import resolve_hyperparameters
+    from models.pipeline import divergence_hint
+
+    ds = load_dataset(small_synth)
+    hp = resolve_hyperparameters({"lr": 1.0})
+    for stage, strategy in (("meta", "mug"), ("mlc", "mlc")):
+        assert "lr_text_encoder=" in divergence_hint(stage, strategy, hp, ds, "finetune")
+        hint = divergence_hint(stage, strategy, hp, ds, "encoder")
+        assert hint.startswith("lower the settings that drive it (lr=1.0 (default 0.001)")
+        assert "lr_text_encoder" not in hint

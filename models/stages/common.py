@@ -23,8 +23,9 @@ class Cancelled(Exception):
 
 
 class TrainingDiverged(ValueError):
-    """A stage's loss or metric came out NaN or infinite: the networks' weights are lost and no later epoch
-    recovers them, so the run stops there (models.pipeline.train adds the settings to lower: ``hint``)."""
+    """A stage's loss or metric came out NaN or infinite: the run stops there, even in a stage that keeps its
+    best epoch's weights (a run that overflows once is not to be trusted later); models.pipeline.train adds
+    the settings to lower: ``hint``."""
 
     def __init__(self, stage: str, epoch: int, name: str, value: float, hint: str = "") -> None:
         self.stage, self.epoch, self.name, self.value, self.hint = stage, epoch, name, value, hint
