@@ -189,6 +189,49 @@ def test_submit_dedup_and_idempotency(client, synth_dir: Path) -> None:
     assert again.status_code == 202 and again.json()["id"] != job["id"]
 
 
+def test_a_job_whose_message_the_broker_does_not_take_answers_503_and_blocks_no_retry(
+    client, synth_dir: Path
+) -> None:
+    """The API's Celery app with its broker at a closed port (the broker down; the job records and the
+    result backend up): the submission is a 503, the job it made fails at once saying why (nothing would ever
+    run it), and the same request sent again, with the same Idempotency-Key, makes a new job once the broker
+    is back."""
+    import socket
+
+    from worker.app import make_celery
+
+    svc = client.app.state.services
+    ds = upload_dir(client, synth_dir).json()["id"]
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    working = svc.celery
+    svc.celery = make_celery(svc.settings)
+    svc.celery.conf.broker_url = f"redis://127.0.0.1:{closed}/0"
+    body, headers = {"dataset_id": ds, "seed": 41}, {"Idempotency-Key": "broker-down"}
+    try:
+        r = client.post("/v1/jobs", json=body, headers=headers)
+    finally:
+        svc.celery = working
+    assert r.status_code == 503, r.text
+    assert error_of(r) == {
+        "code": "unavailable",
+        "message": "the job queue is unreachable; try again",
+        "field": None,
+        "details": [{"field": None, "problem": "the job queue is unreachable; try again"}],
+    }
+    [failed] = client.get("/v1/jobs").json()["items"]
+    assert failed["state"] == "failed" and failed["error"] == "could not enqueue: broker unreachable"
+    assert failed["links"]["cancel"] is None and svc.jobs.get(failed["id"])["sent_at"] is None
+    retry = client.post("/v1/jobs", json=body, headers=headers)
+    assert retry.status_code == 202 and retry.json()["state"] == "queued", retry.text
+    assert retry.json()["id"] != failed["id"] and svc.jobs.get(retry.json()["id"])["sent_at"]
+    queue = svc.jobs.r.llen(svc.settings.train_queue)
+    assert queue == 1  # the retry's message, and only it
+    again = client.post("/v1/jobs", json=body, headers=headers)
+    assert again.json()["id"] == retry.json()["id"]  # the key now names the new job
+
+
 def test_one_idempotency_key_sent_twice_at_once_makes_one_job(client, synth_dir: Path) -> None:
     """Two API processes, one key, two bodies, at the same instant: both were answered 202 with the same job
     (one of them for the other body's run) and two jobs were queued."""
@@ -334,6 +377,34 @@ def test_model_card_labels_and_files(client, trained: dict) -> None:
     # the same run again: the finished job, not a new training
     again = client.post("/v1/jobs", json={"dataset_id": trained["dataset_id"], "hyperparameters": TINY})
     assert again.status_code == 200 and again.json()["id"] == job_id
+
+
+def test_labels_of_a_job_trained_on_some_modalities_leave_the_others_null(client, synth_dir: Path) -> None:
+    """modalities=[text, audio]: no vision label was learned, so label_V is null in the JSON and blank in the
+    CSV (not 0, not NaN, not a missing column)."""
+    from service.routes.jobs import LABEL_COLUMNS
+    from worker.tasks import run_job
+
+    ds = upload_dir(client, synth_dir).json()["id"]
+    body = {"dataset_id": ds, "hyperparameters": {**TINY, "modalities": ["text", "audio"]}}
+    job = client.post("/v1/jobs", json=body).json()
+    svc = client.app.state.services
+    assert run_job(job["id"], svc.jobs, svc.store, svc.settings) == "succeeded"
+    r = client.get(f"/v1/jobs/{job['id']}/labels")
+    assert r.status_code == 200, r.text
+    assert (r.json()["job_id"], r.json()["model_id"]) == (job["id"], job["id"])
+    rows = r.json()["labels"]
+    assert len(rows) == 80 and all(set(row) == {"id", *LABEL_COLUMNS} for row in rows)
+    assert all(row["label_V"] is None for row in rows)
+    for column in ("label", "label_T", "label_A"):
+        assert all(isinstance(row[column], float) for row in rows), column
+    csv = client.get(f"/v1/jobs/{job['id']}/labels", params={"format": "csv"})
+    header, *lines = csv.text.splitlines()
+    assert header == ",".join(["id", *LABEL_COLUMNS]) and len(lines) == 80
+    cells = [line.split(",") for line in lines]
+    assert all(len(c) == 5 and c[4] == "" and c[2] and c[3] for c in cells)
+    assert [c[0] for c in cells] == [row["id"] for row in rows]
+    assert [float(c[2]) for c in cells] == pytest.approx([row["label_T"] for row in rows])
 
 
 DIMS = {"text": 32, "audio": 16, "vision": 24}  # the synthetic dataset's feature widths
@@ -496,6 +567,42 @@ def test_memos_off_leave_only_the_redis_cache(settings: Settings, synth_dir: Pat
         assert not _post_bytes(c, job["id"], body)["predictions"][0]["cached"]
         served = svc.models.loaded(job["id"])
         assert len(served.responses) == 0 and len(served.rows) == 0
+
+
+def test_the_model_pool_keeps_model_cache_size_models(settings: Settings, synth_dir: Path) -> None:
+    """MODEL_CACHE_SIZE=1 and two models: A, then B, then A again are each answered by their own model, the
+    least recently used one evicted each time (the pool and its /metrics gauge never hold more than one)."""
+    from worker.tasks import run_job
+
+    one = settings.model_copy(update={"model_cache_size": 1})
+    with new_client(one, raise_server_exceptions=False) as c:
+        svc = c.app.state.services
+        ds = upload_dir(c, synth_dir).json()["id"]
+        a, b = (
+            c.post("/v1/jobs", json={"dataset_id": ds, "seed": seed, "hyperparameters": TINY}).json()["id"]
+            for seed in (1, 2)
+        )
+        assert [run_job(j, svc.jobs, svc.store, svc.settings) for j in (a, b)] == ["succeeded"] * 2
+        rng = np.random.default_rng(12)
+        first, fresh = _utterance(rng, "u0"), _utterance(rng, "u1")
+        answers = []
+        pool = 'unilabel_model_pool{state="loaded"}'
+        assert f"{pool} 0.0" in c.get("/metrics", headers=c.admin_headers).text
+        for model, batch in ((a, [first]), (b, [first]), (a, [first, fresh])):
+            answers.append(_post_bytes(c, model, json.dumps({"utterances": batch}).encode())["predictions"])
+            metrics = c.get("/metrics", headers=c.admin_headers).text
+            assert f"{pool} 1.0" in metrics, metrics[-600:]
+            assert list(svc.models._models) == [model]
+        on_a, on_b, on_a_again = answers
+        assert on_a[0]["sentiment"] != on_b[0]["sentiment"]  # two models, each answering its own
+        assert [p["cached"] for p in on_a_again] == [True, False]  # u1 through A loaded again
+        assert on_a_again[0]["sentiment"] == on_a[0]["sentiment"]
+        from models.trained_model import TrainedModel
+
+        bare = TrainedModel.load(svc.store.run_dir(a)).predict_batch(
+            {m: [np.asarray(fresh["features"][m], dtype=np.float32)] for m in DIMS}
+        )
+        assert on_a_again[1]["sentiment"] == pytest.approx(float(bare["pred"][0]), abs=1e-5)
 
 
 @pytest.mark.parametrize(
