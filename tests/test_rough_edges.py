@@ -147,6 +147,39 @@ def test_evaluate_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFi
     assert "column 'label': outside the run's label range [-3, 3] (rows 0, counting from 0)" in said
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "cannot read as CSV: No columns to parse from file"),
+        (
+            "id,label\na,0.5\nb,0.1,x,y\n",
+            "cannot read as CSV: Error tokenizing data. C error: Expected 2 fields in line 3, saw 4\n",
+        ),
+        ("name,label\na,0.5\n", "column 'id' is missing (need id,label)"),
+        ("id,score\na,0.5\n", "column 'label' is missing (need id,label)"),
+        ("id,label\na,0.5\nb,x\nc,\n", "column 'label': not a finite number (rows 1, 2)"),
+        ("id,label\na,inf\nb,0.1\nc,nan\n", "column 'label': not a finite number (rows 0, 2)"),
+        (
+            "id,label\n" + "".join(f"u{i},bad\n" for i in range(12)),
+            "column 'label': not a finite number (rows 0, 1, 2, 3, 4, 5, 6, 7, 8, 9)",  # the first ten
+        ),
+        ("id,label\na,0.5\nb,0.1\na,0.2\nb,0.3\n", "column 'id': duplicate ids (rows 2, 3)"),
+        ("id,label\na,0.5\nz,0.1\ny,0.2\n", "2 id(s) have no prediction in the run (z, y)"),
+        ("id,label\na,0.5\nd,0.1\n", "1 id(s) have no prediction in the run (d)"),  # a blank pred
+    ],
+)
+def test_evaluate_names_the_labels_files_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture, content: str, message: str
+) -> None:
+    """Each bad labels file: exit 2, one message naming the file and the column or the rows, no traceback."""
+    (tmp_path / "predictions.csv").write_text("id,split,pred\na,test,0.4\nb,test,0.1\nc,valid,-1\nd,test,\n")
+    labels = tmp_path / "mine.csv"
+    labels.write_text(content)
+    assert main(["evaluate", str(tmp_path), "--labels", str(labels), "--rho", "3"]) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"unilabel evaluate: error:\nmine.csv: {message}\n")
+
+
 def test_out_naming_a_folder_is_refused_before_any_work(tmp_path: Path, capsys) -> None:
     # the run and the dataset need not exist: --out is checked first
     for argv in (["predict", "RUN", "DATA"], ["baseline", "DATA"]):
