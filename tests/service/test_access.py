@@ -48,6 +48,18 @@ PROTECTED = [
 ]
 
 
+def install_packaged_text_model(into: Path) -> None:
+    """The packaged all-MiniLM-L6-v2 as a model of TEXT_MODEL_DIR: a folder of its own whose files link to
+    the package's (a link to the folder itself would leave TEXT_MODEL_DIR when resolved, and be refused)."""
+    from models.text_encoder import default_text_model_path
+
+    packaged = default_text_model_path()
+    for source in packaged.rglob("*"):
+        if source.is_file():
+            (into / source.relative_to(packaged)).parent.mkdir(parents=True, exist_ok=True)
+            (into / source.relative_to(packaged)).symlink_to(source)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
     _need_redis()
@@ -55,6 +67,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     models = root / "text-models"
     (models / "tiny").mkdir(parents=True)
     (models / "tiny" / "config.json").write_text("{}")
+    install_packaged_text_model(models / "minilm")
     env = {
         "API_KEY_CACHE_S": "0",  # a revoked key is refused at once
         "AUDIT_LOG": str(root / "audit.log"),
@@ -328,6 +341,47 @@ def test_text_model_names_an_installed_model_never_a_path(
     with http(stack, alice["key"]) as c:
         error = c.get(f"/v1/jobs/{job}").json()["error"]
     assert error.startswith("hyperparameters.text_model: must be null") and "/etc" not in error
+
+
+def test_a_job_trains_with_a_text_model_of_text_model_dir(
+    stack: LocalStack, synth_dir: Path, tmp_path: Path
+) -> None:
+    """text_model names the real all-MiniLM-L6-v2 installed under TEXT_MODEL_DIR as "minilm": the worker
+    trains with that folder's model (not the packaged one it links to), the run records it, and the API
+    process, with the same TEXT_MODEL_DIR, loads it to read the transcripts it is sent."""
+    models = Path(stack.extra_env["TEXT_MODEL_DIR"])
+    with http(stack, stack.create_key("tess")) as c:
+        dataset = upload(c, with_transcripts(synth_dir, tmp_path, text_features=False)).json()
+        body = {"dataset_id": dataset["id"], "hyperparameters": {**TINY, "text_model": "minilm"}}
+        job = c.post("/v1/jobs", json=body)
+        assert job.status_code == 202 and job.json()["hyperparameters"]["text_model"] == "minilm", job.text
+        model = job.json()["id"]
+        assert train(stack, model) == "succeeded", c.get(f"/v1/jobs/{model}").json()["error"]
+        run = stack.artifact_dir / "runs" / model
+        config = json.loads((run / "config.json").read_text())
+        assert config["text_source"] == "encoder"
+        assert config["text_model"] == str((models / "minilm").resolve())  # what was read: this folder
+        installed = str(models / "minilm")
+        assert config["hyperparameters"]["text_model"] == installed
+        assert json.loads((run / "model.json").read_text())["net_spec"]["text_model"] == installed
+        served = c.get(f"/v1/models/{model}/files/config.json").json()
+        assert (served["text_model"], served["hyperparameters"]["text_model"]) == ("minilm", "minilm")
+        card = c.get(f"/v1/models/{model}").json()
+        assert card["hyperparameters"]["text_model"] == "minilm"
+        assert card["input_spec"]["text"]["transcript"] is True
+        rng = np.random.default_rng(3)
+        features = {"audio": rng.normal(size=16).tolist(), "vision": rng.normal(size=24).tolist()}
+        utterances = [
+            {"id": "good", "features": features, "transcript": "a really good movie"},
+            {"id": "bad", "features": features, "transcript": "bad and boring"},
+        ]
+        r = c.post(f"/v1/models/{model}/predict", json={"utterances": utterances})
+        assert r.status_code == 200, r.text
+        good, bad = r.json()["predictions"]
+        assert isinstance(good["text"], float) and isinstance(bad["text"], float)
+        assert good["sentiment"] != bad["sentiment"]  # the same features: only the transcripts differ
+        labels = c.get(f"/v1/jobs/{model}/labels").json()["labels"]
+        assert len(labels) == 80 and all(isinstance(row["label_T"], float) for row in labels)
 
 
 def test_a_model_whose_text_model_is_not_on_the_api_is_named_so(stack: LocalStack, alice: dict) -> None:
