@@ -26,18 +26,28 @@ def test_visibility_timeout_above_hard_limit_by_default() -> None:
     assert s.visibility_timeout is not None and s.visibility_timeout > s.job_time_limit
 
 
+SOFT_LIMIT = "Value error, JOB_SOFT_TIME_LIMIT must be below JOB_TIME_LIMIT"
+VISIBILITY = (
+    "Value error, VISIBILITY_TIMEOUT must be above JOB_TIME_LIMIT, or a running job is delivered twice"
+)
+
+
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "loc", "message"),
     [
-        {"device": "tpu"},
-        {"max_upload_bytes": 0},
-        {"job_soft_time_limit": 300, "job_time_limit": 200},
-        {"job_soft_time_limit": 100, "job_time_limit": 200, "visibility_timeout": 150},
+        ({"device": "tpu"}, ("device",), "Input should be 'auto', 'cpu' or 'cuda'"),
+        ({"max_upload_bytes": 0}, ("max_upload_bytes",), "Input should be greater than 0"),
+        ({"job_soft_time_limit": 300, "job_time_limit": 200}, (), SOFT_LIMIT),
+        ({"job_soft_time_limit": 200, "job_time_limit": 200}, (), SOFT_LIMIT),  # below, not equal
+        ({"job_soft_time_limit": 100, "job_time_limit": 200, "visibility_timeout": 150}, (), VISIBILITY),
+        ({"job_soft_time_limit": 100, "job_time_limit": 200, "visibility_timeout": 200}, (), VISIBILITY),
     ],
 )
-def test_bad_settings_are_refused(kwargs: dict) -> None:
-    with pytest.raises(ValidationError):
+def test_bad_settings_are_refused(kwargs: dict, loc: tuple, message: str) -> None:
+    """Each refusal names its setting: the field, or the variables a check across fields compares."""
+    with pytest.raises(ValidationError) as refused:
         Settings(**kwargs)
+    assert [(e["loc"], e["msg"]) for e in refused.value.errors()] == [(loc, message)]
 
 
 def test_a_heartbeat_slower_than_half_the_lease_is_refused() -> None:
