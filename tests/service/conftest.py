@@ -4,10 +4,12 @@ and a model trained once (in-process, tiny schedule)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +126,37 @@ def trained(client, synth_dir: Path) -> dict:
     svc = client.app.state.services
     assert run_job(job["id"], svc.jobs, svc.store, svc.settings) == "succeeded"
     return {"dataset_id": dataset_id, "job_id": job["id"]}
+
+
+@contextlib.contextmanager
+def canned_server(answer: Callable[[str, str, dict[str, str]], tuple[int, str]]) -> Iterator[str]:
+    """A loopback HTTP server in a thread whose every answer is ``answer(method, path, headers)``: (status,
+    body), JSON when the body starts with { and text otherwise. Yields its URL."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            status, body = answer(self.command, self.path, dict(self.headers))
+            kind = "application/json" if body.startswith("{") else "text/html"
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body.encode())))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        do_GET = do_POST = do_DELETE = _answer
+
+        def log_message(self, *args: object) -> None:  # quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

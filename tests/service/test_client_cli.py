@@ -3,7 +3,9 @@ dataset are named, no traceback."""
 
 from __future__ import annotations
 
+import json
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,70 @@ def test_predict_dataset_is_a_local_folder_and_an_uploaded_id_is_named(tmp_path:
     assert main(["--url", url, "predict", "0" * 32]) == 2
     needs = "error: predict needs --input FILE.json or --dataset PATH (a dataset folder)\n"
     assert capsys.readouterr().err == needs
+
+
+def test_an_error_answer_is_named_with_its_details_and_a_missing_key_is_hinted(monkeypatch, capsys) -> None:
+    """A 401 without a key says how to pass one; an error's further details follow it, a line each; a proxy's
+    error page (not the API's JSON) is shown as its status and text. Each exits 2, no traceback."""
+    from tests.service.conftest import canned_server
+
+    monkeypatch.delenv("UNILABEL_API_KEY", raising=False)
+    error = {"code": "unauthorized", "message": "no API key", "details": [{}, {"field": "f", "problem": "p"}]}
+    with canned_server(lambda *_: (401, json.dumps({"error": error}))) as url:
+        assert main(["--url", url, "datasets"]) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            "error: HTTP 401 unauthorized: no API key\n"
+            "  pass an API key: --key KEY or env UNILABEL_API_KEY\n"
+            "  f: p\n"
+        )
+        assert main(["--url", url, "--key", "k", "datasets"]) == 2  # a key was given: no hint
+        assert "pass an API key" not in capsys.readouterr().err
+    with canned_server(lambda *_: (502, "<html>Bad Gateway</html>")) as url:
+        assert main(["--url", url, "datasets"]) == 2
+        assert capsys.readouterr().err == "error: HTTP 502 http_error: <html>Bad Gateway</html>\n"
+
+
+def test_wait_raises_an_error_answer_at_once_and_names_its_timeouts(capsys) -> None:
+    """`wait` rides out a 503 (an API restarting) until --timeout, but another error answer (404) ends it at
+    once; a job still running at --timeout, or a service away that long, is named. Each exits 2."""
+    from tests.service.conftest import canned_server
+
+    job_id, away = "a" * 32, "Redis is away"
+    running = {"id": job_id, "state": "running", "strategy": "mug", "seed": 1, "progress": None}
+    not_found = {"error": {"code": "not_found", "message": f"no job {job_id}"}}
+    answers = {
+        "404": (404, json.dumps(not_found)),
+        "503": (503, json.dumps({"error": {"code": "unavailable", "message": away}})),
+        "running": (200, json.dumps(running)),
+    }
+    for case, message in (
+        ("404", f"error: HTTP 404 not_found: no job {job_id}\n"),
+        ("503", f"error: job {job_id}: service unreachable (HTTP 503 unavailable: {away}) after 0.3 s\n"),
+        ("running", f"error: job {job_id} still running after 0.3 s\n"),
+    ):
+        with canned_server(lambda *_, case=case: answers[case]) as url:
+            started = time.monotonic()
+            assert main(["--url", url, "wait", job_id, "--timeout", "0.3"]) == 2, case
+            assert capsys.readouterr().err.endswith(message), case
+            assert time.monotonic() - started < (0.3 if case == "404" else 5), case
+
+
+def test_run_names_a_job_that_failed_and_saves_nothing(tmp_path: Path) -> None:
+    """`unilabel-remote run`: a job that failed is raised with its error (main prints it and exits 2), and no
+    labels folder is made for it."""
+    from remote.client import run_all
+
+    class Client:
+        def upload_with_status(self, data: Path) -> tuple[dict, bool]:
+            return {"id": "d1", "n": 3, "splits": {"train": 3}, "modalities": {"audio": {"shape": [5]}}}, True
+
+        def submit(self, *args: object, **kwargs: object) -> dict:
+            return {"id": "j1", "state": "queued", "strategy": "mug", "seed": 1}
+
+        def wait(self, job_id: str, **kwargs: object) -> dict:
+            return {"id": job_id, "state": "failed", "strategy": "mug", "seed": 1, "error": "boom"}
+
+    with pytest.raises(RuntimeError, match="^job j1 failed: boom$"):
+        run_all(Client(), tmp_path / "data", tmp_path / "out", say=lambda _: None)
+    assert not (tmp_path / "out").exists()
