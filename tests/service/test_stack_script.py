@@ -26,11 +26,14 @@ def stack_py(root: Path, *args: str, timeout: float = 240) -> subprocess.Complet
 
 
 def cmdlines() -> list[str]:
+    """Each process's command line and its working directory (redis-server rewrites its command line to
+    its address: only its working directory, the stack's <dir>/redis, names the stack)."""
     out = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                out.append((d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+                line = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                out.append(f"{line} (in {os.readlink(d / 'cwd')})")
             except OSError:
                 continue
     return out
@@ -173,3 +176,22 @@ def test_a_closed_terminal_stops_a_foreground_stack(tmp_path: Path) -> None:
     assert proc.returncode == 0 and rest.rstrip().endswith("stack stopped"), rest
     assert not (root / "stack.pid").exists()
     assert not [c for c in cmdlines() if str(root) in c]  # redis-server, the worker, the API: all gone
+
+
+def test_a_stack_that_fails_to_start_is_stopped_and_named(tmp_path: Path) -> None:
+    """A start that fails halfway (redis-server up, then a bad setting stops the worker) exits 1 naming the
+    setting, stops redis-server and removes the pid, URL and Redis files; `up --detach` says the same, with
+    the log's tail."""
+    _need_redis()
+    env = {**os.environ, "QUOTA_QUEUED_JOBS": "many"}
+    for detach, root in (([], tmp_path / "fg"), (["--detach"], tmp_path / "bg")):
+        cmd = [sys.executable, str(SCRIPT), "up", *detach, "--dir", str(root), "--port", str(free_port())]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+        said = r.stderr if not detach else r.stderr.split("\n", 1)[1]  # detach: the log's tail follows
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "error: 1 validation error for Settings\nquota_queued_jobs" in said, r.stderr
+        if detach:
+            assert r.stderr.startswith("error: the stack exited with 1:\n"), r.stderr
+        assert "stack stopped" in (r.stdout if not detach else said)
+        assert not any((root / name).exists() for name in ("stack.pid", "stack.url", "redis.url"))
+        assert not [c for c in cmdlines() if str(root) in c]  # redis-server stopped with it
