@@ -24,7 +24,7 @@
               ``succeeded`` with ``model_deleted_at`` and no ``model_id``, and its fingerprint no longer
               points at it, so the same request trains again
 
-Celery's result backend only knows task states; a job's life is kept here so that an unknown id is a 404 and
+Celery keeps no results here (worker/app.py); a job's life is kept here so that an unknown id is a 404 and
 the states are ours. Every change of state is a guarded transition: a Lua compare-and-set on the state. The
 records, their keys and their reads are worker/job_records.py's; leases, their heartbeat and the reaper are
 worker/leases.py's.

@@ -92,3 +92,21 @@ def test_api_launcher_empties_a_given_metrics_directory(monkeypatch: pytest.Monk
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     fresh = prepare_multiprocess_metrics()  # none given: a new directory, exported to the processes
     assert fresh.is_dir() and os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(fresh)
+
+
+def test_a_first_message_with_redis_down_fails_at_once_with_the_brokers_error() -> None:
+    """The Celery app keeps no results (jobs have their own records): with a result backend, the API's first
+    message with Redis down waited for the backend's reconnection retries (19 s) and failed with "The Celery
+    application must be restarted" instead of the broker's connection error."""
+    import socket
+
+    from kombu.exceptions import OperationalError
+
+    from worker.app import make_celery, train_signature
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    settings = Settings(redis_url=f"redis://127.0.0.1:{closed}/0")
+    with pytest.raises(OperationalError, match="Connection refused"):
+        train_signature(make_celery(settings), "a-job", settings.train_queue).apply_async()
