@@ -192,8 +192,8 @@ def test_submit_dedup_and_idempotency(client, synth_dir: Path) -> None:
 def test_a_job_whose_message_the_broker_does_not_take_answers_503_and_blocks_no_retry(
     client, synth_dir: Path
 ) -> None:
-    """The API's Celery app with its broker at a closed port (the broker down; the job records and the
-    result backend up): the submission is a 503, the job it made fails at once saying why (nothing would ever
+    """The API's Celery app with its broker at a closed port (the broker down, the job records up): the
+    submission is a 503, the job it made fails at once saying why (nothing would ever
     run it), and the same request sent again, with the same Idempotency-Key, makes a new job once the broker
     is back."""
     import socket
