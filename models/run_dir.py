@@ -106,10 +106,10 @@ def write_outputs(
     for m in net.modalities:  # a unimodal prediction is a label: kept in the label range (see clip_unimodal)
         preds[m] = clip_unimodal(preds[m], ds.rho)
     frame = pd.DataFrame({"id": ds.ids, "split": ds.split, "pred": preds["pred"].numpy()})
-    computed = ["pred"]  # the columns the model gave (the others are blank by design)
+    heads = [m for m in LETTER if labels is not None and m in preds]  # the others' columns are blank
     for m, letter in LETTER.items():
-        frame[f"pred_{letter}"] = preds[m].numpy() if labels is not None and m in preds else np.nan
-        computed += [f"pred_{letter}"] if labels is not None and m in preds else []
+        frame[f"pred_{letter}"] = preds[m].numpy() if m in heads else np.nan
+    computed = ["pred", *(f"pred_{LETTER[m]}" for m in heads)]
     check_finite_outputs(ds, frame, np.arange(len(ds)), computed, "the trained model's predictions")
 
     uni = pd.DataFrame({"id": ds.ids[train_rows], "label": ds.label[train_rows]})

@@ -38,6 +38,12 @@ class TrainingDiverged(ValueError):
         return TrainingDiverged(self.stage, self.epoch, self.name, self.value, hint)
 
 
+def _check_finite(stage: str, epoch: int, stats: dict[str, float]) -> None:
+    for name, value in stats.items():
+        if isinstance(value, numbers.Real) and not math.isfinite(value):
+            raise TrainingDiverged(stage, epoch, name, value)
+
+
 @dataclass
 class ProgressEvent:
     stage: str  # "encode" | "pretrain" | "meta" | "mlc" | "cmc" | "mtcl" | "multitask"
@@ -75,9 +81,7 @@ class Reporter:
         metrics: dict[str, float] | None = None,
         units: int = 1,
     ) -> None:
-        for name, value in {**(losses or {}), **(metrics or {})}.items():
-            if isinstance(value, numbers.Real) and not math.isfinite(value):
-                raise TrainingDiverged(stage, epoch, name, value)
+        _check_finite(stage, epoch, {**(losses or {}), **(metrics or {})})
         if stage in self.done:
             self.done[stage] = min(self.done[stage] + units, self.plan[stage])
         fraction = sum(self.done.values()) / self.total
@@ -89,19 +93,14 @@ class Reporter:
             )
         self.check_stop()
 
-    def modality_epoch(
-        self, stage: str, modality: str, stats: dict[str, float], epoch: int | None = None
-    ) -> None:
+    def modality_epoch(self, stage: str, modality: str, stats: dict[str, float], epoch: int) -> None:
         """One modality's epoch of a stage that trains a network per modality (MUG's MUCNs, MLC's correctors),
         one after another or side by side: the stage's epoch count runs on over all of them
         (1 .. modalities x epochs), and the stats are named per modality (``L_pre_all[text]``). ``epoch``:
         the modality's own epoch, which a TrainingDiverged names."""
-        for name, value in stats.items():
-            if isinstance(value, numbers.Real) and not math.isfinite(value):
-                at = epoch or self.done.get(stage, 0) + 1
-                raise TrainingDiverged(stage, at, f"{name}[{modality}]", value)
-        count = self.done.get(stage, 0) + 1
-        self.epoch(stage, count, {f"{k}[{modality}]": v for k, v in stats.items()})
+        named = {f"{k}[{modality}]": v for k, v in stats.items()}
+        _check_finite(stage, epoch, named)
+        self.epoch(stage, self.done.get(stage, 0) + 1, named)
 
     def finish_stage(self, stage: str) -> None:
         """Mark a stage complete (early stopping ends a stage before its planned epochs)."""
