@@ -24,6 +24,10 @@ class ModelCard(BaseModel):
     hyperparameters: dict[str, Any]
     metrics: dict[str, Any] = Field(description="metrics.json of the run: {split: {metric: value}, ...}")
     input_spec: dict[str, InputSpec]
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What the run's figures say: e.g. that nothing the model learned holds on valid.",
+    )
     created_at: datetime
     code_version: str
     links: dict[str, str] = Field(default_factory=dict)

@@ -38,7 +38,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         dataset_line,
         metrics_table,
         modality_summary,
-        no_better_than_the_mean,
     )
     from models.dataset_loader import load_dataset
     from models.inputs import dataset_notes, text_source_note
@@ -78,9 +77,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         has_transcripts=has_transcripts,
         modalities=hp["modalities"],
     )
-    for note in (text_note, no_better_than_the_mean(ds, result.metrics)):
-        if note:
-            print(f"note: {note}", file=sys.stderr)
+    for note in ([text_note] if text_note else []) + result.notes:
+        print(f"note: {note}", file=sys.stderr)
     preset = result.config.get("preset")
     print(
         f"run written to {result.out_dir} ({result.config['timings']['total_s']:.1f} s"

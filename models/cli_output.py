@@ -10,9 +10,7 @@ import signal
 import sys
 from typing import Any
 
-import numpy as np
-
-from models.dataset import SPLITS, Dataset
+from models.dataset import SPLITS
 from models.modalities import LETTER
 
 
@@ -115,29 +113,6 @@ def metrics_table(metrics: dict[str, Any]) -> str:
             [s, *(f"{metrics[s][n]:.4f}" if metrics[s].get(n) is not None else "-" for n in names)]
             for s in splits
         ]
-    )
-
-
-def no_better_than_the_mean(ds: Dataset, metrics: dict[str, Any]) -> str | None:
-    """A note when the model's valid MAE is no better than always predicting the training labels' mean: a run
-    that diverged without turning NaN (a learning rate far too high, features far from standardised) is
-    published with finite figures that look like any other run's. Not on a valid split of fewer than
-    FEW_VALID_ROWS labels (dataset_notes says so already): one row near the mean makes the floor about 0 and
-    a run that learned would be told it learned nothing."""
-    from models.inputs import FEW_VALID_ROWS
-
-    mae = metrics.get("valid", {}).get("mae")
-    valid = ds.labeled("valid")
-    if mae is None or valid.size < FEW_VALID_ROWS:
-        return None
-    y = ds.label
-    floor = float(np.mean(np.abs(y[valid] - np.mean(y[ds.labeled("train")]))))
-    if mae < floor:
-        return None
-    return (
-        f"valid MAE {mae:.4g} is no better than always predicting the training labels' mean ({floor:.4f}): "
-        "the model learned nothing that holds on valid; a learning rate too high or features far from "
-        "standardised (docs/dataset-format.md) are the usual causes"
     )
 
 

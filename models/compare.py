@@ -18,7 +18,7 @@ from models.inputs import dataset_notes
 from models.label_report import write_compare_report
 from models.metrics import PRIMARY_METRICS
 from models.modalities import MODALITIES
-from models.pipeline import train
+from models.pipeline import RunResult, train
 from models.report import mean_std_table, n_seeds, paired_table
 from models.version import code_version
 
@@ -75,8 +75,8 @@ def compare(
     bar = progress and sys.stderr.isatty()
     for k, (strategy, seed) in enumerate(tqdm(jobs, desc="compare", unit="run", disable=not bar), 1):
         run_dir = out / strategy / f"seed{seed}"
-        metrics, differs = _earlier_run(run_dir, ds.sha256, strategy, seed, hyperparameters, preset)
-        if metrics is not None and say is not None:
+        run, differs = _earlier_run(run_dir, ds.sha256, strategy, seed, hyperparameters, preset)
+        if run is not None and say is not None:
             say(f"reused {run_dir} (same dataset, strategy, seed, settings and code)")
         if differs and not overwrite:
             raise FileExistsError(
@@ -85,8 +85,8 @@ def compare(
             )
         if differs and say is not None:
             say(f"replacing {run_dir} (trained with another {differs})")
-        if metrics is None:
-            metrics = train(
+        if run is None:
+            run = train(
                 ds,
                 run_dir,
                 strategy=strategy,
@@ -96,12 +96,16 @@ def compare(
                 overwrite=True,
                 meta_threads=meta_threads,
                 preset=preset,
-            ).metrics
+            )
+        metrics = run.metrics
         results[strategy].append(metrics[split])
         if progress and not bar and say is not None:
             got = metrics[split]
             scores = f"{split} MAE {got['mae']:.4f} Corr {got['corr']:.4f}"
             say(f"compare {k}/{len(jobs)}: {strategy} seed {seed}: {scores}")
+        for note in run.notes:  # a run that learned nothing is in the means too: said, not hidden
+            if say is not None:
+                say(f"note: {strategy} seed {seed}: {note}")
         if "unimodal_labels_vs_sub_labels" in metrics:
             label_quality[strategy].append(metrics["unimodal_labels_vs_sub_labels"])
     summary = {
@@ -191,9 +195,9 @@ def metric_names(summary: dict[str, Any]) -> list[str]:
 
 def _earlier_run(
     run_dir: Path, sha: str, strategy: str, seed: int, overrides: dict | None, preset: str | None
-) -> tuple[dict | None, str]:
-    """(metrics of the finished run in ``run_dir`` when it was trained the same way, what differs when it
-    was not); (None, "") when there is no run."""
+) -> tuple[RunResult | None, str]:
+    """(the finished run in ``run_dir`` when it was trained the same way, what differs when it was not);
+    (None, "") when there is no run."""
     if not run_dir.exists() or not any(run_dir.iterdir()):
         return None, ""
     try:
@@ -215,7 +219,10 @@ def _earlier_run(
         *([f"setting ({', '.join(changed)})"] if changed else []),
         *(["code version"] if config.get("code_version") != code_version() else []),
     ]
-    return (None, " and ".join(differs)) if differs else (metrics, "")
+    if differs:
+        return None, " and ".join(differs)
+    notes = config.get("notes")  # models.run_notes: a run of this code version has them
+    return RunResult(run_dir, metrics, config, notes=notes if isinstance(notes, list) else []), ""
 
 
 def _label_table(quality: dict[str, list[dict]]) -> str:

@@ -24,6 +24,7 @@ from models.inputs import build_inputs, check_modalities, large_features, modali
 from models.nets import MultimodalNet, NetSpec
 from models.report import fsync_files, publish_dir, write_json
 from models.run_dir import staging_dir, write_history, write_outputs
+from models.run_notes import run_notes
 from models.stages.common import (
     Cancelled,
     ProgressEvent,
@@ -56,6 +57,7 @@ class RunResult:
     metrics: dict[str, Any]
     config: dict[str, Any]
     input_spec: dict[str, dict[str, Any]] = field(default_factory=dict)  # as TrainedModel.input_spec
+    notes: list[str] = field(default_factory=list)  # what the figures say (models.run_notes)
 
 
 def _load_text_encoder(hp: Hyperparameters, text_source: str) -> TextEncoder | None:
@@ -152,8 +154,9 @@ def train(
     ``text_cache_dir``: where the frozen text encoder's embeddings are kept (default: $UNILABEL_CACHE_DIR,
     else ~/.cache/unilabel; the service keeps them with the dataset, so they go when it is deleted).
 
-    Raises HyperparameterError / InputError / ValueError for bad settings, Cancelled when ``should_stop``
-    returns True between epochs (nothing is written then).
+    Returns the run's RunResult; its ``notes`` (config.json's too) say when nothing the model learned holds
+    on valid (models.run_notes). Raises HyperparameterError / InputError / ValueError for bad settings,
+    Cancelled when ``should_stop`` returns True between epochs (nothing is written then).
     """
     started = time.perf_counter()
     if isinstance(dataset, (str, Path)):
@@ -238,7 +241,7 @@ def train(
         net.load_state_dict(result.state)
         spec = net.spec
         labels = source.final_labels()
-        metrics = write_outputs(staging, dataset, net, inputs, dev, labels, train_rows_np)
+        metrics, pred = write_outputs(staging, dataset, net, inputs, dev, labels, train_rows_np)
         weights = staging / "model.safetensors"
         save_file({k: v.contiguous() for k, v in net.cpu().state_dict().items()}, str(weights))
         weights.chmod(0o644)  # safetensors writes 0600; readable as the run's other files are
@@ -274,12 +277,17 @@ def train(
                 "epochs_run": len(result.history),
             },
             "strategy_diagnostics": ctx.diagnostics,
+            "notes": run_notes(dataset, metrics, pred),
             "timings": {k: round(v, 3) for k, v in timings.items()},
         }
         write_json(staging / "config.json", config)
         write_history(staging, events)
         run = RunResult(
-            out_dir=out, metrics=metrics, config=config, input_spec=input_spec_of(spec, text_source)
+            out_dir=out,
+            metrics=metrics,
+            config=config,
+            input_spec=input_spec_of(spec, text_source),
+            notes=config["notes"],
         )
         fsync_files(staging)  # the slow part before the last word of before_publish, then a rename
         for name, obj in (before_publish(run) if before_publish else {}).items():

@@ -98,10 +98,10 @@ def write_outputs(
     dev: torch.device,
     labels: dict[str, torch.Tensor] | None,
     train_rows: np.ndarray,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], np.ndarray]:
     """predictions.csv (every row), unimodal_labels.csv (the training rows) and metrics.json; returns the
-    metrics. A modality the run left out, or every unimodal column when no unimodal task was trained, is
-    blank."""
+    metrics and the multimodal prediction of every row. A modality the run left out, or every unimodal
+    column when no unimodal task was trained, is blank."""
     preds = predict_rows(net, inputs, torch.arange(len(ds)), dev)
     for m in net.modalities:  # a unimodal prediction is a label: kept in the label range (see clip_unimodal)
         preds[m] = clip_unimodal(preds[m], ds.rho)
@@ -137,7 +137,7 @@ def write_outputs(
     if agreement:
         metrics["unimodal_labels_vs_sub_labels"] = agreement
     write_json(staging / "metrics.json", metrics)
-    return metrics
+    return metrics, frame["pred"].to_numpy()
 
 
 def check_finite_outputs(

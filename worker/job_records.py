@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 PREFIX = "unilabel:"
 QUEUED, RUNNING = JobState.queued.value, JobState.running.value
-JSON_FIELDS = ("hyperparameters", "overrides", "losses", "metrics", "data_notes")
+JSON_FIELDS = ("hyperparameters", "overrides", "losses", "metrics", "data_notes", "run_notes")
 INT_FIELDS = ("seed", "epoch", "epochs", "attempts", "worker_pid")
 FLOAT_FIELDS = (
     "progress",

@@ -85,6 +85,7 @@ def model_card(job: dict[str, Any], dataset_sha256: str, run: RunResult) -> dict
             "hyperparameters": job["hyperparameters"],
             "metrics": run.metrics,
             "input_spec": run.input_spec,
+            "notes": run.notes,
             "created_at": time.time(),
             "code_version": job["code_version"],
         },
@@ -172,12 +173,12 @@ def stop_check(jobs: JobStore, job_id: str, lost: Callable[[], bool]) -> Callabl
 
 def _published_run(
     job: dict[str, Any], jobs: JobStore, store: ArtifactStore, settings: Settings, beat: Heartbeat
-) -> dict:
-    """The metrics of runs/<job id>, trained and published (card.json included) unless it is there already:
+) -> dict[str, Any]:
+    """The card of runs/<job id> (its metrics and notes), trained and published unless it is there already:
     published by an earlier delivery that died before recording it, or by a concurrent one."""
     card = store.model_card(job["id"])
     if card is not None:
-        return card["metrics"]
+        return card
     overrides = _overrides(job, settings)
     dataset = _dataset(job, store, settings)
     owner = job.get("owner") or ""
@@ -199,8 +200,9 @@ def _published_run(
     except FileExistsError:
         if (card := store.model_card(job["id"])) is None:
             raise
-        return card["metrics"]
-    return json_safe(run.metrics)  # as the card has them: a metric that is not finite is left out below
+        return card
+    # as the card has them: a metric that is not finite is left out below
+    return {"metrics": json_safe(run.metrics), "notes": run.notes}
 
 
 def run_job(
@@ -240,13 +242,14 @@ def _attempt(
             reason = storage_problem(exc) or f"the artifact volume (ARTIFACT_DIR) cannot be written: {exc}"
             raise JobFailed(reason) from None
         store.discard_partial_runs(job_id)  # left by earlier attempts, dead since this one holds the lease
-        metrics = _published_run(job, jobs, store, settings, beat)
+        card = _published_run(job, jobs, store, settings, beat)
         end: dict[str, Any] = {
             "state": JobState.succeeded.value,
             "progress": 1.0,
             "model_id": job_id,
             "error": None,
-            "metrics": flat_metrics(metrics),
+            "metrics": flat_metrics(card["metrics"]),
+            "run_notes": card.get("notes") or [],  # a card of an older version has none
         }
     except LeaseLost as exc:
         log.warning("job %s: not published, nothing recorded: %s", job_id, exc)

@@ -231,7 +231,8 @@ def build_report(
     modalities = [m for m in MODALITIES if m in chosen]
     rho = float(summary.get("rho", 3.0))
     strategy = str(config.get("strategy", "?"))
-    notes: list[str] = []
+    said = config.get("notes")  # models.run_notes; an older run's config.json has none
+    notes = [n for n in said if isinstance(n, str)] if isinstance(said, list) else []
 
     label_data = _label_data(labels, modalities, rho)
     learned = label_data["modalities"]

@@ -56,12 +56,14 @@ def _ts(value: float | None) -> datetime | None:
 
 def notes_on(rec: dict[str, Any]) -> list[str]:
     """The settings the user gave that the job's strategy does not read (they change nothing), where the text
-    comes from when the transcripts are passed over, and what the dataset says of the run (models.inputs)."""
+    comes from when the transcripts are passed over, what the dataset says of the run (models.inputs), and
+    once it has trained what its figures say (models.run_notes)."""
     if rec["strategy"] not in STRATEGIES:  # a record of a strategy this version no longer has
         return []
     unread = unread_settings([rec["strategy"]], rec.get("overrides") or {})
     notes = [f"{name}: not read by strategy {rec['strategy']}; it changes nothing" for name in unread]
-    return notes + ([rec["text_note"]] if rec.get("text_note") else []) + list(rec.get("data_notes") or [])
+    notes += [rec["text_note"]] if rec.get("text_note") else []
+    return notes + list(rec.get("data_notes") or []) + list(rec.get("run_notes") or [])
 
 
 def to_job(rec: dict[str, Any]) -> Job:

@@ -202,6 +202,26 @@ def test_a_small_valid_split_and_a_preset_for_the_other_range_are_noted_on_the_j
     assert mosi["notes"] == job["notes"][:1]
 
 
+def test_a_job_whose_model_learned_nothing_says_so_on_the_job_and_the_model(client, synth_dir: Path) -> None:
+    """lr=1 trains to finite figures far from the labels; the CLI said the model learned nothing, the job
+    and its model card said nothing of it (models.run_notes)."""
+    from worker.tasks import run_job
+
+    svc = client.app.state.services
+    dataset_id = upload_dir(client, synth_dir).json()["id"]
+    said = "nothing the model learned holds on valid"
+    stage3 = {"multitask_max_epochs": 3}
+    for hp, told in (({"lr": 1.0}, True), ({}, False)):
+        body = {"dataset_id": dataset_id, "strategy": "copy", "hyperparameters": {**stage3, **hp}}
+        job = client.post("/v1/jobs", json=body).json()
+        assert job["notes"] == []  # said once it has trained
+        assert run_job(job["id"], svc.jobs, svc.store, svc.settings) == "succeeded"
+        notes = client.get(f"/v1/jobs/{job['id']}").json()["notes"]
+        assert [n for n in notes if said in n] == (notes if told else []) and len(notes) == told, notes
+        card = client.get(f"/v1/models/{job['id']}").json()
+        assert card["notes"] == notes
+
+
 def test_jobs_are_listed_by_state(client, synth_dir: Path) -> None:
     """`GET /v1/jobs?state=failed`: the failed jobs among the key's, paged, with their count."""
     from worker.tasks import run_job
