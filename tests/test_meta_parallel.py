@@ -142,6 +142,31 @@ def test_a_failure_in_one_modality_is_raised_as_is() -> None:
         meta_learn_modalities(saved, y, _hp(), 3.0, torch.Generator().manual_seed(1), 3)
 
 
+def test_side_by_side_raises_the_error_the_sequential_run_raises() -> None:
+    """Two modalities that both fail: the sequential run raises the first one's; side by side, the second
+    failed sooner and stopped the first, so which one a run named (a divergence's stage and modality) varied
+    with the timing. Now the jobs before a failed one run on, and the first in order is raised."""
+    from models.stages.parallel import GeneratorJob, run_jobs
+
+    def fails(name: str, epochs: int) -> GeneratorJob[None]:
+        def run(gen: torch.Generator, on_epoch) -> None:
+            for epoch in range(1, epochs + 1):
+                time.sleep(0.05)
+                on_epoch(epoch, {})
+            raise ValueError(f"{name} diverged at epoch {epochs}")
+
+        return GeneratorJob(run, lambda gen: None)
+
+    seen: list[tuple[str, int]] = []
+    jobs = {"text": fails("text", 4), "audio": fails("audio", 0), "vision": fails("vision", 40)}
+    for threads in (1, 3):
+        seen.clear()
+        with pytest.raises(ValueError, match="^text diverged at epoch 4$"):
+            run_jobs(jobs, torch.Generator(), threads, lambda m, e, _s: seen.append((m, e)))
+        assert [e for m, e in seen if m == "text"] == [1, 2, 3, 4]
+        assert len([e for m, e in seen if m == "vision"]) <= (0 if threads == 1 else 1)  # stopped at once
+
+
 def test_meta_threads_default_and_validation() -> None:
     assert resolve_meta_threads(None) == max(1, min(3, available_cpus()))
     assert resolve_meta_threads(None, modalities=1) == 1

@@ -69,9 +69,10 @@ def run_jobs(
     """Every job, in ``jobs``' order, up to ``threads`` of them side by side; the same results, and the same
     final state of ``gen``, for every ``threads``.
 
-    ``on_epoch(name, epoch, stats)`` is called under a lock; when it raises (e.g. Cancelled) or a job fails,
-    the others stop at their next epoch and the first error is raised; so does an exception in the calling
-    thread (Ctrl-C, Celery's soft time limit).
+    ``on_epoch(name, epoch, stats)`` is called under a lock; when it raises (e.g. Cancelled), every job stops
+    at its next epoch and that error is raised; so does an exception in the calling thread (Ctrl-C, Celery's
+    soft time limit). When a job fails, the jobs after it stop at their next epoch and the ones before it run
+    on: the error raised is the first job's in ``jobs``' order, the one the sequential run raises.
     """
     intra_op = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -93,20 +94,29 @@ def _side_by_side(
     on_epoch: Callable[[str, int, dict[str, float]], None] | None,
 ) -> dict[str, R]:
     lock = threading.Lock()
-    failed = threading.Event()
+    order = {name: k for k, name in enumerate(jobs)}
+    first_failed = [len(jobs)]  # the first failed job's place in the order; -1: every job stops
+
+    def stop_after(place: int) -> None:
+        with lock:
+            first_failed[0] = min(first_failed[0], place)
 
     def report(name: str, epoch: int, stats: dict[str, float]) -> None:
-        if failed.is_set():
+        if order[name] > first_failed[0]:
             raise _Aborted
         if on_epoch is not None:
             with lock:
-                on_epoch(name, epoch, stats)
+                try:
+                    on_epoch(name, epoch, stats)
+                except BaseException:
+                    first_failed[0] = -1
+                    raise
 
     def run(name: str, own: torch.Generator) -> R:
         try:
             return jobs[name].run(own, functools.partial(report, name))
         except BaseException:
-            failed.set()
+            stop_after(order[name])
             raise
 
     futures = {}
@@ -119,7 +129,7 @@ def _side_by_side(
                 job.skip(gen)  # while the job runs: where the next one starts
             wait(futures.values())
         except BaseException:  # e.g. KeyboardInterrupt, Celery's soft time limit: stop the threads soon
-            failed.set()
+            stop_after(-1)
             raise
     errors = [f.exception() for f in futures.values() if f.exception() is not None]
     first = next((e for e in errors if not isinstance(e, _Aborted)), None)
