@@ -11,6 +11,7 @@ is cut off once it yields more, so a compression bomb costs neither disk nor tim
 
 from __future__ import annotations
 
+import errno
 import gzip
 import re
 import stat
@@ -28,6 +29,13 @@ DEFAULT_MAX_BYTES = 2 * 1024**3
 DEFAULT_MAX_MEMBERS = 10_000
 _CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
+# A member's name within what any filesystem takes: longer ones failed while extracting, with an OSError that
+# quoted the extraction folder's absolute path (the service's artifact volume) and, nested thousands deep, a
+# RecursionError from pathlib.
+MAX_NAME_CHARS, MAX_COMPONENT_BYTES, MAX_DEPTH = 1024, 255, 32
+# Errors of the disk extraction writes to, not of the archive: raised as they are, so that a caller tells a
+# full or read-only volume (the service: 507) from a bad upload.
+VOLUME_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
 
 class ArchiveError(ValueError):
@@ -61,7 +69,24 @@ def _split_name(name: str) -> tuple[tuple[str, ...], str | None]:
     parts = tuple(p for p in re.split(r"[\\/]+", name) if p not in ("", "."))
     if ".." in parts:
         return (), "path contains '..'"
+    if len(name) > MAX_NAME_CHARS:
+        return (), f"name longer than {MAX_NAME_CHARS} characters"
+    if len(parts) > MAX_DEPTH:
+        return (), f"nested deeper than {MAX_DEPTH} folders"
+    if any(len(p.encode("utf-8", "surrogateescape")) > MAX_COMPONENT_BYTES for p in parts):
+        return (), f"a folder or file name longer than {MAX_COMPONENT_BYTES} bytes"
     return parts, None
+
+
+def _shown(name: str) -> str:
+    """A member's name as a problem names it: a long one cut in the middle, so the problem itself shows."""
+    return name if len(name) <= 120 else f"{name[:60]}...{name[-40:]}"
+
+
+def _reason(exc: OSError) -> str:
+    """An OSError in words without its file names: they are paths of the extraction folder, which is the
+    caller's business (the service's artifact volume), never the archive's sender's."""
+    return exc.strerror or type(exc).__name__
 
 
 def _zip_members(zf: zipfile.ZipFile, problems: list[tuple[str, str]]) -> list[_Member]:
@@ -76,7 +101,7 @@ def _zip_members(zf: zipfile.ZipFile, problems: list[tuple[str, str]]) -> list[_
         elif err is None and info.flag_bits & 0x1:
             err = "encrypted member"
         if err:
-            problems.append((info.filename, err))
+            problems.append((_shown(info.filename), err))
         elif parts:
             out.append(_Member(info.filename, parts, info.is_dir(), info.file_size, info))
     return out
@@ -91,7 +116,7 @@ def _tar_members(tf: tarfile.TarFile, problems: list[tuple[str, str]]) -> list[_
         elif err is None and not (info.isreg() or info.isdir()):
             err = "not a regular file or directory (device, fifo, ...)"
         if err:
-            problems.append((info.name, err))
+            problems.append((_shown(info.name), err))
         elif parts:
             out.append(_Member(info.name, parts, info.isdir(), info.size, info))
     return out
@@ -187,22 +212,23 @@ def extract_archive(
                 if m.is_dir:
                     target.mkdir(parents=True, exist_ok=True)
                     continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with _reader(archive, m) as src, open(target, "wb") as dst:
-                    while chunk := src.read(_CHUNK):
-                        written += len(chunk)
-                        if written > limit:
-                            raise ArchiveError([("", f"content exceeds the limit of {limit} bytes")])
-                        dst.write(chunk)
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with _reader(archive, m) as src, open(target, "wb") as dst:
+                        while chunk := src.read(_CHUNK):
+                            written += len(chunk)
+                            if written > limit:
+                                raise ArchiveError([("", f"content exceeds the limit of {limit} bytes")])
+                            dst.write(chunk)
+                except OSError as e:  # a file where a folder goes ('a', then 'a/x'), and the like
+                    if e.errno in VOLUME_ERRNOS:
+                        raise
+                    raise ArchiveError([(_shown(m.name), f"cannot be extracted: {_reason(e)}")]) from None
     except ArchiveError:
         raise
-    except (
-        zipfile.BadZipFile,
-        tarfile.TarError,
-        zlib.error,
-        EOFError,
-        OSError,
-        RuntimeError,
-        ValueError,
-    ) as e:
+    except OSError as e:
+        if e.errno in VOLUME_ERRNOS:
+            raise
+        raise ArchiveError([("", f"cannot be read as an archive: {_reason(e)}")]) from None
+    except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, RuntimeError, ValueError) as e:
         raise ArchiveError([("", f"cannot be read as an archive: {e}")]) from None
