@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError, MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
@@ -173,7 +173,10 @@ async def receive_upload(
         raise ApiError(413, too_large, field=limit_field)
 
     writer = _PartWriter(data_dir, max_parts)
-    parser = MultipartParser(options[b"boundary"], writer.callbacks(), max_header_size=16 * 1024)
+    try:
+        parser = MultipartParser(options[b"boundary"], writer.callbacks(), max_header_size=16 * 1024)
+    except FormParserError as exc:  # a boundary over python-multipart's 256 bytes was a 500
+        raise ApiError(400, f"bad multipart boundary: {exc}", field="header.content-type") from None
     received = 0
     try:
         async for chunk in request.stream():

@@ -68,3 +68,20 @@ def test_a_full_volume_while_extracting_is_the_volumes_problem_not_the_archives(
         archive.extract_archive(path, tmp_path / "out")
     assert not isinstance(caught.value, archive.ArchiveError)
     assert caught.value.errno == errno.ENOSPC
+
+
+def test_a_multipart_boundary_too_long_for_the_parser_is_a_400_not_a_500(client, synth_dir: Path) -> None:
+    boundary = "B" * 5000  # RFC 2046 allows 70 characters, python-multipart 256; its constructor raised
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{role}"; filename="{name}"\r\n\r\n'.encode()
+        + data
+        + b"\r\n"
+        for role, (name, data) in zip(("utterances", "features"), _dataset(synth_dir), strict=True)
+    ) + f"--{boundary}--\r\n".encode()
+    r = client.post(
+        "/v1/datasets", content=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["field"] == "header.content-type"
+    assert "boundary" in error["message"] and "256" in error["message"]
