@@ -36,7 +36,9 @@ STAMP = ".code-version"
 # An absolute path inside a sentence: "/" not preceded by a word character (so "and/or" and "1/2" stay),
 # then segments up to the next space, quote, colon or bracket.
 _ABSOLUTE = re.compile(r"(?<![\w.~])(?:/[^\s/\"'():,;]+)+/?")
-_KEEP = frozenset({"transcript"})  # what people said is shown as they said it
+# What people said, and the ids they gave their utterances, are shown as they gave them: an id is no sentence
+# (cut, "/clips/v1/3" read "3" and "<b>x</b>" read "<b>x<b>", a row no one could find in the dataset).
+_KEEP = frozenset({"transcript", "id"})
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,8 @@ class ServedReport:
 
 
 def scrub_paths(value: Any) -> Any:
-    """Every string of a JSON value with its absolute paths cut to their last component, transcripts left
-    alone."""
+    """Every string of a JSON value with its absolute paths cut to their last component, transcripts and
+    utterance ids left alone."""
     if isinstance(value, dict):
         return {k: v if k in _KEEP else scrub_paths(v) for k, v in value.items()}
     if isinstance(value, list):

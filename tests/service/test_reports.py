@@ -157,3 +157,34 @@ def test_openapi_documents_the_report(client) -> None:
     assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/LabelReportData"}
     assert {"404", "409", "422", "401"} <= set(op["responses"])
     assert [p["name"] for p in op["parameters"]] == ["job_id", "format"]
+
+
+def test_utterance_ids_are_reported_as_the_dataset_has_them(client, tmp_path: Path, synth_dir: Path) -> None:
+    """Ids that look like paths or hold markup: the path scrub cut them ("/clips/v1/3" read "3", and
+    "<script>x</script>" read "<script>x<script>"); the page escapes them, the data holds them as given."""
+    import numpy as np
+    import pandas as pd
+
+    from tests.service.conftest import TINY, upload_dir
+    from worker.tasks import run_job
+
+    table = pd.read_csv(synth_dir / "utterances.csv", dtype=str, keep_default_na=False)
+    shapes = ["/clips/v{}/3", "<script>alert({})</script>", "';alert({});//", "a/b/{}"]
+    ids = [shapes[i % len(shapes)].format(i) for i in range(len(table))]
+    table["id"] = ids
+    (tmp_path / "ds").mkdir()
+    table.to_csv(tmp_path / "ds" / "utterances.csv", index=False)
+    arrays = dict(np.load(synth_dir / "features.npz", allow_pickle=False))
+    np.savez(tmp_path / "ds" / "features.npz", **{**arrays, "id": np.array(ids)})
+    dataset_id = upload_dir(client, tmp_path / "ds").json()["id"]
+    job = client.post("/v1/jobs", json={"dataset_id": dataset_id, "hyperparameters": TINY}).json()
+    svc = client.app.state.services
+    assert run_job(job["id"], svc.jobs, svc.store, svc.settings) == "succeeded"
+
+    rows = client.get(f"/v1/jobs/{job['id']}/report?format=json").json()["disagreements"]["rows"]
+    assert rows and {r["id"] for r in rows} <= set(ids)
+    page = client.get(f"/v1/jobs/{job['id']}/report").text
+    for row in rows:
+        shown = row["id"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        assert shown.replace("'", "&#x27;") in page
+    assert "<script>alert(" not in page
