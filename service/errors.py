@@ -134,6 +134,23 @@ def validation_error(
     return ApiError(422, f"{details[0].problem}{more}", field=details[0].field, details=details)
 
 
+def _unparsable(exc: HTTPException) -> ApiError | None:
+    """FastAPI's 400 "There was an error parsing the body" (no field) for a JSON body its parser could not
+    read for other reasons than its syntax, as the 422 on ``body`` that a syntax error gets: bytes that are
+    not UTF-8, a number of more than 4,300 digits (Python's int limit: a ValueError) and nesting deeper than
+    the parser's recursion (a RecursionError, e.g. 100,000 '[')."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or cause is None:
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        return not_json(f"not UTF-8 text ({cause.reason} at byte {cause.start})")
+    if isinstance(cause, RecursionError):
+        return not_json("nested too deeply")
+    if isinstance(cause, ValueError):  # "Exceeds the limit (4300 digits) for integer string conversion: ..."
+        return not_json(str(cause).split(";")[0])
+    return None
+
+
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
 
@@ -171,10 +188,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        if isinstance(exc.__cause__, UnicodeDecodeError):  # FastAPI's 400 for a JSON body that is not UTF-8
-            return error_response(
-                not_json(f"not UTF-8 text ({exc.__cause__.reason} at byte {exc.__cause__.start})")
-            )
+        unparsable = _unparsable(exc)
+        if unparsable is not None:
+            return error_response(unparsable)
         headers = getattr(exc, "headers", None)
         message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         if message == HTTPStatus(exc.status_code).phrase:  # the router's bare words: say what was asked
