@@ -16,6 +16,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import audit, docs, errors, maintenance, page
+from service.body_limit import MAX_JSON_BODY_BYTES, capped
 from service.deps import Services, known_query_only
 from service.guard import Gate, KeyVerifier
 from service.metrics import Metrics, MetricsMiddleware
@@ -42,7 +43,8 @@ open `/#key=<key>` (the part after `#` never leaves the browser)."""
 class LabelServiceAPI(FastAPI):
     """FastAPI behind ``entry``: the metrics middleware, then the Host/Origin and API key gate
     (service/guard.py), then POST /v1/models/{id}/predict straight to ``PredictFastPath``
-    (service/routes/models.py) and everything else to FastAPI's own stack."""
+    (service/routes/models.py) and everything else to FastAPI's own stack, every body but an upload's capped
+    at MAX_JSON_BODY_BYTES (service/body_limit.py)."""
 
     entry: ASGIApp | None = None
     fast_path: ASGIApp | None = None
@@ -60,7 +62,10 @@ class LabelServiceAPI(FastAPI):
         if scope["method"] == "HEAD" and self._serves_get(scope):
             await self._head(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        if scope["method"] == "POST" and scope["path"] == "/v1/datasets":  # streamed to disk, its own limit
+            await super().__call__(scope, receive, send)
+            return
+        await capped(super().__call__, scope, receive, send, MAX_JSON_BODY_BYTES)
 
     def _serves_get(self, scope: Scope) -> bool:
         as_get = {**scope, "method": "GET"}

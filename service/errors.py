@@ -204,7 +204,8 @@ def install(app: FastAPI) -> None:
                 if allowed:
                     headers = {**(headers or {}), "Allow": ", ".join(allowed)}
                     message += f"; this path takes {', '.join(allowed)}"
-        return error_response(ApiError(exc.status_code, message, headers=headers))
+        field = getattr(exc, "field", None)  # service.body_limit.BodyTooLarge names the body
+        return error_response(ApiError(exc.status_code, message, field=field, headers=headers))
 
     @app.exception_handler(RedisConnectionError)
     @app.exception_handler(RedisTimeoutError)
