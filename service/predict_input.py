@@ -173,7 +173,7 @@ def _utterance(
             raise bad(field, f"this model has no modality {name!r} ({_takes(spec)})")
         if spec[name].get("transcript"):
             raise bad(field, f"this model reads {name} from the transcript; send the transcript instead")
-        arr = _array(field, value, spec[name].get("dim"))
+        arr = _array(field, value, spec[name].get("dim"), spec[name].get("sequence"))
         budget[0] -= arr.size
         if budget[0] < 0:
             raise _too_many_values(limits)
@@ -198,7 +198,7 @@ def _takes(spec: dict[str, dict]) -> str:
     return "this model takes " + " and ".join(parts)
 
 
-def _array(field: str, value: Any, dim: int | None) -> np.ndarray:
+def _array(field: str, value: Any, dim: int | None, sequence: bool | None = None) -> np.ndarray:
     if not isinstance(value, list):
         raise bad(field, "expected a [d] vector or a [T, d] sequence of numbers")
     try:
@@ -211,6 +211,11 @@ def _array(field: str, value: Any, dim: int | None) -> np.ndarray:
         raise bad(field, "expected a non-empty [d] vector or [T, d] sequence")
     if dim is not None and arr.shape[-1] != dim:
         raise bad(field, f"expected dimension {dim}, got {arr.shape[-1]}")
+    if sequence is not None and arr.ndim != (2 if sequence else 1):
+        # checked here, where the utterance is known: the model's own check named the row of the forward
+        # pass ("features.text[0]", the first cache miss of the micro-batch) and the field body.utterances
+        want = f"a [T, {arr.shape[-1]}] sequence" if sequence else f"a [{arr.shape[-1]}] vector"
+        raise bad(field, f"this model takes {want}, got shape {list(arr.shape)}")
     with np.errstate(over="ignore"):
         arr = arr.astype(np.float32)
     if not np.isfinite(arr).all():

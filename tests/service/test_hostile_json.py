@@ -88,3 +88,18 @@ def test_an_upload_keeps_its_own_limit(client, synth_dir: Path, tmp_path: Path) 
     np.savez(tmp_path / "features.npz", **arrays)
     assert (tmp_path / "features.npz").stat().st_size > MAX_JSON_BODY_BYTES
     assert upload_dir(client, tmp_path).status_code == 201
+
+
+def test_a_sequence_sent_to_a_vector_model_names_its_utterance(client, trained: dict) -> None:
+    """The first utterance predicted (and cached) first: the model's own check then said "features.audio[0]"
+    (the first cache miss of its forward pass) on body.utterances, for the request's second utterance."""
+    model = trained["job_id"]
+    spec = client.get(f"/v1/models/{model}").json()["input_spec"]
+    good = {"features": {m: [0.1] * s["dim"] for m, s in spec.items()}}
+    assert client.post(f"/v1/models/{model}/predict", json={"utterances": [good]}).status_code == 200
+    dim = spec["audio"]["dim"]
+    bad = {"features": {**good["features"], "audio": [[0.1] * dim] * 3}}
+    r = client.post(f"/v1/models/{model}/predict", json={"utterances": [good, bad]})
+    error = _error(r, 422)
+    assert error["field"] == "body.utterances.1.features.audio", error
+    assert error["message"] == f"this model takes a [{dim}] vector, got shape [3, {dim}]"

@@ -120,3 +120,22 @@ def test_a_body_over_a_limit_that_is_no_request_is_named_so(body: bytes, message
     with pytest.raises(ApiError) as err:
         precheck(body, LIMITS)
     assert (err.value.status, err.value.field, err.value.message) == (422, "body", message)
+
+
+@pytest.mark.parametrize(
+    ("sequence", "value", "message"),
+    [
+        (False, [[1, 2, 3], [4, 5, 6]], "this model takes a [3] vector, got shape [2, 3]"),
+        (True, [1, 2, 3], "this model takes a [T, 3] sequence, got shape [3]"),
+    ],
+)
+def test_a_sequence_for_a_vector_model_or_the_reverse_names_its_utterance(
+    sequence: bool, value: list, message: str
+) -> None:
+    """Refused by the model before, naming the row of its forward pass and the field body.utterances."""
+    spec = {"audio": {"dim": 3, "sequence": sequence, "transcript": False}}
+    good = [[1, 2, 3]] if sequence else [1, 2, 3]
+    body = {"utterances": [{"features": {"audio": good}}, {"features": {"audio": value}}]}
+    with pytest.raises(ApiError) as err:
+        parse(json.dumps(body).encode(), spec, LIMITS)
+    assert (err.value.field, err.value.message) == ("body.utterances.1.features.audio", message)
