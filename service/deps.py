@@ -64,6 +64,12 @@ def known_query_only(request: Request) -> None:
     unknown = next((k for k in request.query_params if k not in names), None)
     if unknown is not None:
         raise unknown_query(unknown, names)
+    # one value each: FastAPI reads the last of a parameter given twice, so `labels?format=csv&format=json`
+    # answered JSON and `jobs?limit=1&limit=2` two jobs, with nothing said
+    repeated = next((k for k in request.query_params if len(request.query_params.getlist(k)) > 1), None)
+    if repeated is not None:
+        count = len(request.query_params.getlist(repeated))
+        raise ApiError(422, f"given {count} times; give it once", field=f"query.{repeated}")
 
 
 def _query_names(dependant: Dependant) -> set[str]:
