@@ -4,6 +4,7 @@ problem found reported (docs/dataset-format.md)."""
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -67,18 +68,38 @@ def _parse_floats(values: Sequence[str], column: str, problems: list[Problem]) -
     return out
 
 
-def _duplicate_columns(path: Path, problems: list[Problem]) -> bool:
-    """Whether the header names a column twice (pandas would rename the second ``label.1`` and read the
-    first alone): each such name is a problem."""
+def _layout_is_sound(path: Path, problems: list[Problem]) -> bool:
+    """Whether the file can be read column by column: each column named once, and every row with as
+    many values as the header. pandas would take a first row with one value more for an index column and
+    shift every column by one (so ids, splits and labels all come out wrong), and fill a short row's missing
+    values with blanks (a forgotten label read as unlabeled); both are said here instead, by row."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            header = [c.strip() for c in next(csv.reader(fh), [])]
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return False  # pandas reports what is wrong with the file
-    twice = {name: count for name, count in Counter(header).items() if count > 1}
-    for name, count in twice.items():
-        problems.append(Problem(CSV_FILE, name, f"column appears {count} times; column names must be unique"))
-    return bool(twice)
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return True  # pandas reports what is wrong with the file
+    rows = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [c.strip() for c in next(rows, [])]
+        twice = {name: count for name, count in Counter(header).items() if count > 1}
+        for name, count in twice.items():
+            msg = f"column appears {count} times; column names must be unique"
+            problems.append(Problem(CSV_FILE, name, msg))
+        if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+            return not twice  # another separator: read_utterances says so once, not once per row
+        # rows count from 0 after the header, blank lines skipped, as pandas and every other problem count
+        counts = [len(row) for row in rows if row]
+    except csv.Error as e:
+        problems.append(Problem(CSV_FILE, "", f"cannot be read as CSV: {e}"))
+        return False
+    bad = [i for i, c in enumerate(counts) if c != len(header)]
+    if bad:
+        msg = (
+            f"{len(bad)} row(s) hold a number of values other than the header's {len(header)} "
+            f"(the first has {counts[bad[0]]}); every row needs one value per column (blank is a value: "
+            "'u1,train,,text'), and a value holding a comma must be in double quotes"
+        )
+        problems.append(Problem(CSV_FILE, "", msg, problem_rows(bad)))
+    return not twice and not bad
 
 
 def read_utterances(
@@ -91,7 +112,7 @@ def read_utterances(
     if not path.is_file():
         problems.append(file_not_found(path))
         return None
-    if _duplicate_columns(path, problems):
+    if not _layout_is_sound(path, problems):
         return None
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig")

@@ -1,0 +1,70 @@
+"""utterances.csv's layout as a spreadsheet or a hand-written script gets it wrong: rows whose number of
+values differs from the header's. Each is one problem naming the rows, never a cascade of wrong findings
+about columns that pandas shifted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.dataset import CSV_FILE, NPZ_FILE, DatasetError, Problem
+from models.dataset_loader import load_dataset
+
+HEADER = "id,split,label,transcript"
+SPLITS = ["train"] * 6 + ["valid"] * 3 + ["test"] * 3
+ROWS = [f"u{i},{s},{(i % 5) - 2}.5,words {i}" for i, s in enumerate(SPLITS)]
+
+
+def dataset(tmp_path: Path, csv_bytes: bytes) -> Path:
+    (tmp_path / CSV_FILE).write_bytes(csv_bytes)
+    ids = np.array([f"u{i}" for i in range(len(ROWS))])
+    np.savez(tmp_path / NPZ_FILE, id=ids, text=np.ones((len(ROWS), 4), np.float32))
+    return tmp_path
+
+
+def csv_text(rows: list[str], header: str = HEADER) -> bytes:
+    return ("\n".join([header, *rows]) + "\n").encode()
+
+
+def problems_of(path: Path) -> list[Problem]:
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path)
+    return info.value.problems
+
+
+def test_a_first_row_with_one_value_too_many_is_named_not_shifted_into_an_index(tmp_path: Path) -> None:
+    # pandas took such a file's first column for an index: ids read 'train', splits read labels, and six
+    # problems about the wrong columns followed
+    rows = [ROWS[0] + ",extra", *ROWS[1:]]
+    problems = problems_of(dataset(tmp_path, csv_text(rows)))
+    assert len(problems) == 1, [str(p) for p in problems]
+    (problem,) = problems
+    assert problem.file == CSV_FILE and problem.rows == (0,)
+    assert "header's 4" in problem.message and "the first has 5" in problem.message
+    assert "double quotes" in problem.message
+
+
+def test_a_short_row_is_an_error_not_a_blank_label(tmp_path: Path) -> None:
+    # "u3,train" lacks its label and transcript: read as blank, the row became an unlabeled one unsaid
+    rows = list(ROWS)
+    rows[3] = "u3,train"
+    (problem,) = problems_of(dataset(tmp_path, csv_text(rows)))
+    assert problem.rows == (3,) and "the first has 2" in problem.message
+
+
+def test_rows_later_in_the_file_are_counted_from_0_as_every_other_problem(tmp_path: Path) -> None:
+    rows = list(ROWS)
+    rows[5] += ",x"
+    rows[7] += ",x,y"
+    (problem,) = problems_of(dataset(tmp_path, csv_text(rows)))
+    assert problem.rows == (5, 7) and problem.message.startswith("2 row(s)")
+    assert "rows 5, 7, counting from 0" in str(problem)
+
+
+def test_quoted_commas_blank_lines_crlf_and_a_bom_still_load(tmp_path: Path) -> None:
+    rows = [r.rsplit(",", 1)[0] + ',"good, really"' for r in ROWS]
+    text = "\r\n".join([HEADER, "", *rows, "", ""]) + "\r\n"
+    ds = load_dataset(dataset(tmp_path, b"\xef\xbb\xbf" + text.encode()))
+    assert len(ds.ids) == len(ROWS) and ds.transcripts[0] == "good, really"
