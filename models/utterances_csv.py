@@ -68,15 +68,40 @@ def _parse_floats(values: Sequence[str], column: str, problems: list[Problem]) -
     return out
 
 
+def _save_as_utf8(encoding: str) -> str:
+    return f"save it as UTF-8 (Excel: 'CSV UTF-8'; or iconv -f {encoding} -t utf-8 IN > OUT)"
+
+
+def _decoded(path: Path, problems: list[Problem]) -> str | None:
+    """The file's text, or None with a Problem: a spreadsheet's "CSV" is often in the machine's code page
+    (cp1252) or UTF-16, and the decoder's own message gives a byte offset that no editor shows."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        problems.append(Problem(CSV_FILE, "", f"cannot be read: {e.strerror or e}"))
+        return None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        problems.append(Problem(CSV_FILE, "", f"is UTF-16 text: {_save_as_utf8('utf-16')}"))
+        return None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        # cp1252 (Windows' Western code page) is the usual culprit; the hint names it as an example
+        where = f"byte 0x{data[e.start]:02x} on line {line} of the file"
+        msg = f"is not UTF-8 text ({where}): {_save_as_utf8('cp1252')}"
+        problems.append(Problem(CSV_FILE, "", msg))
+        return None
+
+
 def _layout_is_sound(path: Path, problems: list[Problem]) -> bool:
-    """Whether the file can be read column by column: each column named once, and every row with as
+    """Whether the file can be read column by column: UTF-8, each column named once, and every row with as
     many values as the header. pandas would take a first row with one value more for an index column and
     shift every column by one (so ids, splits and labels all come out wrong), and fill a short row's missing
     values with blanks (a forgotten label read as unlabeled); both are said here instead, by row."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError):
-        return True  # pandas reports what is wrong with the file
+    text = _decoded(path, problems)
+    if text is None:
+        return False
     rows = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [c.strip() for c in next(rows, [])]

@@ -1,6 +1,6 @@
 """utterances.csv's layout as a spreadsheet or a hand-written script gets it wrong: rows whose number of
-values differs from the header's. Each is one problem naming the rows, never a cascade of wrong findings
-about columns that pandas shifted."""
+values differs from the header's, and files that are not UTF-8. Each is one problem naming the rows or the
+line, never a cascade of wrong findings about columns that pandas shifted."""
 
 from __future__ import annotations
 
@@ -68,3 +68,17 @@ def test_quoted_commas_blank_lines_crlf_and_a_bom_still_load(tmp_path: Path) -> 
     text = "\r\n".join([HEADER, "", *rows, "", ""]) + "\r\n"
     ds = load_dataset(dataset(tmp_path, b"\xef\xbb\xbf" + text.encode()))
     assert len(ds.ids) == len(ROWS) and ds.transcripts[0] == "good, really"
+
+
+def test_a_code_page_csv_is_named_with_its_line_and_how_to_convert_it(tmp_path: Path) -> None:
+    rows = list(ROWS)
+    rows[2] = rows[2].replace("words", "café")
+    (problem,) = problems_of(dataset(tmp_path, csv_text(rows).decode().encode("cp1252")))
+    assert problem.file == CSV_FILE
+    assert "not UTF-8" in problem.message and "byte 0xe9 on line 4" in problem.message
+    assert "CSV UTF-8" in problem.message and "codec" not in problem.message
+
+
+def test_a_utf16_csv_is_named(tmp_path: Path) -> None:
+    (problem,) = problems_of(dataset(tmp_path, csv_text(ROWS).decode().encode("utf-16")))
+    assert "UTF-16" in problem.message and "iconv -f utf-16" in problem.message
