@@ -101,9 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", metavar="FILE.json", help="also write the rows as JSON")
     b.set_defaults(func=commands.cmd_baseline)
 
-    e = sub.add_parser("evaluate", help="score RUN/predictions.csv against an id,label CSV")
+    e = sub.add_parser("evaluate", help="score RUN/predictions.csv (or --predictions) against id,label")
     e.add_argument("run", type=run_directory, help="a run directory (its predictions.csv is scored)")
     e.add_argument("--labels", required=True, help="CSV with columns id,label")
+    e.add_argument(
+        "--predictions",
+        metavar="FILE",
+        default=None,
+        help="score this CSV instead (what `unilabel predict RUN DATA --out FILE` wrote for new data)",
+    )
     e.add_argument("--rho", type=label_range, default=None, help="label range (default: the run's)")
     e.set_defaults(func=commands.cmd_evaluate)
 

@@ -127,11 +127,11 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from models.evaluate import evaluate_run
 
-    metrics = evaluate_run(args.run, args.labels, rho=args.rho)
+    metrics = evaluate_run(args.run, args.labels, rho=args.rho, predictions=args.predictions)
     if "by_split" in metrics:
         counts = ", ".join(f"{name} {n}" for name, n in metrics["splits"].items())
         print(
-            f"note: the labels' ids lie in several splits of the run ({counts}); the top figures mix them, "
+            f"note: the labels' ids lie in several splits ({counts}); the top figures mix them, "
             "by_split scores each",
             file=sys.stderr,
         )

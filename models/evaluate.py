@@ -36,26 +36,64 @@ def read_labels(path: str | Path) -> pd.DataFrame:
     return pd.DataFrame({"id": frame["id"], "label": labels.astype(float)})
 
 
-def evaluate_run(run_dir: str | Path, labels_csv: str | Path, rho: float | None = None) -> dict[str, Any]:
-    """Metrics of RUN/predictions.csv on the ids of ``labels_csv`` (every id must have a prediction), with
-    how many of them each split of the run holds, and per split too when they span more than one."""
+def read_predictions(path: str | Path) -> pd.DataFrame:
+    """A predictions CSV as `unilabel predict` writes it (id, pred; split optional: every row ``test``);
+    ValueError naming the file and the column on what would make its scores wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"predictions: {path}: no such file")
+    try:
+        preds = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise ValueError(f"{path.name}: cannot read as CSV: {err}") from None
+    for col in ("id", "pred"):
+        if col not in preds.columns:
+            need = "need id,pred, as `unilabel predict` writes them"
+            raise ValueError(f"{path.name}: column '{col}' is missing ({need})")
+    dup = np.flatnonzero(preds["id"].duplicated().to_numpy())
+    if dup.size:  # merged on id, a repeated one would be scored twice
+        raise ValueError(f"{path.name}: column 'id': duplicate ids (rows {', '.join(map(str, dup[:10]))})")
+    if "split" not in preds:
+        preds["split"] = "test"
+    return preds
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    labels_csv: str | Path,
+    rho: float | None = None,
+    *,
+    predictions: str | Path | None = None,
+) -> dict[str, Any]:
+    """Metrics of RUN/predictions.csv (or of ``predictions``, e.g. what `unilabel predict` wrote for new
+    data) on the ids of ``labels_csv`` (every id must have a prediction), with how many of them each split
+    holds, and per split too when they span more than one. The run gives rho unless ``rho`` is passed."""
     check_rho(rho)
-    run = checked_run_dir(run_dir, ("predictions.csv",))
+    run = checked_run_dir(run_dir, () if predictions is not None else ("predictions.csv",))
     if not Path(labels_csv).is_file():
         raise ValueError(f"labels: {labels_csv}: no such file")
     model_json = run / "model.json"
     if rho is None and not model_json.is_file():
         raise ValueError(f"run: {run} has no model.json to read rho from; give rho (--rho)")
-    preds = pd.read_csv(run / "predictions.csv", dtype={"id": str}, keep_default_na=False)
-    if "split" not in preds:
-        preds["split"] = "test"
+    preds = read_predictions(run / "predictions.csv" if predictions is None else predictions)
     labels = read_labels(labels_csv)
     merged = labels.merge(preds[["id", "split", "pred"]], on="id", how="left")
     missing = merged["pred"].isna() | (merged["pred"] == "")
     if missing.any():
         ids = ", ".join(merged.loc[missing, "id"].head(5))
+        # RUN/predictions.csv covers the run's own dataset only: labels of new utterances are scored
+        # against the file `unilabel predict` wrote, and without this hint nothing would point to it
+        where, hint = (
+            "the run",
+            (
+                "; its predictions.csv holds the dataset it was trained on: to score `unilabel predict`'s "
+                "output, give that file with --predictions"
+            ),
+        )
+        if predictions is not None:
+            where, hint = Path(predictions).name, ""
         raise ValueError(
-            f"{Path(labels_csv).name}: {int(missing.sum())} id(s) have no prediction in the run ({ids})"
+            f"{Path(labels_csv).name}: {int(missing.sum())} id(s) have no prediction in {where} ({ids}){hint}"
         )
     rho = float(json.loads(model_json.read_text())["rho"] if rho is None else rho)
     beyond = np.flatnonzero(np.abs(labels["label"].to_numpy()) > rho + 1e-6)

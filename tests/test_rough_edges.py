@@ -147,6 +147,13 @@ def test_evaluate_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFi
     assert "column 'label': outside the run's label range [-3, 3] (rows 0, counting from 0)" in said
 
 
+# ids missing from RUN/predictions.csv are most often new utterances: the message points to --predictions
+NEW_DATA = (
+    "; its predictions.csv holds the dataset it was trained on: to score `unilabel predict`'s output, "
+    "give that file with --predictions"
+)
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -164,8 +171,8 @@ def test_evaluate_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFi
             "column 'label': not a finite number (rows 0, 1, 2, 3, 4, 5, 6, 7, 8, 9)",  # the first ten
         ),
         ("id,label\na,0.5\nb,0.1\na,0.2\nb,0.3\n", "column 'id': duplicate ids (rows 2, 3)"),
-        ("id,label\na,0.5\nz,0.1\ny,0.2\n", "2 id(s) have no prediction in the run (z, y)"),
-        ("id,label\na,0.5\nd,0.1\n", "1 id(s) have no prediction in the run (d)"),  # a blank pred
+        ("id,label\na,0.5\nz,0.1\ny,0.2\n", f"2 id(s) have no prediction in the run (z, y){NEW_DATA}"),
+        ("id,label\na,0.5\nd,0.1\n", f"1 id(s) have no prediction in the run (d){NEW_DATA}"),  # a blank pred
     ],
 )
 def test_evaluate_names_the_labels_files_problem(
