@@ -4,6 +4,7 @@ their lengths), never unpickling; with ArrayLimits, every array's header is chec
 
 from __future__ import annotations
 
+import difflib
 import math
 import zipfile
 import zlib
@@ -150,10 +151,19 @@ def read_features_npz(
     return arrays
 
 
+def _near_miss(key: str, arrays: dict[str, np.ndarray]) -> str:
+    """For a required key that is missing, a key of the file that is most likely it under another spelling
+    ('audio_length', 'ids'), said as a hint: keys the format does not know are ignored, so the file's own
+    name for the array would otherwise go unmentioned."""
+    known = {"id", *MODALITIES, *(f"{m}_lengths" for m in MODALITIES)}
+    close = difflib.get_close_matches(key, [k for k in arrays if k not in known], n=1, cutoff=0.75)
+    return f" ({close[0]!r} is there: rename it {key!r})" if close else ""
+
+
 def ids_from_npz(arrays: dict[str, np.ndarray], problems: list[Problem]) -> np.ndarray | None:
     """The 'id' array as strings, or None (with the problem reported)."""
     if "id" not in arrays:
-        problems.append(Problem(NPZ_FILE, "id", "required key missing"))
+        problems.append(Problem(NPZ_FILE, "id", "required key missing" + _near_miss("id", arrays)))
         return None
     a = arrays["id"]
     if a.ndim != 1:
@@ -178,7 +188,8 @@ def _check_lengths(
 ) -> np.ndarray | None:
     key, (n, t) = f"{m}_lengths", shape[:2]
     if key not in arrays:
-        problems.append(Problem(NPZ_FILE, key, f"required key missing: '{m}' is a padded sequence [N, T, d]"))
+        msg = f"required key missing: '{m}' is a padded sequence [N, T, d]" + _near_miss(key, arrays)
+        problems.append(Problem(NPZ_FILE, key, msg))
         return None
     a = arrays[key]
     if a.shape != (n,):

@@ -4,6 +4,7 @@ problem found reported (docs/dataset-format.md)."""
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import math
 from collections import Counter
@@ -66,6 +67,27 @@ def _parse_floats(values: Sequence[str], column: str, problems: list[Problem]) -
             )
         )
     return out
+
+
+# what other datasets and libraries call the validation split (MMSA and Hugging Face: dev, validation)
+_SPLIT_ALIASES = {"dev": "valid", "development": "valid", "val": "valid", "validation": "valid"}
+
+
+def _split_hint(values: list[str]) -> str:
+    """What unknown split values most likely meant, as a hint to append (never applied: a split decides
+    which rows train the model, so no guess is made for the user): another library's name for a split,
+    another case, a typo, a blank cell."""
+    meant = []
+    for value in values:
+        low = value.lower()
+        close = difflib.get_close_matches(low, SPLITS, n=1, cutoff=0.6)
+        guess = _SPLIT_ALIASES.get(low) or (close[0] if close else None)
+        if guess:
+            meant.append(f"{guess!r} for {value!r}")
+    hints = [f"did you mean {', '.join(meant)}?"] if meant else []
+    if "" in values:
+        hints.append("a blank split: every row needs one")
+    return f" ({'; '.join(hints)})" if hints else ""
 
 
 def _save_as_utf8(encoding: str) -> str:
@@ -188,14 +210,8 @@ def read_utterances(
         bad = np.flatnonzero(~np.isin(split, SPLITS))
         if bad.size:
             seen = sorted({str(split[i]) for i in bad})[:5]
-            problems.append(
-                Problem(
-                    CSV_FILE,
-                    "split",
-                    f"{bad.size} unknown value(s) {seen}; expected one of {', '.join(SPLITS)}",
-                    problem_rows(bad),
-                )
-            )
+            msg = f"{bad.size} unknown value(s) {seen}; expected one of {', '.join(SPLITS)}"
+            problems.append(Problem(CSV_FILE, "split", msg + _split_hint(seen), problem_rows(bad)))
         split = split.astype(str)
     elif not for_training:
         split = np.full(n, "test")
