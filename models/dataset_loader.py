@@ -247,6 +247,8 @@ def load_dataset(
         raise DatasetError([Problem(given, "", "no such file or directory")])
     if not path.is_dir() and not is_archive(path):
         msg = "neither a dataset directory nor a .zip/.tar.gz/.tgz archive"
+        if path.name in (CSV_FILE, NPZ_FILE):  # the file a newcomer made, given in place of its folder
+            msg += f": it is one of a dataset's two files; give the folder that holds them, {path.parent}"
         raise DatasetError([Problem(given, "", msg)])
     try:
         if path.is_dir():

@@ -70,3 +70,15 @@ def test_a_misspelled_id_key_is_named(tmp_path: Path) -> None:
     arrays["ids"] = arrays.pop("id")
     np.savez(path / NPZ_FILE, **arrays)
     assert problem(path, NPZ_FILE, "id").message == "required key missing ('ids' is there: rename it 'id')"
+
+
+@pytest.mark.parametrize("name", [CSV_FILE, NPZ_FILE])
+def test_one_of_a_datasets_files_given_for_the_dataset_names_its_folder(tmp_path: Path, name: str) -> None:
+    (tmp_path / "mine").mkdir()
+    path = write(tmp_path / "mine", SPLITS)
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path / name)
+    assert str(info.value) == (
+        f"{path / name}: neither a dataset directory nor a .zip/.tar.gz/.tgz archive: it is one of a "
+        f"dataset's two files; give the folder that holds them, {path}"
+    )
