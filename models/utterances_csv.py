@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import difflib
-import io
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -94,55 +93,60 @@ def _save_as_utf8(encoding: str) -> str:
     return f"save it as UTF-8 (Excel: 'CSV UTF-8'; or iconv -f {encoding} -t utf-8 IN > OUT)"
 
 
-def _decoded(path: Path, problems: list[Problem]) -> str | None:
-    """The file's text, or None with a Problem: a spreadsheet's "CSV" is often in the machine's code page
-    (cp1252) or UTF-16, and the decoder's own message gives a byte offset that no editor shows."""
+def _not_utf8(path: Path) -> str:
+    """Where a file that is not UTF-8 first breaks, in words an editor shows (the decoder's own message gives
+    a byte offset): a spreadsheet's "CSV" is often in the machine's code page (cp1252, the usual culprit,
+    named as an example). Read whole, on this error's path only."""
+    data = path.read_bytes()
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        problems.append(Problem(CSV_FILE, "", f"cannot be read: {e.strerror or e}"))
-        return None
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        problems.append(Problem(CSV_FILE, "", f"is UTF-16 text: {_save_as_utf8('utf-16')}"))
-        return None
-    try:
-        return data.decode("utf-8-sig")
+        data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data[: e.start].count(b"\n") + 1
-        # cp1252 (Windows' Western code page) is the usual culprit; the hint names it as an example
         where = f"byte 0x{data[e.start]:02x} on line {line} of the file"
-        msg = f"is not UTF-8 text ({where}): {_save_as_utf8('cp1252')}"
-        problems.append(Problem(CSV_FILE, "", msg))
-        return None
+        return f"is not UTF-8 text ({where}): {_save_as_utf8('cp1252')}"
+    return "is not UTF-8 text"
 
 
 def _layout_is_sound(path: Path, problems: list[Problem]) -> bool:
     """Whether the file can be read column by column: UTF-8, each column named once, and every row with as
     many values as the header. pandas would take a first row with one value more for an index column and
     shift every column by one (so ids, splits and labels all come out wrong), and fill a short row's missing
-    values with blanks (a forgotten label read as unlabeled); both are said here instead, by row."""
-    text = _decoded(path, problems)
-    if text is None:
-        return False
-    rows = csv.reader(io.StringIO(text, newline=""))
+    values with blanks (a forgotten label read as unlabeled); both are said here instead, by row. The file is
+    read as a stream: it is read whole by pandas next."""
+    bad: list[int] = []
+    first = 0
     try:
-        header = [c.strip() for c in next(rows, [])]
-        twice = {name: count for name, count in Counter(header).items() if count > 1}
-        for name, count in twice.items():
-            msg = f"column appears {count} times; column names must be unique"
-            problems.append(Problem(CSV_FILE, name, msg))
-        if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
-            return not twice  # another separator: read_utterances says so once, not once per row
-        # rows count from 0 after the header, blank lines skipped, as pandas and every other problem count
-        counts = [len(row) for row in rows if row]
+        with open(path, "rb") as fh:
+            if fh.read(2) in (b"\xff\xfe", b"\xfe\xff"):
+                problems.append(Problem(CSV_FILE, "", f"is UTF-16 text: {_save_as_utf8('utf-16')}"))
+                return False
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = csv.reader(fh)
+            header = [c.strip() for c in next(rows, [])]
+            twice = {name: count for name, count in Counter(header).items() if count > 1}
+            for name, count in twice.items():
+                msg = f"column appears {count} times; column names must be unique"
+                problems.append(Problem(CSV_FILE, name, msg))
+            if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+                return not twice  # another separator: read_utterances says so once, not once per row
+            # rows count from 0 after the header, blank lines skipped, as pandas and every other problem count
+            for i, row in enumerate(row for row in rows if row):
+                if len(row) != len(header):
+                    first = first if bad else len(row)
+                    bad.append(i)
+    except UnicodeDecodeError:
+        problems.append(Problem(CSV_FILE, "", _not_utf8(path)))
+        return False
+    except OSError as e:
+        problems.append(Problem(CSV_FILE, "", f"cannot be read: {e.strerror or e}"))
+        return False
     except csv.Error as e:
         problems.append(Problem(CSV_FILE, "", f"cannot be read as CSV: {e}"))
         return False
-    bad = [i for i, c in enumerate(counts) if c != len(header)]
     if bad:
         msg = (
             f"{len(bad)} row(s) hold a number of values other than the header's {len(header)} "
-            f"(the first has {counts[bad[0]]}); every row needs one value per column (blank is a value: "
+            f"(the first has {first}); every row needs one value per column (blank is a value: "
             "'u1,train,,text'), and a value holding a comma must be in double quotes"
         )
         problems.append(Problem(CSV_FILE, "", msg, problem_rows(bad)))
