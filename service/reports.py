@@ -17,9 +17,11 @@ same.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,14 @@ log = logging.getLogger(__name__)
 
 REPORT_DIR = "report"  # RUN/report/, the CLI's default place
 STAMP = ".code-version"
+
+
+@lru_cache(maxsize=1)
+def report_version() -> str:
+    """What a kept report was drawn with: the library's code version, and this module's own bytes, as the
+    served report is the library's page after scrub_paths (a Docker image has no git commit, and its code
+    version hashes models/ only: a change here alone left the reports it had kept as they were)."""
+    return f"{code_version()}+reports.{hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]}"
 # An absolute path inside a sentence: "/" not preceded by a word character (so "and/or" and "1/2" stay),
 # then segments up to the next space, quote, colon or bracket.
 _ABSOLUTE = re.compile(r"(?<![\w.~])(?:/[^\s/\"'():,;]+)+/?")
@@ -64,7 +74,7 @@ def scrub_paths(value: Any) -> Any:
 def _read_cached(run_dir: Path) -> ServedReport | None:
     folder = run_dir / REPORT_DIR
     try:
-        if (folder / STAMP).read_text().strip() != code_version():
+        if (folder / STAMP).read_text().strip() != report_version():
             return None
         html, data = (folder / "report.html").read_bytes(), (folder / "report.json").read_bytes()
     except OSError:  # not built yet, or only partly (the stamp is written last)
@@ -86,7 +96,7 @@ def _build(run_dir: Path, dataset_id: str) -> ServedReport:
         folder.mkdir(exist_ok=True)  # not its parents: a run deleted meanwhile is not made again
         (folder / STAMP).unlink(missing_ok=True)  # files being replaced are not the stamped ones
         write_files(files, folder)
-        (folder / STAMP).write_text(code_version() + "\n")
+        (folder / STAMP).write_text(report_version() + "\n")
     except (ValueError, OSError) as exc:  # write_files says ValueError for an OSError beneath
         log.warning("report of %s not kept (%s); served from memory", run_dir.name, type(exc).__name__)
     return ServedReport(html=files["report.html"], data=files["report.json"])

@@ -80,7 +80,7 @@ def test_report_is_built_once_and_kept_in_the_run_directory(
     assert first.status_code == 200 and len(built) == 1
     kept = run_dir / "report"
     assert (kept / "report.html").read_bytes() == first.content
-    assert (kept / reports.STAMP).read_text().strip() == reports.code_version()
+    assert (kept / reports.STAMP).read_text().strip() == reports.report_version()
     assert (kept / "labels_vs_multimodal.png").is_file() and (kept / "report.json").is_file()
     again = client.get(f"/v1/jobs/{job_id}/report")
     data = client.get(f"/v1/jobs/{job_id}/report?format=json")
@@ -89,6 +89,9 @@ def test_report_is_built_once_and_kept_in_the_run_directory(
     # drawn by another code version: built again
     (kept / reports.STAMP).write_text("0.0.0+other\n")
     assert client.get(f"/v1/jobs/{job_id}/report").content == first.content and len(built) == 2
+    # by the same library and other service code (an image has no git commit to tell them apart): again
+    (kept / reports.STAMP).write_text(reports.code_version() + "\n")
+    assert client.get(f"/v1/jobs/{job_id}/report").content == first.content and len(built) == 3
 
 
 def test_report_served_when_the_volume_cannot_keep_it(
