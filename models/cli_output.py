@@ -125,16 +125,19 @@ def modality_summary(config: dict[str, Any], metrics: dict[str, Any]) -> str:
     subs = metrics.get("unimodal_labels_vs_sub_labels", {})
     meta = config.get("strategy_diagnostics", {}).get("meta", {})
     lines = []
+    shown: dict[str, None] = {}  # what the lines hold, in their order, for the header to name
     for m in config["hyperparameters"]["modalities"]:
         parts = [f"{m:>6}:"]
         if m in heads:
             h = heads[m]
             parts.append(f"head on valid corr {h['corr']:.3f}, MAE {h['mae']:.3f}")
+            shown["its head vs the multimodal label"] = None
         if m in subs:  # the planted truth of a synthetic dataset, or human sub-labels (SIMS)
             sub = subs[m]
             parts.append(
                 f"labels vs label_{LETTER[m]} corr {sub['corr']:.3f} (copies {sub['copy_baseline_corr']:.3f})"
             )
+            shown["its labels vs the sub-labels"] = None
         if m in meta and "L_pre_all_end" in meta[m]:
             d = meta[m]
             parts.append(
@@ -142,9 +145,9 @@ def modality_summary(config: dict[str, Any], metrics: dict[str, Any]) -> str:
                 f"(noisy input {d['noisy_input_mae']:.3f}), mean |label - y| {d['label_shift_mae']:.3f}, "
                 f"shift corr with untrained MUCN {d['shift_corr_untrained']:.2f}"
             )
+            shown["MUG's MUCN"] = None
         if len(parts) > 1:
             lines.append(" ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if len(parts) > 2 else ""))
     if not lines:  # strategy none: no unimodal head, no labels
         return f"per modality: nothing (strategy {config['strategy']} trains no unimodal head)"
-    head = "per modality (its head vs the multimodal label; its labels vs the sub-labels; MUG's MUCN):"
-    return head + "\n" + "\n".join(lines)
+    return f"per modality ({'; '.join(shown)}):\n" + "\n".join(lines)

@@ -429,8 +429,15 @@ def test_cli_train_prints_what_each_modality_carries(small_synth: Path, tmp_path
     assert len(lines) == 1 + 3 + 1 + 3 + 1
     subs = metrics["unimodal_labels_vs_sub_labels"]["audio"]  # the synthetic set's planted labels
     assert f"labels vs label_A corr {subs['corr']:.3f} (copies {subs['copy_baseline_corr']:.3f})" in out
+    both = "per modality (its head vs the multimodal label; its labels vs the sub-labels"
+    assert f"{both}; MUG's MUCN):" in out
+    # a strategy without MUCN: the header names what the lines hold (it named MUG's MUCN for every strategy)
+    args[args.index(str(tmp_path / "run"))] = str(tmp_path / "copy")
+    assert main([*args, "--strategy", "copy"]) == 0
+    out = capsys.readouterr().out
+    assert f"{both}):" in out and "MUCN" not in out
     # strategy none trains no unimodal head: one line that says so, not a name per modality with nothing after
-    args[args.index(str(tmp_path / "run"))] = str(tmp_path / "none")
+    args[args.index(str(tmp_path / "copy"))] = str(tmp_path / "none")
     assert main([*args, "--strategy", "none"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[-2] == "per modality: nothing (strategy none trains no unimodal head)", out
