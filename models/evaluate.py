@@ -12,27 +12,40 @@ import pandas as pd
 from models.dataset_loader import check_rho
 from models.metrics import metrics_in_range
 from models.report import checked_run_dir
+from models.utterances_csv import not_utf8
+
+
+def _rows(idx: np.ndarray) -> str:
+    return f"rows {', '.join(map(str, idx[:10]))}, counting from 0 after the header"
+
+
+def _read_csv(path: Path, columns: tuple[str, str]) -> pd.DataFrame:
+    """An id,<value> CSV with no id twice; ValueError naming the file, the column and the rows."""
+    try:
+        frame = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+    except UnicodeDecodeError:  # a spreadsheet's code page: said where, as for a dataset's utterances.csv
+        raise ValueError(f"{path.name}: {not_utf8(path)}") from None
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise ValueError(f"{path.name}: cannot read as CSV: {err}") from None
+    for col in columns:
+        if col not in frame.columns:
+            raise ValueError(f"{path.name}: column '{col}' is missing (need {','.join(columns)})")
+    dup = np.flatnonzero(frame["id"].duplicated().to_numpy())
+    if dup.size:  # merged on id, a repeated one would be scored twice
+        raise ValueError(f"{path.name}: column 'id': duplicate ids ({_rows(dup)})")
+    return frame
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:
     """An id,label CSV; ValueError naming the file, column and rows on bad content."""
     path = Path(path)
-    try:
-        frame = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise ValueError(f"{path.name}: cannot read as CSV: {err}") from None
-    for col in ("id", "label"):
-        if col not in frame.columns:
-            raise ValueError(f"{path.name}: column '{col}' is missing (need id,label)")
+    frame = _read_csv(path, ("id", "label"))
     labels = pd.to_numeric(frame["label"], errors="coerce")
     bad = np.flatnonzero(~np.isfinite(labels.to_numpy(dtype=float)))
     if bad.size:
-        raise ValueError(
-            f"{path.name}: column 'label': not a finite number (rows {', '.join(map(str, bad[:10]))})"
-        )
-    dup = np.flatnonzero(frame["id"].duplicated().to_numpy())
-    if dup.size:
-        raise ValueError(f"{path.name}: column 'id': duplicate ids (rows {', '.join(map(str, dup[:10]))})")
+        blanks = (frame["label"].iloc[bad] == "").any()
+        blank = " (a blank cell is no label: leave its row out)" if blanks else ""
+        raise ValueError(f"{path.name}: column 'label': not a finite number ({_rows(bad)}){blank}")
     return pd.DataFrame({"id": frame["id"], "label": labels.astype(float)})
 
 
@@ -42,17 +55,7 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"predictions: {path}: no such file")
-    try:
-        preds = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise ValueError(f"{path.name}: cannot read as CSV: {err}") from None
-    for col in ("id", "pred"):
-        if col not in preds.columns:
-            need = "need id,pred, as `unilabel predict` writes them"
-            raise ValueError(f"{path.name}: column '{col}' is missing ({need})")
-    dup = np.flatnonzero(preds["id"].duplicated().to_numpy())
-    if dup.size:  # merged on id, a repeated one would be scored twice
-        raise ValueError(f"{path.name}: column 'id': duplicate ids (rows {', '.join(map(str, dup[:10]))})")
+    preds = _read_csv(path, ("id", "pred"))
     if "split" not in preds:
         preds["split"] = "test"
     return preds

@@ -93,7 +93,7 @@ def _save_as_utf8(encoding: str) -> str:
     return f"save it as UTF-8 (Excel: 'CSV UTF-8'; or iconv -f {encoding} -t utf-8 IN > OUT)"
 
 
-def _not_utf8(path: Path) -> str:
+def not_utf8(path: Path) -> str:
     """Where a file that is not UTF-8 first breaks, in words an editor shows (the decoder's own message gives
     a byte offset): a spreadsheet's "CSV" is often in the machine's code page (cp1252, the usual culprit,
     named as an example). Read whole, on this error's path only."""
@@ -135,7 +135,7 @@ def _layout_is_sound(path: Path, problems: list[Problem]) -> bool:
                     first = first if bad else len(row)
                     bad.append(i)
     except UnicodeDecodeError:
-        problems.append(Problem(CSV_FILE, "", _not_utf8(path)))
+        problems.append(Problem(CSV_FILE, "", not_utf8(path)))
         return False
     except OSError as e:
         problems.append(Problem(CSV_FILE, "", f"cannot be read: {e.strerror or e}"))

@@ -56,7 +56,10 @@ def test_without_predictions_the_missing_ids_point_to_the_option(
     ("content", "message"),
     [
         ("id,split,label\nn1,test,1\n", "preds.csv: column 'pred' is missing (need id,pred"),
-        ("id,split,pred\nn1,test,1\nn1,test,2\n", "preds.csv: column 'id': duplicate ids (rows 1)"),
+        (
+            "id,split,pred\nn1,test,1\nn1,test,2\n",
+            "preds.csv: column 'id': duplicate ids (rows 1, counting from 0 after the header)",
+        ),
         ("id,split,pred\nn1,test,1\n", "new-labels.csv: 2 id(s) have no prediction in preds.csv (n2, n3)\n"),
     ],
 )

@@ -147,6 +147,8 @@ def test_evaluate_names_what_is_missing(tmp_path: Path, capsys: pytest.CaptureFi
     assert "column 'label': outside the run's label range [-3, 3] (rows 0, counting from 0)" in said
 
 
+AFTER = ", counting from 0 after the header"
+BLANK = " (a blank cell is no label: leave its row out)"
 # ids missing from RUN/predictions.csv are most often new utterances: the message points to --predictions
 NEW_DATA = (
     "; its predictions.csv holds the dataset it was trained on: to score `unilabel predict`'s output, "
@@ -164,13 +166,21 @@ NEW_DATA = (
         ),
         ("name,label\na,0.5\n", "column 'id' is missing (need id,label)"),
         ("id,score\na,0.5\n", "column 'label' is missing (need id,label)"),
-        ("id,label\na,0.5\nb,x\nc,\n", "column 'label': not a finite number (rows 1, 2)"),
-        ("id,label\na,inf\nb,0.1\nc,nan\n", "column 'label': not a finite number (rows 0, 2)"),
+        (
+            "id,label\na,0.5\nb,x\nc,\n",
+            f"column 'label': not a finite number (rows 1, 2{AFTER}){BLANK}",
+        ),
+        ("id,label\na,inf\nb,0.1\nc,nan\n", f"column 'label': not a finite number (rows 0, 2{AFTER})"),
         (
             "id,label\n" + "".join(f"u{i},bad\n" for i in range(12)),
-            "column 'label': not a finite number (rows 0, 1, 2, 3, 4, 5, 6, 7, 8, 9)",  # the first ten
+            f"column 'label': not a finite number (rows 0, 1, 2, 3, 4, 5, 6, 7, 8, 9{AFTER})",  # first ten
         ),
-        ("id,label\na,0.5\nb,0.1\na,0.2\nb,0.3\n", "column 'id': duplicate ids (rows 2, 3)"),
+        ("id,label\na,0.5\nb,0.1\na,0.2\nb,0.3\n", f"column 'id': duplicate ids (rows 2, 3{AFTER})"),
+        (
+            "id,label\ncaf\u00e9,0.5\n".encode("cp1252").decode("latin-1"),
+            "is not UTF-8 text (byte 0xe9 on line 2 of the file): save it as UTF-8 (Excel: 'CSV UTF-8'; or "
+            "iconv -f cp1252 -t utf-8 IN > OUT)",
+        ),
         ("id,label\na,0.5\nz,0.1\ny,0.2\n", f"2 id(s) have no prediction in the run (z, y){NEW_DATA}"),
         ("id,label\na,0.5\nd,0.1\n", f"1 id(s) have no prediction in the run (d){NEW_DATA}"),  # a blank pred
     ],
@@ -181,7 +191,7 @@ def test_evaluate_names_the_labels_files_problem(
     """Each bad labels file: exit 2, one message naming the file and the column or the rows, no traceback."""
     (tmp_path / "predictions.csv").write_text("id,split,pred\na,test,0.4\nb,test,0.1\nc,valid,-1\nd,test,\n")
     labels = tmp_path / "mine.csv"
-    labels.write_text(content)
+    labels.write_bytes(content.encode("latin-1"))  # one byte a character: a code page's file too
     assert main(["evaluate", str(tmp_path), "--labels", str(labels), "--rho", "3"]) == 2
     out, err = capsys.readouterr()
     assert (out, err) == ("", f"unilabel evaluate: error:\nmine.csv: {message}\n")
