@@ -3,6 +3,7 @@ problem found reported (docs/dataset-format.md)."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
 import math
@@ -98,11 +99,16 @@ def not_utf8(path: Path) -> str:
     a byte offset): a spreadsheet's "CSV" is often in the machine's code page (cp1252, the usual culprit,
     named as an example). Read whole, on this error's path only."""
     data = path.read_bytes()
+    # decoded past the BOM with the plain codec: utf-8-sig's error offsets count from after the BOM
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        data.decode("utf-8-sig")
+        data[bom:].decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        where = f"byte 0x{data[e.start]:02x} on line {line} of the file"
+        start = bom + e.start
+        # lines as an editor counts them: '\n', '\r\n', or '\r' alone (a classic Mac export)
+        breaks = data.count(b"\n", 0, start) + data.count(b"\r", 0, start) - data.count(b"\r\n", 0, start)
+        line = breaks + 1
+        where = f"byte 0x{data[start]:02x} on line {line} of the file"
         return f"is not UTF-8 text ({where}): {_save_as_utf8('cp1252')}"
     return "is not UTF-8 text"
 

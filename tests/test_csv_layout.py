@@ -82,3 +82,20 @@ def test_a_code_page_csv_is_named_with_its_line_and_how_to_convert_it(tmp_path: 
 def test_a_utf16_csv_is_named(tmp_path: Path) -> None:
     (problem,) = problems_of(dataset(tmp_path, csv_text(ROWS).decode().encode("utf-16")))
     assert "UTF-16" in problem.message and "iconv -f utf-16" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("bom", "newline"),
+    [(b"\xef\xbb\xbf", "\n"), (b"", "\r"), (b"\xef\xbb\xbf", "\r")],
+    ids=["bom", "cr-only", "bom-and-cr"],
+)
+def test_the_bad_byte_and_its_line_are_right_after_a_bom_and_with_cr_line_endings(
+    tmp_path: Path, bom: bytes, newline: str
+) -> None:
+    # utf-8-sig counted the bad byte's offset from after the BOM (it named the byte three before it, and
+    # could name the line before), and a '\r'-only file (a classic Mac export) was one line long
+    rows = list(ROWS)
+    rows[3] = rows[3].replace("u3", "éu3")
+    text = (newline.join([HEADER, *rows]) + newline).encode("cp1252")
+    (problem,) = problems_of(dataset(tmp_path, bom + text))
+    assert "byte 0xe9 on line 5 of the file" in problem.message, problem.message
