@@ -99,3 +99,15 @@ def test_the_bad_byte_and_its_line_are_right_after_a_bom_and_with_cr_line_ending
     text = (newline.join([HEADER, *rows]) + newline).encode("cp1252")
     (problem,) = problems_of(dataset(tmp_path, bom + text))
     assert "byte 0xe9 on line 5 of the file" in problem.message, problem.message
+
+
+def test_a_transcript_longer_than_the_csv_modules_field_limit_still_loads(tmp_path: Path) -> None:
+    # csv.reader refuses a field over 131,072 characters, which pandas reads: the layout check refused the
+    # dataset ("field larger than field limit") that loaded before it; rows after the long one still count
+    rows = list(ROWS)
+    rows[1] = rows[1].replace("words", "word " * 40_000)
+    ds = load_dataset(dataset(tmp_path, csv_text(rows)))
+    assert len(ds.transcripts[1]) > 131_072
+    rows[4] += ",x"  # before the long field: still named
+    (problem,) = problems_of(dataset(tmp_path, csv_text([rows[4], *rows[1:4], *rows[5:], rows[0]])))
+    assert problem.rows == (0,) and "the first has 5" in problem.message
