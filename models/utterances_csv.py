@@ -138,7 +138,8 @@ def _layout_is_sound(path: Path, problems: list[Problem]) -> bool:
             if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
                 return not twice  # another separator: read_utterances says so once, not once per row
             # rows count from 0 after the header, blank lines skipped, as pandas and every other problem count
-            for i, row in enumerate(row for row in rows if row):
+            # (pandas takes a line of spaces and tabs for a blank one)
+            for i, row in enumerate(row for row in rows if row and (len(row) > 1 or row[0].strip(" \t"))):
                 if len(row) != len(header):
                     first = first if bad else len(row)
                     bad.append(i)

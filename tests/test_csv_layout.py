@@ -111,3 +111,13 @@ def test_a_transcript_longer_than_the_csv_modules_field_limit_still_loads(tmp_pa
     rows[4] += ",x"  # before the long field: still named
     (problem,) = problems_of(dataset(tmp_path, csv_text([rows[4], *rows[1:4], *rows[5:], rows[0]])))
     assert problem.rows == (0,) and "the first has 5" in problem.message
+
+
+def test_a_line_of_spaces_or_tabs_is_blank_as_pandas_reads_it(tmp_path: Path) -> None:
+    # pandas skips such a line, as it skips an empty one; the layout check called it a row of one value,
+    # refusing a dataset that loaded before it, and counted later rows one further than pandas does
+    rows = [*ROWS[:3], "   ", *ROWS[3:6], "\t", *ROWS[6:], " "]
+    assert len(load_dataset(dataset(tmp_path, csv_text(rows))).ids) == len(ROWS)
+    rows[5] += ",x"  # ROWS[4], after one such line: row 4 to pandas and every other problem
+    (problem,) = problems_of(dataset(tmp_path, csv_text(rows)))
+    assert problem.rows == (4,)
