@@ -40,11 +40,14 @@ create NAME` makes one). Every error is `{"error": {"code", "message", "field", 
 open `/#key=<key>` (the part after `#` never leaves the browser)."""
 
 
+_READ_BODIES = frozenset({"POST", "PUT", "PATCH"})  # the methods whose routes read a body
+
+
 class LabelServiceAPI(FastAPI):
     """FastAPI behind ``entry``: the metrics middleware, then the Host/Origin and API key gate
     (service/guard.py), then POST /v1/models/{id}/predict straight to ``PredictFastPath``
-    (service/routes/models.py) and everything else to FastAPI's own stack, every body but an upload's capped
-    at MAX_JSON_BODY_BYTES (service/body_limit.py)."""
+    (service/routes/models.py) and everything else to FastAPI's own stack, every POST, PUT and PATCH body but
+    an upload's capped at MAX_JSON_BODY_BYTES (service/body_limit.py)."""
 
     entry: ASGIApp | None = None
     fast_path: ASGIApp | None = None
@@ -63,6 +66,11 @@ class LabelServiceAPI(FastAPI):
             await self._head(scope, receive, send)
             return
         if scope["method"] == "POST" and scope["path"] == "/v1/datasets":  # streamed to disk, its own limit
+            await super().__call__(scope, receive, send)
+            return
+        if scope["method"] not in _READ_BODIES:
+            # no such route reads its body, and a file or streamed answer (the page, a download) reads the
+            # request while it answers, for a disconnect: a cap raised there cut the answer short
             await super().__call__(scope, receive, send)
             return
         await capped(super().__call__, scope, receive, send, MAX_JSON_BODY_BYTES)

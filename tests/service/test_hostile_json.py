@@ -103,3 +103,18 @@ def test_a_sequence_sent_to_a_vector_model_names_its_utterance(client, trained: 
     error = _error(r, 422)
     assert error["field"] == "body.utterances.1.features.audio", error
     assert error["message"] == f"this model takes a [{dim}] vector, got shape [3, {dim}]"
+
+
+def test_a_body_sent_with_a_file_answer_does_not_cut_the_answer(client) -> None:
+    """The page (a FileResponse) reads the request while it answers, waiting for a disconnect: a chunked body
+    past the cap raised there, after the answer had begun ("response already started"), and the page came
+    back empty with a 200."""
+    page = client.get("/")
+    assert page.status_code == 200 and page.content
+
+    def chunks():
+        for _ in range(2 * MAX_JSON_BODY_BYTES // 65536):
+            yield b"x" * 65536
+
+    r = client.request("GET", "/", content=chunks())
+    assert r.status_code == 200 and r.content == page.content
