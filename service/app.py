@@ -65,7 +65,8 @@ class LabelServiceAPI(FastAPI):
         if scope["method"] == "HEAD" and self._serves_get(scope):
             await self._head(scope, receive, send)
             return
-        if scope["method"] == "POST" and scope["path"] == "/v1/datasets":  # streamed to disk, its own limit
+        # streamed to disk, its own limit; with a trailing '/', the router's redirect to it (reads nothing)
+        if scope["method"] == "POST" and scope["path"] in ("/v1/datasets", "/v1/datasets/"):
             await super().__call__(scope, receive, send)
             return
         if scope["method"] not in _READ_BODIES:

@@ -118,3 +118,15 @@ def test_a_body_sent_with_a_file_answer_does_not_cut_the_answer(client) -> None:
 
     r = client.request("GET", "/", content=chunks())
     assert r.status_code == 200 and r.content == page.content
+
+
+def test_an_upload_to_the_path_with_a_trailing_slash_is_redirected(client, synth_dir: Path) -> None:
+    """POST /v1/datasets/ is redirected (307) to /v1/datasets, which clients follow with the body; an upload
+    over 1 MiB got the JSON cap's 413 ("the API's JSON requests are a few kB") instead."""
+    features = (synth_dir / "features.npz").read_bytes()
+    files = {
+        "utterances": ("utterances.csv", (synth_dir / "utterances.csv").read_bytes()),
+        "features": ("features.npz", features + b"\0" * (MAX_JSON_BODY_BYTES - len(features) + 1)),
+    }
+    r = client.post("/v1/datasets/", files=files, follow_redirects=False)
+    assert r.status_code == 307 and r.headers["location"].endswith("/v1/datasets"), r.text
