@@ -221,14 +221,24 @@ def extract_archive(
                                 raise ArchiveError([("", f"content exceeds the limit of {limit} bytes")])
                             dst.write(chunk)
                 except OSError as e:  # a file where a folder goes ('a', then 'a/x'), and the like
-                    if e.errno in VOLUME_ERRNOS:
+                    if e.errno in VOLUME_ERRNOS or isinstance(e, gzip.BadGzipFile):  # the archive's, below
                         raise
                     raise ArchiveError([(_shown(m.name), f"cannot be extracted: {_reason(e)}")]) from None
     except ArchiveError:
         raise
+    # before OSError, which BadGzipFile is: its words ("Not a gzipped file (b'PK')": a zip named .tar.gz) name
+    # no path, and are all that tells what the file is
+    except (
+        gzip.BadGzipFile,
+        zipfile.BadZipFile,
+        tarfile.TarError,
+        zlib.error,
+        EOFError,
+        RuntimeError,
+        ValueError,
+    ) as e:
+        raise ArchiveError([("", f"cannot be read as an archive: {e}")]) from None
     except OSError as e:
         if e.errno in VOLUME_ERRNOS:
             raise
         raise ArchiveError([("", f"cannot be read as an archive: {_reason(e)}")]) from None
-    except (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, RuntimeError, ValueError) as e:
-        raise ArchiveError([("", f"cannot be read as an archive: {e}")]) from None

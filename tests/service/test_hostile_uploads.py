@@ -85,3 +85,14 @@ def test_a_multipart_boundary_too_long_for_the_parser_is_a_400_not_a_500(client,
     error = r.json()["error"]
     assert error["field"] == "header.content-type"
     assert "boundary" in error["message"] and "256" in error["message"]
+
+
+def test_a_zip_named_tar_gz_is_said_not_to_be_gzip(tmp_path: Path, synth_dir: Path) -> None:
+    """gzip's BadGzipFile is an OSError: taken for the disk's, it was said by its class name alone
+    ("cannot be read as an archive: BadGzipFile"), losing the bytes that tell what the file is."""
+    path = tmp_path / "d.tar.gz"
+    path.write_bytes(_zip(*_dataset(synth_dir)))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(archive.ArchiveError) as caught:
+        archive.extract_archive(path, tmp_path / "out")
+    assert "cannot be read as an archive: Not a gzipped file (b'PK')" in str(caught.value)
