@@ -26,7 +26,7 @@ class ModelCard(BaseModel):
     input_spec: dict[str, InputSpec]
     notes: list[str] = Field(
         default_factory=list,
-        description="What the run's figures say: e.g. that nothing the model learned holds on valid.",
+        description="What the run's figures say: that on valid the model does no better than a constant.",
     )
     created_at: datetime
     code_version: str

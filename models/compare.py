@@ -103,7 +103,7 @@ def compare(
             got = metrics[split]
             scores = f"{split} MAE {got['mae']:.4f} Corr {got['corr']:.4f}"
             say(f"compare {k}/{len(jobs)}: {strategy} seed {seed}: {scores}")
-        for note in run.notes:  # a run that learned nothing is in the means too: said, not hidden
+        for note in run.notes:  # a run no better than a constant is in the means too: said
             if say is not None:
                 say(f"note: {strategy} seed {seed}: {note}")
         if "unimodal_labels_vs_sub_labels" in metrics:

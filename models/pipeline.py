@@ -154,8 +154,8 @@ def train(
     ``text_cache_dir``: where the frozen text encoder's embeddings are kept (default: $UNILABEL_CACHE_DIR,
     else ~/.cache/unilabel; the service keeps them with the dataset, so they go when it is deleted).
 
-    Returns the run's RunResult; its ``notes`` (config.json's too) say when nothing the model learned holds
-    on valid (models.run_notes). Raises HyperparameterError / InputError / ValueError for bad settings,
+    Returns the run's RunResult; its ``notes`` (config.json's too) say when on valid the model does no better
+    than a constant (models.run_notes). Raises HyperparameterError / InputError / ValueError for bad settings,
     Cancelled when ``should_stop`` returns True between epochs (nothing is written then).
     """
     started = time.perf_counter()

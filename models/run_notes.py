@@ -14,7 +14,7 @@ from models.inputs import FEW_VALID_ROWS
 
 def run_notes(ds: Dataset, metrics: dict[str, Any], pred: np.ndarray) -> list[str]:
     """Notes on a run of dataset ``ds`` with ``metrics`` (metrics.json) and multimodal predictions ``pred``
-    (one per dataset row): that nothing it learned holds on valid (no_better_than_a_constant)."""
+    (one per dataset row): that on valid it does no better than a constant (no_better_than_a_constant)."""
     note = no_better_than_a_constant(ds, metrics, pred)
     return [note] if note else []
 
@@ -25,7 +25,7 @@ def no_better_than_a_constant(ds: Dataset, metrics: dict[str, Any], pred: np.nda
     run that diverged without turning NaN (a learning rate far too high, features far from standardised) is
     published with finite figures that look like any other run's. Not on a valid split of fewer than
     FEW_VALID_ROWS labels (dataset_notes says so already): one row near the constant makes the floor about 0
-    and a run that learned would be told it learned nothing."""
+    and a run that learned would be told it did no better."""
     mae = metrics.get("valid", {}).get("mae")
     valid, train = ds.labeled("valid"), ds.labeled("train")
     if mae is None or valid.size < FEW_VALID_ROWS:
@@ -46,6 +46,7 @@ def no_better_than_a_constant(ds: Dataset, metrics: dict[str, Any], pred: np.nda
         f"({floors[name]:.4f})"
     )
     return (
-        f"{said}: nothing the model learned holds on valid; a learning rate too high or features far "
-        "from standardised (docs/dataset-format.md) are the usual causes"
+        f"{said}: on valid the model does no better than a constant; the usual causes are a learning rate "
+        "too high, features far from standardised (docs/dataset-format.md), or inputs that carry little of "
+        "the label"
     )

@@ -1,5 +1,5 @@
-"""A run whose figures say it learned nothing says so: models.run_notes, kept in config.json and RunResult,
-shown by the label report and by compare (the CLI's and the service's are in test_rough_edges*.py)."""
+"""A run that does no better than a constant on valid says so: models.run_notes, kept in config.json and
+RunResult, shown by the label report and by compare (the CLI's and the service's: test_rough_edges*.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from models.run_notes import run_notes
 from tests.conftest import TINY
 
 SHORT = {**TINY, "multitask_max_epochs": 3}
-SAID = "nothing the model learned holds on valid"
+SAID = "on valid the model does no better than a constant"
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_a_diverged_run_keeps_its_note_in_config_and_its_label_report(ds: Datase
 
 
 def test_compare_says_which_run_learned_nothing(small_synth: Path, tmp_path: Path) -> None:
-    """Its means take every run in: one that learned nothing is named, when trained and when reused."""
+    """Its means take every run in: one no better than a constant is named, when trained and when reused."""
     for _ in range(2):  # the second time, the runs are reused
         said: list[str] = []
         compare(

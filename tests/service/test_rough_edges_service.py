@@ -209,7 +209,7 @@ def test_a_job_whose_model_learned_nothing_says_so_on_the_job_and_the_model(clie
 
     svc = client.app.state.services
     dataset_id = upload_dir(client, synth_dir).json()["id"]
-    said = "nothing the model learned holds on valid"
+    said = "on valid the model does no better than a constant"
     stage3 = {"multitask_max_epochs": 3}
     for hp, told in (({"lr": 1.0}, True), ({}, False)):
         body = {"dataset_id": dataset_id, "strategy": "copy", "hyperparameters": {**stage3, **hp}}
