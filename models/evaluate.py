@@ -81,23 +81,26 @@ def evaluate_run(
     preds = read_predictions(run / "predictions.csv" if predictions is None else predictions)
     labels = read_labels(labels_csv)
     merged = labels.merge(preds[["id", "split", "pred"]], on="id", how="left")
-    missing = merged["pred"].isna() | (merged["pred"] == "")
-    if missing.any():
-        ids = ", ".join(merged.loc[missing, "id"].head(5))
+    where = "the run" if predictions is None else Path(predictions).name
+    absent = merged["pred"].isna()
+    if absent.any():
+        ids = ", ".join(merged.loc[absent, "id"].head(5))
         # RUN/predictions.csv covers the run's own dataset only: labels of new utterances are scored
         # against the file `unilabel predict` wrote, and without this hint nothing would point to it
-        where, hint = (
-            "the run",
-            (
-                "; its predictions.csv holds the dataset it was trained on: to score `unilabel predict`'s "
-                "output, give that file with --predictions"
-            ),
+        hint = (
+            "; its predictions.csv holds the dataset it was trained on: to score `unilabel predict`'s "
+            "output, give that file with --predictions"
+            if predictions is None
+            else ""
         )
-        if predictions is not None:
-            where, hint = Path(predictions).name, ""
         raise ValueError(
-            f"{Path(labels_csv).name}: {int(missing.sum())} id(s) have no prediction in {where} ({ids}){hint}"
+            f"{Path(labels_csv).name}: {int(absent.sum())} id(s) have no prediction in {where} ({ids}){hint}"
         )
+    blank = merged["pred"] == ""
+    if blank.any():
+        ids = ", ".join(merged.loc[blank, "id"].head(5))
+        count = int(blank.sum())
+        raise ValueError(f"{Path(labels_csv).name}: {count} id(s) have a blank prediction in {where} ({ids})")
     rho = float(json.loads(model_json.read_text())["rho"] if rho is None else rho)
     beyond = np.flatnonzero(np.abs(labels["label"].to_numpy()) > rho + 1e-6)
     if beyond.size:  # a label the run could not predict: scored, it would only skew the figures
