@@ -129,14 +129,13 @@ def parse(body: bytes, spec: dict[str, dict], limits: Limits) -> Parsed:
         raise bad("body.utterances", "expected a non-empty list of utterances")
     if len(utterances) > limits.max_batch:
         raise bad("body.utterances", f"at most {limits.max_batch} utterances per request")
-    uses_transcript = any(s.get("transcript") for s in spec.values())
     out = Parsed([], [], [])
     budget = [limits.max_values]
     for i, utt in enumerate(utterances):
         uid, arrays, transcript = _utterance(f"body.utterances.{i}", utt, spec, budget, limits)
         out.ids.append(uid)
         out.features.append(arrays)
-        out.transcripts.append(transcript if uses_transcript else None)
+        out.transcripts.append(transcript)
     return out
 
 
@@ -163,6 +162,9 @@ def _utterance(
             raise bad(f"{where}.{key}", "unknown field: an utterance has id, features, transcript")
     uid = _text(f"{where}.id", utt.get("id"), MAX_ID)
     transcript = _text(f"{where}.transcript", utt.get("transcript"), MAX_TRANSCRIPT)
+    if transcript is not None and not any(s.get("transcript") for s in spec.values()):
+        # it would be passed over: a user who meant the model to read it would never learn that it did not
+        raise bad(f"{where}.transcript", f"this model reads no transcript ({_takes(spec)}); leave it out")
     features = utt.get("features", {})
     if not isinstance(features, dict):
         raise bad(f"{where}.features", "expected an object of modality -> vector or sequence")

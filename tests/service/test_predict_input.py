@@ -45,6 +45,19 @@ def test_a_transcript_left_out_or_empty_is_named_so(transcript: str | None, stat
     )
 
 
+def test_a_transcript_sent_to_a_model_that_reads_none_is_refused() -> None:
+    """It was passed over without a word: the caller could not tell that the model never read it."""
+    spec = {"text": {"dim": 2}, "audio": {"dim": 3}}
+    body = {"utterances": [{"transcript": "good", "features": {"text": [1, 2], "audio": [1, 2, 3]}}]}
+    with pytest.raises(ApiError) as err:
+        parse(json.dumps(body).encode(), spec, LIMITS)
+    assert err.value.field == "body.utterances.0.transcript"
+    takes = "this model takes features for text, audio"
+    assert err.value.message == f"this model reads no transcript ({takes}); leave it out"
+    body["utterances"][0]["transcript"] = None  # null: nothing given
+    assert parse(json.dumps(body).encode(), spec, LIMITS).transcripts == [None]
+
+
 def test_a_good_utterance_is_read() -> None:
     parsed = parse(
         json.dumps({"utterances": [{"transcript": "good", "features": {"audio": [1, 2, 3]}}]}).encode(),
