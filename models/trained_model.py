@@ -152,7 +152,8 @@ class TrainedModel:
     def predict_batch(
         self, features: dict[str, list[np.ndarray]], transcripts: list[str] | None = None
     ) -> dict[str, np.ndarray]:
-        """Predict for a batch given per-modality vectors [d] or sequences [T, d] (and/or transcripts)."""
+        """Predict for a batch given per-modality vectors [d] or sequences [T, d] (and/or transcripts):
+        exactly what the model reads (``input_spec``); what it would pass over is a ValueError."""
         if not isinstance(features, dict):
             raise ValueError(
                 f"features: a dict of modality -> vectors or sequences, got {type(features).__name__}"
@@ -162,6 +163,14 @@ class TrainedModel:
                 raise ValueError(f"features: {m!r} is no modality; one of {', '.join(MODALITIES)}")
             if not isinstance(values, (list, tuple, np.ndarray)):
                 raise ValueError(f"features[{m!r}]: a list or array of vectors, got {type(values).__name__}")
+        spec = self.input_spec
+        read = [m for m in spec if not spec[m].get("transcript")]
+        for m in features:  # passed over, the caller would not know the model never read them
+            if m not in read:
+                why = "from the transcripts" if m in spec else f"features for {', '.join(read)} only"
+                raise ValueError(f"features.{m}: this model does not read {m} features (it reads {why})")
+        if transcripts is not None and not any(s.get("transcript") for s in spec.values()):
+            raise ValueError(f"transcripts: this model reads none (it reads features for {', '.join(read)})")
         sizes = {len(v) for v in features.values()} | (
             {len(transcripts)} if transcripts is not None else set()
         )

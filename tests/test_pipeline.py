@@ -152,6 +152,14 @@ def test_predict_batch_names_bad_fields(small_synth: Path, tmp_path: Path, tiny_
         model.predict_batch({**good, "audio": [np.zeros(3)]})
     with pytest.raises(ValueError, match="features.vision: missing"):
         model.predict_batch({k: v for k, v in good.items() if k != "vision"})
+    # what the model would pass over: it used to predict without a word, as if it had read them
+    with pytest.raises(ValueError, match=r"^transcripts: this model reads none \(it reads features for t"):
+        model.predict_batch(good, transcripts=["a good day"])
+    pair = train(ds, tmp_path / "pair", hyperparameters={**tiny_hp, "modalities": "text,audio"}, device="cpu")
+    said = "this model does not read vision features (it reads features for text, audio only)"
+    with pytest.raises(ValueError) as err:
+        TrainedModel.load(pair.out_dir).predict_batch(good)
+    assert str(err.value) == f"features.vision: {said}"
     three = {m: [f.values[0], f.values[1], f.values[2]] for m, f in ds.features.items()}
     for bad_value in (np.nan, np.inf):
         text = [*three["text"][:2], np.full(ds.features["text"].dim, 1.0)]
