@@ -37,6 +37,14 @@ from api_schemas.datasets import DATASET_ID
 from api_schemas.jobs import FINAL_STATES, JobState
 from models.cli_args import add_version_option
 from remote.batch_predict import predict_all, write_predictions_csv
+from remote.errors import (  # ClientError: importable from here too, where it was defined before
+    ClientError,
+    error_of,
+    foreign_answer_hint,
+    not_json_message,
+    transport_message,
+    url_problem,
+)
 from remote.listing import (
     datasets_table,
     finished_lines,
@@ -60,16 +68,6 @@ FINAL = tuple(s.value for s in FINAL_STATES)
 LIST_TABLES = {"jobs": jobs_table, "datasets": datasets_table, "models": models_table}
 
 
-class ClientError(Exception):
-    """An error answer of the service: status, and the body's ``error`` object."""
-
-    def __init__(self, status: int, error: dict[str, Any]) -> None:
-        self.status = status
-        self.error = error
-        field = f" [{error['field']}]" if error.get("field") else ""
-        super().__init__(f"HTTP {status} {error.get('code', 'error')}{field}: {error.get('message', '')}")
-
-
 class LabelClient:
     def __init__(self, url: str = DEFAULT_URL, timeout: float = 60.0, api_key: str | None = None) -> None:
         """``api_key``: sent as ``Authorization: Bearer``; default env UNILABEL_API_KEY."""
@@ -89,11 +87,7 @@ class LabelClient:
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = self.http.request(method, path, **kwargs)
         if response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-            except (ValueError, KeyError, TypeError):
-                error = {"code": "http_error", "message": response.text[:500]}
-            raise ClientError(response.status_code, error)
+            raise error_of(response)
         return response
 
     # datasets ------------------------------------------------------------------------------------
@@ -568,6 +562,9 @@ def _local_dataset(path: str) -> Dataset:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if problem := url_problem(args.url):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         with LabelClient(args.url, api_key=args.key) as c:
             cmd = args.command
@@ -663,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         if exc.status == 401 and not (args.key or os.environ.get(KEY_ENV)):
             print(f"  pass an API key: --key KEY or env {KEY_ENV}", file=sys.stderr)
+        if hint := foreign_answer_hint(exc, args.url):
+            print(f"  {hint}", file=sys.stderr)
         for d in exc.error.get("details", [])[1:]:
             if d.get("problem") not in str(exc):  # an invalid dataset's message holds them all already
                 print(f"  {d.get('field')}: {d.get('problem')}", file=sys.stderr)
@@ -671,11 +670,17 @@ def main(argv: list[str] | None = None) -> int:
         from models.cli_output import reader_gone
 
         return reader_gone()
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-        print(
-            f"error: --url {args.url}: cannot reach the service ({exc}); set --url or UNILABEL_URL",
-            file=sys.stderr,
-        )
+    except (
+        httpx.ConnectError,
+        httpx.ConnectTimeout,
+        httpx.UnsupportedProtocol,
+        httpx.InvalidURL,
+        httpx.RemoteProtocolError,
+    ) as exc:
+        print(f"error: {transport_message(exc, args.url)}", file=sys.stderr)
+        return 2
+    except json.JSONDecodeError:  # an answer's .json(): read_utterances names its own file's decode errors
+        print(f"error: {not_json_message(args.url)}", file=sys.stderr)
         return 2
     except (httpx.HTTPError, OSError, TimeoutError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

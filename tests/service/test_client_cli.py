@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -178,3 +179,66 @@ def test_run_names_a_job_that_failed_and_saves_nothing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="^job j1 failed: boom$"):
         run_all(Client(), tmp_path / "data", tmp_path / "out", say=lambda _: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_url_that_leads_elsewhere_is_named_with_what_to_check(capsys) -> None:
+    """The newcomer's --url mistakes name --url and what to check, each on one line, exit 2: another web
+    server there (its HTML error page was printed raw over many lines; its 200 page was a JSON decoder's
+    "Expecting value"), something there that closes without answering ("Server disconnected without sending a
+    response."), the API's /v1 written into the base URL ("no route GET /v1/v1/jobs"), nothing listening (no
+    hint that the service may not run). A gateway's error (a proxy before a service that is away) gets no
+    hint about the URL: it may be right."""
+    from tests.service.conftest import canned_server
+
+    page = "<!DOCTYPE HTML>\n<html>\n  <body>\n    <h1>Error response</h1>\n" + "  <p>x</p>\n" * 80
+    with canned_server(lambda *_: (404, page)) as url:
+        assert main(["--url", url, "jobs"]) == 2
+        lines = capsys.readouterr().err.splitlines()
+        head = "error: HTTP 404 http_error: <!DOCTYPE HTML> <html> <body> <h1>Error response"
+        assert lines[0].startswith(head)
+        assert len(lines[0]) < 260 and lines[0].endswith("…")
+        assert lines[1:] == [
+            f"  that answer is not the label service's (its errors are JSON): is --url {url} right? "
+            "set --url or UNILABEL_URL"
+        ]
+    with canned_server(lambda *_: (200, "<html>my web app</html>")) as url:
+        assert main(["--url", url, "jobs"]) == 2
+        assert capsys.readouterr().err == (
+            f"error: --url {url}: the answer is not JSON, so not the label service's: is --url right? "
+            "set --url or UNILABEL_URL\n"
+        )
+    with canned_server(lambda *_: (504, "<html>Gateway Timeout</html>")) as url:
+        assert main(["--url", url, "jobs"]) == 2
+        assert capsys.readouterr().err == "error: HTTP 504 http_error: <html>Gateway Timeout</html>\n"
+
+    with socket.socket() as listener:  # accepts, then closes without a word
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        mute = f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+        def close_one() -> None:
+            conn, _addr = listener.accept()
+            conn.recv(65536)
+            conn.close()
+
+        thread = threading.Thread(target=close_one, daemon=True)
+        thread.start()
+        assert main(["--url", mute, "jobs"]) == 2
+        thread.join(5)
+        assert capsys.readouterr().err.startswith(
+            f"error: --url {mute}: no HTTP answer from there "
+            "(Server disconnected without sending a response.): is that the label service's address? "
+            "set --url or UNILABEL_URL"
+        )
+
+    for base in ("http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1/"):
+        assert main(["--url", base, "jobs"]) == 2  # said before any request: nothing listens on 8000 here
+        assert capsys.readouterr().err == (
+            f"error: --url {base}: give the service's base URL, without /v1 (e.g. http://127.0.0.1:8000); "
+            "set --url or UNILABEL_URL\n"
+        )
+    closed = f"http://127.0.0.1:{_closed_port()}"
+    assert main(["--url", closed, "jobs"]) == 2
+    assert "(is it running? the local stack: `python scripts/stack.py status` prints its URL)" in (
+        capsys.readouterr().err
+    )
