@@ -31,6 +31,10 @@ class HyperparameterError(ValueError):
         super().__init__(f"{prefix}{field}: {message}")
         self.field = field
         self.message = message
+        # "hyperparameters." for a name among the overrides, "" for the preset argument: a caller that places
+        # the error (the API's body.preset or body.hyperparameters.NAME) tells them apart by it, not by the
+        # field's name, which an override may share (`--set preset=mosi`)
+        self.prefix = prefix
 
 
 def _f(default: Any, meaning: str, source: str = "choice", **bounds: Any) -> Any:
@@ -310,9 +314,20 @@ def check_preset(preset: Any) -> str | None:
     )
 
 
+# a run's options beside its hyperparameters, each given on its own in every front end: `unilabel train` and
+# `unilabel-remote submit` take --strategy, --seed, --preset, a job's body "strategy", "seed", "preset", the
+# page a field each. Given as a hyperparameter (`--set preset=mosi`, the page's settings) they were "unknown",
+# with no word of where they go.
+RUN_OPTIONS = ("strategy", "seed", "preset")
+
+
 def unknown_name(name: str, most: int = 6) -> HyperparameterError:
     """The error for a name no hyperparameter has, with the names it may have meant: those holding all
-    its words (``epochs`` -> pretrain_epochs, meta_epochs, ...), else the closest spellings (``betta``)."""
+    its words (``epochs`` -> pretrain_epochs, meta_epochs, ...), else the closest spellings (``betta``); a
+    run's own option (RUN_OPTIONS) is said to be one."""
+    if name in RUN_OPTIONS:
+        where = f'--{name}; in a job\'s body "{name}", beside "hyperparameters"'
+        return HyperparameterError(name, f"not a hyperparameter but an option of the run: give it as {where}")
     known, words = list(Hyperparameters.model_fields), set(name.lower().split("_"))
     close = [k for k in known if words <= set(k.split("_"))][:most]
     close = close or difflib.get_close_matches(name, known, n=3, cutoff=0.6)

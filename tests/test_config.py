@@ -195,6 +195,22 @@ def test_a_misspelt_name_gets_a_suggestion() -> None:
         resolve_hyperparameters({"meta_epoch": 5})
 
 
+@pytest.mark.parametrize("name, value", [("preset", "mosi"), ("strategy", "copy"), ("seed", 3)])
+def test_a_runs_own_option_given_as_a_hyperparameter_says_where_it_goes(name: str, value: object) -> None:
+    """`--set preset=mosi` (and a job body's hyperparameters, the page's settings) was an "unknown
+    hyperparameter" with no word of --preset; the API named body.preset, the field the user had not sent."""
+    with pytest.raises(HyperparameterError) as err:
+        resolve_hyperparameters({name: value})
+    assert str(err.value) == (
+        f"hyperparameters.{name}: not a hyperparameter but an option of the run: give it as --{name}; "
+        f'in a job\'s body "{name}", beside "hyperparameters"'
+    )
+    assert err.value.prefix == "hyperparameters."  # the API places it at body.hyperparameters.<name>
+    with pytest.raises(HyperparameterError) as err:
+        resolve_hyperparameters({}, preset="imdb")
+    assert err.value.prefix == ""  # the preset argument itself: body.preset
+
+
 def test_an_override_without_a_name_or_an_equals_sign_says_what_is_expected() -> None:
     from models.cli_args import parse_override
 

@@ -171,7 +171,7 @@ def resolve(body: JobCreate, svc: Services, caller: Caller) -> dict[str, Any]:
     try:
         hyper = resolve_hyperparameters(body.hyperparameters, preset=body.preset, rho=rho)
     except HyperparameterError as exc:
-        where = "body.preset" if exc.field == "preset" else f"body.hyperparameters.{exc.field}"
+        where = "body.preset" if not exc.prefix else f"body.hyperparameters.{exc.field}"
         raise ApiError(422, exc.message, field=where) from None
     if problem := textmodels.problem(body.hyperparameters.get("text_model"), svc.settings.text_model_dir):
         raise ApiError(422, problem, field="body.hyperparameters.text_model")

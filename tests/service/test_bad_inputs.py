@@ -252,6 +252,8 @@ CASES: list[Case] = [
          lambda x: _job(x, {"strategy": "nope"}), 422, "body.strategy"),
     Case("job", "unknown hyperparameter", "bogus: 1",
          lambda x: _job(x, {"hyperparameters": {"bogus": 1}}), 422, "body.hyperparameters.bogus"),
+    Case("job", "a run's option as a hyperparameter", "hyperparameters: {preset: mosi}",
+         lambda x: _job(x, {"hyperparameters": {"preset": "mosi"}}), 422, "body.hyperparameters.preset"),
     Case("job", "hyperparameter out of range", "lr: -1",
          lambda x: _job(x, {"hyperparameters": {"lr": -1}}), 422, "body.hyperparameters.lr"),
     Case("job", "text model as a path", "text_model: /etc",
