@@ -54,6 +54,18 @@ def too_many(name: str, limit: int, retry_after: float, what: str) -> ApiError:
     )
 
 
+def over_any_minute(name: str, limit: int, n: int) -> ApiError:
+    """A request that asks for more in one go than the per-minute quota ``name`` ever admits (5 predictions
+    for a key of 3 a minute): a 413 saying how many one request may hold, without Retry-After. A 429 said
+    "reached (0 this minute); retry in 40 s", and every retry was refused the same."""
+    return ApiError(
+        413,
+        f"{n} in one request is more than quota QUOTA_{name.upper()}={limit} admits in any minute for this "
+        f"key; send at most {limit} per request",
+        field=f"quota.{name}",
+    )
+
+
 def too_large(name: str, limit: int, what: str) -> ApiError:
     return ApiError(
         413, f"quota QUOTA_{name.upper()}={limit} bytes reached for this key ({what})", field=f"quota.{name}"
@@ -131,6 +143,8 @@ class SyncedRate(_Rate):
     def take(self, settings: Settings, caller: Caller, n: int) -> None:
         """As ``ExactRate.take``, counted here (a dict update) and added to Redis by ``sync``."""
         limit = limit_of(settings, caller, self.name)
+        if limit and n > limit:  # never admitted, however long the client waits: a 429's "retry" misled
+            raise over_any_minute(self.name, limit, n)
         window, left = minute_window(time.time())
         count = self._counts.get(caller.owner)
         if count is None or count.window != window:

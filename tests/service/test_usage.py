@@ -340,6 +340,33 @@ def test_a_key_may_use_its_whole_rate_and_not_one_more(settings) -> None:
     asyncio.run(take_all())
 
 
+def test_a_request_over_the_whole_minutes_predictions_says_so(client, trained: dict, monkeypatch) -> None:
+    """More utterances in one request than the key may predict in a minute never pass: a 413 that says how
+    many one request may hold, no Retry-After, nothing counted (a 429 said "reached (0 this minute); retry in
+    N s", and every retry was refused the same); as many as the limit pass."""
+    monkeypatch.setattr(client.app.state.services.settings, "quota_predictions_per_minute", 3)
+    _one_minute(client)
+    used = _usage(client)["predictions_per_minute"]["used"]
+    rng = np.random.default_rng(0)
+    body = {"utterances": [_utterance(rng, f"u{i}") for i in range(4)]}
+    r = client.post(f"/v1/models/{trained['job_id']}/predict", json=body)
+    assert r.status_code == 413 and "retry-after" not in r.headers, r.text
+    message = (
+        "4 in one request is more than quota QUOTA_PREDICTIONS_PER_MINUTE=3 admits in any minute for this "
+        "key; send at most 3 per request"
+    )
+    assert error_of(r) == {
+        "code": "payload_too_large",
+        "message": message,
+        "field": "quota.predictions_per_minute",
+        "details": [{"field": "quota.predictions_per_minute", "problem": message}],
+    }
+    assert _usage(client)["predictions_per_minute"]["used"] == used  # nothing counted
+    if used == 0:  # the whole minute's worth in one request is admitted
+        body["utterances"] = body["utterances"][:3]
+        assert client.post(f"/v1/models/{trained['job_id']}/predict", json=body).status_code == 200
+
+
 def test_a_keys_stored_bytes_leave_out_other_keys_models(client, trained: dict, settings) -> None:
     from tests.service.conftest import auth
 
