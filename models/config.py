@@ -316,8 +316,7 @@ def check_preset(preset: Any) -> str | None:
 
 # a run's options beside its hyperparameters, each given on its own in every front end: `unilabel train` and
 # `unilabel-remote submit` take --strategy, --seed, --preset, a job's body "strategy", "seed", "preset", the
-# page a field each. Given as a hyperparameter (`--set preset=mosi`, the page's settings) they were "unknown",
-# with no word of where they go.
+# page a field each; given as a hyperparameter (`--set preset=mosi`), the error says where they go.
 RUN_OPTIONS = ("strategy", "seed", "preset")
 
 

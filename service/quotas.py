@@ -56,8 +56,8 @@ def too_many(name: str, limit: int, retry_after: float, what: str) -> ApiError:
 
 def over_any_minute(name: str, limit: int, n: int) -> ApiError:
     """A request that asks for more in one go than the per-minute quota ``name`` ever admits (5 predictions
-    for a key of 3 a minute): a 413 saying how many one request may hold, without Retry-After. A 429 said
-    "reached (0 this minute); retry in 40 s", and every retry was refused the same."""
+    for a key of 3 a minute): a 413 saying how many one request may hold, without Retry-After: a 429 would
+    ask for a retry that is refused the same every time."""
     return ApiError(
         413,
         f"{n} in one request is more than quota QUOTA_{name.upper()}={limit} admits in any minute for this "
