@@ -104,6 +104,12 @@ def _predict(ctx: dict, utterances: object = None, raw: bytes | None = None, mod
     return ctx["c"].post(f"/v1/models/{model or ctx['model']}/predict", content=body, headers=headers)
 
 
+def _stingy_predict(ctx: dict, n: int) -> object:
+    """n utterances in one request of the key allowed 3 predictions a minute."""
+    body = {"utterances": [_utt(ctx)] * n}
+    return ctx["c"].post(f"/v1/models/{ctx['stingy_model']}/predict", json=body, headers=ctx["stingy"])
+
+
 def _utt(ctx: dict, **features: object) -> dict:
     base = {m: [0.5] * d for m, d in ctx["dims"].items()}
     return {"features": {**base, **features}}
@@ -349,10 +355,10 @@ CASES: list[Case] = [
          "quota.stored_bytes"),
     Case("quota", "jobs queued", "the 2nd job, limit 1",
          lambda x: x["quota_jobs"](), 429, "quota.queued_jobs"),
-    Case("quota", "predictions per minute", "4 utterances, limit 3",
-         lambda x: x["c"].post(f"/v1/models/{x['stingy_model']}/predict",
-                               json={"utterances": [_utt(x)] * 4}, headers=x["stingy"]), 429,
-         "quota.predictions_per_minute"),
+    Case("quota", "predictions in one request", "4 utterances, limit 3 a minute",
+         lambda x: _stingy_predict(x, 4), 413, "quota.predictions_per_minute"),
+    Case("quota", "predictions per minute", "3 utterances then 1, limit 3",
+         lambda x: (_stingy_predict(x, 3), _stingy_predict(x, 1))[1], 429, "quota.predictions_per_minute"),
 ]
 
 
