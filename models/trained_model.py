@@ -4,6 +4,7 @@ and stacked, one forward pass per batch."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from models.dataset import Dataset
 from models.dataset_loader import load_dataset
 from models.inputs import InputError, TensorInputs, build_inputs
 from models.modalities import LETTER, MODALITIES
+from models.model_info import read_model_info
 from models.nets import MultimodalNet, NetSpec
 from models.report import checked_run_dir
 from models.run_dir import clip_unimodal
@@ -67,7 +69,7 @@ class TrainedModel:
         from safetensors.torch import load_file
 
         run = checked_run_dir(run_dir, ("model.json", "model.safetensors"))
-        info = json.loads((run / "model.json").read_text())
+        info, spec = read_model_info(run / "model.json")  # every field checked before the net is built
         if text_model is not None:
             if info["text_source"] not in ("encoder", "finetune"):
                 raise ValueError(
@@ -91,7 +93,7 @@ class TrainedModel:
                 text_model,
             )
         dev = resolve_device(device)
-        net = MultimodalNet(NetSpec.from_json(info["net_spec"]))
+        net = MultimodalNet(replace(spec, text_model=info["net_spec"].get("text_model")))
         net.load_state_dict(load_file(str(run / "model.safetensors")))
         return cls(run, info, net.to(dev), dev)
 

@@ -1,0 +1,112 @@
+"""A run directory handed over by someone else, damaged or forged: model.json and model.safetensors that are
+not what train() writes are errors naming the file and the field (exit 2 on the CLI), before the network
+is built, with nothing unpickled."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models.cli import main
+from models.pipeline import train
+from models.trained_model import TrainedModel
+
+HP = {"pretrain_epochs": 1, "meta_epochs": 1, "multitask_max_epochs": 1, "audio_dim": 8, "vision_dim": 8,
+      "text_dim": 8, "fusion_dim": 8, "predictor_hidden": 8}
+
+
+@pytest.fixture(scope="module")
+def run(small_synth: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("hostile") / "run"
+    train(small_synth, out, strategy="copy", seed=1, hyperparameters=HP, device="cpu")
+    return out
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run, tmp_path / "run"))
+
+
+def _edit_model_json(run: Path, edit: Callable[[dict[str, Any]], Any]) -> None:
+    info = json.loads((run / "model.json").read_text())
+    edit(info)
+    (run / "model.json").write_text(json.dumps(info))
+
+
+def _set(*path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(info: dict[str, Any]) -> None:
+        for key in path[:-1]:
+            info = info[key]
+        info[path[-1]] = value
+
+    return edit
+
+
+def _drop(*path: str) -> Callable[[dict[str, Any]], None]:
+    def edit(info: dict[str, Any]) -> None:
+        for key in path[:-1]:
+            info = info[key]
+        del info[path[-1]]
+
+    return edit
+
+
+MODEL_JSON_CASES = {
+    "no rho": (_drop("rho"), "rho: missing"),
+    "no net_spec": (_drop("net_spec"), "net_spec: missing"),
+    "no fusion_dim": (_drop("net_spec", "fusion_dim"), "net_spec.fusion_dim: missing"),
+    "modalities a list": (_set("net_spec", "modalities", value=[1]), "net_spec.modalities: must be"),
+    "unknown key": (_set("net_spec", "foo", value=1), "net_spec.foo: unknown key"),
+    "in_dim a string": (_set("net_spec", "modalities", "audio", "in_dim", value="16"), "audio.in_dim"),
+    "negative width": (_set("net_spec", "modalities", "text", "out_dim", value=-5), "text.out_dim"),
+    "zero fusion": (_set("net_spec", "fusion_dim", value=0), "net_spec.fusion_dim"),
+    # 10^9 x 8 floats: torch tried to allocate 32 GB and failed with a RuntimeError traceback
+    "enormous width": (_set("net_spec", "predictor_hidden", value=10**9), "net_spec.predictor_hidden"),
+    "unknown text_source": (_set("text_source", value="telepathy"), "text_source: must be one of"),
+    "unknown kind": (_set("net_spec", "modalities", "text", "kind", value="cnn"), "text.kind"),
+    "transformer without finetune": (
+        _set("net_spec", "modalities", "text", "kind", value="transformer"),
+        "text.kind",
+    ),
+    "rho zero": (_set("rho", value=0), "rho: the label range"),
+    "rho negative": (_set("rho", value=-3), "rho: the label range"),
+    "heads a string": (_set("unimodal_heads_trained", value="no"), "unimodal_heads_trained"),
+    "dropout a string": (_set("net_spec", "dropout", value="x"), "net_spec.dropout"),
+    "text_model a number": (_set("net_spec", "text_model", value=5), "net_spec.text_model"),
+    "empty object": (lambda info: info.clear(), "text_source: missing"),
+}
+
+
+@pytest.mark.parametrize("case", list(MODEL_JSON_CASES))
+def test_a_forged_model_json_is_named_not_a_traceback(run: Path, tmp_path: Path, case: str) -> None:
+    edit, said = MODEL_JSON_CASES[case]
+    copy = _copy(run, tmp_path)
+    _edit_model_json(copy, edit)
+    with pytest.raises(ValueError, match="model.json") as err:
+        TrainedModel.load(copy)
+    assert said in str(err.value)
+
+
+def test_model_json_nan_and_invalid_json(run: Path, tmp_path: Path) -> None:
+    copy = _copy(run, tmp_path)
+    text = (copy / "model.json").read_text()
+    (copy / "model.json").write_text(text.replace('"rho": 3.0', '"rho": NaN'))
+    with pytest.raises(ValueError, match="rho: the label range must be a positive number, got nan"):
+        TrainedModel.load(copy)
+    (copy / "model.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must be a JSON object, got list"):
+        TrainedModel.load(copy)
+
+
+def test_cli_predict_with_a_forged_model_json_exits_2(
+    run: Path, small_synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = _copy(run, tmp_path)
+    _edit_model_json(copy, _drop("net_spec", "modalities"))
+    assert main(["predict", str(copy), str(small_synth), "--out", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "model.json: net_spec.modalities: missing" in err and "Traceback" not in err
