@@ -1,4 +1,5 @@
-"""A finished run loaded for prediction: weights through safetensors (nothing is unpickled), inputs checked
+"""A finished run loaded for prediction: model.json and the weights' header checked before the network is
+built, weights through safetensors (nothing is unpickled), inputs checked
 and stacked, one forward pass per batch."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from models.model_info import read_model_info
 from models.nets import MultimodalNet, NetSpec
 from models.report import checked_run_dir
 from models.run_dir import clip_unimodal
+from models.run_weights import load_weights
 from models.stages.common import resolve_device
 from models.text_encoder import TextEncoder
 
@@ -66,8 +68,6 @@ class TrainedModel:
         """The run in ``run_dir``; ``text_model``: the directory of its text model on this machine, in place
         of the one model.json names (a run trained elsewhere, or downloaded from the service, which names the
         text model's folder only)."""
-        from safetensors.torch import load_file
-
         run = checked_run_dir(run_dir, ("model.json", "model.safetensors"))
         info, spec = read_model_info(run / "model.json")  # every field checked before the net is built
         if text_model is not None:
@@ -93,8 +93,17 @@ class TrainedModel:
                 text_model,
             )
         dev = resolve_device(device)
-        net = MultimodalNet(replace(spec, text_model=info["net_spec"].get("text_model")))
-        net.load_state_dict(load_file(str(run / "model.safetensors")))
+        spec = replace(spec, text_model=info["net_spec"].get("text_model"))
+        weights = run / "model.safetensors"
+        if any(s.kind == "transformer" for s in spec.modalities.values()):
+            net = MultimodalNet(spec)  # its size is the local text model's, its other widths bounded
+            state = load_weights(weights, net.state_dict())
+        else:  # shapes from a copy on the meta device: a file that does not match allocates nothing
+            with torch.device("meta"):
+                expected = MultimodalNet(spec).state_dict()
+            state = load_weights(weights, expected)
+            net = MultimodalNet(spec)
+        net.load_state_dict(state)
         return cls(run, info, net.to(dev), dev)
 
     @property

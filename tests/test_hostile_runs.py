@@ -5,12 +5,16 @@ is built, with nothing unpickled."""
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from safetensors.torch import load_file, save_file
 
 from models.cli import main
 from models.pipeline import train
@@ -110,3 +114,85 @@ def test_cli_predict_with_a_forged_model_json_exits_2(
     assert main(["predict", str(copy), str(small_synth), "--out", str(tmp_path / "p.csv")]) == 2
     err = capsys.readouterr().err
     assert "model.json: net_spec.modalities: missing" in err and "Traceback" not in err
+
+
+def _edit_weights(run: Path, edit: Callable[[dict[str, torch.Tensor]], None]) -> None:
+    state = load_file(str(run / "model.safetensors"))
+    edit(state)
+    save_file(state, str(run / "model.safetensors"))
+
+
+class _Evil:
+    """Unpickling it would write a file: proof that nothing was unpickled is that the file is not there."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.write_text, (self.marker, "unpickled"))
+
+
+def _big_header(path: Path) -> None:
+    header = json.dumps({"__metadata__": {"pad": "x" * (20 * 1024**2)}}).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+
+
+WEIGHT_CASES: dict[str, tuple[Callable[[Path], None], str]] = {
+    "truncated": (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "truncated?"),
+    "empty": (lambda p: p.write_bytes(b""), "not a safetensors file"),
+    "text": (lambda p: p.write_bytes(b"hello world" * 50), "not a safetensors file"),
+    "huge header": (_big_header, "its header declares"),
+    "missing tensor": (
+        lambda p: _edit_weights(p.parent, lambda s: s.pop("fusion.1.weight")),
+        "missing fusion.1.weight",
+    ),
+    "extra tensor": (
+        lambda p: _edit_weights(p.parent, lambda s: s.__setitem__("evil", torch.zeros(3))),
+        "not in the network evil",
+    ),
+    "wrong shape": (
+        lambda p: _edit_weights(p.parent, lambda s: s.__setitem__("fusion.1.weight", torch.zeros(5, 5))),
+        "tensor 'fusion.1.weight': shape [5, 5]",
+    ),
+    # an int64 copy was cast back to float by load_state_dict: weights truncated to whole numbers, no word
+    "integer dtype": (
+        lambda p: _edit_weights(p.parent, lambda s: s.update({k: s[k].long() for k in ["fusion.1.weight"]})),
+        "dtype I64, expected F32",
+    ),
+    "nan weights": (
+        lambda p: _edit_weights(p.parent, lambda s: s["fusion.1.weight"].fill_(float("nan"))),
+        "NaN or infinite",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(WEIGHT_CASES))
+def test_damaged_weights_are_named(run: Path, tmp_path: Path, case: str) -> None:
+    damage, said = WEIGHT_CASES[case]
+    copy = _copy(run, tmp_path)
+    damage(copy / "model.safetensors")
+    with pytest.raises(ValueError, match="model.safetensors") as err:
+        TrainedModel.load(copy)
+    assert said in str(err.value)
+
+
+def test_a_pickle_renamed_safetensors_is_refused_unread(run: Path, tmp_path: Path) -> None:
+    copy = _copy(run, tmp_path)
+    marker = tmp_path / "unpickled.txt"
+    torch.save({"x": _Evil(marker)}, str(copy / "model.safetensors"))
+    with pytest.raises(ValueError, match="pickled checkpoint, not safetensors; it is never unpickled"):
+        TrainedModel.load(copy)
+    (copy / "model.safetensors").write_bytes(pickle.dumps(_Evil(marker)))  # a bare pickle too
+    with pytest.raises(ValueError, match="never unpickled"):
+        TrainedModel.load(copy)
+    assert not marker.exists()
+
+
+def test_an_enormous_input_width_is_refused_before_allocating(run: Path, tmp_path: Path) -> None:
+    """in_dim has no bound of its own (features may be wide); a forged one of 10^11 made torch allocate
+    10^11 x 8 floats (a RuntimeError traceback, or the memory itself): now the weights' header, which a file
+    cannot forge without holding those bytes, refuses it first."""
+    copy = _copy(run, tmp_path)
+    _edit_model_json(copy, _set("net_spec", "modalities", "audio", "in_dim", value=10**11))
+    with pytest.raises(ValueError, match=r"model.safetensors: tensor 'encoders.audio.net.1.weight': shape"):
+        TrainedModel.load(copy)
