@@ -249,7 +249,8 @@ def check_modality(
         return None
     with np.errstate(over="ignore"):
         values = np.asarray(a, dtype=np.float32)
-    bad = ~np.isfinite(values.reshape(values.shape[0], -1)).all(axis=1)
+    # the row width spelt out: reshape(0, -1) of an array with no rows is a ValueError naming no file
+    bad = ~np.isfinite(values.reshape(values.shape[0], math.prod(values.shape[1:]))).all(axis=1)
     if bad.any():
         problems.append(
             Problem(
