@@ -1,5 +1,6 @@
 """features.npz read and checked: the ids and each modality's features (vectors, or padded sequences with
-their lengths), never unpickling; with ArrayLimits, every array's header is checked before its data is read.
+their lengths), never unpickling; every array's header is checked before its data is read (against what
+its archive member can hold, and with ArrayLimits against caps).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from models.modalities import MODALITIES
 _NPY_MAGIC = b"\x93NUMPY"
 _DTYPE_KINDS = "biufUS"  # numbers and strings; objects (pickles), void, dates never
 _RATIO_FLOOR = 1 << 20  # arrays below 1 MiB may compress as well as they like
+_DEFLATE_MAX_RATIO = 1032  # the most deflate expands (zlib's technical notes), so what a member can hold
 _PICKLED = "object array: pickled data is never loaded; store numbers or strings"
 
 
@@ -46,9 +48,20 @@ def _npy_header(f: Any) -> tuple[tuple[int, ...], np.dtype] | str:
         return f".npy format {version} is not supported"
     if dtype.hasobject:
         return _PICKLED
-    if dtype.kind not in _DTYPE_KINDS or len(shape) > 3:
+    if dtype.kind not in _DTYPE_KINDS:
         return f"unsupported array: dtype {dtype}, shape {list(shape)}"
+    if len(shape) > 3:  # said as check_modality says it, which read such arrays before headers were checked
+        return f"must be [N, d] or [N, T, d], got rank {len(shape)} (shape {list(shape)})"
     return shape, dtype
+
+
+def _more_than_held(info: zipfile.ZipInfo, nbytes: int) -> str | None:
+    """Why a member cannot hold the ``nbytes`` its .npy header declares, or None: numpy allocates what the
+    header says before reading, so a forged shape of [N, 10^9] was a MemoryError traceback (or the memory
+    itself). A stored member holds at most its size; deflate expands at most 1032 times (zlib's bound)."""
+    most = {zipfile.ZIP_STORED: 1, zipfile.ZIP_DEFLATED: _DEFLATE_MAX_RATIO}.get(info.compress_type)
+    held = min(info.file_size, most * info.compress_size) if most is not None else info.file_size
+    return None if nbytes <= held else f"the archive member holds at most {held} (truncated or forged)"
 
 
 def _declared(path: Path, limits: ArrayLimits, problems: list[Problem]) -> set[str] | None:
@@ -66,6 +79,10 @@ def _declared(path: Path, limits: ArrayLimits, problems: list[Problem]) -> set[s
                     continue
                 shape, dtype = header
                 nbytes = math.prod(shape) * dtype.itemsize
+                if lie := _more_than_held(info, nbytes):
+                    msg = f"shape {list(shape)} declares {nbytes} bytes; {lie}"
+                    problems.append(Problem(NPZ_FILE, key, msg))
+                    continue
                 total += nbytes
                 ratio = nbytes / max(info.compress_size, 1)
                 if limits.max_ratio is not None and nbytes > _RATIO_FLOOR and ratio > limits.max_ratio:
@@ -109,8 +126,8 @@ def read_features_npz(
         problems.append(file_not_found(path))
         return None
     allowed = None
-    if limits is not None and zipfile.is_zipfile(path):
-        allowed = _declared(path, limits, problems)
+    if zipfile.is_zipfile(path):  # headers checked always: also without caps, none may declare more than held
+        allowed = _declared(path, limits or ArrayLimits(), problems)
         if allowed is None:
             return None
     if problem := _not_npz(path):

@@ -3,9 +3,15 @@ allocate what the file cannot hold): each is a DatasetError problem naming featu
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from models.dataset import NPZ_FILE
+from models.dataset_loader import load_dataset
 from tests.test_data import N, base, find, problems_of, write
 
 
@@ -15,3 +21,39 @@ def test_an_array_with_no_rows_is_named(tmp_path: Path) -> None:
     arrays["text"] = arrays["text"][:0]
     problem = find(problems_of(write(tmp_path, df, arrays), for_training=False), NPZ_FILE, "text")
     assert problem.message == f"has 0 rows, expected {N} (rows of utterances.csv)"
+
+
+def _forged(
+    path: Path, arrays: dict[str, np.ndarray], key: str, shape: tuple[int, ...], compress: int
+) -> None:
+    """features.npz whose ``key`` member has a .npy header declaring ``shape`` over 64 bytes of data."""
+    with zipfile.ZipFile(path, "w", compression=compress) as zf:
+        for k, v in arrays.items():
+            buf = io.BytesIO()
+            if k == key:
+                header = {"descr": "<f4", "fortran_order": False, "shape": shape}
+                np.lib.format.write_array_header_1_0(buf, header)
+                buf.write(b"\0" * 64)
+            else:
+                np.save(buf, v)
+            zf.writestr(f"{k}.npy", buf.getvalue())
+
+
+@pytest.mark.parametrize("compress", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_a_shape_the_member_cannot_hold_is_refused_unallocated(tmp_path: Path, compress: int) -> None:
+    """numpy allocates what a .npy header declares before reading: [N, 10^9] float32 (48 GB) was a
+    MemoryError traceback from `unilabel predict` (or that memory, where it could be had); no cap is set
+    on the CLI, so the header is checked against what its archive member can physically hold."""
+    df, arrays = base()
+    write(tmp_path, df, None)
+    _forged(tmp_path / NPZ_FILE, arrays, "audio", (N, 10**9), compress)
+    problem = find(problems_of(tmp_path, for_training=False), NPZ_FILE, "audio")
+    assert problem.message.startswith(f"shape [{N}, 1000000000] declares {N * 4 * 10**9} bytes")
+    assert "the archive member holds at most" in problem.message
+
+
+def test_a_compressed_npz_that_holds_its_arrays_still_loads(tmp_path: Path) -> None:
+    df, arrays = base()
+    write(tmp_path, df, None)
+    np.savez_compressed(tmp_path / NPZ_FILE, **arrays)
+    assert load_dataset(tmp_path).features["audio"].values.shape == arrays["audio"].shape
