@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from models.cli import main
+from models.label_report import build_report
 from models.pipeline import train
 from models.trained_model import TrainedModel
 
@@ -196,3 +197,78 @@ def test_an_enormous_input_width_is_refused_before_allocating(run: Path, tmp_pat
     _edit_model_json(copy, _set("net_spec", "modalities", "audio", "in_dim", value=10**11))
     with pytest.raises(ValueError, match=r"model.safetensors: tensor 'encoders.audio.net.1.weight': shape"):
         TrainedModel.load(copy)
+
+
+def _edit_json(path: Path, edit: Callable[[dict[str, Any]], Any]) -> None:
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
+REPORT_CASES: dict[str, tuple[Callable[[Path], None], str]] = {
+    # each was an AttributeError or TypeError traceback, or a message naming no file
+    "dataset a string": (
+        lambda r: _edit_json(r / "config.json", _set("dataset", value="x")),
+        "config.json: dataset: must be a JSON object, got str",
+    ),
+    "summary a list": (
+        lambda r: _edit_json(r / "config.json", _set("dataset", "summary", value=[1])),
+        "config.json: dataset.summary: must be a JSON object, got list",
+    ),
+    "rho a word": (
+        lambda r: _edit_json(r / "config.json", _set("dataset", "summary", "rho", value="abc")),
+        "config.json: dataset.summary.rho: the label range must be a positive number, got 'abc'",
+    ),
+    "rho zero": (
+        lambda r: _edit_json(r / "config.json", _set("dataset", "summary", "rho", value=0)),
+        "dataset.summary.rho: the label range must be a positive number, got 0",
+    ),
+    "modalities a number": (
+        lambda r: _edit_json(r / "config.json", _set("hyperparameters", "modalities", value=5)),
+        "config.json: hyperparameters.modalities: must be a list, got int",
+    ),
+    "path a number": (
+        lambda r: _edit_json(r / "config.json", _set("dataset", "path", value=5)),
+        "config.json: dataset.path: must be a string or null, got 5",
+    ),
+    "diagnostics a string": (
+        lambda r: _edit_json(r / "config.json", _set("strategy_diagnostics", value="x")),
+        "config.json: strategy_diagnostics: must be a JSON object, got str",
+    ),
+    "heads a list": (
+        lambda r: _edit_json(r / "metrics.json", _set("unimodal_heads_vs_label", value=[1])),
+        "metrics.json: unimodal_heads_vs_label: must be a JSON object, got list",
+    ),
+    "history value a word": (
+        lambda r: (r / "history.csv").write_text("stage,epoch,modality,name,value\npretrain,1,,L_M,abc\n"),
+        "history.csv: column 'value': row 0 holds 'abc', not a number",
+    ),
+    "history epoch a word": (
+        lambda r: (r / "history.csv").write_text("stage,epoch,modality,name,value\npretrain,x,,L_M,1\n"),
+        "history.csv: column 'epoch': row 0 holds 'x', not a number",
+    ),
+    "label a word": (
+        lambda r: (r / "unimodal_labels.csv").write_text("id,label,label_T,label_A,label_V\na,1,x,1,1\n"),
+        "unimodal_labels.csv: column 'label_T': row 0 holds 'x', not a number",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REPORT_CASES))
+def test_report_names_a_damaged_run_file(run: Path, tmp_path: Path, case: str) -> None:
+    damage, said = REPORT_CASES[case]
+    copy = _copy(run, tmp_path)
+    damage(copy)
+    with pytest.raises(ValueError) as err:
+        build_report(copy, figures=False)
+    assert said in str(err.value)
+
+
+def test_cli_report_of_a_damaged_config_exits_2(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = _copy(run, tmp_path)
+    _edit_json(copy / "config.json", _set("dataset", value="x"))
+    assert main(["report", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert "config.json: dataset: must be a JSON object" in err and "Traceback" not in err

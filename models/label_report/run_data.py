@@ -41,12 +41,26 @@ def _read_csv(path: Path, dtype: dict[str, type]) -> pd.DataFrame:
         raise ValueError(f"{path}: not a CSV file ({err})") from None
 
 
+def _numeric(path: Path, frame: pd.DataFrame, columns: list[str]) -> None:
+    """A ValueError naming the file, column and row of the first value in ``columns`` that is not a number
+    (blank is NaN, a number): pandas reads such a column as text, which failed later as 'could not convert
+    string to float', naming no file."""
+    for c in columns:
+        if frame[c].dtype.kind not in "biuf":
+            bad = pd.to_numeric(frame[c], errors="coerce").isna() & frame[c].notna()
+            if not bad.any():  # no rows (a header alone): nothing but the header's type to say
+                continue
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ValueError(f"{path}: column {c!r}: row {row} holds {frame[c].iloc[row]!r}, not a number")
+
+
 def _read_labels(path: Path) -> pd.DataFrame:
     frame = _read_csv(path, {"id": str})
     need = ["id", "label", *(f"label_{letter}" for letter in LETTER.values())]
     missing = [c for c in need if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    _numeric(path, frame, need[1:])
     return frame
 
 
@@ -56,8 +70,23 @@ def _read_history(path: Path) -> pd.DataFrame | None:
     frame = _read_csv(path, {"stage": str, "modality": str, "name": str})
     if not {"stage", "epoch", "modality", "name", "value"} <= set(frame.columns):
         raise ValueError(f"{path}: needs the columns stage, epoch, modality, name, value")
+    _numeric(path, frame, ["epoch", "value"])
+    epochs = frame["epoch"].to_numpy(dtype=np.float64)
+    if not (np.isfinite(epochs) & (epochs == np.round(epochs))).all():
+        raise ValueError(f"{path}: column 'epoch': must hold whole numbers")
     frame["modality"] = frame["modality"].fillna("")
     return frame
+
+
+def _section(obj: dict[str, Any], key: str, file: Path, within: str = "") -> dict[str, Any]:
+    """``obj[key]`` when it is an object ({} when absent or null), else a ValueError naming the file and the
+    field (``within``: the dotted path of ``obj`` in the file)."""
+    value = obj.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{file}: {within}{key}: must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 # what shows them, said so that it holds for the CLI's user and for the service's (who downloads the run)
@@ -225,11 +254,20 @@ def build_report(
         raise ValueError(f"run: {run}'s config.json and metrics.json must each hold a JSON object")
     labels = _read_labels(run / "unimodal_labels.csv")
     history = _read_history(run / "history.csv")
-    dataset = config.get("dataset") or {}
-    summary = dataset.get("summary") or {}
-    chosen = (config.get("hyperparameters") or {}).get("modalities") or MODALITIES
+    # a run may come from someone else: each part of config.json read is checked for its type first
+    cfg, at = run / "config.json", f"{run / 'config.json'}: "
+    dataset = _section(config, "dataset", cfg)
+    summary = _section(dataset, "summary", cfg, "dataset.")
+    chosen = _section(config, "hyperparameters", cfg).get("modalities") or MODALITIES
+    if not isinstance(chosen, list):
+        raise ValueError(f"{at}hyperparameters.modalities: must be a list, got {type(chosen).__name__}")
     modalities = [m for m in MODALITIES if m in chosen]
-    rho = float(summary.get("rho", 3.0))
+    rho = summary.get("rho", 3.0)
+    if isinstance(rho, bool) or not isinstance(rho, int | float) or not math.isfinite(rho) or rho <= 0:
+        raise ValueError(f"{at}dataset.summary.rho: the label range must be a positive number, got {rho!r}")
+    if not isinstance(dataset.get("path"), str | None):
+        raise ValueError(f"{at}dataset.path: must be a string or null, got {dataset['path']!r}")
+    rho = float(rho)
     strategy = str(config.get("strategy", "?"))
     said = config.get("notes")  # models.run_notes; an older run's config.json has none
     notes = [n for n in said if isinstance(n, str)] if isinstance(said, list) else []
@@ -246,9 +284,13 @@ def build_report(
         notes.append(f"Left out of this run: {', '.join(left_out)} (its label columns are blank).")
     no_table = (None, "No table: the run has no learned labels.")
     transcripts, transcript_note = _transcripts(dataset, dataset_dir, dataset_name) if learned else no_table
-    diagnostics = config.get("strategy_diagnostics") or {}
-    meta = diagnostics.get("meta") or {}
-    mucn = {m: {k: v for k, v in meta[m].items() if k != "final"} for m in modalities if m in meta}
+    diagnostics = _section(config, "strategy_diagnostics", cfg)
+    meta = _section(diagnostics, "meta", cfg, "strategy_diagnostics.")
+    mucn = {
+        m: {k: v for k, v in _section(meta, m, cfg, "strategy_diagnostics.meta.").items() if k != "final"}
+        for m in modalities
+        if m in meta
+    }
     other = {
         section: {m: _flatten(v) if isinstance(v, dict) else v for m, v in values.items()}
         for section, values in diagnostics.items()
@@ -286,8 +328,8 @@ def build_report(
             "transcripts": transcripts is not None,
             "note": transcript_note,
         },
-        "heads": metrics.get("unimodal_heads_vs_label") or {},
-        "sub_labels": metrics.get("unimodal_labels_vs_sub_labels") or {},
+        "heads": _section(metrics, "unimodal_heads_vs_label", run / "metrics.json"),
+        "sub_labels": _section(metrics, "unimodal_labels_vs_sub_labels", run / "metrics.json"),
         "history": _history_data(history),
         "mucn": mucn,
         "diagnostics": other,
