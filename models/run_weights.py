@@ -44,11 +44,12 @@ def read_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
-        if head[:1] == b"\x80" or head.startswith(b"PK"):  # a pickle, or torch.save's zip of pickles
-            raise WeightsError(path, "a pickled checkpoint, not safetensors; it is never unpickled")
         if len(head) < 8:
             raise WeightsError(path, f"not a safetensors file ({size} bytes, shorter than its header)")
         (n,) = struct.unpack("<Q", head)
+        # said only of a file that is not safetensors: a real header's length can begin with these bytes too
+        if n > size - 8 and (head[:1] == b"\x80" or head.startswith(b"PK")):  # pickle, torch.save's zip
+            raise WeightsError(path, "a pickled checkpoint, not safetensors; it is never unpickled")
         if n > min(MAX_HEADER_BYTES, size - 8):
             raise WeightsError(
                 path, f"not a safetensors file: its header declares {n} bytes (file {size}, at most "

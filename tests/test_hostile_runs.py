@@ -189,6 +189,25 @@ def test_a_pickle_renamed_safetensors_is_refused_unread(run: Path, tmp_path: Pat
     assert not marker.exists()
 
 
+def test_a_header_whose_length_begins_like_a_pickle_is_read(tmp_path: Path) -> None:
+    """The first 8 bytes are the header's length: 128 (0x80 ...) was refused as a pickle, and a header's
+    length is a multiple of 8, so about one real file in 32 would have been."""
+    import struct
+
+    import torch
+    from safetensors.torch import save_file
+
+    from models.run_weights import read_header
+
+    path = tmp_path / "w.safetensors"
+    for pad in range(300):
+        save_file({"a": torch.zeros(3)}, str(path), metadata={"x": "y" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert struct.unpack("<Q", path.read_bytes()[:8])[0] & 0xFF == 0x80
+    assert read_header(path) == {"a": ("F32", (3,))}
+
+
 def test_an_enormous_input_width_is_refused_before_allocating(run: Path, tmp_path: Path) -> None:
     """in_dim has no bound of its own (features may be wide); a forged one of 10^11 made torch allocate
     10^11 x 8 floats (a RuntimeError traceback, or the memory itself): now the weights' header, which a file
