@@ -43,13 +43,8 @@ class NetSpec:
     text_normalize: bool = False  # False: runs written before the setting existed
 
     def to_json(self) -> dict[str, Any]:
+        """model.json's net_spec; read back, every field checked, by models.model_info."""
         return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> NetSpec:
-        mods = {m: ModalitySpec(**s) for m, s in data["modalities"].items()}
-        kept = {k: v for k, v in data.items() if k != "extra"}  # unused; older model.json files carry it
-        return cls(**{**kept, "modalities": mods})
 
 
 def mlp_head(in_dim: int, hidden: int, out_dim: int = 1) -> nn.Sequential:

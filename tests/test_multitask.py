@@ -107,18 +107,17 @@ def test_early_stopping_counts_only_consecutive_epochs_without_improvement(
 def test_stage_3_starts_from_weights_seeded_with_seed_plus_one(small_synth, tmp_path, tiny_hp) -> None:
     """docs/method.md: stage 3 is seeded with seed + 1 for every strategy. With a negligible learning rate the
     written weights are the initial ones, those of a fresh network built right after seeding with seed + 1."""
-    import json
-
     from safetensors.torch import load_file
 
     from models.dataset_loader import load_dataset
+    from models.model_info import read_model_info
     from models.pipeline import train
     from models.stages.common import seed_everything
 
     hp = {**tiny_hp, "lr": 1e-12, "multitask_max_epochs": 1}
     run = train(load_dataset(small_synth), tmp_path / "run", strategy="none", seed=5, hyperparameters=hp,
                 device="cpu")  # fmt: skip
-    spec = NetSpec.from_json(json.loads((run.out_dir / "model.json").read_text())["net_spec"])
+    spec = read_model_info(run.out_dir / "model.json")[1]
     seed_everything(6)
     fresh = MultimodalNet(spec).state_dict()
     written = load_file(str(run.out_dir / "model.safetensors"))
