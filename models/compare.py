@@ -178,7 +178,32 @@ def tables_from_results(out_dir: str | Path, reference: str | None = None) -> st
         raise ValueError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
     if not isinstance(summary, dict) or not {"split", "seeds", "results"} <= summary.keys():
         raise ValueError(f"{path}: not a comparison's results.json (needs split, seeds and results)")
+    if problem := _summary_problem(summary):
+        raise ValueError(f"{path}: {problem}")
     return render_tables(summary, reference)
+
+
+def _summary_problem(summary: dict[str, Any]) -> str | None:
+    """What in a results.json (a file that may have been edited or come from elsewhere) is not as compare
+    writes it: said with its key, where the tables would fail on it with a TypeError."""
+    results, seeds = summary["results"], summary["seeds"]
+    if not isinstance(summary["split"], str):
+        return f"split: a split's name, got {summary['split']!r:.80}"
+    if not isinstance(seeds, list) or not all(isinstance(x, int) for x in seeds):
+        return f"seeds: a list of whole numbers, got {seeds!r:.80}"
+    if "rho" in summary and (isinstance(summary["rho"], bool) or not isinstance(summary["rho"], int | float)):
+        return f"rho: a number, got {summary['rho']!r:.80}"
+    if not isinstance(results, dict):
+        return f"results: an object of strategy -> runs, got {results!r:.80}"
+    for strategy, runs in results.items():
+        if not isinstance(runs, list) or len(runs) != len(seeds):
+            return f"results.{strategy}: a run's metrics for each of the {len(seeds)} seeds, got {runs!r:.80}"
+        for k, run in enumerate(runs):
+            if not isinstance(run, dict) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in run.values()
+            ):
+                return f"results.{strategy}[{k}]: an object of metric -> number, got {run!r:.80}"
+    return None
 
 
 def metric_names(summary: dict[str, Any]) -> list[str]:
@@ -207,9 +232,13 @@ def _earlier_run(
         return None, "content (not a finished run)"
     from models.config import resolve_hyperparameters
 
-    settings = resolve_hyperparameters(
-        overrides, rho=config["dataset"]["summary"]["rho"], preset=preset
-    ).record()
+    try:  # files edited or written by something else: not this comparison's run
+        rho = config["dataset"]["summary"]["rho"]
+        settings = resolve_hyperparameters(overrides, rho=rho, preset=preset).record()
+    except (KeyError, TypeError, ValueError):
+        return None, "content (not a finished run)"
+    if not isinstance(config.get("hyperparameters") or {}, dict) or not isinstance(metrics, dict):
+        return None, "content (not a finished run)"
     recorded = config.get("hyperparameters") or {}
     changed = sorted(k for k in set(settings) | set(recorded) if settings.get(k) != recorded.get(k))
     differs = [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import pandas as pd
 
 from models.dataset_loader import check_rho
 from models.metrics import metrics_in_range
+from models.model_info import read_label_range
 from models.report import checked_run_dir
 from models.utterances_csv import not_utf8
 
@@ -101,7 +101,7 @@ def evaluate_run(
         ids = ", ".join(merged.loc[blank, "id"].head(5))
         count = int(blank.sum())
         raise ValueError(f"{Path(labels_csv).name}: {count} id(s) have a blank prediction in {where} ({ids})")
-    rho = float(json.loads(model_json.read_text())["rho"] if rho is None else rho)
+    rho = float(read_label_range(model_json) if rho is None else rho)  # checked, the file named
     beyond = np.flatnonzero(np.abs(labels["label"].to_numpy()) > rho + 1e-6)
     if beyond.size:  # a label the run could not predict: scored, it would only skew the figures
         raise ValueError(

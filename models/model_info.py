@@ -134,9 +134,7 @@ def _net_spec(path: Path, data: Any, text_source: str) -> NetSpec:
     )
 
 
-def read_model_info(path: Path) -> tuple[dict[str, Any], NetSpec]:
-    """model.json's content and the NetSpec it describes, every field checked; ModelInfoError otherwise.
-    The returned dict's ``net_spec`` is the file's (callers may change ``text_model`` there)."""
+def _reader(path: Path) -> _Reader:
     size = path.stat().st_size
     if size > MAX_MODEL_JSON_BYTES:
         raise ModelInfoError(path, "", f"{size} bytes; a model.json is a few hundred (not read)")
@@ -144,11 +142,28 @@ def read_model_info(path: Path) -> tuple[dict[str, Any], NetSpec]:
         data = json.loads(path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ModelInfoError(path, "", f"not valid JSON ({err})") from None
-    r = _Reader(path, data)
-    text_source = r.choice("text_source", TEXT_SOURCES)
+    return _Reader(path, data)
+
+
+def _rho(r: _Reader) -> float:
     rho = r.get("rho")
     if not _number(rho) or not math.isfinite(rho) or rho <= 0:
         r.fail("rho", f"the label range must be a positive number, got {rho!r}")
+    return float(rho)
+
+
+def read_label_range(path: Path) -> float:
+    """model.json's rho alone, checked (what scoring a run's predictions needs of it)."""
+    return _rho(_reader(path))
+
+
+def read_model_info(path: Path) -> tuple[dict[str, Any], NetSpec]:
+    """model.json's content and the NetSpec it describes, every field checked; ModelInfoError otherwise.
+    The returned dict's ``net_spec`` is the file's (callers may change ``text_model`` there)."""
+    r = _reader(path)
+    data = r.data
+    text_source = r.choice("text_source", TEXT_SOURCES)
+    rho = _rho(r)
     strategy = r.get("strategy")
     if not isinstance(strategy, str):  # only shown: a newer version's strategy name is not refused
         r.fail("strategy", f"must be a string, got {strategy!r}")
@@ -156,4 +171,4 @@ def read_model_info(path: Path) -> tuple[dict[str, Any], NetSpec]:
     spec = _net_spec(path, r.get("net_spec"), text_source)
     if text_source in ("encoder", "finetune") and "text" not in spec.modalities:
         r.fail("text_source", f"{text_source!r} reads text, but net_spec.modalities has no text")
-    return {**data, "rho": float(rho)}, spec
+    return {**data, "rho": rho}, spec

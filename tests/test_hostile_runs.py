@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -291,3 +292,57 @@ def test_cli_report_of_a_damaged_config_exits_2(
     assert main(["report", str(copy)]) == 2
     err = capsys.readouterr().err
     assert "config.json: dataset: must be a JSON object" in err and "Traceback" not in err
+
+
+GOOD_RESULTS = {
+    "split": "valid",
+    "seeds": [1, 2],
+    "rho": 3.0,
+    "results": {"copy": [{"mae": 0.7, "corr": 0.5}, {"mae": 0.8, "corr": 0.4}]},
+}
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        ({"results": [1, 2]}, "results: an object of strategy -> runs, got [1, 2]"),
+        ({"seeds": "1"}, "seeds: a list of whole numbers, got '1'"),
+        ({"results": {"copy": 5}}, "results.copy: a run's metrics for each of the 2 seeds, got 5"),
+        ({"results": {"copy": [{"mae": "x"}, {"mae": 1}]}}, "results.copy[0]: an object of metric -> number"),
+        ({"rho": "3"}, "rho: a number, got '3'"),
+    ],
+)
+def test_table_names_what_a_damaged_results_json_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture, edit: dict, said: str
+) -> None:
+    """An AttributeError or TypeError traceback (exit 1) before."""
+    (tmp_path / "results.json").write_text(json.dumps({**GOOD_RESULTS, **edit}))
+    assert main(["table", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"results.json: {said}" in err and "Traceback" not in err
+    (tmp_path / "results.json").write_text(json.dumps(GOOD_RESULTS))
+    assert main(["table", str(tmp_path)]) == 0
+
+
+@pytest.mark.parametrize("config", [[], {"dataset": "x"}, {}, {"dataset": {"summary": {"rho": "x"}}}])
+def test_compare_does_not_reuse_a_folder_whose_config_is_not_a_runs(tmp_path: Path, config: Any) -> None:
+    """A TypeError or KeyError traceback before; now a folder holding something else, as an unreadable one."""
+    from models.compare import _earlier_run
+
+    folder = tmp_path / "copy" / "seed1"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "metrics.json").write_text("{}")
+    assert _earlier_run(folder, "sha", "copy", 1, None, None) == (None, "content (not a finished run)")
+
+
+def test_evaluate_names_a_model_json_whose_rho_is_not_a_number(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    copy = _copy(run, tmp_path)
+    _edit_model_json(copy, _set("rho", value="x"))
+    ids = pd.read_csv(copy / "predictions.csv", dtype=str)["id"][:2]
+    (tmp_path / "labels.csv").write_text("id,label\n" + "".join(f"{i},0.5\n" for i in ids))
+    assert main(["evaluate", str(copy), "--labels", str(tmp_path / "labels.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "model.json: rho: the label range must be a positive number, got 'x'" in err, err
