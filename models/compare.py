@@ -250,8 +250,7 @@ def _earlier_run(
     ]
     if differs:
         return None, " and ".join(differs)
-    notes = config.get("notes")  # models.run_notes: a run of this code version has them
-    return RunResult(run_dir, metrics, config, notes=notes if isinstance(notes, list) else []), ""
+    return RunResult(run_dir, metrics, config), ""
 
 
 def _label_table(quality: dict[str, list[dict]]) -> str:

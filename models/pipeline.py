@@ -24,7 +24,7 @@ from models.inputs import build_inputs, check_modalities, large_features, modali
 from models.nets import MultimodalNet, NetSpec
 from models.report import fsync_files, publish_dir, write_json
 from models.run_dir import staging_dir, write_history, write_outputs
-from models.run_notes import run_notes
+from models.run_notes import recorded_notes, run_notes
 from models.stages.common import (
     Cancelled,
     ProgressEvent,
@@ -57,7 +57,11 @@ class RunResult:
     metrics: dict[str, Any]
     config: dict[str, Any]
     input_spec: dict[str, dict[str, Any]] = field(default_factory=dict)  # as TrainedModel.input_spec
-    notes: list[str] = field(default_factory=list)  # what the figures say (models.run_notes)
+
+    @property
+    def notes(self) -> list[str]:
+        """What the figures say, as config.json keeps it (models.run_notes)."""
+        return recorded_notes(self.config)
 
 
 def _load_text_encoder(hp: Hyperparameters, text_source: str) -> TextEncoder | None:
@@ -287,7 +291,6 @@ def train(
             metrics=metrics,
             config=config,
             input_spec=input_spec_of(spec, text_source),
-            notes=config["notes"],
         )
         fsync_files(staging)  # the slow part before the last word of before_publish, then a rename
         for name, obj in (before_publish(run) if before_publish else {}).items():

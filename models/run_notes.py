@@ -12,6 +12,13 @@ from models.dataset import Dataset
 from models.inputs import FEW_VALID_ROWS
 
 
+def recorded_notes(config: dict[str, Any]) -> list[str]:
+    """The notes a run's config.json keeps (none in a run written before they were kept, or in a file that
+    holds something else there)."""
+    notes = config.get("notes")
+    return [n for n in notes if isinstance(n, str)] if isinstance(notes, list) else []
+
+
 def run_notes(ds: Dataset, metrics: dict[str, Any], pred: np.ndarray) -> list[str]:
     """Notes on a run of dataset ``ds`` with ``metrics`` (metrics.json) and multimodal predictions ``pred``
     (one per dataset row): that on valid it does no better than a constant (no_better_than_a_constant)."""

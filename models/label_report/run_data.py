@@ -18,6 +18,7 @@ from models.label_report.figures import DRAWING, run_figures
 from models.metrics import PRIMARY_METRICS, unimodal_label_agreement
 from models.modalities import LETTER, MODALITIES
 from models.report import checked_run_dir
+from models.run_notes import recorded_notes
 
 __all__ = ["DISAGREEMENT_ROWS", "build_report", "clean", "read_json"]
 
@@ -269,8 +270,7 @@ def build_report(
         raise ValueError(f"{at}dataset.path: must be a string or null, got {dataset['path']!r}")
     rho = float(rho)
     strategy = str(config.get("strategy", "?"))
-    said = config.get("notes")  # models.run_notes; an older run's config.json has none
-    notes = [n for n in said if isinstance(n, str)] if isinstance(said, list) else []
+    notes = recorded_notes(config)
 
     label_data = _label_data(labels, modalities, rho)
     learned = label_data["modalities"]
