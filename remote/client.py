@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from api_schemas.datasets import DATASET_ID
-from api_schemas.jobs import FINAL_STATES, JobState
+from api_schemas.jobs import JobState
 from models.cli_args import add_version_option
 from remote.batch_predict import predict_all, write_predictions_csv
-from remote.errors import (  # ClientError: importable from here too, where it was defined before
+from remote.errors import (
     ClientError,
     error_of,
     foreign_answer_hint,
@@ -56,7 +56,7 @@ from remote.listing import (
     usage_table,
     valid_lines,
 )
-from remote.progress import ProgressBar  # importable from here too, where it was defined before
+from remote.progress import FINAL, ProgressBar
 
 if TYPE_CHECKING:
     from models.dataset import Dataset
@@ -65,7 +65,6 @@ DEFAULT_URL = os.environ.get("UNILABEL_URL", "http://127.0.0.1:8000")
 KEY_ENV = "UNILABEL_API_KEY"
 RUN_OUT = "runs/remote"  # ``run``'s default --out: each job's files in a folder of its own below it
 STRATEGY_HELP = "label strategy: mug, selfmm, copy, none, mlc, cmc or mtcl"  # the service checks the name
-FINAL = tuple(s.value for s in FINAL_STATES)
 LIST_TABLES = {"jobs": jobs_table, "datasets": datasets_table, "models": models_table}
 
 

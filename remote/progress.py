@@ -1,5 +1,4 @@
-"""A job's progress as ``unilabel-remote wait`` and ``run`` show it (moved out of remote/client.py, which had
-grown past 400 lines)."""
+"""A job's progress as ``unilabel-remote wait`` and ``run`` show it."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ from typing import Any
 
 from api_schemas.jobs import FINAL_STATES
 
-FINAL = tuple(s.value for s in FINAL_STATES)
+FINAL = tuple(s.value for s in FINAL_STATES)  # the states a job never leaves
 
 
 class ProgressBar:
