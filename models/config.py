@@ -22,6 +22,7 @@ from models.modalities import MODALITIES
 SEED_LIMIT = 2**32
 EPOCHS_MAX = 1000  # bounds what one job may cost (a run of the paper's schedule has at most 65 per stage)
 WIDTH_MAX = 4096  # layer widths and batch sizes
+TEXT_TOKENS_MAX = 512  # text_max_length: BERT-style encoders' position limit
 
 
 class HyperparameterError(ValueError):
@@ -171,7 +172,7 @@ class TextSettings(_Section):
         "mean", "sentence vector: first token (Eq. 1) or mean of the tokens"
     )
     text_normalize: bool = _f(True, "unit-norm sentence vectors (as sentence-transformers gives them)")
-    text_max_length: int = _f(64, "tokens kept per transcript", ge=2, le=512)
+    text_max_length: int = _f(64, "tokens kept per transcript", ge=2, le=TEXT_TOKENS_MAX)
 
     @field_validator("text_model")
     @classmethod

@@ -14,7 +14,7 @@ import numbers
 from pathlib import Path
 from typing import Any
 
-from models.config import WIDTH_MAX
+from models.config import TEXT_TOKENS_MAX, WIDTH_MAX
 from models.modalities import MODALITIES
 from models.nets import ModalitySpec, NetSpec
 from models.text_encoder import POOLINGS
@@ -22,7 +22,6 @@ from models.text_encoder import POOLINGS
 MAX_MODEL_JSON_BYTES = 1024**2  # a real model.json is under 1 KiB; a bigger one is not read into memory
 TEXT_SOURCES = ("features", "encoder", "finetune")  # what train() records (config's "auto" is resolved)
 KINDS = ("vector", "sequence", "transformer")
-MAX_TEXT_LENGTH = 512  # the bound of the text_max_length hyperparameter
 
 
 class ModelInfoError(ValueError):
@@ -118,7 +117,7 @@ def _net_spec(path: Path, data: Any, text_source: str) -> NetSpec:
     text_model = r.get("text_model", None)
     if text_model is not None and (not isinstance(text_model, str) or not text_model.strip()):
         r.fail("text_model", f"must be a local directory path or null, got {text_model!r}")
-    max_length = r.width("text_max_length", upper=MAX_TEXT_LENGTH, default=64)
+    max_length = r.width("text_max_length", upper=TEXT_TOKENS_MAX, default=64)
     if max_length < 2:
         r.fail("text_max_length", f"must be >= 2 (room for the special tokens), got {max_length}")
     return NetSpec(
