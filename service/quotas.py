@@ -44,32 +44,42 @@ def limit_of(settings: Settings, caller: Caller, name: str) -> int:
     return int(value) if value is not None else int(getattr(settings, f"quota_{name}"))
 
 
-def too_many(name: str, limit: int, retry_after: float, what: str) -> ApiError:
+def quota_named(caller: Caller, name: str, limit: int, unit: str = "") -> tuple[str, str]:
+    """How a message names quota ``name`` and whose it is: the server's QUOTA_<NAME> setting, which every key
+    without a limit of its own has, or the key's own (``unilabel-admin keys create --limit``), which only an
+    operator's new key changes: a user asks a different person, or sets a different thing, for each."""
+    if caller.limits.get(name) is not None:
+        return f"this key's own quota {name}={limit}{unit}", ""
+    return f"quota QUOTA_{name.upper()}={limit}{unit}", " for this key"
+
+
+def too_many(caller: Caller, name: str, limit: int, retry_after: float, what: str) -> ApiError:
     seconds = max(1, math.ceil(retry_after))
+    quota, whose = quota_named(caller, name, limit)
     return ApiError(
         429,
-        f"quota QUOTA_{name.upper()}={limit} reached for this key ({what}); retry in {seconds} s",
+        f"{quota} reached{whose} ({what}); retry in {seconds} s",
         field=f"quota.{name}",
         headers={"Retry-After": str(seconds)},
     )
 
 
-def over_any_minute(name: str, limit: int, n: int) -> ApiError:
+def over_any_minute(caller: Caller, name: str, limit: int, n: int) -> ApiError:
     """A request that asks for more in one go than the per-minute quota ``name`` ever admits (5 predictions
     for a key of 3 a minute): a 413 saying how many one request may hold, without Retry-After: a 429 would
     ask for a retry that is refused the same every time."""
+    quota, whose = quota_named(caller, name, limit)
     return ApiError(
         413,
-        f"{n} in one request is more than quota QUOTA_{name.upper()}={limit} admits in any minute for this "
-        f"key; send at most {limit} per request",
+        f"{n} in one request is more than {quota} admits in any minute{whose}; "
+        f"send at most {limit} per request",
         field=f"quota.{name}",
     )
 
 
-def too_large(name: str, limit: int, what: str) -> ApiError:
-    return ApiError(
-        413, f"quota QUOTA_{name.upper()}={limit} bytes reached for this key ({what})", field=f"quota.{name}"
-    )
+def too_large(caller: Caller, name: str, limit: int, what: str) -> ApiError:
+    quota, whose = quota_named(caller, name, limit, " bytes")
+    return ApiError(413, f"{quota} reached{whose} ({what})", field=f"quota.{name}")
 
 
 def minute_window(now: float) -> tuple[int, float]:
@@ -113,7 +123,7 @@ class ExactRate(_Rate):
         limit = limit_of(settings, caller, self.name)
         window, left = minute_window(time.time())
         if await self._take(keys=[self.key(caller.owner, window)], args=[n, limit, 2 * WINDOW_S]) < 0:
-            raise too_many(self.name, limit, left, "per minute")
+            raise too_many(caller, self.name, limit, left, "per minute")
 
     async def used(self, owner: str) -> int:
         """This minute's count of ``owner``."""
@@ -144,13 +154,13 @@ class SyncedRate(_Rate):
         """As ``ExactRate.take``, counted here (a dict update) and added to Redis by ``sync``."""
         limit = limit_of(settings, caller, self.name)
         if limit and n > limit:  # never admitted, however long the client waits: a 429's "retry" misled
-            raise over_any_minute(self.name, limit, n)
+            raise over_any_minute(caller, self.name, limit, n)
         window, left = minute_window(time.time())
         count = self._counts.get(caller.owner)
         if count is None or count.window != window:
             count = self._counts[caller.owner] = _Count(window)
         if limit and count.known + n > limit:
-            raise too_many(self.name, limit, left, f"{count.known} this minute")
+            raise too_many(caller, self.name, limit, left, f"{count.known} this minute")
         count.pending += n
 
     async def used(self, owner: str) -> int:
@@ -205,7 +215,7 @@ def room_to_publish(
         stored = stored_bytes(jobs, store, caller.owner)
         if stored + adding > quota:
             what = f"{stored} bytes stored, {adding} more received; {make_room}"
-            raise too_large("stored_bytes", quota, what)
+            raise too_large(caller, "stored_bytes", quota, what)
         yield
     finally:
         try:

@@ -19,7 +19,7 @@ from service.datasets import ingest
 from service.deps import Limit, Offset, Services, Svc, Who
 from service.errors import CANNOT_REMOVE, ApiError, error_responses, insufficient_storage, not_found
 from service.keys import KEY_ID, Caller
-from service.quotas import limit_of, room_to_publish, stored_bytes, too_large
+from service.quotas import limit_of, quota_named, room_to_publish, stored_bytes, too_large
 from service.uploads import receive_upload
 from worker.artifacts import storage_problem
 
@@ -57,9 +57,10 @@ def _room(svc: Services, caller: Caller) -> tuple[int, str, str]:
     if quota:
         stored = stored_bytes(svc.jobs, svc.store, caller.owner)
         if stored >= quota:
-            raise too_large("stored_bytes", quota, f"{stored} bytes stored; {MAKE_ROOM}")
+            raise too_large(caller, "stored_bytes", quota, f"{stored} bytes stored; {MAKE_ROOM}")
         if quota - stored < upload_limit:
-            left = f"the {quota - stored} bytes left under QUOTA_STORED_BYTES={quota}"
+            named = quota_named(caller, "stored_bytes", quota, " bytes")[0]
+            left = f"the {quota - stored} bytes left under {named}"
             return quota - stored, f"{left} ({stored} bytes stored; {MAKE_ROOM})", "quota.stored_bytes"
     return upload_limit, f"MAX_UPLOAD_BYTES={upload_limit}", "body"
 

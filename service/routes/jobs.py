@@ -202,7 +202,7 @@ def _claim_and_send(body: JobCreate, svc: Services, caller: Caller) -> str:
     try:
         owner, created = svc.jobs.claim(resolve(body, svc, caller), limits)
     except QuotaExceeded as exc:
-        raise too_many(exc.name, exc.limit, JOB_QUOTA_RETRY_S, f"{exc.count} jobs now") from None
+        raise too_many(caller, exc.name, exc.limit, JOB_QUOTA_RETRY_S, f"{exc.count} jobs now") from None
     except DatasetDeleting:
         raise ApiError(409, f"dataset {body.dataset_id} is being deleted", field="body.dataset_id") from None
     if created and svc.store.dataset_dir(caller.owner, body.dataset_id) is None:  # deleted since resolve()

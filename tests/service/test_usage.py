@@ -406,3 +406,27 @@ def test_a_key_already_at_its_stored_bytes_is_refused_any_upload(client, synth_d
     message = error_of(r)["message"]
     assert message.startswith(f"quota QUOTA_STORED_BYTES={stored} bytes reached for this key ({stored} bytes")
     assert "delete-model MODEL_ID" in message and _usage(client)["stored_bytes"]["used"] == stored
+
+
+def test_a_refusal_names_whose_limit_it_met() -> None:
+    """The server's QUOTA_* setting (an operator's, for every key) or the key's own limit (`unilabel-admin
+    keys create --limit`): the message said QUOTA_UPLOADS_PER_MINUTE=2 for a key's own 2, sending its user
+    to a setting that was 10."""
+    from service.keys import Caller
+    from service.quotas import over_any_minute, too_large, too_many
+
+    server, own = Caller("a" * 16, "a"), Caller("b" * 16, "b", limits={"uploads_per_minute": 2})
+    assert too_many(server, "uploads_per_minute", 10, 22.5, "per minute").message == (
+        "quota QUOTA_UPLOADS_PER_MINUTE=10 reached for this key (per minute); retry in 23 s"
+    )
+    assert too_many(own, "uploads_per_minute", 2, 22.5, "per minute").message == (
+        "this key's own quota uploads_per_minute=2 reached (per minute); retry in 23 s"
+    )
+    own = Caller("c" * 16, "c", limits={"predictions_per_minute": 3, "stored_bytes": 0})
+    assert over_any_minute(own, "predictions_per_minute", 3, 4).message == (
+        "4 in one request is more than this key's own quota predictions_per_minute=3 admits in any minute; "
+        "send at most 3 per request"
+    )
+    assert too_large(own, "stored_bytes", 9, "9 bytes stored").message == (
+        "this key's own quota stored_bytes=9 bytes reached (9 bytes stored)"
+    )
