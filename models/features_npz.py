@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -98,7 +99,21 @@ def _declared(path: Path, limits: ArrayLimits, problems: list[Problem]) -> set[s
         msg = f"arrays hold {total} bytes, more than the limit of {limits.max_bytes}"
         problems.append(Problem(NPZ_FILE, "", msg))
         return None
+    if (memory := physical_memory()) is not None and total > memory:
+        msg = f"arrays hold {total} bytes, more than this machine's memory ({memory} bytes): they cannot be "
+        msg += "loaded here; use a machine with more, or fewer utterances, frames or dimensions"
+        problems.append(Problem(NPZ_FILE, "", msg))
+        return None
     return keys
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the OS does not say). Arrays larger than it cannot be
+    loaded: numpy would try, ending in a MemoryError traceback or the kernel's out-of-memory killer."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # Windows has no sysconf
+        return None
 
 
 def _not_npz(path: Path) -> str | None:

@@ -57,3 +57,23 @@ def test_a_compressed_npz_that_holds_its_arrays_still_loads(tmp_path: Path) -> N
     write(tmp_path, df, None)
     np.savez_compressed(tmp_path / NPZ_FILE, **arrays)
     assert load_dataset(tmp_path).features["audio"].values.shape == arrays["audio"].shape
+
+
+def test_arrays_larger_than_the_machines_memory_are_refused_from_their_headers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no cap given (the CLI, the library), arrays that cannot fit in memory were read all the same
+    (numpy allocating them: a MemoryError traceback or the out-of-memory killer). Their headers say their
+    size before anything is allocated, so a dataset problem says it instead."""
+    import models.features_npz as features_npz
+
+    assert features_npz.physical_memory() > 2**28  # this OS says how much it has
+    df, arrays = base()
+    path = write(tmp_path, df, arrays)
+    total = sum(a.nbytes for a in arrays.values())
+    monkeypatch.setattr(features_npz, "physical_memory", lambda: total - 1)
+    problem = find(problems_of(path), NPZ_FILE, "")
+    said = f"arrays hold {total} bytes, more than this machine's memory ({total - 1} bytes): they cannot be"
+    assert problem.message.startswith(said)
+    monkeypatch.setattr(features_npz, "physical_memory", lambda: total)
+    assert len(load_dataset(path)) == N
