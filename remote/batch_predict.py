@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from remote.errors import ClientError
+
 CHUNK_BYTES = 4 * 1024**2
 CHUNK_UTTERANCES = 1024
 CSV_COLUMNS = ("id", "split", "pred", "pred_T", "pred_A", "pred_V")  # unilabel predict's predictions.csv
@@ -49,8 +51,6 @@ def _too_large(status: int, error: dict[str, Any]) -> bool:
 
 
 def _send(client: Predicts, model_id: str, chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from remote.client import ClientError  # remote.client imports this module
-
     try:
         return client.predict(model_id, chunk)["predictions"]
     except ClientError as exc:

@@ -1,4 +1,5 @@
-"""The lists of ``unilabel-remote jobs | datasets | models`` as aligned tables, a row per item.
+"""What ``unilabel-remote`` prints of the API's answers: a few lines for a job, an upload or a download,
+and the lists of ``jobs | datasets | models`` as aligned tables, a row per item.
 
 The API's list bodies carry every item whole (a job's 70-odd resolved hyperparameters, a model's metrics of
 every split); a person looking for the job to wait on needs its id, state and progress. ``--json`` prints the
@@ -7,7 +8,9 @@ body as the API sent it.
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 from api_schemas.usage import QUOTAS
@@ -185,3 +188,26 @@ def usage_table(body: dict[str, Any]) -> str:
         rows.append([name, text(used), "none" if limit is None else text(limit), left])
     minute = f"key {body['name']} ({body['key_id']}); the per-minute counts start again in "
     return f"{aligned(rows)}\n{minute}{math.ceil(body['minute_ends_in_s'])} s"
+
+
+def upload_line(summary: dict[str, Any], created: bool) -> str:
+    """``dataset ID: 130 utterances (train 80, valid 30, test 20); new`` (or ``already uploaded``)."""
+    state = "new" if created else "already uploaded"
+    return f"dataset {summary['id']}: {summary['n']} utterances ({splits_text(summary['splits'])}); {state}"
+
+
+def download_line(model_id: str, out: Path, written: list[str], missing: list[str]) -> str:
+    """``model ID: 8 files in runs/ID; predict with `unilabel predict runs/ID DATA```, and the text model
+    to give it when the run reads one of the server's (model.json names only its folder)."""
+    absent = f" (the server has no {', '.join(missing)})" if missing else ""
+    head = f"model {model_id}: {len(written)} files in {out}{absent}"
+    try:
+        text_model = json.loads((out / "model.json").read_text())["net_spec"].get("text_model")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        text_model = None
+    if not text_model:  # none, or the packaged default
+        return f"{head}; predict with `unilabel predict {out} DATA`"
+    return (
+        f"{head}; it reads text with the server's text model {text_model!r}: predict with "
+        f"`unilabel predict {out} DATA --text-model DIR`, DIR your copy of it"
+    )

@@ -42,9 +42,11 @@ sys.path.insert(0, str(REPO))
 
 from models.interrupts import UNWINDING_SIGNALS, raise_interrupted, signals_ignored  # noqa: E402
 from models.processes import pid_alive  # noqa: E402
+from remote.cli import STRATEGY_HELP, add_set_argument, parse_set  # noqa: E402
 from remote.client import DEFAULT_URL as DEFAULT_CLIENT_URL  # noqa: E402
-from remote.client import STRATEGY_HELP, LabelClient, _parse_hp, add_set_argument, run_all  # noqa: E402
+from remote.client import LabelClient  # noqa: E402
 from remote.localstack import LocalStack, free_port  # noqa: E402
+from remote.workflow import run_all  # noqa: E402
 
 DEFAULT_DIR = REPO / ".stack"
 # the actions that read each option (args' names); status and down read --dir only
@@ -395,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             hp = {
                 **(MOSI_SETTINGS if mosi else {}),
                 **(QUICK_SCHEDULE if args.quick else {}),
-                **_parse_hp(args.hp),
+                **parse_set(args.hp),
             }
             print(f"data: {data}", flush=True)
             print(

@@ -7,7 +7,7 @@ import io
 
 from models.cli_output import ProgressBars
 from models.stages.common import ProgressEvent
-from remote.client import ProgressBar
+from remote.progress import ProgressBar
 
 
 class Terminal(io.StringIO):

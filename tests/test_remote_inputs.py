@@ -42,7 +42,7 @@ class _Server:
         self.batch, self.values, self.sizes = batch, values, []
 
     def predict(self, model_id: str, utterances: list[dict]) -> dict:
-        from remote.client import ClientError
+        from remote.errors import ClientError
 
         self.sizes.append(len(utterances))
         if len(utterances) > self.batch:
@@ -56,7 +56,7 @@ class _Server:
 
 def test_predictions_of_any_number_come_in_requests_the_server_takes(monkeypatch) -> None:
     from remote import batch_predict
-    from remote.client import ClientError
+    from remote.errors import ClientError
 
     monkeypatch.setattr(batch_predict, "CHUNK_UTTERANCES", 8)
     utterances = [{"id": "u" * (i + 1), "features": {"audio": [0.5] * 4}} for i in range(21)]

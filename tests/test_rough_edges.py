@@ -412,7 +412,7 @@ def test_every_argument_of_every_command_says_what_it_is() -> None:
     """`unilabel predict -h` listed `run` and `data` with no word on what they take; so did a dozen
     arguments of `unilabel-remote` and `unilabel-admin`."""
     from models.cli import build_parser
-    from remote.client import build_parser as remote_parser
+    from remote.cli import build_parser as remote_parser
     from service.admin import build_parser as admin_parser
 
     assert _silent_arguments(build_parser(), "unilabel") == []

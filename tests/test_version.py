@@ -107,7 +107,7 @@ def test_dirty_means_the_library_changed(tmp_path: Path) -> None:
     ("prog", "module"),
     [
         ("unilabel", "models.cli"),
-        ("unilabel-remote", "remote.client"),
+        ("unilabel-remote", "remote.cli"),
         ("unilabel-admin", "service.admin"),
         ("unilabel-api", "service.serve"),
     ],

@@ -247,7 +247,7 @@ def test_an_admin_says_whose_dataset_when_two_keys_hold_one(
             assert hank in error_of(r)["message"] and ida in error_of(r)["message"]
         assert c.get(f"/v1/datasets/{ds['id']}", params={"owner": hank}).json()["owner"] == hank
     # the client: its list says which key holds each, its delete names one
-    from remote.client import main as remote
+    from remote.cli import main as remote
 
     admin = ["--url", stack.url, "--key", stack.admin_key]
     assert remote([*admin, "datasets"]) == 0

@@ -653,7 +653,7 @@ def test_predict_limits_and_unknown_model(client, trained: dict, settings: Setti
 
 
 def test_api_schemas_and_client_import_without_torch() -> None:
-    code = "import sys, api_schemas, remote.client; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, api_schemas, remote.cli; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

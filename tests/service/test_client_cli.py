@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from remote.client import build_parser, main
+from remote.cli import build_parser, main
 
 
 def _closed_port() -> int:
@@ -82,7 +82,7 @@ def test_download_line_names_the_text_model_to_give(tmp_path: Path) -> None:
     in model.json: the line after a download says to give a copy with `--text-model`."""
     import json
 
-    from remote.client import download_line
+    from remote.listing import download_line
 
     files = ["model.json", "model.safetensors"]
     (tmp_path / "model.json").write_text(json.dumps({"net_spec": {"text_model": None}}))
@@ -164,7 +164,7 @@ def test_wait_raises_an_error_answer_at_once_and_names_its_timeouts(capsys) -> N
 def test_run_names_a_job_that_failed_and_saves_nothing(tmp_path: Path) -> None:
     """`unilabel-remote run`: a job that failed is raised with its error (main prints it and exits 2), and no
     labels folder is made for it."""
-    from remote.client import run_all
+    from remote.workflow import run_all
 
     class Client:
         def upload_with_status(self, data: Path) -> tuple[dict, bool]:

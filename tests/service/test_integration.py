@@ -13,7 +13,8 @@ import httpx
 import numpy as np
 import pytest
 
-from remote.client import LabelClient, main
+from remote.cli import main
+from remote.client import LabelClient
 from remote.localstack import LocalStack, running_stack
 from tests.service.conftest import TINY, _need_redis, make_key
 from tests.service.test_api import _utterance

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from remote.client import main
+from remote.cli import main
 from tests.service import test_rough_edges_service as rough
 from tests.service.conftest import TINY
 

@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from remote.client import ClientError, LabelClient, build_parser, main
+from remote.cli import build_parser, main
+from remote.client import LabelClient
+from remote.errors import ClientError
 from tests.service.conftest import TINY, upload_dir
 from tests.service.test_api import error_of
 

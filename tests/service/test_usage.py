@@ -125,7 +125,8 @@ def test_usage_is_the_callers_own_unless_an_admin_names_another_key(client, sett
 
 @pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument")
 def test_remote_usage_prints_a_row_per_quota(client, settings, synth_dir, monkeypatch, capsys) -> None:
-    from remote.client import LabelClient, main
+    from remote.cli import main
+    from remote.client import LabelClient
 
     monkeypatch.setattr(LabelClient, "__init__", lambda self, *a, **k: setattr(self, "http", client))
     monkeypatch.setattr(LabelClient, "close", lambda self: None)

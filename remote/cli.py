@@ -1,0 +1,346 @@
+"""A small client of the label service, and its CLI (``unilabel-remote ...`` / ``python -m remote.cli``).
+
+    upload PATH...            a dataset folder, an archive, or utterances.csv + features.npz (--json)
+    submit DATASET_ID         start a job (--strategy, --seed, --set name=value, --idempotency-key, --json)
+    wait JOB_ID               follow a job with a progress bar until it finishes (--json: its record)
+    cancel JOB_ID             cancel a queued or running job; prints its state (--json: its record)
+    status JOB_ID | model MODEL_ID    the job's record, the model's card (JSON)
+    download MODEL_ID         its run directory, for ``unilabel predict`` (-o DIR, default runs/MODEL_ID)
+    jobs [--state S] | datasets | models    a line each (--json: the API's list)
+    labels JOB_ID             download the learned unimodal labels (--format csv|json, -o FILE)
+    report JOB_ID             download a finished job's label report (--format html|json, -o FILE)
+    predict MODEL_ID          predict for --input FILE.json, or --dataset PATH [--split test] [--n 5]
+                              (PATH: a local dataset folder or archive, not an uploaded id)
+    run PATH                  all of it: upload, submit, wait, labels, report and model
+                              (OUT/<job id>/labels.csv, report.html, model/), predict
+
+Every command needs an API key (``--key`` or env UNILABEL_API_KEY; ``unilabel-admin keys create NAME`` makes
+one). Needs only httpx, numpy/pandas (to read a dataset for predict) and tqdm; never torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from api_schemas.datasets import DATASET_ID
+from api_schemas.jobs import JobState
+from models.cli_args import add_version_option
+from remote.batch_predict import predict_all, write_predictions_csv
+from remote.client import DEFAULT_URL, KEY_ENV, LabelClient, utterances_from_dataset
+from remote.errors import ClientError, foreign_answer_hint, not_json_message, transport_message, url_problem
+from remote.listing import (
+    datasets_table,
+    download_line,
+    finished_lines,
+    job_lines,
+    jobs_table,
+    models_table,
+    submitted_lines,
+    upload_line,
+    usage_table,
+)
+from remote.progress import ProgressBar
+from remote.workflow import run_all
+
+if TYPE_CHECKING:
+    from models.dataset import Dataset
+
+RUN_OUT = "runs/remote"  # ``run``'s default --out: each job's files in a folder of its own below it
+STRATEGY_HELP = "label strategy: mug, selfmm, copy, none, mlc, cmc or mtcl"  # the service checks the name
+LIST_TABLES = {"jobs": jobs_table, "datasets": datasets_table, "models": models_table}
+
+
+def add_set_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--set NAME=VALUE`` (repeatable; ``--hp``, its earlier name, too) into ``args.hp``, for parse_set."""
+    parser.add_argument(
+        "--set", "--hp", dest="hp", action="append", default=[], metavar="NAME=VALUE", help=help_text
+    )
+
+
+def parse_set(items: Iterable[str]) -> dict[str, Any]:
+    """``--set`` values by name: JSON where they parse as JSON (numbers, true, null, lists), else the text."""
+    out = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects NAME=VALUE, got {item!r}")
+        try:
+            out[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[name.strip()] = raw
+    return out
+
+
+def _print(obj: Any) -> None:
+    print(obj if isinstance(obj, str) else json.dumps(obj, indent=2))
+
+
+def read_utterances(path: str | Path) -> list[Any]:
+    """The utterances of a predict --input file: a JSON list, or an object with an "utterances" list."""
+    try:
+        loaded = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"--input {path}: no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"--input {path}: not JSON ({err})") from None
+    utterances = loaded.get("utterances") if isinstance(loaded, dict) else loaded
+    if not isinstance(utterances, list):
+        raise ValueError(f'--input {path}: expected a JSON list of utterances or {{"utterances": [...]}}')
+    return utterances
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unilabel-remote", description=__doc__.split("\n\n")[0])
+    add_version_option(parser)
+    parser.add_argument("--url", default=DEFAULT_URL, help="service base URL (env UNILABEL_URL)")
+    parser.add_argument("--key", help=f"API key (env {KEY_ENV}); unilabel-admin keys create NAME makes one")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="each has its own -h")
+    p = sub.add_parser("upload", help="upload a dataset; prints its id, size, splits and whether it is new")
+    p.add_argument("paths", nargs="+", help="a dataset folder, an archive, or utterances.csv features.npz")
+    p.add_argument("--json", action="store_true", help="print the whole dataset record as JSON")
+    for name in ("submit", "run"):
+        p = sub.add_parser(
+            name,
+            help="start a job; prints its id, state and notes"
+            if name == "submit"
+            else "upload, train, download labels, report and model, predict",
+        )
+        if name == "submit":
+            p.add_argument("dataset_id", help="an uploaded dataset's id (unilabel-remote upload prints it)")
+        else:
+            p.add_argument("path", help="a dataset folder or archive to upload and train on")
+        p.add_argument("--strategy", default="mug", help=STRATEGY_HELP)
+        p.add_argument("--seed", type=int, default=1111, help="training seed (default 1111)")
+        add_set_argument(
+            p, "a hyperparameter, as `unilabel train --set` (`unilabel hyperparameters` lists them)"
+        )
+        p.add_argument("--preset", help="a column of the MUG paper's Table 2: mosi, mosei or sims")
+        if name == "submit":
+            p.add_argument(
+                "--idempotency-key", help="the same key again returns the same job, never a second"
+            )
+            p.add_argument("--json", action="store_true", help="print the job's whole record as JSON")
+        else:
+            p.add_argument(
+                "--out",
+                default=RUN_OUT,
+                help=f"labels, report and model go to OUT/<job id>/labels.csv, report.html, model/ "
+                f"(default {RUN_OUT})",
+            )
+    p = sub.add_parser("wait", help="follow a job until it finishes; then its scores, or its error")
+    p.add_argument("job_id", help="the job's id")
+    p.add_argument("--timeout", type=float, help="give up after this many seconds (default: never)")
+    p.add_argument("--json", action="store_true", help="print the finished job's whole record as JSON")
+    sub.add_parser("status", help="show a job's record").add_argument("job_id", help="the job's id")
+    p = sub.add_parser("cancel", help="cancel a queued or running job; prints its state")
+    p.add_argument("job_id", help="the job's id")
+    p.add_argument("--json", action="store_true", help="print the job's whole record as JSON")
+    p = sub.add_parser("jobs", help="list jobs (the newest 100), a line each")
+    p.add_argument("--state", choices=[s.value for s in JobState], help="only the jobs in this state")
+    sub.add_parser("datasets", help="list uploaded datasets, a line each")
+    p = sub.add_parser(
+        "delete", help="delete an uploaded dataset (not while a job uses it); its models are kept"
+    )
+    p.add_argument("dataset_id", help="the dataset's id (unilabel-remote datasets lists them)")
+    p.add_argument(
+        "--owner",
+        metavar="KEY_ID",
+        help="with an admin key: the key whose dataset it is, when several hold the id (datasets lists them)",
+    )
+    sub.add_parser("models", help="list trained models, a line each")
+    for name in ("jobs", "datasets", "models"):
+        sub.choices[name].add_argument("--json", action="store_true", help="print the API's list as JSON")
+    p = sub.add_parser("usage", help="this key's quotas: what it uses of each, and what is left")
+    p.add_argument("--key-id", help="with an admin key: another key's (unilabel-admin keys list shows ids)")
+    p.add_argument("--json", action="store_true", help="print the API's answer as JSON")
+    sub.add_parser("model", help="show a model's card").add_argument("model_id", help="the model's id")
+    sub.add_parser(
+        "delete-model", help="delete a trained model, and its labels and report; its job's record is kept"
+    ).add_argument("model_id", help="the model's id (unilabel-remote models lists them)")
+    p = sub.add_parser(
+        "download", help="download a model's run directory, for `unilabel predict` and `unilabel report`"
+    )
+    p.add_argument("model_id", help="the model's id (a finished job names it)")
+    p.add_argument("-o", "--output", help="a new or empty directory (default runs/MODEL_ID)")
+    p = sub.add_parser("labels", help="download learned unimodal labels")
+    p.add_argument("job_id", help="a finished job's id")
+    p.add_argument("--format", choices=("csv", "json"), default="csv", help="csv (default) or json")
+    p.add_argument("-o", "--output", help="write to this file (default: standard output)")
+    p = sub.add_parser("report", help="download a finished job's label report (its page, or its data)")
+    p.add_argument("job_id", help="a finished job's id")
+    p.add_argument("--format", choices=("html", "json"), default="html", help="html (default) or json")
+    p.add_argument("-o", "--output", help="write to this file (default: standard output)")
+    p = sub.add_parser("predict", help="predict with a trained model")
+    p.add_argument("model_id", help="the model's id")
+    source = p.add_mutually_exclusive_group()  # one or the other: neither is dropped unsaid
+    source.add_argument("--input", help='JSON file: {"utterances": [...]} or a list of utterances')
+    source.add_argument(
+        "--dataset",
+        metavar="PATH",
+        help="take utterances from this local dataset folder or archive instead (the service does not send "
+        "an uploaded dataset back, so not its id)",
+    )
+    p.add_argument(
+        "--split", default="test", help="with --dataset: the split to take utterances from (all: every split)"
+    )
+    count = p.add_mutually_exclusive_group()
+    count.add_argument("--n", type=int, default=5, help="with --dataset: how many (the split's first N)")
+    count.add_argument("--all", action="store_true", help="with --dataset: every utterance of the split")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="write the predictions to this CSV, as `unilabel predict` does (default: JSON to stdout)",
+    )
+    return parser
+
+
+def _local_dataset(path: str) -> Dataset:
+    """The dataset at ``path`` for ``predict --dataset``, or a ValueError that says what the flag takes: an
+    uploaded dataset's id, the name `upload` prints, is the likely mistake."""
+    from models.dataset_loader import load_dataset  # numpy/pandas only
+
+    if not Path(path).exists():
+        uploaded = DATASET_ID.match(path)
+        hint = "; it looks like an uploaded dataset's id: give the folder you uploaded" if uploaded else ""
+        raise ValueError(f"--dataset {path}: no such folder or archive here (a local dataset){hint}")
+    return load_dataset(path, for_training=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if problem := url_problem(args.url):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        with LabelClient(args.url, api_key=args.key) as c:
+            cmd = args.command
+            if cmd == "upload":
+                summary, created = c.upload_with_status(*args.paths)
+                _print(summary if args.json else upload_line(summary, created))
+            elif cmd == "submit":
+                hp, key = parse_set(args.hp), args.idempotency_key
+                job = c.submit(args.dataset_id, args.strategy, args.seed, hp, key, preset=args.preset)
+                _print(job if args.json else "\n".join(submitted_lines(job)))
+            elif cmd == "run":
+                run_all(
+                    c,
+                    Path(args.path),
+                    Path(args.out),
+                    args.strategy,
+                    args.seed,
+                    parse_set(args.hp),
+                    preset=args.preset,
+                )
+            elif cmd == "wait":
+                job = c.wait(args.job_id, args.timeout, on_update=ProgressBar())
+                _print(job if args.json else "\n".join(finished_lines(job)))
+                return 0 if job["state"] == "succeeded" else 1
+            elif cmd == "status":
+                _print(c.job(args.job_id))
+            elif cmd == "delete":
+                c.delete_dataset(args.dataset_id, args.owner)
+                print(f"dataset {args.dataset_id} deleted")
+            elif cmd == "delete-model":
+                c.delete_model(args.model_id)
+                print(f"model {args.model_id} deleted")
+            elif cmd == "cancel":
+                job = c.cancel(args.job_id)
+                _print(job if args.json else "\n".join(job_lines(job)))
+            elif cmd in ("jobs", "datasets", "models"):
+                body = c.jobs(args.state) if cmd == "jobs" else getattr(c, cmd)()
+                _print(body if args.json else LIST_TABLES[cmd](body))
+            elif cmd == "usage":
+                body = c.usage(args.key_id)
+                _print(body if args.json else usage_table(body))
+            elif cmd == "model":
+                _print(c.model(args.model_id))
+            elif cmd == "download":
+                out = Path(args.output or f"runs/{args.model_id}")
+                written, missing = c.download(args.model_id, out)
+                print(download_line(args.model_id, out, written, missing))
+            elif cmd in ("labels", "report"):
+                data = getattr(c, cmd)(args.job_id, args.format)
+                text = data if isinstance(data, str) else json.dumps(data, indent=2)
+                if args.output:
+                    Path(args.output).write_text(text, encoding="utf-8")
+                    what = "labels" if cmd == "labels" else "label report"
+                    print(f"{what} of job {args.job_id} written to {args.output} ({args.format})")
+                else:
+                    sys.stdout.write(text)
+            elif cmd == "predict":
+                if args.dataset:
+                    if args.n < 1:  # a slice [:-1] would have sent all but the last utterance
+                        raise ValueError(f"--n: must be at least 1, got {args.n}")
+                    from models.dataset import SPLITS  # numpy only
+
+                    if args.split not in (*SPLITS, "all"):
+                        choices = ", ".join([*SPLITS, "all"])
+                        raise ValueError(f"--split {args.split}: unknown split; one of {choices}")
+                    split = None if args.split == "all" else args.split
+                    n = None if args.all else args.n
+                    dataset = _local_dataset(args.dataset)
+                    spec = c.model(args.model_id)["input_spec"]
+                    splits = dict(zip(dataset.ids.tolist(), dataset.split.tolist(), strict=True))
+                    utterances = utterances_from_dataset(dataset, split, n, spec)
+                    if not utterances:
+                        raise ValueError(
+                            f"--split {args.split}: {args.dataset} has no utterance in that split"
+                        )
+                elif args.all:
+                    raise ValueError("--all: takes every utterance of --dataset's split; give --dataset")
+                elif args.input:
+                    utterances = read_utterances(args.input)
+                else:
+                    raise ValueError("predict needs --input FILE.json or --dataset PATH (a dataset folder)")
+
+                def said(done: int, total: int) -> None:  # a big set takes many requests: show them pass
+                    print(f"predicted {done} of {total}", file=sys.stderr)
+
+                predictions = predict_all(c, args.model_id, utterances, on_progress=said)
+                if not args.output:
+                    _print({"model_id": args.model_id, "predictions": predictions})
+                    return 0
+                write_predictions_csv(args.output, predictions, splits if args.dataset else {})
+                print(f"{len(predictions)} predictions written to {args.output}")
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if exc.status == 401 and not (args.key or os.environ.get(KEY_ENV)):
+            print(f"  pass an API key: --key KEY or env {KEY_ENV}", file=sys.stderr)
+        if hint := foreign_answer_hint(exc, args.url):
+            print(f"  {hint}", file=sys.stderr)
+        for d in exc.error.get("details", [])[1:]:
+            if d.get("problem") not in str(exc):  # an invalid dataset's message holds them all already
+                print(f"  {d.get('field')}: {d.get('problem')}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        from models.cli_output import reader_gone
+
+        return reader_gone()
+    except (
+        httpx.ConnectError,
+        httpx.ConnectTimeout,
+        httpx.UnsupportedProtocol,
+        httpx.InvalidURL,
+        httpx.RemoteProtocolError,
+    ) as exc:
+        print(f"error: {transport_message(exc, args.url)}", file=sys.stderr)
+        return 2
+    except json.JSONDecodeError:  # an answer's .json(): read_utterances names its own file's decode errors
+        print(f"error: {not_json_message(args.url)}", file=sys.stderr)
+        return 2
+    except (httpx.HTTPError, OSError, TimeoutError, RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
