@@ -66,12 +66,15 @@ def add_set_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
 
 
 def parse_set(items: Iterable[str]) -> dict[str, Any]:
-    """``--set`` values by name: JSON where they parse as JSON (numbers, true, null, lists), else the text."""
+    """``--set`` values by name: JSON where they parse as JSON (numbers, true, null, lists), else the text. A
+    ValueError worded as ``unilabel train`` words the same mistake, for main's ``error:`` line and exit 2."""
     out = {}
     for item in items:
         name, sep, raw = item.partition("=")
         if not sep:
-            raise SystemExit(f"--set expects NAME=VALUE, got {item!r}")
+            raise ValueError(f"--set {item}: expected name=value")
+        if not name.strip():
+            raise ValueError(f"--set {item}: expected name=value (no name before the =)")
         try:
             out[name.strip()] = json.loads(raw)
         except json.JSONDecodeError:

@@ -44,13 +44,18 @@ def test_upload_names_a_path_that_holds_no_dataset_before_calling(tmp_path: Path
         assert err.startswith(f"error: {message}") and "Traceback" not in err
 
 
-def test_hyperparameters_are_set_as_in_unilabel_train() -> None:
-    """`--set` as `unilabel train` spells it; `--hp`, the client's earlier name, still works."""
+def test_hyperparameters_are_set_as_in_unilabel_train(capsys) -> None:
+    """`--set` as `unilabel train` spells it; `--hp`, the client's earlier name, still works. One without a
+    name and an = is named as `unilabel train` names it, an `error:` line and exit 2 as every bad input
+    (it was a bare SystemExit message, exit 1), before any request."""
     for name in ("submit", "run"):
         args = build_parser().parse_args([name, "X", "--set", "beta=1", "--hp", "modalities=text,audio"])
         assert args.hp == ["beta=1", "modalities=text,audio"]
-    with pytest.raises(SystemExit, match="--set expects NAME=VALUE, got 'beta'"):
-        main(["submit", "X", "--set", "beta"])
+    url = f"http://127.0.0.1:{_closed_port()}"  # nothing listens: a request would be named "cannot reach"
+    for name in ("submit", "run"):
+        for given, problem in (("beta", ""), ("=3", " (no name before the =)")):
+            assert main(["--url", url, name, "X", "--set", "beta=1", "--set", given]) == 2
+            assert capsys.readouterr().err == f"error: --set {given}: expected name=value{problem}\n"
 
 
 def test_predict_input_file_is_named(tmp_path: Path, capsys) -> None:
