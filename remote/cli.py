@@ -217,6 +217,23 @@ def _local_dataset(path: str) -> Dataset:
     return load_dataset(path, for_training=False)
 
 
+def _key_hint(given: str | None, url: str, from_service: bool) -> str | None:
+    """What to do about a 401: pass a key when none was sent, else check the key sent and where it came from
+    (``given``, --key, else env UNILABEL_API_KEY, as LabelClient chooses). The service says the same of an
+    unknown, a malformed and a revoked key, so the hint leaves all three open. None for a 401 that is not the
+    service's (foreign_answer_hint names that)."""
+    key = given if given is not None else os.environ.get(KEY_ENV)
+    if not key:
+        return f"pass an API key: --key KEY or env {KEY_ENV}"
+    if not from_service:
+        return None
+    source, check = ("--key", "--key") if given is not None else (f"env {KEY_ENV}", KEY_ENV)
+    return (
+        f"the key from {source} is not one this service takes (unknown here, mistyped or revoked): check "
+        f"{check}, and that --url {url} is the service whose `unilabel-admin keys create` made it"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if problem := url_problem(args.url):
@@ -315,8 +332,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{len(predictions)} predictions written to {args.output}")
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        if exc.status == 401 and not (args.key or os.environ.get(KEY_ENV)):
-            print(f"  pass an API key: --key KEY or env {KEY_ENV}", file=sys.stderr)
+        if exc.status == 401 and (hint := _key_hint(args.key, args.url, exc.from_service)):
+            print(f"  {hint}", file=sys.stderr)
         if hint := foreign_answer_hint(exc, args.url):
             print(f"  {hint}", file=sys.stderr)
         for d in exc.error.get("details", [])[1:]:

@@ -154,6 +154,39 @@ def test_bad_and_revoked_keys_are_refused(stack: LocalStack) -> None:
         assert c.get("/v1/datasets").status_code == 401  # API_KEY_CACHE_S=0: at once
 
 
+def test_the_client_says_what_to_check_of_a_key_the_service_refuses(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """unilabel-remote with a key the service refuses (unknown, mistyped, revoked) gave the 401 alone; it
+    names where the key came from (--key or env UNILABEL_API_KEY) and the service that should have made it.
+    Without a key: how to pass one."""
+    from remote.cli import main as remote
+    from service.keys import KeyStore
+
+    monkeypatch.delenv("UNILABEL_API_KEY", raising=False)
+    key = stack.create_key("hinted")
+    assert remote(["--url", stack.url, "--key", key, "datasets"]) == 0
+    capsys.readouterr()
+    KeyStore.from_url(stack.redis_url).revoke("hinted")  # API_KEY_CACHE_S=0: refused at once
+    refused = (
+        "error: HTTP 401 unauthorized [header.authorization]: the API key is not valid (unknown, malformed "
+        "or revoked)\n  the key from {} is not one this service takes (unknown here, mistyped or revoked): "
+        f"check {{}}, and that --url {stack.url} is the service whose `unilabel-admin keys create` made it\n"
+    )
+    secret = key.split("_", 2)[2]
+    for bad in ("nonsense", f"ulk_{'1' * 16}_{secret}", key[:-1], key):
+        assert remote(["--url", stack.url, "--key", bad, "datasets"]) == 2, bad
+        assert capsys.readouterr().err == refused.format("--key", "--key"), bad
+    monkeypatch.setenv("UNILABEL_API_KEY", key)
+    assert remote(["--url", stack.url, "datasets"]) == 2
+    assert capsys.readouterr().err == refused.format("env UNILABEL_API_KEY", "UNILABEL_API_KEY")
+    assert remote(["--url", stack.url, "--key", "", "datasets"]) == 2  # --key "" sends none, env or not
+    assert capsys.readouterr().err == (
+        "error: HTTP 401 unauthorized [header.authorization]: an API key is required: Authorization: Bearer "
+        "<key>\n  pass an API key: --key KEY or env UNILABEL_API_KEY\n"
+    )
+
+
 def test_admin_cli_and_hashed_storage(stack: LocalStack) -> None:
     exe = shutil.which("unilabel-admin") or str(Path(sys.executable).with_name("unilabel-admin"))
     base = [exe, "--redis-url", stack.redis_url, "keys"]

@@ -134,7 +134,7 @@ def test_an_error_answer_is_named_with_its_details_and_a_missing_key_is_hinted(m
             "  pass an API key: --key KEY or env UNILABEL_API_KEY\n"
             "  f: p\n"
         )
-        assert main(["--url", url, "--key", "k", "datasets"]) == 2  # a key was given: no hint
+        assert main(["--url", url, "--key", "k", "datasets"]) == 2  # a key was given: what to check of it
         assert "pass an API key" not in capsys.readouterr().err
     with canned_server(lambda *_: (502, "<html>Bad Gateway</html>")) as url:
         assert main(["--url", url, "datasets"]) == 2
