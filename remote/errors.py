@@ -24,12 +24,20 @@ FOREIGN_TEXT_CHARS = 200  # of another server's error page: enough to recognise 
 
 class ClientError(Exception):
     """An error answer: status, and the body's ``error`` object. ``from_service`` is False when the body was
-    not the API's error JSON (a proxy's or another server's page, shown as its text)."""
+    not the API's error JSON (a proxy's or another server's page, shown as its text); ``retry_after``: the
+    seconds its Retry-After header asked to wait (a quota's 429, a 503), None without one."""
 
-    def __init__(self, status: int, error: dict[str, Any], from_service: bool = True) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: dict[str, Any],
+        from_service: bool = True,
+        retry_after: float | None = None,
+    ) -> None:
         self.status = status
         self.error = error
         self.from_service = from_service
+        self.retry_after = retry_after
         field = f" [{error['field']}]" if error.get("field") else ""
         super().__init__(f"HTTP {status} {error.get('code', 'error')}{field}: {error.get('message', '')}")
 
@@ -37,15 +45,27 @@ class ClientError(Exception):
 def error_of(response: httpx.Response) -> ClientError:
     """The ClientError for an answer of status >= 400: the API's error object, else the answer's text on one
     line (an HTML page's many lines and indents made a screenful of noise)."""
+    wait = retry_after(response.headers.get("retry-after"))
     try:
         error = response.json()["error"]
         if isinstance(error, dict):
-            return ClientError(response.status_code, error)
+            return ClientError(response.status_code, error, retry_after=wait)
     except (ValueError, KeyError, TypeError):
         pass
     text = " ".join(response.text.split())
     cut = text[:FOREIGN_TEXT_CHARS] + ("…" if len(text) > FOREIGN_TEXT_CHARS else "")
-    return ClientError(response.status_code, {"code": "http_error", "message": cut}, from_service=False)
+    error = {"code": "http_error", "message": cut}
+    return ClientError(response.status_code, error, from_service=False, retry_after=wait)
+
+
+def retry_after(value: str | None) -> float | None:
+    """A Retry-After header's seconds; None without one, or for its other form, an HTTP date, which the
+    service never sends."""
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < float("inf") else None
 
 
 def foreign_answer_hint(exc: ClientError, url: str) -> str | None:

@@ -81,3 +81,17 @@ def test_predictions_of_any_number_come_in_requests_the_server_takes(monkeypatch
                 raise ClientError(404, {"field": "model_id", "message": "no such model"})
 
         batch_predict.predict_all(Gone(9, 9), "m", utterances)
+
+
+def test_an_error_answer_keeps_its_retry_after() -> None:
+    """error_of keeps Retry-After's seconds (None without one, or for an HTTP date), its message as before."""
+    import httpx
+
+    from remote.errors import error_of
+
+    body = {"error": {"code": "too_many_requests", "message": "retry in 23 s", "field": "quota.x"}}
+    message = "HTTP 429 too_many_requests [quota.x]: retry in 23 s"
+    for header, expected in (("23", 23.0), (None, None), ("Fri, 01 May 2026 10:00:00 GMT", None)):
+        exc = error_of(httpx.Response(429, json=body, headers={"Retry-After": header} if header else {}))
+        assert exc.retry_after == expected and str(exc) == message
+    assert error_of(httpx.Response(503, text="busy", headers={"Retry-After": "2"})).retry_after == 2.0
