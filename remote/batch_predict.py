@@ -4,12 +4,19 @@ One request may carry at most MAX_PREDICT_BODY_BYTES (8 MiB by default), MAX_PRE
 MAX_PREDICT_BATCH utterances (4,096). The client does not know a server's settings, so it sends requests of
 at most half the default bytes and a quarter of the default utterances, and a request the server still finds
 too large (an operator lowered a limit) is split in two and sent again.
+
+A key may also have a quota of predictions a minute. A request over what is left of this minute's is refused
+with a 429 and the seconds until the next minute (Retry-After): it is sent again once they have passed, so a
+set larger than the quota takes as many minutes as it needs. A request of more utterances than the quota
+admits in any minute is a 413 saying how many one request may hold: the rest go in requests that size.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +25,10 @@ import numpy as np
 
 from remote.errors import ClientError
 
+QUOTA_FIELD = "quota.predictions_per_minute"  # the error field of the key's per-minute quota
+# waits for one request the quota refuses before giving up: each waits for the next minute, whose whole quota
+# it fits, so only another client of the same key can take that minute from it again and again
+QUOTA_WAITS = 5
 CHUNK_BYTES = 4 * 1024**2
 CHUNK_UTTERANCES = 1024
 CSV_COLUMNS = ("id", "split", "pred", "pred_T", "pred_A", "pred_V")  # unilabel predict's predictions.csv
@@ -50,14 +61,62 @@ def _too_large(status: int, error: dict[str, Any]) -> bool:
     return status == 422 and error.get("field") == "body.utterances" and "at most" in error.get("message", "")
 
 
-def _send(client: Predicts, model_id: str, chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    try:
-        return client.predict(model_id, chunk)["predictions"]
-    except ClientError as exc:
-        if len(chunk) < 2 or not _too_large(exc.status, exc.error):
-            raise
-        half = len(chunk) // 2
-        return _send(client, model_id, chunk[:half]) + _send(client, model_id, chunk[half:])
+def _quota_limit(exc: ClientError) -> int | None:
+    """The key's predictions a minute, as a quota error names it (``QUOTA_PREDICTIONS_PER_MINUTE=600``)."""
+    found = re.search(r"QUOTA_PREDICTIONS_PER_MINUTE=(\d+)", exc.error.get("message", ""))
+    return int(found[1]) if found else None
+
+
+def _per_request(exc: ClientError) -> int | None:
+    """How many utterances one request may hold, from the 413 of a request of more than the key's quota admits
+    in any minute (``send at most N per request``); None for any other answer."""
+    if exc.status != 413 or exc.error.get("field") != QUOTA_FIELD:
+        return None
+    found = re.search(r"send at most (\d+) per request", exc.error.get("message", ""))
+    return int(found[1]) if found and int(found[1]) > 0 else None
+
+
+class _Cut(Exception):
+    """A request held more utterances than the key's per-minute quota admits; ``most``: how many it does."""
+
+    def __init__(self, most: int) -> None:
+        super().__init__(most)
+        self.most = most
+
+
+def _send(
+    client: Predicts,
+    model_id: str,
+    chunk: list[dict[str, Any]],
+    wait: Callable[[int | None, float], None],
+) -> list[dict[str, Any]]:
+    """The predictions of one request, or of its halves when the server finds it too large. A 429 of the
+    key's per-minute quota is waited out (``wait(limit, seconds)``) and the same request sent again, at most
+    QUOTA_WAITS times; a request over what that quota admits in any minute raises _Cut."""
+    waits = 0
+    while True:
+        try:
+            return client.predict(model_id, chunk)["predictions"]
+        except ClientError as exc:
+            if exc.status == 429 and exc.error.get("field") == QUOTA_FIELD and exc.retry_after is not None:
+                if waits == QUOTA_WAITS:
+                    limit = _quota_limit(exc)
+                    quota = f"quota of {limit:,} predictions a minute" if limit is not None else "quota"
+                    raise RuntimeError(
+                        f"the key's {quota} refused a request of {len(chunk)} utterances {waits + 1} times "
+                        "in a row, each after the wait it asked for: another client may be using this key "
+                        "(`unilabel-remote usage` shows what it uses)"
+                    ) from exc
+                waits += 1
+                wait(_quota_limit(exc), exc.retry_after)
+                continue
+            most = _per_request(exc)
+            if most is not None and most < len(chunk):
+                raise _Cut(most) from exc
+            if len(chunk) < 2 or not _too_large(exc.status, exc.error):
+                raise
+            half = len(chunk) // 2
+            return _send(client, model_id, chunk[:half], wait) + _send(client, model_id, chunk[half:], wait)
 
 
 def predict_all(
@@ -65,14 +124,33 @@ def predict_all(
     model_id: str,
     utterances: list[dict[str, Any]],
     on_progress: Callable[[int, int], None] | None = None,
+    on_wait: Callable[[int | None, float], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> list[dict[str, Any]]:
     """The model's predictions for every utterance, in order; ``on_progress(done, total)`` after each
-    request."""
+    request. A request the key's per-minute quota refuses waits the seconds the service asks for
+    (``on_wait(limit, seconds)`` first: the quota's predictions a minute, if the answer names it) and is sent
+    again; after QUOTA_WAITS waits for the same request, a RuntimeError says so."""
+
+    def wait(limit: int | None, seconds: float) -> None:
+        if on_wait is not None:
+            on_wait(limit, seconds)
+        sleep(seconds)
+
     out: list[dict[str, Any]] = []
+    most: int | None = None  # utterances one request may hold under the key's quota, once a 413 said so
     for chunk in chunks(utterances):
-        out += _send(client, model_id, chunk)
-        if on_progress is not None:
-            on_progress(len(out), len(utterances))
+        start = 0
+        while start < len(chunk):
+            piece = chunk[start : start + most] if most else chunk[start:]
+            try:
+                out += _send(client, model_id, piece, wait)
+            except _Cut as cut:  # each cut is smaller than the piece it came from: this ends
+                most = cut.most
+                continue
+            start += len(piece)
+            if on_progress is not None:
+                on_progress(len(out), len(utterances))
     return out
 
 

@@ -324,7 +324,11 @@ def main(argv: list[str] | None = None) -> int:
                 def said(done: int, total: int) -> None:  # a big set takes many requests: show them pass
                     print(f"predicted {done} of {total}", file=sys.stderr)
 
-                predictions = predict_all(c, args.model_id, utterances, on_progress=said)
+                def waits(limit: int | None, seconds: float) -> None:  # a minute's quota used: why it stalls
+                    quota = f"quota of {limit:,} predictions a minute" if limit is not None else "quota"
+                    print(f"the key's {quota} reached; waiting {seconds:g} s", file=sys.stderr)
+
+                predictions = predict_all(c, args.model_id, utterances, on_progress=said, on_wait=waits)
                 if not args.output:
                     _print({"model_id": args.model_id, "predictions": predictions})
                     return 0

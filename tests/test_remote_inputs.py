@@ -4,6 +4,7 @@ them reach a server in requests it takes (remote/batch_predict.py)."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -81,6 +82,102 @@ def test_predictions_of_any_number_come_in_requests_the_server_takes(monkeypatch
                 raise ClientError(404, {"field": "model_id", "message": "no such model"})
 
         batch_predict.predict_all(Gone(9, 9), "m", utterances)
+
+
+class _Quota:
+    """A service whose key may predict ``limit`` utterances a minute, on a clock that only ``sleep`` moves:
+    a request over what is left of the minute is a 429 with the seconds to its end (Retry-After), one over the
+    whole minute's a 413 saying how many a request may hold (service/quotas.py). The requests it saw."""
+
+    def __init__(self, limit: int, now: float = 50.0) -> None:
+        self.limit, self.now, self.used, self.minute, self.sizes, self.slept = limit, now, 0, 0, [], []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def predict(self, model_id: str, utterances: list[dict]) -> dict:
+        from remote.errors import ClientError
+
+        self.sizes.append(len(utterances))
+        name, n = "QUOTA_PREDICTIONS_PER_MINUTE", len(utterances)
+        if n > self.limit:
+            message = f"{n} in one request is more than quota {name}={self.limit} admits in any minute for "
+            message += f"this key; send at most {self.limit} per request"
+            raise ClientError(413, {"field": "quota.predictions_per_minute", "message": message})
+        if int(self.now // 60) != self.minute:
+            self.minute, self.used = int(self.now // 60), 0
+        if self.used + n > self.limit:
+            left = math.ceil(60 - self.now % 60)
+            message = f"quota {name}={self.limit} reached for this key ({self.used} this minute); "
+            message += f"retry in {left} s"
+            error = {"field": "quota.predictions_per_minute", "message": message}
+            raise ClientError(429, error, retry_after=float(left))
+        self.used += n
+        return {"predictions": [{"id": u["id"], "minute": self.minute} for u in utterances]}
+
+
+def test_a_set_larger_than_the_keys_quota_a_minute_waits_for_the_next_minutes() -> None:
+    """`predict --all` under a key's per-minute quota: the first 429 ended the command and dropped every
+    prediction made. A 429 of that quota is waited out (the seconds of its Retry-After, said first) and the
+    same request sent again; a request larger than a whole minute's quota (413, "send at most N") is cut to N;
+    every utterance is predicted once, in order."""
+    from remote import batch_predict
+
+    utterances = [{"id": f"u{i}"} for i in range(10)]
+    server, waits, seen = _Quota(limit=4), [], []
+    out = batch_predict.predict_all(
+        server,
+        "m",
+        utterances,
+        on_progress=lambda d, t: seen.append((d, t)),
+        on_wait=lambda limit, s: waits.append((limit, s)),
+        sleep=server.sleep,
+    )
+    assert [p["id"] for p in out] == [u["id"] for u in utterances]
+    assert [p["minute"] for p in out] == [0] * 4 + [1] * 4 + [2] * 2  # 4 a minute, never more
+    assert server.sizes == [10, 4, 4, 4, 2, 2]  # cut to 4 after the 413; each 429 sent again once
+    assert waits == [(4, 10.0), (4, 60.0)] and server.slept == [10.0, 60.0]
+    assert seen == [(4, 10), (8, 10), (10, 10)]
+
+
+def test_waiting_for_the_quota_is_bounded_and_only_for_its_429() -> None:
+    """A request refused QUOTA_WAITS + 1 times in a row is given up, saying why (another client may use the
+    key's quota); any other 429 or 413 is raised at once, unwaited."""
+    from remote import batch_predict
+    from remote.errors import ClientError
+
+    class Crowded(_Quota):  # another client takes each minute's quota before this one
+        def sleep(self, seconds: float) -> None:
+            super().sleep(seconds)
+            self.used = self.limit
+            self.minute = int(self.now // 60)
+
+    server = Crowded(limit=4)
+    server.used = 4
+    gave_up = "quota of 4 predictions a minute refused a request of 2 utterances 6 times in a row"
+    with pytest.raises(RuntimeError, match=gave_up):
+        batch_predict.predict_all(server, "m", [{"id": "a"}, {"id": "b"}], sleep=server.sleep)
+    assert len(server.slept) == batch_predict.QUOTA_WAITS == 5 and server.sizes == [2] * 6
+
+    class Refusing(_Quota):
+        def __init__(self, status: int, field: str, retry_after: float | None) -> None:
+            super().__init__(limit=4)
+            self.error = ClientError(status, {"field": field, "message": "no"}, retry_after=retry_after)
+
+        def predict(self, model_id: str, utterances: list[dict]) -> dict:
+            self.sizes.append(len(utterances))
+            raise self.error
+
+    for status, field, retry_after in (
+        (429, "quota.uploads_per_minute", 5.0),  # not this request's quota
+        (429, "quota.predictions_per_minute", None),  # no Retry-After: how long to wait is unknown
+        (413, "body", None),  # one utterance over the body's limit: no split helps
+    ):
+        server = Refusing(status, field, retry_after)
+        with pytest.raises(ClientError, match=str(status)):
+            batch_predict.predict_all(server, "m", [{"id": "a"}], sleep=server.sleep)
+        assert server.sizes == [1] and server.slept == [], field
 
 
 def test_an_error_answer_keeps_its_retry_after() -> None:

@@ -6,8 +6,12 @@ from __future__ import annotations
 import json
 import time
 from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from api_schemas.usage import QUOTAS
@@ -366,6 +370,49 @@ def test_a_request_over_the_whole_minutes_predictions_says_so(client, trained: d
     if used == 0:  # the whole minute's worth in one request is admitted
         body["utterances"] = body["utterances"][:3]
         assert client.post(f"/v1/models/{trained['job_id']}/predict", json=body).status_code == 200
+
+
+@pytest.mark.filterwarnings("ignore:You should not use the 'timeout' argument")
+def test_remote_predict_all_waits_out_the_keys_predictions_a_minute(
+    client, trained: dict, synth_dir: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """`unilabel-remote predict --dataset PATH --all` for more utterances than the key may predict in a minute
+    ended at the API's first 429 (and before, at its 413: more than a minute's worth in one request), with
+    nothing written. Against the API's own answers, the client cuts its requests to what one may hold, waits
+    each minute out as Retry-After says and writes every prediction. The API's clock is moved by those waits
+    (service/quotas.py reads it), so no minute passes here."""
+    import service.quotas as quotas
+    from remote import batch_predict, cli
+    from remote.client import LabelClient
+
+    monkeypatch.setattr(LabelClient, "__init__", lambda self, *a, **k: setattr(self, "http", client))
+    monkeypatch.setattr(LabelClient, "close", lambda self: None)
+    monkeypatch.setattr(client.app.state.services.settings, "quota_predictions_per_minute", 8)
+    ahead = 61 - time.time() % 60  # the API's minute has just begun: its first 8 pass
+    monkeypatch.setattr(quotas, "time", SimpleNamespace(time=lambda: time.time() + ahead))
+    slept = []
+
+    def sleep(seconds: float) -> None:
+        nonlocal ahead
+        slept.append(seconds)
+        ahead += seconds
+
+    monkeypatch.setattr(cli, "predict_all", partial(batch_predict.predict_all, sleep=sleep))
+    out = tmp_path / "predictions.csv"
+    assert cli.main(["predict", trained["job_id"], "--dataset", str(synth_dir), "--all", "-o", str(out)]) == 0
+    said = capsys.readouterr()
+    assert said.out == f"20 predictions written to {out}\n"
+    waited = [f"the key's quota of 8 predictions a minute reached; waiting {s:g} s" for s in slept]
+    assert said.err.splitlines() == [
+        "predicted 8 of 20",
+        waited[0],
+        "predicted 16 of 20",
+        waited[1],
+        "predicted 20 of 20",
+    ]
+    assert len(slept) == 2 and all(55 <= s <= 60 for s in slept), slept
+    test_ids = pd.read_csv(synth_dir / "utterances.csv", dtype={"id": str}).query("split == 'test'")["id"]
+    assert pd.read_csv(out, dtype={"id": str})["id"].tolist() == test_ids.tolist()
 
 
 def test_a_keys_stored_bytes_leave_out_other_keys_models(client, trained: dict, settings) -> None:
