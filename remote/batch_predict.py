@@ -62,8 +62,9 @@ def _too_large(status: int, error: dict[str, Any]) -> bool:
 
 
 def _quota_limit(exc: ClientError) -> int | None:
-    """The key's predictions a minute, as a quota error names it (``QUOTA_PREDICTIONS_PER_MINUTE=600``)."""
-    found = re.search(r"QUOTA_PREDICTIONS_PER_MINUTE=(\d+)", exc.error.get("message", ""))
+    """The key's predictions a minute, as a quota error names it: the server's setting
+    (``QUOTA_PREDICTIONS_PER_MINUTE=600``) or the key's own (``predictions_per_minute=600``)."""
+    found = re.search(r"predictions_per_minute=(\d+)", exc.error.get("message", ""), re.IGNORECASE)
     return int(found[1]) if found else None
 
 

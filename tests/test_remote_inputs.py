@@ -89,8 +89,12 @@ class _Quota:
     a request over what is left of the minute is a 429 with the seconds to its end (Retry-After), one over the
     whole minute's a 413 saying how many a request may hold (service/quotas.py). The requests it saw."""
 
-    def __init__(self, limit: int, now: float = 50.0) -> None:
+    def __init__(self, limit: int, now: float = 50.0, own: bool = False) -> None:
+        from service.keys import Caller
+
         self.limit, self.now, self.used, self.minute, self.sizes, self.slept = limit, now, 0, 0, [], []
+        # the server's QUOTA_PREDICTIONS_PER_MINUTE, or the key's own limit: their messages differ
+        self.caller = Caller("a" * 16, "k", limits={"predictions_per_minute": limit} if own else {})
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
@@ -98,26 +102,26 @@ class _Quota:
 
     def predict(self, model_id: str, utterances: list[dict]) -> dict:
         from remote.errors import ClientError
+        from service.quotas import over_any_minute, too_many
 
         self.sizes.append(len(utterances))
-        name, n = "QUOTA_PREDICTIONS_PER_MINUTE", len(utterances)
-        if n > self.limit:
-            message = f"{n} in one request is more than quota {name}={self.limit} admits in any minute for "
-            message += f"this key; send at most {self.limit} per request"
-            raise ClientError(413, {"field": "quota.predictions_per_minute", "message": message})
+        name, n = "predictions_per_minute", len(utterances)
+        if n > self.limit:  # the service's own words, which the client reads
+            refused = over_any_minute(self.caller, name, self.limit, n)
+            raise ClientError(413, {"field": refused.field, "message": refused.message})
         if int(self.now // 60) != self.minute:
             self.minute, self.used = int(self.now // 60), 0
         if self.used + n > self.limit:
             left = math.ceil(60 - self.now % 60)
-            message = f"quota {name}={self.limit} reached for this key ({self.used} this minute); "
-            message += f"retry in {left} s"
-            error = {"field": "quota.predictions_per_minute", "message": message}
-            raise ClientError(429, error, retry_after=float(left))
+            refused = too_many(self.caller, name, self.limit, left, f"{self.used} this minute")
+            error = {"field": refused.field, "message": refused.message}
+            raise ClientError(429, error, retry_after=float(refused.headers["Retry-After"]))
         self.used += n
         return {"predictions": [{"id": u["id"], "minute": self.minute} for u in utterances]}
 
 
-def test_a_set_larger_than_the_keys_quota_a_minute_waits_for_the_next_minutes() -> None:
+@pytest.mark.parametrize("own", [False, True], ids=["server-quota", "keys-own-quota"])
+def test_a_set_larger_than_the_keys_quota_a_minute_waits_for_the_next_minutes(own: bool) -> None:
     """`predict --all` under a key's per-minute quota: the first 429 ended the command and dropped every
     prediction made. A 429 of that quota is waited out (the seconds of its Retry-After, said first) and the
     same request sent again; a request larger than a whole minute's quota (413, "send at most N") is cut to N;
@@ -125,7 +129,7 @@ def test_a_set_larger_than_the_keys_quota_a_minute_waits_for_the_next_minutes() 
     from remote import batch_predict
 
     utterances = [{"id": f"u{i}"} for i in range(10)]
-    server, waits, seen = _Quota(limit=4), [], []
+    server, waits, seen = _Quota(limit=4, own=own), [], []
     out = batch_predict.predict_all(
         server,
         "m",
