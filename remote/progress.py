@@ -13,7 +13,9 @@ FINAL = tuple(s.value for s in FINAL_STATES)  # the states a job never leaves
 class ProgressBar:
     """A job's overall fraction, described by state, stage, epoch and the first loss: a tqdm bar on a
     terminal; elsewhere (a log file, a pipe) a line when the state or stage changes and at every tenth of
-    the job, since a bar's carriage returns would make a log one endless line."""
+    the job, since a bar's carriage returns would make a log one endless line. Used as a context manager it
+    closes the bar however the following ends, so that a line said after an interrupt starts a line of its
+    own instead of running into the bar."""
 
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream or sys.stderr
@@ -29,6 +31,17 @@ class ProgressBar:
                 bar_format="{desc} |{bar}| {percentage:3.0f}% {elapsed}",
             )
         self.shown: tuple = ()
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the bar's line (tqdm's close, which does nothing the second time)."""
+        if self.bar is not None:
+            self.bar.close()
 
     def __call__(self, job: dict[str, Any]) -> None:
         done = 1000 if job["state"] == "succeeded" else int(round(1000 * (job.get("progress") or 0.0)))
@@ -48,4 +61,4 @@ class ProgressBar:
             self.bar.n = max(done, self.bar.n)
             self.bar.refresh()
         if job["state"] in FINAL:
-            self.bar.close()
+            self.close()

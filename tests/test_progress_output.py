@@ -102,3 +102,19 @@ def test_compare_in_a_log_says_a_line_a_run(small_synth, tiny_hp, tmp_path) -> N
         "compare 4/4: none seed 2",
     ]
     assert all(" Corr " in line for line in said)
+
+
+def test_job_bar_closed_on_an_interrupt_ends_its_line() -> None:
+    """`unilabel-remote wait` and `run` follow a job inside ``with ProgressBar()``: Ctrl-C mid-job ends the
+    bar's line, so that the line said after it does not run into the bar."""
+    screen = Terminal()
+    try:
+        with ProgressBar(screen) as bar:
+            for job in _job_records()[:20]:
+                bar(job)
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert "running meta" in screen.getvalue() and screen.getvalue().endswith("\n")
+    bar.close()  # a second close (as after a final state) draws nothing more
+    assert screen.getvalue().count("\n") == 1
