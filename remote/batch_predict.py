@@ -14,6 +14,7 @@ admits in any minute is a 413 saying how many one request may hold: the rest go 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import time
@@ -159,12 +160,16 @@ def write_predictions_csv(
     path: str | Path, predictions: list[dict[str, Any]], splits: Mapping[str, str]
 ) -> None:
     """``predictions`` (the API's) as `unilabel predict` writes them: id, split, pred, pred_T, pred_A, pred_V
-    (blank for a modality the model left out, and for the split of an utterance that named none)."""
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")  # as pandas writes unilabel predict's (csv's is \r\n)
-        writer.writerow(CSV_COLUMNS)
-        for p in predictions:
-            # float32's shortest text, as `unilabel predict` writes it (the model computes in float32;
-            # JSON carried it as a float64 with 17 digits)
-            values = ["" if p.get(k) is None else str(np.float32(p[k])) for k in API_FIELDS]
-            writer.writerow([p["id"], splits.get(p["id"], ""), *values])
+    (blank for a modality the model left out, and for the split of an utterance that named none). Written
+    whole or not at all: an interrupt leaves no partial CSV, nor a file it replaced cut short."""
+    from models.report import write_bytes_atomic  # pandas: only when a CSV is written
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")  # as pandas writes unilabel predict's (csv's is \r\n)
+    writer.writerow(CSV_COLUMNS)
+    for p in predictions:
+        # float32's shortest text, as `unilabel predict` writes it (the model computes in float32;
+        # JSON carried it as a float64 with 17 digits)
+        values = ["" if p.get(k) is None else str(np.float32(p[k])) for k in API_FIELDS]
+        writer.writerow([p["id"], splits.get(p["id"], ""), *values])
+    write_bytes_atomic(path, text.getvalue().encode("utf-8"))

@@ -33,9 +33,11 @@ import httpx
 from api_schemas.datasets import DATASET_ID
 from api_schemas.jobs import JobState
 from models.cli_args import add_version_option
+from models.interrupts import exit_status, signals_unwind
 from remote.batch_predict import predict_all, write_predictions_csv
 from remote.client import DEFAULT_URL, KEY_ENV, LabelClient, utterances_from_dataset
 from remote.errors import ClientError, foreign_answer_hint, not_json_message, transport_message, url_problem
+from remote.interruption import UPLOAD_CUT, Interruption, job_goes_on
 from remote.listing import (
     datasets_table,
     download_line,
@@ -234,8 +236,50 @@ def _key_hint(given: str | None, url: str, from_service: bool) -> str | None:
     )
 
 
+def _download_dir(args: argparse.Namespace) -> Path:
+    return Path(args.output or f"runs/{args.model_id}")
+
+
+def _interrupt_leaves(args: argparse.Namespace) -> str:
+    """What an interrupt leaves before the command's own steps say more (``run``'s do, and a write once done):
+    the requests that change something may or may not have reached the service; the others write nothing
+    until their answer is whole."""
+    cmd, job_id = args.command, getattr(args, "job_id", None)
+    if cmd == "upload":
+        return UPLOAD_CUT
+    if cmd == "submit":
+        return "the job may or may not have been submitted: `unilabel-remote jobs` lists jobs"
+    if cmd == "wait":
+        return job_goes_on(job_id)
+    if cmd == "cancel":
+        return f"the cancel may or may not have reached the service: `unilabel-remote status {job_id}` tells"
+    if cmd in ("delete", "delete-model"):
+        listing = "datasets" if cmd == "delete" else "models"
+        return f"the delete may or may not have reached the service: `unilabel-remote {listing}` tells"
+    if cmd == "download":
+        return f"nothing was written to {_download_dir(args)}"
+    if getattr(args, "output", None):  # labels, report, predict: written whole at the end (or not at all)
+        return f"nothing was written to {args.output}"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The ``unilabel-remote`` command. Ctrl-C, SIGTERM and SIGHUP unwind alike (models.interrupts), ending
+    with one line that says what the interrupt left (a job goes on in the service: how to follow or cancel
+    it; what was written) and the exit status 128 + the signal's number, never a traceback."""
+    interruption = Interruption()
+    with signals_unwind():
+        try:
+            return _main(argv, interruption)
+        except KeyboardInterrupt as exc:
+            print(interruption.line(), file=sys.stderr)
+            return exit_status(exc)
+
+
+def _main(argv: list[str] | None, leaves: Interruption) -> int:
     args = build_parser().parse_args(argv)
+    leaves.command = args.command
+    leaves(_interrupt_leaves(args))
     if problem := url_problem(args.url):
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -258,9 +302,12 @@ def main(argv: list[str] | None = None) -> int:
                     args.seed,
                     parse_set(args.hp),
                     preset=args.preset,
+                    leaves=leaves,
                 )
             elif cmd == "wait":
-                job = c.wait(args.job_id, args.timeout, on_update=ProgressBar())
+                with ProgressBar() as bar:  # closed before any line after it, an interrupt's too
+                    job = c.wait(args.job_id, args.timeout, on_update=bar)
+                leaves(f"job {args.job_id} {job['state']}")
                 _print(job if args.json else "\n".join(finished_lines(job)))
                 return 0 if job["state"] == "succeeded" else 1
             elif cmd == "status":
@@ -283,14 +330,19 @@ def main(argv: list[str] | None = None) -> int:
             elif cmd == "model":
                 _print(c.model(args.model_id))
             elif cmd == "download":
-                out = Path(args.output or f"runs/{args.model_id}")
+                out = _download_dir(args)
                 written, missing = c.download(args.model_id, out)
+                leaves(f"{out} was written")
                 print(download_line(args.model_id, out, written, missing))
             elif cmd in ("labels", "report"):
                 data = getattr(c, cmd)(args.job_id, args.format)
                 text = data if isinstance(data, str) else json.dumps(data, indent=2)
                 if args.output:
-                    Path(args.output).write_text(text, encoding="utf-8")
+                    from models.report import write_bytes_atomic  # pandas: only to write a file
+
+                    # whole or not at all: an interrupt leaves no part of it, nor of a file it replaces
+                    write_bytes_atomic(args.output, text.encode("utf-8"))
+                    leaves(f"{args.output} was written")
                     what = "labels" if cmd == "labels" else "label report"
                     print(f"{what} of job {args.job_id} written to {args.output} ({args.format})")
                 else:
@@ -333,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
                     _print({"model_id": args.model_id, "predictions": predictions})
                     return 0
                 write_predictions_csv(args.output, predictions, splits if args.dataset else {})
+                leaves(f"{args.output} was written")
                 print(f"{len(predictions)} predictions written to {args.output}")
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)

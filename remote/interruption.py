@@ -1,0 +1,49 @@
+"""What an interrupted ``unilabel-remote`` command leaves, for the one line it ends with (Ctrl-C, SIGTERM and
+SIGHUP alike: models.interrupts).
+
+A job the client follows runs in the service, not in the client: an interrupt ends the following, never the
+job, and a user who cannot tell that either leaves it running unknowingly or submits it a second time. So the
+line names what goes on and what was written, with the command that picks it up again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# The service discards an upload whose body did not arrive whole (service/routes/datasets.py removes its
+# staging folder); one that did arrive is stored even when its answer finds the client gone.
+UPLOAD_CUT = (
+    "the service keeps nothing of an upload it did not receive whole, but one it did may be stored "
+    "(`unilabel-remote datasets` lists them; the same files upload again to the same id)"
+)
+
+
+class Interruption:
+    """The line an interrupted command ends with. Each step that changes what an interrupt would leave sets
+    ``leaves`` before it starts, worded for that step cut short anywhere: a request cut short may or may not
+    have reached the service, so the words must hold either way."""
+
+    def __init__(self) -> None:
+        self.command: str | None = None
+        self.leaves = ""
+
+    def __call__(self, leaves: str) -> None:
+        self.leaves = leaves
+
+    def line(self) -> str:
+        who = f"unilabel-remote {self.command}" if self.command else "unilabel-remote"
+        return f"{who}: interrupted" + (f"; {self.leaves}" if self.leaves else "")
+
+
+def job_goes_on(job_id: str) -> str:
+    """An interrupt while a job runs: it goes on in the service, and how to follow or stop it."""
+    return (
+        f"job {job_id} is not cancelled and goes on in the service: `unilabel-remote wait {job_id}` follows "
+        f"it again, `unilabel-remote cancel {job_id}` stops it"
+    )
+
+
+def written_so_far(job_id: str, state: str, paths: list[Path]) -> str:
+    """An interrupt after a job finished, while ``run`` saves its outputs: what is written already."""
+    written = ", ".join(str(p) for p in paths) if paths else "nothing yet"
+    return f"job {job_id} {state}; written so far: {written}"
