@@ -35,7 +35,7 @@ from api_schemas.jobs import JobState
 from models.cli_args import add_version_option
 from models.interrupts import exit_status, signals_unwind
 from remote.batch_predict import predict_all, write_predictions_csv
-from remote.client import DEFAULT_URL, KEY_ENV, LabelClient, utterances_from_dataset
+from remote.client import DEFAULT_URL, KEY_ENV, LabelClient, clean_key, utterances_from_dataset
 from remote.errors import ClientError, foreign_answer_hint, not_json_message, transport_message, url_problem
 from remote.interruption import UPLOAD_CUT, Interruption, job_goes_on
 from remote.listing import (
@@ -225,7 +225,7 @@ def _key_hint(given: str | None, url: str, from_service: bool) -> str | None:
     unknown, a malformed and a revoked key, so the hint leaves all three open. None for a 401 that is not the
     service's (foreign_answer_hint names that)."""
     key = given if given is not None else os.environ.get(KEY_ENV)
-    if not key:
+    if not (key or "").strip():  # only whitespace: nothing was sent (clean_key)
         return f"pass an API key: --key KEY or env {KEY_ENV}"
     if not from_service:
         return None
@@ -284,7 +284,8 @@ def _main(argv: list[str] | None, leaves: Interruption) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
-        with LabelClient(args.url, api_key=args.key) as c:
+        key = clean_key(args.key, "--key")  # without it LabelClient reads env UNILABEL_API_KEY, naming it
+        with LabelClient(args.url, api_key=key) as c:
             cmd = args.command
             if cmd == "upload":
                 summary, created = c.upload_with_status(*args.paths)

@@ -27,10 +27,32 @@ DEFAULT_URL = os.environ.get("UNILABEL_URL", "http://127.0.0.1:8000")
 KEY_ENV = "UNILABEL_API_KEY"
 
 
+def clean_key(key: str | None, source: str) -> str | None:
+    """``key`` without the whitespace around it, which a key read from a file or pasted often keeps (a
+    trailing newline) and which the service's keys never hold (``ulk_``, then ASCII letters, digits, _ and -:
+    service/keys.py). A ValueError naming ``source`` (``--key``, ``env UNILABEL_API_KEY``) for whitespace or
+    another character no key has inside it: sent, such a key would fail in httpx, naming a header, not it."""
+    if key is None:
+        return None
+    key = key.strip()
+    if odd := next((ch for ch in key if not " " < ch < "\x7f"), None):
+        what = "whitespace" if odd.isspace() else repr(odd)
+        raise ValueError(
+            f"{source}: the API key holds {what} inside it, which no key does (keys are ASCII letters, "
+            "digits, _ and -): check its value"
+        )
+    return key
+
+
 class LabelClient:
     def __init__(self, url: str = DEFAULT_URL, timeout: float = 60.0, api_key: str | None = None) -> None:
-        """``api_key``: sent as ``Authorization: Bearer``; default env UNILABEL_API_KEY."""
-        key = api_key if api_key is not None else os.environ.get(KEY_ENV)
+        """``api_key``: sent as ``Authorization: Bearer``; default env UNILABEL_API_KEY. Whitespace around the
+        key is dropped (a key read from a file keeps its newline; no key holds whitespace); a key with
+        whitespace or another character no key has inside it is a ValueError (``clean_key``)."""
+        if api_key is not None:
+            key = clean_key(api_key, "api_key")
+        else:
+            key = clean_key(os.environ.get(KEY_ENV), f"env {KEY_ENV}")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=headers)
 

@@ -247,3 +247,40 @@ def test_a_url_that_leads_elsewhere_is_named_with_what_to_check(capsys) -> None:
     assert "(is it running? the local stack: `python scripts/stack.py status` prints its URL)" in (
         capsys.readouterr().err
     )
+
+
+def test_a_key_is_sent_without_the_whitespace_around_it_and_one_inside_is_named(monkeypatch, capsys) -> None:
+    """A key read from a file keeps its newline (`Illegal header value b'Bearer ulk_...\\n'` from httpx before
+    any request): the whitespace around it is dropped, as no key holds any. Whitespace, or a character no key
+    has, inside it is named with where the key came from, exit 2, nothing sent; a key of only whitespace is
+    no key."""
+    from tests.service.conftest import canned_server
+
+    sent: list[str | None] = []
+
+    def answer(method: str, path: str, headers: dict[str, str]) -> tuple[int, str]:
+        sent.append(headers.get("Authorization"))
+        if "Authorization" not in headers:
+            return 401, json.dumps({"error": {"code": "unauthorized", "message": "no API key"}})
+        return 200, json.dumps({"jobs": []})
+
+    with canned_server(answer) as url:
+        monkeypatch.setenv("UNILABEL_API_KEY", "ulk_env\n")
+        assert main(["--url", url, "jobs", "--json"]) == 0
+        assert main(["--url", url, "--key", " ulk_flag\r\n", "jobs", "--json"]) == 0
+        assert sent == ["Bearer ulk_env", "Bearer ulk_flag"]
+        capsys.readouterr()
+        inside = "holds whitespace inside it, which no key does (keys are ASCII letters, digits, _ and -)"
+        for key_args, env, message in (
+            ([], "ulk_a b\n", f"error: env UNILABEL_API_KEY: the API key {inside}: check its value\n"),
+            (["--key", "ulk_a\tb"], "", f"error: --key: the API key {inside}: check its value\n"),
+            (["--key", "ulk_é"], "", "error: --key: the API key holds 'é' inside it, which no key does"),
+        ):
+            monkeypatch.setenv("UNILABEL_API_KEY", env)
+            assert main(["--url", url, *key_args, "jobs"]) == 2
+            assert capsys.readouterr().err.startswith(message)
+        assert len(sent) == 2  # none of them was sent
+        monkeypatch.setenv("UNILABEL_API_KEY", " \n")
+        assert main(["--url", url, "jobs"]) == 2
+        assert sent[2:] == [None]
+        assert capsys.readouterr().err.endswith("  pass an API key: --key KEY or env UNILABEL_API_KEY\n")
