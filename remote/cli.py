@@ -1,4 +1,4 @@
-"""A small client of the label service, and its CLI (``unilabel-remote ...`` / ``python -m remote.cli``).
+"""``unilabel-remote``, the label service's command line (also ``python -m remote.cli``).
 
     upload PATH...            a dataset folder, an archive, or utterances.csv + features.npz (--json)
     submit DATASET_ID         start a job (--strategy, --seed, --set name=value, --idempotency-key, --json)
@@ -26,18 +26,16 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-from api_schemas.datasets import DATASET_ID
 from api_schemas.jobs import JobState
 from models.cli_args import add_version_option
 from models.interrupts import exit_status, signals_unwind
-from remote.batch_predict import predict_all, write_predictions_csv
-from remote.client import DEFAULT_URL, KEY_ENV, LabelClient, clean_key, utterances_from_dataset
+from remote.client import DEFAULT_URL, KEY_ENV, LabelClient, clean_key
 from remote.errors import ClientError, foreign_answer_hint, not_json_message, transport_message, url_problem
-from remote.interruption import UPLOAD_CUT, Interruption, job_goes_on
+from remote.interruption import Interruption, download_dir, leaves_of
 from remote.listing import (
     datasets_table,
     download_line,
@@ -49,11 +47,9 @@ from remote.listing import (
     upload_line,
     usage_table,
 )
+from remote.predict_command import predict_command
 from remote.progress import ProgressBar
 from remote.workflow import run_all
-
-if TYPE_CHECKING:
-    from models.dataset import Dataset
 
 RUN_OUT = "runs/remote"  # ``run``'s default --out: each job's files in a folder of its own below it
 STRATEGY_HELP = "label strategy: mug, selfmm, copy, none, mlc, cmc or mtcl"  # the service checks the name
@@ -86,20 +82,6 @@ def parse_set(items: Iterable[str]) -> dict[str, Any]:
 
 def _print(obj: Any) -> None:
     print(obj if isinstance(obj, str) else json.dumps(obj, indent=2))
-
-
-def read_utterances(path: str | Path) -> list[Any]:
-    """The utterances of a predict --input file: a JSON list, or an object with an "utterances" list."""
-    try:
-        loaded = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"--input {path}: no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"--input {path}: not JSON ({err})") from None
-    utterances = loaded.get("utterances") if isinstance(loaded, dict) else loaded
-    if not isinstance(utterances, list):
-        raise ValueError(f'--input {path}: expected a JSON list of utterances or {{"utterances": [...]}}')
-    return utterances
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,18 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _local_dataset(path: str) -> Dataset:
-    """The dataset at ``path`` for ``predict --dataset``, or a ValueError that says what the flag takes: an
-    uploaded dataset's id, the name `upload` prints, is the likely mistake."""
-    from models.dataset_loader import load_dataset  # numpy/pandas only
-
-    if not Path(path).exists():
-        uploaded = DATASET_ID.match(path)
-        hint = "; it looks like an uploaded dataset's id: give the folder you uploaded" if uploaded else ""
-        raise ValueError(f"--dataset {path}: no such folder or archive here (a local dataset){hint}")
-    return load_dataset(path, for_training=False)
-
-
 def _key_hint(given: str | None, url: str, from_service: bool) -> str | None:
     """What to do about a 401: pass a key when none was sent, else check the key sent and where it came from
     (``given``, --key, else env UNILABEL_API_KEY, as LabelClient chooses). The service says the same of an
@@ -234,33 +204,6 @@ def _key_hint(given: str | None, url: str, from_service: bool) -> str | None:
         f"the key from {source} is not one this service takes (unknown here, mistyped or revoked): check "
         f"{check}, and that --url {url} is the service whose `unilabel-admin keys create` made it"
     )
-
-
-def _download_dir(args: argparse.Namespace) -> Path:
-    return Path(args.output or f"runs/{args.model_id}")
-
-
-def _interrupt_leaves(args: argparse.Namespace) -> str:
-    """What an interrupt leaves before the command's own steps say more (``run``'s do, and a write once done):
-    the requests that change something may or may not have reached the service; the others write nothing
-    until their answer is whole."""
-    cmd, job_id = args.command, getattr(args, "job_id", None)
-    if cmd == "upload":
-        return UPLOAD_CUT
-    if cmd == "submit":
-        return "the job may or may not have been submitted: `unilabel-remote jobs` lists jobs"
-    if cmd == "wait":
-        return job_goes_on(job_id)
-    if cmd == "cancel":
-        return f"the cancel may or may not have reached the service: `unilabel-remote status {job_id}` tells"
-    if cmd in ("delete", "delete-model"):
-        listing = "datasets" if cmd == "delete" else "models"
-        return f"the delete may or may not have reached the service: `unilabel-remote {listing}` tells"
-    if cmd == "download":
-        return f"nothing was written to {_download_dir(args)}"
-    if getattr(args, "output", None):  # labels, report, predict: written whole at the end (or not at all)
-        return f"nothing was written to {args.output}"
-    return ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None, leaves: Interruption) -> int:
     args = build_parser().parse_args(argv)
     leaves.command = args.command
-    leaves(_interrupt_leaves(args))
+    leaves(leaves_of(args))
     if problem := url_problem(args.url):
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -331,7 +274,7 @@ def _main(argv: list[str] | None, leaves: Interruption) -> int:
             elif cmd == "model":
                 _print(c.model(args.model_id))
             elif cmd == "download":
-                out = _download_dir(args)
+                out = download_dir(args)
                 written, missing = c.download(args.model_id, out)
                 leaves(f"{out} was written")
                 print(download_line(args.model_id, out, written, missing))
@@ -349,45 +292,7 @@ def _main(argv: list[str] | None, leaves: Interruption) -> int:
                 else:
                     sys.stdout.write(text)
             elif cmd == "predict":
-                if args.dataset:
-                    if args.n < 1:  # a slice [:-1] would have sent all but the last utterance
-                        raise ValueError(f"--n: must be at least 1, got {args.n}")
-                    from models.dataset import SPLITS  # numpy only
-
-                    if args.split not in (*SPLITS, "all"):
-                        choices = ", ".join([*SPLITS, "all"])
-                        raise ValueError(f"--split {args.split}: unknown split; one of {choices}")
-                    split = None if args.split == "all" else args.split
-                    n = None if args.all else args.n
-                    dataset = _local_dataset(args.dataset)
-                    spec = c.model(args.model_id)["input_spec"]
-                    splits = dict(zip(dataset.ids.tolist(), dataset.split.tolist(), strict=True))
-                    utterances = utterances_from_dataset(dataset, split, n, spec)
-                    if not utterances:
-                        raise ValueError(
-                            f"--split {args.split}: {args.dataset} has no utterance in that split"
-                        )
-                elif args.all:
-                    raise ValueError("--all: takes every utterance of --dataset's split; give --dataset")
-                elif args.input:
-                    utterances = read_utterances(args.input)
-                else:
-                    raise ValueError("predict needs --input FILE.json or --dataset PATH (a dataset folder)")
-
-                def said(done: int, total: int) -> None:  # a big set takes many requests: show them pass
-                    print(f"predicted {done} of {total}", file=sys.stderr)
-
-                def waits(limit: int | None, seconds: float) -> None:  # a minute's quota used: why it stalls
-                    quota = f"quota of {limit:,} predictions a minute" if limit is not None else "quota"
-                    print(f"the key's {quota} reached; waiting {seconds:g} s", file=sys.stderr)
-
-                predictions = predict_all(c, args.model_id, utterances, on_progress=said, on_wait=waits)
-                if not args.output:
-                    _print({"model_id": args.model_id, "predictions": predictions})
-                    return 0
-                write_predictions_csv(args.output, predictions, splits if args.dataset else {})
-                leaves(f"{args.output} was written")
-                print(f"{len(predictions)} predictions written to {args.output}")
+                predict_command(c, args, leaves)
     except ClientError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if exc.status == 401 and (hint := _key_hint(args.key, args.url, exc.from_service)):

@@ -8,6 +8,7 @@ line names what goes on and what was written, with the command that picks it up 
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 # The service discards an upload whose body did not arrive whole (service/routes/datasets.py removes its
@@ -47,3 +48,31 @@ def written_so_far(job_id: str, state: str, paths: list[Path]) -> str:
     """An interrupt after a job finished, while ``run`` saves its outputs: what is written already."""
     written = ", ".join(str(p) for p in paths) if paths else "nothing yet"
     return f"job {job_id} {state}; written so far: {written}"
+
+
+def download_dir(args: argparse.Namespace) -> Path:
+    """Where ``download`` writes the model's run directory: -o, else runs/MODEL_ID."""
+    return Path(args.output or f"runs/{args.model_id}")
+
+
+def leaves_of(args: argparse.Namespace) -> str:
+    """What an interrupt leaves before the command's own steps say more (``run``'s do, and a write once done):
+    the requests that change something may or may not have reached the service; the others write nothing
+    until their answer is whole."""
+    cmd, job_id = args.command, getattr(args, "job_id", None)
+    if cmd == "upload":
+        return UPLOAD_CUT
+    if cmd == "submit":
+        return "the job may or may not have been submitted: `unilabel-remote jobs` lists jobs"
+    if cmd == "wait":
+        return job_goes_on(job_id)
+    if cmd == "cancel":
+        return f"the cancel may or may not have reached the service: `unilabel-remote status {job_id}` tells"
+    if cmd in ("delete", "delete-model"):
+        listing = "datasets" if cmd == "delete" else "models"
+        return f"the delete may or may not have reached the service: `unilabel-remote {listing}` tells"
+    if cmd == "download":
+        return f"nothing was written to {download_dir(args)}"
+    if getattr(args, "output", None):  # labels, report, predict: written whole at the end (or not at all)
+        return f"nothing was written to {args.output}"
+    return ""

@@ -382,7 +382,7 @@ def test_remote_predict_all_waits_out_the_keys_predictions_a_minute(
     each minute out as Retry-After says and writes every prediction. The API's clock is moved by those waits
     (service/quotas.py reads it), so no minute passes here."""
     import service.quotas as quotas
-    from remote import batch_predict, cli
+    from remote import batch_predict, cli, predict_command
     from remote.client import LabelClient
 
     monkeypatch.setattr(LabelClient, "__init__", lambda self, *a, **k: setattr(self, "http", client))
@@ -397,7 +397,7 @@ def test_remote_predict_all_waits_out_the_keys_predictions_a_minute(
         slept.append(seconds)
         ahead += seconds
 
-    monkeypatch.setattr(cli, "predict_all", partial(batch_predict.predict_all, sleep=sleep))
+    monkeypatch.setattr(predict_command, "predict_all", partial(batch_predict.predict_all, sleep=sleep))
     out = tmp_path / "predictions.csv"
     assert cli.main(["predict", trained["job_id"], "--dataset", str(synth_dir), "--all", "-o", str(out)]) == 0
     said = capsys.readouterr()
