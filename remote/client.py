@@ -265,3 +265,9 @@ def utterances_from_dataset(
             utt["transcript"] = ds.transcripts[i]
         out.append(utt)
     return out
+
+
+if __name__ == "__main__":  # `python -m remote.client`, the command line's earlier name, runs it still
+    from remote.cli import main
+
+    raise SystemExit(main())

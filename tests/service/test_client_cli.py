@@ -284,3 +284,23 @@ def test_a_key_is_sent_without_the_whitespace_around_it_and_one_inside_is_named(
         assert main(["--url", url, "jobs"]) == 2
         assert sent[2:] == [None]
         assert capsys.readouterr().err.endswith("  pass an API key: --key KEY or env UNILABEL_API_KEY\n")
+
+
+def test_python_m_remote_client_still_runs_the_command_line() -> None:
+    """`python -m remote.client ...`, documented before the command line moved to remote/cli.py, ran nothing
+    and exited 0: a script that used it was told its upload or predict succeeded."""
+    import subprocess
+    import sys
+
+    from remote.localstack import REPO
+
+    url = f"http://127.0.0.1:{_closed_port()}"
+    done = subprocess.run(
+        [sys.executable, "-m", "remote.client", "--url", url, "jobs"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and done.stderr.startswith(f"error: --url {url}: cannot reach"), done
+
