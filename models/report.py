@@ -320,6 +320,18 @@ def write_bytes_atomic(path: str | os.PathLike[str], content: bytes) -> None:
     _atomic_write(path, lambda fh: fh.write(content), binary=True)
 
 
+def write_output_bytes(path: str | os.PathLike[str], content: bytes) -> None:
+    """Write ``content`` to a path a user named (``-o``) as write_bytes_atomic does, but into what the path
+    names: through a link to its file, and into a pipe or a device (``/dev/null``, ``/dev/stdout``), which
+    nothing replaces whole: a temp file renamed onto it would replace the link, or the device itself."""
+    target = Path(path)
+    if target.exists() and not target.is_file() and not target.is_dir():
+        with open(target, "wb") as fh:
+            fh.write(content)
+        return
+    write_bytes_atomic(target.resolve() if target.is_symlink() else target, content)
+
+
 def write_json(path: str | os.PathLike[str], obj: Any, *, sort_keys: bool = False) -> None:
     """Write ``obj`` as indented JSON (numpy scalars/arrays and Paths converted) atomically.
 

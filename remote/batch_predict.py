@@ -162,7 +162,7 @@ def write_predictions_csv(
     """``predictions`` (the API's) as `unilabel predict` writes them: id, split, pred, pred_T, pred_A, pred_V
     (blank for a modality the model left out, and for the split of an utterance that named none). Written
     whole or not at all: an interrupt leaves no partial CSV, nor a file it replaced cut short."""
-    from models.report import write_bytes_atomic  # pandas: only when a CSV is written
+    from models.report import write_output_bytes  # pandas: only when a CSV is written
 
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")  # as pandas writes unilabel predict's (csv's is \r\n)
@@ -172,4 +172,4 @@ def write_predictions_csv(
         # JSON carried it as a float64 with 17 digits)
         values = ["" if p.get(k) is None else str(np.float32(p[k])) for k in API_FIELDS]
         writer.writerow([p["id"], splits.get(p["id"], ""), *values])
-    write_bytes_atomic(path, text.getvalue().encode("utf-8"))
+    write_output_bytes(path, text.getvalue().encode("utf-8"))

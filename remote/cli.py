@@ -282,10 +282,10 @@ def _main(argv: list[str] | None, leaves: Interruption) -> int:
                 data = getattr(c, cmd)(args.job_id, args.format)
                 text = data if isinstance(data, str) else json.dumps(data, indent=2)
                 if args.output:
-                    from models.report import write_bytes_atomic  # pandas: only to write a file
+                    from models.report import write_output_bytes  # pandas: only to write a file
 
                     # whole or not at all: an interrupt leaves no part of it, nor of a file it replaces
-                    write_bytes_atomic(args.output, text.encode("utf-8"))
+                    write_output_bytes(args.output, text.encode("utf-8"))
                     leaves(f"{args.output} was written")
                     what = "labels" if cmd == "labels" else "label report"
                     print(f"{what} of job {args.job_id} written to {args.output} ({args.format})")

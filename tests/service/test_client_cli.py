@@ -304,3 +304,41 @@ def test_python_m_remote_client_still_runs_the_command_line() -> None:
     )
     assert done.returncode == 2 and done.stderr.startswith(f"error: --url {url}: cannot reach"), done
 
+
+def test_o_into_a_pipe_or_through_a_link_writes_into_what_it_names(tmp_path: Path, capsys) -> None:
+    """`labels -o` and `predict -o` wrote into the path as given (Path.write_text, open) until they were
+    written atomically: a temp file renamed onto it replaced a named pipe or /dev/null (as root; elsewhere no
+    temp file may be made in /dev: an error) and a link, instead of writing into the pipe, the device or the
+    file the link names."""
+    import os
+    import stat
+
+    from tests.service.conftest import canned_server
+
+    pipe, real, link = tmp_path / "pipe", tmp_path / "real.csv", tmp_path / "link.csv"
+    os.mkfifo(pipe)
+    real.write_text("before\n")
+    link.symlink_to(real.name)
+    (tmp_path / "batch.json").write_text('[{"id": "u1", "features": {"audio": [0.5]}}]')
+    predicted = {"predictions": [{"id": "u1", "sentiment": 0.5, "text": None, "audio": 0.5, "vision": None}]}
+
+    def answer(method: str, path: str, headers: dict[str, str]) -> tuple[int, str]:
+        return (200, json.dumps(predicted)) if path.endswith("/predict") else (200, "id,label\nu1,0.5\n")
+
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)  # so that the command's open of it does not block
+    try:
+        with canned_server(answer) as url:
+            for out in (pipe, link):
+                assert main(["--url", url, "--key", "k", "labels", "j1", "-o", str(out)]) == 0
+                assert capsys.readouterr().out == f"labels of job j1 written to {out} (csv)\n"
+            assert stat.S_ISFIFO(os.stat(pipe).st_mode) and os.read(reader, 1000) == b"id,label\nu1,0.5\n"
+            assert link.is_symlink() and real.read_text() == "id,label\nu1,0.5\n"
+            batch = ["--input", str(tmp_path / "batch.json")]
+            for out in (pipe, link):
+                assert main(["--url", url, "--key", "k", "predict", "m", *batch, "-o", str(out)]) == 0
+        csv = "id,split,pred,pred_T,pred_A,pred_V\nu1,,0.5,,0.5,\n"
+        assert stat.S_ISFIFO(os.stat(pipe).st_mode) and os.read(reader, 1000) == csv.encode()
+    finally:
+        os.close(reader)
+    assert link.is_symlink() and real.read_text() == csv
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["batch.json", "link.csv", "pipe", "real.csv"]
