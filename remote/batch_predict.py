@@ -78,6 +78,11 @@ def _per_request(exc: ClientError) -> int | None:
     return int(found[1]) if found and int(found[1]) > 0 else None
 
 
+def quota_words(limit: int | None) -> str:
+    """The key's per-minute prediction quota in words, with its number when the service's answer named it."""
+    return f"the key's quota of {limit:,} predictions a minute" if limit is not None else "the key's quota"
+
+
 class _Cut(Exception):
     """A request held more utterances than the key's per-minute quota admits; ``most``: how many it does."""
 
@@ -102,12 +107,10 @@ def _send(
         except ClientError as exc:
             if exc.status == 429 and exc.error.get("field") == QUOTA_FIELD and exc.retry_after is not None:
                 if waits == QUOTA_WAITS:
-                    limit = _quota_limit(exc)
-                    quota = f"quota of {limit:,} predictions a minute" if limit is not None else "quota"
                     raise RuntimeError(
-                        f"the key's {quota} refused a request of {len(chunk)} utterances {waits + 1} times "
-                        "in a row, each after the wait it asked for: another client may be using this key "
-                        "(`unilabel-remote usage` shows what it uses)"
+                        f"{quota_words(_quota_limit(exc))} refused a request of {len(chunk)} utterances "
+                        f"{waits + 1} times in a row, each after the wait it asked for: another client may "
+                        "be using this key (`unilabel-remote usage` shows what it uses)"
                     ) from exc
                 waits += 1
                 wait(_quota_limit(exc), exc.retry_after)

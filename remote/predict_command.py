@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api_schemas.datasets import DATASET_ID
-from remote.batch_predict import predict_all, write_predictions_csv
+from remote.batch_predict import predict_all, quota_words, write_predictions_csv
 from remote.client import LabelClient, utterances_from_dataset
 
 if TYPE_CHECKING:
@@ -75,8 +75,7 @@ def predict_command(c: LabelClient, args: argparse.Namespace, leaves: Callable[[
         print(f"predicted {done} of {total}", file=sys.stderr)
 
     def waits(limit: int | None, seconds: float) -> None:  # a minute's quota used: why it stalls
-        quota = f"quota of {limit:,} predictions a minute" if limit is not None else "quota"
-        print(f"the key's {quota} reached; waiting {seconds:g} s", file=sys.stderr)
+        print(f"{quota_words(limit)} reached; waiting {seconds:g} s", file=sys.stderr)
 
     predictions = predict_all(c, args.model_id, utterances, on_progress=said, on_wait=waits)
     if not args.output:
