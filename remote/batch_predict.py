@@ -71,11 +71,11 @@ def _quota_limit(exc: ClientError) -> int | None:
 
 def _per_request(exc: ClientError) -> int | None:
     """How many utterances one request may hold, from the 413 of a request of more than the key's quota admits
-    in any minute (``send at most N per request``); None for any other answer."""
+    in any minute: the quota itself (``send at most N per request``); None for any other answer."""
     if exc.status != 413 or exc.error.get("field") != QUOTA_FIELD:
         return None
-    found = re.search(r"send at most (\d+) per request", exc.error.get("message", ""))
-    return int(found[1]) if found and int(found[1]) > 0 else None
+    limit = _quota_limit(exc)
+    return limit if limit else None
 
 
 def quota_words(limit: int | None) -> str:
