@@ -99,21 +99,38 @@ def _declared(path: Path, limits: ArrayLimits, problems: list[Problem]) -> set[s
         msg = f"arrays hold {total} bytes, more than the limit of {limits.max_bytes}"
         problems.append(Problem(NPZ_FILE, "", msg))
         return None
-    if (memory := physical_memory()) is not None and total > memory:
-        msg = f"arrays hold {total} bytes, more than this machine's memory ({memory} bytes): they cannot be "
-        msg += "loaded here; use a machine with more, or fewer utterances, frames or dimensions"
+    if (memory := memory_limit()) is not None and total > memory:
+        msg = f"arrays hold {total} bytes, more than the memory here ({memory} bytes, the machine's or its "
+        msg += "container's limit): they cannot be loaded; use more memory, or fewer utterances, frames or "
+        msg += "dimensions"
         problems.append(Problem(NPZ_FILE, "", msg))
         return None
     return keys
 
 
-def physical_memory() -> int | None:
-    """This machine's memory in bytes (None where the OS does not say). Arrays larger than it cannot be
-    loaded: numpy would try, ending in a MemoryError traceback or the kernel's out-of-memory killer."""
+# A container's memory limit, read where a container sees its own cgroup (v2, else v1); v2's "max" and v1's
+# figure near 2**63 mean no limit, and outside a container these name the root cgroup, which has none.
+CGROUP_MEMORY_LIMITS = (
+    Path("/sys/fs/cgroup/memory.max"),
+    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+)
+
+
+def memory_limit() -> int | None:
+    """The memory this process may use, in bytes: the machine's, or its container's limit when lower (None
+    where the OS says neither). Arrays larger than it cannot be loaded: numpy would try, ending in a
+    MemoryError traceback or the out-of-memory killer."""
     try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        limits = [os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")]
     except (AttributeError, ValueError, OSError):  # Windows has no sysconf
-        return None
+        limits = []
+    for path in CGROUP_MEMORY_LIMITS:
+        try:
+            limits.append(int(path.read_text().strip()))
+        except (OSError, ValueError):  # no such cgroup file, or "max"
+            continue
+        break
+    return min(limits, default=None)
 
 
 def _not_npz(path: Path) -> str | None:

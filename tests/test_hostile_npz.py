@@ -67,13 +67,41 @@ def test_arrays_larger_than_the_machines_memory_are_refused_from_their_headers(
     size before anything is allocated, so a dataset problem says it instead."""
     import models.features_npz as features_npz
 
-    assert features_npz.physical_memory() > 2**28  # this OS says how much it has
+    assert features_npz.memory_limit() > 2**28  # this OS says how much it has
     df, arrays = base()
     path = write(tmp_path, df, arrays)
     total = sum(a.nbytes for a in arrays.values())
-    monkeypatch.setattr(features_npz, "physical_memory", lambda: total - 1)
+    monkeypatch.setattr(features_npz, "memory_limit", lambda: total - 1)
     problem = find(problems_of(path), NPZ_FILE, "")
-    said = f"arrays hold {total} bytes, more than this machine's memory ({total - 1} bytes): they cannot be"
+    said = f"arrays hold {total} bytes, more than the memory here ({total - 1} bytes, the machine's or its"
     assert problem.message.startswith(said)
-    monkeypatch.setattr(features_npz, "physical_memory", lambda: total)
+    monkeypatch.setattr(features_npz, "memory_limit", lambda: total)
     assert len(load_dataset(path)) == N
+
+
+def test_a_containers_memory_limit_bounds_the_arrays_as_the_machines_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a container (the compose deployment) the machine's memory is the host's; the kernel kills the
+    process at the container's cgroup limit long before. The limit is read as the container sees it: cgroup
+    v2's memory.max, else v1's memory.limit_in_bytes; "max" (v2) means none."""
+    import models.features_npz as features_npz
+
+    host = features_npz.memory_limit()
+    v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
+    monkeypatch.setattr(features_npz, "CGROUP_MEMORY_LIMITS", (v2, v1))
+    assert features_npz.memory_limit() == host  # neither file: the machine's memory
+    v1.write_text("1048576\n")
+    assert features_npz.memory_limit() == 1048576
+    v2.write_text("2097152\n")
+    assert features_npz.memory_limit() == 2097152  # v2 first, as a v2 host has no v1 file
+    v2.write_text("max\n")
+    assert features_npz.memory_limit() == 1048576
+    v1.write_text(f"{2**63 - 4096}\n")  # v1's "no limit"
+    assert features_npz.memory_limit() == host
+    df, arrays = base()
+    total = sum(a.nbytes for a in arrays.values())
+    v2.write_text(f"{total - 1}\n")
+    problem = find(problems_of(write(tmp_path, df, arrays)), NPZ_FILE, "")
+    said = f"arrays hold {total} bytes, more than the memory here ({total - 1} bytes"
+    assert problem.message.startswith(said)
