@@ -102,13 +102,19 @@ def seed_value(text: str) -> int:
 
 def file_to_write(value: str | None) -> Path | None:
     """--out as a file path, refused before any work when it names a folder or cannot be written (a part of
-    the path is a file; the nearest folder that exists is read-only)."""
+    the path is a file; the nearest folder that exists is read-only). A pipe or a device (``/dev/stdout``)
+    is written into, and a link through to its file (models.report.write_output_bytes), so those are
+    checked instead of the folder."""
     if value is None:
         return None
     path = Path(value)
     if path.is_dir():
         raise ValueError(f"--out {value}: is a folder; give the path of a file to write")
-    folder = path.parent
+    if path.exists() and not path.is_file():
+        if not os.access(path, os.W_OK):
+            raise ValueError(f"--out {value}: cannot be written (not yours)")
+        return path
+    folder = (path.resolve() if path.is_symlink() else path).parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():

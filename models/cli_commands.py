@@ -103,7 +103,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     from models.baseline import floor_table, linear_floor
     from models.cli_output import ProgressBars
     from models.dataset_loader import load_dataset
-    from models.report import write_json
+    from models.report import json_text, write_output_bytes
     from models.stages.common import ProgressEvent
 
     out = file_to_write(args.out)
@@ -119,7 +119,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         bars.close()
     print(floor_table(rows))
     if out is not None:
-        write_json(out, {"dataset": ds.sha256, "rows": [r.to_json() for r in rows]})
+        floor = {"dataset": ds.sha256, "rows": [r.to_json() for r in rows]}
+        write_output_bytes(out, json_text(floor).encode("utf-8"))
         print(f"floor written to {out}")
     return 0
 
@@ -198,7 +199,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from models.dataset_loader import load_dataset
     from models.inputs import InputError
-    from models.report import write_csv_atomic
+    from models.report import write_output_bytes
     from models.trained_model import TrainedModel
 
     out = file_to_write(args.out)
@@ -209,7 +210,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         frame = model.predict_dataset(ds)
     except InputError as err:  # it names a file within the dataset: say which dataset
         raise InputError(f"data {args.data}: {err.field}", err.message) from None
-    write_csv_atomic(out, frame)
+    write_output_bytes(out, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
     print(f"{len(frame)} predictions written to {out}")
     return 0
 

@@ -332,17 +332,18 @@ def write_output_bytes(path: str | os.PathLike[str], content: bytes) -> None:
     write_bytes_atomic(target.resolve() if target.is_symlink() else target, content)
 
 
-def write_json(path: str | os.PathLike[str], obj: Any, *, sort_keys: bool = False) -> None:
-    """Write ``obj`` as indented JSON (numpy scalars/arrays and Paths converted) atomically.
+def json_text(obj: Any, *, sort_keys: bool = False) -> str:
+    """``obj`` as indented JSON ending in a newline (numpy scalars/arrays and Paths converted).
 
     Non-finite floats are written as ``NaN``/``Infinity`` (Python's json default).
     """
+    return json.dumps(obj, indent=2, default=_json_default, ensure_ascii=False, sort_keys=sort_keys) + "\n"
 
-    def _write(fh: IO[str]) -> None:
-        json.dump(obj, fh, indent=2, default=_json_default, ensure_ascii=False, sort_keys=sort_keys)
-        fh.write("\n")
 
-    _atomic_write(path, _write)
+def write_json(path: str | os.PathLike[str], obj: Any, *, sort_keys: bool = False) -> None:
+    """Write ``obj`` as json_text atomically."""
+    text = json_text(obj, sort_keys=sort_keys)
+    _atomic_write(path, lambda fh: fh.write(text))
 
 
 def write_csv_atomic(path: str | os.PathLike[str], dataframe: pd.DataFrame, *, index: bool = False) -> None:

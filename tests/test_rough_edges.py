@@ -710,6 +710,41 @@ def test_predict_checks_where_it_writes_before_predicting(
         write_csv_atomic(afile / "sub" / "p.csv", pd.DataFrame({"a": [1]}))
 
 
+def test_predict_and_baseline_out_write_into_a_pipe_and_through_a_link(
+    small_synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`predict --out` and `baseline --out` renamed a temp file onto the path: as root that replaced
+    /dev/null itself with a regular file (elsewhere: "/dev cannot be written"), a named pipe with a file,
+    and a link with a file, leaving what it named unwritten. They write into a pipe or a device, and
+    through a link to its file, as `unilabel-remote -o` does."""
+    import os
+    import stat
+
+    run = tmp_path / "run"
+    short = ["--strategy", "copy", "--quiet", "--set", "multitask_max_epochs=1"]
+    assert main(["train", str(small_synth), "--out", str(run), *short]) == 0
+    capsys.readouterr()
+    pipe, real, link = tmp_path / "pipe", tmp_path / "real.csv", tmp_path / "link.csv"
+    os.mkfifo(pipe)
+    link.symlink_to(real.name)  # dangling until written through
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)  # so that the command's open of it does not block
+    try:
+        for out in (pipe, link):
+            assert main(["predict", str(run), str(small_synth), "--out", str(out)]) == 0
+            assert capsys.readouterr().out == f"240 predictions written to {out}\n"
+        written = os.read(reader, 1 << 16)
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode) and link.is_symlink()
+    assert written.decode() == real.read_text() and len(pd.read_csv(real)) == 240
+    floor = tmp_path / "floor.json"
+    link.unlink()
+    link.symlink_to(floor.name)
+    assert main(["baseline", str(small_synth), "--set", "text_source=features", "--out", str(link)]) == 0
+    assert link.is_symlink() and '"rows"' in floor.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["floor.json", "link.csv", "pipe", "real.csv", "run"]
+
+
 def test_a_run_removes_what_killed_runs_into_its_folder_left(small_synth: Path, tmp_path: Path) -> None:
     """`kill -9` of `unilabel train --out run` left .run.partial-PID beside it for good (the whole run when it
     came while the files were written); the next run into the same folder removes those whose process is
