@@ -186,6 +186,7 @@ def train(
     text_source = resolve_text_source(dataset, hp.text_source, hp.text_model, hp.modalities)
     strat.check(dataset, hp)
     out = Path(out_dir)
+    out = out.resolve() if out.is_symlink() else out  # the run goes where a link points, the link stays
     staging = staging_dir(out, overwrite, dataset.root)
     try:
         gen = seed_everything(seed)

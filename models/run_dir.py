@@ -58,6 +58,8 @@ def staging_dir(out: Path, overwrite: bool, dataset_root: Path | None = None) ->
     process is gone left there); FileExistsError if ``out`` holds files and
     ``overwrite`` is false. ``overwrite`` replaces a run directory only, never one that holds the dataset
     (``dataset_root``): publishing removes what ``out`` held, so any other folder would be lost."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"out: cannot write a run directory at {out}: it is a file")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(

@@ -745,6 +745,31 @@ def test_predict_and_baseline_out_write_into_a_pipe_and_through_a_link(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["floor.json", "link.csv", "pipe", "real.csv", "run"]
 
 
+def test_train_out_through_a_link_writes_the_folder_it_names(
+    small_synth: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`train --out link --overwrite`, the link naming a run, swapped the link itself for the new run and left
+    the old link behind as a hidden `.link.partial-PID`, the linked run untouched; `--out afile` said only
+    "afile: Not a directory". A run goes where the link points and the link stays; a file is named as one."""
+    short = ["--strategy", "copy", "--quiet", "--set", "multitask_max_epochs=1"]
+    real, link, dangling = tmp_path / "real", tmp_path / "link", tmp_path / "dangling"
+    assert main(["train", str(small_synth), "--out", str(real), *short, "--seed", "1"]) == 0
+    before = (real / "model.safetensors").read_bytes()
+    link.symlink_to(real.name)
+    dangling.symlink_to("later")
+    assert main(["train", str(small_synth), "--out", str(link), *short, "--seed", "2", "--overwrite"]) == 0
+    assert main(["train", str(small_synth), "--out", str(dangling), *short]) == 0
+    assert link.is_symlink() and (real / "model.safetensors").read_bytes() != before
+    assert dangling.is_symlink() and (tmp_path / "later" / "model.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "later", "link", "real"]
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    capsys.readouterr()
+    for extra in ([], ["--overwrite"]):
+        assert main(["train", str(small_synth), "--out", str(afile), *short, *extra]) == 2
+        assert f"out: cannot write a run directory at {afile}: it is a file" in capsys.readouterr().err
+
+
 def test_a_run_removes_what_killed_runs_into_its_folder_left(small_synth: Path, tmp_path: Path) -> None:
     """`kill -9` of `unilabel train --out run` left .run.partial-PID beside it for good (the whole run when it
     came while the files were written); the next run into the same folder removes those whose process is
