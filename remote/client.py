@@ -7,6 +7,7 @@ one). Needs only httpx and numpy/pandas (to read a dataset); never torch.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import time
@@ -205,7 +206,8 @@ class LabelClient:
         run. Returns the files written and those the server does not have (a run of an older version).
 
         The files go into a hidden folder beside ``out``, renamed to ``out`` once all have come: an
-        interrupted download leaves no half run directory that would fail later, in ``unilabel predict``."""
+        interrupted download leaves no half run directory that would fail later, in ``unilabel predict``, nor
+        the folders above ``out`` that it made for it."""
         out = Path(out)
         if out.exists() and not out.is_dir():
             raise ValueError(f"-o: {out} is a file; choose a directory")
@@ -214,6 +216,7 @@ class LabelClient:
         links = self.model(model_id)["links"]
         staging = out.parent / f".{out.name}.partial-{os.getpid()}"
         written, missing = [], []
+        made = _missing_folders(out.parent)
         try:
             staging.mkdir(parents=True, exist_ok=True)
             for name, link in links.items():
@@ -231,7 +234,27 @@ class LabelClient:
             staging.replace(out)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            if not out.exists():  # cut short: leave the filesystem as it was found
+                _remove_empty(made)
         return written, missing
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those above it that do not exist yet, deepest first: the ones a mkdir(parents=True)
+    of it makes."""
+    return list(itertools.takewhile(lambda p: not p.exists(), [folder, *folder.parents]))
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty: one that something else wrote into since it
+    was made is kept, and so are those above it."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue  # never made: the cut came before the mkdir
+        except OSError:
+            return
 
 
 def utterances_from_dataset(

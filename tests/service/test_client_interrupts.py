@@ -207,6 +207,34 @@ def test_interrupted_download_leaves_nothing(
     assert list(tmp_path.iterdir()) == []  # neither -o nor the hidden folder the files went into
 
 
+@pytest.mark.parametrize("cut", ["interrupt", "error answer"])
+def test_a_download_cut_short_removes_the_folders_it_made_and_only_those(
+    monkeypatch, tmp_path: Path, capsys, cut: str
+) -> None:
+    """`-o kept/a/b/run` makes a/ and b/ for the run directory: cut short (Ctrl-C, or an error answer), it
+    removes them again, and never kept/, which was there before: nothing was written, as it says."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        try:
+            return _model_answers(request)
+        except KeyboardInterrupt:
+            if cut == "error answer":
+                return httpx.Response(500, json={"error": {"code": "internal", "message": "boom"}})
+            raise
+
+    (tmp_path / "kept").mkdir()
+    out = tmp_path / "kept" / "a" / "b" / "run"
+    status = _main_with(monkeypatch, answer, ["download", MODEL, "-o", str(out)])
+    err = capsys.readouterr().err
+    if cut == "interrupt":
+        assert status == 130
+        assert err == f"unilabel-remote download: interrupted; nothing was written to {out}\n"
+    else:
+        assert status == 2 and err == "error: HTTP 500 internal: boom\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"]
+    assert list((tmp_path / "kept").iterdir()) == []
+
+
 @pytest.mark.parametrize("command", ["labels", "report", "predict"])
 def test_interrupted_download_to_a_file_leaves_it_as_it_was(
     monkeypatch, tmp_path: Path, capsys, command: str
