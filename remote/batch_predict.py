@@ -83,6 +83,10 @@ def quota_words(limit: int | None) -> str:
     return f"the key's quota of {limit:,} predictions a minute" if limit is not None else "the key's quota"
 
 
+class QuotaGaveUp(RuntimeError):
+    """The key's per-minute quota refused one request QUOTA_WAITS + 1 times in a row, each after its wait."""
+
+
 class _Cut(Exception):
     """A request held more utterances than the key's per-minute quota admits; ``most``: how many it does."""
 
@@ -96,18 +100,22 @@ def _send(
     model_id: str,
     chunk: list[dict[str, Any]],
     wait: Callable[[int | None, float], None],
-) -> list[dict[str, Any]]:
-    """The predictions of one request, or of its halves when the server finds it too large. A 429 of the
-    key's per-minute quota is waited out (``wait(limit, seconds)``) and the same request sent again, at most
-    QUOTA_WAITS times; a request over what that quota admits in any minute raises _Cut."""
+    out: list[dict[str, Any]],
+) -> None:
+    """Append to ``out`` the predictions of one request, or of its halves when the server finds it too large.
+    A 429 of the key's per-minute quota is waited out (``wait(limit, seconds)``) and the same request sent
+    again, at most QUOTA_WAITS times (then QuotaGaveUp); a request over what that quota admits in any minute
+    raises _Cut. Appended as each answer comes, a first half's predictions stay in ``out`` however its
+    second half ends, so that the caller sends none of them again."""
     waits = 0
     while True:
         try:
-            return client.predict(model_id, chunk)["predictions"]
+            out += client.predict(model_id, chunk)["predictions"]
+            return
         except ClientError as exc:
             if exc.status == 429 and exc.error.get("field") == QUOTA_FIELD and exc.retry_after is not None:
                 if waits == QUOTA_WAITS:
-                    raise RuntimeError(
+                    raise QuotaGaveUp(
                         f"{quota_words(_quota_limit(exc))} refused a request of {len(chunk)} utterances "
                         f"{waits + 1} times in a row, each after the wait it asked for: another client may "
                         "be using this key (`unilabel-remote usage` shows what it uses)"
@@ -121,7 +129,9 @@ def _send(
             if len(chunk) < 2 or not _too_large(exc.status, exc.error):
                 raise
             half = len(chunk) // 2
-            return _send(client, model_id, chunk[:half], wait) + _send(client, model_id, chunk[half:], wait)
+            _send(client, model_id, chunk[:half], wait, out)
+            _send(client, model_id, chunk[half:], wait, out)
+            return
 
 
 def predict_all(
@@ -135,7 +145,8 @@ def predict_all(
     """The model's predictions for every utterance, in order; ``on_progress(done, total)`` after each
     request. A request the key's per-minute quota refuses waits the seconds the service asks for
     (``on_wait(limit, seconds)`` first: the quota's predictions a minute, if the answer names it) and is sent
-    again; after QUOTA_WAITS waits for the same request, a RuntimeError says so."""
+    again; after QUOTA_WAITS waits for the same request, QuotaGaveUp (a RuntimeError) says so, and how many
+    of the utterances were predicted before."""
 
     def wait(limit: int | None, seconds: float) -> None:
         if on_wait is not None:
@@ -144,18 +155,22 @@ def predict_all(
 
     out: list[dict[str, Any]] = []
     most: int | None = None  # utterances one request may hold under the key's quota, once a 413 said so
-    for chunk in chunks(utterances):
-        start = 0
-        while start < len(chunk):
-            piece = chunk[start : start + most] if most else chunk[start:]
-            try:
-                out += _send(client, model_id, piece, wait)
-            except _Cut as cut:  # each cut is smaller than the piece it came from: this ends
-                most = cut.most
-                continue
-            start += len(piece)
-            if on_progress is not None:
-                on_progress(len(out), len(utterances))
+    try:
+        for chunk in chunks(utterances):
+            start = 0
+            while start < len(chunk):
+                piece = chunk[start : start + most] if most else chunk[start:]
+                done = len(out)
+                try:
+                    _send(client, model_id, piece, wait, out)
+                except _Cut as cut:  # smaller than the piece it came from, or after progress: this ends
+                    most = cut.most
+                start += len(out) - done  # a cut piece goes on after what it predicted before the cut
+                if on_progress is not None and len(out) > done:
+                    on_progress(len(out), len(utterances))
+    except QuotaGaveUp as exc:
+        done_words = f"{len(out):,} of {len(utterances):,} utterances were predicted before it gave up"
+        raise QuotaGaveUp(f"{exc}; {done_words}") from exc.__cause__
     return out
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api_schemas.datasets import DATASET_ID
-from remote.batch_predict import predict_all, quota_words, write_predictions_csv
+from remote.batch_predict import QuotaGaveUp, predict_all, quota_words, write_predictions_csv
 from remote.client import LabelClient, utterances_from_dataset
 
 if TYPE_CHECKING:
@@ -77,7 +77,11 @@ def predict_command(c: LabelClient, args: argparse.Namespace, leaves: Callable[[
     def waits(limit: int | None, seconds: float) -> None:  # a minute's quota used: why it stalls
         print(f"{quota_words(limit)} reached; waiting {seconds:g} s", file=sys.stderr)
 
-    predictions = predict_all(c, args.model_id, utterances, on_progress=said, on_wait=waits)
+    try:
+        predictions = predict_all(c, args.model_id, utterances, on_progress=said, on_wait=waits)
+    except QuotaGaveUp as exc:  # a part of the set, written, would look like all of it: none is
+        where = f"to {args.output}" if args.output else "(no JSON printed)"
+        raise QuotaGaveUp(f"{exc}; nothing was written {where}") from None
     if not args.output:
         print(json.dumps({"model_id": args.model_id, "predictions": predictions}, indent=2))
         return

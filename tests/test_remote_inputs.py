@@ -120,6 +120,34 @@ class _Quota:
         return {"predictions": [{"id": u["id"], "minute": self.minute} for u in utterances]}
 
 
+class _Crowded(_Quota):
+    """Another client takes each minute's quota before this one, from the first wait on."""
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        self.used = self.limit
+        self.minute = int(self.now // 60)
+
+
+class _Small(_Quota):
+    """A key's quota behind a body limit that is checked first: a request of more than ``body`` utterances is
+    a 413 on the body (split in two by the client); the ids of each utterance predicted, in order."""
+
+    def __init__(self, limit: int, body: int) -> None:
+        super().__init__(limit)
+        self.body, self.predicted = body, []
+
+    def predict(self, model_id: str, utterances: list[dict]) -> dict:
+        from remote.errors import ClientError
+
+        if len(utterances) > self.body:
+            self.sizes.append(len(utterances))
+            raise ClientError(413, {"field": "body", "message": "more than MAX_PREDICT_BODY_BYTES"})
+        answer = super().predict(model_id, utterances)
+        self.predicted += [p["id"] for p in answer["predictions"]]
+        return answer
+
+
 @pytest.mark.parametrize("own", [False, True], ids=["server-quota", "keys-own-quota"])
 def test_a_set_larger_than_the_keys_quota_a_minute_waits_for_the_next_minutes(own: bool) -> None:
     """`predict --all` under a key's per-minute quota: the first 429 ended the command and dropped every
@@ -151,13 +179,7 @@ def test_waiting_for_the_quota_is_bounded_and_only_for_its_429() -> None:
     from remote import batch_predict
     from remote.errors import ClientError
 
-    class Crowded(_Quota):  # another client takes each minute's quota before this one
-        def sleep(self, seconds: float) -> None:
-            super().sleep(seconds)
-            self.used = self.limit
-            self.minute = int(self.now // 60)
-
-    server = Crowded(limit=4)
+    server = _Crowded(limit=4)
     server.used = 4
     gave_up = "quota of 4 predictions a minute refused a request of 2 utterances 6 times in a row"
     with pytest.raises(RuntimeError, match=gave_up):
@@ -196,3 +218,72 @@ def test_an_error_answer_keeps_its_retry_after() -> None:
         exc = error_of(httpx.Response(429, json=body, headers={"Retry-After": header} if header else {}))
         assert exc.retry_after == expected and str(exc) == message
     assert error_of(httpx.Response(503, text="busy", headers={"Retry-After": "2"})).retry_after == 2.0
+
+
+def test_a_request_cut_to_the_quota_sends_nothing_already_predicted() -> None:
+    """A request split in two for the body limit whose second half is a 413 of the key's quota ("send at most
+    4") kept the first half's predictions nowhere and sent it again, using the quota twice for it: the cut
+    goes on from the first utterance not yet predicted, and each is predicted once."""
+    from remote import batch_predict
+
+    utterances = [{"id": f"u{i}"} for i in range(9)]
+    server, seen = _Small(limit=4, body=6), []
+    out = batch_predict.predict_all(
+        server, "m", utterances, on_progress=lambda d, t: seen.append((d, t)), sleep=server.sleep
+    )
+    assert [p["id"] for p in out] == server.predicted == [u["id"] for u in utterances]
+    assert server.sizes == [9, 4, 5, 4, 4, 1, 1]  # 9 split in 4 + 5; 5 is cut: u4-u7, u8 (each 429 once)
+    assert [p["minute"] for p in out] == [0] * 4 + [1] * 4 + [2]
+    assert seen == [(4, 9), (8, 9), (9, 9)]
+
+
+def test_giving_up_on_the_quota_says_how_many_were_predicted() -> None:
+    """Given up after some requests passed, the error says how many of the set were predicted."""
+    from remote import batch_predict
+
+    server = _Crowded(limit=4)  # the first 4 pass, then another client takes every minute
+    gave_up = (
+        "refused a request of 4 utterances 6 times in a row, .*; "
+        "4 of 10 utterances were predicted before it gave up$"
+    )
+    with pytest.raises(RuntimeError, match=gave_up):
+        batch_predict.predict_all(server, "m", [{"id": f"u{i}"} for i in range(10)], sleep=server.sleep)
+    assert server.sizes == [10, 4] + [4] * 6
+
+
+@pytest.mark.parametrize("output", [True, False], ids=["-o", "stdout"])
+def test_predict_that_gives_up_says_nothing_was_written(
+    monkeypatch, tmp_path: Path, capsys, output: bool
+) -> None:
+    """`unilabel-remote predict` given up on the quota ends with one line: why, how many were predicted,
+    and that nothing was written (no part of the set, which would look like all of it)."""
+    from functools import partial
+
+    from remote import batch_predict, cli, predict_command
+
+    server = _Crowded(limit=4)
+
+    class Client:  # LabelClient, reaching the fake service
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def __enter__(self) -> _Crowded:
+            return server
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+    monkeypatch.setattr(cli, "LabelClient", Client)
+    paced = partial(batch_predict.predict_all, sleep=server.sleep)
+    monkeypatch.setattr(predict_command, "predict_all", paced)
+    batch, out = tmp_path / "batch.json", tmp_path / "preds.csv"
+    batch.write_text(json.dumps([{"id": f"u{i}"} for i in range(10)]))
+    args = ["--url", "http://service.test", "--key", "k", "predict", "m", "--input", str(batch)]
+    assert cli.main(args + (["-o", str(out)] if output else [])) == 2
+    captured = capsys.readouterr()
+    where = f"to {out}" if output else "(no JSON printed)"
+    last = captured.err.splitlines()[-1]
+    assert last.startswith("error: the key's quota of 4 predictions a minute refused a request of 4"), last
+    said = f"; 4 of 10 utterances were predicted before it gave up; nothing was written {where}"
+    assert last.endswith(said), last
+    assert captured.out == "" and not out.exists()
