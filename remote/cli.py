@@ -35,7 +35,7 @@ from models.cli_args import add_version_option
 from models.interrupts import exit_status, signals_unwind
 from remote.client import DEFAULT_URL, KEY_ENV, LabelClient, clean_key
 from remote.errors import ClientError, foreign_answer_hint, not_json_message, transport_message, url_problem
-from remote.interruption import Interruption, download_dir, leaves_of
+from remote.interruption import Following, Interruption, download_dir, leaves_of
 from remote.listing import (
     datasets_table,
     download_line,
@@ -250,7 +250,8 @@ def _main(argv: list[str] | None, leaves: Interruption) -> int:
                 )
             elif cmd == "wait":
                 with ProgressBar() as bar:  # closed before any line after it, an interrupt's too
-                    job = c.wait(args.job_id, args.timeout, on_update=bar)
+                    follow = Following(args.job_id, leaves, bar)
+                    job = c.wait(args.job_id, args.timeout, on_update=follow.seen, on_away=follow.away)
                 leaves(f"job {args.job_id} {job['state']}")
                 _print(job if args.json else "\n".join(finished_lines(job)))
                 return 0 if job["state"] == "succeeded" else 1

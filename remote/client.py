@@ -154,8 +154,10 @@ class LabelClient:
         timeout: float | None = None,
         poll: float = 0.5,
         on_update: Callable[[dict[str, Any]], None] | None = None,
+        on_away: Callable[[Exception], None] | None = None,
     ) -> dict[str, Any]:
-        """Poll until the job is succeeded, failed or cancelled; returns the final record.
+        """Poll until the job is succeeded, failed or cancelled; returns the final record. ``on_update``: each
+        poll's record; ``on_away``: each poll that did not reach the service.
 
         Rides out a service that is briefly away (the API restarting, Redis restarting: 503 or no connection)
         until ``timeout``; any other error answer is raised at once."""
@@ -166,6 +168,8 @@ class LabelClient:
             except (httpx.TransportError, ClientError) as exc:
                 if isinstance(exc, ClientError) and exc.status != 503:
                     raise
+                if on_away:
+                    on_away(exc)
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(
                         f"job {job_id}: service unreachable ({exc}) after {timeout} s"

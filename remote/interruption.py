@@ -3,13 +3,17 @@ SIGHUP alike: models.interrupts).
 
 A job the client follows runs in the service, not in the client: an interrupt ends the following, never the
 job, and a user who cannot tell that either leaves it running unknowingly or submits it a second time. So the
-line names what goes on and what was written, with the command that picks it up again.
+line names what goes on and what was written, with the command that picks it up again. While the service is
+unreachable the job may finish unseen: then the line says what was last seen of it, and when.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 # The service discards an upload whose body did not arrive whole (service/routes/datasets.py removes its
 # staging folder); one that did arrive is stored even when its answer finds the client gone.
@@ -42,6 +46,48 @@ def job_goes_on(job_id: str) -> str:
         f"job {job_id} is not cancelled and goes on in the service: `unilabel-remote wait {job_id}` follows "
         f"it again, `unilabel-remote cancel {job_id}` stops it"
     )
+
+
+def job_last_seen(job_id: str, state: str | None, seen_at: float | None) -> str:
+    """An interrupt while the last poll did not reach the service: the job may have finished meanwhile, so
+    not that it goes on, but what was last seen of it (``state`` at ``seen_at``, a time.time()), if any."""
+    if state is None or seen_at is None:
+        seen = "the service could not be reached to see its state"
+    else:
+        clock = time.strftime("%H:%M:%S", time.localtime(seen_at))
+        seen = (
+            f"it was last seen {state} at {clock} and the service has not been reachable since, so it may "
+            "have finished"
+        )
+    return (
+        f"job {job_id} was not cancelled by this command; {seen}: `unilabel-remote status {job_id}` tells, "
+        f"`unilabel-remote wait {job_id}` follows it again"
+    )
+
+
+class Following:
+    """A followed job's polls, for what an interrupt leaves: the job goes on (job_goes_on) while the last poll
+    reached the service, else what was last seen of it (job_last_seen). ``seen`` and ``away`` are
+    LabelClient.wait's ``on_update`` and ``on_away``; ``show`` gets each record (the progress bar); ``state``:
+    the job's state as the command last saw it before following (``run``'s submit), if it did."""
+
+    def __init__(
+        self,
+        job_id: str,
+        leaves: Callable[[str], None],
+        show: Callable[[dict[str, Any]], None],
+        state: str | None = None,
+    ) -> None:
+        self.job_id, self.leaves, self.show = job_id, leaves, show
+        self.state, self.seen_at = state, time.time() if state else None
+
+    def seen(self, job: dict[str, Any]) -> None:
+        self.state, self.seen_at = job["state"], time.time()
+        self.leaves(job_goes_on(self.job_id))
+        self.show(job)
+
+    def away(self, _error: Exception) -> None:
+        self.leaves(job_last_seen(self.job_id, self.state, self.seen_at))
 
 
 def written_so_far(job_id: str, state: str, paths: list[Path]) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from remote.client import LabelClient, utterances_from_dataset
-from remote.interruption import UPLOAD_CUT, job_goes_on, written_so_far
+from remote.interruption import UPLOAD_CUT, Following, job_goes_on, written_so_far
 from remote.listing import submitted_lines, upload_line, valid_lines
 from remote.progress import ProgressBar
 
@@ -45,7 +45,8 @@ def run_all(
     for line in submitted_lines(job):
         say(line)
     with ProgressBar() as bar:
-        job = client.wait(job["id"], on_update=bar)
+        follow = Following(job["id"], leaves, bar, state=job["state"])
+        job = client.wait(job["id"], on_update=follow.seen, on_away=follow.away)
     if job["state"] != "succeeded":
         raise RuntimeError(f"job {job['id']} {job['state']}: {job.get('error')}")
     written: list[Path] = []

@@ -207,6 +207,72 @@ def test_interrupted_download_leaves_nothing(
     assert list(tmp_path.iterdir()) == []  # neither -o nor the hidden folder the files went into
 
 
+def _polls(states: list[str], job: dict | None = None) -> Callable[[httpx.Request], httpx.Response]:
+    """A service whose answers to polls of job j1 are ``states`` in turn ("away": no connection), then Ctrl-C;
+    ``job``: the record of its upload and submit, for ``run``."""
+    answers = iter(states)
+    upload = {"id": "d1", "n": 3, "splits": {"train": 3}, "modalities": {"audio": {"shape": [5]}}}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if job is not None and request.url.path in ("/v1/datasets", "/v1/jobs"):
+            return httpx.Response(200, json=upload if request.url.path == "/v1/datasets" else job)
+        state = next(answers, None)
+        if state is None:
+            raise KeyboardInterrupt
+        if state == "away":
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, json={"id": "j1", "state": state, "progress": 0.5})
+
+    return answer
+
+
+SEEN_AT = r"\d\d:\d\d:\d\d"  # the clock time of the last poll that reached the service
+UNSEEN = (
+    "; job j1 was not cancelled by this command; it was last seen {state} at {at} and the service has not "
+    "been reachable since, so it may have finished: `unilabel-remote status j1` tells, "
+    "`unilabel-remote wait j1` follows it again\n"
+)
+
+
+@pytest.mark.parametrize(
+    "polls, leaves",
+    [
+        (["running", "away"], re.escape(UNSEEN).replace(r"\{state\}", "running").replace(r"\{at\}", SEEN_AT)),
+        (
+            ["away"],
+            re.escape(
+                "; job j1 was not cancelled by this command; the service could not be reached to see its "
+                "state: `unilabel-remote status j1` tells, `unilabel-remote wait j1` follows it again\n"
+            ),
+        ),
+        (["running", "away", "running"], re.escape("; " + _follow_up("j1"))),
+    ],
+    ids=["seen-then-away", "never-seen", "back-again"],
+)
+def test_an_interrupted_wait_that_lost_the_service_says_what_it_last_saw(
+    monkeypatch, capsys, polls: list[str], leaves: str
+) -> None:
+    """`wait` rides out a service it cannot reach; the job may finish meanwhile, so an interrupt then does not
+    say that it goes on, but what the last poll that reached the service saw, and when."""
+    monkeypatch.setattr("remote.client.time.sleep", lambda _seconds: None)
+    assert _main_with(monkeypatch, _polls(polls), ["wait", "j1"]) == 130
+    err = capsys.readouterr().err.splitlines(keepends=True)[-1]
+    assert re.fullmatch("unilabel-remote wait: interrupted" + leaves, err), err
+
+
+def test_an_interrupted_run_that_lost_the_service_says_when_it_saw_its_job(
+    monkeypatch, synth_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """`run` saw its job queued when it submitted it: that, and when, if no poll reached the service since."""
+    monkeypatch.setattr("remote.client.time.sleep", lambda _seconds: None)
+    job = {"id": "j1", "state": "queued", "strategy": "mug", "seed": 1}
+    answer = _polls(["away", "away"], job)
+    assert _main_with(monkeypatch, answer, ["run", str(synth_dir), "--out", str(tmp_path / "out")]) == 130
+    err = capsys.readouterr().err.splitlines(keepends=True)[-1]
+    leaves = re.escape(UNSEEN).replace(r"\{state\}", "queued").replace(r"\{at\}", SEEN_AT)
+    assert re.fullmatch("unilabel-remote run: interrupted" + leaves, err), err
+
+
 @pytest.mark.parametrize("cut", ["interrupt", "error answer"])
 def test_a_download_cut_short_removes_the_folders_it_made_and_only_those(
     monkeypatch, tmp_path: Path, capsys, cut: str
