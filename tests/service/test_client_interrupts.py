@@ -382,3 +382,26 @@ def test_interrupted_run_says_what_it_left_before_and_after_its_job(
         said = f"\nunilabel-remote run: interrupted; job j1 succeeded; written so far: {labels}\n"
         assert err.endswith(said), err
         assert [p.name for p in (out / "j1").iterdir()] == ["labels.csv"]
+
+
+@pytest.mark.parametrize("target", ["empty folder", "nothing yet"])
+def test_a_download_through_a_link_fills_the_folder_it_names(
+    monkeypatch, tmp_path: Path, capsys, target: str
+) -> None:
+    """`download -o link`, the link naming an empty folder, renamed the finished run onto the link: "Not a
+    directory", or, naming nothing yet, the link replaced by the run. The run goes where the link points and
+    the link stays, as `unilabel train --out link` does."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith(f"/v1/models/{MODEL}/files/"):
+            return httpx.Response(200, content=b"{}")
+        return _model_answers(request)
+
+    if target == "empty folder":
+        (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to("real")
+    assert _main_with(monkeypatch, answer, ["download", MODEL, "-o", str(tmp_path / "link")]) == 0
+    assert (tmp_path / "link").is_symlink()
+    files = ["config.json", "model.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
