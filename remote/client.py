@@ -237,6 +237,9 @@ class LabelClient:
                 (staging / name).write_bytes(body)
                 written.append(name)
             staging.replace(out)
+        except OSError as err:  # named as the user gave it, not as the hidden folder beside it
+            why = "a part of that path is a file" if isinstance(err, NotADirectoryError) else err.strerror
+            raise OSError(f"-o {out}: cannot be written: {why}") from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             if not out.exists():  # cut short: leave the filesystem as it was found

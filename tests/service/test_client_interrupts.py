@@ -405,3 +405,14 @@ def test_a_download_through_a_link_fills_the_folder_it_names(
     files = ["config.json", "model.json", "model.safetensors"]
     assert sorted(p.name for p in (tmp_path / "real").iterdir()) == files
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]
+
+
+def test_a_download_that_cannot_write_names_the_folder_as_given(monkeypatch, tmp_path: Path, capsys) -> None:
+    """`-o afile/run` said `[Errno 20] Not a directory: '.../afile/.run.partial-PID'`, naming the hidden
+    staging folder instead of -o."""
+
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" / "run"
+    assert _main_with(monkeypatch, _model_answers, ["download", MODEL, "-o", str(out)]) == 2
+    assert capsys.readouterr().err == f"error: -o {out}: cannot be written: a part of that path is a file\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
