@@ -65,3 +65,50 @@ def test_train_takes_a_path_and_progress_as_compare_does(tmp_path: Path, small_s
     with pytest.raises(ValueError, match="rho must be a positive number, got '3'"):
         load_dataset(small_synth, rho="3")  # type: ignore[arg-type]
     assert load_dataset(small_synth, rho=np.float32(3)).rho == 3.0  # numpy's numbers are numbers
+
+
+def test_the_documented_signatures_name_real_parameters_and_defaults() -> None:
+    """Each `call(args)` of the doc's list: its keyword arguments are the function's, with the default the doc
+    gives (a renamed or dropped keyword makes the doc wrong, and this test fail)."""
+    import inspect
+
+    from models.compare import compare
+    from models.trained_model import TrainedModel
+
+    short = {
+        "load_dataset": load_dataset,
+        "train": train,
+        "compare": compare,
+        "TrainedModel.load": TrainedModel.load,
+        "predict_dataset": TrainedModel.predict_dataset,
+        "predict_batch": TrainedModel.predict_batch,
+    }
+    callbacks = {"before_publish"}  # a function the caller gives, not one of the library's
+    prose = re.sub(r"```.*?```", "", DOC.read_text(), flags=re.S)
+    checked, wrong = 0, []
+    for name, args in re.findall(r"`([\w.]+)\(([^`()]*)\)", prose):
+        if name in callbacks:
+            continue
+        if name in short:
+            func = short[name]
+        else:
+            module, _, attribute = name.rpartition(".")
+            func = getattr(__import__(module, fromlist=[attribute]), attribute)
+        params = inspect.signature(func).parameters
+        keyword = False
+        for arg in (a.strip() for a in args.split(",")):
+            if arg == "*":
+                keyword = True
+                continue
+            if arg in ("", "..."):
+                continue
+            arg_name, has_default, default = arg.partition("=")
+            if not (keyword or has_default):
+                continue  # a positional argument: the doc may name it for what it is (`dataset` for `ds`)
+            if arg_name not in params:
+                wrong.append(f"{name}: no parameter {arg_name}")
+            elif has_default and repr(params[arg_name].default) != default.replace('"', "'"):
+                wrong.append(f"{name}: {arg_name} defaults to {params[arg_name].default!r}, not {default}")
+            checked += 1
+    assert not wrong, wrong
+    assert checked >= 20, checked
