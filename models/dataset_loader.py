@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.archive import DEFAULT_MAX_BYTES, ArchiveError, extract_archive, is_archive
+from models.archive import ARCHIVE_SUFFIXES, DEFAULT_MAX_BYTES, ArchiveError, extract_archive, is_archive
 from models.dataset import (
     CSV_FILE,
     NPZ_FILE,
@@ -228,7 +228,7 @@ def load_dataset(
     max_ratio: float | None = None,
     max_array_bytes: int | None = None,
 ) -> Dataset:
-    """Load and validate a dataset directory or archive (.zip, .tar.gz, .tgz).
+    """Load and validate a dataset directory or archive (.zip, .tar.gz, .tgz, .tar).
 
     rho: label range (3 MOSI-style, 1 SIMS-style); inferred from the labels when None.
     for_training: also require labeled train and valid splits; False (a set to predict on): only ``id`` is
@@ -246,7 +246,7 @@ def load_dataset(
     if not path.exists():
         raise DatasetError([Problem(given, "", "no such file or directory")])
     if not path.is_dir() and not is_archive(path):
-        msg = "neither a dataset directory nor a .zip/.tar.gz/.tgz archive"
+        msg = f"neither a dataset directory nor a {'/'.join(ARCHIVE_SUFFIXES)} archive"
         if path.name in (CSV_FILE, NPZ_FILE):  # the file a newcomer made, given in place of its folder
             msg += f": it is one of a dataset's two files; give the folder that holds them, {path.parent}"
         raise DatasetError([Problem(given, "", msg)])

@@ -79,6 +79,6 @@ def test_one_of_a_datasets_files_given_for_the_dataset_names_its_folder(tmp_path
     with pytest.raises(DatasetError) as info:
         load_dataset(path / name)
     assert str(info.value) == (
-        f"{path / name}: neither a dataset directory nor a .zip/.tar.gz/.tgz archive: it is one of a "
+        f"{path / name}: neither a dataset directory nor a .zip/.tar.gz/.tgz/.tar archive: it is one of a "
         f"dataset's two files; give the folder that holds them, {path}"
     )
