@@ -44,7 +44,7 @@ class DatasetSummary(BaseModel):
     )
     created_at: datetime
     size_bytes: int
-    source: str = Field(description="How it was uploaded: files, zip or tar.gz.")
+    source: str = Field(description="How it was uploaded: files, zip, tar.gz or tar.")
     files: dict[str, UploadedFile] = Field(default_factory=dict, description="The uploaded parts as stored.")
     n: int
     splits: dict[str, int] = Field(description="Utterances per split: train, valid, test, in that order.")

@@ -3,7 +3,7 @@
 Accepted parts (the role comes from the field name, else from the file name):
 
 - ``utterances`` (``utterances.csv``) and ``features`` (``features.npz``), or
-- ``archive``: one ``.zip`` or ``.tar.gz`` holding both (recognised by its magic bytes).
+- ``archive``: one ``.zip``, ``.tar.gz`` or ``.tar`` holding both (recognised by its magic bytes).
 
 Nothing is parsed here beyond the multipart framing; validation is the library's ``load_dataset``.
 """
@@ -24,8 +24,9 @@ from service.errors import ApiError
 
 FILE_NAMES = {"utterances": "utterances.csv", "features": "features.npz"}
 ARCHIVE_MAGIC = {b"PK\x03\x04": "zip", b"\x1f\x8b": "tar.gz"}
+TAR_MAGIC_AT = 257  # an uncompressed tar has no magic at its start: "ustar" in its first header (POSIX)
 EXPECTED = (
-    "expected utterances (utterances.csv) and features (features.npz), or one archive (.zip or .tar.gz)"
+    "expected utterances (utterances.csv) and features (features.npz), or one archive (.zip, .tar.gz or .tar)"
 )
 
 
@@ -47,7 +48,7 @@ def _role(name: str, filename: str | None) -> str | None:
     for role, fname in FILE_NAMES.items():
         if base == fname:
             return role
-    if base.endswith((".zip", ".tar.gz", ".tgz")):
+    if base.endswith((".zip", ".tar.gz", ".tgz", ".tar")):
         return "archive"
     return None
 
@@ -137,10 +138,11 @@ def _finish(upload: Upload) -> Upload:
     if roles == {"archive"}:
         path = upload.files["archive"]
         with open(path, "rb") as fh:
-            head = fh.read(4)
+            head = fh.read(TAR_MAGIC_AT + 5)
         kind = next((k for magic, k in ARCHIVE_MAGIC.items() if head.startswith(magic)), None)
+        kind = kind or ("tar" if head[TAR_MAGIC_AT:] == b"ustar" else None)
         if kind is None:
-            raise ApiError(422, "archive is neither a zip nor a gzip-compressed tar", field="archive")
+            raise ApiError(422, "archive is neither a zip nor a tar (gzipped or not)", field="archive")
         upload.archive_kind = kind
         upload.files["archive"] = path.rename(path.with_name(f"dataset.{kind}"))
         return upload

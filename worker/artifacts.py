@@ -2,7 +2,7 @@
 
 Layout::
 
-    datasets/<owner>/<sha256>/data/{utterances.csv,features.npz} | data/dataset.{zip,tar.gz}
+    datasets/<owner>/<sha256>/data/{utterances.csv,features.npz} | data/dataset.{zip,tar.gz,tar}
     datasets/<owner>/<sha256>/summary.json
     datasets/<owner>/<sha256>/cache/   its transcripts' text embeddings, kept by the workers (on the volume
                                        every worker shares, counted as the key's, deleted with the dataset)
@@ -40,7 +40,7 @@ from api_schemas.datasets import DATASET_ID
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 OWNER = re.compile(r"^[0-9a-f]{16}$")
 PARTIAL = re.compile(r"^\.([0-9a-f]{32})\.partial-(\d+)$")
-ARCHIVE_NAMES = ("dataset.zip", "dataset.tar.gz")
+ARCHIVE_NAMES = ("dataset.zip", "dataset.tar.gz", "dataset.tar")
 TRASH_GRACE_S = 60.0  # a discard in progress renames and removes within moments
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 

@@ -36,7 +36,7 @@ UPLOAD_BODY = {
                 "properties": {
                     "utterances": {"type": "string", "format": "binary", "description": "utterances.csv"},
                     "features": {"type": "string", "format": "binary", "description": "features.npz"},
-                    "archive": {"type": "string", "format": "binary", "description": ".zip or .tar.gz"},
+                    "archive": {"type": "string", "format": "binary", "description": ".zip, .tar.gz or .tar"},
                 },
             }
         }

@@ -54,14 +54,24 @@ def test_upload_is_content_addressed(client, synth_dir: Path) -> None:
     assert client.get(f"/v1/datasets/{summary['id']}").json() == summary
 
 
-def test_upload_tar_gz_by_file_name(client, synth_dir: Path) -> None:
+@pytest.mark.parametrize(
+    "mode, name, source",
+    [("w:gz", "mine.tar.gz", "tar.gz"), ("w", "mine.tar", "tar"), ("w", "unnamed", "tar")],
+)
+def test_upload_tar_by_file_name_or_content(
+    client, synth_dir: Path, mode: str, name: str, source: str
+) -> None:
+    """A plain .tar was refused ("neither a zip nor a gzip-compressed tar") although `unilabel train` reads
+    it; it is told by its header's "ustar", as the others by their first bytes."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name in ("utterances.csv", "features.npz"):
-            tf.add(synth_dir / name, name)
-    r = client.post("/v1/datasets", files={"files": ("mine.tar.gz", buf.getvalue())})
+    with tarfile.open(fileobj=buf, mode=mode) as tf:
+        for member in ("utterances.csv", "features.npz"):
+            tf.add(synth_dir / member, member)
+    part = "files" if name != "unnamed" else "archive"
+    r = client.post("/v1/datasets", files={part: (name, buf.getvalue())})
     assert r.status_code == 201, r.text
-    assert r.json()["source"] == "tar.gz"
+    assert r.json()["source"] == source
+    assert client.get(f"/v1/datasets/{r.json()['id']}").json()["source"] == source
 
 
 def test_invalid_dataset_names_file_and_field(client, synth_dir: Path) -> None:
