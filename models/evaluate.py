@@ -19,6 +19,14 @@ def _rows(idx: np.ndarray) -> str:
     return f"rows {', '.join(map(str, idx[:10]))}, counting from 0 after the header"
 
 
+def _check_readable(field: str, path: str | Path) -> None:
+    """A file to read, or a pipe (`--labels <(cut ...)`, /dev/stdin): anything but a folder or nothing."""
+    if not Path(path).exists():
+        raise ValueError(f"{field}: {path}: no such file")
+    if Path(path).is_dir():
+        raise ValueError(f"{field}: {path}: is a folder; give a CSV file")
+
+
 def _read_csv(path: Path, columns: tuple[str, str]) -> pd.DataFrame:
     """An id,<value> CSV with no id twice; ValueError naming the file, the column and the rows."""
     try:
@@ -53,8 +61,7 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
     """A predictions CSV as `unilabel predict` writes it (id, pred; split optional: every row ``test``);
     ValueError naming the file and the column on what would make its scores wrong."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"predictions: {path}: no such file")
+    _check_readable("predictions", path)
     preds = _read_csv(path, ("id", "pred"))
     if "split" not in preds:
         preds["split"] = "test"
@@ -73,8 +80,7 @@ def evaluate_run(
     holds, and per split too when they span more than one. The run gives rho unless ``rho`` is passed."""
     check_rho(rho)
     run = checked_run_dir(run_dir, () if predictions is not None else ("predictions.csv",))
-    if not Path(labels_csv).is_file():
-        raise ValueError(f"labels: {labels_csv}: no such file")
+    _check_readable("labels", labels_csv)
     model_json = run / "model.json"
     if rho is None and not model_json.is_file():
         raise ValueError(f"run: {run} has no model.json to read rho from; give rho (--rho)")

@@ -80,3 +80,32 @@ def test_a_predictions_file_that_is_not_there_is_named(
     missing = tmp_path / "nope.csv"
     assert main(["evaluate", str(run), "--labels", str(labels), "--predictions", str(missing)]) == 2
     assert f"predictions: {missing}: no such file" in capsys.readouterr().err
+
+
+def test_labels_and_predictions_may_come_through_pipes(
+    tmp_path: Path, run: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`--labels <(cut -d, -f1,3 data.csv)` (a pipe, /dev/fd/63) and /dev/stdin were refused as "no such
+    file": only regular files were read. A folder is named as one."""
+    import os
+    import threading
+
+    preds, labels = new_data(tmp_path)
+    pipes = {name: tmp_path / f"{name}.pipe" for name in ("labels", "predictions")}
+
+    def feed(pipe: Path, content: str) -> None:
+        with open(pipe, "w") as fh:  # blocks until evaluate opens the pipe to read it
+            fh.write(content)
+
+    feeders = []
+    for name, source in (("labels", labels), ("predictions", preds)):
+        os.mkfifo(pipes[name])
+        feeders.append(threading.Thread(target=feed, args=(pipes[name], source.read_text()), daemon=True))
+        feeders[-1].start()
+    piped = ["--labels", str(pipes["labels"]), "--predictions", str(pipes["predictions"])]
+    assert main(["evaluate", str(run), *piped]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 3
+    for feeder in feeders:
+        feeder.join(timeout=10)
+    assert main(["evaluate", str(run), "--labels", str(tmp_path)]) == 2
+    assert f"labels: {tmp_path}: is a folder; give a CSV file" in capsys.readouterr().err
