@@ -32,6 +32,7 @@
     downloading: new Set(), // the API paths of the files being fetched
     submitting: new Set(), // the buttons of the forms whose request is under way
     ownDatasets: null, // how many of the listed datasets are the key's own (the job form offers those)
+    openErrors: new Set(), // the jobs whose whole error is shown
   };
 
   // Elements are built, never parsed from strings: every value from the API lands as text.
@@ -229,7 +230,7 @@
     if (!target) return;
     const owner = target.owner ? `[data-owner="${CSS.escape(target.owner)}"]` : "";
     const found = $(target.table || "main").querySelector(
-      `button[data-action="${CSS.escape(target.action)}"][data-id="${CSS.escape(target.id)}"]${owner}`,
+      `[data-action="${CSS.escape(target.action)}"][data-id="${CSS.escape(target.id)}"]${owner}`,
     );
     if (found) found.focus();
   }
@@ -262,7 +263,7 @@
       const deleted = job.model_deleted_at ? ` · model deleted ${ago(job.model_deleted_at)}` : "";
       return el("td", {}, `done${deleted}`, ...notes);
     }
-    if (!LIVE.has(job.state)) return el("td", { className: "muted" }, job.error || "", ...notes);
+    if (!LIVE.has(job.state)) return el("td", { className: "muted" }, job.error ? jobError(job) : "", ...notes);
     // the stage's count: batches while the transcripts are encoded, else epochs (MUG's stage 2 counts each
     // modality's meta epochs one after another)
     const unit = job.stage === "encode" ? "batch" : "epoch";
@@ -275,6 +276,28 @@
       el("span", { className: "progress-text" }, ` ${where}${pct(job.progress)}`),
       ...notes,
     );
+  }
+
+  // A failed job's error, said to be one (not only by the state's colour). A long one (the worker keeps up
+  // to 2000 characters) would make its row a page long: its start, the whole in a <details>, whose being open
+  // outlives the refreshes that build the row anew.
+  const ERROR_SHOWN = 160;
+  function jobError(job) {
+    const text = `error: ${job.error}`;
+    if (text.length <= ERROR_SHOWN) return el("div", { className: "job-error" }, text);
+    const summary = el("summary", { dataset: { action: "error", id: job.id } });
+    const details = el("details", { className: "job-error" }, summary, el("div", {}, job.error));
+    const said = () => {
+      summary.textContent = details.open ? "error:" : `${text.slice(0, ERROR_SHOWN)}…`;
+    };
+    details.open = state.openErrors.has(job.id);
+    said();
+    details.addEventListener("toggle", () => {
+      if (details.open) state.openErrors.add(job.id);
+      else state.openErrors.delete(job.id);
+      said();
+    });
+    return details;
   }
 
   function jobRow(job) {

@@ -548,3 +548,59 @@ def test_the_page_on_a_phone_its_address_and_its_messages(
             browser.evaluate("document.getElementById('job-settings').value = 'beta=0x10'")
             said = _submit(browser, "job")  # Python's float() does not read 0x10: text, refused as beta
             assert said.startswith("failed HTTP 422") and "beta" in said, said
+
+
+def _record_job(stack: LocalStack, key: str, seed: int) -> str:
+    """A queued job of ``key``'s in Redis whose task is never sent: it stays queued until the test moves it
+    (JobStore.transition), as nothing runs it. Its dataset need not exist: the lists show only its id."""
+    from worker.lifecycle import JobStore
+
+    with LabelClient(stack.url, timeout=60, api_key=key) as api:
+        owner = api.usage()["key_id"]
+    spec = {"owner": owner, "dataset_id": "d" * 64, "strategy": "mug", "seed": seed, "hyperparameters": {}}
+    job_id, created = JobStore.from_url(stack.redis_url).claim({**spec, "code_version": "page-test"})
+    assert created
+    return job_id
+
+
+def _fail(stack: LocalStack, job_id: str, error: str) -> None:
+    from worker.lifecycle import JobStore
+
+    jobs = JobStore.from_url(stack.redis_url)
+    assert jobs.transition(job_id, ("queued",), state="failed", finished_at=time.time(), error=error)
+
+
+def test_a_failed_jobs_error_is_said_and_a_long_one_folds(stack: LocalStack, tmp_path: Path) -> None:
+    """A failed job's error is marked as one ("error: ...", not only the state's colour); a long one (the
+    worker keeps 2000 characters) shows its start, the whole a click away, still open after a refresh; server
+    text lands as text."""
+    from tests.service.cdp import Browser
+
+    key = stack.create_key("failed-page")
+    short_job, long_job = _record_job(stack, key, 1), _record_job(stack, key, 2)
+    _fail(stack, short_job, "could not enqueue: broker unreachable")
+    tensor = "The size of tensor a (32) must match the size of tensor b (16) at non-singleton dimension 1. "
+    long_error = ("training failed: RuntimeError: <img src=x id=injected> " + tensor * 20).strip()
+    _fail(stack, long_job, long_error)
+    row = "document.querySelector('#jobs tr[data-job-id=\"%s\"]')"
+    with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+        browser.open(f"{stack.url}/#key={key}")
+        browser.wait_for(f"document.body?.dataset.state === 'ready' && {row % long_job} !== null")
+        said = browser.evaluate(f"{row % short_job}.querySelector('.job-error').textContent")
+        assert said == "error: could not enqueue: broker unreachable", said
+        folded = f"{row % long_job}.querySelector('details.job-error')"
+        assert browser.evaluate(f"{folded}.open") is False
+        summary = browser.evaluate(f"{folded}.querySelector('summary').textContent")
+        assert summary.startswith("error: training failed: RuntimeError: <img") and summary.endswith("…")
+        assert len(summary) < 200, summary
+        assert browser.evaluate(f"{row % long_job}.getBoundingClientRect().height") < 150
+        assert browser.evaluate("document.getElementById('injected') === null")  # text, never HTML
+
+        browser.evaluate(f"(s => {{ s.focus(); s.click(); }})({folded}.querySelector('summary'))")
+        assert browser.wait_for(f"{folded}.open && {folded}.textContent.includes('dimension 1. The size')")
+        refreshes = browser.evaluate("document.body.dataset.refreshes")
+        browser.evaluate("document.getElementById('refresh').click()")
+        browser.wait_for(f"document.body.dataset.refreshes !== '{refreshes}'")
+        assert browser.evaluate(f"{folded}.open")  # a row built anew keeps it open
+        assert browser.evaluate(f"{folded}.textContent").endswith(long_error)
+        assert browser.evaluate(f"document.activeElement === {folded}.querySelector('summary')")
