@@ -418,11 +418,13 @@
     );
   }
 
+  const ownDataset = (ds) => !ds.owner || ds.owner === state.keyId;
+
   // The job form's dataset list: the key's own datasets (a job trains on one of them; an admin key's list
   // has every key's), newest first, the one just uploaded (or chosen) kept. None: nothing to start.
   function fillDatasetChoice(datasets) {
     const select = $("job-dataset");
-    const own = datasets.filter((ds) => !ds.owner || ds.owner === state.keyId);
+    const own = datasets.filter(ownDataset);
     const keep = state.pickDataset || select.value;
     state.pickDataset = null;
     select.replaceChildren(
@@ -455,8 +457,11 @@
       state.keyId = usage.key_id;
       const focus = state.focusNext || focusedButton();
       state.focusNext = null;
-      fill($("jobs"), jobs.items.map(jobRow), state.jobState ? "jobs-none" : "jobs-empty");
-      $(state.jobState ? "jobs-empty" : "jobs-none").hidden = true;
+      // no job and no dataset of its own: a new key, told where to start (the upload is further down)
+      const first = !state.jobState && jobs.total === 0 && !datasets.items.some(ownDataset);
+      const emptyId = state.jobState ? "jobs-none" : first ? "jobs-first" : "jobs-empty";
+      fill($("jobs"), jobs.items.map(jobRow), emptyId);
+      for (const id of ["jobs-none", "jobs-first", "jobs-empty"]) if (id !== emptyId) $(id).hidden = true;
       fill($("datasets"), datasets.items.map(datasetRow), "datasets-empty");
       fillDatasetChoice(datasets.items);
       fill($("models"), models.items.map(modelRow), "models-empty");
@@ -733,6 +738,10 @@
       refresh();
     });
     $("viewer-close").addEventListener("click", closeReport);
+    $("to-upload").addEventListener("click", () => {
+      $("upload-form").scrollIntoView({ block: "center" });
+      $("upload-files").focus();
+    });
     $("upload-form").addEventListener("submit", uploadDataset);
     $("job-form").addEventListener("submit", startJob);
     document.addEventListener("visibilitychange", () => {

@@ -604,3 +604,30 @@ def test_a_failed_jobs_error_is_said_and_a_long_one_folds(stack: LocalStack, tmp
         assert browser.evaluate(f"{folded}.open")  # a row built anew keeps it open
         assert browser.evaluate(f"{folded}.textContent").endswith(long_error)
         assert browser.evaluate(f"document.activeElement === {folded}.querySelector('summary')")
+
+
+def test_a_new_key_is_told_where_to_start(stack: LocalStack, synth_dir: Path, tmp_path: Path) -> None:
+    """A key with no dataset and no job: the jobs list says to upload a dataset first (the job form cannot
+    start anything yet) and how to make one to try, and takes the keyboard to the upload form; once a dataset
+    is there, the usual "No jobs yet"."""
+    from tests.service.cdp import Browser
+
+    key = stack.create_key("new-page")
+    shown = "(id => !document.getElementById(id).hidden)"
+    with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+        browser.open(f"{stack.url}/#key={key}")
+        browser.wait_for("document.body?.dataset.state === 'ready'")
+        assert browser.evaluate(f"{shown}('jobs-first')") and not browser.evaluate(f"{shown}('jobs-empty')")
+        first = browser.evaluate("document.getElementById('jobs-first').textContent")
+        assert "First upload a dataset" in first and "unilabel synth DIR" in first, first
+        none = browser.evaluate("document.getElementById('datasets-empty').textContent")
+        assert "unilabel synth DIR" in none, none
+        browser.evaluate("document.getElementById('to-upload').click()")
+        assert browser.evaluate("document.activeElement.id") == "upload-files"
+
+        with LabelClient(stack.url, timeout=60, api_key=key) as api:
+            api.upload(synth_dir)
+        refreshes = browser.evaluate("document.body.dataset.refreshes")
+        browser.evaluate("document.getElementById('refresh').click()")
+        browser.wait_for(f"document.body.dataset.refreshes !== '{refreshes}'")
+        assert browser.evaluate(f"{shown}('jobs-empty')") and not browser.evaluate(f"{shown}('jobs-first')")
