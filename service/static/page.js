@@ -51,6 +51,10 @@
   }
 
   const short = (id) => (id ? String(id).slice(0, 10) : "");
+
+  // A list's id: the whole of it in the page, its start shown (page.css: code.id), so that selecting or
+  // copying it gives the id that unilabel-remote and the API take (they refuse a shortened one).
+  const idCell = (id, ...more) => el("td", { title: id }, el("code", { className: "id" }, id), ...more);
   const pct = (x) => `${Math.round((x || 0) * 100)}%`;
 
   function ago(iso) {
@@ -304,10 +308,10 @@
     return el(
       "tr",
       { dataset: { jobId: job.id, state: job.state } },
-      el("td", { title: job.id }, el("code", {}, short(job.id))),
+      idCell(job.id),
       el("td", {}, job.strategy),
       el("td", {}, String(job.seed)),
-      el("td", { title: job.dataset_id }, el("code", {}, short(job.dataset_id))),
+      idCell(job.dataset_id),
       el("td", {}, el("span", { className: `state state-${job.state}` }, job.state)),
       progressCell(job),
       el("td", { title: job.updated_at }, ago(job.updated_at)),
@@ -338,7 +342,7 @@
     return el(
       "tr",
       { dataset: { datasetId: ds.id, owner: ds.owner || "" } },
-      el("td", { title: ds.id }, el("code", {}, short(ds.id)), owner),
+      idCell(ds.id, owner),
       el("td", {}, String(ds.n)),
       el("td", {}, splits),
       el("td", {}, modalities),
@@ -402,10 +406,10 @@
     return el(
       "tr",
       { dataset: { modelId: card.id } },
-      el("td", { title: card.id }, el("code", {}, short(card.id))),
+      idCell(card.id),
       el("td", {}, card.strategy),
       el("td", {}, String(card.seed)),
-      el("td", { title: card.dataset_id }, el("code", {}, short(card.dataset_id))),
+      idCell(card.dataset_id),
       el("td", {}, shown.map((m) => `${m} ${valid[m].toFixed(3)}`).join(" · ")),
       el("td", { title: card.created_at }, ago(card.created_at)),
       actionsCell(

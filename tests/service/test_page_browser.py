@@ -631,3 +631,28 @@ def test_a_new_key_is_told_where_to_start(stack: LocalStack, synth_dir: Path, tm
         browser.evaluate("document.getElementById('refresh').click()")
         browser.wait_for(f"document.body.dataset.refreshes !== '{refreshes}'")
         assert browser.evaluate(f"{shown}('jobs-empty')") and not browser.evaluate(f"{shown}('jobs-first')")
+
+
+def test_the_lists_hold_whole_ids_to_copy(stack: LocalStack, jobs: dict, tmp_path: Path) -> None:
+    """unilabel-remote and the API take a whole id only (a shortened one is a 404): each list's id cell holds
+    the whole id, so that selecting and copying it gives that, while it shows the first characters."""
+    from tests.service.cdp import Browser
+
+    done, dataset = jobs["done"], jobs["dataset"]["id"]
+    job_row = f'#jobs tr[data-job-id="{done["id"]}"]'
+    cells = [
+        (done["id"], f"{job_row} td:nth-child(1) code"),
+        (dataset, f"{job_row} td:nth-child(4) code"),
+        (dataset, f'#datasets tr[data-dataset-id="{dataset}"] td:nth-child(1) code'),
+        (done["model_id"], f'#models tr[data-model-id="{done["model_id"]}"] td:nth-child(1) code'),
+    ]
+    with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+        browser.open(f"{stack.url}/#key={stack.api_key}")
+        browser.wait_for("document.body?.dataset.state === 'ready'")
+        for whole, selector in cells:
+            code = f"document.querySelector('{selector}')"
+            selected = browser.evaluate(f"(getSelection().selectAllChildren({code}), String(getSelection()))")
+            assert selected == whole, (selector, selected)
+            # shown cut, about ten characters wide
+            width, chars = browser.evaluate(f"[{code}.clientWidth, {code}.scrollWidth]")
+            assert width < chars and width < 120, (selector, width, chars)
