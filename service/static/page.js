@@ -14,6 +14,7 @@
   const IDLE_POLL_MS = 15000;
   const REFRESH_TIMEOUT_MS = 15000;
   const LIVE = new Set(["queued", "running"]);
+  const ERROR_SHOWN = 160; // characters of a failed job's error shown before "…"
 
   const $ = (id) => document.getElementById(id);
   const state = {
@@ -33,6 +34,7 @@
     submitting: new Set(), // the buttons of the forms whose request is under way
     ownDatasets: null, // how many of the listed datasets are the key's own (the job form offers those)
     openErrors: new Set(), // the jobs whose whole error is shown
+    seenStates: null, // job id -> its state at the last refresh (null before the first)
   };
 
   // Elements are built, never parsed from strings: every value from the API lands as text.
@@ -207,10 +209,30 @@
     $("refresh").hidden = true;
     $("usage").hidden = true;
     $("updated").textContent = "";
+    $("changes").textContent = "";
+    state.seenStates = null;
     notify(null);
     setStatus(message, "no-key");
     $("status").classList.toggle("failed", refused);
     $("key-input").focus();
+  }
+
+  // A listed job whose state changed since the last refresh is said in words, with the time, in a live
+  // region: a screen reader hears it (a row's new colour says nothing to one), and a sighted user sees it
+  // without finding the row, which may be far down the list.
+  function announceChanges(jobs) {
+    const before = state.seenStates;
+    state.seenStates = new Map(jobs.map((job) => [job.id, job.state]));
+    if (!before) return;
+    const changed = jobs.filter((job) => before.has(job.id) && before.get(job.id) !== job.state);
+    if (!changed.length) return;
+    const said = changed.map((job) => {
+      const what = `Job ${short(job.id)} (${job.strategy}, seed ${job.seed}) ${job.state}`;
+      if (job.state === "succeeded") return `${what}: its report and labels are ready`;
+      if (job.state === "failed" && job.error) return `${what}: ${job.error.slice(0, ERROR_SHOWN)}`;
+      return what;
+    });
+    $("changes").textContent = `${new Date().toLocaleTimeString()}: ${said.join(". ")}.`;
   }
 
   // --- the lists -------------------------------------------------------------------------------------
@@ -285,7 +307,6 @@
   // A failed job's error, said to be one (not only by the state's colour). A long one (the worker keeps up
   // to 2000 characters) would make its row a page long: its start, the whole in a <details>, whose being open
   // outlives the refreshes that build the row anew.
-  const ERROR_SHOWN = 160;
   function jobError(job) {
     const text = `error: ${job.error}`;
     if (text.length <= ERROR_SHOWN) return el("div", { className: "job-error" }, text);
@@ -465,6 +486,7 @@
       const first = !state.jobState && jobs.total === 0 && !datasets.items.some(ownDataset);
       const emptyId = state.jobState ? "jobs-none" : first ? "jobs-first" : "jobs-empty";
       fill($("jobs"), jobs.items.map(jobRow), emptyId);
+      announceChanges(jobs.items);
       for (const id of ["jobs-none", "jobs-first", "jobs-empty"]) if (id !== emptyId) $(id).hidden = true;
       fill($("datasets"), datasets.items.map(datasetRow), "datasets-empty");
       fillDatasetChoice(datasets.items);

@@ -567,7 +567,8 @@ def _fail(stack: LocalStack, job_id: str, error: str) -> None:
     from worker.lifecycle import JobStore
 
     jobs = JobStore.from_url(stack.redis_url)
-    assert jobs.transition(job_id, ("queued",), state="failed", finished_at=time.time(), error=error)
+    ended = {"state": "failed", "finished_at": time.time(), "error": error}
+    assert jobs.transition(job_id, ("queued", "running"), **ended)
 
 
 def test_a_failed_jobs_error_is_said_and_a_long_one_folds(stack: LocalStack, tmp_path: Path) -> None:
@@ -593,11 +594,13 @@ def test_a_failed_jobs_error_is_said_and_a_long_one_folds(stack: LocalStack, tmp
         summary = browser.evaluate(f"{folded}.querySelector('summary').textContent")
         assert summary.startswith("error: training failed: RuntimeError: <img") and summary.endswith("…")
         assert len(summary) < 200, summary
-        assert browser.evaluate(f"{row % long_job}.getBoundingClientRect().height") < 150
+        height = f"{row % long_job}.getBoundingClientRect().height"
+        folded_height = browser.evaluate(height)
         assert browser.evaluate("document.getElementById('injected') === null")  # text, never HTML
 
         browser.evaluate(f"(s => {{ s.focus(); s.click(); }})({folded}.querySelector('summary'))")
         assert browser.wait_for(f"{folded}.open && {folded}.textContent.includes('dimension 1. The size')")
+        assert browser.evaluate(height) > 3 * folded_height  # the whole is much longer
         refreshes = browser.evaluate("document.body.dataset.refreshes")
         browser.evaluate("document.getElementById('refresh').click()")
         browser.wait_for(f"document.body.dataset.refreshes !== '{refreshes}'")
@@ -656,3 +659,25 @@ def test_the_lists_hold_whole_ids_to_copy(stack: LocalStack, jobs: dict, tmp_pat
             # shown cut, about ten characters wide
             width, chars = browser.evaluate(f"[{code}.clientWidth, {code}.scrollWidth]")
             assert width < chars and width < 120, (selector, width, chars)
+
+
+def test_a_jobs_change_of_state_is_said_in_words(stack: LocalStack, tmp_path: Path) -> None:
+    """A job that starts running, then fails, while the page is open: each change is said in a live region
+    (role=status) with the job, its state and the error, not only by the row's colour."""
+    from tests.service.cdp import Browser
+    from worker.lifecycle import JobStore
+
+    key = stack.create_key("changes-page")
+    job = _record_job(stack, key, 3)
+    changes = "document.getElementById('changes')"
+    with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+        browser.open(f"{stack.url}/#key={key}")
+        browser.wait_for("document.body?.dataset.state === 'ready'")
+        assert browser.evaluate(f"{changes}.getAttribute('role')") == "status"
+        assert browser.evaluate(f"{changes}.textContent") == ""  # the first load is no change
+        assert JobStore.from_url(stack.redis_url).transition(job, ("queued",), state="running")
+        said = browser.wait_for(f"{changes}.textContent.includes('running') && {changes}.textContent")
+        assert f"Job {job[:10]} (mug, seed 3) running." in said, said
+        _fail(stack, job, "training failed: MemoryError: out of memory")
+        said = browser.wait_for(f"{changes}.textContent.includes('failed') && {changes}.textContent")
+        assert f"Job {job[:10]} (mug, seed 3) failed: training failed: MemoryError: out of memory." in said
