@@ -177,6 +177,36 @@
     return response;
   }
 
+  // POST `body` as api() would, saying how much of it is sent: fetch() cannot tell, and an upload of a few GB
+  // is minutes of sending. The answer as api()'s: its status and JSON, or an ApiError.
+  function sendWithProgress(path, body, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", path);
+      xhr.setRequestHeader("Authorization", `Bearer ${state.key}`);
+      xhr.upload.onprogress = (event) => {
+        if (event.lengthComputable) onProgress(event.loaded, event.total);
+      };
+      xhr.onload = () => {
+        let answer = null;
+        try {
+          answer = JSON.parse(xhr.responseText);
+        } catch (_) {
+          // not the API's JSON (a proxy's page): the status says it
+        }
+        if (xhr.status >= 200 && xhr.status < 300) {
+          resolve({ status: xhr.status, json: answer });
+        } else {
+          const fallback = { code: `http_${xhr.status}`, message: xhr.statusText };
+          reject(new ApiError(xhr.status, (answer && answer.error) || fallback));
+        }
+      };
+      // as fetch() fails: the connection ended without an answer
+      xhr.onerror = () => reject(new TypeError("the connection ended without an answer"));
+      xhr.send(body);
+    });
+  }
+
   function describe(err) {
     if (err instanceof ApiError) {
       const field = err.error.field ? ` [${err.error.field}]` : "";
@@ -610,9 +640,14 @@
       const files = Array.from($("upload-files").files);
       const form = new FormData();
       for (const file of files) form.append(uploadRole(file.name), file, file.name);
-      say(`Uploading ${files.map((f) => f.name).join(" and ")}…`);
-      const response = await api("/v1/datasets", { body: form });
-      const dataset = await response.json();
+      const names = files.map((f) => f.name).join(" and ");
+      say(`Uploading ${names}…`);
+      const response = await sendWithProgress("/v1/datasets", form, (sent, total) => {
+        // all sent: the service checks the files before it answers (seconds for a large dataset)
+        say(sent < total ? `Uploading ${names}: ${Math.floor((100 * sent) / total)}% of ${sizeText(total)}…`
+          : `Uploaded ${sizeText(total)}; the service checks the dataset…`);
+      });
+      const dataset = response.json;
       state.pickDataset = dataset.id;
       $("upload-form").reset();
       const before = response.status === 200 ? " (uploaded before)" : "";

@@ -681,3 +681,35 @@ def test_a_jobs_change_of_state_is_said_in_words(stack: LocalStack, tmp_path: Pa
         _fail(stack, job, "training failed: MemoryError: out of memory")
         said = browser.wait_for(f"{changes}.textContent.includes('failed') && {changes}.textContent")
         assert f"Job {job[:10]} (mug, seed 3) failed: training failed: MemoryError: out of memory." in said
+
+
+def test_an_upload_says_how_much_is_sent(stack: LocalStack, synth_dir: Path, tmp_path: Path) -> None:
+    """A large upload is minutes of sending: the form says how much of it is sent, then that the service
+    checks it, then the dataset. Here the browser's upload is throttled to about 3 s."""
+    from tests.service.cdp import Browser
+
+    key = stack.create_key("upload-progress-page")
+    files = [synth_dir / "utterances.csv", synth_dir / "features.npz"]
+    total = sum(f.stat().st_size for f in files)
+    message = "document.getElementById('upload-message')"
+    with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+        browser.open(f"{stack.url}/#key={key}")
+        browser.wait_for("document.body?.dataset.state === 'ready'")
+        browser.evaluate(
+            f"window.said = []; new MutationObserver(() => said.push({message}.textContent))"
+            f".observe({message}, {{ childList: true, characterData: true, subtree: true }})"
+        )
+        browser.send("Network.enable")
+        slow = {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": total / 3}
+        browser.send("Network.emulateNetworkConditions", slow)
+        browser.set_files("upload-files", files)
+        assert _submit(browser, "upload").startswith("done Dataset "), browser.evaluate("said")
+        said = browser.evaluate("said")
+    progress = re.compile(r"Uploading utterances\.csv and features\.npz: (\d+)% of ([\d.]+) KiB…")
+    sent = [m for m in map(progress.fullmatch, said) if m]
+    percents = [int(m[1]) for m in sent]
+    assert len(set(percents)) >= 2 and percents == sorted(percents), said  # it went on
+    checked = re.fullmatch(r"Uploaded ([\d.]+) KiB; the service checks the dataset…", said[-2])
+    assert checked and {m[2] for m in sent} == {checked[1]}, said
+    # the request's size: the files and the multipart framing
+    assert total / 1024 <= float(checked[1]) < (total + 2048) / 1024, said
