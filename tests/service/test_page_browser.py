@@ -713,3 +713,22 @@ def test_an_upload_says_how_much_is_sent(stack: LocalStack, synth_dir: Path, tmp
     assert checked and {m[2] for m in sent} == {checked[1]}, said
     # the request's size: the files and the multipart framing
     assert total / 1024 <= float(checked[1]) < (total + 2048) / 1024, said
+
+
+def test_every_control_and_column_has_a_name(stack: LocalStack, jobs: dict, tmp_path: Path) -> None:
+    """What a screen reader reads from Chromium's accessibility tree: every button, link, form control,
+    progress bar and column header of the page with its lists has a name (the actions columns' headers were
+    empty)."""
+    from tests.service.cdp import Browser
+
+    roles = {"button", "link", "textbox", "combobox", "spinbutton", "progressbar", "columnheader"}
+    with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+        browser.open(f"{stack.url}/#key={stack.api_key}")
+        model_row = "document.querySelectorAll('#models td').length"
+        browser.wait_for(f"document.body?.dataset.state === 'ready' && {model_row}")
+        browser.send("Accessibility.enable")
+        nodes = browser.send("Accessibility.getFullAXTree")["nodes"]
+    seen = [(n["role"]["value"], n.get("name", {}).get("value", "")) for n in nodes if not n.get("ignored")]
+    assert {"button", "columnheader", "combobox"} <= {role for role, _ in seen}, seen
+    unnamed = [role for role, name in seen if role in roles and not name.strip()]
+    assert unnamed == [], unnamed
