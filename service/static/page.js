@@ -15,6 +15,8 @@
   const REFRESH_TIMEOUT_MS = 15000;
   const LIVE = new Set(["queued", "running"]);
   const ERROR_SHOWN = 160; // characters of a failed job's error shown before "…"
+  const PAGE_MOST = 1000; // the most items one list request may ask for (?limit=)
+  const MENU_PAGES = 10; // the job form's dataset menu reads at most this many such pages
 
   const $ = (id) => document.getElementById(id);
   const state = {
@@ -32,7 +34,9 @@
     focusNext: null, // {action, id, owner} of the button to focus after the next refresh
     downloading: new Set(), // the API paths of the files being fetched
     submitting: new Set(), // the buttons of the forms whose request is under way
-    ownDatasets: null, // how many of the listed datasets are the key's own (the job form offers those)
+    ownDatasets: null, // how many datasets the job form offers (the key's own)
+    menu: null, // {mark, items}: every dataset, read for the job form when the list is cut
+    cut: { jobs: "", datasets: "", models: "" }, // what each list says of the items it leaves out
     openErrors: new Set(), // the jobs whose whole error is shown
     seenStates: null, // job id -> its state at the last refresh (null before the first)
   };
@@ -241,6 +245,7 @@
     $("updated").textContent = "";
     $("changes").textContent = "";
     state.seenStates = null;
+    state.menu = null;
     notify(null);
     setStatus(message, "no-key");
     $("status").classList.toggle("failed", refused);
@@ -475,6 +480,43 @@
 
   const ownDataset = (ds) => !ds.owner || ds.owner === state.keyId;
 
+  // A list answers its first page (the API's default, 100) and its total: a list cut short says so above it,
+  // as a user who looks for an older item would otherwise think it gone.
+  function cutText(list, noun, more = "") {
+    if (list.total <= list.items.length) return "";
+    return `The latest ${list.items.length} of ${list.total} ${noun} are shown${more}.`;
+  }
+
+  function noteLists() {
+    for (const [kind, cut] of Object.entries(state.cut)) {
+      const note = $(`${kind}-note`);
+      note.textContent = cut;
+      note.hidden = !cut;
+    }
+  }
+
+  // The job form offers every dataset of the key's own, not only the listed page's: a list cut short is read
+  // whole for it, in pages of the most the API gives, again only when the list's total or newest item changed
+  // (an upload or a delete, here or elsewhere), and at most MENU_PAGES of them.
+  async function datasetMenu(listed) {
+    if (listed.total <= listed.items.length) {
+      state.menu = null;
+      return listed.items;
+    }
+    const newest = listed.items[0] || {};
+    const mark = `${listed.total} ${newest.id} ${newest.owner}`;
+    if (state.menu && state.menu.mark === mark) return state.menu.items;
+    const items = [];
+    for (let page = 0; page < MENU_PAGES && items.length < listed.total; page += 1) {
+      const path = `/v1/datasets?limit=${PAGE_MOST}&offset=${page * PAGE_MOST}`;
+      const answer = await (await api(path, { timeoutMs: REFRESH_TIMEOUT_MS })).json();
+      items.push(...answer.items);
+      if (answer.items.length < PAGE_MOST) break;
+    }
+    state.menu = { mark, items };
+    return items;
+  }
+
   // The job form's dataset list: the key's own datasets (a job trains on one of them; an admin key's list
   // has every key's), newest first, the one just uploaded (or chosen) kept. None: nothing to start.
   function fillDatasetChoice(datasets) {
@@ -508,19 +550,29 @@
           api(path, { timeoutMs: REFRESH_TIMEOUT_MS }).then((r) => r.json()),
         ),
       );
-      showUsage(usage);
       state.keyId = usage.key_id;
+      const menu = await datasetMenu(datasets);
+      showUsage(usage);
       const focus = state.focusNext || focusedButton();
       state.focusNext = null;
       // no job and no dataset of its own: a new key, told where to start (the upload is further down)
-      const first = !state.jobState && jobs.total === 0 && !datasets.items.some(ownDataset);
+      const first = !state.jobState && jobs.total === 0 && !menu.some(ownDataset);
       const emptyId = state.jobState ? "jobs-none" : first ? "jobs-first" : "jobs-empty";
       fill($("jobs"), jobs.items.map(jobRow), emptyId);
       announceChanges(jobs.items);
       for (const id of ["jobs-none", "jobs-first", "jobs-empty"]) if (id !== emptyId) $(id).hidden = true;
       fill($("datasets"), datasets.items.map(datasetRow), "datasets-empty");
-      fillDatasetChoice(datasets.items);
+      fillDatasetChoice(menu);
       fill($("models"), models.items.map(modelRow), "models-empty");
+      const which = state.jobState ? `${state.jobState} ` : "";
+      const offered =
+        menu.length < datasets.total ? `this key's among the latest ${menu.length}` : "all of this key's";
+      state.cut = {
+        jobs: cutText(jobs, `${which}jobs`),
+        datasets: cutText(datasets, "datasets", `; the job form offers ${offered}`),
+        models: cutText(models, "models"),
+      };
+      noteLists();
       focusAgain(focus);
       $("key-section").hidden = true;
       $("main").hidden = false;
@@ -530,13 +582,13 @@
       // queued or running: those listed (an admin key's list holds every key's) or, when the list shows
       // another state, the key's own (its quota counts them)
       const live = Math.max(jobs.items.filter((j) => LIVE.has(j.state)).length, usage.concurrent_jobs.used);
-      const more = jobs.total > jobs.items.length ? ` (the latest ${jobs.items.length} shown)` : "";
-      const which = state.jobState ? `${state.jobState} ` : "";
+      const more = (list) =>
+        list.total > list.items.length ? ` (the latest ${list.items.length} shown)` : "";
       const liveText = state.jobState ? "" : `, ${live} queued or running`;
       const summary =
-        `${jobs.total} ${which}job${jobs.total === 1 ? "" : "s"}${more}${liveText} · ` +
-        `${datasets.total} dataset${datasets.total === 1 ? "" : "s"} · ` +
-        `${models.total} model${models.total === 1 ? "" : "s"}`;
+        `${jobs.total} ${which}job${jobs.total === 1 ? "" : "s"}${more(jobs)}${liveText} · ` +
+        `${datasets.total} dataset${datasets.total === 1 ? "" : "s"}${more(datasets)} · ` +
+        `${models.total} model${models.total === 1 ? "" : "s"}${more(models)}`;
       // the time of the refresh is outside the status's live region: a screen reader hears what changed
       if ($("status").textContent !== summary || document.body.dataset.state !== "ready") {
         setStatus(summary, "ready");

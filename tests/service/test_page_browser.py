@@ -15,6 +15,7 @@ those connections are refused, and they have nothing to do with the page.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -732,3 +733,59 @@ def test_every_control_and_column_has_a_name(stack: LocalStack, jobs: dict, tmp_
     assert {"button", "columnheader", "combobox"} <= {role for role, _ in seen}, seen
     unnamed = [role for role, name in seen if role in roles and not name.strip()]
     assert unnamed == [], unnamed
+
+
+def _copies(stack: LocalStack, kind: str, source: Path, owner: str, ids: list[str], newer: bool) -> None:
+    """Listed copies of a dataset's summary or a model's card under ``ids``, for ``owner``, each a second
+    apart, newer or older than the source: the lists read only these files, and many uploads or jobs would
+    take minutes."""
+    name = "summary.json" if kind == "datasets" else "card.json"
+    record = json.loads((source / name).read_text())
+    for i, ident in enumerate(ids, 1):
+        copy = stack.artifact_dir / kind / (owner if kind == "datasets" else "") / ident
+        copy.mkdir(parents=True)
+        made = {**record, "id": ident, "created_at": record["created_at"] + (i if newer else -i)}
+        if kind == "runs":
+            made.update(job_id=ident, owner=owner)
+        (copy / name).write_text(json.dumps(made))
+
+
+def test_a_cut_list_says_so_and_the_job_form_offers_every_dataset(
+    stack: LocalStack, jobs: dict, synth_dir: Path, tmp_path: Path
+) -> None:
+    """The datasets and models lists show the API's first page (100): a list cut short says so, and the job
+    form still offers every dataset of the key's, the oldest (which the list leaves out) included."""
+    from tests.service.cdp import Browser
+
+    key = stack.create_key("many-page")
+    with LabelClient(stack.url, timeout=60, api_key=key) as api:
+        oldest = api.upload(synth_dir)["id"]
+        owner = api.usage()["key_id"]
+        newer = [f"{owner}{i:048x}" for i in range(120)]
+        _copies(stack, "datasets", stack.artifact_dir / "datasets" / owner / oldest, owner, newer, True)
+        models = [f"{owner}{i:016x}" for i in range(101)]
+        _copies(stack, "runs", stack.artifact_dir / "runs" / jobs["done"]["id"], owner, models, False)
+        with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+            browser.open(f"{stack.url}/#key={key}")
+            browser.wait_for("document.body?.dataset.state === 'ready'")
+            status = browser.evaluate("document.getElementById('status').textContent")
+            assert "121 datasets (the latest 100 shown) · 101 models (the latest 100 shown)" in status, status
+            note = "(id => !document.getElementById(id).hidden && document.getElementById(id).textContent)"
+            said = browser.evaluate(f"{note}('datasets-note')")
+            cut = "The latest 100 of 121 datasets are shown; the job form offers all of this key's."
+            assert said == cut, said
+            assert browser.evaluate(f"{note}('models-note')") == "The latest 100 of 101 models are shown."
+            assert browser.evaluate(f"{note}('jobs-note')") is False  # not cut
+            assert browser.evaluate("document.querySelectorAll('#datasets tbody tr').length") == 100
+            options = "Array.from(document.getElementById('job-dataset').options, (o) => o.value)"
+            options = browser.evaluate(options)
+            assert options == [*reversed(newer), oldest], options[-3:]
+
+            browser.evaluate(f"document.getElementById('job-dataset').value = '{oldest}'")
+            browser.evaluate("document.getElementById('job-strategy').value = 'copy'")
+            said = _submit(browser, "job")
+            assert said.startswith("done Job ") and said.endswith(" queued."), said
+        started = api.jobs()["items"][0]
+        api.cancel(started["id"])
+        assert started["dataset_id"] == oldest, started
+
