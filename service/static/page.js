@@ -37,6 +37,8 @@
     ownDatasets: null, // how many datasets the job form offers (the key's own)
     menu: null, // {mark, items}: every dataset, read for the job form when the list is cut
     cut: { jobs: "", datasets: "", models: "" }, // what each list says of the items it leaves out
+    offline: false, // the last refresh failed: the lists may be out of date, the buttons that send are off
+    lastGood: null, // the time of the last refresh that worked, as shown
     openErrors: new Set(), // the jobs whose whole error is shown
     seenStates: null, // job id -> its state at the last refresh (null before the first)
   };
@@ -246,6 +248,8 @@
     $("changes").textContent = "";
     state.seenStates = null;
     state.menu = null;
+    setOffline(false);
+    state.lastGood = null;
     notify(null);
     setStatus(message, "no-key");
     $("status").classList.toggle("failed", refused);
@@ -488,11 +492,36 @@
   }
 
   function noteLists() {
+    const stale = state.offline && state.lastGood
+      ? `Possibly out of date: as of ${state.lastGood}, the last refresh that worked. `
+      : "";
     for (const [kind, cut] of Object.entries(state.cut)) {
       const note = $(`${kind}-note`);
-      note.textContent = cut;
-      note.hidden = !cut;
+      note.textContent = `${stale}${cut}`.trim();
+      note.hidden = !note.textContent;
+      note.classList.toggle("stale", Boolean(stale));
     }
+  }
+
+  // The buttons that send a request: every row's (a row's confirm only shows once a refresh answers), the
+  // forms' and the report's data.
+  const SENDING = "#main button[data-action], #upload-submit, #job-submit, #viewer-json";
+
+  // While refreshes fail the lists stay as they were, said to be possibly out of date, and the buttons that
+  // send a request are off: a click would fail with a less clear error than the status line's. The refresh
+  // that works again builds the rows anew (their buttons on) and turns the others back on.
+  function setOffline(offline) {
+    if (offline && !state.offline) state.focusNext = state.focusNext || focusedButton(); // found again after
+    state.offline = offline;
+    document.body.dataset.offline = String(offline);
+    if (offline) {
+      for (const node of document.querySelectorAll(SENDING)) node.disabled = true;
+    } else {
+      $("upload-submit").disabled = state.submitting.has("upload-submit");
+      $("job-submit").disabled = state.submitting.has("job-submit") || state.ownDatasets === 0;
+      $("viewer-json").disabled = false;
+    }
+    noteLists();
   }
 
   // The job form offers every dataset of the key's own, not only the listed page's: a list cut short is read
@@ -552,6 +581,8 @@
       );
       state.keyId = usage.key_id;
       const menu = await datasetMenu(datasets);
+      state.lastGood = new Date().toLocaleTimeString();
+      setOffline(false);
       showUsage(usage);
       const focus = state.focusNext || focusedButton();
       state.focusNext = null;
@@ -594,7 +625,7 @@
         setStatus(summary, "ready");
         $("status").classList.remove("failed");
       }
-      $("updated").textContent = ` · updated ${new Date().toLocaleTimeString()}`;
+      $("updated").textContent = ` · updated ${state.lastGood}`;
       const wanted = state.wanted && jobs.items.find((j) => j.id === state.wanted);
       if (wanted && state.shown !== wanted.id && !LIVE.has(wanted.state)) {
         state.wanted = null; // once: closing the report keeps it closed
@@ -615,6 +646,11 @@
         askForKey(`The key was not accepted: ${describe(err)}`, true);
       } else {
         setStatus(`Cannot refresh: ${describe(err)}; trying again`, "error");
+        setOffline(true);
+        if (state.lastGood) {
+          const since = ` · the lists are as of ${state.lastGood}; their buttons are off meanwhile`;
+          $("updated").textContent = since;
+        }
         schedule(BUSY_POLL_MS * 2);
       }
     } finally {
@@ -674,7 +710,7 @@
       message.dataset.outcome = "failed";
     } finally {
       state.submitting.delete(buttonId);
-      button.disabled = buttonId === "job-submit" && state.ownDatasets === 0;
+      button.disabled = state.offline || (buttonId === "job-submit" && state.ownDatasets === 0);
     }
   }
 
@@ -757,7 +793,7 @@
         state.downloading.delete(path);
         const rebuilt = `button[data-action="${action}"][data-id="${CSS.escape(id)}"]`;
         for (const same of document.querySelectorAll(rebuilt)) {
-          Object.assign(same, { textContent: text, disabled: false });
+          Object.assign(same, { textContent: text, disabled: state.offline });
         }
       }
     }, what);

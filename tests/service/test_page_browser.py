@@ -789,3 +789,53 @@ def test_a_cut_list_says_so_and_the_job_form_offers_every_dataset(
         api.cancel(started["id"])
         assert started["dataset_id"] == oldest, started
 
+
+
+def test_while_the_service_cannot_be_reached_the_lists_say_so_and_their_buttons_wait(
+    stack: LocalStack, synth_dir: Path, tmp_path: Path
+) -> None:
+    """A refresh that fails leaves the lists as they were: they say since when (the last refresh that worked),
+    and every button that would send a request is off until a refresh works again; "refresh now" stays."""
+    from tests.service.cdp import Browser
+
+    key = stack.create_key("offline-page")
+    with LabelClient(stack.url, timeout=60, api_key=key) as api:
+        dataset = api.upload(synth_dir)["id"]
+    sending = "#main button[data-action], #upload-submit, #job-submit"
+    buttons = f"Array.from(document.querySelectorAll('{sending}'), (b) => b.disabled)"
+    note = "document.getElementById('datasets-note')"
+    row = f'#datasets tr[data-dataset-id="{dataset}"]'
+    delete = f"document.querySelector('{row} button[data-action=\"delete\"]')"
+    network = {"latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+    with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+        browser.open(f"{stack.url}/#key={key}")
+        browser.wait_for(f"document.body?.dataset.state === 'ready' && {delete} !== null")
+        assert browser.evaluate(f"{note}.hidden")  # not cut, not out of date
+        updated = browser.evaluate("document.getElementById('updated').textContent")
+        shown = updated.removeprefix(" · updated ")
+        browser.evaluate(f"{delete}.focus()")
+
+        browser.send("Network.enable")
+        browser.send("Network.emulateNetworkConditions", {**network, "offline": True})
+        browser.evaluate("document.getElementById('refresh').click()")
+        browser.wait_for("document.body.dataset.state === 'error'")
+        status = browser.evaluate("document.getElementById('status').textContent")
+        assert status.startswith("Cannot refresh: the server cannot be reached ("), status
+        assert browser.evaluate(f"{note}.hidden") is False
+        said = browser.evaluate(f"{note}.textContent")
+        assert said == f"Possibly out of date: as of {shown}, the last refresh that worked.", said
+        assert browser.evaluate("document.getElementById('models-note').textContent") == said
+        disabled = browser.evaluate(buttons)
+        assert len(disabled) == 3 and all(disabled), disabled  # delete, upload, start a job
+        assert browser.evaluate("document.getElementById('refresh').disabled") is False
+        line = browser.evaluate("document.getElementById('updated').textContent")
+        assert line == f" · the lists are as of {shown}; their buttons are off meanwhile", line
+
+        browser.send("Network.emulateNetworkConditions", {**network, "offline": False})
+        browser.evaluate("document.getElementById('refresh').click()")
+        browser.wait_for("document.body.dataset.state === 'ready'")
+        assert browser.evaluate(f"{note}.hidden")
+        disabled = browser.evaluate(buttons)
+        assert len(disabled) == 3 and not any(disabled), disabled
+        assert browser.evaluate("document.body.dataset.offline") == "false"
+        assert browser.evaluate(f"document.activeElement === {delete}")  # the keyboard's place kept
