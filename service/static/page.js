@@ -31,6 +31,7 @@
     pickDataset: null, // the dataset the job form selects at the next refresh (one just uploaded)
     confirming: null, // the API path of the dataset, model or job whose delete or cancel asks "sure?"
     keyId: null, // the key's own id (GET /v1/usage): an admin key's list holds other keys' datasets too
+    usage: null, // GET /v1/usage at the last refresh: each quota's limit, for a refusal's words
     focusNext: null, // {action, id, owner} of the button to focus after the next refresh
     downloading: new Set(), // the API paths of the files being fetched
     submitting: new Set(), // the buttons of the forms whose request is under way
@@ -149,10 +150,11 @@
   }
 
   class ApiError extends Error {
-    constructor(status, error) {
+    constructor(status, error, retryAfter = null) {
       super(error.message || `HTTP ${status}`);
       this.status = status;
       this.error = error;
+      this.retryAfter = retryAfter; // seconds, a 429's Retry-After
     }
   }
 
@@ -178,7 +180,7 @@
       } catch (_) {
         // not the API's error shape (a proxy's page): keep the status
       }
-      throw new ApiError(response.status, error);
+      throw new ApiError(response.status, error, response.headers.get("Retry-After"));
     }
     return response;
   }
@@ -204,7 +206,8 @@
           resolve({ status: xhr.status, json: answer });
         } else {
           const fallback = { code: `http_${xhr.status}`, message: xhr.statusText };
-          reject(new ApiError(xhr.status, (answer && answer.error) || fallback));
+          const error = (answer && answer.error) || fallback;
+          reject(new ApiError(xhr.status, error, xhr.getResponseHeader("Retry-After")));
         }
       };
       // as fetch() fails: the connection ended without an answer
@@ -233,6 +236,47 @@
     const listed = details.slice(0, 5).map(said);
     const more = details.length > 5 ? ` (and ${details.length - 5} more)` : "";
     return `${head} — ${listed.join("; ")}${more}`;
+  }
+
+  // A quota's refusal (413 or 429 naming quota.NAME) in a page user's words: which limit, and when to try
+  // again or what to do. The API's message names the server's QUOTA_ setting and unilabel-remote's commands,
+  // meant for the command line; it stays a click away (refusal()).
+  const many = (n, what) => `${n.toLocaleString()} ${what}${n === 1 ? "" : "s"}`;
+  const QUOTA_WORDS = {
+    stored_bytes: (n) => `storage limit of ${sizeText(n)}`,
+    uploads_per_minute: (n) => `limit of ${many(n, "upload")} a minute`,
+    queued_jobs: (n) => `limit of ${many(n, "queued job")}`,
+    concurrent_jobs: (n) => `limit of ${many(n, "job")} queued or running at once`,
+    predictions_per_minute: (n) => `limit of ${many(n, "prediction")} a minute`,
+  };
+
+  function quotaText(err) {
+    if (!(err instanceof ApiError) || ![413, 429].includes(err.status)) return null;
+    const field = err.error.field || "";
+    const name = field.startsWith("quota.") ? field.slice("quota.".length) : null;
+    const use = name && state.usage && state.usage[name];
+    if (!use || !use.limit || !QUOTA_WORDS[name]) return null;
+    const limit = `this key's ${QUOTA_WORDS[name](use.limit)}`;
+    if (err.status === 429) {
+      const seconds = Number(err.retryAfter);
+      const at = new Date(Date.now() + seconds * 1000).toLocaleTimeString();
+      const when = seconds > 0 ? `try again in ${seconds} s (at ${at})` : "try again later";
+      const or = name.endsWith("_jobs") ? ", or cancel a queued job" : "";
+      return `Refused: ${limit} is reached; ${when}${or}.`;
+    }
+    if (name !== "stored_bytes") return null; // a request larger than a per-minute quota: the page sends none
+    return `Refused: the upload does not fit under ${limit} (${sizeText(use.used)} stored at the last ` +
+      "refresh); delete datasets or models below to make room.";
+  }
+
+  // What a form says of its refused request: a quota's refusal in short, the API's whole message in a
+  // <details>; else that message (explain()).
+  function refusal(err) {
+    const said = quotaText(err);
+    if (!said) return [explain(err)];
+    const whole = el("details", { className: "api-message" }, el("summary", {}, "the service's message"),
+      el("div", {}, explain(err)));
+    return [said, " ", whole];
   }
 
   function askForKey(message, refused = false) {
@@ -580,6 +624,7 @@
         ),
       );
       state.keyId = usage.key_id;
+      state.usage = usage;
       const menu = await datasetMenu(datasets);
       state.lastGood = new Date().toLocaleTimeString();
       setOffline(false);
@@ -705,7 +750,7 @@
       message.dataset.outcome = "done";
       refresh();
     } catch (err) {
-      message.textContent = explain(err);
+      message.replaceChildren(...refusal(err));
       message.className = "form-message failed";
       message.dataset.outcome = "failed";
     } finally {

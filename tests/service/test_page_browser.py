@@ -839,3 +839,51 @@ def test_while_the_service_cannot_be_reached_the_lists_say_so_and_their_buttons_
         assert len(disabled) == 3 and not any(disabled), disabled
         assert browser.evaluate("document.body.dataset.offline") == "false"
         assert browser.evaluate(f"document.activeElement === {delete}")  # the keyboard's place kept
+
+
+def test_a_quotas_refusal_says_the_limit_and_when_to_retry(
+    stack: LocalStack, synth_dir: Path, tmp_path: Path
+) -> None:
+    """A 429 or 413 of a quota is said in the form in a page user's words (the limit, when to try again, what
+    to do), without the server's setting or unilabel-remote's commands; the API's whole message is a click
+    away."""
+    from tests.service.cdp import Browser
+
+    message = "document.getElementById('upload-message')"
+    shown = f"Array.from({message}.childNodes, (n) => n.nodeName === 'DETAILS' ? '' : n.textContent).join('')"
+    whole = f"{message}.querySelector('details.api-message').textContent"
+    files = [synth_dir / "utterances.csv", synth_dir / "features.npz"]
+    rated = stack.create_key("rated-page", False, "uploads_per_minute=1")
+    stingy = stack.create_key("stingy-page", False, "stored_bytes=1000")
+    with LabelClient(stack.url, timeout=60, api_key=rated) as api:
+        left = api.usage()["minute_ends_in_s"]
+    if left < 20:  # both uploads in one minute's count
+        time.sleep(left + 0.2)
+    with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+        browser.open(f"{stack.url}/#key={rated}")
+        browser.wait_for("document.body?.dataset.state === 'ready'")
+        browser.set_files("upload-files", files)
+        assert _submit(browser, "upload").startswith("done Dataset ")
+        browser.wait_for("document.getElementById('usage-uploads_per_minute').dataset.full === 'true'")
+        browser.set_files("upload-files", files)
+        assert _submit(browser, "upload").startswith("failed ")
+        said = browser.evaluate(shown)
+        words = "Refused: this key's limit of 1 upload a minute is reached; "
+        words += r"try again in (\d+) s \(at .+\)\. "
+        assert re.fullmatch(words, said), said
+        assert 0 < int(re.match(words, said)[1]) <= 60, said
+        detail = browser.evaluate(whole)
+        assert detail.startswith("the service's message") and "HTTP 429 too_many_requests" in detail, detail
+        assert "quota uploads_per_minute=1 reached" in detail, detail
+
+        browser.open(f"{stack.url}/#key={stingy}")
+        browser.wait_for("document.body?.dataset.state === 'ready'")
+        browser.set_files("upload-files", files)
+        assert _submit(browser, "upload").startswith("failed ")
+        said = browser.evaluate(shown)
+        assert said == (
+            "Refused: the upload does not fit under this key's storage limit of 1000 B (0 B stored at the "
+            "last refresh); delete datasets or models below to make room. "
+        ), said
+        assert "unilabel-remote" not in said and "unilabel-remote delete" in browser.evaluate(whole)
+        assert "HTTP 413 payload_too_large [quota.stored_bytes]" in browser.evaluate(whole)
