@@ -279,3 +279,32 @@ def test_cli_report_errors_are_named(runs: dict, tmp_path: Path, capsys) -> None
         assert main(["report", *args]) == 2
         err = capsys.readouterr().err
         assert err.startswith("unilabel report: error:") and problem in err and "Traceback" not in err
+
+
+def _edited_copy(run: Path, to: Path, config: dict | None = None, metrics: dict | None = None) -> Path:
+    """A copy of ``run`` (without its report) whose config.json / metrics.json have the given top-level keys
+    replaced."""
+    shutil.copytree(run, to, ignore=shutil.ignore_patterns("report"))
+    for name, changes in (("config.json", config), ("metrics.json", metrics)):
+        if changes:
+            content = json.loads((to / name).read_text())
+            content.update(changes)
+            (to / name).write_text(json.dumps(content))
+    return to
+
+
+def test_mucn_that_did_not_improve_is_not_said_to_denoise(runs: dict, tmp_path: Path) -> None:
+    """An untrained MUCN (meta_epochs=0, or one that learned nothing) already sits a little below the noisy
+    input's error; the verdict also needs the loss to end below where it started."""
+    run = runs["mug"][0]
+    diagnostics = json.loads((run / "config.json").read_text())["strategy_diagnostics"]
+    meta = diagnostics["meta"]
+    meta["text"].update(L_pre_all_start=1.0, L_pre_all_end=1.0, noisy_input_mae=1.01)  # did not move
+    meta["audio"].update(L_pre_all_start=1.0, L_pre_all_end=0.8, noisy_input_mae=1.01)  # learned
+    meta["vision"].update(L_pre_all_start=1.0, L_pre_all_end=1.1, noisy_input_mae=1.01)  # worse
+    edited = _edited_copy(run, tmp_path / "run", config={"strategy_diagnostics": diagnostics})
+    section = build_report(edited, figures=False).html().split('id="mucn"')[1]
+    rows = {m: section.split(f"<td>{m}</td>")[1].split("</tr>")[0] for m in ("text", "audio", "vision")}
+    assert "no lower than at the start: not learned" in rows["text"] and "denoises" not in rows["text"]
+    assert "below the noisy input and its start: denoises" in rows["audio"]
+    assert "not below the noisy input" in rows["vision"] and "denoises" not in rows["vision"]

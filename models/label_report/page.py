@@ -303,6 +303,19 @@ def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _mucn_verdict(start: float | None, end: float | None, noisy: float | None) -> str:
+    """What the end of stage 2 says about MUCN: denoising means its loss ends below the noisy input's error
+    AND below where it started; an untrained MUCN (its residual read-out starts near the identity) is often
+    already a little below the noisy input, so that alone is not learning."""
+    if end is None or noisy is None:
+        return ""
+    if end >= noisy:
+        return "not below the noisy input"
+    if start is not None and end >= start:
+        return "below the noisy input, but no lower than at the start: not learned"
+    return "below the noisy input and its start: denoises"
+
+
 def _mucn_html(report: LabelReport) -> list[str]:
     d = report.data
     mucn = d["mucn"]
@@ -315,7 +328,8 @@ def _mucn_html(report: LabelReport) -> list[str]:
         ]
     out = [
         "<p>Did MUCN learn? Its multimodal denoising loss over all training rows (one fixed noise draw) at "
-        "the start and end of stage 2, against the noisy input's own error: below it, MUCN removes noise. "
+        "the start and end of stage 2, against the noisy input's own error: below it and below its start, "
+        "MUCN learned to remove noise (the untrained MUCN may already sit a little below the noisy input). "
         "The labels' mean distance from y, and how much of their shift the untrained MUCN already gave "
         "(near 1: the shift is mostly the initialisation's, not learned). Last, of stage 2's batches: in "
         "how many the inner step (on the unimodal denoising task) already lowered the multimodal denoising "
@@ -325,9 +339,7 @@ def _mucn_html(report: LabelReport) -> list[str]:
     rows = []
     for m, v in mucn.items():
         start, end, noisy = v.get("L_pre_all_start"), v.get("L_pre_all_end"), v.get("noisy_input_mae")
-        verdict = ""
-        if end is not None and noisy is not None:
-            verdict = "below the noisy input: denoises" if end < noisy else "not below the noisy input"
+        verdict = _mucn_verdict(start, end, noisy)
         rows.append(
             [
                 esc(m),
