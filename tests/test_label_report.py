@@ -308,3 +308,25 @@ def test_mucn_that_did_not_improve_is_not_said_to_denoise(runs: dict, tmp_path: 
     assert "no lower than at the start: not learned" in rows["text"] and "denoises" not in rows["text"]
     assert "below the noisy input and its start: denoises" in rows["audio"]
     assert "not below the noisy input" in rows["vision"] and "denoises" not in rows["vision"]
+
+
+def test_only_mug_has_a_mucn_section_and_each_strategy_is_described_rightly(
+    runs: dict, tmp_path: Path
+) -> None:
+    copy = build_report(runs["copy"][0], figures=False).html()
+    assert 'id="mucn"' not in copy and 'href="#mucn"' not in copy  # no MUCN section for a strategy without
+    assert 'href="#diagnostics"' in copy  # the line saying why sits in the strategy diagnostics section
+    assert "No MUCN diagnostics: the copy strategy does not meta-learn its labels" in copy
+    # MLC meta-learns its labels (with its own network): the page must not say it does not
+    mlc_record = {"mlc": {"text": {"mean_abs_change": 0.05, "final": {"L_main": 0.3, "L_meta": 0.2}}}}
+    mlc = _edited_copy(
+        runs["copy"][0], tmp_path / "mlc", config={"strategy": "mlc", "strategy_diagnostics": mlc_record}
+    )
+    page = build_report(mlc, figures=False).html()
+    assert "mlc meta-learns its labels with MLC's own label-correction network".replace("'", "&#x27;") in page
+    assert "does not meta-learn" not in page and 'id="mucn"' not in page
+    # a MUG run whose config.json lost MUCN's record: said so, not that MUG does not meta-learn
+    mug = _edited_copy(runs["mug"][0], tmp_path / "mug", config={"strategy_diagnostics": {}})
+    page = build_report(mug, figures=False).html()
+    assert 'id="mucn"' in page and "config.json records none (strategy_diagnostics.meta)" in page
+    assert "does not meta-learn" not in page

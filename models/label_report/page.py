@@ -281,95 +281,14 @@ def run_html(report: LabelReport) -> str:
         )
         body.append(html_img(report, "training_curves.png", "training curves per stage"))
 
-    body.append('<h2 id="mucn">MUCN diagnostics</h2>')
-    nav.append(("mucn", "MUCN"))
-    body.extend(_mucn_html(report))
-    if d["diagnostics"]:
-        body.append('<h2 id="diagnostics">Strategy diagnostics</h2>')
-        nav.append(("diagnostics", "Diagnostics"))
-        for section, per in d["diagnostics"].items():
-            body.append(f"<h3>{esc(section)}</h3>")
-            diag_rows = []
-            for m, values in per.items():
-                if isinstance(values, dict):
-                    diag_rows += [[esc(m), esc(k), fmt_num(v, 4)] for k, v in values.items()]
-                else:
-                    diag_rows.append([esc(section), esc(m), fmt_num(values, 4)])
-            body.append(html_table(["modality", "name", "value"], diag_rows, {2}))
+    # imported here: strategy_page.py uses this module's helpers
+    from models.label_report.strategy_page import strategy_sections
+
+    sections, links = strategy_sections(report)  # MUCN's for MUG, the related strategies' own record
+    body += sections
+    nav += links
     return html_page(report.title, subtitle, nav, body)
 
 
 def _short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _mucn_verdict(start: float | None, end: float | None, noisy: float | None) -> str:
-    """What the end of stage 2 says about MUCN: denoising means its loss ends below the noisy input's error
-    AND below where it started; an untrained MUCN (its residual read-out starts near the identity) is often
-    already a little below the noisy input, so that alone is not learning."""
-    if end is None or noisy is None:
-        return ""
-    if end >= noisy:
-        return "not below the noisy input"
-    if start is not None and end >= start:
-        return "below the noisy input, but no lower than at the start: not learned"
-    return "below the noisy input and its start: denoises"
-
-
-def _mucn_html(report: LabelReport) -> list[str]:
-    d = report.data
-    mucn = d["mucn"]
-    if not mucn:
-        return [
-            html_note(
-                f"No MUCN diagnostics: the {d['run']['strategy']} strategy does not meta-learn its labels "
-                "(MUCN, the label-correction network, is MUG's)."
-            )
-        ]
-    out = [
-        "<p>Did MUCN learn? Its multimodal denoising loss over all training rows (one fixed noise draw) at "
-        "the start and end of stage 2, against the noisy input's own error: below it and below its start, "
-        "MUCN learned to remove noise (the untrained MUCN may already sit a little below the noisy input). "
-        "The labels' mean distance from y, and how much of their shift the untrained MUCN already gave "
-        "(near 1: the shift is mostly the initialisation's, not learned). Last, of stage 2's batches: in "
-        "how many the inner step (on the unimodal denoising task) already lowered the multimodal denoising "
-        "loss, so its weights were kept (the paper's Eq. 22), and in how many the meta-update (Eq. 23) ran "
-        "instead.</p>"
-    ]
-    rows = []
-    for m, v in mucn.items():
-        start, end, noisy = v.get("L_pre_all_start"), v.get("L_pre_all_end"), v.get("noisy_input_mae")
-        verdict = _mucn_verdict(start, end, noisy)
-        rows.append(
-            [
-                esc(m),
-                fmt_num(start),
-                fmt_num(end),
-                fmt_num(noisy),
-                esc(verdict),
-                fmt_num(v.get("label_shift_mae")),
-                fmt_num(v.get("shift_corr_untrained"), 2),
-                f"{fmt_num(v.get('kept'))} / {fmt_num(v.get('meta_updates'))}",
-            ]
-        )
-    out.append(
-        html_table(
-            [
-                "modality",
-                "denoising loss, start",
-                "end",
-                "noisy input",
-                "end against noisy input",
-                "mean |label - y|",
-                "shift r with untrained MUCN",
-                "batches: step kept / meta-updated",
-            ],
-            rows,
-            {1, 2, 3, 5, 6},
-        )
-    )
-    if "mucn.png" in report.figures:
-        out.append(html_img(report, "mucn.png", "MUCN losses by meta epoch"))
-    elif d["history"] is None:
-        out.append(html_note("The losses by meta epoch are not recorded in this run (no history.csv)."))
-    return out
