@@ -10,8 +10,9 @@ strategy with error bars and the paired differences by seed.
 
 The modules, one job each: run_data.py reads a run and computes the report's data; figures.py draws the PNGs
 (matplotlib's Agg renderer, under a lock: matplotlib is not thread-safe and a server may build reports from
-several threads); page.py builds the HTML (strategy_page.py its MUCN and strategy diagnostics sections); files.py writes the files; compare.py is the comparison report
-(its data, figures and page); content.py holds the ``LabelReport`` they share.
+several threads); page.py builds the HTML (strategy_page.py its MUCN and strategy diagnostics sections);
+files.py writes the files; compare.py is the comparison report (its data, figures and page); content.py holds
+the ``LabelReport`` they share.
 """
 
 from models.label_report.compare import build_compare_report, write_compare_report
