@@ -330,3 +330,38 @@ def test_only_mug_has_a_mucn_section_and_each_strategy_is_described_rightly(
     page = build_report(mug, figures=False).html()
     assert 'id="mucn"' in page and "config.json records none (strategy_diagnostics.meta)" in page
     assert "does not meta-learn" not in page
+
+
+def test_blank_and_undefined_values_render_as_missing(runs: dict, tmp_path: Path) -> None:
+    """Numbers a run could not compute (NaN in metrics.json, blanks in unimodal_labels.csv) show as missing;
+    before, each of these stopped the report with a KeyError, TypeError or ValueError."""
+    run = runs["mug"][0]
+    metrics = json.loads((run / "metrics.json").read_text())
+    heads = metrics["unimodal_heads_vs_label"]
+    heads["valid"]["audio"] = None  # a head whose numbers were not computed
+    heads["valid"]["text"] = {"mae": 0.5}  # r and sign agreement missing
+    heads["valid"]["vision"]["corr"] = float("nan")
+    sub = metrics["unimodal_labels_vs_sub_labels"]
+    sub["text"] = None
+    edited = _edited_copy(
+        run,
+        tmp_path / "run",
+        metrics={"unimodal_heads_vs_label": heads, "unimodal_labels_vs_sub_labels": sub},
+    )
+    labels = pd.read_csv(edited / "unimodal_labels.csv", dtype={"id": str})
+    labels.loc[0, "label_T"] = np.inf  # not a number to plot
+    labels["label_V"] = np.nan
+    labels.loc[1, "label_V"] = 0.5
+    labels.loc[1, "label"] = np.nan  # vision's only value has no y to compare with
+    labels.to_csv(edited / "unimodal_labels.csv", index=False)
+    report = build_report(edited)
+    assert {"heads_valid.png", "sub_labels.png", "labels_vs_multimodal.png"} <= set(report.figures)
+    assert report.data["labels"]["modalities"] == ["text", "audio"]  # no pair of numbers for vision
+    assert report.data["labels"]["per_modality"]["text"]["n"] == 158  # the inf row and the blank y left out
+    page = report.html()
+    heads_table = page.split('id="heads"')[1].split("</table>")[0]
+    assert "<td>valid</td><td>audio</td>" + '<td class="num">n/a</td>' * 3 in heads_table
+    assert '<td>valid</td><td>text</td><td class="num">n/a</td><td class="num">0.500</td>' in heads_table
+    sub_table = page.split('id="sub-labels"')[1].split("</table>")[0]
+    assert "<td>text</td>" + '<td class="num">n/a</td>' * 4 in sub_table
+    json.dumps(report.data, allow_nan=False)  # strict JSON still

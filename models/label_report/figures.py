@@ -61,9 +61,12 @@ def style_axes(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
     ax.grid(alpha=0.25, linewidth=0.6)
 
 
-def _or_nan(value: float | None) -> float:
-    """A bar's height: NaN (no bar) for a missing number."""
-    return np.nan if value is None else value
+def _bars(ax: Axes, x: Any, values: list[float | None], width: float, **style: Any) -> Any:
+    """Bars labelled with their values; a missing number (None: not computed, e.g. NaN in metrics.json) is a
+    bar of height 0 labelled n/a, so that it reads as missing rather than as a gap or a 0."""
+    bars = ax.bar(x, [0.0 if v is None else v for v in values], width, **style)
+    ax.bar_label(bars, labels=["n/a" if v is None else f"{v:.3f}" for v in values], fontsize=7.5)
+    return bars
 
 
 def _scatter_figure(data: dict[str, Any]) -> bytes:
@@ -130,9 +133,7 @@ def _heads_figure(data: dict[str, Any]) -> bytes:
     model = data["metrics"].get("valid", {})
     fig, axes = new_figure(2, width=3.4, height=2.9)
     for ax, key, title in zip(axes, ("corr", "mae"), ("Pearson r with y", "MAE against y"), strict=True):
-        values = [_or_nan(heads[m][key]) for m in names]
-        bars = ax.bar(names, values, color=[COLORS.get(m, "C0") for m in names], width=0.6)
-        ax.bar_label(bars, fmt="%.3f", fontsize=7.5)
+        _bars(ax, names, [heads[m].get(key) for m in names], 0.6, color=[COLORS.get(m, "C0") for m in names])
         if model.get(key) is not None:
             ax.axhline(model[key], color="0.2", linewidth=1, linestyle="--", label="the multimodal model")
         style_axes(ax, title, "unimodal head", key)
@@ -239,12 +240,11 @@ def _sub_label_figure(data: dict[str, Any]) -> bytes:
     names = [m for m in MODALITIES if m in sub]
     fig, (ax,) = new_figure(1, width=4.6, height=3.0)
     x = np.arange(len(names))
-    learned = [_or_nan(sub[m]["corr"]) for m in names]
-    copies = [_or_nan(sub[m].get("copy_baseline_corr")) for m in names]
-    a = ax.bar(x - 0.18, learned, 0.36, color=[COLORS.get(m, "C0") for m in names], label="learned labels")
-    b = ax.bar(x + 0.18, copies, 0.36, color="0.7", label="copies of y")
-    ax.bar_label(a, fmt="%.3f", fontsize=7.5)
-    ax.bar_label(b, fmt="%.3f", fontsize=7.5)
+    learned = [sub[m].get("corr") for m in names]
+    copies = [sub[m].get("copy_baseline_corr") for m in names]
+    colors = [COLORS.get(m, "C0") for m in names]
+    _bars(ax, x - 0.18, learned, 0.36, color=colors, label="learned labels")
+    _bars(ax, x + 0.18, copies, 0.36, color="0.7", label="copies of y")
     ax.set_xticks(x, names)
     ax.margins(y=0.15)
     style_axes(ax, "Agreement with the dataset's sub-labels (train)", "modality", "Pearson r with label_m")

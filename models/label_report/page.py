@@ -85,9 +85,9 @@ def html_page(title: str, subtitle: str, nav: list[tuple[str, str]], body: list[
     )
 
 
-def _num_cells(values: dict[str, Any], keys: tuple[str, ...]) -> list[str]:
-    """The numbers of ``values`` under ``keys`` as table cells (a missing one empty)."""
-    return [fmt_num(values.get(k)) for k in keys]
+def _num_cells(values: dict[str, Any], keys: tuple[str, ...], missing: str = "") -> list[str]:
+    """The numbers of ``values`` under ``keys`` as table cells (a missing one ``missing``)."""
+    return [missing if values.get(k) is None else fmt_num(values.get(k)) for k in keys]
 
 
 def _metric_cell(metric: str, value: Any) -> str:
@@ -227,7 +227,7 @@ def run_html(report: LabelReport) -> str:
         )
         body.append(html_img(report, "heads_valid.png", "unimodal heads on valid"))
         head_rows = [
-            [esc(split), esc(m), *_num_cells(per_split[m], ("corr", "mae", "sign_agreement"))]
+            [esc(split), esc(m), *_num_cells(per_split[m], ("corr", "mae", "sign_agreement"), "n/a")]
             for split, per_split in d["heads"].items()
             for m in MODALITIES
             if m in per_split
@@ -247,7 +247,7 @@ def run_html(report: LabelReport) -> str:
         )
         body.append(html_img(report, "sub_labels.png", "agreement with the sub-labels"))
         sub_rows = [
-            [esc(m), *_num_cells(sub[m], ("corr", "copy_baseline_corr", "mae", "sign_agreement"))]
+            [esc(m), *_num_cells(sub[m], ("corr", "copy_baseline_corr", "mae", "sign_agreement"), "n/a")]
             for m in MODALITIES
             if m in sub
         ]

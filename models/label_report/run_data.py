@@ -90,6 +90,22 @@ def _section(obj: dict[str, Any], key: str, file: Path, within: str = "") -> dic
     return value
 
 
+def _by_modality(obj: Any, file: Path, within: str) -> dict[str, dict[str, Any]]:
+    """A metrics.json section of numbers by modality (a head's or a label's r, MAE, ...): a modality whose
+    entry is null (a value that could not be computed) as {}, so its numbers show as missing; anything else
+    that is not an object a ValueError naming the field."""
+    if obj is None:
+        return {}
+    if not isinstance(obj, dict):
+        raise ValueError(f"{file}: {within.rstrip('.')}: must be a JSON object, got {type(obj).__name__}")
+    out = {}
+    for m, values in obj.items():
+        if values is not None and not isinstance(values, dict):
+            raise ValueError(f"{file}: {within}{m}: must be a JSON object, got {type(values).__name__}")
+        out[str(m)] = values or {}
+    return out
+
+
 # what shows them, said so that it holds for the CLI's user and for the service's (who downloads the run)
 FROM_A_COPY = "unilabel report RUN --data DATASET reads them from a copy of the dataset"
 
@@ -152,14 +168,17 @@ def _label_data(labels: pd.DataFrame, modalities: list[str], rho: float) -> dict
     """Per modality with learned labels: agreement with y, the shift label - y and its histogram, and the
     points of the scatter."""
     y = labels["label"].to_numpy(dtype=np.float64)
-    learned = [m for m in modalities if labels[f"label_{LETTER[m]}"].notna().any()]
-    columns = {m: labels[f"label_{LETTER[m]}"].to_numpy(dtype=np.float64) for m in learned}
+    columns = {m: labels[f"label_{LETTER[m]}"].to_numpy(dtype=np.float64) for m in modalities}
+    # a label counts where it and y are numbers (a blank y or an infinite label is left out, not plotted)
+    finite = {m: np.isfinite(c) & np.isfinite(y) for m, c in columns.items()}
+    columns = {m: c for m, c in columns.items() if finite[m].any()}
+    learned = list(columns)
     # one set of bins for every modality, symmetric about 0, so the histograms compare
-    reach = max([float(np.nanmax(np.abs(c - y))) for c in columns.values()] + [0.05])
+    reach = max([float(np.abs(c - y)[finite[m]].max()) for m, c in columns.items()] + [0.05])
     edges = np.linspace(-reach, reach, 41)
     per: dict[str, Any] = {}
     for m, label in columns.items():
-        ok = np.isfinite(label) & np.isfinite(y)
+        ok = finite[m]
         shift = label[ok] - y[ok]
         counts, _ = np.histogram(shift, bins=edges)
         per[m] = {
@@ -328,8 +347,15 @@ def build_report(
             "transcripts": transcripts is not None,
             "note": transcript_note,
         },
-        "heads": _section(metrics, "unimodal_heads_vs_label", run / "metrics.json"),
-        "sub_labels": _section(metrics, "unimodal_labels_vs_sub_labels", run / "metrics.json"),
+        "heads": {
+            split: _by_modality(per, run / "metrics.json", f"unimodal_heads_vs_label.{split}.")
+            for split, per in _section(metrics, "unimodal_heads_vs_label", run / "metrics.json").items()
+        },
+        "sub_labels": _by_modality(
+            _section(metrics, "unimodal_labels_vs_sub_labels", run / "metrics.json"),
+            run / "metrics.json",
+            "unimodal_labels_vs_sub_labels.",
+        ),
         "history": _history_data(history),
         "mucn": mucn,
         "diagnostics": other,
