@@ -365,3 +365,22 @@ def test_blank_and_undefined_values_render_as_missing(runs: dict, tmp_path: Path
     sub_table = page.split('id="sub-labels"')[1].split("</table>")[0]
     assert "<td>text</td>" + '<td class="num">n/a</td>' * 4 in sub_table
     json.dumps(report.data, allow_nan=False)  # strict JSON still
+
+
+@pytest.mark.parametrize(
+    ("results", "said"),
+    [
+        ({"copy": 5}, "results.copy: a run's metrics for each of the 2 seeds"),
+        (
+            {"copy": [{"mae": "x", "corr": 0.5}, {"mae": 0.8, "corr": 0.4}]},
+            "results.copy[0]: an object of metric",
+        ),
+    ],
+)
+def test_cli_report_names_what_a_damaged_results_json_holds(tmp_path: Path, capsys, results, said) -> None:
+    """As `unilabel table` names it; before, a TypeError traceback or an unnamed 'could not convert'."""
+    summary = {"split": "valid", "seeds": [1, 2], "rho": 3.0, "results": results}
+    (tmp_path / "results.json").write_text(json.dumps(summary))
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"results.json: {said}" in err and "Traceback" not in err
