@@ -384,3 +384,22 @@ def test_cli_report_names_what_a_damaged_results_json_holds(tmp_path: Path, caps
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert f"results.json: {said}" in err and "Traceback" not in err
+
+
+def test_strategy_diagnostics_keep_modalities_in_the_modality_column(runs: dict, tmp_path: Path) -> None:
+    """cmc's and mtcl's records mix run-wide numbers and groups with per-modality ones; before, "cmc" or
+    "final" stood in the modality column and a list showed as Python's repr."""
+    record = {
+        "cmc": {
+            "centres": [-1.24591, 0.0, 1.24174],
+            "final": {"CE_text": 0.2612},
+            "text": {"class_changed_share": 0.0},
+        }
+    }
+    run = _edited_copy(
+        runs["copy"][0], tmp_path / "cmc", config={"strategy": "cmc", "strategy_diagnostics": record}
+    )
+    table = build_report(run, figures=False).html().split("<h3>cmc</h3>")[1].split("</table>")[0]
+    assert '<td>all</td><td>centres</td><td class="num">-1.2459, 0.0000, 1.2417</td>' in table
+    assert '<td>all</td><td>final.CE_text</td><td class="num">0.2612</td>' in table
+    assert '<td>text</td><td>class_changed_share</td><td class="num">0.0000</td>' in table

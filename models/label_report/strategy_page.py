@@ -4,9 +4,10 @@ gets no MUCN section, only a line saying why."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from models.label_report.page import esc, fmt_num, html_img, html_note, html_table
+from models.modalities import MODALITIES
 
 if TYPE_CHECKING:
     from models.label_report.content import LabelReport
@@ -40,14 +41,30 @@ def strategy_sections(report: LabelReport) -> tuple[list[str], list[tuple[str, s
         body.append(html_note(f"No MUCN diagnostics: {said}."))
     for section, per in d["diagnostics"].items():
         body.append(f"<h3>{esc(section)}</h3>")
-        diag_rows = []
-        for m, values in per.items():
-            if isinstance(values, dict):
-                diag_rows += [[esc(m), esc(k), fmt_num(v, 4)] for k, v in values.items()]
-            else:
-                diag_rows.append([esc(section), esc(m), fmt_num(values, 4)])
-        body.append(html_table(["modality", "name", "value"], diag_rows, {2}))
+        body.append(html_table(["modality", "name", "value"], _diagnostic_rows(per), {2}))
     return body, nav
+
+
+def _diagnostic_rows(per: dict[str, Any]) -> list[list[str]]:
+    """A strategy's record as rows of (modality, name, value): an entry keyed by a modality is that
+    modality's; any other (a run-wide number, or a group such as cmc's "final" losses) is "all", its group in
+    the name, so that the modality column holds modalities only."""
+    rows = []
+    for key, values in per.items():
+        if isinstance(values, dict):
+            who, prefix = (key, "") if key in MODALITIES else ("all", f"{key}.")
+            rows += [[esc(who), esc(prefix + k), _value(v)] for k, v in values.items()]
+        else:
+            rows.append(["all", esc(key), _value(values)])
+    return rows
+
+
+def _value(value: Any) -> str:
+    """A recorded value as a cell: a number with 4 decimals, a list of numbers (e.g. cmc's class centres) as
+    such, not as Python's repr."""
+    if isinstance(value, list):
+        return ", ".join(fmt_num(v, 4) for v in value)
+    return fmt_num(value, 4)
 
 
 def _mucn_verdict(start: float | None, end: float | None, noisy: float | None) -> str:
