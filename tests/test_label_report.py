@@ -403,3 +403,17 @@ def test_strategy_diagnostics_keep_modalities_in_the_modality_column(runs: dict,
     assert '<td>all</td><td>centres</td><td class="num">-1.2459, 0.0000, 1.2417</td>' in table
     assert '<td>all</td><td>final.CE_text</td><td class="num">0.2612</td>' in table
     assert '<td>text</td><td>class_changed_share</td><td class="num">0.0000</td>' in table
+
+
+def test_the_page_states_the_label_range_and_units(runs: dict, tmp_path: Path) -> None:
+    page = build_report(runs["mug"][0], figures=False).html()
+    assert "labels in [-3, 3]" in page.split("<nav>")[0]  # the subtitle: MOSI's range
+    config = json.loads((runs["copy"][0] / "config.json").read_text())
+    config["dataset"]["summary"]["rho"] = 1.0  # as SIMS
+    sims = _edited_copy(
+        runs["copy"][0], tmp_path / "sims", config={"dataset": config["dataset"], "stage3": None}
+    )
+    page = build_report(sims, figures=False).html()
+    assert "labels in [-1, 1]" in page.split("<nav>")[0]
+    metrics = page.split('id="metrics"')[1].split('id="labels"')[0]
+    assert "Acc/F1 x100; MAE in label units." in metrics  # said without a stage-3 record too

@@ -115,6 +115,7 @@ def run_html(report: LabelReport) -> str:
             f"preset {run['preset']}" if run.get("preset") else "no preset",
             f"modalities {', '.join(run['modalities'])}",
             _dataset_said(ds),
+            f"labels in [-{run['rho']:g}, {run['rho']:g}]",  # the scale of every label, shift and MAE below
             f"created {run['created']}" if run.get("created") else "",
             f"code {run['code_version']}" if run.get("code_version") else "",
         )
@@ -130,12 +131,15 @@ def run_html(report: LabelReport) -> str:
     body.append(
         html_table(["split", *(METRIC_LABELS.get(m, m) for m in names)], rows, set(range(1, len(names) + 1)))
     )
+    kept = ""
     if stage3.get("best_epoch"):
-        body.append(
-            f"<p>Stage 3 kept epoch {esc(stage3['best_epoch'])} of {esc(stage3.get('epochs_run'))} "
+        kept = (
+            f"Stage 3 kept epoch {esc(stage3['best_epoch'])} of {esc(stage3.get('epochs_run'))} "
             f"(lowest valid MAE of the multimodal head, {fmt_num(stage3.get('best_valid_loss'), 4)}). "
-            "Acc/F1 x100.</p>"
         )
+    body.append(
+        f"<p>{kept}Acc/F1 x100; MAE in label units.</p>"
+    )  # the table's units, with or without stage 3
 
     body.append('<h2 id="labels">Learned labels against the multimodal label</h2>')
     nav.append(("labels", "Labels"))
