@@ -176,16 +176,16 @@ def tables_from_results(out_dir: str | Path, reference: str | None = None) -> st
         raise FileNotFoundError(f"{path}: no such file ({hint})") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
-    if not isinstance(summary, dict) or not {"split", "seeds", "results"} <= summary.keys():
-        raise ValueError(f"{path}: not a comparison's results.json (needs split, seeds and results)")
-    if problem := _summary_problem(summary):
+    if problem := summary_problem(summary):
         raise ValueError(f"{path}: {problem}")
     return render_tables(summary, reference)
 
 
-def _summary_problem(summary: dict[str, Any]) -> str | None:
+def summary_problem(summary: Any) -> str | None:
     """What in a results.json (a file that may have been edited or come from elsewhere) is not as compare
     writes it: said with its key, where the tables would fail on it with a TypeError."""
+    if not isinstance(summary, dict) or not {"split", "seeds", "results"} <= summary.keys():
+        return "not a comparison's results.json (needs split, seeds and results)"
     results, seeds = summary["results"], summary["seeds"]
     if not isinstance(summary["split"], str):
         return f"split: a split's name, got {summary['split']!r:.80}"

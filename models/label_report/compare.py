@@ -30,7 +30,7 @@ def build_compare_report(
     differences of ``reference`` (default: the first strategy) minus each other strategy, as
     models.report.paired_table computes them."""
     # imported here: models.compare imports this package (write_compare_report) at its top
-    from models.compare import _summary_problem, metric_names, render_tables
+    from models.compare import metric_names, render_tables, summary_problem
 
     path = Path(compare_out_dir) / "results.json"
     if not path.is_file():
@@ -39,9 +39,7 @@ def build_compare_report(
             f"{compare_out_dir}` first)"
         )
     summary = read_json(path)
-    if not isinstance(summary, dict) or not {"split", "seeds", "results"} <= summary.keys():
-        raise ValueError(f"{path}: not a comparison's results.json (needs split, seeds and results)")
-    if problem := _summary_problem(summary):  # as `unilabel table` says it, not a TypeError
+    if problem := summary_problem(summary):  # as `unilabel table` says it, not a TypeError
         raise ValueError(f"{path}: {problem}")
     results: dict[str, list[dict[str, float]]] = summary["results"]
     seeds = list(summary["seeds"])
