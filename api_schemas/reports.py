@@ -47,12 +47,17 @@ class DisagreementRow(_Open):
     label_T: float | None = None
     label_A: float | None = None
     label_V: float | None = None
-    max_abs_shift: float | None = None
-    modality: str | None = Field(None, description="The modality whose label is farthest from y.")
+    modality: str = Field(description="The modality among whose largest shifts the row is listed.")
+    shift: float | None = Field(None, description="That modality's label minus y.")
 
 
 class Disagreements(_Open):
-    rows: list[DisagreementRow] = Field(description="Farthest from y first.")
+    rows_per_modality: int = Field(description="How many rows each learned modality lists at most.")
+    rows: list[DisagreementRow] = Field(
+        description="Per learned modality (in the order of labels.modalities), its rows_per_modality rows "
+        "whose label of that modality is farthest from y, farthest first; a row may be listed under more "
+        "than one modality, and a modality whose labels equal y lists none."
+    )
     transcripts: bool = Field(description="Whether the rows carry transcripts.")
     note: str = Field(description="Where the transcripts came from, or why there are none.")
 

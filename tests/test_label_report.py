@@ -7,15 +7,18 @@ import json
 import re
 import shutil
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
 from models.cli import main
 from models.compare import compare
 from models.dataset_loader import load_dataset
 from models.label_report import build_compare_report, build_report, write_compare_report, write_report
+from models.label_report import figures as figures_module
 from models.run_dir import RUN_FILES
 from tests.conftest import TINY, train_recording
 
@@ -102,19 +105,54 @@ def test_report_page_is_self_contained(runs: dict, mug_page: Path, small_synth: 
     assert len(data["labels"]["per_modality"]["text"]["scatter"]["y"]) == 160
 
 
-def test_disagreement_table_lists_the_largest_shifts(runs: dict, mug_page: Path) -> None:
+def _drawn(monkeypatch: pytest.MonkeyPatch, module: ModuleType) -> list[Figure]:
+    """The matplotlib Figures ``module`` turns into PNGs from now on (to look at what was plotted)."""
+    figures = []
+    real = module.to_png
+
+    def keep(fig: Figure) -> bytes:
+        figures.append(fig)
+        return real(fig)
+
+    monkeypatch.setattr(module, "to_png", keep)
+    return figures
+
+
+def _figure(figures: list[Figure], title: str) -> Figure:
+    return next(f for f in figures if f.get_suptitle().startswith(title))
+
+
+def test_disagreement_table_lists_each_modalitys_largest_shifts(
+    runs: dict, mug_page: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per modality, not over all of them: before, text's shifts filled the table and every panel of the
+    scatter ringed rows that were not its own modality's largest shifts."""
     run = runs["mug"][0]
     labels = pd.read_csv(run / "unimodal_labels.csv", dtype={"id": str})
-    gap = np.max([np.abs(labels[f"label_{x}"] - labels["label"]) for x in "TAV"], axis=0)
-    expected = labels["id"].to_numpy()[np.argsort(-gap, kind="stable")[:15]].tolist()
-    rows = build_report(run, figures=False).data["disagreements"]["rows"]
-    assert [r["id"] for r in rows] == expected
-    assert rows[0]["max_abs_shift"] == pytest.approx(gap.max(), abs=1e-4)
-    page = mug_page.read_text()
-    table = page.split('id="disagreements"')[1].split("<h2")[0]
-    assert re.findall(r"<tr><td>(syn\d+)</td>", table) == expected
-    assert "has no transcripts" in table  # the synthetic dataset has none: ids only, and said so
-    assert "<th>transcript</th>" not in table and "<th>y</th>" in table  # no column for what is not there
+    drawn = _drawn(monkeypatch, figures_module)
+    report = build_report(run)
+    dis = report.data["disagreements"]
+    rows = dis["rows"]
+    assert [r["modality"] for r in rows] == ["text"] * 5 + ["audio"] * 5 + ["vision"] * 5
+    assert dis["rows_per_modality"] == 5
+    scatter = _figure(drawn, "Learned unimodal labels against the multimodal label")
+    section = mug_page.read_text().split('id="disagreements"')[1].split("<h2")[0]
+    for ax, m, x in zip(scatter.axes, ("text", "audio", "vision"), "TAV", strict=True):
+        shift = (labels[f"label_{x}"] - labels["label"]).to_numpy()
+        order = np.argsort(-np.abs(shift), kind="stable")[:5]
+        expected = labels["id"].to_numpy()[order].tolist()
+        mine = [r for r in rows if r["modality"] == m]
+        assert [r["id"] for r in mine] == expected
+        assert [r["shift"] for r in mine] == pytest.approx(shift[order], abs=1e-4)
+        table = section.split(f'id="disagreements-{m}"')[1].split("</table>")[0]
+        assert re.findall(r"<tr><td>(syn\d+)</td>", table) == expected
+        assert f"<th>label_{x} - y</th>" in table and f"{shift[order[0]]:+.3f}" in table
+        # the panel rings its own modality's rows, and no other's
+        (rings,) = [c for c in ax.collections if c.get_label().startswith("its ")]
+        at = labels.set_index("id").loc[expected, ["label", f"label_{x}"]].to_numpy()
+        assert np.asarray(rings.get_offsets()) == pytest.approx(at, abs=1e-4)
+    assert "has no transcripts" in section  # the synthetic dataset has none: ids only, and said so
+    assert "<th>transcript</th>" not in section and "<th>y</th>" in section  # no column for what is not there
 
 
 def test_transcripts_come_from_the_dataset(runs: dict, small_synth: Path, tmp_path: Path) -> None:

@@ -92,9 +92,10 @@ def _scatter_figure(data: dict[str, Any]) -> bytes:
             "multimodal label y",
             f"learned {column}",
         )
-        if table:
-            # the rows of the disagreement table, ringed, so the plot and the table point at the same cases
-            rows = [r for r in table if r.get(column) is not None]
+        # this modality's rows of the disagreement table, ringed, so the plot and the table point at the
+        # same cases (another modality's rows would ring points that are not this label's largest shifts)
+        rows = [r for r in table if r["modality"] == m and r.get(column) is not None]
+        if rows:
             ax.scatter(
                 [r["y"] for r in rows],
                 [r[column] for r in rows],
@@ -102,7 +103,7 @@ def _scatter_figure(data: dict[str, Any]) -> bytes:
                 facecolors="none",
                 edgecolors="#c0392b",
                 linewidths=0.9,
-                label=f"the {len(table)} rows of the table",
+                label=f"its {len(rows)} largest |label - y| (table)",
             )
         ax.legend(fontsize=7.5, loc="upper left", frameon=False)
     fig.suptitle("Learned unimodal labels against the multimodal label (training rows)", fontsize=10.5)

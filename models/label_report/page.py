@@ -192,30 +192,13 @@ def run_html(report: LabelReport) -> str:
     dis = d["disagreements"]
     if dis["rows"]:
         body.append(
-            f"<p>The {len(dis['rows'])} training utterances with the largest |label_m - y| over the "
-            "modalities: the cases a person would check (ringed in the plot above). Blank: a modality the "
-            "run left out.</p>"
+            f"<p>For each modality, the {esc(dis['rows_per_modality'])} training utterances whose label of "
+            "that modality is farthest from y: the cases a person would check (ringed in that modality's "
+            "plot above). An utterance may be listed under more than one modality. Blank: a modality the run "
+            "left out.</p>"
         )
         body.append(html_note(dis["note"]))
-        spoken = any(r["transcript"] for r in dis["rows"])  # a dataset without transcripts: no such column
-        header = [
-            "id",
-            *(["transcript"] if spoken else []),
-            "y",
-            *(f"label_{LETTER[m]}" for m in MODALITIES),
-            "largest |shift|",
-        ]
-        table_rows = [
-            [
-                esc(r["id"]),
-                *([f'<span class="text">{esc(_short(r["transcript"] or ""))}</span>'] if spoken else []),
-                fmt_num(r["y"]),
-                *(fmt_num(r[f"label_{LETTER[m]}"]) for m in MODALITIES),
-                f"{fmt_num(r['max_abs_shift'])} ({esc(r['modality'])})",
-            ]
-            for r in dis["rows"]
-        ]
-        body.append(html_table(header, table_rows, set(range(header.index("y"), len(header)))))
+        body += _disagreement_tables(dis["rows"], learned)
     elif learned:
         body.append(html_note("No disagreements: every learned label equals the multimodal label."))
     else:
@@ -292,6 +275,39 @@ def run_html(report: LabelReport) -> str:
     body += sections
     nav += links
     return html_page(report.title, subtitle, nav, body)
+
+
+def _disagreement_tables(rows: list[dict[str, Any]], learned: list[str]) -> list[str]:
+    """One small table per learned modality: its rows of the disagreement table, with their shift
+    label_m - y (a modality whose labels all equal y: a line saying so)."""
+    spoken = any(r["transcript"] for r in rows)  # a dataset without transcripts: no such column
+    out = []
+    for m in learned:
+        column = f"label_{LETTER[m]}"
+        if not any(r["modality"] == m for r in rows):
+            out.append(f"<h3>{esc(m)}</h3>" + html_note(f"Every {column} equals the multimodal label."))
+            continue
+        header = [
+            "id",
+            *(["transcript"] if spoken else []),
+            "y",
+            *(f"label_{LETTER[x]}" for x in MODALITIES),
+            f"{column} - y",
+        ]
+        cells = [
+            [
+                esc(r["id"]),
+                *([f'<span class="text">{esc(_short(r["transcript"] or ""))}</span>'] if spoken else []),
+                fmt_num(r["y"]),
+                *(fmt_num(r[f"label_{LETTER[x]}"]) for x in MODALITIES),
+                f"{r['shift']:+.3f}",
+            ]
+            for r in rows
+            if r["modality"] == m
+        ]
+        out.append(f'<h3 id="disagreements-{esc(m)}">{esc(m)}: {esc(column)} farthest from y</h3>')
+        out.append(html_table(header, cells, set(range(header.index("y"), len(header)))))
+    return out
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -22,8 +22,8 @@ from models.run_notes import recorded_notes
 
 __all__ = ["DISAGREEMENT_ROWS", "build_report", "clean", "read_json"]
 
-#: Rows of the table of utterances whose learned labels are farthest from the multimodal label.
-DISAGREEMENT_ROWS = 15
+#: Rows per learned modality of the table of utterances whose labels are farthest from the multimodal label.
+DISAGREEMENT_ROWS = 5
 _SAME = 1e-6  # a learned label this close to y is a copy of it (the copy strategy's float32 round trip)
 
 
@@ -197,30 +197,30 @@ def _label_data(labels: pd.DataFrame, modalities: list[str], rho: float) -> dict
 def _disagreements(
     labels: pd.DataFrame, learned: list[str], transcripts: dict[str, str] | None, rows: int
 ) -> list[dict[str, Any]]:
-    """The training rows whose learned labels are farthest from y (largest |label_m - y| over the
-    modalities), farthest first; ties keep the file's order."""
-    if not learned:
-        return []
+    """Per learned modality, the ``rows`` training rows whose label of that modality is farthest from y,
+    farthest first (ties keep the file's order), grouped by modality in ``learned``'s order. Per modality, not
+    over all of them: one modality's shifts (text's, on MOSI) would otherwise fill the table and hide the
+    others' strongest cases. A row may appear under more than one modality."""
     y = labels["label"].to_numpy(dtype=np.float64)
-    gaps = np.stack([np.abs(labels[f"label_{LETTER[m]}"].to_numpy(dtype=np.float64) - y) for m in learned])
-    gaps = np.where(np.isfinite(gaps), gaps, -1.0)
-    worst = gaps.max(axis=0)
-    order = np.argsort(-worst, kind="stable")[:rows]
     out = []
-    for i in order:
-        if worst[i] <= _SAME:
-            break
-        row = labels.iloc[int(i)]
-        out.append(
-            {
-                "id": str(row["id"]),
-                "transcript": None if transcripts is None else transcripts.get(str(row["id"])),
-                "y": float(row["label"]),
-                **{f"label_{LETTER[m]}": float(row[f"label_{LETTER[m]}"]) for m in MODALITIES},
-                "max_abs_shift": float(worst[i]),
-                "modality": learned[int(gaps[:, i].argmax())],
-            }
-        )
+    for m in learned:
+        column = f"label_{LETTER[m]}"
+        shift = labels[column].to_numpy(dtype=np.float64) - y
+        gap = np.where(np.isfinite(shift), np.abs(shift), -1.0)
+        for i in np.argsort(-gap, kind="stable")[:rows]:
+            if gap[i] <= _SAME:  # a copy of y (or no label): nothing to check
+                break
+            row = labels.iloc[int(i)]
+            out.append(
+                {
+                    "id": str(row["id"]),
+                    "transcript": None if transcripts is None else transcripts.get(str(row["id"])),
+                    "y": float(row["label"]),
+                    **{f"label_{LETTER[x]}": float(row[f"label_{LETTER[x]}"]) for x in MODALITIES},
+                    "modality": m,
+                    "shift": float(shift[i]),
+                }
+            )
     return out
 
 
@@ -264,7 +264,7 @@ def build_report(
 
     ``dataset_dir``: where to read the transcripts (default: the dataset recorded in config.json when it is
     still there; without one the disagreement table shows ids). ``dataset_name``: what the page calls the
-    dataset (default: the folder's name config.json records). ``rows``: length of that table.
+    dataset (default: the folder's name config.json records). ``rows``: that table's rows per modality.
     ``figures=False`` skips drawing (``data`` alone, e.g. for a JSON response).
     Raises FileNotFoundError for a folder that is not a finished run, ValueError for a damaged file."""
     run = checked_run_dir(run_dir, ("config.json", "metrics.json", "unimodal_labels.csv"))
@@ -343,6 +343,7 @@ def build_report(
         ],
         "labels": label_data,
         "disagreements": {
+            "rows_per_modality": rows,
             "rows": _disagreements(labels, learned, transcripts, rows),
             "transcripts": transcripts is not None,
             "note": transcript_note,
