@@ -155,6 +155,28 @@ def test_disagreement_table_lists_each_modalitys_largest_shifts(
     assert "<th>transcript</th>" not in section and "<th>y</th>" in section  # no column for what is not there
 
 
+def test_mucn_curves_begin_where_the_title_says_and_both_batch_losses_show(
+    runs: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, each panel's title gave the loss before epoch 1 while its curve began at epoch 1, and L_pre lay
+    hidden under L_post (no markers)."""
+    drawn = _drawn(monkeypatch, figures_module)
+    report = build_report(runs["mug"][0])
+    mucn = _figure(drawn, "MUCN by meta epoch")
+    for ax, m in zip(mucn.axes, ("text", "audio", "vision"), strict=True):
+        d = report.data["mucn"][m]
+        assert ax.get_title() == f"{m}: denoising {d['L_pre_all_start']:.3f} -> {d['L_pre_all_end']:.3f}"
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        curve = lines["L_pre_all"]
+        assert list(curve.get_xdata()) == list(range(TINY["meta_epochs"] + 1))  # epoch 0: before training
+        assert curve.get_ydata()[0] == pytest.approx(d["L_pre_all_start"])
+        assert curve.get_ydata()[-1] == pytest.approx(d["L_pre_all_end"])
+        pre, post = lines["L_pre"], lines["L_post"]
+        assert "None" not in (pre.get_marker(), post.get_marker()) and pre.get_marker() != post.get_marker()
+        assert pre.get_zorder() > curve.get_zorder() and post.get_zorder() > curve.get_zorder()
+    assert "meta epoch (0: before training)" == mucn.axes[0].get_xlabel()
+
+
 def test_transcripts_come_from_the_dataset(runs: dict, small_synth: Path, tmp_path: Path) -> None:
     run = runs["mug"][0]
     data = tmp_path / "with-text"

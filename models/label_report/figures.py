@@ -190,13 +190,23 @@ def _curves_figure(data: dict[str, Any], panels: list[tuple[str, list[dict[str, 
     return to_png(fig)
 
 
-# each MUCN loss's line style, width and legend entry
+# each MUCN loss's line style, width, marker and legend entry. L_pre and L_post (before and after the inner
+# step) are often equal to the eye and lie on L_pre_all: their markers, staggered, keep both in sight.
 _MUCN_LINES = {
-    "L_pre_all": ("-", 1.8, "L_pre_all: multimodal denoising, all rows"),
-    "L_uni": ("-", 1.0, "L_uni: unimodal denoising"),
-    "L_pre": (":", 1.0, "L_pre (batches)"),
-    "L_post": ("--", 1.0, "L_post (batches)"),
+    "L_pre_all": ("-", 1.8, "", "L_pre_all: multimodal denoising, all rows"),
+    "L_uni": ("-", 1.0, "", "L_uni: unimodal denoising"),
+    "L_pre": (":", 1.0, "o", "L_pre (batches)"),
+    "L_post": ("--", 1.0, "x", "L_post (batches)"),
 }
+
+
+def _mucn_series(s: dict[str, Any], start: float | None) -> tuple[list[int], list[float | None]]:
+    """A meta-stage series as plotted: L_pre_all with the value before the first epoch (the title's start)
+    as epoch 0, so that the curve begins where the title says; the others as recorded (batch means, which
+    have no value before training)."""
+    if s["name"] == "L_pre_all" and start is not None and s["epoch"] and s["epoch"][0] > 0:
+        return [0, *s["epoch"]], [start, *s["value"]]
+    return s["epoch"], s["value"]
 
 
 def _mucn_figure(data: dict[str, Any]) -> bytes:
@@ -205,32 +215,51 @@ def _mucn_figure(data: dict[str, Any]) -> bytes:
     fig, axes = new_figure(len(mods), width=3.9, height=3.1)
     for ax, m in zip(axes, mods, strict=True):
         color = COLORS.get(m, "C0")
+        d = data["mucn"].get(m, {})
         for s in series:
             if s["modality"] == m and s["name"] in _MUCN_LINES:
-                style, width, _ = _MUCN_LINES[s["name"]]
-                alpha = 1.0 if s["name"] == "L_pre_all" else 0.6
+                style, width, marker, _ = _MUCN_LINES[s["name"]]
+                epochs, values = _mucn_series(s, d.get("L_pre_all_start"))
+                every = max(1, len(epochs) // 10)
                 ax.plot(
-                    s["epoch"],
-                    s["value"],
+                    epochs,
+                    values,
                     linestyle=style,
                     linewidth=width,
                     color=color,
-                    alpha=alpha,
+                    alpha=1.0 if s["name"] == "L_pre_all" else 0.75,
+                    marker=marker or None,
+                    markersize=4,
+                    markerfacecolor="none",
+                    markevery=(every // 2 if s["name"] == "L_post" else 0, every),
+                    zorder=2 if s["name"] == "L_pre_all" else 3,  # the thin lines above the thick one
+                    label=s["name"],
                 )
-        d = data["mucn"].get(m, {})
         if d.get("noisy_input_mae") is not None:
             ax.axhline(d["noisy_input_mae"], color="0.3", linewidth=1, linestyle="-.")
         title = m
         if d.get("L_pre_all_start") is not None and d.get("L_pre_all_end") is not None:
             title = f"{m}: denoising {d['L_pre_all_start']:.3f} -> {d['L_pre_all_end']:.3f}"
-        style_axes(ax, title, "meta epoch", "L1 loss")
+        style_axes(ax, title, "meta epoch (0: before training)", "L1 loss")
     from matplotlib.lines import Line2D
 
     # one legend below the panels (inside, it covers the curves), in grey: the colour is the modality's
     lines = [line for n, line in _MUCN_LINES.items() if any(s["name"] == n for s in series)]
-    handles = [Line2D([], [], color="0.3", linestyle=style, linewidth=width) for style, width, _ in lines]
+    handles = [
+        Line2D(
+            [],
+            [],
+            color="0.3",
+            linestyle=style,
+            linewidth=width,
+            marker=marker or None,
+            markersize=4,
+            markerfacecolor="none",
+        )
+        for style, width, marker, _ in lines
+    ]
     handles.append(Line2D([], [], color="0.3", linestyle="-.", linewidth=1))
-    labels = [*(label for _, _, label in lines), "noisy input's error"]
+    labels = [*(label for _, _, _, label in lines), "noisy input's error"]
     fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=7.5, frameon=False)
     fig.suptitle("MUCN by meta epoch", fontsize=10.5)
     return to_png(fig)
