@@ -12,7 +12,9 @@ from types import ModuleType
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from models.cli import main
 from models.compare import compare
@@ -175,6 +177,18 @@ def test_mucn_curves_begin_where_the_title_says_and_both_batch_losses_show(
         assert "None" not in (pre.get_marker(), post.get_marker()) and pre.get_marker() != post.get_marker()
         assert pre.get_zorder() > curve.get_zorder() and post.get_zorder() > curve.get_zorder()
     assert "meta epoch (0: before training)" == mucn.axes[0].get_xlabel()
+
+
+def test_sub_label_legend_shows_every_modalitys_colour(runs: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The learned bars are coloured by modality; before, their legend entry took text's blue alone."""
+    drawn = _drawn(monkeypatch, figures_module)
+    build_report(runs["mug"][0])
+    (fig,) = [f for f in drawn if f.axes[0].get_title().startswith("Agreement with the dataset's sub-labels")]
+    (legend,) = fig.legends
+    keys = [to_hex(r.get_facecolor()) for r in legend.findobj(Rectangle)]
+    assert keys == [*(figures_module.COLORS[m] for m in ("text", "audio", "vision")), to_hex("0.7")]
+    said = [t.get_text() for t in legend.get_texts()]
+    assert said == ["learned labels (the modality's colour)", "copies of y"]
 
 
 def test_transcripts_come_from_the_dataset(runs: dict, small_synth: Path, tmp_path: Path) -> None:

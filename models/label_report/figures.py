@@ -273,12 +273,26 @@ def _sub_label_figure(data: dict[str, Any]) -> bytes:
     learned = [sub[m].get("corr") for m in names]
     copies = [sub[m].get("copy_baseline_corr") for m in names]
     colors = [COLORS.get(m, "C0") for m in names]
-    _bars(ax, x - 0.18, learned, 0.36, color=colors, label="learned labels")
-    _bars(ax, x + 0.18, copies, 0.36, color="0.7", label="copies of y")
+    _bars(ax, x - 0.18, learned, 0.36, color=colors)
+    _bars(ax, x + 0.18, copies, 0.36, color="0.7")
     ax.set_xticks(x, names)
     ax.margins(y=0.15)
     style_axes(ax, "Agreement with the dataset's sub-labels (train)", "modality", "Pearson r with label_m")
-    fig.legend(loc="outside lower center", ncols=2, fontsize=7.5, frameon=False)
+    from matplotlib.legend_handler import HandlerTuple
+    from matplotlib.patches import Patch
+
+    # the learned bars take each modality's colour: their legend entry shows those colours side by side,
+    # not one of them (one would read as that modality's alone)
+    learned_key = tuple(Patch(color=c) for c in colors)
+    fig.legend(
+        [learned_key, Patch(color="0.7")],
+        ["learned labels (the modality's colour)", "copies of y"],
+        handler_map={tuple: HandlerTuple(ndivide=None, pad=0)},
+        loc="outside lower center",
+        ncols=2,
+        fontsize=7.5,
+        frameon=False,
+    )
     return to_png(fig)
 
 
