@@ -20,6 +20,7 @@ from models.cli import main
 from models.compare import compare
 from models.dataset_loader import load_dataset
 from models.label_report import build_compare_report, build_report, write_compare_report, write_report
+from models.label_report import compare as compare_module
 from models.label_report import figures as figures_module
 from models.run_dir import RUN_FILES
 from tests.conftest import TINY, train_recording
@@ -313,6 +314,25 @@ def test_compare_report(tmp_path: Path) -> None:
     one = _results(tmp_path / "one", ("mug",), [1])
     single = build_compare_report(one)
     assert set(single.figures) == {"compare_metrics.png"} and "No paired differences" in single.html()
+
+
+def test_compare_axes_name_their_metric_and_unit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, the y-axes said only "x100" for Acc/F1 and nothing for MAE and Corr."""
+    drawn = _drawn(monkeypatch, compare_module)
+    build_compare_report(_results(tmp_path, ("mug", "copy"), [1, 2]))
+    metrics, paired = _figure(drawn, "valid split by strategy"), _figure(drawn, "Paired by seed")
+    assert [ax.get_ylabel() for ax in metrics.axes] == [
+        "Acc2 (has0) (%)",
+        "F1 (has0) (%)",
+        "Acc2 (non0) (%)",
+        "F1 (non0) (%)",
+        "Acc7 (%)",
+        "Acc5 (%)",
+        "MAE (label units)",
+        "Corr (Pearson r)",
+    ]
+    said = [ax.get_ylabel() for ax in paired.axes]
+    assert said[4] == "Δ Acc7 (% points)" and said[6:] == ["Δ MAE (label units)", "Δ Corr (Pearson r)"]
 
 
 def test_compare_writes_its_page(small_synth: Path, tmp_path: Path) -> None:

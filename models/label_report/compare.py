@@ -115,6 +115,22 @@ def _percent(metric: str) -> float:
     return 100.0 if is_percent(metric) else 1.0
 
 
+def _axis_label(metric: str, difference: bool = False) -> str:
+    """A panel's y-axis: the metric's name and unit, as the tables show it (Acc/F1 x100, i.e. in %; their
+    differences in percentage points; MAE in the labels' units; Corr a Pearson r, which has none)."""
+    name = METRIC_LABELS.get(metric, metric)
+    if is_percent(metric):
+        unit = "% points" if difference else "%"
+    elif metric == "mae":
+        unit = "label units"
+    elif metric == "corr":
+        unit = "Pearson r"
+    else:
+        unit = ""
+    said = f"Δ {name}" if difference else name
+    return f"{said} ({unit})" if unit else said
+
+
 def _compare_metrics_figure(data: dict[str, Any]) -> bytes:
     names, strategies = data["metric_names"], list(data["by_strategy"])
     fig, axes = new_figure(len(names), width=2.9, height=2.7, rows=2 if len(names) > 4 else 1)
@@ -139,7 +155,7 @@ def _compare_metrics_figure(data: dict[str, Any]) -> bytes:
         ax.set_xticks(x, strategies, fontsize=8)
         ax.set_xlim(-0.5, len(strategies) - 0.3)
         better = "lower is better" if m in LOWER_IS_BETTER else "higher is better"
-        style_axes(ax, f"{METRIC_LABELS.get(m, m)} ({better})", "", "x100" if scale != 1 else "")
+        style_axes(ax, f"{METRIC_LABELS.get(m, m)} ({better})", "", _axis_label(m))
     fig.suptitle(
         f"{data['split']} split by strategy: mean ± sample std over {len(data['seeds'])} seeds "
         "(points: seeds)",
@@ -176,7 +192,7 @@ def _compare_paired_figure(data: dict[str, Any]) -> bytes:
         ax.set_xlim(-0.5, len(others) - 0.3)
         better = "below 0: reference better" if m in LOWER_IS_BETTER else "above 0: reference better"
         # two lines: a metric's name may hold brackets of its own, and one line is clipped in a narrow panel
-        style_axes(ax, f"{METRIC_LABELS.get(m, m)}\n{better}", "", "x100" if scale != 1 else "")
+        style_axes(ax, f"{METRIC_LABELS.get(m, m)}\n{better}", "", _axis_label(m, difference=True))
     fig.suptitle(
         f"Paired by seed: {paired['reference']} minus each other strategy "
         "(points: seeds; diamond: mean ± se)",
