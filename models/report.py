@@ -76,6 +76,8 @@ def format_cell(metric: str, values: Sequence[float]) -> str:
     if len(values) == 0:
         return "n/a"
     arr = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(arr).all():  # a seed's metric undefined (NaN in results.json): so are mean and std
+        return "n/a"
     scale, decimals = (100.0, 2) if is_percent(metric) else (1.0, 3)
     mean = float(arr.mean()) * scale
     if arr.size == 1:
@@ -188,6 +190,9 @@ def paired_table(
                 diff, better = paired_differences(results[reference], results[other], metric)
             except KeyError:
                 raise ValueError(f"metric {metric!r} is missing from a run; cannot pair") from None
+            if not np.isfinite(diff).all():  # a seed's metric undefined: so is the difference's mean
+                cells.append("n/a")
+                continue
             scale, decimals = (100.0, 2) if is_percent(metric) else (1.0, 4)
             mean = round(float(diff.mean()) * scale, decimals) + 0.0  # + 0.0: no "-0.00"
             cell = f"{mean:+.{decimals}f}"

@@ -335,6 +335,28 @@ def test_compare_axes_name_their_metric_and_unit(tmp_path: Path, monkeypatch: py
     assert said[4] == "Δ Acc7 (% points)" and said[6:] == ["Δ MAE (label units)", "Δ Corr (Pearson r)"]
 
 
+def test_compare_says_n_a_for_an_undefined_value_in_table_and_figures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seed's Corr stored as NaN in results.json: before, the table said "nan" while the figure dropped the
+    point unsaid (and the paired figure stopped the report with a TypeError)."""
+    out = _results(tmp_path, ("mug", "copy"), [1, 2, 3])
+    summary = json.loads((out / "results.json").read_text())
+    summary["results"]["copy"][1]["corr"] = float("nan")
+    (out / "results.json").write_text(json.dumps(summary))
+    drawn = _drawn(monkeypatch, compare_module)
+    report = build_compare_report(out)
+    above, tables = report.html().split('id="tables"')
+    assert re.search(r"<td>copy</td>(<td[^>]*>[^<]*</td>){8}<td class=\"num\">n/a</td>", tables)
+    assert re.search(r"<td>mug - copy</td>(<td[^>]*>[^<]*</td>){8}<td class=\"num\">n/a</td>", tables)
+    assert "nan" not in tables.lower()
+    assert "n/a: a metric the seeds lack or one of them could not compute (NaN in results.json)." in above
+    for title in ("valid split by strategy", "Paired by seed"):
+        corr = _figure(drawn, title).axes[-1]
+        assert [t.get_text() for t in corr.texts] == ["n/a\n(seed 2)"], title
+    assert all(not ax.texts for ax in _figure(drawn, "valid split by strategy").axes[:-1])
+
+
 def test_compare_writes_its_page(small_synth: Path, tmp_path: Path) -> None:
     out = tmp_path / "cmp"
     compare(

@@ -84,6 +84,20 @@ def test_format_cell() -> None:
     assert format_cell("corr", [0.5, 0.5]) == "0.500 ± 0.000"
 
 
+def test_an_undefined_value_is_n_a_not_nan() -> None:
+    """A seed's metric stored as NaN (or infinity) in results.json: before, the cells read "nan ± nan" and
+    "+nan ± nan, se nan (1/2)"."""
+    assert format_cell("corr", [0.5, float("nan")]) == "n/a"
+    assert format_cell("acc7", [float("inf")]) == "n/a"
+    results = {
+        "mug": [{"mae": 0.7, "corr": 0.5}, {"mae": 0.72, "corr": 0.6}],
+        "copy": [{"mae": 0.71, "corr": float("nan")}, {"mae": 0.7, "corr": 0.4}],
+    }
+    assert "| copy | 2 | 0.705 ± 0.007 | n/a |" in mean_std_table(results, ["mae", "corr"])
+    paired = paired_table(results, ["mae", "corr"], "mug")
+    assert "| mug - copy | 2 | +0.0050 ± 0.0212, se 0.0150 (1/2) | n/a |" in paired
+
+
 def test_write_json_atomic(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "out.json"
     obj = {"a": np.float32(0.5), "b": np.int64(3), "c": np.arange(3), "d": Path("x/y"), "e": "±"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from models.label_report.page import esc, html_img, html_note, html_page, html_t
 from models.label_report.run_data import clean, read_json
 from models.modalities import MODALITIES
 from models.report import LOWER_IS_BETTER, METRIC_LABELS, is_percent, n_seeds, paired_differences
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 __all__ = ["build_compare_report", "compare_html", "write_compare_report"]
 
@@ -131,6 +134,17 @@ def _axis_label(metric: str, difference: bool = False) -> str:
     return f"{said} ({unit})" if unit else said
 
 
+def _not_available(ax: Axes, x: float, values: list[float | None], seeds: list[int]) -> None:
+    """Says n/a where a mean would be drawn, and which seeds have no value: a metric the seeds lack, or one
+    of them could not compute (NaN in results.json), has no mean, as its table cell says; without this the
+    figure would just lack the point."""
+    missing = [str(seed) for seed, v in zip(seeds, values, strict=True) if v is None]
+    said = f"n/a\n(seed {', '.join(missing)})" if missing and len(missing) < len(seeds) else "n/a"
+    ax.text(
+        x, 0.5, said, transform=ax.get_xaxis_transform(), ha="center", va="center", fontsize=8, color="0.3"
+    )
+
+
 def _compare_metrics_figure(data: dict[str, Any]) -> bytes:
     names, strategies = data["metric_names"], list(data["by_strategy"])
     fig, axes = new_figure(len(names), width=2.9, height=2.7, rows=2 if len(names) > 4 else 1)
@@ -151,6 +165,8 @@ def _compare_metrics_figure(data: dict[str, Any]) -> bytes:
                     capsize=4,
                     linewidth=1.4,
                 )
+            else:
+                _not_available(ax, i, cell["values"], data["seeds"])
             ax.scatter(np.full(len(values), i + 0.18), values, s=10, color=f"C{i % 10}", alpha=0.55)
         ax.set_xticks(x, strategies, fontsize=8)
         ax.set_xlim(-0.5, len(strategies) - 0.3)
@@ -178,6 +194,9 @@ def _compare_paired_figure(data: dict[str, Any]) -> bytes:
             for k, (dx, diff) in enumerate(zip(jitter, diffs, strict=True)):  # a colour per seed
                 label = f"seed {seeds[k]}" if i == 0 else None
                 ax.scatter(i + dx, diff, s=14, color=f"C{k % 10}", zorder=3, label=label)
+            if cell["mean"] is None:  # a seed's value undefined (NaN): no mean to draw
+                _not_available(ax, i + 0.3, cell["diffs"], seeds)
+                continue
             ax.errorbar(
                 i + 0.3,
                 cell["mean"] * scale,
@@ -247,6 +266,10 @@ def compare_html(report: LabelReport) -> str:
         "<p>Each strategy's mean over the seeds with the sample standard deviation as error bar; the small "
         "points are the seeds. Acc/F1 x100.</p>"
     )
+    if any(cell["mean"] is None for per in d["by_strategy"].values() for cell in per.values()):
+        body.append(
+            html_note("n/a: a metric the seeds lack or one of them could not compute (NaN in results.json).")
+        )
     body.append(html_img(report, "compare_metrics.png", "metrics by strategy"))
     nav = [("metrics", "Metrics")]
     if d["paired"]:
