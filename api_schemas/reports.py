@@ -49,6 +49,9 @@ class DisagreementRow(_Open):
     label_V: float | None = None
     modality: str = Field(description="The modality among whose largest shifts the row is listed.")
     shift: float | None = Field(None, description="That modality's label minus y.")
+    max_abs_shift: float | None = Field(
+        None, description="The row's largest |label_m - y| over the modalities."
+    )
 
 
 class Disagreements(_Open):

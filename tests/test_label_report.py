@@ -156,6 +156,10 @@ def test_disagreement_table_lists_each_modalitys_largest_shifts(
         assert np.asarray(rings.get_offsets()) == pytest.approx(at, abs=1e-4)
     assert "has no transcripts" in section  # the synthetic dataset has none: ids only, and said so
     assert "<th>transcript</th>" not in section and "<th>y</th>" in section  # no column for what is not there
+    # each row keeps its largest shift over the modalities, as report.json's rows carried it before
+    by_id = labels.set_index("id")
+    largest = [by_id.loc[r["id"], ["label_T", "label_A", "label_V"]].sub(r["y"]).abs().max() for r in rows]
+    assert [r["max_abs_shift"] for r in rows] == pytest.approx(largest, abs=1e-4)
 
 
 def test_mucn_curves_begin_where_the_title_says_and_both_batch_losses_show(

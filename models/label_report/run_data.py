@@ -202,10 +202,13 @@ def _disagreements(
     over all of them: one modality's shifts (text's, on MOSI) would otherwise fill the table and hide the
     others' strongest cases. A row may appear under more than one modality."""
     y = labels["label"].to_numpy(dtype=np.float64)
+    shifts = {m: labels[f"label_{LETTER[m]}"].to_numpy(dtype=np.float64) - y for m in learned}
+    # a row's largest shift over the modalities: what report.json's rows carried before they were listed per
+    # modality, kept for the clients that read it
+    largest = np.fmax.reduce([np.abs(s) for s in shifts.values()]) if shifts else np.zeros(len(y))
     out = []
     for m in learned:
-        column = f"label_{LETTER[m]}"
-        shift = labels[column].to_numpy(dtype=np.float64) - y
+        shift = shifts[m]
         gap = np.where(np.isfinite(shift), np.abs(shift), -1.0)
         for i in np.argsort(-gap, kind="stable")[:rows]:
             if gap[i] <= _SAME:  # a copy of y (or no label): nothing to check
@@ -219,6 +222,7 @@ def _disagreements(
                     **{f"label_{LETTER[x]}": float(row[f"label_{LETTER[x]}"]) for x in MODALITIES},
                     "modality": m,
                     "shift": float(shift[i]),
+                    "max_abs_shift": float(largest[i]),
                 }
             )
     return out
