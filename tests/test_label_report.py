@@ -463,10 +463,12 @@ def test_blank_and_undefined_values_render_as_missing(runs: dict, tmp_path: Path
     heads["valid"]["vision"]["corr"] = float("nan")
     sub = metrics["unimodal_labels_vs_sub_labels"]
     sub["text"] = None
+    valid = metrics["valid"]
+    valid["corr"] = float("nan")  # the model's predictions constant on valid: r undefined
     edited = _edited_copy(
         run,
         tmp_path / "run",
-        metrics={"unimodal_heads_vs_label": heads, "unimodal_labels_vs_sub_labels": sub},
+        metrics={"unimodal_heads_vs_label": heads, "unimodal_labels_vs_sub_labels": sub, "valid": valid},
     )
     labels = pd.read_csv(edited / "unimodal_labels.csv", dtype={"id": str})
     labels.loc[0, "label_T"] = np.inf  # not a number to plot
@@ -484,6 +486,9 @@ def test_blank_and_undefined_values_render_as_missing(runs: dict, tmp_path: Path
     assert '<td>valid</td><td>text</td><td class="num">n/a</td><td class="num">0.500</td>' in heads_table
     sub_table = page.split('id="sub-labels"')[1].split("</table>")[0]
     assert "<td>text</td>" + '<td class="num">n/a</td>' * 4 in sub_table
+    metrics_table = page.split('id="metrics"')[1].split("</table>")[0]
+    valid_row = metrics_table.split("<td>valid</td>")[1].split("</tr>")[0]
+    assert valid_row.endswith('<td class="num">n/a</td>')  # Corr, the last column: not an empty cell
     json.dumps(report.data, allow_nan=False)  # strict JSON still
 
 

@@ -91,7 +91,9 @@ def _num_cells(values: dict[str, Any], keys: tuple[str, ...], missing: str = "")
 
 
 def _metric_cell(metric: str, value: Any) -> str:
-    return "" if value is None else esc(format_cell(metric, [float(value)]))
+    """A metric of the model (None: the run could not compute it, e.g. r of constant predictions): n/a, as
+    the other tables say it, not an empty cell that reads as a metric not measured."""
+    return "n/a" if value is None else esc(format_cell(metric, [float(value)]))
 
 
 def _dataset_said(ds: dict[str, Any]) -> str:
