@@ -105,6 +105,8 @@ def file_to_write(value: str | None) -> Path | None:
     the path is a file; the nearest folder that exists is read-only). A pipe or a device (``/dev/stdout``)
     is written into, and a link through to its file (models.report.write_output_bytes), so those are
     checked instead of the folder."""
+    from models.report import through_link  # pandas with it: not at the CLI's start
+
     if value is None:
         return None
     path = Path(value)
@@ -114,7 +116,7 @@ def file_to_write(value: str | None) -> Path | None:
         if not os.access(path, os.W_OK):
             raise ValueError(f"--out {value}: cannot be written (not yours)")
         return path
-    folder = (path.resolve() if path.is_symlink() else path).parent
+    folder = through_link(path).parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():

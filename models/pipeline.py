@@ -22,7 +22,7 @@ from models.dataset import Dataset
 from models.dataset_loader import load_dataset
 from models.inputs import build_inputs, check_modalities, large_features, modality_specs, resolve_text_source
 from models.nets import MultimodalNet, NetSpec
-from models.report import fsync_files, publish_dir, write_json
+from models.report import fsync_files, publish_dir, through_link, write_json
 from models.run_dir import staging_dir, write_history, write_outputs
 from models.run_notes import recorded_notes, run_notes
 from models.stages.common import (
@@ -185,8 +185,7 @@ def train(
     check_modalities(hp.modalities, dataset.features)
     text_source = resolve_text_source(dataset, hp.text_source, hp.text_model, hp.modalities)
     strat.check(dataset, hp)
-    out = Path(out_dir)
-    out = out.resolve() if out.is_symlink() else out  # the run goes where a link points, the link stays
+    out = through_link(Path(out_dir))  # the run goes where a link points, the link stays
     staging = staging_dir(out, overwrite, dataset.root)
     try:
         gen = seed_everything(seed)

@@ -325,6 +325,13 @@ def write_bytes_atomic(path: str | os.PathLike[str], content: bytes) -> None:
     _atomic_write(path, lambda fh: fh.write(content), binary=True)
 
 
+def through_link(path: Path) -> Path:
+    """What a path names: a link's target (followed to the end, so a dangling one too), else the path. Output
+    goes there, so that a link the user named stays a link: renaming a finished file or run onto the link
+    itself would replace it."""
+    return path.resolve() if path.is_symlink() else path
+
+
 def write_output_bytes(path: str | os.PathLike[str], content: bytes) -> None:
     """Write ``content`` to a path a user named (``-o``) as write_bytes_atomic does, but into what the path
     names: through a link to its file, and into a pipe or a device (``/dev/null``, ``/dev/stdout``), which
@@ -334,7 +341,7 @@ def write_output_bytes(path: str | os.PathLike[str], content: bytes) -> None:
         with open(target, "wb") as fh:
             fh.write(content)
         return
-    write_bytes_atomic(target.resolve() if target.is_symlink() else target, content)
+    write_bytes_atomic(through_link(target), content)
 
 
 def json_text(obj: Any, *, sort_keys: bool = False) -> str:

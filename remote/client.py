@@ -212,8 +212,9 @@ class LabelClient:
         The files go into a hidden folder beside ``out``, renamed to ``out`` once all have come: an
         interrupted download leaves no half run directory that would fail later, in ``unilabel predict``, nor
         the folders above ``out`` that it made for it."""
-        out = Path(out)
-        out = out.resolve() if out.is_symlink() else out  # the run goes where a link points, the link stays
+        from models.report import through_link
+
+        out = through_link(Path(out))  # the run goes where a link points, the link stays
         if out.exists() and not out.is_dir():
             raise ValueError(f"-o: {out} is a file; choose a directory")
         if out.exists() and any(out.iterdir()):

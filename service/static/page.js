@@ -174,15 +174,22 @@
       signal: timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined,
     });
     if (!response.ok) {
-      let error = { code: `http_${response.status}`, message: response.statusText };
-      try {
-        error = (await response.json()).error || error;
-      } catch (_) {
-        // not the API's error shape (a proxy's page): keep the status
-      }
-      throw new ApiError(response.status, error, response.headers.get("Retry-After"));
+      const text = await response.text().catch(() => "");
+      throw answerError(response.status, response.statusText, text, response.headers.get("Retry-After"));
     }
     return response;
+  }
+
+  // A refused request's ApiError: the API's error object from the answer's JSON, else (a proxy's page, or no
+  // body) the status.
+  function answerError(status, statusText, text, retryAfter) {
+    let error = null;
+    try {
+      error = JSON.parse(text).error;
+    } catch (_) {
+      // not the API's error shape: the status says it
+    }
+    return new ApiError(status, error || { code: `http_${status}`, message: statusText }, retryAfter);
   }
 
   // POST `body` as api() would, saying how much of it is sent: fetch() cannot tell, and an upload of a few GB
@@ -196,18 +203,15 @@
         if (event.lengthComputable) onProgress(event.loaded, event.total);
       };
       xhr.onload = () => {
-        let answer = null;
-        try {
-          answer = JSON.parse(xhr.responseText);
-        } catch (_) {
-          // not the API's JSON (a proxy's page): the status says it
-        }
         if (xhr.status >= 200 && xhr.status < 300) {
-          resolve({ status: xhr.status, json: answer });
+          try {
+            resolve({ status: xhr.status, json: JSON.parse(xhr.responseText) });
+          } catch (err) {
+            reject(err); // not the API's JSON (a proxy's page): the form says so, not a promise left hanging
+          }
         } else {
-          const fallback = { code: `http_${xhr.status}`, message: xhr.statusText };
-          const error = (answer && answer.error) || fallback;
-          reject(new ApiError(xhr.status, error, xhr.getResponseHeader("Retry-After")));
+          const retryAfter = xhr.getResponseHeader("Retry-After");
+          reject(answerError(xhr.status, xhr.statusText, xhr.responseText, retryAfter));
         }
       };
       // as fetch() fails: the connection ended without an answer
