@@ -61,12 +61,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
+    from service.http_protocol import DeadlineHttpProtocol
+
     try:
         uvicorn.run(
             APP,
             host=args.host,
             port=args.port,
             workers=workers,
+            http=DeadlineHttpProtocol,  # deadlines on a request's headers and body (service/http_protocol.py)
             access_log=settings.access_log,  # ACCESS_LOG=1: one line per request (off: it costs the hot path)
             timeout_graceful_shutdown=10,
         )
