@@ -40,6 +40,11 @@ class EchoApp:
         query = scope["query_string"].decode()
         if query.startswith("wait="):
             await asyncio.sleep(float(query[5:]))
+        if query == "early":  # answers before reading the body, as a 413 on a declared length does
+            self.seen.append("early")
+            await send({"type": "http.response.start", "status": 413, "headers": [(b"content-length", b"0")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
         body = b""
         while True:
             message = await receive()
@@ -121,7 +126,7 @@ def test_headers_trickled_past_their_deadline_are_cut_however_steady(server) -> 
     started = time.monotonic()
     sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
     with pytest.raises(OSError):
-        for _ in range(100):  # 10 s of a header byte at a time, unless the server hangs up first
+        for _ in range(100):  # 10 s a header byte at a time, unless the server hangs up first
             sock.sendall(b"X")
             time.sleep(0.1)
     assert time.monotonic() - started < HEADERS_S + 2
@@ -150,6 +155,26 @@ def test_a_slow_body_that_keeps_coming_is_read_whole(server) -> None:
         sock.sendall(b"b")
     assert answer(sock) == b"%d" % pieces
     assert app.seen == [pieces]
+
+
+def test_the_rest_of_a_body_answered_early_is_under_the_next_requests_deadline(server) -> None:
+    """After an early answer the client may go on sending the body; no request waits for it any more, so the
+    rest of it, trickled, or sent at once and followed by a trickled next request, is held to the next
+    request's header deadline."""
+    port, app = server
+    for at_once, trickled in ((b"", b"d" * 100), (b"d" * 1000, b"GET / HTTP/1.1\r\n" + b"X" * 100)):
+        sock = connect(port)
+        sock.sendall(b"POST /?early HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        sock.settimeout(5)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+        started = time.monotonic()
+        sock.sendall(at_once)
+        with pytest.raises(OSError):
+            for byte in trickled:  # 10 s a byte at a time, unless the server hangs up first
+                sock.sendall(bytes([byte]))
+                time.sleep(0.1)
+        assert time.monotonic() - started < HEADERS_S + 2
+    assert app.seen == ["early", "early"]
 
 
 def test_keep_alive_requests_each_get_their_own_header_deadline(server) -> None:
