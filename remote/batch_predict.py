@@ -141,19 +141,21 @@ def predict_all(
     on_progress: Callable[[int, int], None] | None = None,
     on_wait: Callable[[int | None, float], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    out: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The model's predictions for every utterance, in order; ``on_progress(done, total)`` after each
     request. A request the key's per-minute quota refuses waits the seconds the service asks for
     (``on_wait(limit, seconds)`` first: the quota's predictions a minute, if the answer names it) and is sent
     again; after QUOTA_WAITS waits for the same request, QuotaGaveUp (a RuntimeError) says so, and how many
-    of the utterances were predicted before."""
+    of the utterances were predicted before. ``out``: an empty list they are appended to as each answer
+    comes (and returned), so that a caller ended by another error or an interrupt knows how many were made."""
 
     def wait(limit: int | None, seconds: float) -> None:
         if on_wait is not None:
             on_wait(limit, seconds)
         sleep(seconds)
 
-    out: list[dict[str, Any]] = []
+    out = [] if out is None else out
     most: int | None = None  # utterances one request may hold under the key's quota, once a 413 said so
     try:
         for chunk in chunks(utterances):
@@ -169,9 +171,14 @@ def predict_all(
                 if on_progress is not None and len(out) > done:
                     on_progress(len(out), len(utterances))
     except QuotaGaveUp as exc:
-        done_words = f"{len(out):,} of {len(utterances):,} utterances were predicted before it gave up"
+        done_words = predicted_words(len(out), len(utterances), "it gave up")
         raise QuotaGaveUp(f"{exc}; {done_words}") from exc.__cause__
     return out
+
+
+def predicted_words(done: int, total: int, before: str) -> str:
+    """How many of a set were predicted when predict_all ended early, ``before`` what."""
+    return f"{done:,} of {total:,} utterances were predicted before {before}"
 
 
 def write_predictions_csv(

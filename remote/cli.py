@@ -34,7 +34,14 @@ from api_schemas.jobs import JobState
 from models.cli_args import add_version_option
 from models.interrupts import exit_status, signals_unwind
 from remote.client import DEFAULT_URL, KEY_ENV, LabelClient, clean_key
-from remote.errors import ClientError, foreign_answer_hint, not_json_message, transport_message, url_problem
+from remote.errors import (
+    ClientError,
+    foreign_answer_hint,
+    not_json_message,
+    transport_message,
+    url_problem,
+    with_notes,
+)
 from remote.interruption import Following, Interruption, download_dir, leaves_of
 from remote.listing import (
     datasets_table,
@@ -295,7 +302,7 @@ def _main(argv: list[str] | None, leaves: Interruption) -> int:
             elif cmd == "predict":
                 predict_command(c, args, leaves)
     except ClientError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {with_notes(str(exc), exc)}", file=sys.stderr)
         if exc.status == 401 and (hint := _key_hint(args.key, args.url, exc.from_service)):
             print(f"  {hint}", file=sys.stderr)
         if hint := foreign_answer_hint(exc, args.url):
@@ -315,13 +322,13 @@ def _main(argv: list[str] | None, leaves: Interruption) -> int:
         httpx.InvalidURL,
         httpx.RemoteProtocolError,
     ) as exc:
-        print(f"error: {transport_message(exc, args.url)}", file=sys.stderr)
+        print(f"error: {with_notes(transport_message(exc, args.url), exc)}", file=sys.stderr)
         return 2
-    except json.JSONDecodeError:  # an answer's .json(): read_utterances names its own file's decode errors
-        print(f"error: {not_json_message(args.url)}", file=sys.stderr)
+    except json.JSONDecodeError as exc:  # an answer's .json() (read_utterances names its file's own)
+        print(f"error: {with_notes(not_json_message(args.url), exc)}", file=sys.stderr)
         return 2
     except (httpx.HTTPError, OSError, TimeoutError, RuntimeError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {with_notes(str(exc), exc)}", file=sys.stderr)
         return 2
     return 0
 

@@ -100,3 +100,9 @@ def transport_message(exc: httpx.HTTPError, url: str) -> str:
 def not_json_message(url: str) -> str:
     """The error line for a success answer that is not JSON where the API answers JSON: another server."""
     return f"--url {url}: the answer is not JSON, so not the label service's: is --url right? {URL_HINT}"
+
+
+def with_notes(line: str, exc: BaseException) -> str:
+    """An error's line, followed by the notes added to ``exc`` on its way up (``predict``'s: how many of its
+    utterances were predicted before the error, and that none was written), each after a "; "."""
+    return "; ".join([line, *getattr(exc, "__notes__", [])])

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from api_schemas.datasets import DATASET_ID
-from remote.batch_predict import QuotaGaveUp, predict_all, quota_words, write_predictions_csv
+from remote.batch_predict import (
+    QuotaGaveUp,
+    predict_all,
+    predicted_words,
+    quota_words,
+    write_predictions_csv,
+)
 from remote.client import LabelClient, utterances_from_dataset
 
 if TYPE_CHECKING:
@@ -77,11 +83,26 @@ def predict_command(c: LabelClient, args: argparse.Namespace, leaves: Callable[[
     def waits(limit: int | None, seconds: float) -> None:  # a minute's quota used: why it stalls
         print(f"{quota_words(limit)} reached; waiting {seconds:g} s", file=sys.stderr)
 
+    # However it ends early, none of the predictions made is written: a part of the set, written, would look
+    # like all of it. The error's line, or the interrupt's, says how many were made and that none is kept.
+    predictions: list[dict[str, Any]] = []
+    where = f"to {args.output}" if args.output else "(no JSON printed)"
+
+    def unkept(before: str) -> str:
+        return f"{predicted_words(len(predictions), len(utterances), before)}; nothing was written {where}"
+
     try:
-        predictions = predict_all(c, args.model_id, utterances, on_progress=said, on_wait=waits)
-    except QuotaGaveUp as exc:  # a part of the set, written, would look like all of it: none is
-        where = f"to {args.output}" if args.output else "(no JSON printed)"
+        predict_all(c, args.model_id, utterances, on_progress=said, on_wait=waits, out=predictions)
+    except QuotaGaveUp as exc:  # its message says how many were predicted already
         raise QuotaGaveUp(f"{exc}; nothing was written {where}") from None
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM, SIGHUP: main's one line says what leaves() was told last
+        if predictions:
+            leaves(unkept("the interrupt"))
+        raise
+    except Exception as exc:  # main prints an error's notes after its own words, on its line
+        if predictions:
+            exc.add_note(unkept("the error"))
+        raise
     if not args.output:
         print(json.dumps({"model_id": args.model_id, "predictions": predictions}, indent=2))
         return
