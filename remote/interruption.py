@@ -4,7 +4,8 @@ SIGHUP alike: models.interrupts).
 A job the client follows runs in the service, not in the client: an interrupt ends the following, never the
 job, and a user who cannot tell that either leaves it running unknowingly or submits it a second time. So the
 line names what goes on and what was written, with the command that picks it up again. While the service is
-unreachable the job may finish unseen: then the line says what was last seen of it, and when.
+unreachable the job may finish unseen: then the line says what was last seen of it, and when; before the
+service first answered about it, that nothing was seen of it yet.
 """
 
 from __future__ import annotations
@@ -59,6 +60,16 @@ def job_last_seen(job_id: str, state: str | None, seen_at: float | None) -> str:
             f"it was last seen {state} at {clock} and the service has not been reachable since, so it may "
             "have finished"
         )
+    return _unseen(job_id, seen)
+
+
+def job_not_seen_yet(job_id: str) -> str:
+    """An interrupt before the service first answered about the job (``wait``'s first poll): nothing is known
+    of it, not even that it exists or that the service is reachable, so not that it goes on."""
+    return _unseen(job_id, "it was not seen yet, as the service had not answered about it")
+
+
+def _unseen(job_id: str, seen: str) -> str:
     return (
         f"job {job_id} was not cancelled by this command; {seen}: `unilabel-remote status {job_id}` tells, "
         f"`unilabel-remote wait {job_id}` follows it again"
@@ -67,9 +78,10 @@ def job_last_seen(job_id: str, state: str | None, seen_at: float | None) -> str:
 
 class Following:
     """A followed job's polls, for what an interrupt leaves: the job goes on (job_goes_on) while the last poll
-    reached the service, else what was last seen of it (job_last_seen). ``seen`` and ``away`` are
-    LabelClient.wait's ``on_update`` and ``on_away``; ``show`` gets each record (the progress bar); ``state``:
-    the job's state as the command last saw it before following (``run``'s submit), if it did."""
+    reached the service, else what was last seen of it (job_last_seen), or that it was not seen yet
+    (job_not_seen_yet) before the first poll answers. ``seen`` and ``away`` are LabelClient.wait's
+    ``on_update`` and ``on_away``; ``show`` gets each record (the progress bar); ``state``: the job's state as
+    the command last saw it before following (``run``'s submit), if it did."""
 
     def __init__(
         self,
@@ -80,6 +92,8 @@ class Following:
     ) -> None:
         self.job_id, self.leaves, self.show = job_id, leaves, show
         self.state, self.seen_at = state, time.time() if state else None
+        if state is None:
+            leaves(job_not_seen_yet(job_id))
 
     def seen(self, job: dict[str, Any]) -> None:
         self.state, self.seen_at = job["state"], time.time()
@@ -111,7 +125,7 @@ def leaves_of(args: argparse.Namespace) -> str:
     if cmd == "submit":
         return "the job may or may not have been submitted: `unilabel-remote jobs` lists jobs"
     if cmd == "wait":
-        return job_goes_on(job_id)
+        return job_not_seen_yet(job_id)
     if cmd == "cancel":
         return f"the cancel may or may not have reached the service: `unilabel-remote status {job_id}` tells"
     if cmd in ("delete", "delete-model"):
