@@ -20,9 +20,17 @@ from redis.exceptions import RedisError
 
 from api_schemas.usage import QUOTAS
 from models.cli_args import add_version_option
+from models.interrupts import exit_status, signals_unwind
 from service.keys import KeyProblem, KeyStore
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+# What an interrupt (Ctrl-C, SIGTERM, SIGHUP) leaves: a command that changes keys may have reached Redis.
+INTERRUPTED = {
+    "create": "the key may or may not have been created, and was not shown: `unilabel-admin keys list` tells "
+    "(revoke it, then create the name again)",
+    "list": "nothing was changed",
+    "revoke": "the key may or may not have been revoked: `unilabel-admin keys list` tells",
+}
 
 
 def _limits(items: list[str]) -> dict[str, int]:
@@ -63,7 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``unilabel-admin`` command. Ctrl-C, SIGTERM and SIGHUP end it with one line saying what the
+    interrupt left, and the exit status 128 + the signal's number."""
     args = build_parser().parse_args(argv)
+    with signals_unwind():
+        try:
+            return _run(args)
+        except KeyboardInterrupt as exc:
+            said = INTERRUPTED[args.command]
+            print(f"unilabel-admin keys {args.command}: interrupted; {said}", file=sys.stderr)
+            return exit_status(exc)
+
+
+def _run(args: argparse.Namespace) -> int:
     store = KeyStore.from_url(args.redis_url)
     try:
         if args.command == "create":

@@ -1,0 +1,50 @@
+"""`unilabel-admin` interrupted while Redis does not answer (a slow or unreachable Redis): one line that says
+what the command may have left, and 128 + the signal's number, not a traceback (service/admin.py)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from remote.localstack import REPO
+
+
+@pytest.mark.parametrize(
+    ("command", "signum", "left"),
+    [
+        (["create", "alice"], signal.SIGINT, "the key may or may not have been created, and was not shown"),
+        (["revoke", "alice"], signal.SIGTERM, "the key may or may not have been revoked"),
+        (["list"], signal.SIGINT, "nothing was changed"),
+    ],
+)
+def test_an_interrupt_while_redis_does_not_answer_says_what_it_left(
+    command: list[str], signum: signal.Signals, left: str
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as redis:  # takes the connection, never answers
+        redis.settimeout(60)
+        url = f"redis://127.0.0.1:{redis.getsockname()[1]}/0"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service.admin", "--redis-url", url, "keys", *command],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            # as Ctrl-C at a terminal finds it (a background job would start with SIGINT ignored)
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        try:
+            conn, _ = redis.accept()
+            with conn:
+                conn.settimeout(60)
+                assert conn.recv(65536)  # a command is sent: it awaits the answer
+                proc.send_signal(signum)
+                _, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+    assert proc.returncode == 128 + signum, err
+    assert err.startswith(f"unilabel-admin keys {command[0]}: interrupted; {left}"), err
+    assert err.count("\n") == 1, err
