@@ -24,6 +24,7 @@ from models.interrupts import exit_status, signals_unwind
 from service.keys import KeyProblem, KeyStore
 
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+REDIS_TIMEOUT_S = 10.0  # a Redis that does not answer in this time is an error, not a wait without end
 # What an interrupt (Ctrl-C, SIGTERM, SIGHUP) leaves: a command that changes keys may have reached Redis.
 INTERRUPTED = {
     "create": "the key may or may not have been created, and was not shown: `unilabel-admin keys list` tells "
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    store = KeyStore.from_url(args.redis_url)
+    store = KeyStore.from_url(args.redis_url, timeout_s=REDIS_TIMEOUT_S)
     try:
         if args.command == "create":
             key = store.create(args.name, admin=args.admin, limits=_limits(args.limit))

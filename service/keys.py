@@ -92,8 +92,15 @@ class KeyStore:
         self.r = client
 
     @classmethod
-    def from_url(cls, url: str) -> KeyStore:
-        return cls(redis.Redis.from_url(url, decode_responses=True))
+    def from_url(cls, url: str, timeout_s: float | None = None) -> KeyStore:
+        """A store over ``url``; with ``timeout_s``, a call that Redis does not answer in that time raises a
+        RedisError rather than waiting for ever (unilabel-admin, run by a person against a Redis that may be
+        the wrong address)."""
+        return cls(
+            redis.Redis.from_url(
+                url, decode_responses=True, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            )
+        )
 
     def create(self, name: str, admin: bool = False, limits: dict[str, int] | None = None) -> str:
         """A new key named ``name``; returns the key itself (shown once, never stored)."""

@@ -1,5 +1,6 @@
-"""`unilabel-admin` interrupted while Redis does not answer (a slow or unreachable Redis): one line that says
-what the command may have left, and 128 + the signal's number, not a traceback (service/admin.py)."""
+"""`unilabel-admin` against a Redis that does not answer (a wrong --redis-url, a Redis that hangs): an error
+naming Redis after REDIS_TIMEOUT_S, and, interrupted before that, one line that says what the command may have
+left and 128 + the signal's number, not a traceback (service/admin.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 import pytest
 
 from remote.localstack import REPO
+from service import admin
 
 
 @pytest.mark.parametrize(
@@ -48,3 +50,14 @@ def test_an_interrupt_while_redis_does_not_answer_says_what_it_left(
     assert proc.returncode == 128 + signum, err
     assert err.startswith(f"unilabel-admin keys {command[0]}: interrupted; {left}"), err
     assert err.count("\n") == 1, err
+
+
+def test_a_redis_that_does_not_answer_is_an_error_not_a_wait(monkeypatch, capsys) -> None:
+    """A --redis-url that leads to something that takes the connection and never answers (not Redis, or a
+    Redis that hangs) waited for ever; now REDIS_TIMEOUT_S ends it with the error line that names Redis."""
+    monkeypatch.setattr(admin, "REDIS_TIMEOUT_S", 0.5)
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        assert admin.main(["--redis-url", url, "keys", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: Redis at {url}: Timeout"), err
