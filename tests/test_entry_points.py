@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.terminal import REPO, start_at_a_terminal
+
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
 COMMANDS = {"unilabel": "models.cli", "unilabel-remote": "remote.cli", "unilabel-admin": "service.admin"}
 
@@ -45,16 +46,8 @@ def test_ctrl_c_while_a_script_imports_its_command_says_one_line(tmp_path: Path,
     module, func = SCRIPTS[script].split(":")
     wrapper = f"import sys\nfrom {module} import {func}\nsys.exit({func}())"  # what pip's script runs
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "SLOW_IMPORT": COMMANDS[script]}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", wrapper, "--help"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        # as Ctrl-C at a terminal finds it (a background job would start with SIGINT ignored)
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    cmd = [sys.executable, "-c", wrapper, "--help"]
+    proc = start_at_a_terminal(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr.readline() == "importing\n"
         proc.send_signal(signal.SIGINT)

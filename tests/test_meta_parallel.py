@@ -20,6 +20,7 @@ from models.pipeline import train
 from models.stages.common import Cancelled, available_cpus, resolve_meta_threads
 from models.stages.meta import MetaDraws, SavedModality, meta_learn_labels, meta_learn_modalities
 from models.strategies.mlc import MLCDraws, mlc_learn_labels
+from tests.terminal import start_at_a_terminal
 
 VARIANTS = [
     {},
@@ -237,15 +238,7 @@ def test_ctrl_c_stops_a_side_by_side_stage_2_at_once(small_synth: Path, tmp_path
     cmd = [sys.executable, "-m", "models.cli", "train", str(small_synth), "--out", str(tmp_path / "run")]
     cmd += ["--device", "cpu", "--meta-threads", "3", *hp]
     with err.open("wb") as stderr:
-        # A shell's background job starts with SIGINT ignored and Python keeps an inherited SIG_IGN (no
-        # KeyboardInterrupt); Ctrl-C at a terminal finds it at its default, so the child starts from that.
-        proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            cwd=Path(__file__).parents[1],
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
+        proc = start_at_a_terminal(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
         try:
             deadline = time.monotonic() + 120
             while b"\nmeta 1/" not in err.read_bytes():  # stage 2 began (a log gets lines): the threads run

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
 import sys
 
 import pytest
 
-from remote.localstack import REPO
 from service import admin
+from tests.terminal import interrupted_while_unanswered
 
 
 @pytest.mark.parametrize(
@@ -26,28 +25,13 @@ from service import admin
 def test_an_interrupt_while_redis_does_not_answer_says_what_it_left(
     command: list[str], signum: signal.Signals, left: str
 ) -> None:
-    with socket.create_server(("127.0.0.1", 0)) as redis:  # takes the connection, never answers
-        redis.settimeout(60)
-        url = f"redis://127.0.0.1:{redis.getsockname()[1]}/0"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service.admin", "--redis-url", url, "keys", *command],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            # as Ctrl-C at a terminal finds it (a background job would start with SIGINT ignored)
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
-        try:
-            conn, _ = redis.accept()
-            with conn:
-                conn.settimeout(60)
-                assert conn.recv(65536)  # a command is sent: it awaits the answer
-                proc.send_signal(signum)
-                _, err = proc.communicate(timeout=30)
-        finally:
-            proc.kill()
-    assert proc.returncode == 128 + signum, err
+    def admin(port: int) -> list[str]:
+        url = f"redis://127.0.0.1:{port}/0"
+        return [sys.executable, "-m", "service.admin", "--redis-url", url, "keys", *command]
+
+    status, err, asked = interrupted_while_unanswered(admin, signum)
+    assert asked, "no Redis command was sent"
+    assert status == 128 + signum, err
     assert err.startswith(f"unilabel-admin keys {command[0]}: interrupted; {left}"), err
     assert err.count("\n") == 1, err
 

@@ -23,8 +23,9 @@ import pytest
 import remote.cli
 from models.interrupts import Interrupted
 from remote.client import LabelClient
-from remote.localstack import REPO, LocalStack
+from remote.localstack import LocalStack
 from tests.service.conftest import TINY, _need_redis
+from tests.terminal import start_at_a_terminal
 
 MODEL = "m" * 32
 
@@ -58,16 +59,7 @@ def _spawn(
     stack: LocalStack, args: list[str], stderr: int, stdout: int = subprocess.DEVNULL
 ) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "remote.cli", "--url", stack.url, "--key", stack.api_key, *args]
-    # A shell's background job starts with SIGINT ignored and Python keeps an inherited SIG_IGN (no
-    # KeyboardInterrupt); Ctrl-C at a terminal finds it at its default, so the child starts from that.
-    return subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=stdout,
-        stderr=stderr,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    return start_at_a_terminal(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=stdout, stderr=stderr)
 
 
 def _interrupt_when(proc: subprocess.Popen, shown: Callable[[], str], text: str, sig: int) -> None:
