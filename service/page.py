@@ -1,6 +1,6 @@
 """The page at ``/``: the caller's datasets, jobs (live state and progress) and models, with their reports
-and label and model downloads, and forms to upload a dataset and start a job. Plain HTML, CSS and a little
-vanilla JavaScript from service/static/, nothing from another host.
+and label and model downloads, and forms to upload a dataset and start a job. Plain HTML, CSS and a few
+vanilla JavaScript modules from service/static/, nothing from another host.
 
 The page itself and its assets need no API key: they are the same public files for everyone and hold no
 data. The key stays in the browser: the page reads it from the address's fragment (``/#key=ulk_...``, which a
@@ -12,6 +12,7 @@ check (service/guard.py) applies to the page as to everything else.
 
 from __future__ import annotations
 
+import mimetypes
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -37,6 +38,9 @@ HEADERS = {
 
 def install(app: FastAPI) -> None:
     """``GET /`` and its assets under /static/page/."""
+    # StaticFiles types a file by the host's tables (/etc/mime.types, Windows' registry), which may call .js
+    # text/plain; a browser runs a module script (page.js and its imports) only when it is typed JavaScript
+    mimetypes.add_type("text/javascript", ".js")
     app.mount(ASSETS_URL, StaticFiles(directory=STATIC), name="page-assets")
 
     @app.get("/", include_in_schema=False)

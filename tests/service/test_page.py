@@ -4,13 +4,17 @@ the key. What the page shows in a browser: tests/service/test_page_browser.py.""
 
 from __future__ import annotations
 
+import mimetypes
 import re
 
 import pytest
 
 from service.page import STATIC
+from tests.service.conftest import new_client
 
 NO_KEY = {"Authorization": ""}
+# the page's script: page.js, an ES module, and the modules it imports
+MODULES = {"page.js", "dom.js", "state.js", "api.js", "report.js", "lists.js", "forms.js"}
 
 
 def assets_of(html: str) -> list[str]:
@@ -26,18 +30,55 @@ def test_page_needs_no_key_and_loads_only_from_this_server(client) -> None:
     assert "set-cookie" not in page.headers
     html = page.text
     assets = [a for a in assets_of(html) if not a.startswith("data:")]
-    assert set(assets) == {"/docs", "/static/page/page.css", "/static/page/page.js"}, assets
+    assert set(assets) == {"/docs", "/static/page/page.css", *(f"/static/page/{m}" for m in MODULES)}, assets
     for asset in assets:
         if asset.startswith("/static/"):
             r = client.get(asset, headers=NO_KEY)
             assert r.status_code == 200 and len(r.content) > 500, asset
-    for name in ("index.html", "page.js", "page.css"):
-        text = (STATIC / name).read_text()
-        assert not re.search(r"https?://|//cdn|@import", text), name  # nothing from another host
-    js = client.get("/static/page/page.js", headers=NO_KEY)
-    assert js.headers["content-type"].startswith(("text/javascript", "application/javascript"))
-    assert "Authorization: `Bearer ${state.key}`" in js.text and "sessionStorage" in js.text
-    assert "innerHTML" not in js.text  # values from the API land as text only
+    for path in STATIC.iterdir():
+        text = path.read_text()
+        assert not re.search(r"https?://|//cdn|@import", text), path.name  # nothing from another host
+    scripts = {name: client.get(f"/static/page/{name}", headers=NO_KEY) for name in MODULES}
+    for name, js in scripts.items():
+        # a module served as anything but JavaScript is refused by the browser, and the page with it
+        assert js.headers["content-type"].startswith(("text/javascript", "application/javascript")), name
+        assert "innerHTML" not in js.text, name  # values from the API land as text only
+    assert "Authorization: `Bearer ${state.key}`" in scripts["api.js"].text
+    assert "sessionStorage" in scripts["state.js"].text
+
+
+def test_the_page_is_one_module_that_imports_the_others(client) -> None:
+    """index.html loads page.js as a module, whose imports (and theirs) are the page's other modules, each
+    named in the HTML to be fetched at once: none left out of either, none from elsewhere."""
+    html = client.get("/", headers=NO_KEY).text
+    assert re.findall(r"<script[^>]*>", html) == ['<script type="module" src="/static/page/page.js">']
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="/static/page/([^"]+)">', html))
+    assert {p.name for p in STATIC.glob("*.js")} == MODULES == preloaded | {"page.js"}
+    reached, todo = set(), ["page.js"]
+    while todo:
+        name = todo.pop()
+        reached.add(name)
+        text = client.get(f"/static/page/{name}", headers=NO_KEY).text
+        imports = re.findall(r'^import [^;]* from "([^"]+)";$', text, re.M)
+        assert len(imports) == len(re.findall(r"\bimport\b", text)), name  # none missed: no import()
+        for spec in imports:
+            assert spec.startswith("./") and spec[2:] in MODULES, (name, spec)
+            if spec[2:] not in reached:
+                todo.append(spec[2:])
+    assert reached == MODULES
+
+
+def test_modules_are_served_as_javascript_whatever_the_hosts_types_say(
+    settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The type of a .js file comes from the host's tables (/etc/mime.types, Windows' registry), which may
+    say text/plain: the app says JavaScript, as a browser runs a module of no other type."""
+    mimetypes.init()
+    monkeypatch.setitem(mimetypes._db.types_map[True], ".js", "text/plain")
+    assert mimetypes.guess_type("page.js")[0] == "text/plain"
+    with new_client(settings) as client:
+        js = client.get("/static/page/lists.js", headers=NO_KEY)
+    assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript"), js.headers
 
 
 def test_the_api_behind_the_page_still_needs_the_key(client) -> None:

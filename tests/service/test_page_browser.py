@@ -7,8 +7,8 @@ progress refreshed by polling, the finished job's report in the page's viewer wi
 Why --dump-dom rather than Selenium: one command per check, no driver to match Chromium's version and no extra
 Python package. Choosing files in the upload form needs more: that test drives Chromium over the DevTools
 protocol on a pipe (tests/service/cdp.py), still with no driver or package. The page writes what it shows
-into data- attributes (page.js), and --virtual-time-budget lets its timers (polling) run while Chromium waits
-for every fetch.
+into data- attributes (its modules, service/static/*.js), and --virtual-time-budget lets its timers (polling)
+run while Chromium waits for every fetch.
 The flags turn off Chromium's own traffic (component updates, sync, QUIC ...): in a sandbox without a network
 those connections are refused, and they have nothing to do with the page.
 """

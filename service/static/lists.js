@@ -1,0 +1,466 @@
+// The key's jobs, datasets and models: read from the API and refreshed by polling, each item a row with its
+// buttons; what each list says of itself (cut short, out of date); the job form's dataset menu; the
+// quotas' line; a job's change of state said in words. No key (none yet, or one refused): askForKey().
+
+import { $, ago, button, el, idCell, pct, short, sizeText } from "./dom.js";
+import { KEY_STORE, notify, setStatus, state, writeFragment } from "./state.js";
+import { ApiError, api, describe } from "./api.js";
+import { closeReport, downloadButton, showReport } from "./report.js";
+
+const BUSY_POLL_MS = 2000; // while a job is queued or running
+const IDLE_POLL_MS = 15000;
+const REFRESH_TIMEOUT_MS = 15000;
+const LIVE = new Set(["queued", "running"]);
+const ERROR_SHOWN = 160; // characters of a failed job's error shown before "…"
+const PAGE_MOST = 1000; // the most items one list request may ask for (?limit=)
+const MENU_PAGES = 10; // the job form's dataset menu reads at most this many such pages
+
+// GET /v1/usage as a line: each quota's use of its limit, a quota at its limit marked (its 429 or 413 comes
+// next).
+function showUsage(usage) {
+  const part = (name, text, what) => {
+    const { used, limit } = usage[name];
+    const full = limit !== null && used >= limit;
+    const words = limit === null ? `${text(used)} ${what}` : `${text(used)} of ${text(limit)} ${what}`;
+    const props = { id: `usage-${name}`, className: full ? "full" : "", dataset: { full: String(full) } };
+    return el("span", props, words);
+  };
+  const count = (n) => n.toLocaleString();
+  const parts = [
+    part("stored_bytes", sizeText, "stored"),
+    part("queued_jobs", count, "jobs queued"),
+    part("concurrent_jobs", count, "queued or running"),
+    part("uploads_per_minute", count, "uploads this minute"),
+    part("predictions_per_minute", count, "predictions this minute"),
+  ];
+  const line = [`Key ${usage.name}: `];
+  parts.forEach((p, i) => {
+    if (i) line.push(" · ");
+    line.push(p);
+  });
+  $("usage").replaceChildren(...line);
+  $("usage").hidden = false;
+}
+
+export function askForKey(message, refused = false) {
+  state.key = null;
+  sessionStorage.removeItem(KEY_STORE);
+  clearTimeout(state.timer);
+  $("main").hidden = true;
+  $("key-section").hidden = false;
+  $("forget").hidden = true;
+  $("refresh").hidden = true;
+  $("usage").hidden = true;
+  $("updated").textContent = "";
+  $("changes").textContent = "";
+  state.seenStates = null;
+  state.menu = null;
+  setOffline(false);
+  state.lastGood = null;
+  notify(null);
+  setStatus(message, "no-key");
+  $("status").classList.toggle("failed", refused);
+  $("key-input").focus();
+}
+
+// A listed job whose state changed since the last refresh is said in words, with the time, in a live
+// region: a screen reader hears it (a row's new colour says nothing to one), and a sighted user sees it
+// without finding the row, which may be far down the list.
+function announceChanges(jobs) {
+  const before = state.seenStates;
+  state.seenStates = new Map(jobs.map((job) => [job.id, job.state]));
+  if (!before) return;
+  const changed = jobs.filter((job) => before.has(job.id) && before.get(job.id) !== job.state);
+  if (!changed.length) return;
+  const said = changed.map((job) => {
+    const what = `Job ${short(job.id)} (${job.strategy}, seed ${job.seed}) ${job.state}`;
+    if (job.state === "succeeded") return `${what}: its report and labels are ready`;
+    if (job.state === "failed" && job.error) return `${what}: ${job.error.slice(0, ERROR_SHOWN)}`;
+    return what;
+  });
+  $("changes").textContent = `${new Date().toLocaleTimeString()}: ${said.join(". ")}.`;
+}
+
+function fill(table, rows, emptyId) {
+  table.tBodies[0].replaceChildren(...rows);
+  table.hidden = rows.length === 0;
+  $(emptyId).hidden = rows.length !== 0;
+}
+
+// The rows are built anew at each refresh: the focused button (or the one an action asked for) is found
+// again by what it does and to what, so that a keyboard user keeps their place.
+function focusedButton() {
+  const active = document.activeElement;
+  if (!active || !active.dataset || !active.dataset.action) return null;
+  const { action, id, owner } = active.dataset;
+  const table = active.closest("table"); // a job's report button is in the jobs' and the models' lists
+  return { action, id, owner, table: table ? table.id : null };
+}
+
+function focusAgain(target) {
+  if (!target) return;
+  const owner = target.owner ? `[data-owner="${CSS.escape(target.owner)}"]` : "";
+  const found = $(target.table || "main").querySelector(
+    `[data-action="${CSS.escape(target.action)}"][data-id="${CSS.escape(target.id)}"]${owner}`,
+  );
+  if (found) found.focus();
+}
+
+// A finished job's report and labels, in the jobs' and the models' lists (a model's files too).
+function actionsCell(jobId, ...more) {
+  return el(
+    "td",
+    { className: "actions" },
+    button("report", "report", jobId, () => showReport(jobId), `report of job ${short(jobId)}`),
+    downloadButton("labels CSV", "labels", jobId, `/v1/jobs/${encodeURIComponent(jobId)}/labels?format=csv`,
+      `labels-${jobId}.csv`, `labels CSV of job ${short(jobId)}`),
+    ...more,
+  );
+}
+
+// Progress, "done" or the error, then the job's notes: settings its strategy does not read.
+function progressCell(job) {
+  const notes = (job.notes || []).map((note) => el("div", { className: "note" }, `note: ${note}`));
+  if (job.state === "succeeded") {
+    const deleted = job.model_deleted_at ? ` · model deleted ${ago(job.model_deleted_at)}` : "";
+    return el("td", {}, `done${deleted}`, ...notes);
+  }
+  if (!LIVE.has(job.state)) return el("td", { className: "muted" }, job.error ? jobError(job) : "", ...notes);
+  // the stage's count: batches while the transcripts are encoded, else epochs (MUG's stage 2 counts each
+  // modality's meta epochs one after another)
+  const unit = job.stage === "encode" ? "batch" : "epoch";
+  const count = job.epochs ? ` ${unit} ${job.epoch || 0}/${job.epochs}` : "";
+  const where = job.stage ? `${job.stage}${count} · ` : "";
+  return el(
+    "td",
+    {},
+    el("progress", { max: 1, value: job.progress || 0, "aria-label": `progress of job ${short(job.id)}` }),
+    el("span", { className: "progress-text" }, ` ${where}${pct(job.progress)}`),
+    ...notes,
+  );
+}
+
+// A failed job's error, said to be one (not only by the state's colour). A long one (the worker keeps up
+// to 2000 characters) would make its row a page long: its start, the whole in a <details>, whose being open
+// outlives the refreshes that build the row anew.
+function jobError(job) {
+  const text = `error: ${job.error}`;
+  if (text.length <= ERROR_SHOWN) return el("div", { className: "job-error" }, text);
+  const summary = el("summary", { dataset: { action: "error", id: job.id } });
+  const details = el("details", { className: "job-error" }, summary, el("div", {}, job.error));
+  const said = () => {
+    summary.textContent = details.open ? "error:" : `${text.slice(0, ERROR_SHOWN)}…`;
+  };
+  details.open = state.openErrors.has(job.id);
+  said();
+  details.addEventListener("toggle", () => {
+    if (details.open) state.openErrors.add(job.id);
+    else state.openErrors.delete(job.id);
+    said();
+  });
+  return details;
+}
+
+function jobRow(job) {
+  return el(
+    "tr",
+    { dataset: { jobId: job.id, state: job.state } },
+    idCell(job.id),
+    el("td", {}, job.strategy),
+    el("td", {}, String(job.seed)),
+    idCell(job.dataset_id),
+    el("td", {}, el("span", { className: `state state-${job.state}` }, job.state)),
+    progressCell(job),
+    el("td", { title: job.updated_at }, ago(job.updated_at)),
+    job.links && job.links.report ? actionsCell(job.id) : cancelCell(job),
+  );
+}
+
+// A queued or running job's cancel (its links.cancel; null once it cannot be cancelled) asks once more in its
+// row, as a delete does: a running job's training so far is lost. A running job stops between epochs: until
+// then its row says so.
+function cancelCell(job) {
+  const link = job.links && job.links.cancel;
+  if (!link) return el("td");
+  if (job.cancel_requested) return el("td", { className: "actions muted" }, "cancelling…");
+  return confirmCell(link, "cancel", job.id, `job ${short(job.id)}`, async () => {
+    await api(link, { method: "POST" });
+  });
+}
+
+function datasetRow(ds) {
+  const splits = Object.entries(ds.splits || {}).map(([s, n]) => `${s} ${n}`).join(" · ");
+  const modalities = Object.entries(ds.modalities || {})
+    .map(([m, spec]) => `${m} ${spec.sequence ? `[T, ${spec.dim}]` : `[${spec.dim}]`}`)
+    .join(" · ");
+  // an admin key's list: whose it is (two keys' uploads of the same files share an id)
+  const whose = ds.owner === state.keyId ? "this key" : `key ${ds.owner}`;
+  const owner = ds.owner ? el("div", { className: "owner" }, whose) : null;
+  return el(
+    "tr",
+    { dataset: { datasetId: ds.id, owner: ds.owner || "" } },
+    idCell(ds.id, owner),
+    el("td", {}, String(ds.n)),
+    el("td", {}, splits),
+    el("td", {}, modalities),
+    el("td", { title: ds.created_at }, ago(ds.created_at)),
+    deleteCell("dataset", ds.id, ds.owner),
+  );
+}
+
+// A dataset's or a model's delete asks once more in its row; the service refuses (409) to delete a dataset
+// while a job uses it. An admin key names whose dataset it deletes.
+function deleteCell(kind, id, owner) {
+  const query = owner ? `?owner=${encodeURIComponent(owner)}` : "";
+  const path = `/v1/${kind}s/${encodeURIComponent(id)}${query}`;
+  return confirmCell(path, "delete", id, `${kind} ${short(id)}`, async () => {
+    await api(path, { method: "DELETE" });
+    if (kind === "model" && state.shown === id) closeReport(); // a model's id is its job's
+  }, owner);
+}
+
+// "delete" (or "cancel") that asks "delete? yes no" in its row; `confirming` (the API path of the one that
+// asks) outlives refreshes. What the service refuses stays in the notice until the next action.
+function confirmCell(path, verb, id, what, work, owner) {
+  if (state.confirming !== path) {
+    return el(
+      "td",
+      { className: "actions" },
+      button(verb, verb, id, () => {
+        notify(null);
+        state.confirming = path;
+        state.focusNext = { action: `${verb}-yes`, id, owner };
+        refresh();
+      }, `${verb} ${what}`, owner),
+    );
+  }
+  return el(
+    "td",
+    { className: "actions" },
+    `${verb}? `,
+    button("yes", `${verb}-yes`, id, async (event) => {
+      event.target.disabled = true;
+      state.confirming = null;
+      try {
+        await work();
+      } catch (err) {
+        notify(`${verb[0].toUpperCase()}${verb.slice(1)} of ${what}: ${describe(err)}`);
+        state.focusNext = { action: verb, id, owner };
+      }
+      refresh();
+    }, `yes, ${verb} ${what}`, owner),
+    button("no", `${verb}-no`, id, () => {
+      state.confirming = null;
+      state.focusNext = { action: verb, id, owner };
+      refresh();
+    }, `no, keep ${what}`, owner),
+  );
+}
+
+function modelRow(card) {
+  const valid = (card.metrics || {}).valid || {};
+  const shown = ["mae", "corr"].filter((m) => typeof valid[m] === "number");
+  return el(
+    "tr",
+    { dataset: { modelId: card.id } },
+    idCell(card.id),
+    el("td", {}, card.strategy),
+    el("td", {}, String(card.seed)),
+    idCell(card.dataset_id),
+    el("td", {}, shown.map((m) => `${m} ${valid[m].toFixed(3)}`).join(" · ")),
+    el("td", { title: card.created_at }, ago(card.created_at)),
+    actionsCell(
+      card.job_id,
+      // the model's run directory, zipped: `unilabel predict DIR DATA` once unzipped
+      downloadButton("model zip", "model", card.id, `/v1/models/${encodeURIComponent(card.id)}/archive`,
+        `${card.id}.zip`, `model zip of ${short(card.id)}`),
+    ),
+    deleteCell("model", card.id),
+  );
+}
+
+const ownDataset = (ds) => !ds.owner || ds.owner === state.keyId;
+
+// A list answers its first page (the API's default, 100) and its total: a list cut short says so above it,
+// as a user who looks for an older item would otherwise think it gone.
+function cutText(list, noun, more = "") {
+  if (list.total <= list.items.length) return "";
+  return `The latest ${list.items.length} of ${list.total} ${noun} are shown${more}.`;
+}
+
+function noteLists() {
+  const stale = state.offline && state.lastGood
+    ? `Possibly out of date: as of ${state.lastGood}, the last refresh that worked. `
+    : "";
+  for (const [kind, cut] of Object.entries(state.cut)) {
+    const note = $(`${kind}-note`);
+    note.textContent = `${stale}${cut}`.trim();
+    note.hidden = !note.textContent;
+    note.classList.toggle("stale", Boolean(stale));
+  }
+}
+
+// The buttons that send a request: every row's (a row's confirm only shows once a refresh answers), the
+// forms' and the report's data.
+const SENDING = "#main button[data-action], #upload-submit, #job-submit, #viewer-json";
+
+// While refreshes fail the lists stay as they were, said to be possibly out of date, and the buttons that
+// send a request are off: a click would fail with a less clear error than the status line's. The refresh
+// that works again builds the rows anew (their buttons on) and turns the others back on.
+function setOffline(offline) {
+  if (offline && !state.offline) state.focusNext = state.focusNext || focusedButton(); // found again after
+  state.offline = offline;
+  document.body.dataset.offline = String(offline);
+  if (offline) {
+    for (const node of document.querySelectorAll(SENDING)) node.disabled = true;
+  } else {
+    $("upload-submit").disabled = state.submitting.has("upload-submit");
+    $("job-submit").disabled = state.submitting.has("job-submit") || state.ownDatasets === 0;
+    $("viewer-json").disabled = false;
+  }
+  noteLists();
+}
+
+// The job form offers every dataset of the key's own, not only the listed page's: a list cut short is read
+// whole for it, in pages of the most the API gives, again only when the list's total or newest item changed
+// (an upload or a delete, here or elsewhere), and at most MENU_PAGES of them.
+async function datasetMenu(listed) {
+  if (listed.total <= listed.items.length) {
+    state.menu = null;
+    return listed.items;
+  }
+  const newest = listed.items[0] || {};
+  const mark = `${listed.total} ${newest.id} ${newest.owner}`;
+  if (state.menu && state.menu.mark === mark) return state.menu.items;
+  const items = [];
+  for (let page = 0; page < MENU_PAGES && items.length < listed.total; page += 1) {
+    const path = `/v1/datasets?limit=${PAGE_MOST}&offset=${page * PAGE_MOST}`;
+    const answer = await (await api(path, { timeoutMs: REFRESH_TIMEOUT_MS })).json();
+    items.push(...answer.items);
+    if (answer.items.length < PAGE_MOST) break;
+  }
+  state.menu = { mark, items };
+  return items;
+}
+
+// The job form's dataset list: the key's own datasets (a job trains on one of them; an admin key's list
+// has every key's), newest first, the one just uploaded (or chosen) kept. None: nothing to start.
+function fillDatasetChoice(datasets) {
+  const select = $("job-dataset");
+  const own = datasets.filter(ownDataset);
+  const keep = state.pickDataset || select.value;
+  state.pickDataset = null;
+  select.replaceChildren(
+    ...own.map((ds) => el("option", { value: ds.id }, `${short(ds.id)} · ${ds.n} utterances`)),
+  );
+  if (own.some((ds) => ds.id === keep)) select.value = keep;
+  state.ownDatasets = own.length;
+  select.disabled = own.length === 0;
+  $("job-submit").disabled = own.length === 0 || state.submitting.has("job-submit"); // not twice at once
+  $("job-none").hidden = own.length !== 0;
+}
+
+export async function refresh() {
+  clearTimeout(state.timer);
+  if (!state.key) return;
+  if (state.busy) {
+    state.stale = true;
+    return;
+  }
+  state.busy = true;
+  state.stale = false;
+  try {
+    const jobsPath = state.jobState ? `/v1/jobs?state=${encodeURIComponent(state.jobState)}` : "/v1/jobs";
+    const [jobs, datasets, models, usage] = await Promise.all(
+      [jobsPath, "/v1/datasets", "/v1/models", "/v1/usage"].map((path) =>
+        api(path, { timeoutMs: REFRESH_TIMEOUT_MS }).then((r) => r.json()),
+      ),
+    );
+    state.keyId = usage.key_id;
+    state.usage = usage;
+    const menu = await datasetMenu(datasets);
+    state.lastGood = new Date().toLocaleTimeString();
+    setOffline(false);
+    showUsage(usage);
+    const focus = state.focusNext || focusedButton();
+    state.focusNext = null;
+    // no job and no dataset of its own: a new key, told where to start (the upload is further down)
+    const first = !state.jobState && jobs.total === 0 && !menu.some(ownDataset);
+    const emptyId = state.jobState ? "jobs-none" : first ? "jobs-first" : "jobs-empty";
+    fill($("jobs"), jobs.items.map(jobRow), emptyId);
+    announceChanges(jobs.items);
+    for (const id of ["jobs-none", "jobs-first", "jobs-empty"]) if (id !== emptyId) $(id).hidden = true;
+    fill($("datasets"), datasets.items.map(datasetRow), "datasets-empty");
+    fillDatasetChoice(menu);
+    fill($("models"), models.items.map(modelRow), "models-empty");
+    const which = state.jobState ? `${state.jobState} ` : "";
+    const offered =
+      menu.length < datasets.total ? `this key's among the latest ${menu.length}` : "all of this key's";
+    state.cut = {
+      jobs: cutText(jobs, `${which}jobs`),
+      datasets: cutText(datasets, "datasets", `; the job form offers ${offered}`),
+      models: cutText(models, "models"),
+    };
+    noteLists();
+    focusAgain(focus);
+    $("key-section").hidden = true;
+    $("main").hidden = false;
+    $("forget").hidden = false;
+    $("refresh").hidden = false;
+    document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
+    // queued or running: those listed (an admin key's list holds every key's) or, when the list shows
+    // another state, the key's own (its quota counts them)
+    const live = Math.max(jobs.items.filter((j) => LIVE.has(j.state)).length, usage.concurrent_jobs.used);
+    const more = (list) =>
+      list.total > list.items.length ? ` (the latest ${list.items.length} shown)` : "";
+    const liveText = state.jobState ? "" : `, ${live} queued or running`;
+    const summary =
+      `${jobs.total} ${which}job${jobs.total === 1 ? "" : "s"}${more(jobs)}${liveText} · ` +
+      `${datasets.total} dataset${datasets.total === 1 ? "" : "s"}${more(datasets)} · ` +
+      `${models.total} model${models.total === 1 ? "" : "s"}${more(models)}`;
+    // the time of the refresh is outside the status's live region: a screen reader hears what changed
+    if ($("status").textContent !== summary || document.body.dataset.state !== "ready") {
+      setStatus(summary, "ready");
+      $("status").classList.remove("failed");
+    }
+    $("updated").textContent = ` · updated ${state.lastGood}`;
+    const wanted = state.wanted && jobs.items.find((j) => j.id === state.wanted);
+    if (wanted && state.shown !== wanted.id && !LIVE.has(wanted.state)) {
+      state.wanted = null; // once: closing the report keeps it closed
+      if (wanted.links && wanted.links.report) {
+        showReport(wanted.id, false); // the page opens at its top: the lists, then the report below
+      } else {
+        const why = wanted.model_deleted_at ? "its model was deleted" : `it is ${wanted.state}`;
+        notify(`Job ${short(wanted.id)} has no report: ${why}.`);
+        writeFragment();
+      }
+    }
+    // a report whose model went meanwhile (deleted from another tab or the client) is closed
+    const shown = state.shown && jobs.items.find((j) => j.id === state.shown);
+    if (shown && !(shown.links && shown.links.report)) closeReport();
+    schedule(live ? BUSY_POLL_MS : IDLE_POLL_MS);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      askForKey(`The key was not accepted: ${describe(err)}`, true);
+    } else {
+      setStatus(`Cannot refresh: ${describe(err)}; trying again`, "error");
+      setOffline(true);
+      if (state.lastGood) {
+        const since = ` · the lists are as of ${state.lastGood}; their buttons are off meanwhile`;
+        $("updated").textContent = since;
+      }
+      schedule(BUSY_POLL_MS * 2);
+    }
+  } finally {
+    state.busy = false;
+    if (state.stale) refresh();
+  }
+}
+
+function schedule(ms) {
+  clearTimeout(state.timer);
+  state.timer = setTimeout(() => {
+    if (document.hidden) schedule(ms); // a background tab does not poll; it refreshes when shown
+    else refresh();
+  }, ms);
+}
