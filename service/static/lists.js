@@ -13,6 +13,8 @@ const REFRESH_TIMEOUT_MS = 15000;
 const LIVE = new Set(["queued", "running"]);
 const ERROR_SHOWN = 160; // characters of a failed job's error shown before "…"
 const PAGE_MOST = 1000; // the most items one list request may ask for (?limit=)
+const PAGE_SIZE = 100; // the items a list shows at once (its ?limit=, the API's default)
+const LISTS = ["jobs", "datasets", "models"];
 const MENU_PAGES = 10; // the job form's dataset menu reads at most this many such pages
 
 // GET /v1/usage as a line: each quota's use of its limit, a quota at its limit marked (its 429 or 413 comes
@@ -55,6 +57,7 @@ export function askForKey(message, refused = false) {
   $("changes").textContent = "";
   state.seenStates = null;
   state.menu = null;
+  for (const kind of LISTS) state.offsets[kind] = 0; // another key: each list from its newest
   setOffline(false);
   state.lastGood = null;
   notify(null);
@@ -88,9 +91,13 @@ function fill(table, rows, emptyId) {
 }
 
 // The rows are built anew at each refresh: the focused button (or the one an action asked for) is found
-// again by what it does and to what, so that a keyboard user keeps their place.
+// again by what it does and to what, so that a keyboard user keeps their place. A list's "newer" or "older"
+// stays, found by its id (it may have been off meanwhile: see setOffline).
 function focusedButton() {
   const active = document.activeElement;
+  if (active && active.parentElement && active.parentElement.classList.contains("pager")) {
+    return { pager: active.id };
+  }
   if (!active || !active.dataset || !active.dataset.action) return null;
   const { action, id, owner } = active.dataset;
   const table = active.closest("table"); // a job's report button is in the jobs' and the models' lists
@@ -99,6 +106,10 @@ function focusedButton() {
 
 function focusAgain(target) {
   if (!target) return;
+  if (target.pager) {
+    if (!$(target.pager).disabled) $(target.pager).focus();
+    return;
+  }
   const owner = target.owner ? `[data-owner="${CSS.escape(target.owner)}"]` : "";
   const found = $(target.table || "main").querySelector(
     `[data-action="${CSS.escape(target.action)}"][data-id="${CSS.escape(target.id)}"]${owner}`,
@@ -281,12 +292,49 @@ function modelRow(card) {
 
 const ownDataset = (ds) => !ds.owner || ds.owner === state.keyId;
 
-// A list answers its first page (the API's default, 100) and its total: a list cut short says so above it,
-// as a user who looks for an older item would otherwise think it gone.
-function cutText(list, noun, more = "") {
+// "101–200" (or "101" alone): the items of a list's page, counted from its newest
+function shownText(list, offset) {
+  const last = offset + list.items.length;
+  return last > offset + 1 ? `${offset + 1}–${last}` : String(last);
+}
+
+const rangeText = (list, offset) => `${shownText(list, offset)} of ${list.total}`;
+
+// A list answers one page (PAGE_SIZE items from ?offset=) and its total: a list cut short says so above it,
+// as a user who looks for an older item would otherwise think it gone, and pages to the rest (pager()).
+function cutText(list, offset, noun, more = "") {
+  if (offset > 0) return `${rangeText(list, offset)} ${noun} are shown${more}.`;
   if (list.total <= list.items.length) return "";
   return `The latest ${list.items.length} of ${list.total} ${noun} are shown${more}.`;
 }
+
+// "newer" and "older" of a list cut short, with the range it shows between them. They are above the list,
+// so that the page they ask for starts under them, and stay in place (the focus on the one pressed); the one
+// that goes off at the first or last page hands the focus to the other. The status line (a live region)
+// says the range shown.
+function pager(kind, list, offset) {
+  state.listed[kind] = offset;
+  $(`${kind}-pager`).hidden = offset === 0 && list.total <= list.items.length;
+  $(`${kind}-range`).textContent = rangeText(list, offset);
+  const newer = $(`${kind}-newer`);
+  const older = $(`${kind}-older`);
+  const focused = document.activeElement;
+  newer.disabled = offset === 0;
+  older.disabled = offset + list.items.length >= list.total;
+  if (focused === newer && newer.disabled && !older.disabled) older.focus();
+  if (focused === older && older.disabled && !newer.disabled) newer.focus();
+}
+
+// The next page from the one shown (not the one asked for: a second click before it comes asks it again).
+export function turnPage(kind, step) {
+  const shown = state.listed[kind];
+  if (shown === null) return;
+  state.offsets[kind] = Math.max(0, shown + step * PAGE_SIZE);
+  refresh();
+}
+
+// A list that ends before the page it shows (items deleted meanwhile): its last page.
+const lastPage = (total) => Math.max(0, Math.floor((total - 1) / PAGE_SIZE) * PAGE_SIZE);
 
 function noteLists() {
   const stale = state.offline && state.lastGood
@@ -301,12 +349,13 @@ function noteLists() {
 }
 
 // The buttons that send a request: every row's (a row's confirm only shows once a refresh answers), the
-// forms' and the report's data.
-const SENDING = "#main button[data-action], #upload-submit, #job-submit, #viewer-json";
+// forms', the report's data and the lists' pages.
+const SENDING = "#main button[data-action], #upload-submit, #job-submit, #viewer-json, .pager button";
 
 // While refreshes fail the lists stay as they were, said to be possibly out of date, and the buttons that
 // send a request are off: a click would fail with a less clear error than the status line's. The refresh
-// that works again builds the rows anew (their buttons on) and turns the others back on.
+// that works again builds the rows anew (their buttons on) and turns the others back on (pager(): the
+// lists' pages).
 function setOffline(offline) {
   if (offline && !state.offline) state.focusNext = state.focusNext || focusedButton(); // found again after
   state.offline = offline;
@@ -322,15 +371,16 @@ function setOffline(offline) {
 }
 
 // The job form offers every dataset of the key's own, not only the listed page's: a list cut short is read
-// whole for it, in pages of the most the API gives, again only when the list's total or newest item changed
-// (an upload or a delete, here or elsewhere), and at most MENU_PAGES of them.
-async function datasetMenu(listed) {
-  if (listed.total <= listed.items.length) {
+// whole for it, in pages of the most the API gives, again only when the list's total or the first item of
+// the page shown changed (an upload or a delete, here or elsewhere, or another page), and at most MENU_PAGES
+// of them.
+async function datasetMenu(listed, offset) {
+  if (offset === 0 && listed.total <= listed.items.length) {
     state.menu = null;
     return listed.items;
   }
-  const newest = listed.items[0] || {};
-  const mark = `${listed.total} ${newest.id} ${newest.owner}`;
+  const first = listed.items[0] || {};
+  const mark = `${listed.total} ${offset} ${first.id} ${first.owner}`;
   if (state.menu && state.menu.mark === mark) return state.menu.items;
   const items = [];
   for (let page = 0; page < MENU_PAGES && items.length < listed.total; page += 1) {
@@ -370,15 +420,23 @@ export async function refresh() {
   state.busy = true;
   state.stale = false;
   try {
-    const jobsPath = state.jobState ? `/v1/jobs?state=${encodeURIComponent(state.jobState)}` : "/v1/jobs";
+    const offsets = { ...state.offsets }; // the pages asked for (a click meanwhile asks for another)
+    const page = (kind) => `limit=${PAGE_SIZE}&offset=${offsets[kind]}`;
+    const which = state.jobState ? `state=${encodeURIComponent(state.jobState)}&` : "";
     const [jobs, datasets, models, usage] = await Promise.all(
-      [jobsPath, "/v1/datasets", "/v1/models", "/v1/usage"].map((path) =>
-        api(path, { timeoutMs: REFRESH_TIMEOUT_MS }).then((r) => r.json()),
-      ),
+      [`/v1/jobs?${which}${page("jobs")}`, `/v1/datasets?${page("datasets")}`, `/v1/models?${page("models")}`,
+        "/v1/usage"].map((path) => api(path, { timeoutMs: REFRESH_TIMEOUT_MS }).then((r) => r.json())),
     );
+    const answers = { jobs, datasets, models };
+    const past = LISTS.filter((kind) => offsets[kind] > 0 && offsets[kind] >= answers[kind].total);
+    if (past.length) {
+      for (const kind of past) state.offsets[kind] = lastPage(answers[kind].total);
+      state.stale = true; // asked for again at once (finally), the lists left as they were meanwhile
+      return;
+    }
     state.keyId = usage.key_id;
     state.usage = usage;
-    const menu = await datasetMenu(datasets);
+    const menu = await datasetMenu(datasets, offsets.datasets);
     state.lastGood = new Date().toLocaleTimeString();
     setOffline(false);
     showUsage(usage);
@@ -393,15 +451,16 @@ export async function refresh() {
     fill($("datasets"), datasets.items.map(datasetRow), "datasets-empty");
     fillDatasetChoice(menu);
     fill($("models"), models.items.map(modelRow), "models-empty");
-    const which = state.jobState ? `${state.jobState} ` : "";
+    const jobsOf = state.jobState ? `${state.jobState} ` : "";
     const offered =
       menu.length < datasets.total ? `this key's among the latest ${menu.length}` : "all of this key's";
     state.cut = {
-      jobs: cutText(jobs, `${which}jobs`),
-      datasets: cutText(datasets, "datasets", `; the job form offers ${offered}`),
-      models: cutText(models, "models"),
+      jobs: cutText(jobs, offsets.jobs, `${jobsOf}jobs`),
+      datasets: cutText(datasets, offsets.datasets, "datasets", `; the job form offers ${offered}`),
+      models: cutText(models, offsets.models, "models"),
     };
     noteLists();
+    for (const kind of LISTS) pager(kind, answers[kind], offsets[kind]);
     focusAgain(focus);
     $("key-section").hidden = true;
     $("main").hidden = false;
@@ -411,13 +470,16 @@ export async function refresh() {
     // queued or running: those listed (an admin key's list holds every key's) or, when the list shows
     // another state, the key's own (its quota counts them)
     const live = Math.max(jobs.items.filter((j) => LIVE.has(j.state)).length, usage.concurrent_jobs.used);
-    const more = (list) =>
-      list.total > list.items.length ? ` (the latest ${list.items.length} shown)` : "";
+    const more = (kind) => {
+      const list = answers[kind];
+      if (offsets[kind] > 0) return ` (${shownText(list, offsets[kind])} shown)`;
+      return list.total > list.items.length ? ` (the latest ${list.items.length} shown)` : "";
+    };
     const liveText = state.jobState ? "" : `, ${live} queued or running`;
     const summary =
-      `${jobs.total} ${which}job${jobs.total === 1 ? "" : "s"}${more(jobs)}${liveText} · ` +
-      `${datasets.total} dataset${datasets.total === 1 ? "" : "s"}${more(datasets)} · ` +
-      `${models.total} model${models.total === 1 ? "" : "s"}${more(models)}`;
+      `${jobs.total} ${jobsOf}job${jobs.total === 1 ? "" : "s"}${more("jobs")}${liveText} · ` +
+      `${datasets.total} dataset${datasets.total === 1 ? "" : "s"}${more("datasets")} · ` +
+      `${models.total} model${models.total === 1 ? "" : "s"}${more("models")}`;
     // the time of the refresh is outside the status's live region: a screen reader hears what changed
     if ($("status").textContent !== summary || document.body.dataset.state !== "ready") {
       setStatus(summary, "ready");

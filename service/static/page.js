@@ -14,7 +14,7 @@
 
 import { $ } from "./dom.js";
 import { KEY_STORE, notify, readKey, setStatus, state, writeFragment } from "./state.js";
-import { askForKey, refresh } from "./lists.js";
+import { askForKey, refresh, turnPage } from "./lists.js";
 import { startJob, uploadDataset } from "./forms.js";
 import { closeReport } from "./report.js";
 
@@ -37,9 +37,14 @@ function start() {
   $("notice-dismiss").addEventListener("click", () => notify(null));
   $("job-state").addEventListener("change", () => {
     state.jobState = $("job-state").value;
+    state.offsets.jobs = 0; // another list: from its newest
     writeFragment();
     refresh();
   });
+  for (const kind of ["jobs", "datasets", "models"]) {
+    $(`${kind}-newer`).addEventListener("click", () => turnPage(kind, -1));
+    $(`${kind}-older`).addEventListener("click", () => turnPage(kind, 1));
+  }
   $("viewer-close").addEventListener("click", closeReport);
   $("to-upload").addEventListener("click", () => {
     $("upload-form").scrollIntoView({ block: "center" });

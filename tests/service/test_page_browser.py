@@ -791,6 +791,119 @@ def test_a_cut_list_says_so_and_the_job_form_offers_every_dataset(
 
 
 
+def test_a_cut_list_pages_to_its_older_items(
+    stack: LocalStack, jobs: dict, synth_dir: Path, tmp_path: Path
+) -> None:
+    """A list cut short pages through the rest, 100 at a time: "newer" and "older" above it (named for their
+    list to a screen reader) ask the API for that page (?offset=), whose range is said beside them, in the
+    list's note and in the status line (a live region); the polling refreshes stay on it, the state picker
+    starts the jobs again from the newest, the buttons wait while the service cannot be reached, and a page
+    that the list no longer reaches (items deleted meanwhile) gives way to its last. The items are cheap:
+    datasets' and models' records copied on disk (_copies), jobs claimed in Redis without a task."""
+    from tests.service.cdp import Browser
+    from worker.lifecycle import JobStore
+
+    key = stack.create_key("paging-page")
+    with LabelClient(stack.url, timeout=60, api_key=key) as api:
+        oldest = api.upload(synth_dir)["id"]
+        owner = api.usage()["key_id"]
+    newer = [f"{owner}{i:048x}" for i in range(120)]
+    _copies(stack, "datasets", stack.artifact_dir / "datasets" / owner / oldest, owner, newer, True)
+    models = [f"{owner}{i:016x}" for i in range(105)]
+    _copies(stack, "runs", stack.artifact_dir / "runs" / jobs["done"]["id"], owner, models, False)
+    store = JobStore.from_url(stack.redis_url)
+    spec = {"owner": owner, "dataset_id": "d" * 64, "strategy": "mug", "hyperparameters": {}}
+    claimed = [store.claim({**spec, "seed": seed, "code_version": "page-test"})[0] for seed in range(130)]
+    rows = {"jobs": "jobId", "datasets": "datasetId", "models": "modelId"}
+
+    def ids(kind: str) -> list[str]:
+        return browser.evaluate(
+            f"Array.from(document.querySelectorAll('#{kind} tbody tr'), (tr) => tr.dataset.{rows[kind]})"
+        )
+
+    def turn(kind: str, which: str, shown: str) -> None:
+        """Press "newer" or "older" as a keyboard user would (the focus on it), until ``shown`` is."""
+        browser.evaluate(f"(b => {{ b.focus(); b.click(); }})(document.getElementById('{kind}-{which}'))")
+        browser.wait_for(f"document.getElementById('{kind}-range').textContent === '{shown}'")
+
+    def buttons(kind: str) -> list[bool]:
+        pager = f"document.getElementById('{kind}-pager')"
+        return browser.evaluate(f"Array.from({pager}.querySelectorAll('button'), (b) => b.disabled)")
+
+    text = "(id => document.getElementById(id).textContent)"
+    focused = "document.activeElement.id"
+    try:
+        with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+            browser.open(f"{stack.url}/#key={key}")
+            browser.wait_for("document.body?.dataset.state === 'ready'")
+            status = browser.evaluate(f"{text}('status')")
+            assert status.startswith("130 jobs (the latest 100 shown), "), status
+            cut = " · 121 datasets (the latest 100 shown) · 105 models (the latest 100 shown)"
+            assert status.endswith(cut), status
+            for kind, total in (("jobs", 130), ("datasets", 121), ("models", 105)):
+                assert browser.evaluate(f"document.getElementById('{kind}-pager').hidden") is False, kind
+                assert browser.evaluate(f"{text}('{kind}-range')") == f"1–100 of {total}", kind
+                assert buttons(kind) == [True, False], kind  # the newest shown: nothing newer
+            browser.send("Accessibility.enable")
+            nodes = browser.send("Accessibility.getFullAXTree")["nodes"]
+            named = {n.get("name", {}).get("value") for n in nodes if n["role"].get("value") == "button"}
+            for kind in rows:
+                assert {f"newer {kind}", f"older {kind}"} <= named, kind
+
+            turn("datasets", "older", "101–121 of 121")
+            assert ids("datasets") == [*reversed(newer[:20]), oldest]  # the oldest, left out before
+            said = browser.evaluate(f"{text}('datasets-note')")
+            assert said == "101–121 of 121 datasets are shown; the job form offers all of this key's.", said
+            assert " · 121 datasets (101–121 shown) · " in browser.evaluate(f"{text}('status')")
+            assert buttons("datasets") == [False, True]  # the last page: nothing older
+            assert browser.evaluate(focused) == "datasets-newer"  # the focus not lost with "older"
+            assert browser.evaluate("document.getElementById('job-dataset').options.length") == 121
+            refreshes = browser.evaluate("document.body.dataset.refreshes")
+            browser.wait_for(f"document.body.dataset.refreshes !== '{refreshes}'")  # polled (jobs queued)
+            assert browser.evaluate(f"{text}('datasets-range')") == "101–121 of 121"
+            assert ids("datasets")[-1] == oldest
+
+            turn("jobs", "older", "101–130 of 130")
+            assert len(ids("jobs")) == 30 and claimed[0] in ids("jobs") and claimed[-1] not in ids("jobs")
+            assert browser.evaluate(f"{text}('status')").startswith("130 jobs (101–130 shown), ")
+            turn("models", "older", "101–105 of 105")
+            assert ids("models") == models[100:]
+            browser.evaluate(
+                "(s => { s.value = 'queued'; s.dispatchEvent(new Event('change')); })"
+                "(document.getElementById('job-state'))"
+            )
+            browser.wait_for(f"{text}('jobs-range') === '1–100 of 130'")  # another list: from its newest
+            assert claimed[-1] in ids("jobs")
+
+            turn("datasets", "newer", "1–100 of 121")
+            assert ids("datasets")[0] == newer[-1]
+            assert browser.evaluate(focused) == "datasets-older"  # "newer" went off: the focus on "older"
+
+            network = {"latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+            browser.send("Network.enable")
+            browser.send("Network.emulateNetworkConditions", {**network, "offline": True})
+            browser.evaluate("document.getElementById('refresh').click()")
+            browser.wait_for("document.body.dataset.state === 'error'")
+            pagers = "Array.from(document.querySelectorAll('.pager button'), (b) => b.disabled)"
+            assert all(browser.evaluate(pagers)), browser.evaluate(pagers)
+            browser.send("Network.emulateNetworkConditions", {**network, "offline": False})
+            browser.evaluate("document.getElementById('refresh').click()")
+            browser.wait_for("document.body.dataset.state === 'ready'")
+            assert buttons("datasets") == [True, False] and buttons("models") == [False, True]
+            assert browser.evaluate(focused) == "datasets-older"  # the keyboard's place kept
+
+            turn("datasets", "older", "101–121 of 121")
+            for ident in newer[:21]:  # deleted meanwhile: the list ends before the page shown
+                shutil.rmtree(stack.artifact_dir / "datasets" / owner / ident)
+            browser.evaluate("document.getElementById('refresh').click()")
+            browser.wait_for(f"{text}('datasets-range') === '1–100 of 100'")
+            assert browser.evaluate("document.getElementById('datasets-pager').hidden")  # not cut any more
+            assert ids("datasets")[-1] == oldest
+    finally:
+        for job in claimed:
+            store.transition(job, ("queued",), state="cancelled", finished_at=time.time())
+
+
 def test_while_the_service_cannot_be_reached_the_lists_say_so_and_their_buttons_wait(
     stack: LocalStack, synth_dir: Path, tmp_path: Path
 ) -> None:
