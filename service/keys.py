@@ -81,6 +81,15 @@ def holder(record: dict[str, str]) -> Caller | None:
     return Caller(record["id"], record["name"], record.get("admin") == "1", limits)
 
 
+# KEYS: the name's key, the record's, the set of keys; ARGV: the key's id, then the record's fields, values.
+CREATE = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+redis.call('HSET', KEYS[2], unpack(ARGV, 2))
+redis.call('SADD', KEYS[3], ARGV[1])
+return 1
+"""
+
+
 def key_name(key_id: str) -> str:
     return f"{PREFIX}key:{key_id}"
 
@@ -120,12 +129,15 @@ class KeyStore:
             "revoked_at": "",
             "limits": json.dumps(limits or {}, sort_keys=True),
         }
-        if not self.r.set(f"{PREFIX}keyname:{name}", key_id, nx=True):
+        # The name, the record and the list's entry in one script: cut short anywhere (a Redis that stops
+        # answering, Ctrl-C), it made all three or none. The name set first on its own, as before, left a
+        # name taken by a key that `keys list` did not show and `keys revoke` could not find.
+        fields = [part for pair in record.items() for part in pair]
+        made = self.r.register_script(CREATE)(
+            keys=[f"{PREFIX}keyname:{name}", key_name(key_id), f"{PREFIX}keys"], args=[key_id, *fields]
+        )
+        if not made:
             raise KeyProblem(f"a key named {name!r} exists; revoke it first or choose another name")
-        pipe = self.r.pipeline()
-        pipe.hset(key_name(key_id), mapping=record)
-        pipe.sadd(f"{PREFIX}keys", key_id)
-        pipe.execute()
         return f"ulk_{key_id}_{secret}"
 
     def list(self) -> list[dict[str, Any]]:
