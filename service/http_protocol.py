@@ -39,12 +39,19 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
     _timer: asyncio.TimerHandle | None = None
     _waiting: str | None = None  # "headers" or "body" while the client owes bytes, None while answering
     _since = 0.0  # the start of the headers' wait, or the last piece of the body
+    _fires = 0.0  # when the timer fires (loop time)
 
     def _wait_for(self, what: str) -> None:
-        self._waiting, self._since = what, self.loop.time()
-        if self._timer is None:
-            limit = self.header_timeout_s if what == "headers" else self.body_idle_timeout_s
-            self._timer = self.loop.call_later(limit, self._check)
+        now = self.loop.time()
+        self._waiting, self._since = what, now
+        due = now + (self.header_timeout_s if what == "headers" else self.body_idle_timeout_s)
+        if self._timer is None or self._fires > due:  # set for a body's deadline: too late for headers
+            self._arm(due)
+
+    def _arm(self, due: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._fires = self.loop.call_at(due, self._check), due
 
     def _check(self) -> None:
         self._timer = None
@@ -59,7 +66,7 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         else:
             return  # a request is being answered: its end sets the timer again
         if now < due:
-            self._timer = self.loop.call_later(due - now, self._check)
+            self._arm(due)
         elif not self.transport.is_closing():
             self.transport.close()
 

@@ -217,3 +217,39 @@ def test_the_api_is_served_with_the_deadlines(monkeypatch) -> None:
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs, app=app))
     assert serve.main(["--port", "8123"]) == 0
     assert seen["app"] == serve.APP and seen["http"] is DeadlineHttpProtocol
+
+
+
+class LongerBodyDeadline(DeadlineHttpProtocol):
+    header_timeout_s = HEADERS_S
+    body_idle_timeout_s = 5.0
+
+
+def test_the_header_deadline_holds_after_a_pipelined_request_set_the_timer() -> None:
+    """A request pipelined behind a slow one finds no timer (it fired while the slow one was answered) and
+    sets it for a body's deadline; the next request's headers are still due HEADERS_S after its answer, not
+    when that longer timer fires."""
+    port = free_port()
+    config = uvicorn.Config(
+        EchoApp(), host="127.0.0.1", port=port, http=LongerBodyDeadline, log_level="warning", lifespan="off"
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.02)
+    try:
+        sock = connect(port)
+        sock.sendall(b"GET /?wait=%.1f HTTP/1.1\r\nHost: x\r\n\r\n" % (HEADERS_S * 2))
+        time.sleep(HEADERS_S * 1.5)  # the timer fired while the first request is answered
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # pipelined: it comes during that answer
+        data = b""
+        while data.count(b"\r\n\r\n0") < 2:  # both answered (each says "0")
+            data += sock.recv(4096)
+        answered = time.monotonic()
+        sock.sendall(b"GET / HTTP/1.1\r\n")  # and no more of a third request
+        assert closed_within(sock, 10)
+        assert time.monotonic() - answered < HEADERS_S + 1.5, "cut only when the body's timer fired"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
