@@ -130,8 +130,8 @@ class KeyStore:
             "limits": json.dumps(limits or {}, sort_keys=True),
         }
         # The name, the record and the list's entry in one script: cut short anywhere (a Redis that stops
-        # answering, Ctrl-C), it made all three or none. The name set first on its own, as before, left a
-        # name taken by a key that `keys list` did not show and `keys revoke` could not find.
+        # answering, Ctrl-C), it made all three or none. A name taken without the other two would stand for a
+        # key that `keys list` does not show and `keys revoke` cannot find, so the name could not be freed.
         fields = [part for pair in record.items() for part in pair]
         made = self.r.register_script(CREATE)(
             keys=[f"{PREFIX}keyname:{name}", key_name(key_id), f"{PREFIX}keys"], args=[key_id, *fields]
