@@ -292,11 +292,9 @@ function modelRow(card) {
 
 const ownDataset = (ds) => !ds.owner || ds.owner === state.keyId;
 
-// "101–200" (or "101" alone): the items of a list's page, counted from its newest
-function shownText(list, offset) {
-  const last = offset + list.items.length;
-  return last > offset + 1 ? `${offset + 1}–${last}` : String(last);
-}
+// "101–200" ("101–101" for one item: "101 of 101" would read as every item shown): the items of a list's
+// page, counted from its newest
+const shownText = (list, offset) => `${offset + 1}–${offset + list.items.length}`;
 
 const rangeText = (list, offset) => `${shownText(list, offset)} of ${list.total}`;
 

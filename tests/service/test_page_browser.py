@@ -907,6 +907,45 @@ def test_a_cut_list_pages_to_its_older_items(
             store.transition(job, ("queued",), state="cancelled", finished_at=time.time())
 
 
+def _claimed_jobs(stack: LocalStack, key: str, count: int, live: bool = True) -> list[str]:
+    """``count`` jobs of ``key``'s claimed in Redis without a task (oldest first): queued (cancelled by the
+    test after), or already cancelled (``live`` False: none counts against the key's job quotas)."""
+    from worker.lifecycle import JobStore
+
+    with LabelClient(stack.url, timeout=60, api_key=key) as api:
+        owner = api.usage()["key_id"]
+    store = JobStore.from_url(stack.redis_url)
+    spec = {"owner": owner, "dataset_id": "d" * 64, "strategy": "mug", "hyperparameters": {}}
+    claimed = [store.claim({**spec, "seed": seed, "code_version": "page-test"})[0] for seed in range(count)]
+    if not live:
+        for job in claimed:
+            store.transition(job, ("queued",), state="cancelled", finished_at=time.time())
+    return claimed
+
+
+def test_a_last_page_of_one_item_says_which_it_is(stack: LocalStack, tmp_path: Path) -> None:
+    """101 jobs: the older page holds one, the 101st, said as a range ("101–101 of 101"), not as "101 of 101"
+    nor, in the status line, "101 jobs (101 shown)", which read as every job shown."""
+    from tests.service.cdp import Browser
+
+    key = stack.create_key("one-older-page")
+    claimed = _claimed_jobs(stack, key, 101, live=False)
+    text = "(id => document.getElementById(id).textContent)"
+    with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+        browser.open(f"{stack.url}/#key={key}")
+        browser.wait_for("document.body?.dataset.state === 'ready'")
+        assert browser.evaluate(f"{text}('jobs-range')") == "1–100 of 101"
+        browser.evaluate("document.getElementById('jobs-older').click()")
+        browser.wait_for(f"{text}('jobs-range') !== '1–100 of 101'")
+        rows = "Array.from(document.querySelectorAll('#jobs tbody tr'), (tr) => tr.dataset.jobId)"
+        assert browser.evaluate(rows) == [claimed[0]]
+        assert browser.evaluate(f"{text}('jobs-range')") == "101–101 of 101"
+        assert browser.evaluate(f"{text}('jobs-note')") == "101–101 of 101 jobs are shown."
+        status = browser.evaluate(f"{text}('status')")
+        assert status.startswith("101 jobs (101–101 shown), "), status
+
+
+
 def test_while_the_service_cannot_be_reached_the_lists_say_so_and_their_buttons_wait(
     stack: LocalStack, synth_dir: Path, tmp_path: Path
 ) -> None:
