@@ -57,7 +57,10 @@ export function askForKey(message, refused = false) {
   $("changes").textContent = "";
   state.seenStates = null;
   state.menu = null;
-  for (const kind of LISTS) state.offsets[kind] = 0; // another key: each list from its newest
+  for (const kind of LISTS) { // another key: each list from its newest
+    state.offsets[kind] = 0;
+    state.anchors[kind] = null;
+  }
   setOffline(false);
   state.lastGood = null;
   notify(null);
@@ -306,12 +309,17 @@ function cutText(list, offset, noun, more = "") {
   return `The latest ${list.items.length} of ${list.total} ${noun} are shown${more}.`;
 }
 
+// An item as a list tells it from the others (two keys' uploads of the same files share a dataset's id).
+const itemKey = (kind, item) => (kind === "datasets" ? `${item.id} ${item.owner || ""}` : item.id);
+
 // "newer" and "older" of a list cut short, with the range it shows between them. They are above the list,
 // so that the page they ask for starts under them, and stay in place (the focus on the one pressed); the one
 // that goes off at the first or last page hands the focus to the other. The status line (a live region)
-// says the range shown.
+// says the range shown. A page after the first keeps its items (newerCame()): its first is noted.
 function pager(kind, list, offset) {
   state.listed[kind] = offset;
+  const first = list.items[0];
+  state.anchors[kind] = offset > 0 && first ? { offset, key: itemKey(kind, first) } : null;
   $(`${kind}-pager`).hidden = offset === 0 && list.total <= list.items.length;
   $(`${kind}-range`).textContent = rangeText(list, offset);
   const newer = $(`${kind}-newer`);
@@ -333,6 +341,16 @@ export function turnPage(kind, step) {
 
 // A list that ends before the page it shows (items deleted meanwhile): its last page.
 const lastPage = (total) => Math.max(0, Math.floor((total - 1) / PAGE_SIZE) * PAGE_SIZE);
+
+// How many newer items came above a page after the first since it was shown (a job started, a dataset
+// uploaded): its first item is that many further down. The page asked for again from there keeps the rows
+// shown in place (and the keyboard's focus on one of them), its range moved ("102–201 of 251"), rather than
+// pushing them down, the last out of sight.
+function newerCame(kind, offset, list) {
+  const anchor = state.anchors[kind];
+  if (!offset || !anchor || anchor.offset !== offset) return 0;
+  return Math.max(0, list.items.findIndex((item) => itemKey(kind, item) === anchor.key));
+}
 
 function noteLists() {
   const stale = state.offline && state.lastGood
@@ -426,10 +444,20 @@ export async function refresh() {
         "/v1/usage"].map((path) => api(path, { timeoutMs: REFRESH_TIMEOUT_MS }).then((r) => r.json())),
     );
     const answers = { jobs, datasets, models };
-    const past = LISTS.filter((kind) => offsets[kind] > 0 && offsets[kind] >= answers[kind].total);
-    if (past.length) {
-      for (const kind of past) state.offsets[kind] = lastPage(answers[kind].total);
-      state.stale = true; // asked for again at once (finally), the lists left as they were meanwhile
+    // a page the list no longer reaches gives way to its last; one that newer items pushed down follows its
+    // items: each asked for again at once (finally), the lists left as they were meanwhile
+    const moved = {};
+    for (const kind of LISTS) {
+      const list = answers[kind];
+      const came = newerCame(kind, offsets[kind], list);
+      if (offsets[kind] > 0 && offsets[kind] >= list.total) moved[kind] = lastPage(list.total);
+      else if (came) moved[kind] = offsets[kind] + came;
+    }
+    if (Object.keys(moved).length) {
+      for (const [kind, offset] of Object.entries(moved)) {
+        if (state.offsets[kind] === offsets[kind]) state.offsets[kind] = offset; // not another page asked for
+      }
+      state.stale = true;
       return;
     }
     state.keyId = usage.key_id;

@@ -38,6 +38,7 @@ function start() {
   $("job-state").addEventListener("change", () => {
     state.jobState = $("job-state").value;
     state.offsets.jobs = 0; // another list: from its newest
+    state.anchors.jobs = null;
     writeFragment();
     refresh();
   });

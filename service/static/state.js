@@ -26,6 +26,7 @@ export const state = {
   cut: { jobs: "", datasets: "", models: "" }, // what each list says of the items it leaves out
   offsets: { jobs: 0, datasets: 0, models: 0 }, // the page each list asks for: its first item's ?offset=
   listed: { jobs: null, datasets: null, models: null }, // the offset of the page each list shows
+  anchors: { jobs: null, datasets: null, models: null }, // {offset, key}: a later page's first item
   offline: false, // the last refresh failed: the lists may be out of date, the buttons that send are off
   lastGood: null, // the time of the last refresh that worked, as shown
   openErrors: new Set(), // the jobs whose whole error is shown

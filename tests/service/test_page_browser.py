@@ -907,16 +907,16 @@ def test_a_cut_list_pages_to_its_older_items(
             store.transition(job, ("queued",), state="cancelled", finished_at=time.time())
 
 
-def _claimed_jobs(stack: LocalStack, key: str, count: int, live: bool = True) -> list[str]:
-    """``count`` jobs of ``key``'s claimed in Redis without a task (oldest first): queued (cancelled by the
-    test after), or already cancelled (``live`` False: none counts against the key's job quotas)."""
+def _claimed_jobs(stack: LocalStack, key: str, seeds: range, live: bool = True) -> list[str]:
+    """Jobs of ``key``'s claimed in Redis without a task, one for each seed (oldest first): queued (cancelled
+    by the test after), or already cancelled (``live`` False: none counts against the key's job quotas)."""
     from worker.lifecycle import JobStore
 
     with LabelClient(stack.url, timeout=60, api_key=key) as api:
         owner = api.usage()["key_id"]
     store = JobStore.from_url(stack.redis_url)
     spec = {"owner": owner, "dataset_id": "d" * 64, "strategy": "mug", "hyperparameters": {}}
-    claimed = [store.claim({**spec, "seed": seed, "code_version": "page-test"})[0] for seed in range(count)]
+    claimed = [store.claim({**spec, "seed": seed, "code_version": "page-test"})[0] for seed in seeds]
     if not live:
         for job in claimed:
             store.transition(job, ("queued",), state="cancelled", finished_at=time.time())
@@ -929,7 +929,7 @@ def test_a_last_page_of_one_item_says_which_it_is(stack: LocalStack, tmp_path: P
     from tests.service.cdp import Browser
 
     key = stack.create_key("one-older-page")
-    claimed = _claimed_jobs(stack, key, 101, live=False)
+    claimed = _claimed_jobs(stack, key, range(101), live=False)
     text = "(id => document.getElementById(id).textContent)"
     with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
         browser.open(f"{stack.url}/#key={key}")
@@ -943,6 +943,56 @@ def test_a_last_page_of_one_item_says_which_it_is(stack: LocalStack, tmp_path: P
         assert browser.evaluate(f"{text}('jobs-note')") == "101–101 of 101 jobs are shown."
         status = browser.evaluate(f"{text}('status')")
         assert status.startswith("101 jobs (101–101 shown), "), status
+
+
+
+def test_an_older_page_keeps_its_items_when_newer_ones_come(stack: LocalStack, tmp_path: Path) -> None:
+    """A job that comes while the jobs' older page is shown goes on the newest page: the rows shown stay (not
+    pushed down one, the last out of sight with the keyboard's focus on its cancel), and the range says where
+    they are now ("102–201 of 202"); "newer" then shows those just before them."""
+    from tests.service.cdp import Browser
+
+    key = stack.create_key("older-page-stays")
+    claimed = _claimed_jobs(stack, key, range(201))  # queued: polled every 2 s
+    text = "(id => document.getElementById(id).textContent)"
+    rows = "Array.from(document.querySelectorAll('#jobs tbody tr'), (tr) => tr.dataset.jobId)"
+    row = f'#jobs tr[data-job-id="{claimed[1]}"]'
+    cancel = f"document.querySelector('{row} button[data-action=\"cancel\"]')"
+    came = None
+    try:
+        with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+            browser.open(f"{stack.url}/#key={key}")
+            browser.wait_for("document.body?.dataset.state === 'ready'")
+            browser.evaluate("document.getElementById('jobs-older').click()")
+            browser.wait_for(f"{text}('jobs-range') === '101–200 of 201'")
+            shown = browser.evaluate(rows)
+            assert shown == claimed[100:0:-1]
+            browser.evaluate(f"{cancel}.focus()")  # the last row's
+
+            came = _claimed_jobs(stack, key, range(201, 202))[0]  # the newest
+            try:
+                browser.wait_for(f"{text}('status').startsWith('202 jobs')")
+                browser.wait_for(f"{text}('jobs-range') !== '101–200 of 202'", timeout=10)
+            except TimeoutError:
+                pass  # asserted below
+            assert browser.evaluate(f"{text}('jobs-range')") == "102–201 of 202"
+            assert browser.evaluate(rows) == shown
+            assert browser.evaluate(f"document.activeElement === {cancel}")
+            assert browser.evaluate(f"{text}('jobs-note')") == "102–201 of 202 jobs are shown."
+            assert browser.evaluate(f"{text}('status')").startswith("202 jobs (102–201 shown), ")
+
+            browser.evaluate("document.getElementById('jobs-newer').click()")
+            browser.wait_for(f"{text}('jobs-range') === '2–101 of 202'")
+            assert browser.evaluate(rows) == claimed[200:100:-1]  # those just before, not the one that came
+            browser.evaluate("document.getElementById('jobs-newer').click()")
+            browser.wait_for(f"{text}('jobs-range') === '1–100 of 202'")
+            assert browser.evaluate(rows)[0] == came
+    finally:
+        from worker.lifecycle import JobStore
+
+        store = JobStore.from_url(stack.redis_url)
+        for job in [*claimed, *([came] if came else [])]:
+            store.transition(job, ("queued",), state="cancelled", finished_at=time.time())
 
 
 
