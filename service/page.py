@@ -16,7 +16,7 @@ import mimetypes
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -36,12 +36,24 @@ HEADERS = {
 }
 
 
+class Assets(StaticFiles):
+    """The page's modules and style, each checked again at each load (``no-cache``: a 304 when unchanged).
+    Without Cache-Control a browser keeps a file with a Last-Modified for a tenth of its age without asking,
+    each file for its own time: after an upgrade a new module could import from an old one kept, and one
+    missing export stops every module of the page."""
+
+    def file_response(self, *args, **kwargs) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = HEADERS["Cache-Control"]
+        return response
+
+
 def install(app: FastAPI) -> None:
     """``GET /`` and its assets under /static/page/."""
     # StaticFiles types a file by the host's tables (/etc/mime.types, Windows' registry), which may call .js
     # text/plain; a browser runs a module script (page.js and its imports) only when it is typed JavaScript
     mimetypes.add_type("text/javascript", ".js")
-    app.mount(ASSETS_URL, StaticFiles(directory=STATIC), name="page-assets")
+    app.mount(ASSETS_URL, Assets(directory=STATIC), name="page-assets")
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:

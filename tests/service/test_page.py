@@ -68,6 +68,18 @@ def test_the_page_is_one_module_that_imports_the_others(client) -> None:
     assert reached == MODULES
 
 
+def test_the_pages_assets_are_checked_again_at_each_load(client) -> None:
+    """Without Cache-Control a browser keeps a file with a Last-Modified for a tenth of its age without asking
+    (heuristic freshness), each file for its own time: after an upgrade a page could run a new lists.js
+    with the old dom.js it imports, whose missing export stops every module (a SyntaxError) and leaves the
+    page at "Loading…". Each asset is asked for again at each load, as the page is (no-cache: a 304 when
+    unchanged)."""
+    for name in [*sorted(MODULES), "page.css"]:
+        asset = client.get(f"/static/page/{name}", headers=NO_KEY)
+        assert asset.headers.get("cache-control") == "no-cache", (name, dict(asset.headers))
+        again = client.get(f"/static/page/{name}", headers={**NO_KEY, "If-None-Match": asset.headers["etag"]})
+        assert again.status_code == 304, name
+
 def test_modules_are_served_as_javascript_whatever_the_hosts_types_say(
     settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
