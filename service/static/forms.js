@@ -90,13 +90,15 @@ export function startJob(event) {
       hyperparameters: parseSettings($("job-settings").value),
     };
     if ($("job-preset").value) body.preset = $("job-preset").value;
-    // the API answers a run already queued or running with that job (202, as for a new one): the jobs
-    // listed before the request tell the two apart
-    const listed = new Set([...document.querySelectorAll("tr[data-job-id]")].map((row) => row.dataset.jobId));
+    // the API answers a run already queued or running with that job (202, as for a new one): the jobs seen
+    // before the request tell the two apart, those of every page and state shown and those started here (the
+    // page shown may not hold the job started, on the newest page)
+    const seen = new Set(state.jobsSeen);
     const response = await api("/v1/jobs", { json: body });
     const job = await response.json();
+    state.jobsSeen.add(job.id);
     if (response.status === 200) return `Job ${short(job.id)} ${job.state}: this run had succeeded before.`;
-    if (listed.has(job.id)) {
+    if (seen.has(job.id)) {
       return `Job ${short(job.id)} is this run (same dataset, strategy, seed and settings), ${job.state} ` +
         "already: nothing new was queued.";
     }

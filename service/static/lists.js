@@ -56,6 +56,7 @@ export function askForKey(message, refused = false) {
   $("updated").textContent = "";
   $("changes").textContent = "";
   state.seenStates = null;
+  state.jobsSeen.clear();
   state.menu = null;
   for (const kind of LISTS) { // another key: each list from its newest
     state.offsets[kind] = 0;
@@ -473,6 +474,7 @@ export async function refresh() {
     const emptyId = state.jobState ? "jobs-none" : first ? "jobs-first" : "jobs-empty";
     fill($("jobs"), jobs.items.map(jobRow), emptyId);
     announceChanges(jobs.items);
+    for (const job of jobs.items) state.jobsSeen.add(job.id);
     for (const id of ["jobs-none", "jobs-first", "jobs-empty"]) if (id !== emptyId) $(id).hidden = true;
     fill($("datasets"), datasets.items.map(datasetRow), "datasets-empty");
     fillDatasetChoice(menu);

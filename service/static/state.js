@@ -31,6 +31,7 @@ export const state = {
   lastGood: null, // the time of the last refresh that worked, as shown
   openErrors: new Set(), // the jobs whose whole error is shown
   seenStates: null, // job id -> its state at the last refresh (null before the first)
+  jobsSeen: new Set(), // the id of every job listed or started by this page (for the key shown)
 };
 
 export function setStatus(text, pageState) {

@@ -996,6 +996,44 @@ def test_an_older_page_keeps_its_items_when_newer_ones_come(stack: LocalStack, t
 
 
 
+def test_the_same_run_started_twice_from_an_older_page_is_said_to_be_one(
+    stack: LocalStack, synth_dir: Path, tmp_path: Path
+) -> None:
+    """The job form used while the jobs' older page is shown (the new job goes on the newest, out of sight):
+    the same run started again is said to be the job started before, not a new one, as on the newest page."""
+    from tests.service.cdp import Browser
+
+    key = stack.create_key("twice-older-page")
+    with LabelClient(stack.url, timeout=60, api_key=key) as api:
+        dataset = api.upload(synth_dir)["id"]
+    _claimed_jobs(stack, key, range(101), live=False)
+    text = "(id => document.getElementById(id).textContent)"
+    # long enough to be queued or running still when started again (cancelled after)
+    settings = " ".join(f"{name}={value}" for name, value in LIVE.items())
+    started = None
+    try:
+        with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+            browser.open(f"{stack.url}/#key={key}")
+            browser.wait_for("document.body?.dataset.state === 'ready'")
+            browser.evaluate("document.getElementById('jobs-older').click()")
+            browser.wait_for(f"{text}('jobs-range') === '101–101 of 101'")
+            browser.evaluate(f"document.getElementById('job-settings').value = '{settings}'")
+            said = _submit(browser, "job")
+            assert re.fullmatch(r"done Job [0-9a-f]{10} (queued|running)\.", said), said
+            started = said.split()[2]
+            browser.wait_for(f"{text}('jobs-range') === '102–102 of 102'")  # still the oldest shown
+            again = _submit(browser, "job")
+            rejoined = rf"done Job {started} is this run \(same dataset, strategy, seed and settings\), "
+            rejoined += r"(queued|running) already: nothing new was queued\."
+            assert re.fullmatch(rejoined, again), again
+    finally:
+        if started:
+            with LabelClient(stack.url, timeout=60, api_key=key) as api:
+                job = api.jobs()["items"][0]
+                assert job["id"].startswith(started) and job["dataset_id"] == dataset, job
+                api.cancel(job["id"])
+
+
 def test_while_the_service_cannot_be_reached_the_lists_say_so_and_their_buttons_wait(
     stack: LocalStack, synth_dir: Path, tmp_path: Path
 ) -> None:
