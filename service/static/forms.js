@@ -97,6 +97,8 @@ export function startJob(event) {
     const response = await api("/v1/jobs", { json: body });
     const job = await response.json();
     state.jobsSeen.add(job.id);
+    // followed from here, on whatever page, until it ends (lists.js: followed())
+    if (state.seenStates && !state.seenStates.has(job.id)) state.seenStates.set(job.id, job.state);
     if (response.status === 200) return `Job ${short(job.id)} ${job.state}: this run had succeeded before.`;
     if (seen.has(job.id)) {
       return `Job ${short(job.id)} is this run (same dataset, strategy, seed and settings), ${job.state} ` +

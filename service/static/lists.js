@@ -72,7 +72,7 @@ export function askForKey(message, refused = false) {
 
 // A listed job whose state changed since the last refresh is said in words, with the time, in a live
 // region: a screen reader hears it (a row's new colour says nothing to one), and a sighted user sees it
-// without finding the row, which may be far down the list.
+// without finding the row, which may be far down the list. `jobs`: the page's and those followed().
 function announceChanges(jobs) {
   const before = state.seenStates;
   state.seenStates = new Map(jobs.map((job) => [job.id, job.state]));
@@ -86,6 +86,22 @@ function announceChanges(jobs) {
     return what;
   });
   $("changes").textContent = `${new Date().toLocaleTimeString()}: ${said.join(". ")}.`;
+}
+
+// The jobs seen queued or running (or started here) that the page shown does not hold (another page or
+// another state is shown): each asked for on its own until it ends, so that its start and end are said too.
+// One the service no longer shows (404) is let go.
+async function followed(listed) {
+  const shown = new Set(listed.map((job) => job.id));
+  const ids = [...(state.seenStates || [])].filter(([id, was]) => LIVE.has(was) && !shown.has(id));
+  const jobs = await Promise.all(ids.map(([id]) =>
+    api(`/v1/jobs/${encodeURIComponent(id)}`, { timeoutMs: REFRESH_TIMEOUT_MS })
+      .then((r) => r.json())
+      .catch((err) => {
+        if (err instanceof ApiError && err.status === 404) return null;
+        throw err;
+      })));
+  return jobs.filter(Boolean);
 }
 
 function fill(table, rows, emptyId) {
@@ -464,6 +480,7 @@ export async function refresh() {
     state.keyId = usage.key_id;
     state.usage = usage;
     const menu = await datasetMenu(datasets, offsets.datasets);
+    const elsewhere = await followed(jobs.items);
     state.lastGood = new Date().toLocaleTimeString();
     setOffline(false);
     showUsage(usage);
@@ -473,7 +490,7 @@ export async function refresh() {
     const first = !state.jobState && jobs.total === 0 && !menu.some(ownDataset);
     const emptyId = state.jobState ? "jobs-none" : first ? "jobs-first" : "jobs-empty";
     fill($("jobs"), jobs.items.map(jobRow), emptyId);
-    announceChanges(jobs.items);
+    announceChanges([...jobs.items, ...elsewhere]);
     for (const job of jobs.items) state.jobsSeen.add(job.id);
     for (const id of ["jobs-none", "jobs-first", "jobs-empty"]) if (id !== emptyId) $(id).hidden = true;
     fill($("datasets"), datasets.items.map(datasetRow), "datasets-empty");
@@ -497,7 +514,9 @@ export async function refresh() {
     document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
     // queued or running: those listed (an admin key's list holds every key's) or, when the list shows
     // another state, the key's own (its quota counts them)
-    const live = Math.max(jobs.items.filter((j) => LIVE.has(j.state)).length, usage.concurrent_jobs.used);
+    const followedLive = elsewhere.filter((j) => LIVE.has(j.state)).length;
+    const live = Math.max(jobs.items.filter((j) => LIVE.has(j.state)).length + followedLive,
+      usage.concurrent_jobs.used);
     const more = (kind) => {
       const list = answers[kind];
       if (offsets[kind] > 0) return ` (${shownText(list, offsets[kind])} shown)`;

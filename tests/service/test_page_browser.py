@@ -996,11 +996,40 @@ def test_an_older_page_keeps_its_items_when_newer_ones_come(stack: LocalStack, t
 
 
 
+def test_a_jobs_change_of_state_is_said_while_another_page_is_shown(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """A job seen queued is followed while the list shows another page (or another state): its start and its
+    end are said in the live region as on the page that held it."""
+    from tests.service.cdp import Browser
+    from worker.lifecycle import JobStore
+
+    key = stack.create_key("changes-older-page")
+    _claimed_jobs(stack, key, range(100), live=False)
+    job = _record_job(stack, key, 100)  # the newest, queued
+    changes = "document.getElementById('changes')"
+    with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+        browser.open(f"{stack.url}/#key={key}")
+        browser.wait_for("document.body?.dataset.state === 'ready'")
+        browser.evaluate("document.getElementById('jobs-older').click()")
+        browser.wait_for("document.getElementById('jobs-range').textContent === '101–101 of 101'")
+        assert browser.evaluate(f"{changes}.textContent") == ""
+        assert JobStore.from_url(stack.redis_url).transition(job, ("queued",), state="running")
+        said = browser.wait_for(f"{changes}.textContent.includes('running') && {changes}.textContent", 20)
+        assert f"Job {job[:10]} (mug, seed 100) running." in said, said
+        _fail(stack, job, "training failed: MemoryError: out of memory")
+        said = browser.wait_for(f"{changes}.textContent.includes('failed') && {changes}.textContent", 20)
+        assert f"Job {job[:10]} (mug, seed 100) failed: training failed: MemoryError: out of memory." in said
+        assert browser.evaluate("document.getElementById('jobs-range').textContent") == "101–101 of 101"
+
+
+
 def test_the_same_run_started_twice_from_an_older_page_is_said_to_be_one(
     stack: LocalStack, synth_dir: Path, tmp_path: Path
 ) -> None:
     """The job form used while the jobs' older page is shown (the new job goes on the newest, out of sight):
-    the same run started again is said to be the job started before, not a new one, as on the newest page."""
+    the same run started again is said to be the job started before, not a new one, as on the newest page;
+    and the job's end is said in the live region."""
     from tests.service.cdp import Browser
 
     key = stack.create_key("twice-older-page")
@@ -1026,12 +1055,21 @@ def test_the_same_run_started_twice_from_an_older_page_is_said_to_be_one(
             rejoined = rf"done Job {started} is this run \(same dataset, strategy, seed and settings\), "
             rejoined += r"(queued|running) already: nothing new was queued\."
             assert re.fullmatch(rejoined, again), again
+
+            with LabelClient(stack.url, timeout=60, api_key=key) as api:  # its end said here too
+                job = api.jobs()["items"][0]
+                assert job["id"].startswith(started) and job["dataset_id"] == dataset, job
+                api.cancel(job["id"])
+            changes = "document.getElementById('changes').textContent"
+            said = browser.wait_for(f"{changes}.includes('cancelled') && {changes}", timeout=90)
+            assert f"Job {started} (mug, seed 1111) cancelled." in said, said
+            started = None
     finally:
         if started:
             with LabelClient(stack.url, timeout=60, api_key=key) as api:
                 job = api.jobs()["items"][0]
-                assert job["id"].startswith(started) and job["dataset_id"] == dataset, job
-                api.cancel(job["id"])
+                if job["state"] in ("queued", "running") and not job.get("cancel_requested"):
+                    api.cancel(job["id"])
 
 
 def test_while_the_service_cannot_be_reached_the_lists_say_so_and_their_buttons_wait(
