@@ -16,6 +16,7 @@ const PAGE_MOST = 1000; // the most items one list request may ask for (?limit=)
 const PAGE_SIZE = 100; // the items a list shows at once (its ?limit=, the API's default)
 const LISTS = ["jobs", "datasets", "models"];
 const MENU_PAGES = 10; // the job form's dataset menu reads at most this many such pages
+const FOLLOWED_MOST = 25; // the most live jobs off the page shown asked for at each refresh (followed())
 
 // GET /v1/usage as a line: each quota's use of its limit, a quota at its limit marked (its 429 or 413 comes
 // next).
@@ -89,11 +90,13 @@ function announceChanges(jobs) {
 }
 
 // The jobs seen queued or running (or started here) that the page shown does not hold (another page or
-// another state is shown): each asked for on its own until it ends, so that its start and end are said too.
-// One the service no longer shows (404) is let go.
+// another state is shown): each asked for on its own until it ends, so that its start and end are said too;
+// at most FOLLOWED_MOST (an admin key's newest page may hold 100 of every key's). One the service no longer
+// shows (404) is let go.
 async function followed(listed) {
   const shown = new Set(listed.map((job) => job.id));
-  const ids = [...(state.seenStates || [])].filter(([id, was]) => LIVE.has(was) && !shown.has(id));
+  const ids = [...(state.seenStates || [])].filter(([id, was]) => LIVE.has(was) && !shown.has(id))
+    .slice(0, FOLLOWED_MOST);
   const jobs = await Promise.all(ids.map(([id]) =>
     api(`/v1/jobs/${encodeURIComponent(id)}`, { timeoutMs: REFRESH_TIMEOUT_MS })
       .then((r) => r.json())
