@@ -10,6 +10,7 @@ from celery import Celery
 from fastapi import Depends, Query, Request
 from fastapi.dependencies.models import Dependant
 
+from api_schemas.paging import OFFSET_MAX, PAGE_MAX
 from service.errors import ApiError
 from service.guard import CALLER, KeyVerifier
 from service.keys import Caller
@@ -49,8 +50,8 @@ def caller(request: Request) -> Caller:
 
 Svc = Annotated[Services, Depends(services)]
 Who = Annotated[Caller, Depends(caller)]
-Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
-Offset = Annotated[int, Query(ge=0, le=10**9, description="Items to skip.")]
+Limit = Annotated[int, Query(ge=1, le=PAGE_MAX, description="Page size.")]
+Offset = Annotated[int, Query(ge=0, le=OFFSET_MAX, description="Items to skip.")]
 
 
 def known_query_only(request: Request) -> None:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api_schemas.datasets import DatasetList, DatasetSummary
+from api_schemas.paging import PAGE_DEFAULT
 from service import audit
 from service.datasets import ingest
 from service.deps import Limit, Offset, Services, Svc, Who
@@ -168,7 +169,7 @@ def _view(summary: dict, owner: str, caller: Caller) -> DatasetSummary:
 
 
 @router.get("", response_model=DatasetList, responses=ERRORS)
-def list_datasets(svc: Svc, caller: Who, limit: Limit = 100, offset: Offset = 0) -> DatasetList:
+def list_datasets(svc: Svc, caller: Who, limit: Limit = PAGE_DEFAULT, offset: Offset = 0) -> DatasetList:
     owner = None if caller.admin else caller.owner
     items = sorted(svc.store.iter_dataset_summaries(owner), key=lambda s: s[1]["created_at"], reverse=True)
     page = [_view(summary, held_by, caller) for held_by, summary in items[offset : offset + limit]]

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import FileResponse
 
 from api_schemas.jobs import Job, JobCreate, JobLinks, JobList, JobState, LabelRow, LabelsResponse
+from api_schemas.paging import PAGE_DEFAULT
 from models.config import Hyperparameters
 from models.dataset import SUB_LABEL_COLUMNS
 from models.inputs import InputError, check_modalities, choose_text_source, dataset_notes, text_source_note
@@ -313,7 +314,7 @@ def create_job(
 def list_jobs(
     svc: Svc,
     caller: Who,
-    limit: Limit = 100,
+    limit: Limit = PAGE_DEFAULT,
     offset: Offset = 0,
     state: Annotated[JobState | None, Query(description="Only the jobs in this state.")] = None,
 ) -> JobList:

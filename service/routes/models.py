@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from api_schemas.models import ModelCard, ModelList
+from api_schemas.paging import PAGE_DEFAULT
 from api_schemas.predict import PredictResponse
 from models.run_dir import RUN_FILES
 from service import audit
@@ -78,7 +79,7 @@ def _visible_model(svc: Services, caller: Caller, model_id: str) -> dict[str, An
 
 
 @router.get("", response_model=ModelList, responses=ERRORS)
-def list_models(svc: Svc, caller: Who, limit: Limit = 100, offset: Offset = 0) -> ModelList:
+def list_models(svc: Svc, caller: Who, limit: Limit = PAGE_DEFAULT, offset: Offset = 0) -> ModelList:
     mine = [c for c in svc.store.iter_model_cards() if caller.may_see(c.get("owner"))]
     cards = sorted(mine, key=lambda c: c["created_at"], reverse=True)
     return ModelList(items=[to_card(c) for c in cards[offset : offset + limit]], total=len(cards))
