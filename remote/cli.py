@@ -6,7 +6,8 @@
     cancel JOB_ID             cancel a queued or running job; prints its state (--json: its record)
     status JOB_ID | model MODEL_ID    the job's record, the model's card (JSON)
     download MODEL_ID         its run directory, for ``unilabel predict`` (-o DIR, default runs/MODEL_ID)
-    jobs [--state S] | datasets | models    a line each (--json: the API's list)
+    jobs [--state S] | datasets | models    a line each, newest first (--json: the API's list; a page of
+                              100: --offset N, --limit N, or --all)
     labels JOB_ID             download the learned unimodal labels (--format csv|json, -o FILE)
     report JOB_ID             download a finished job's label report (--format html|json, -o FILE)
     predict MODEL_ID          predict for --input FILE.json, or --dataset PATH [--split test] [--n 5]
@@ -54,6 +55,7 @@ from remote.listing import (
     upload_line,
     usage_table,
 )
+from remote.paging import add_page_options, fetch_list
 from remote.predict_command import predict_command
 from remote.progress import ProgressBar
 from remote.workflow import run_all
@@ -137,9 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cancel", help="cancel a queued or running job; prints its state")
     p.add_argument("job_id", help="the job's id")
     p.add_argument("--json", action="store_true", help="print the job's whole record as JSON")
-    p = sub.add_parser("jobs", help="list jobs (the newest 100), a line each")
+    p = sub.add_parser("jobs", help="list jobs, newest first, a line each (a page of 100)")
     p.add_argument("--state", choices=[s.value for s in JobState], help="only the jobs in this state")
-    sub.add_parser("datasets", help="list uploaded datasets, a line each")
+    sub.add_parser("datasets", help="list uploaded datasets, newest first, a line each (a page of 100)")
     p = sub.add_parser(
         "delete", help="delete an uploaded dataset (not while a job uses it); its models are kept"
     )
@@ -149,9 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY_ID",
         help="with an admin key: the key whose dataset it is, when several hold the id (datasets lists them)",
     )
-    sub.add_parser("models", help="list trained models, a line each")
+    sub.add_parser("models", help="list trained models, newest first, a line each (a page of 100)")
     for name in ("jobs", "datasets", "models"):
         sub.choices[name].add_argument("--json", action="store_true", help="print the API's list as JSON")
+        add_page_options(sub.choices[name], name)
     p = sub.add_parser("usage", help="this key's quotas: what it uses of each, and what is left")
     p.add_argument("--key-id", help="with an admin key: another key's (unilabel-admin keys list shows ids)")
     p.add_argument("--json", action="store_true", help="print the API's answer as JSON")
@@ -274,8 +277,10 @@ def _main(argv: list[str] | None, leaves: Interruption) -> int:
                 job = c.cancel(args.job_id)
                 _print(job if args.json else "\n".join(job_lines(job)))
             elif cmd in ("jobs", "datasets", "models"):
-                body = c.jobs(args.state) if cmd == "jobs" else getattr(c, cmd)()
-                _print(body if args.json else LIST_TABLES[cmd](body))
+                fetch = (lambda n, at: c.jobs(args.state, n, at)) if cmd == "jobs" else getattr(c, cmd)
+                body = fetch_list(fetch, args)  # --all: every page's items, as one body
+                limit = None if args.all else args.limit  # for the footer's next page
+                _print(body if args.json else LIST_TABLES[cmd](body, args.offset or 0, limit))
             elif cmd == "usage":
                 body = c.usage(args.key_id)
                 _print(body if args.json else usage_table(body))

@@ -102,8 +102,9 @@ class LabelClient:
             response = self._call("POST", "/v1/datasets", files=files, timeout=None)
             return response.json(), response.status_code == 201
 
-    def datasets(self) -> dict[str, Any]:
-        return self._call("GET", "/v1/datasets").json()
+    def datasets(self, limit: int | None = None, offset: int | None = None) -> dict[str, Any]:
+        """A page of the key's datasets, newest first: {items, total} (``limit`` None: the API's default)."""
+        return self._call("GET", "/v1/datasets", params=_page(limit, offset)).json()
 
     def delete_dataset(self, dataset_id: str, owner: str | None = None) -> None:
         """Delete an uploaded dataset (the service refuses while a queued or running job uses it). ``owner``:
@@ -142,8 +143,11 @@ class LabelClient:
     def job(self, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/jobs/{job_id}").json()
 
-    def jobs(self, state: str | None = None) -> dict[str, Any]:
-        return self._call("GET", "/v1/jobs", params={"state": state} if state else None).json()
+    def jobs(
+        self, state: str | None = None, limit: int | None = None, offset: int | None = None
+    ) -> dict[str, Any]:
+        """A page of the key's jobs (``state``: those in it), newest first: {items, total}."""
+        return self._call("GET", "/v1/jobs", params=_page(limit, offset, state=state)).json()
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._call("POST", f"/v1/jobs/{job_id}/cancel").json()
@@ -195,8 +199,9 @@ class LabelClient:
         return response.text if fmt == "html" else response.json()
 
     # models --------------------------------------------------------------------------------------
-    def models(self) -> dict[str, Any]:
-        return self._call("GET", "/v1/models").json()
+    def models(self, limit: int | None = None, offset: int | None = None) -> dict[str, Any]:
+        """A page of the key's models, newest first: {items, total}."""
+        return self._call("GET", "/v1/models", params=_page(limit, offset)).json()
 
     def model(self, model_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/models/{model_id}").json()
@@ -246,6 +251,12 @@ class LabelClient:
             if not out.exists():  # cut short: leave the filesystem as it was found
                 _remove_empty(made)
         return written, missing
+
+
+def _page(limit: int | None, offset: int | None, **query: str | None) -> dict[str, Any] | None:
+    """A list's query: only what was asked for, so that an unpaged call gets the API's own default page."""
+    params = {"limit": limit, "offset": offset, **query}
+    return {name: value for name, value in params.items() if value is not None} or None
 
 
 def _missing_folders(folder: Path) -> list[Path]:

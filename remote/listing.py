@@ -3,7 +3,8 @@ and the lists of ``jobs | datasets | models`` as aligned tables, a row per item.
 
 The API's list bodies carry every item whole (a job's 70-odd resolved hyperparameters, a model's metrics of
 every split); a person looking for the job to wait on needs its id, state and progress. ``--json`` prints the
-body as the API sent it.
+body as the API sent it (with ``--all``, every page's items in one such body). Each list ends with its count,
+or the range shown and how to see the next page (remote/paging.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from api_schemas.paging import PAGE_DEFAULT
 from api_schemas.usage import QUOTAS
 from models.cli_output import aligned  # the unilabel CLI's tables (no torch)
 
@@ -41,14 +43,23 @@ def _progress(job: dict[str, Any]) -> str:
     return f"{where}{100 * (job.get('progress') or 0.0):.0f}%"
 
 
-def _footer(body: dict[str, Any], noun: str) -> str:
-    """``no jobs``, ``1 job``, ``12 jobs`` or ``the newest 100 of 130 jobs`` (``noun`` singular)."""
+def _footer(body: dict[str, Any], noun: str, offset: int = 0, limit: int | None = None) -> str:
+    """``no jobs``, ``1 job`` or ``12 jobs`` when the list is shown whole; else the range shown and the option
+    that shows the next, older page (``jobs 101–200 of 250 (--offset 200 for older)``), with ``--limit`` too
+    when one other than the API's default was given, so the command's next page is the same size. ``noun``
+    singular; ``offset`` and ``limit`` as asked for."""
     shown, total = len(body["items"]), body["total"]
     if total == 0:
         return f"no {noun}s"
-    return (
-        f"{total} {noun}{'s' * (total > 1)}" if shown == total else f"the newest {shown} of {total} {noun}s"
-    )
+    if shown == total and offset == 0:
+        return f"{total} {noun}{'s' * (total > 1)}"
+    size = f" --limit {limit}" if limit is not None and limit != PAGE_DEFAULT else ""
+    if shown == 0:  # past the list's end: say where its oldest page starts
+        last = max(total - (limit or PAGE_DEFAULT), 0)
+        return f"no {noun}s at --offset {offset}, of {total} (--offset {last}{size} for the oldest)"
+    first, last = offset + 1, offset + shown
+    older = f" (--offset {last}{size} for older)" if last < total else ""
+    return f"{noun}s {first}–{last} of {total}{older}"
 
 
 def job_lines(job: dict[str, Any]) -> list[str]:
@@ -96,7 +107,7 @@ def finished_lines(job: dict[str, Any]) -> list[str]:
     return lines
 
 
-def jobs_table(body: dict[str, Any]) -> str:
+def jobs_table(body: dict[str, Any], offset: int = 0, limit: int | None = None) -> str:
     """A GET /v1/jobs body: id, state, strategy, seed, dataset, last update, then progress (or the error)."""
     rows = [
         [
@@ -111,10 +122,10 @@ def jobs_table(body: dict[str, Any]) -> str:
         for j in body["items"]
     ]
     header = ["job", "state", "strategy", "seed", "dataset", "updated (UTC)", "progress"]
-    return _with_footer(header, rows, _footer(body, "job"))
+    return _with_footer(header, rows, _footer(body, "job", offset, limit))
 
 
-def datasets_table(body: dict[str, Any]) -> str:
+def datasets_table(body: dict[str, Any], offset: int = 0, limit: int | None = None) -> str:
     """A GET /v1/datasets body: id, utterances, splits, upload time, the label range (rho, from the labels),
     modalities (d, or [T <= longest, d])."""
     whose = any(d.get("owner") for d in body["items"])  # an admin key's list: which key holds each
@@ -137,10 +148,10 @@ def datasets_table(body: dict[str, Any]) -> str:
             ]
         )
     header = ["dataset", "n", "splits", "uploaded (UTC)", "labels", "modalities", *(["key"] if whose else [])]
-    return _with_footer(header, rows, _footer(body, "dataset"))
+    return _with_footer(header, rows, _footer(body, "dataset", offset, limit))
 
 
-def models_table(body: dict[str, Any]) -> str:
+def models_table(body: dict[str, Any], offset: int = 0, limit: int | None = None) -> str:
     """A GET /v1/models body: id (its job's id too), strategy, seed, dataset, creation time, valid scores."""
     rows = []
     for m in body["items"]:
@@ -161,7 +172,7 @@ def models_table(body: dict[str, Any]) -> str:
             ]
         )
     header = ["model", "strategy", "seed", "dataset", "created (UTC)", "valid"]
-    return _with_footer(header, rows, _footer(body, "model"))
+    return _with_footer(header, rows, _footer(body, "model", offset, limit))
 
 
 def _with_footer(header: list[str], rows: list[list[str]], footer: str) -> str:
