@@ -107,6 +107,43 @@ async function followed(listed) {
   return jobs.filter(Boolean);
 }
 
+// The job the address names (#job=ID: a link, a bookmark, a reload): the listed one, else asked for on its
+// own, as it may be on an older page or of a state other than the one shown. One the key cannot see (unknown,
+// another key's, mistyped: 404) comes back as {id, unknown}, to be said.
+async function wantedJob(listed) {
+  const id = state.wanted;
+  if (!id) return null;
+  const found = listed.find((job) => job.id === id);
+  if (found) return found;
+  try {
+    const response = await api(`/v1/jobs/${encodeURIComponent(id)}`, { timeoutMs: REFRESH_TIMEOUT_MS });
+    return await response.json();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) return { id, unknown: true };
+    throw err;
+  }
+}
+
+// The wanted job's report opened once it has ended (closing it keeps it closed), or why it has none said.
+function openWanted(wanted) {
+  // another report opened or this one closed while it was asked for: no longer wanted; yet to end: asked
+  // again at the next refresh
+  if (!wanted || wanted.id !== state.wanted || LIVE.has(wanted.state)) return;
+  state.wanted = null;
+  if (wanted.links && wanted.links.report) {
+    showReport(wanted.id, false); // the page opens at its top: the lists, then the report below
+    return;
+  }
+  if (wanted.unknown) {
+    const which = `The address names job ${short(wanted.id)}`;
+    notify(`${which}, which this key cannot see: there is no such job, or it is another key's.`);
+  } else {
+    const why = wanted.model_deleted_at ? "its model was deleted" : `it is ${wanted.state}`;
+    notify(`Job ${short(wanted.id)} has no report: ${why}.`);
+  }
+  writeFragment();
+}
+
 function fill(table, rows, emptyId) {
   table.tBodies[0].replaceChildren(...rows);
   table.hidden = rows.length === 0;
@@ -483,7 +520,7 @@ export async function refresh() {
     state.keyId = usage.key_id;
     state.usage = usage;
     const menu = await datasetMenu(datasets, offsets.datasets);
-    const elsewhere = await followed(jobs.items);
+    const [elsewhere, wanted] = await Promise.all([followed(jobs.items), wantedJob(jobs.items)]);
     state.lastGood = new Date().toLocaleTimeString();
     setOffline(false);
     showUsage(usage);
@@ -536,17 +573,7 @@ export async function refresh() {
       $("status").classList.remove("failed");
     }
     $("updated").textContent = ` · updated ${state.lastGood}`;
-    const wanted = state.wanted && jobs.items.find((j) => j.id === state.wanted);
-    if (wanted && state.shown !== wanted.id && !LIVE.has(wanted.state)) {
-      state.wanted = null; // once: closing the report keeps it closed
-      if (wanted.links && wanted.links.report) {
-        showReport(wanted.id, false); // the page opens at its top: the lists, then the report below
-      } else {
-        const why = wanted.model_deleted_at ? "its model was deleted" : `it is ${wanted.state}`;
-        notify(`Job ${short(wanted.id)} has no report: ${why}.`);
-        writeFragment();
-      }
-    }
+    openWanted(wanted);
     // a report whose model went meanwhile (deleted from another tab or the client) is closed
     const shown = state.shown && jobs.items.find((j) => j.id === state.shown);
     if (shown && !(shown.links && shown.links.report)) closeReport();

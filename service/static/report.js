@@ -54,6 +54,7 @@ export async function showReport(jobId, scroll = true) {
   const viewer = $("viewer");
   const frame = $("viewer-frame");
   state.shown = jobId;
+  state.wanted = null; // one asked for by the address and still running gives way to this one
   writeFragment(); // the address opens this report again
   viewer.hidden = false;
   Object.assign(viewer.dataset, { jobId, state: "loading", images: "", decoded: "" });

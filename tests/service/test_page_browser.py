@@ -907,6 +907,47 @@ def test_a_cut_list_pages_to_its_older_items(
             store.transition(job, ("queued",), state="cancelled", finished_at=time.time())
 
 
+def test_a_link_opens_the_report_of_a_job_not_on_the_page_shown(
+    stack: LocalStack, synth_dir: Path, tmp_path: Path
+) -> None:
+    """`#job=ID` opens the report of any job the key sees: one older than the newest page, or of a state other
+    than the one shown (asked for with GET /v1/jobs/ID); a job without a report, or one the key cannot see,
+    is said in the notice, and the address lets it go."""
+    from tests.service.cdp import Browser
+
+    key = stack.create_key("link-older-job")
+    with LabelClient(stack.url, timeout=60, api_key=key) as api:
+        dataset = api.upload(synth_dir)["id"]
+        done = api.wait(api.submit(dataset, "copy", 3, TINY)["id"], timeout=120, poll=0.1)
+        assert done["state"] == "succeeded", done
+    claimed = _claimed_jobs(stack, key, range(100), live=False)  # newer: the done job on the older page
+    viewer = "document.getElementById('viewer')"
+    notice = "document.body?.dataset.state === 'ready' && !document.getElementById('notice').hidden"
+    notice += " && document.getElementById('notice-text').textContent"
+    with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+        for shown in ("", "&state=failed"):  # the older page; a state that leaves it out
+            browser.open(f"{stack.url}/#key={key}&job={done['id']}{shown}")
+            browser.wait_for("document.body?.dataset.state === 'ready'")
+            row = f"document.querySelector('#jobs tr[data-job-id=\"{done['id']}\"]')"
+            assert browser.evaluate(row) is None
+            browser.wait_for(f"{viewer}.dataset.state === 'shown'", timeout=20)
+            assert browser.evaluate(f"{viewer}.dataset.jobId") == done["id"]
+            assert browser.evaluate("location.hash") == f"#job={done['id']}{shown}"
+
+        browser.open(f"{stack.url}/#key={key}&state=failed&job={claimed[0]}")  # cancelled, not listed
+        said = browser.wait_for(notice, timeout=20)
+        assert said == f"Job {claimed[0][:10]} has no report: it is cancelled.", said
+        assert browser.evaluate(f"{viewer}.hidden") and browser.evaluate("location.hash") == "#state=failed"
+
+        unknown = "f" * 64
+        browser.open(f"{stack.url}/#key={key}&job={unknown}")
+        said = browser.wait_for(notice, timeout=20)
+        words = f"The address names job {unknown[:10]}, which this key cannot see: "
+        assert said == f"{words}there is no such job, or it is another key's.", said
+        assert browser.evaluate("document.body.dataset.state") == "ready"
+        assert browser.evaluate(f"{viewer}.hidden") and browser.evaluate("location.hash") == ""
+
+
 def _claimed_jobs(stack: LocalStack, key: str, seeds: range, live: bool = True) -> list[str]:
     """Jobs of ``key``'s claimed in Redis without a task, one for each seed (oldest first): queued (cancelled
     by the test after), or already cancelled (``live`` False: none counts against the key's job quotas)."""
