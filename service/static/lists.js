@@ -167,7 +167,7 @@ function focusedButton() {
 function focusAgain(target) {
   if (!target) return;
   if (target.pager) {
-    if (!$(target.pager).disabled) $(target.pager).focus();
+    $(target.pager).focus(); // never disabled (pagerOff()): focusable at the first or last page too
     return;
   }
   const owner = target.owner ? `[data-owner="${CSS.escape(target.owner)}"]` : "";
@@ -369,10 +369,17 @@ function cutText(list, offset, noun, more = "") {
 // An item as a list tells it from the others (two keys' uploads of the same files share a dataset's id).
 const itemKey = (kind, item) => (kind === "datasets" ? `${item.id} ${item.owner || ""}` : item.id);
 
+// The lists' "newer" and "older" go off with aria-disabled, not disabled: a disabled button drops the
+// keyboard's focus, and Enter pressed again on "older" at the last page would land on "newer" and go back.
+// One marked off keeps the focus, is said to be unavailable by a screen reader, and a press does nothing
+// (turnPage()).
+const pagerOff = (node, off) => node.setAttribute("aria-disabled", String(off));
+const isOff = (node) => node.getAttribute("aria-disabled") === "true";
+
 // "newer" and "older" of a list cut short, with the range it shows between them. They are above the list,
-// so that the page they ask for starts under them, and stay in place (the focus on the one pressed); the one
-// that goes off at the first or last page hands the focus to the other. The status line (a live region)
-// says the range shown. A page after the first keeps its items (newerCame()): its first is noted.
+// so that the page they ask for starts under them, and stay in place, the focus on the one pressed (off at
+// the first or last page, it keeps it). The status line (a live region) says the range shown. A page after
+// the first keeps its items (newerCame()): its first is noted.
 function pager(kind, list, offset) {
   state.listed[kind] = offset;
   const first = list.items[0];
@@ -381,17 +388,14 @@ function pager(kind, list, offset) {
   $(`${kind}-range`).textContent = rangeText(list, offset);
   const newer = $(`${kind}-newer`);
   const older = $(`${kind}-older`);
-  const focused = document.activeElement;
-  newer.disabled = offset === 0;
-  older.disabled = offset + list.items.length >= list.total;
-  if (focused === newer && newer.disabled && !older.disabled) older.focus();
-  if (focused === older && older.disabled && !newer.disabled) newer.focus();
+  pagerOff(newer, offset === 0);
+  pagerOff(older, offset + list.items.length >= list.total);
 }
 
 // The next page from the one shown (not the one asked for: a second click before it comes asks it again).
 export function turnPage(kind, step) {
   const shown = state.listed[kind];
-  if (shown === null) return;
+  if (shown === null || isOff($(`${kind}-${step < 0 ? "newer" : "older"}`))) return;
   state.offsets[kind] = Math.max(0, shown + step * PAGE_SIZE);
   refresh();
 }
@@ -422,8 +426,9 @@ function noteLists() {
 }
 
 // The buttons that send a request: every row's (a row's confirm only shows once a refresh answers), the
-// forms', the report's data and the lists' pages.
-const SENDING = "#main button[data-action], #upload-submit, #job-submit, #viewer-json, .pager button";
+// forms', the report's data; and the lists' pages, marked off instead (pagerOff()).
+const SENDING = "#main button[data-action], #upload-submit, #job-submit, #viewer-json";
+const PAGERS = ".pager button";
 
 // While refreshes fail the lists stay as they were, said to be possibly out of date, and the buttons that
 // send a request are off: a click would fail with a less clear error than the status line's. The refresh
@@ -435,6 +440,7 @@ function setOffline(offline) {
   document.body.dataset.offline = String(offline);
   if (offline) {
     for (const node of document.querySelectorAll(SENDING)) node.disabled = true;
+    for (const node of document.querySelectorAll(PAGERS)) pagerOff(node, true);
   } else {
     $("upload-submit").disabled = state.submitting.has("upload-submit");
     $("job-submit").disabled = state.submitting.has("job-submit") || state.ownDatasets === 0;

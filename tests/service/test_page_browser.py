@@ -831,7 +831,8 @@ def test_a_cut_list_pages_to_its_older_items(
 
     def buttons(kind: str) -> list[bool]:
         pager = f"document.getElementById('{kind}-pager')"
-        return browser.evaluate(f"Array.from({pager}.querySelectorAll('button'), (b) => b.disabled)")
+        off = "(b) => b.getAttribute('aria-disabled') === 'true'"  # off, yet focusable (b.disabled is not)
+        return browser.evaluate(f"Array.from({pager}.querySelectorAll('button'), {off})")
 
     text = "(id => document.getElementById(id).textContent)"
     focused = "document.activeElement.id"
@@ -859,7 +860,7 @@ def test_a_cut_list_pages_to_its_older_items(
             assert said == "101–121 of 121 datasets are shown; the job form offers all of this key's.", said
             assert " · 121 datasets (101–121 shown) · " in browser.evaluate(f"{text}('status')")
             assert buttons("datasets") == [False, True]  # the last page: nothing older
-            assert browser.evaluate(focused) == "datasets-newer"  # the focus not lost with "older"
+            assert browser.evaluate(focused) == "datasets-older"  # the focus kept on "older", now off
             assert browser.evaluate("document.getElementById('job-dataset').options.length") == 121
             refreshes = browser.evaluate("document.body.dataset.refreshes")
             browser.wait_for(f"document.body.dataset.refreshes !== '{refreshes}'")  # polled (jobs queued)
@@ -880,20 +881,20 @@ def test_a_cut_list_pages_to_its_older_items(
 
             turn("datasets", "newer", "1–100 of 121")
             assert ids("datasets")[0] == newer[-1]
-            assert browser.evaluate(focused) == "datasets-older"  # "newer" went off: the focus on "older"
+            assert browser.evaluate(focused) == "datasets-newer"  # kept on "newer", now off
 
             network = {"latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
             browser.send("Network.enable")
             browser.send("Network.emulateNetworkConditions", {**network, "offline": True})
             browser.evaluate("document.getElementById('refresh').click()")
             browser.wait_for("document.body.dataset.state === 'error'")
-            pagers = "Array.from(document.querySelectorAll('.pager button'), (b) => b.disabled)"
-            assert all(browser.evaluate(pagers)), browser.evaluate(pagers)
+            pagers = "Array.from(document.querySelectorAll('.pager button'), (b) => b.ariaDisabled)"
+            assert set(browser.evaluate(pagers)) == {"true"}, browser.evaluate(pagers)
             browser.send("Network.emulateNetworkConditions", {**network, "offline": False})
             browser.evaluate("document.getElementById('refresh').click()")
             browser.wait_for("document.body.dataset.state === 'ready'")
             assert buttons("datasets") == [True, False] and buttons("models") == [False, True]
-            assert browser.evaluate(focused) == "datasets-older"  # the keyboard's place kept
+            assert browser.evaluate(focused) == "datasets-newer"  # the keyboard's place kept
 
             turn("datasets", "older", "101–121 of 121")
             for ident in newer[:21]:  # deleted meanwhile: the list ends before the page shown
@@ -985,6 +986,47 @@ def test_a_last_page_of_one_item_says_which_it_is(stack: LocalStack, tmp_path: P
         status = browser.evaluate(f"{text}('status')")
         assert status.startswith("101 jobs (101–101 shown), "), status
 
+
+
+def test_enter_pressed_again_on_older_at_the_last_page_stays_there(stack: LocalStack, tmp_path: Path) -> None:
+    """A keyboard user presses Enter on "older" until the last page: there "older" is off (said so to a screen
+    reader) but keeps the focus, and a press does nothing; it does not hand the focus to "newer", which the
+    next Enter would press, back to the first page."""
+    from tests.service.cdp import Browser
+
+    key = stack.create_key("enter-on-older")
+    _claimed_jobs(stack, key, range(101), live=False)
+    text = "(id => document.getElementById(id).textContent)"
+    older = "document.getElementById('jobs-older')"
+
+    def enter() -> None:
+        keys = {"key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13}
+        browser.send("Input.dispatchKeyEvent", {"type": "keyDown", "text": "\r", **keys})
+        browser.send("Input.dispatchKeyEvent", {"type": "keyUp", **keys})
+
+    with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+        browser.open(f"{stack.url}/#key={key}")
+        browser.wait_for("document.body?.dataset.state === 'ready'")
+        browser.evaluate(f"{older}.focus()")
+        enter()
+        browser.wait_for(f"{text}('jobs-range') === '101–101 of 101'")
+        assert browser.evaluate(f"document.activeElement === {older} && {older}.ariaDisabled === 'true'")
+        refreshes = browser.evaluate("document.body.dataset.refreshes")
+        for _ in range(2):
+            enter()
+        time.sleep(1)
+        assert browser.evaluate("document.body.dataset.refreshes") == refreshes  # nothing asked for
+        assert browser.evaluate(f"{text}('jobs-range')") == "101–101 of 101"
+        assert browser.evaluate(f"document.activeElement === {older}")
+        browser.send("Accessibility.enable")
+        nodes = browser.send("Accessibility.getFullAXTree")["nodes"]
+        said = {
+            n["name"]["value"]: {p["name"]: p["value"].get("value") for p in n.get("properties", [])}
+            for n in nodes
+            if n["role"].get("value") == "button" and n.get("name", {}).get("value", "").endswith(" jobs")
+        }
+        assert said["older jobs"].get("disabled") is True and said["older jobs"].get("focused") is True, said
+        assert not said["newer jobs"].get("disabled"), said
 
 
 def test_an_older_page_keeps_its_items_when_newer_ones_come(stack: LocalStack, tmp_path: Path) -> None:
