@@ -450,16 +450,16 @@ function setOffline(offline) {
 }
 
 // The job form offers every dataset of the key's own, not only the listed page's: a list cut short is read
-// whole for it, in pages of the most the API gives, again only when the list's total or the first item of
-// the page shown changed (an upload or a delete, here or elsewhere, or another page), and at most MENU_PAGES
-// of them.
-async function datasetMenu(listed, offset) {
+// whole for it, in pages of the most the API gives, again only when the list's total or its newest item
+// changed (an upload or a delete, here or elsewhere; not another page), and at most MENU_PAGES of them.
+// `newest`: the list's first page, of one item when a later one is shown.
+async function datasetMenu(listed, offset, newest) {
   if (offset === 0 && listed.total <= listed.items.length) {
     state.menu = null;
     return listed.items;
   }
-  const first = listed.items[0] || {};
-  const mark = `${listed.total} ${offset} ${first.id} ${first.owner}`;
+  const first = newest.items[0] || {};
+  const mark = `${newest.total} ${first.id} ${first.owner}`;
   if (state.menu && state.menu.mark === mark) return state.menu.items;
   const items = [];
   for (let page = 0; page < MENU_PAGES && items.length < listed.total; page += 1) {
@@ -502,9 +502,12 @@ export async function refresh() {
     const offsets = { ...state.offsets }; // the pages asked for (a click meanwhile asks for another)
     const page = (kind) => `limit=${PAGE_SIZE}&offset=${offsets[kind]}`;
     const which = state.jobState ? `state=${encodeURIComponent(state.jobState)}&` : "";
-    const [jobs, datasets, models, usage] = await Promise.all(
-      [`/v1/jobs?${which}${page("jobs")}`, `/v1/datasets?${page("datasets")}`, `/v1/models?${page("models")}`,
-        "/v1/usage"].map((path) => api(path, { timeoutMs: REFRESH_TIMEOUT_MS }).then((r) => r.json())),
+    const paths = [`/v1/jobs?${which}${page("jobs")}`, `/v1/datasets?${page("datasets")}`,
+      `/v1/models?${page("models")}`, "/v1/usage"];
+    // a later page of datasets: the newest one too, which marks the job form's menu (datasetMenu())
+    if (offsets.datasets > 0) paths.push("/v1/datasets?limit=1&offset=0");
+    const [jobs, datasets, models, usage, newestDataset] = await Promise.all(
+      paths.map((path) => api(path, { timeoutMs: REFRESH_TIMEOUT_MS }).then((r) => r.json())),
     );
     const answers = { jobs, datasets, models };
     // a page the list no longer reaches gives way to its last; one that newer items pushed down follows its
@@ -525,7 +528,7 @@ export async function refresh() {
     }
     state.keyId = usage.key_id;
     state.usage = usage;
-    const menu = await datasetMenu(datasets, offsets.datasets);
+    const menu = await datasetMenu(datasets, offsets.datasets, newestDataset || datasets);
     const [elsewhere, wanted] = await Promise.all([followed(jobs.items), wantedJob(jobs.items)]);
     state.lastGood = new Date().toLocaleTimeString();
     setOffline(false);

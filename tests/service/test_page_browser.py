@@ -794,6 +794,43 @@ def test_a_cut_list_says_so_and_the_job_form_offers_every_dataset(
 
 
 
+def test_turning_the_datasets_pages_does_not_read_the_job_forms_menu_again(
+    stack: LocalStack, synth_dir: Path, tmp_path: Path
+) -> None:
+    """The job form's dataset menu, read whole when the datasets list is cut, is read again when the key's
+    datasets change (a delete, an upload), not at each turn of the list's pages: the page's fetch calls are
+    counted (fetch wrapped over the DevTools protocol, which the page's content policy does not bind)."""
+    from tests.service.cdp import Browser
+
+    key = stack.create_key("menu-kept")
+    with LabelClient(stack.url, timeout=60, api_key=key) as api:
+        oldest = api.upload(synth_dir)["id"]
+        owner = api.usage()["key_id"]
+    newer = [f"{owner}{i:048x}" for i in range(120)]
+    _copies(stack, "datasets", stack.artifact_dir / "datasets" / owner / oldest, owner, newer, True)
+    text = "(id => document.getElementById(id).textContent)"
+    options = "document.getElementById('job-dataset').options.length"
+    reads = "window.asked.filter((path) => path.startsWith('/v1/datasets?limit=1000')).length"
+    with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
+        browser.open(f"{stack.url}/#key={key}")
+        browser.wait_for(f"document.body?.dataset.state === 'ready' && {options} === 121")
+        browser.evaluate(
+            "window.asked = []; const sent = window.fetch;"
+            "window.fetch = (path, init) => { window.asked.push(String(path)); return sent(path, init); }"
+        )
+        for which, shown in (("older", "101–121"), ("newer", "1–100"), ("older", "101–121")):
+            browser.evaluate(f"document.getElementById('datasets-{which}').click()")
+            browser.wait_for(f"{text}('datasets-range') === '{shown} of 121'")
+        assert browser.evaluate(reads) == 0, browser.evaluate("window.asked")
+        assert browser.evaluate(options) == 121
+
+        shutil.rmtree(stack.artifact_dir / "datasets" / owner / newer[-1])  # the newest, deleted elsewhere
+        browser.evaluate("document.getElementById('refresh').click()")
+        browser.wait_for(f"{options} === 120")
+        assert browser.evaluate(reads) == 1, browser.evaluate("window.asked")
+        assert browser.evaluate(f"{text}('datasets-range')") == "101–120 of 120"
+
+
 def test_a_cut_list_pages_to_its_older_items(
     stack: LocalStack, jobs: dict, synth_dir: Path, tmp_path: Path
 ) -> None:
