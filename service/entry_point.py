@@ -1,8 +1,13 @@
-"""The ``unilabel-admin`` console script ([project.scripts]): service.admin's main, started by
-models.interrupts.run_console_script so that a Ctrl-C while service.admin loads says one line.
-Light on purpose: nothing heavy is imported before that handler is in place."""
+"""The service's console scripts ([project.scripts]): ``unilabel-api`` (service.serve) and ``unilabel-admin``
+(service.admin), each started by models.interrupts.run_console_script so that a Ctrl-C while its module loads
+says one line. Light on purpose: nothing heavy is imported before that handler is in place."""
 
 from models.interrupts import run_console_script
+
+
+def unilabel_api() -> int:
+    """``unilabel-api``: service.serve.main."""
+    return run_console_script("unilabel-api", "service.serve")
 
 
 def unilabel_admin() -> int:

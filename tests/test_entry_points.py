@@ -17,7 +17,12 @@ import pytest
 from tests.terminal import REPO, start_at_a_terminal
 
 SCRIPTS = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-COMMANDS = {"unilabel": "models.cli", "unilabel-remote": "remote.cli", "unilabel-admin": "service.admin"}
+COMMANDS = {
+    "unilabel": "models.cli",
+    "unilabel-remote": "remote.cli",
+    "unilabel-admin": "service.admin",
+    "unilabel-api": "service.serve",
+}
 
 SLOW_IMPORT = '''
 import os
