@@ -753,6 +753,18 @@ def _copies(stack: LocalStack, kind: str, source: Path, owner: str, ids: list[st
         (copy / name).write_text(json.dumps(made))
 
 
+def _key_with_many_datasets(stack: LocalStack, synth_dir: Path, name: str) -> tuple[str, str, str, list[str]]:
+    """A new key ``name`` with one uploaded dataset and 120 newer copies of its summary (_copies): the key,
+    its id (the owner), the uploaded dataset's id (the oldest) and the copies' ids, oldest first."""
+    key = stack.create_key(name)
+    with LabelClient(stack.url, timeout=60, api_key=key) as api:
+        oldest = api.upload(synth_dir)["id"]
+        owner = api.usage()["key_id"]
+    newer = [f"{owner}{i:048x}" for i in range(120)]
+    _copies(stack, "datasets", stack.artifact_dir / "datasets" / owner / oldest, owner, newer, True)
+    return key, owner, oldest, newer
+
+
 def test_a_cut_list_says_so_and_the_job_form_offers_every_dataset(
     stack: LocalStack, jobs: dict, synth_dir: Path, tmp_path: Path
 ) -> None:
@@ -760,12 +772,8 @@ def test_a_cut_list_says_so_and_the_job_form_offers_every_dataset(
     form still offers every dataset of the key's, the oldest (which the list leaves out) included."""
     from tests.service.cdp import Browser
 
-    key = stack.create_key("many-page")
+    key, owner, oldest, newer = _key_with_many_datasets(stack, synth_dir, "many-page")
     with LabelClient(stack.url, timeout=60, api_key=key) as api:
-        oldest = api.upload(synth_dir)["id"]
-        owner = api.usage()["key_id"]
-        newer = [f"{owner}{i:048x}" for i in range(120)]
-        _copies(stack, "datasets", stack.artifact_dir / "datasets" / owner / oldest, owner, newer, True)
         models = [f"{owner}{i:016x}" for i in range(101)]
         _copies(stack, "runs", stack.artifact_dir / "runs" / jobs["done"]["id"], owner, models, False)
         with Browser(chromium(), FLAGS, tmp_path / "profile") as browser:
@@ -802,12 +810,7 @@ def test_turning_the_datasets_pages_does_not_read_the_job_forms_menu_again(
     counted (fetch wrapped over the DevTools protocol, which the page's content policy does not bind)."""
     from tests.service.cdp import Browser
 
-    key = stack.create_key("menu-kept")
-    with LabelClient(stack.url, timeout=60, api_key=key) as api:
-        oldest = api.upload(synth_dir)["id"]
-        owner = api.usage()["key_id"]
-    newer = [f"{owner}{i:048x}" for i in range(120)]
-    _copies(stack, "datasets", stack.artifact_dir / "datasets" / owner / oldest, owner, newer, True)
+    key, owner, _, newer = _key_with_many_datasets(stack, synth_dir, "menu-kept")
     text = "(id => document.getElementById(id).textContent)"
     options = "document.getElementById('job-dataset').options.length"
     reads = "window.asked.filter((path) => path.startsWith('/v1/datasets?limit=1000')).length"
@@ -843,12 +846,7 @@ def test_a_cut_list_pages_to_its_older_items(
     from tests.service.cdp import Browser
     from worker.lifecycle import JobStore
 
-    key = stack.create_key("paging-page")
-    with LabelClient(stack.url, timeout=60, api_key=key) as api:
-        oldest = api.upload(synth_dir)["id"]
-        owner = api.usage()["key_id"]
-    newer = [f"{owner}{i:048x}" for i in range(120)]
-    _copies(stack, "datasets", stack.artifact_dir / "datasets" / owner / oldest, owner, newer, True)
+    key, owner, oldest, newer = _key_with_many_datasets(stack, synth_dir, "paging-page")
     models = [f"{owner}{i:016x}" for i in range(105)]
     _copies(stack, "runs", stack.artifact_dir / "runs" / jobs["done"]["id"], owner, models, False)
     store = JobStore.from_url(stack.redis_url)
