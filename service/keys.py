@@ -99,6 +99,7 @@ class KeyStore:
 
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
+        self._create = client.register_script(CREATE)
 
     @classmethod
     def from_url(cls, url: str, timeout_s: float | None = None) -> KeyStore:
@@ -133,7 +134,7 @@ class KeyStore:
         # answering, Ctrl-C), it made all three or none. A name taken without the other two would stand for a
         # key that `keys list` does not show and `keys revoke` cannot find, so the name could not be freed.
         fields = [part for pair in record.items() for part in pair]
-        made = self.r.register_script(CREATE)(
+        made = self._create(
             keys=[f"{PREFIX}keyname:{name}", key_name(key_id), f"{PREFIX}keys"], args=[key_id, *fields]
         )
         if not made:

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from remote.client import utterances_from_dataset
+from tests.remote_fake import reach_fake_service
 
 
 def test_utterances_follow_the_model_input_spec(small_synth: Path, tmp_path: Path) -> None:
@@ -263,17 +264,7 @@ def test_predict_that_gives_up_says_nothing_was_written(
 
     server = _Crowded(limit=4)
 
-    class Client:  # LabelClient, reaching the fake service
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            pass
-
-        def __enter__(self) -> _Crowded:
-            return server
-
-        def __exit__(self, *exc: object) -> None:
-            return None
-
-    monkeypatch.setattr(cli, "LabelClient", Client)
+    reach_fake_service(monkeypatch, server)
     paced = partial(batch_predict.predict_all, sleep=server.sleep)
     monkeypatch.setattr(predict_command, "predict_all", paced)
     batch, out = tmp_path / "batch.json", tmp_path / "preds.csv"

@@ -14,6 +14,7 @@ import pytest
 from models.interrupts import Interrupted
 from remote import batch_predict, cli
 from remote.errors import ClientError
+from tests.remote_fake import reach_fake_service
 
 URL = "http://service.test"
 CANNOT_REACH = (
@@ -40,17 +41,7 @@ class _Ending:
 
 
 def _predict(monkeypatch, tmp_path: Path, server: _Ending, output: bool) -> tuple[int, Path]:
-    class Client:  # LabelClient, reaching the fake service
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            pass
-
-        def __enter__(self) -> _Ending:
-            return server
-
-        def __exit__(self, *exc: object) -> None:
-            return None
-
-    monkeypatch.setattr(cli, "LabelClient", Client)
+    reach_fake_service(monkeypatch, server)
     monkeypatch.setattr(batch_predict, "CHUNK_UTTERANCES", 4)
     batch, out = tmp_path / "batch.json", tmp_path / "preds.csv"
     batch.write_text(json.dumps([{"id": f"u{i}"} for i in range(10)]))
